@@ -1,0 +1,385 @@
+//! The restart event: plain data describing one observed container restart, and the pure
+//! functions that derive its classified cause, signal, severity and deterministic ids.
+//!
+//! A `RestartEvent` holds everything the record mapping (`export::convert`) needs, copied out of the
+//! Pod at detection time, so no Pod object outlives the observation that produced it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::pod::SlimTerminated;
+
+/// Which list of the pod spec a container comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ContainerKind {
+    /// `spec.containers`
+    App,
+    /// `spec.initContainers` that run to completion
+    Init,
+    /// `spec.initContainers` with `restartPolicy: Always` (native sidecars)
+    Sidecar,
+    /// `spec.ephemeralContainers`: never restart, never reported; named for the schema's sake.
+    Ephemeral,
+}
+
+impl ContainerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerKind::App => "app",
+            ContainerKind::Init => "init",
+            ContainerKind::Sidecar => "sidecar",
+            ContainerKind::Ephemeral => "ephemeral",
+        }
+    }
+
+    /// Parses `app`, `init` or `sidecar` (the kinds that can restart).
+    pub fn parse_restartable(s: &str) -> Option<Self> {
+        match s {
+            "app" => Some(ContainerKind::App),
+            "init" => Some(ContainerKind::Init),
+            "sidecar" => Some(ContainerKind::Sidecar),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ContainerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The classified cause of a restart (`restart_watcher.cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cause {
+    OomKilled,
+    LivenessProbe,
+    StartupProbe,
+    AppError,
+    Completed,
+    Signal,
+    Evicted,
+    Preempted,
+    Unknown,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 9] = [
+        Cause::OomKilled,
+        Cause::LivenessProbe,
+        Cause::StartupProbe,
+        Cause::AppError,
+        Cause::Completed,
+        Cause::Signal,
+        Cause::Evicted,
+        Cause::Preempted,
+        Cause::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::OomKilled => "oom_killed",
+            Cause::LivenessProbe => "liveness_probe",
+            Cause::StartupProbe => "startup_probe",
+            Cause::AppError => "app_error",
+            Cause::Completed => "completed",
+            Cause::Signal => "signal",
+            Cause::Evicted => "evicted",
+            Cause::Preempted => "preempted",
+            Cause::Unknown => "unknown",
+        }
+    }
+
+    /// A clean exit: no `error.type`, INFO severity, span status unset.
+    pub fn is_clean(self) -> bool {
+        self == Cause::Completed
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies a restart from the container status alone (reason, exit code, signal) and the pod's
+/// own status reason. Kubelet Events (probe failures, evictions) refine this in a later stage.
+///
+/// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
+/// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
+pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
+    match pod_reason {
+        Some("Evicted") => return Cause::Evicted,
+        Some("Preempting") | Some("Preempted") => return Cause::Preempted,
+        _ => {}
+    }
+    let Some(t) = terminated else {
+        return Cause::Unknown;
+    };
+    match t.reason.as_deref() {
+        Some("OOMKilled") => Cause::OomKilled,
+        Some("Evicted") => Cause::Evicted,
+        Some("Completed") if t.exit_code == 0 => Cause::Completed,
+        _ if t.exit_code == 0 && t.signal.is_none() => Cause::Completed,
+        _ if t.signal.is_some() || t.exit_code > 128 => Cause::Signal,
+        _ => Cause::AppError,
+    }
+}
+
+/// The signal that ended a process: the runtime's `signal` field, else `exit code - 128` for
+/// exit codes 129..=159 (the shell convention the runtimes follow).
+pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
+    if let Some(s) = terminated.signal.filter(|s| *s > 0) {
+        return Some(s);
+    }
+    let code = terminated.exit_code;
+    (129..=128 + 31).contains(&code).then_some(code - 128)
+}
+
+/// Linux signal names, 1..=31.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
+        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD",
+        "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ",
+        "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ];
+    usize::try_from(signal).ok().and_then(|s| s.checked_sub(1)).and_then(|i| NAMES.get(i).copied())
+}
+
+/// A plain-words meaning for the exit codes SREs meet most, for the record's body.
+pub fn exit_code_meaning(code: i32) -> Option<&'static str> {
+    Some(match code {
+        0 => "exited cleanly",
+        1 => "general application error",
+        2 => "misuse of shell builtin or bad arguments",
+        126 => "command found but not executable",
+        127 => "command not found",
+        137 => "killed by SIGKILL (OOM kill, probe or manual kill, or the app's own exit 137)",
+        139 => "segmentation fault (SIGSEGV)",
+        143 => "terminated by SIGTERM (graceful shutdown)",
+        255 => "exit status out of range",
+        _ => return None,
+    })
+}
+
+/// Severity number of a record: ERROR (17) for OOM kills, INFO (9) for clean exits, else WARN (13).
+pub fn severity(cause: Cause) -> (i32, &'static str) {
+    match cause {
+        Cause::OomKilled => (17, "ERROR"),
+        Cause::Completed => (9, "INFO"),
+        _ => (13, "WARN"),
+    }
+}
+
+/// The pod that owns the restarted container (identity and the inputs of `service.name`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node_name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Only the `resource.opentelemetry.io/*` annotations.
+    pub annotations: BTreeMap<String, String>,
+    pub owners: Owners,
+}
+
+/// A workload object known by name (and uid where the pod's ownerReferences say it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+/// The pod's workload chain as far as it is known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owners {
+    pub replicaset: Option<OwnerRef>,
+    pub deployment: Option<OwnerRef>,
+    pub statefulset: Option<OwnerRef>,
+    pub daemonset: Option<OwnerRef>,
+    pub job: Option<OwnerRef>,
+    pub cronjob: Option<OwnerRef>,
+}
+
+/// The restarted container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub kind: Option<ContainerKind>,
+    pub image: String,
+    pub image_id: String,
+}
+
+/// The container's state now (after the restart), e.g. `waiting` / `CrashLoopBackOff`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CurrentState {
+    pub state: Option<&'static str>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One detected restart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartEvent {
+    pub pod: PodInfo,
+    pub container: ContainerInfo,
+    /// The new `restartCount`.
+    pub restart_count: u32,
+    /// Restarts that happened between two observations and of which nothing is known (k - 1).
+    pub missed: u32,
+    /// `lastState.terminated` of the instance that died; `None` when the status did not say.
+    pub terminated: Option<SlimTerminated>,
+    pub current: CurrentState,
+    /// When the agent saw the restart.
+    pub observed_at: Timestamp,
+    /// Emitted by catch-up after the agent's own downtime.
+    pub detected_late: bool,
+    pub cause: Cause,
+}
+
+impl RestartEvent {
+    /// Kind as used in the record; `app` when unknown.
+    pub fn kind(&self) -> ContainerKind {
+        self.container.kind.unwrap_or(ContainerKind::App)
+    }
+
+    /// When the old instance died: `finishedAt`, else the detection time.
+    pub fn time(&self) -> Timestamp {
+        self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
+    }
+
+    /// The deterministic restart id: the same restart gets the same id, whichever agent replica or
+    /// incarnation reports it. 32 lowercase hex characters.
+    pub fn restart_id(&self) -> String {
+        hex(&restart_digest(&self.pod.uid, &self.container.name, self.restart_count)[..16])
+    }
+
+    /// Trace id: the pod UID's 16 bytes, so every restart of a pod lands in one trace.
+    pub fn trace_id(&self) -> [u8; 16] {
+        trace_id_for_pod(&self.pod.uid)
+    }
+
+    /// Span id: 8 bytes of the restart digest, never all zero.
+    pub fn span_id(&self) -> [u8; 8] {
+        let d = restart_digest(&self.pod.uid, &self.container.name, self.restart_count);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&d[16..24]);
+        if id == [0u8; 8] {
+            id[7] = 1;
+        }
+        id
+    }
+
+    /// The signal that ended the old instance, if any.
+    pub fn signal(&self) -> Option<i32> {
+        self.terminated.as_ref().and_then(termination_signal)
+    }
+}
+
+fn restart_digest(pod_uid: &str, container: &str, restart_count: u32) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(pod_uid.as_bytes());
+    h.update([0]);
+    h.update(container.as_bytes());
+    h.update([0]);
+    h.update(restart_count.to_string().as_bytes());
+    h.finalize().into()
+}
+
+/// The 16 bytes of a UUID-formatted pod UID; for a UID that is not a UUID, the first 16 bytes of
+/// its SHA-256 (still deterministic, never all zero in practice).
+pub fn trace_id_for_pod(uid: &str) -> [u8; 16] {
+    if let Some(bytes) = parse_uuid(uid) {
+        if bytes != [0u8; 16] {
+            return bytes;
+        }
+    }
+    let d: [u8; 32] = Sha256::digest(uid.as_bytes()).into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// Parses `8-4-4-4-12` hex (or 32 bare hex digits) into 16 bytes.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    let mut nibbles = 0usize;
+    for c in s.bytes() {
+        if c == b'-' {
+            continue;
+        }
+        let v = (c as char).to_digit(16)? as u8;
+        if nibbles >= 32 {
+            return None;
+        }
+        out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+        nibbles += 1;
+    }
+    (nibbles == 32).then_some(out)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(reason: Option<&str>, exit_code: i32, signal: Option<i32>) -> SlimTerminated {
+        SlimTerminated { reason: reason.map(str::to_owned), exit_code, signal, ..Default::default() }
+    }
+
+    #[test]
+    fn status_classification_table() {
+        let cases: Vec<(&str, Option<SlimTerminated>, Option<&str>, Cause)> = vec![
+            ("oom kill with exit 137 is oom_killed", Some(term(Some("OOMKilled"), 137, None)), None, Cause::OomKilled),
+            ("exit 137 without OOMKilled is a signal, not an oom kill", Some(term(Some("Error"), 137, None)), None, Cause::Signal),
+            ("sigterm exit 143 is a signal", Some(term(Some("Error"), 143, Some(15))), None, Cause::Signal),
+            ("explicit signal field is a signal", Some(term(Some("Error"), 0, Some(9))), None, Cause::Signal),
+            ("exit 1 is an app error", Some(term(Some("Error"), 1, None)), None, Cause::AppError),
+            ("exit 2 is an app error", Some(term(Some("Error"), 2, None)), None, Cause::AppError),
+            ("container cannot run is an app error", Some(term(Some("ContainerCannotRun"), 128, None)), None, Cause::AppError),
+            ("completed exit 0 is completed", Some(term(Some("Completed"), 0, None)), None, Cause::Completed),
+            ("exit 0 without reason is completed", Some(term(None, 0, None)), None, Cause::Completed),
+            ("no termination is unknown", None, None, Cause::Unknown),
+            ("evicted pod is evicted", Some(term(Some("Error"), 137, None)), Some("Evicted"), Cause::Evicted),
+        ];
+        for (name, t, pod_reason, want) in cases {
+            assert_eq!(classify_from_status(t.as_ref(), pod_reason), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn signal_comes_from_field_else_from_exit_code_above_128() {
+        assert_eq!(termination_signal(&term(None, 143, Some(15))), Some(15));
+        assert_eq!(termination_signal(&term(None, 137, None)), Some(9));
+        assert_eq!(termination_signal(&term(None, 139, None)), Some(11));
+        assert_eq!(termination_signal(&term(None, 2, None)), None);
+        assert_eq!(termination_signal(&term(None, 255, None)), None);
+        assert_eq!(signal_name(9), Some("SIGKILL"));
+        assert_eq!(signal_name(15), Some("SIGTERM"));
+        assert_eq!(signal_name(6), Some("SIGABRT"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(64), None);
+    }
+
+    #[test]
+    fn pod_uid_is_the_trace_id() {
+        let id = trace_id_for_pod("4239abf7-1206-49a7-8747-9f93b9b7d16d");
+        assert_eq!(hex(&id), "4239abf7120649a787479f93b9b7d16d");
+        assert_eq!(parse_uuid("not-a-uuid"), None);
+        assert_ne!(trace_id_for_pod("not-a-uuid"), [0u8; 16]);
+    }
+}

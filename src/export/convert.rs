@@ -1,0 +1,382 @@
+//! Pure mapping: `RestartEvent`s to OTLP messages (`ExportLogsServiceRequest`,
+//! `ExportTraceServiceRequest`), exactly as `docs/events.md` describes. No I/O.
+//!
+//! The resource is the restarted container, not the agent, so records are grouped by resource here
+//! (the SDK's one-resource-per-provider model does not fit). The agent's identity is the
+//! instrumentation scope.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use crate::event::{severity, signal_name, Owners, PodInfo, RestartEvent};
+use crate::keys;
+
+/// Settings of the mapping that come from configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MappingConfig {
+    /// `k8s.cluster.name`, when configured.
+    pub cluster_name: Option<String>,
+    /// Pod label keys copied as `k8s.pod.label.<key>` (opt-in: labels can be high-cardinality).
+    pub pod_label_keys: Vec<String>,
+}
+
+/// Trace flag "sampled", set on records and spans: restarts are always recorded.
+const TRACE_FLAG_SAMPLED: u32 = 1;
+
+pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+pub fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        ..Default::default()
+    }
+}
+
+pub fn kv_bool(key: &str, value: bool) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }),
+        ..Default::default()
+    }
+}
+
+pub fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
+    let values = values
+        .into_iter()
+        .map(|v| AnyValue { value: Some(any_value::Value::StringValue(v)) })
+        .collect();
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
+        ..Default::default()
+    }
+}
+
+/// `service.name` as semconv's non-normative k8s guide derives it: the pod annotation, the
+/// `app.kubernetes.io/instance` and `app.kubernetes.io/name` labels, then the workload names from
+/// the most specific owner up, then the pod name, then the container name.
+pub fn service_name(pod: &PodInfo, container: &str) -> String {
+    let o: &Owners = &pod.owners;
+    let candidates = [
+        pod.annotations.get(keys::ANNOTATION_SERVICE_NAME).map(String::as_str),
+        pod.labels.get(keys::LABEL_APP_INSTANCE).map(String::as_str),
+        pod.labels.get(keys::LABEL_APP_NAME).map(String::as_str),
+        o.deployment.as_ref().map(|r| r.name.as_str()),
+        o.replicaset.as_ref().map(|r| r.name.as_str()),
+        o.statefulset.as_ref().map(|r| r.name.as_str()),
+        o.daemonset.as_ref().map(|r| r.name.as_str()),
+        o.cronjob.as_ref().map(|r| r.name.as_str()),
+        o.job.as_ref().map(|r| r.name.as_str()),
+        Some(pod.name.as_str()),
+        Some(container),
+    ];
+    candidates.into_iter().flatten().find(|s| !s.is_empty()).unwrap_or_default().to_owned()
+}
+
+/// `service.namespace`: the annotation, else the Kubernetes namespace.
+pub fn service_namespace(pod: &PodInfo) -> String {
+    pod.annotations
+        .get(keys::ANNOTATION_SERVICE_NAMESPACE)
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| pod.namespace.clone())
+}
+
+/// Splits `containerd://abc` into (`containerd`, `abc`).
+pub fn split_container_id(id: &str) -> (Option<&str>, &str) {
+    match id.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, id),
+    }
+}
+
+/// Splits an image reference into (name, tag): `repo/app:1.2` -> (`repo/app`, `1.2`). A digest
+/// reference (`repo/app@sha256:...`) has no tag.
+pub fn split_image(image: &str) -> (&str, Option<&str>) {
+    let without_digest = image.split_once('@').map_or(image, |(n, _)| n);
+    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+    match without_digest[last_slash..].rfind(':') {
+        Some(i) => {
+            let at = last_slash + i;
+            (&without_digest[..at], Some(&without_digest[at + 1..]))
+        }
+        None => (without_digest, None),
+    }
+}
+
+/// The resource of a restart record: the restarted container.
+pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyValue> {
+    let pod = &ev.pod;
+    let c = &ev.container;
+    let mut attrs = vec![
+        kv_str(keys::SERVICE_NAME, service_name(pod, &c.name)),
+        kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
+        kv_str(keys::SERVICE_INSTANCE_ID, format!("{}.{}.{}", pod.namespace, pod.name, c.name)),
+    ];
+    if let Some(cluster) = &cfg.cluster_name {
+        attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
+    }
+    attrs.push(kv_str(keys::K8S_NAMESPACE_NAME, pod.namespace.as_str()));
+    attrs.push(kv_str(keys::K8S_POD_NAME, pod.name.as_str()));
+    attrs.push(kv_str(keys::K8S_POD_UID, pod.uid.as_str()));
+    if let Some(node) = &pod.node_name {
+        attrs.push(kv_str(keys::K8S_NODE_NAME, node.as_str()));
+    }
+    attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
+    attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.restart_count)));
+    if let Some(id) = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty()) {
+        let (runtime, bare) = split_container_id(id);
+        attrs.push(kv_str(keys::CONTAINER_ID, bare));
+        if let Some(runtime) = runtime {
+            attrs.push(kv_str(keys::CONTAINER_RUNTIME_NAME, runtime));
+        }
+    }
+    if !c.image.is_empty() {
+        let (name, tag) = split_image(&c.image);
+        attrs.push(kv_str(keys::CONTAINER_IMAGE_NAME, name));
+        if let Some(tag) = tag {
+            attrs.push(kv_str_array(keys::CONTAINER_IMAGE_TAGS, vec![tag.to_owned()]));
+        }
+    }
+    if let Some((_, digest)) = c.image_id.split_once('@') {
+        // imageID is `[scheme://]repo@sha256:...`; semconv wants `repo@sha256:...`.
+        let repo = split_container_id(&c.image_id).1;
+        let repo = repo.split_once('@').map_or(repo, |(r, _)| r);
+        attrs.push(kv_str_array(keys::CONTAINER_IMAGE_REPO_DIGESTS, vec![format!("{repo}@{digest}")]));
+    }
+    let o = &pod.owners;
+    for (owner, name_key, uid_key) in [
+        (&o.replicaset, keys::K8S_REPLICASET_NAME, keys::K8S_REPLICASET_UID),
+        (&o.deployment, keys::K8S_DEPLOYMENT_NAME, keys::K8S_DEPLOYMENT_UID),
+        (&o.statefulset, keys::K8S_STATEFULSET_NAME, keys::K8S_STATEFULSET_UID),
+        (&o.daemonset, keys::K8S_DAEMONSET_NAME, keys::K8S_DAEMONSET_UID),
+        (&o.job, keys::K8S_JOB_NAME, keys::K8S_JOB_UID),
+        (&o.cronjob, keys::K8S_CRONJOB_NAME, keys::K8S_CRONJOB_UID),
+    ] {
+        if let Some(r) = owner {
+            attrs.push(kv_str(name_key, r.name.as_str()));
+            if let Some(uid) = &r.uid {
+                attrs.push(kv_str(uid_key, uid.as_str()));
+            }
+        }
+    }
+    for key in &cfg.pod_label_keys {
+        if let Some(v) = pod.labels.get(key) {
+            attrs.push(kv_str(&format!("{}{key}", keys::K8S_POD_LABEL_PREFIX), v.as_str()));
+        }
+    }
+    attrs
+}
+
+/// The record attributes: what happened (not who).
+pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
+    let mut attrs = Vec::with_capacity(16);
+    if let Some(t) = &ev.terminated {
+        if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+            attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
+        }
+        attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
+    }
+    if !ev.cause.is_clean() {
+        attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
+    }
+    if let Some(state) = ev.current.state {
+        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_STATE, state));
+    }
+    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
+        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_REASON, reason));
+    }
+    attrs.push(kv_str(keys::CONTAINER_KIND, ev.kind().as_str()));
+    if let Some(sig) = ev.signal() {
+        attrs.push(kv_int(keys::TERMINATION_SIGNAL, i64::from(sig)));
+        if let Some(name) = signal_name(sig) {
+            attrs.push(kv_str(keys::TERMINATION_SIGNAL_NAME, name));
+        }
+    }
+    if let Some(t) = &ev.terminated {
+        if let Some(started) = t.started_at {
+            attrs.push(kv_str(keys::TERMINATION_STARTED_AT, started.to_string()));
+        }
+        if let Some(msg) = t.message.as_deref().filter(|m| !m.is_empty()) {
+            attrs.push(kv_str(keys::TERMINATION_MESSAGE, cap_utf8(msg, keys::TERMINATION_MESSAGE_MAX_BYTES)));
+        }
+    }
+    if ev.missed > 0 {
+        attrs.push(kv_int(keys::RESTARTS_MISSED, i64::from(ev.missed)));
+    }
+    attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
+    if ev.detected_late {
+        attrs.push(kv_bool(keys::DETECTED_LATE, true));
+    }
+    attrs.push(kv_str(keys::CAUSE, ev.cause.as_str()));
+    attrs
+}
+
+/// Cuts a string to at most `max` bytes at a char boundary.
+pub fn cap_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The body sentence, as the schema gives it:
+/// `container checkout in pod shop/checkout-x restarted: OOMKilled (exit code 137), restart #4`,
+/// followed, where the exit code says more than the reason, by its meaning in plain words.
+pub fn body(ev: &RestartEvent) -> String {
+    let what = match &ev.terminated {
+        Some(t) => {
+            let reason = t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
+            format!("{reason} (exit code {})", t.exit_code)
+        }
+        None => "reason unknown".to_owned(),
+    };
+    let kind = match ev.kind() {
+        crate::event::ContainerKind::App => String::new(),
+        k => format!("{k} "),
+    };
+    let mut s = format!(
+        "{kind}container {} in pod {}/{} restarted: {what}, restart #{}",
+        ev.container.name, ev.pod.namespace, ev.pod.name, ev.restart_count
+    );
+    if ev.missed > 0 {
+        s.push_str(&format!(" ({} earlier restarts missed)", ev.missed));
+    }
+    if let Some(t) = &ev.terminated {
+        let self_explained = matches!(t.reason.as_deref(), Some("OOMKilled") | Some("Completed"));
+        if let Some(meaning) = crate::event::exit_code_meaning(t.exit_code).filter(|_| !self_explained) {
+            s.push_str(&format!("; exit code {}: {meaning}", t.exit_code));
+        }
+    }
+    s
+}
+
+fn nanos(t: Timestamp) -> u64 {
+    u64::try_from(t.as_nanosecond()).unwrap_or(0)
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: keys::SCOPE_NAME.to_owned(),
+        version: keys::SCOPE_VERSION.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The log record of one restart.
+pub fn log_record(ev: &RestartEvent) -> LogRecord {
+    let (severity_number, severity_text) = severity(ev.cause);
+    LogRecord {
+        time_unix_nano: nanos(ev.time()),
+        observed_time_unix_nano: nanos(ev.observed_at),
+        severity_number,
+        severity_text: severity_text.to_owned(),
+        body: Some(AnyValue { value: Some(any_value::Value::StringValue(body(ev))) }),
+        attributes: record_attributes(ev),
+        flags: TRACE_FLAG_SAMPLED,
+        trace_id: ev.trace_id().to_vec(),
+        span_id: ev.span_id().to_vec(),
+        event_name: keys::EVENT_NAME.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The span of the terminated instance, with its span event.
+pub fn span(ev: &RestartEvent) -> Span {
+    let end = ev.time();
+    let start = ev.terminated.as_ref().and_then(|t| t.started_at).filter(|s| *s <= end).unwrap_or(end);
+    let status = if ev.cause.is_clean() {
+        Status { code: status::StatusCode::Unset as i32, ..Default::default() }
+    } else {
+        Status { code: status::StatusCode::Error as i32, message: ev.cause.as_str().to_owned() }
+    };
+    Span {
+        trace_id: ev.trace_id().to_vec(),
+        span_id: ev.span_id().to_vec(),
+        flags: TRACE_FLAG_SAMPLED,
+        name: keys::SPAN_NAME.to_owned(),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: nanos(start),
+        end_time_unix_nano: nanos(end),
+        attributes: vec![kv_str(keys::RESTART_ID, ev.restart_id())],
+        events: vec![span::Event {
+            time_unix_nano: nanos(end),
+            name: keys::EVENT_NAME.to_owned(),
+            attributes: record_attributes(ev),
+            ..Default::default()
+        }],
+        status: Some(status),
+        ..Default::default()
+    }
+}
+
+/// Groups items by the resource of their event, keeping first-seen order.
+fn group_by_resource<T>(
+    events: &[RestartEvent],
+    cfg: &MappingConfig,
+    item: impl Fn(&RestartEvent) -> T,
+) -> Vec<(Resource, Vec<T>)> {
+    let mut groups: Vec<(Resource, Vec<T>)> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    for ev in events {
+        let resource = Resource { attributes: resource_attributes(ev, cfg), ..Default::default() };
+        let key = resource.encode_to_vec();
+        match index.get(&key) {
+            Some(&i) => groups[i].1.push(item(ev)),
+            None => {
+                index.insert(key, groups.len());
+                groups.push((resource, vec![item(ev)]));
+            }
+        }
+    }
+    groups
+}
+
+/// One `ExportLogsServiceRequest` for a batch of restarts, one `ResourceLogs` per distinct resource.
+pub fn logs_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportLogsServiceRequest {
+    let resource_logs = group_by_resource(events, cfg, log_record)
+        .into_iter()
+        .map(|(resource, log_records)| ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records,
+                schema_url: keys::SCHEMA_URL.to_owned(),
+            }],
+            schema_url: keys::SCHEMA_URL.to_owned(),
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }
+}
+
+/// One `ExportTraceServiceRequest` for a batch of restarts, one `ResourceSpans` per distinct resource.
+pub fn traces_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportTraceServiceRequest {
+    let resource_spans = group_by_resource(events, cfg, span)
+        .into_iter()
+        .map(|(resource, spans)| ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans, schema_url: keys::SCHEMA_URL.to_owned() }],
+            schema_url: keys::SCHEMA_URL.to_owned(),
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }
+}

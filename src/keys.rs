@@ -1,0 +1,79 @@
+//! Every wire string restart-watcher writes: attribute keys, event and span names, scope identity.
+//!
+//! Semantic-convention keys come from `opentelemetry-semantic-conventions` (v1.42 schema) wherever the
+//! convention defines them; keys in the `restart_watcher.` namespace are our own (semconv asks custom
+//! names not to squat `k8s.`). Tests assert the mapping against these constants, never against literals.
+
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+/// The OTel event name of a restart record (`LogRecord.event_name`) and of its span event.
+pub const EVENT_NAME: &str = "restart_watcher.container.restart";
+/// The name of the span covering the life of the terminated container instance (low cardinality).
+pub const SPAN_NAME: &str = "container run";
+/// Instrumentation scope name: the agent's own identity.
+pub const SCOPE_NAME: &str = "restart-watcher";
+/// Instrumentation scope version.
+pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The semantic-conventions schema the attribute keys follow.
+pub const SCHEMA_URL: &str = opentelemetry_semantic_conventions::SCHEMA_URL;
+
+// ---- resource: the restarted container ----
+pub const SERVICE_NAME: &str = semconv::SERVICE_NAME;
+pub const SERVICE_NAMESPACE: &str = semconv::SERVICE_NAMESPACE;
+pub const SERVICE_INSTANCE_ID: &str = semconv::SERVICE_INSTANCE_ID;
+pub const K8S_CLUSTER_NAME: &str = semconv::K8S_CLUSTER_NAME;
+pub const K8S_NAMESPACE_NAME: &str = semconv::K8S_NAMESPACE_NAME;
+pub const K8S_POD_NAME: &str = semconv::K8S_POD_NAME;
+pub const K8S_POD_UID: &str = semconv::K8S_POD_UID;
+pub const K8S_NODE_NAME: &str = semconv::K8S_NODE_NAME;
+pub const K8S_CONTAINER_NAME: &str = semconv::K8S_CONTAINER_NAME;
+pub const K8S_CONTAINER_RESTART_COUNT: &str = semconv::K8S_CONTAINER_RESTART_COUNT;
+pub const CONTAINER_ID: &str = semconv::CONTAINER_ID;
+pub const CONTAINER_RUNTIME_NAME: &str = semconv::CONTAINER_RUNTIME_NAME;
+pub const CONTAINER_IMAGE_NAME: &str = semconv::CONTAINER_IMAGE_NAME;
+pub const CONTAINER_IMAGE_TAGS: &str = semconv::CONTAINER_IMAGE_TAGS;
+pub const CONTAINER_IMAGE_REPO_DIGESTS: &str = semconv::CONTAINER_IMAGE_REPO_DIGESTS;
+pub const K8S_REPLICASET_NAME: &str = semconv::K8S_REPLICASET_NAME;
+pub const K8S_REPLICASET_UID: &str = semconv::K8S_REPLICASET_UID;
+pub const K8S_DEPLOYMENT_NAME: &str = semconv::K8S_DEPLOYMENT_NAME;
+pub const K8S_DEPLOYMENT_UID: &str = semconv::K8S_DEPLOYMENT_UID;
+pub const K8S_STATEFULSET_NAME: &str = semconv::K8S_STATEFULSET_NAME;
+pub const K8S_STATEFULSET_UID: &str = semconv::K8S_STATEFULSET_UID;
+pub const K8S_DAEMONSET_NAME: &str = semconv::K8S_DAEMONSET_NAME;
+pub const K8S_DAEMONSET_UID: &str = semconv::K8S_DAEMONSET_UID;
+pub const K8S_JOB_NAME: &str = semconv::K8S_JOB_NAME;
+pub const K8S_JOB_UID: &str = semconv::K8S_JOB_UID;
+pub const K8S_CRONJOB_NAME: &str = semconv::K8S_CRONJOB_NAME;
+pub const K8S_CRONJOB_UID: &str = semconv::K8S_CRONJOB_UID;
+/// Prefix of the opt-in pod label attributes: `k8s.pod.label.<key>`.
+pub const K8S_POD_LABEL_PREFIX: &str = "k8s.pod.label.";
+
+// ---- record attributes: what happened ----
+pub const K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON: &str =
+    semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON;
+pub const PROCESS_EXIT_CODE: &str = semconv::PROCESS_EXIT_CODE;
+pub const ERROR_TYPE: &str = semconv::ERROR_TYPE;
+pub const K8S_CONTAINER_STATUS_STATE: &str = semconv::K8S_CONTAINER_STATUS_STATE;
+pub const K8S_CONTAINER_STATUS_REASON: &str = semconv::K8S_CONTAINER_STATUS_REASON;
+pub const CONTAINER_KIND: &str = "restart_watcher.container.kind";
+pub const TERMINATION_SIGNAL: &str = "restart_watcher.termination.signal";
+pub const TERMINATION_SIGNAL_NAME: &str = "restart_watcher.termination.signal_name";
+pub const TERMINATION_STARTED_AT: &str = "restart_watcher.termination.started_at";
+pub const TERMINATION_MESSAGE: &str = "restart_watcher.termination.message";
+pub const RESTARTS_MISSED: &str = "restart_watcher.restarts.missed";
+pub const RESTART_ID: &str = "restart_watcher.restart.id";
+pub const DETECTED_LATE: &str = "restart_watcher.detected_late";
+pub const CAUSE: &str = "restart_watcher.cause";
+
+// ---- Kubernetes names the agent reads ----
+/// Pod annotation that sets `service.name` (semconv k8s-attributes guide, highest priority).
+pub const ANNOTATION_SERVICE_NAME: &str = "resource.opentelemetry.io/service.name";
+/// Pod annotation that sets `service.namespace`.
+pub const ANNOTATION_SERVICE_NAMESPACE: &str = "resource.opentelemetry.io/service.namespace";
+/// Well-known label used for `service.name` after the annotation.
+pub const LABEL_APP_INSTANCE: &str = "app.kubernetes.io/instance";
+/// Well-known label used for `service.name` after `app.kubernetes.io/instance`.
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
+
+/// Longest termination message copied into a record, in bytes (cut at a char boundary).
+pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4 * 1024;

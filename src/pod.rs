@@ -1,0 +1,367 @@
+//! The slim Pod: only the fields restart-watcher reads, decoded straight from the API server's JSON.
+//!
+//! A full `k8s_openapi` Pod decodes everything, `managedFields` and the
+//! `last-applied-configuration` annotation included, which is most of a Pod's bytes. This type skips
+//! them while parsing: metadata keeps the identity, labels, ownerReferences and only the
+//! `resource.opentelemetry.io/*` annotations; the spec keeps the node name and the init containers'
+//! restart policies (to tell native sidecars); the status keeps the container statuses.
+//!
+//! `metadata` is a real `ObjectMeta` (filled with only the kept fields) so the same type works with
+//! kube-rs's `watcher`, which needs `kube::Resource`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// Annotation prefix whose entries are kept (the rest, e.g. last-applied-configuration, is skipped).
+const KEPT_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
+
+/// A Pod, reduced to what the detector and the record mapping use.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimPod {
+    #[serde(default, deserialize_with = "deserialize_slim_metadata")]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: SlimPodSpec,
+    #[serde(default, deserialize_with = "deserialize_lenient_status")]
+    pub status: SlimPodStatus,
+}
+
+/// The spec fields the agent uses.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimPodSpec {
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub init_containers: Vec<SlimInitContainer>,
+}
+
+/// An init container's name and restart policy (`Always` makes it a native sidecar).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimInitContainer {
+    pub name: String,
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+}
+
+/// The status fields the agent uses. Ephemeral container statuses are not decoded: they never restart.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimPodStatus {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub container_statuses: Vec<SlimContainerStatus>,
+    #[serde(default)]
+    pub init_container_statuses: Vec<SlimContainerStatus>,
+}
+
+/// One container's status.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimContainerStatus {
+    pub name: String,
+    #[serde(default, deserialize_with = "non_negative_count")]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, rename = "imageID")]
+    pub image_id: String,
+    #[serde(default)]
+    pub state: SlimContainerState,
+    #[serde(default)]
+    pub last_state: SlimContainerState,
+}
+
+/// `state` / `lastState`: at most one of the three is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimContainerState {
+    #[serde(default)]
+    pub waiting: Option<SlimWaiting>,
+    #[serde(default)]
+    pub running: Option<IgnoredAny>,
+    #[serde(default)]
+    pub terminated: Option<SlimTerminated>,
+}
+
+/// `state.waiting`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimWaiting {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `lastState.terminated`: what is known of the instance that died.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimTerminated {
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, rename = "containerID")]
+    pub container_id: Option<String>,
+}
+
+impl SlimContainerState {
+    /// The state's name as semconv's `k8s.container.status.state` spells it.
+    pub fn name(&self) -> Option<&'static str> {
+        if self.waiting.is_some() {
+            Some("waiting")
+        } else if self.running.is_some() {
+            Some("running")
+        } else if self.terminated.is_some() {
+            Some("terminated")
+        } else {
+            None
+        }
+    }
+
+    /// The reason of the current state (`CrashLoopBackOff`, `OOMKilled`, ...), if any.
+    pub fn reason(&self) -> Option<&str> {
+        if let Some(w) = &self.waiting {
+            return w.reason.as_deref();
+        }
+        self.terminated.as_ref().and_then(|t| t.reason.as_deref())
+    }
+
+    /// The message of the current state (the back-off message of `CrashLoopBackOff`), if any.
+    pub fn message(&self) -> Option<&str> {
+        if let Some(w) = &self.waiting {
+            return w.message.as_deref();
+        }
+        self.terminated.as_ref().and_then(|t| t.message.as_deref())
+    }
+}
+
+impl SlimPod {
+    pub fn uid(&self) -> Option<&str> {
+        self.metadata.uid.as_deref().filter(|u| !u.is_empty())
+    }
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("")
+    }
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or("")
+    }
+    /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
+    pub fn is_sidecar(&self, init_container: &str) -> bool {
+        self.spec
+            .init_containers
+            .iter()
+            .any(|c| c.name == init_container && c.restart_policy.as_deref() == Some("Always"))
+    }
+}
+
+impl kube::Resource for SlimPod {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The metadata fields kept; everything else (managedFields, most annotations) is skipped unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaFields {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<KeptAnnotations>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerFields>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnerFields {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+/// Annotations, keeping only the `resource.opentelemetry.io/*` entries.
+struct KeptAnnotations(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for KeptAnnotations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeptAnnotations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut kept = BTreeMap::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key.starts_with(KEPT_ANNOTATION_PREFIX) {
+                        kept.insert(key.into_owned(), map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(KeptAnnotations(kept))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(KeptAnnotations(BTreeMap::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let Some(m) = Option::<MetaFields>::deserialize(d)? else {
+        return Ok(ObjectMeta::default());
+    };
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        labels: m.labels,
+        annotations: m.annotations.map(|a| a.0).filter(|a| !a.is_empty()),
+        owner_references: m.owner_references.map(|owners| {
+            owners
+                .into_iter()
+                .map(|o| OwnerReference {
+                    api_version: o.api_version,
+                    kind: o.kind,
+                    name: o.name,
+                    uid: o.uid,
+                    controller: o.controller,
+                    block_owner_deletion: None,
+                })
+                .collect()
+        }),
+        ..ObjectMeta::default()
+    })
+}
+
+/// A Pod's `status` is an object; in a `Status` object (an API error) the same key is a string.
+/// Accept both, so one decoder reads every object a watch stream can carry.
+pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<SlimPodStatus, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = SlimPodStatus;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a pod status object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            SlimPodStatus::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(SlimPodStatus::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(SlimPodStatus::default())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// `restartCount` is an int32 that is never negative; clamp a negative value to 0 rather than fail.
+fn non_negative_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d)?;
+    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slim_pod_keeps_only_the_fields_the_agent_uses() {
+        let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u1",
+            "labels":{"app.kubernetes.io/name":"shop"},
+            "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{huge}",
+                           "resource.opentelemetry.io/service.name":"svc"},
+            "managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}],
+            "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"r1","controller":true}]},
+          "spec":{"nodeName":"n1","initContainers":[{"name":"proxy","restartPolicy":"Always"},{"name":"migrate"}],
+                  "containers":[{"name":"app","image":"img"}]},
+          "status":{"containerStatuses":[{"name":"app","restartCount":3,"image":"img:1","imageID":"img@sha256:ab",
+             "state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 40s"}},
+             "lastState":{"terminated":{"exitCode":137,"reason":"OOMKilled","startedAt":"2026-11-20T10:00:00Z",
+                "finishedAt":"2026-11-20T10:03:20Z","containerID":"containerd://abc"}}}]}}"#;
+        let pod: SlimPod = serde_json::from_str(json).unwrap();
+        assert_eq!(pod.uid(), Some("u1"));
+        assert_eq!(pod.namespace(), "ns");
+        let annotations = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1, "only resource.opentelemetry.io/* annotations are kept");
+        assert!(pod.is_sidecar("proxy"));
+        assert!(!pod.is_sidecar("migrate"));
+        let cs = &pod.status.container_statuses[0];
+        assert_eq!(cs.restart_count, 3);
+        assert_eq!(cs.state.name(), Some("waiting"));
+        assert_eq!(cs.state.reason(), Some("CrashLoopBackOff"));
+        let t = cs.last_state.terminated.as_ref().unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+        assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].kind, "ReplicaSet");
+    }
+
+    #[test]
+    fn pod_without_status_or_container_statuses_decodes() {
+        let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"}}"#).unwrap();
+        assert!(pod.status.container_statuses.is_empty());
+        let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#).unwrap();
+        assert!(pod.status.container_statuses.is_empty());
+    }
+
+    #[test]
+    fn status_object_with_string_status_decodes_as_empty_pod_status() {
+        let pod: SlimPod =
+            serde_json::from_str(r#"{"kind":"Status","status":"Failure","message":"too old","code":410}"#).unwrap();
+        assert!(pod.uid().is_none());
+    }
+}
