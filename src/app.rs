@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use crate::detector::{Detector, KindFilter};
-use crate::export::task::{self, BatchConfig, ExportReport};
 use crate::export::Exporter;
+use crate::export::task::{self, BatchConfig, ExportReport};
 use crate::replay::{self, ReplayError, ReplayStats};
 
 /// Settings of a replay run.
@@ -55,8 +55,14 @@ pub async fn replay(
     let reader = tokio::task::spawn_blocking(move || {
         let mut detector = Detector::new(kinds);
         let mut stats = ReplayStats::default();
-        let result =
-            replay::replay(input, &source_name, &mut detector, Timestamp::now, |ev| tx.blocking_send(ev).is_ok(), &mut stats);
+        let result = replay::replay(
+            input,
+            &source_name,
+            &mut detector,
+            Timestamp::now,
+            |ev| tx.blocking_send(ev).is_ok(),
+            &mut stats,
+        );
         (result, stats)
         // `tx` is dropped here: the export task drains what is queued and ends.
     });
@@ -64,7 +70,13 @@ pub async fn replay(
         Ok(r) => r,
         Err(join) => {
             let source = std::io::Error::other(join.to_string());
-            (Err(ReplayError::Read { source_name: "replay".into(), source }), ReplayStats::default())
+            (
+                Err(ReplayError::Read {
+                    source_name: "replay".into(),
+                    source,
+                }),
+                ReplayStats::default(),
+            )
         }
     };
     let export = match exporter_task.await {
@@ -74,5 +86,9 @@ pub async fn replay(
             ExportReport::default()
         }
     };
-    ReplayOutcome { stats, export, error: result.err() }
+    ReplayOutcome {
+        stats,
+        export,
+        error: result.err(),
+    }
 }

@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use crate::event::{
-    classify_from_status, ContainerInfo, ContainerKind, CurrentState, OwnerRef, Owners, PodInfo, RestartEvent,
+    ContainerInfo, ContainerKind, CurrentState, OwnerRef, Owners, PodInfo, RestartEvent,
+    classify_from_status,
 };
 use crate::pod::{SlimContainerStatus, SlimPod};
 
@@ -37,7 +38,11 @@ pub struct KindFilter {
 
 impl Default for KindFilter {
     fn default() -> Self {
-        KindFilter { app: true, init: true, sidecar: true }
+        KindFilter {
+            app: true,
+            init: true,
+            sidecar: true,
+        }
     }
 }
 
@@ -98,7 +103,10 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(kinds: KindFilter) -> Self {
-        Detector { kinds, ..Default::default() }
+        Detector {
+            kinds,
+            ..Default::default()
+        }
     }
 
     /// Turns catch-up on: a container first seen with a last termination later than `since` is
@@ -156,7 +164,12 @@ impl Detector {
         dropped
     }
 
-    fn observe(&mut self, pod: &SlimPod, observed_at: Timestamp, deleted: bool) -> Vec<RestartEvent> {
+    fn observe(
+        &mut self,
+        pod: &SlimPod,
+        observed_at: Timestamp,
+        deleted: bool,
+    ) -> Vec<RestartEvent> {
         self.stats.observations += 1;
         let Some(uid) = pod.uid() else {
             self.stats.objects_without_uid += 1;
@@ -167,17 +180,21 @@ impl Detector {
         let known = self.pods.contains_key(&key);
         let mut rises: Vec<(&SlimContainerStatus, ContainerKind, u32, bool)> = Vec::new();
         {
-            let state = self
-                .pods
-                .entry(key)
-                .or_insert_with(|| PodState { containers: Vec::new(), seen_in: generation });
+            let state = self.pods.entry(key).or_insert_with(|| PodState {
+                containers: Vec::new(),
+                seen_in: generation,
+            });
             state.seen_in = generation;
             for (status, kind) in statuses(pod) {
                 if !self.kinds.allows(kind) {
                     continue;
                 }
                 let new = status.restart_count;
-                match state.containers.iter_mut().find(|t| t.kind == kind && *t.name == *status.name) {
+                match state
+                    .containers
+                    .iter_mut()
+                    .find(|t| t.kind == kind && *t.name == *status.name)
+                {
                     Some(t) => {
                         if new > t.restart_count {
                             rises.push((status, kind, new - t.restart_count - 1, false));
@@ -190,10 +207,17 @@ impl Detector {
                         if known && new > 0 {
                             // The pod was known before this container's status appeared: count from 0.
                             rises.push((status, kind, new - 1, false));
-                        } else if !known && new > 0 && is_after_checkpoint(status, self.catch_up_since) {
+                        } else if !known
+                            && new > 0
+                            && is_after_checkpoint(status, self.catch_up_since)
+                        {
                             rises.push((status, kind, 0, true));
                         }
-                        state.containers.push(Tracked { name: status.name.as_str().into(), kind, restart_count: new });
+                        state.containers.push(Tracked {
+                            name: status.name.as_str().into(),
+                            kind,
+                            restart_count: new,
+                        });
                     }
                 }
             }
@@ -210,13 +234,22 @@ impl Detector {
         let info = pod_info(pod, uid);
         rises
             .into_iter()
-            .map(|(status, kind, missed, late)| restart_event(&info, pod, status, kind, missed, late, observed_at))
+            .map(|(status, kind, missed, late)| {
+                restart_event(&info, pod, status, kind, missed, late, observed_at)
+            })
             .collect()
     }
 }
 
 fn is_after_checkpoint(status: &SlimContainerStatus, since: Option<Timestamp>) -> bool {
-    match (since, status.last_state.terminated.as_ref().and_then(|t| t.finished_at)) {
+    match (
+        since,
+        status
+            .last_state
+            .terminated
+            .as_ref()
+            .and_then(|t| t.finished_at),
+    ) {
         (Some(since), Some(finished)) => finished > since,
         _ => false,
     }
@@ -225,10 +258,18 @@ fn is_after_checkpoint(status: &SlimContainerStatus, since: Option<Timestamp>) -
 /// The pod's container statuses with their kinds; ephemeral containers are not decoded at all.
 fn statuses(pod: &SlimPod) -> impl Iterator<Item = (&SlimContainerStatus, ContainerKind)> {
     let init = pod.status.init_container_statuses.iter().map(move |s| {
-        let kind = if pod.is_sidecar(&s.name) { ContainerKind::Sidecar } else { ContainerKind::Init };
+        let kind = if pod.is_sidecar(&s.name) {
+            ContainerKind::Sidecar
+        } else {
+            ContainerKind::Init
+        };
         (s, kind)
     });
-    let app = pod.status.container_statuses.iter().map(|s| (s, ContainerKind::App));
+    let app = pod
+        .status
+        .container_statuses
+        .iter()
+        .map(|s| (s, ContainerKind::App));
     init.chain(app)
 }
 
@@ -258,18 +299,35 @@ pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
 pub fn owners(pod: &SlimPod) -> Owners {
     let mut owners = Owners::default();
     let refs = pod.metadata.owner_references.as_deref().unwrap_or_default();
-    let controller = refs.iter().find(|o| o.controller == Some(true)).or_else(|| refs.first());
+    let controller = refs
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| refs.first());
     let Some(o) = controller else {
         return owners;
     };
-    let owner = OwnerRef { name: o.name.clone(), uid: Some(o.uid.clone()).filter(|u| !u.is_empty()) };
+    let owner = OwnerRef {
+        name: o.name.clone(),
+        uid: Some(o.uid.clone()).filter(|u| !u.is_empty()),
+    };
     match o.kind.as_str() {
         "ReplicaSet" => {
-            let hash = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+            let hash = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("pod-template-hash"));
             if let Some(hash) = hash {
-                if let Some(dep) = o.name.strip_suffix(hash.as_str()).and_then(|d| d.strip_suffix('-')) {
+                if let Some(dep) = o
+                    .name
+                    .strip_suffix(hash.as_str())
+                    .and_then(|d| d.strip_suffix('-'))
+                {
                     if !dep.is_empty() {
-                        owners.deployment = Some(OwnerRef { name: dep.to_owned(), uid: None });
+                        owners.deployment = Some(OwnerRef {
+                            name: dep.to_owned(),
+                            uid: None,
+                        });
                     }
                 }
             }

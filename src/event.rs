@@ -110,7 +110,10 @@ impl fmt::Display for Cause {
 ///
 /// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
 /// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
-pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
+pub fn classify_from_status(
+    terminated: Option<&SlimTerminated>,
+    pod_reason: Option<&str>,
+) -> Cause {
     match pod_reason {
         Some("Evicted") => return Cause::Evicted,
         Some("Preempting") | Some("Preempted") => return Cause::Preempted,
@@ -142,12 +145,42 @@ pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
 /// Linux signal names, 1..=31.
 pub fn signal_name(signal: i32) -> Option<&'static str> {
     const NAMES: [&str; 31] = [
-        "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
-        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD",
-        "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ",
-        "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
-    usize::try_from(signal).ok().and_then(|s| s.checked_sub(1)).and_then(|i| NAMES.get(i).copied())
+    usize::try_from(signal)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| NAMES.get(i).copied())
 }
 
 /// A plain-words meaning for the exit codes SREs meet most, for the record's body.
@@ -250,7 +283,10 @@ impl RestartEvent {
 
     /// When the old instance died: `finishedAt`, else the detection time.
     pub fn time(&self) -> Timestamp {
-        self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
+        self.terminated
+            .as_ref()
+            .and_then(|t| t.finished_at)
+            .unwrap_or(self.observed_at)
     }
 
     /// The deterministic restart id: the same restart gets the same id, whichever agent replica or
@@ -338,23 +374,78 @@ mod tests {
     use super::*;
 
     fn term(reason: Option<&str>, exit_code: i32, signal: Option<i32>) -> SlimTerminated {
-        SlimTerminated { reason: reason.map(str::to_owned), exit_code, signal, ..Default::default() }
+        SlimTerminated {
+            reason: reason.map(str::to_owned),
+            exit_code,
+            signal,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn status_classification_table() {
         let cases: Vec<(&str, Option<SlimTerminated>, Option<&str>, Cause)> = vec![
-            ("oom kill with exit 137 is oom_killed", Some(term(Some("OOMKilled"), 137, None)), None, Cause::OomKilled),
-            ("exit 137 without OOMKilled is a signal, not an oom kill", Some(term(Some("Error"), 137, None)), None, Cause::Signal),
-            ("sigterm exit 143 is a signal", Some(term(Some("Error"), 143, Some(15))), None, Cause::Signal),
-            ("explicit signal field is a signal", Some(term(Some("Error"), 0, Some(9))), None, Cause::Signal),
-            ("exit 1 is an app error", Some(term(Some("Error"), 1, None)), None, Cause::AppError),
-            ("exit 2 is an app error", Some(term(Some("Error"), 2, None)), None, Cause::AppError),
-            ("container cannot run is an app error", Some(term(Some("ContainerCannotRun"), 128, None)), None, Cause::AppError),
-            ("completed exit 0 is completed", Some(term(Some("Completed"), 0, None)), None, Cause::Completed),
-            ("exit 0 without reason is completed", Some(term(None, 0, None)), None, Cause::Completed),
+            (
+                "oom kill with exit 137 is oom_killed",
+                Some(term(Some("OOMKilled"), 137, None)),
+                None,
+                Cause::OomKilled,
+            ),
+            (
+                "exit 137 without OOMKilled is a signal, not an oom kill",
+                Some(term(Some("Error"), 137, None)),
+                None,
+                Cause::Signal,
+            ),
+            (
+                "sigterm exit 143 is a signal",
+                Some(term(Some("Error"), 143, Some(15))),
+                None,
+                Cause::Signal,
+            ),
+            (
+                "explicit signal field is a signal",
+                Some(term(Some("Error"), 0, Some(9))),
+                None,
+                Cause::Signal,
+            ),
+            (
+                "exit 1 is an app error",
+                Some(term(Some("Error"), 1, None)),
+                None,
+                Cause::AppError,
+            ),
+            (
+                "exit 2 is an app error",
+                Some(term(Some("Error"), 2, None)),
+                None,
+                Cause::AppError,
+            ),
+            (
+                "container cannot run is an app error",
+                Some(term(Some("ContainerCannotRun"), 128, None)),
+                None,
+                Cause::AppError,
+            ),
+            (
+                "completed exit 0 is completed",
+                Some(term(Some("Completed"), 0, None)),
+                None,
+                Cause::Completed,
+            ),
+            (
+                "exit 0 without reason is completed",
+                Some(term(None, 0, None)),
+                None,
+                Cause::Completed,
+            ),
             ("no termination is unknown", None, None, Cause::Unknown),
-            ("evicted pod is evicted", Some(term(Some("Error"), 137, None)), Some("Evicted"), Cause::Evicted),
+            (
+                "evicted pod is evicted",
+                Some(term(Some("Error"), 137, None)),
+                Some("Evicted"),
+                Cause::Evicted,
+            ),
         ];
         for (name, t, pod_reason, want) in cases {
             assert_eq!(classify_from_status(t.as_ref(), pod_reason), want, "{name}");

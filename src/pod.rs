@@ -14,8 +14,8 @@ use std::fmt;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Annotation prefix whose entries are kept (the rest, e.g. last-applied-configuration, is skipped).
 const KEPT_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
@@ -290,7 +290,9 @@ pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Obje
 
 /// A Pod's `status` is an object; in a `Status` object (an API error) the same key is a string.
 /// Accept both, so one decoder reads every object a watch stream can carry.
-pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<SlimPodStatus, D::Error> {
+pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<SlimPodStatus, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = SlimPodStatus;
@@ -338,7 +340,11 @@ mod tests {
         assert_eq!(pod.uid(), Some("u1"));
         assert_eq!(pod.namespace(), "ns");
         let annotations = pod.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations.len(), 1, "only resource.opentelemetry.io/* annotations are kept");
+        assert_eq!(
+            annotations.len(),
+            1,
+            "only resource.opentelemetry.io/* annotations are kept"
+        );
         assert!(pod.is_sidecar("proxy"));
         assert!(!pod.is_sidecar("migrate"));
         let cs = &pod.status.container_statuses[0];
@@ -347,21 +353,28 @@ mod tests {
         assert_eq!(cs.state.reason(), Some("CrashLoopBackOff"));
         let t = cs.last_state.terminated.as_ref().unwrap();
         assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
-        assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].kind, "ReplicaSet");
+        assert_eq!(
+            pod.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "ReplicaSet"
+        );
     }
 
     #[test]
     fn pod_without_status_or_container_statuses_decodes() {
         let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"}}"#).unwrap();
         assert!(pod.status.container_statuses.is_empty());
-        let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#).unwrap();
+        let pod: SlimPod =
+            serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#)
+                .unwrap();
         assert!(pod.status.container_statuses.is_empty());
     }
 
     #[test]
     fn status_object_with_string_status_decodes_as_empty_pod_status() {
-        let pod: SlimPod =
-            serde_json::from_str(r#"{"kind":"Status","status":"Failure","message":"too old","code":410}"#).unwrap();
+        let pod: SlimPod = serde_json::from_str(
+            r#"{"kind":"Status","status":"Failure","message":"too old","code":410}"#,
+        )
+        .unwrap();
         assert!(pod.uid().is_none());
     }
 }

@@ -29,7 +29,13 @@ pub enum ReplayError {
         "{source_name}: malformed JSON after byte {byte_offset} (line {line}, column {column}): {detail}; \
          expected a stream of JSON objects (watch events, Pods or PodLists), as `kubectl get pods -A --watch --output-watch-events -o json` prints"
     )]
-    Malformed { source_name: String, byte_offset: usize, line: usize, column: usize, detail: String },
+    Malformed {
+        source_name: String,
+        byte_offset: usize,
+        line: usize,
+        column: usize,
+        detail: String,
+    },
     /// Reading the input failed.
     #[error("{source_name}: cannot read: {source}")]
     Read {
@@ -96,7 +102,11 @@ impl Envelope {
     }
 
     fn into_pod(self) -> SlimPod {
-        SlimPod { metadata: self.metadata, spec: self.spec.unwrap_or_default(), status: self.status }
+        SlimPod {
+            metadata: self.metadata,
+            spec: self.spec.unwrap_or_default(),
+            status: self.status,
+        }
     }
 
     fn describe(&self) -> String {
@@ -120,7 +130,8 @@ pub fn replay<R: Read>(
     mut emit: impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut stream = serde_json::Deserializer::from_reader(std::io::BufReader::new(input)).into_iter::<Box<RawValue>>();
+    let mut stream = serde_json::Deserializer::from_reader(std::io::BufReader::new(input))
+        .into_iter::<Box<RawValue>>();
     loop {
         let offset = stream.byte_offset();
         let raw = match stream.next() {
@@ -143,6 +154,14 @@ pub fn replay<R: Read>(
             }
         };
         stats.values += 1;
+        if !raw.get().starts_with('{') {
+            stats.skipped_not_pod += 1;
+            tracing::warn!(
+                byte_offset = offset,
+                "Skipped a JSON value that is not an object (a Pod, watch event or list)."
+            );
+            continue;
+        }
         let envelope: Envelope = match serde_json::from_str(raw.get()) {
             Ok(env) => env,
             Err(e) => {
@@ -151,19 +170,24 @@ pub fn replay<R: Read>(
                 continue;
             }
         };
-        let mut emit_all = |events: Vec<RestartEvent>, stats: &mut ReplayStats| -> Result<(), ReplayError> {
-            for ev in events {
-                stats.restarts += 1;
-                if !emit(ev) {
-                    return Err(ReplayError::SinkClosed);
+        let mut emit_all =
+            |events: Vec<RestartEvent>, stats: &mut ReplayStats| -> Result<(), ReplayError> {
+                for ev in events {
+                    stats.restarts += 1;
+                    if !emit(ev) {
+                        return Err(ReplayError::SinkClosed);
+                    }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         if let Some(event_type) = envelope.event_type.clone() {
             let Some(object) = envelope.object else {
                 stats.skipped_not_pod += 1;
-                tracing::warn!(byte_offset = offset, event_type, "Skipped a watch event without an object.");
+                tracing::warn!(
+                    byte_offset = offset,
+                    event_type,
+                    "Skipped a watch event without an object."
+                );
                 continue;
             };
             match event_type.as_str() {
@@ -190,7 +214,12 @@ pub fn replay<R: Read>(
                 }
                 _ => {
                     stats.skipped_not_pod += 1;
-                    tracing::warn!(byte_offset = offset, event_type, object = object.describe(), "Skipped a watch event that is not about a Pod.");
+                    tracing::warn!(
+                        byte_offset = offset,
+                        event_type,
+                        object = object.describe(),
+                        "Skipped a watch event that is not about a Pod."
+                    );
                 }
             }
             continue;
@@ -207,7 +236,11 @@ pub fn replay<R: Read>(
                     emit_all(events, stats)?;
                 } else {
                     stats.skipped_not_pod += 1;
-                    tracing::warn!(byte_offset = offset, object = item.describe(), "Skipped a list item that is not a Pod.");
+                    tracing::warn!(
+                        byte_offset = offset,
+                        object = item.describe(),
+                        "Skipped a list item that is not a Pod."
+                    );
                 }
             }
             detector.end_relist();
@@ -217,10 +250,19 @@ pub fn replay<R: Read>(
             emit_all(events, stats)?;
         } else if envelope.kind.as_deref() == Some("Status") {
             stats.error_events += 1;
-            tracing::warn!(byte_offset = offset, code = envelope.code, message = envelope.message.as_deref().unwrap_or(""), "The recording holds a Status (an API error).");
+            tracing::warn!(
+                byte_offset = offset,
+                code = envelope.code,
+                message = envelope.message.as_deref().unwrap_or(""),
+                "The recording holds a Status (an API error)."
+            );
         } else {
             stats.skipped_not_pod += 1;
-            tracing::warn!(byte_offset = offset, object = envelope.describe(), "Skipped an object that is not a Pod.");
+            tracing::warn!(
+                byte_offset = offset,
+                object = envelope.describe(),
+                "Skipped an object that is not a Pod."
+            );
         }
     }
     Ok(())
@@ -230,5 +272,9 @@ fn describe_json_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     // serde_json appends " at line L column C"; the caller names the position itself.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-    if e.is_eof() { format!("the stream ends inside a JSON value ({msg}); was the recording cut short?") } else { msg }
+    if e.is_eof() {
+        format!("the stream ends inside a JSON value ({msg}); was the recording cut short?")
+    } else {
+        msg
+    }
 }

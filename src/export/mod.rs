@@ -42,7 +42,10 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals { logs: true, traces: true }
+        Signals {
+            logs: true,
+            traces: true,
+        }
     }
 }
 
@@ -51,8 +54,14 @@ pub type Output = Box<dyn Write + Send>;
 
 /// An exporter of restart records.
 pub enum Exporter {
-    Console { out: Output },
-    OtlpJson { out: Output, signals: Signals, mapping: MappingConfig },
+    Console {
+        out: Output,
+    },
+    OtlpJson {
+        out: Output,
+        signals: Signals,
+        mapping: MappingConfig,
+    },
 }
 
 impl Exporter {
@@ -79,7 +88,11 @@ impl Exporter {
                 }
                 out.flush().map_err(write_err)
             }
-            Exporter::OtlpJson { out, signals, mapping } => {
+            Exporter::OtlpJson {
+                out,
+                signals,
+                mapping,
+            } => {
                 if signals.logs {
                     let line = json::logs_line(&convert::logs_request(batch, mapping))?;
                     writeln!(out, "{line}").map_err(write_err)?;

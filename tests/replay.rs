@@ -1,0 +1,223 @@
+//! End to end: recorded streams through the binary's replay, with the expected restarts written by hand.
+
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+}
+
+fn replay(args: &[&str]) -> Output {
+    bin()
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("run restart-watcher")
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// (pod, container, restart_count, reason, exit code) of every log record in OTLP/JSON output.
+fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
+    let mut recs = Vec::new();
+    for line in stdout_lines(out) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("each line is JSON");
+        let Some(rls) = v.get("resourceLogs") else {
+            continue;
+        };
+        for rl in rls.as_array().unwrap() {
+            let attr = |list: &serde_json::Value, key: &str| -> serde_json::Value {
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["key"] == key)
+                    .map(|a| a["value"].clone())
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            let res = &rl["resource"]["attributes"];
+            let pod = format!(
+                "{}/{}",
+                attr(res, "k8s.namespace.name")["stringValue"]
+                    .as_str()
+                    .unwrap(),
+                attr(res, "k8s.pod.name")["stringValue"].as_str().unwrap()
+            );
+            let container = attr(res, "k8s.container.name")["stringValue"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let count: i64 = attr(res, "k8s.container.restart_count")["intValue"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
+                let a = &rec["attributes"];
+                let reason = attr(a, "k8s.container.status.last_terminated_reason")["stringValue"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let code: i64 = attr(a, "process.exit.code")["intValue"]
+                    .as_str()
+                    .unwrap_or("-1")
+                    .parse()
+                    .unwrap();
+                recs.push((pod.clone(), container.clone(), count, reason, code));
+            }
+        }
+    }
+    recs
+}
+
+fn r(pod: &str, c: &str, n: i64, reason: &str, code: i64) -> (String, String, i64, String, i64) {
+    (pod.to_owned(), c.to_owned(), n, reason.to_owned(), code)
+}
+
+#[test]
+fn real_apiserver_recording_yields_exactly_its_four_restarts() {
+    let out = replay(&[
+        "tests/fixtures/real-apiserver-watch.json",
+        "--exporter",
+        "otlp-json",
+        "--signals",
+        "logs",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        records(&out),
+        vec![
+            r(
+                "shop/checkout-6b7f9c8d5-x2x4q",
+                "checkout",
+                1,
+                "OOMKilled",
+                137
+            ),
+            r("shop/checkout-6b7f9c8d5-x2x4q", "checkout", 2, "Error", 2),
+            r("shop/checkout-6b7f9c8d5-x2x4q", "envoy", 1, "Error", 143),
+            r("batch/report-28371-9kq2x", "report", 1, "Error", 1),
+        ]
+    );
+}
+
+#[test]
+fn shipped_example_yields_the_restarts_its_story_tells() {
+    let out = replay(&["examples/shop-cluster.watch.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout_lines(&out),
+        vec![
+            "2026-11-20T10:01:00Z shop/checkout-6c9d7f5b8-q2x7m checkout restarted #1: Error (exit code 2), now CrashLoopBackOff",
+            "2026-11-20T10:01:15Z shop/checkout-6c9d7f5b8-q2x7m checkout restarted #2: Error (exit code 2), now CrashLoopBackOff",
+            "2026-11-20T10:02:10Z shop/cart-7f8b9c6d4-m4k2p cart restarted #1: OOMKilled (exit code 137, SIGKILL)",
+            "2026-11-20T10:02:20Z batch/nightly-report-28871520-7xk4d report restarted #1: Error (exit code 1)",
+            "2026-11-20T10:02:30Z shop/frontend-5d4c8b7a9-h8j3n envoy (sidecar) restarted #1: Error (exit code 143, SIGTERM)",
+            "2026-11-20T10:03:15Z shop/checkout-6c9d7f5b8-q2x7m checkout restarted #4: Error (exit code 2), 1 missed, now CrashLoopBackOff",
+            "2026-11-20T10:05:00Z shop/db-0 postgres restarted #1: Error (exit code 137, SIGKILL)",
+        ]
+    );
+}
+
+#[test]
+fn otlp_json_writes_one_logs_and_one_traces_request_per_batch() {
+    let out = replay(&[
+        "examples/shop-cluster.watch.json",
+        "--exporter",
+        "otlp-json",
+    ]);
+    assert!(out.status.success());
+    let lines = stdout_lines(&out);
+    let logs = lines
+        .iter()
+        .filter(|l| l.starts_with("{\"resourceLogs\""))
+        .count();
+    let traces = lines
+        .iter()
+        .filter(|l| l.starts_with("{\"resourceSpans\""))
+        .count();
+    assert!(logs >= 1 && logs == traces, "logs {logs} traces {traces}");
+    assert_eq!(records(&out).len(), 7);
+    let only_traces = replay(&[
+        "examples/shop-cluster.watch.json",
+        "--exporter",
+        "otlp-json",
+        "--signals",
+        "traces",
+    ]);
+    assert!(
+        stdout_lines(&only_traces)
+            .iter()
+            .all(|l| l.starts_with("{\"resourceSpans\""))
+    );
+}
+
+#[test]
+fn replay_reads_standard_input_and_pretty_or_compact_json() {
+    use std::io::Write;
+    let compact: String = std::fs::read_to_string("examples/shop-cluster.watch.json")
+        .unwrap()
+        .split("\n}\n")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            serde_json::from_str::<serde_json::Value>(&format!("{s}\n}}"))
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let mut child = bin()
+        .args(["replay", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(compact.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(stdout_lines(&out).len(), 7);
+}
+
+#[test]
+fn pod_lists_are_snapshots_and_plain_pods_are_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lists.json");
+    let pod = |uid: &str, name: &str, n: u32| {
+        serde_json::json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "status": {"containerStatuses": [{"name": "app", "restartCount": n,
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z"}}}]}})
+    };
+    let a = "aaaaaaaa-0000-0000-0000-000000000000";
+    let b = "bbbbbbbb-0000-0000-0000-000000000000";
+    let stream = [
+        serde_json::json!({"kind": "List", "apiVersion": "v1", "items": [pod(a, "a", 0), pod(b, "b", 0)]}),
+        pod(a, "a", 1), // -w -o json: a plain Pod update: a restart
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "items": [pod(a, "a", 1)]}), // b gone
+        pod(b, "b", 5), // b seen again: its state was dropped, so this is a new baseline
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    std::fs::write(&path, stream).unwrap();
+    let out = replay(&[path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("ns/a app restarted #1"));
+}

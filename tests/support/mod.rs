@@ -1,0 +1,154 @@
+//! Shared test support: builders for Pod JSON as the API server writes it.
+#![allow(dead_code)]
+
+use restart_watcher::pod::SlimPod;
+use serde_json::{Value, json};
+
+/// A container status to put in a pod.
+#[derive(Clone)]
+pub struct C {
+    pub name: &'static str,
+    pub restarts: u32,
+    pub last: Option<Value>,
+    pub state: Value,
+}
+
+/// A container `name` with `restarts`, running, no last termination.
+pub fn c(name: &'static str, restarts: u32) -> C {
+    C {
+        name,
+        restarts,
+        last: None,
+        state: json!({"running": {"startedAt": "2026-11-20T10:00:00Z"}}),
+    }
+}
+
+impl C {
+    /// Sets `lastState.terminated`.
+    pub fn died(mut self, reason: &str, exit_code: i32, finished_at: &str) -> C {
+        self.last = Some(json!({"terminated": {
+            "reason": reason, "exitCode": exit_code,
+            "startedAt": "2026-11-20T09:00:00Z", "finishedAt": finished_at,
+            "containerID": format!("containerd://{}{}", self.name, self.restarts)}}));
+        self
+    }
+    /// Sets the current state to waiting with `reason`.
+    pub fn waiting(mut self, reason: &str) -> C {
+        self.state = json!({"waiting": {"reason": reason, "message": "back-off 40s restarting failed container"}});
+        self
+    }
+    fn status(&self) -> Value {
+        let mut v = json!({"name": self.name, "restartCount": self.restarts, "ready": true,
+                           "image": format!("registry.example.com/{}:1.0", self.name),
+                           "imageID": format!("registry.example.com/{}@sha256:0123", self.name),
+                           "state": self.state});
+        if let Some(last) = &self.last {
+            v["lastState"] = last.clone();
+        } else {
+            v["lastState"] = json!({});
+        }
+        v
+    }
+}
+
+/// Builds a Pod object.
+#[derive(Clone)]
+pub struct PodB {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub app: Vec<C>,
+    pub init: Vec<C>,
+    pub sidecars: Vec<&'static str>,
+    pub ephemeral: Vec<C>,
+    pub extra_status: Value,
+    pub with_status: bool,
+}
+
+pub fn pod(uid: &str) -> PodB {
+    PodB {
+        uid: uid.to_owned(),
+        name: format!("pod-{uid}"),
+        namespace: "shop".into(),
+        app: vec![],
+        init: vec![],
+        sidecars: vec![],
+        ephemeral: vec![],
+        extra_status: json!({}),
+        with_status: true,
+    }
+}
+
+impl PodB {
+    pub fn named(mut self, ns: &str, name: &str) -> Self {
+        self.namespace = ns.into();
+        self.name = name.into();
+        self
+    }
+    pub fn app(mut self, c: C) -> Self {
+        self.app.push(c);
+        self
+    }
+    pub fn init(mut self, c: C) -> Self {
+        self.init.push(c);
+        self
+    }
+    /// An init container with `restartPolicy: Always` (a native sidecar).
+    pub fn sidecar(mut self, c: C) -> Self {
+        self.sidecars.push(c.name);
+        self.init.push(c);
+        self
+    }
+    pub fn ephemeral(mut self, c: C) -> Self {
+        self.ephemeral.push(c);
+        self
+    }
+    pub fn ready(mut self, ready: bool) -> Self {
+        self.extra_status = json!({"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}],
+                                   "podIP": if ready {"10.0.0.1"} else {"10.0.0.2"}});
+        self
+    }
+    pub fn without_status(mut self) -> Self {
+        self.with_status = false;
+        self
+    }
+    pub fn json(&self) -> Value {
+        let init_specs: Vec<Value> = self
+            .init
+            .iter()
+            .map(|c| {
+                if self.sidecars.contains(&c.name) {
+                    json!({"name": c.name, "image": "x", "restartPolicy": "Always"})
+                } else {
+                    json!({"name": c.name, "image": "x"})
+                }
+            })
+            .collect();
+        let mut v = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid,
+                         "resourceVersion": "1", "labels": {"app.kubernetes.io/name": "shop-app"},
+                         "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]},
+            "spec": {"nodeName": "node-a", "initContainers": init_specs,
+                     "containers": self.app.iter().map(|c| json!({"name": c.name, "image": "x"})).collect::<Vec<_>>()},
+        });
+        if self.with_status {
+            let mut status = json!({
+                "phase": "Running",
+                "containerStatuses": self.app.iter().map(C::status).collect::<Vec<_>>(),
+                "initContainerStatuses": self.init.iter().map(C::status).collect::<Vec<_>>(),
+                "ephemeralContainerStatuses": self.ephemeral.iter().map(C::status).collect::<Vec<_>>(),
+            });
+            if let Some(extra) = self.extra_status.as_object() {
+                for (k, val) in extra {
+                    status[k] = val.clone();
+                }
+            }
+            v["status"] = status;
+        }
+        v
+    }
+    pub fn slim(&self) -> SlimPod {
+        serde_json::from_value(self.json()).expect("builder produces a decodable pod")
+    }
+}
