@@ -70,13 +70,7 @@ pub async fn replay(
         Ok(r) => r,
         Err(join) => {
             let source = std::io::Error::other(join.to_string());
-            (
-                Err(ReplayError::Read {
-                    source_name: "replay".into(),
-                    source,
-                }),
-                ReplayStats::default(),
-            )
+            (Err(ReplayError::Read { source_name: "replay".into(), source }), ReplayStats::default())
         }
     };
     let export = match exporter_task.await {
@@ -86,9 +80,5 @@ pub async fn replay(
             ExportReport::default()
         }
     };
-    ReplayOutcome {
-        stats,
-        export,
-        error: result.err(),
-    }
+    ReplayOutcome { stats, export, error: result.err() }
 }

@@ -16,12 +16,7 @@ pub struct Cli {
     pub command: Command,
 
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax), written to stderr.
-    #[arg(
-        long,
-        env = "RESTART_WATCHER_LOG",
-        default_value = "info",
-        global = true
-    )]
+    #[arg(long, env = "RESTART_WATCHER_LOG", default_value = "info", global = true)]
     pub log: String,
 
     /// Format of the agent's own logs.
@@ -101,13 +96,7 @@ pub struct OutputArgs {
     pub exporter: ExporterKind,
 
     /// OTLP signals to write, comma-separated: each restart is a log record (an event) and a span.
-    #[arg(
-        long,
-        env = "RESTART_WATCHER_SIGNALS",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "logs,traces"
-    )]
+    #[arg(long, env = "RESTART_WATCHER_SIGNALS", value_enum, value_delimiter = ',', default_value = "logs,traces")]
     pub signals: Vec<SignalArg>,
 
     /// `k8s.cluster.name` on every record's resource.
@@ -122,21 +111,13 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     pub fn signals(&self) -> Signals {
-        Signals {
-            logs: self.signals.contains(&SignalArg::Logs),
-            traces: self.signals.contains(&SignalArg::Traces),
-        }
+        Signals { logs: self.signals.contains(&SignalArg::Logs), traces: self.signals.contains(&SignalArg::Traces) }
     }
 
     pub fn mapping(&self) -> MappingConfig {
         MappingConfig {
             cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
-            pod_label_keys: self
-                .pod_label_keys
-                .iter()
-                .filter(|k| !k.is_empty())
-                .cloned()
-                .collect(),
+            pod_label_keys: self.pod_label_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         }
     }
 }

@@ -23,8 +23,7 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use crate::event::{
-    ContainerInfo, ContainerKind, CurrentState, OwnerRef, Owners, PodInfo, RestartEvent,
-    classify_from_status,
+    ContainerInfo, ContainerKind, CurrentState, OwnerRef, Owners, PodInfo, RestartEvent, classify_from_status,
 };
 use crate::pod::{SlimContainerStatus, SlimPod};
 
@@ -38,11 +37,7 @@ pub struct KindFilter {
 
 impl Default for KindFilter {
     fn default() -> Self {
-        KindFilter {
-            app: true,
-            init: true,
-            sidecar: true,
-        }
+        KindFilter { app: true, init: true, sidecar: true }
     }
 }
 
@@ -103,10 +98,7 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(kinds: KindFilter) -> Self {
-        Detector {
-            kinds,
-            ..Default::default()
-        }
+        Detector { kinds, ..Default::default() }
     }
 
     /// Turns catch-up on: a container first seen with a last termination later than `since` is
@@ -138,6 +130,41 @@ impl Detector {
         self.observe(pod, observed_at, false)
     }
 
+    /// The fast path: when an update of a known pod shows exactly the counts already accounted
+    /// for (the common case: readiness, IPs, conditions), marks the pod seen and returns `true`;
+    /// the caller then need not decode the rest of the object. Returns `false` when the update
+    /// must go through [`Detector::apply`] (unknown pod, a count changed, a new container).
+    pub fn unchanged(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
+        let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+            return false;
+        };
+        let generation = self.generation;
+        let kinds = self.kinds;
+        let Some(state) = self.pods.get_mut(&pod_key(uid)) else {
+            return false;
+        };
+        let same = |statuses: &[crate::pod::ProbeCount<'_>], app: bool| {
+            statuses.iter().all(|c| {
+                let tracked = state.containers.iter().find(|t| {
+                    *t.name == *c.name && if app { t.kind == ContainerKind::App } else { t.kind != ContainerKind::App }
+                });
+                match tracked {
+                    Some(t) => t.restart_count == c.restart_count,
+                    // Not tracked: fine only if no kind it could be is reported.
+                    None if app => !kinds.app,
+                    None => !kinds.init && !kinds.sidecar,
+                }
+            })
+        };
+        if same(&probe.status.container_statuses, true) && same(&probe.status.init_container_statuses, false) {
+            state.seen_in = generation;
+            self.stats.observations += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A pod was deleted: its final object is compared, then its state is dropped.
     pub fn delete(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<RestartEvent> {
         self.observe(pod, observed_at, true)
@@ -164,12 +191,7 @@ impl Detector {
         dropped
     }
 
-    fn observe(
-        &mut self,
-        pod: &SlimPod,
-        observed_at: Timestamp,
-        deleted: bool,
-    ) -> Vec<RestartEvent> {
+    fn observe(&mut self, pod: &SlimPod, observed_at: Timestamp, deleted: bool) -> Vec<RestartEvent> {
         self.stats.observations += 1;
         let Some(uid) = pod.uid() else {
             self.stats.objects_without_uid += 1;
@@ -180,21 +202,15 @@ impl Detector {
         let known = self.pods.contains_key(&key);
         let mut rises: Vec<(&SlimContainerStatus, ContainerKind, u32, bool)> = Vec::new();
         {
-            let state = self.pods.entry(key).or_insert_with(|| PodState {
-                containers: Vec::new(),
-                seen_in: generation,
-            });
+            let state =
+                self.pods.entry(key).or_insert_with(|| PodState { containers: Vec::new(), seen_in: generation });
             state.seen_in = generation;
             for (status, kind) in statuses(pod) {
                 if !self.kinds.allows(kind) {
                     continue;
                 }
                 let new = status.restart_count;
-                match state
-                    .containers
-                    .iter_mut()
-                    .find(|t| t.kind == kind && *t.name == *status.name)
-                {
+                match state.containers.iter_mut().find(|t| t.kind == kind && *t.name == *status.name) {
                     Some(t) => {
                         if new > t.restart_count {
                             rises.push((status, kind, new - t.restart_count - 1, false));
@@ -207,17 +223,10 @@ impl Detector {
                         if known && new > 0 {
                             // The pod was known before this container's status appeared: count from 0.
                             rises.push((status, kind, new - 1, false));
-                        } else if !known
-                            && new > 0
-                            && is_after_checkpoint(status, self.catch_up_since)
-                        {
+                        } else if !known && new > 0 && is_after_checkpoint(status, self.catch_up_since) {
                             rises.push((status, kind, 0, true));
                         }
-                        state.containers.push(Tracked {
-                            name: status.name.as_str().into(),
-                            kind,
-                            restart_count: new,
-                        });
+                        state.containers.push(Tracked { name: status.name.as_str().into(), kind, restart_count: new });
                     }
                 }
             }
@@ -234,22 +243,13 @@ impl Detector {
         let info = pod_info(pod, uid);
         rises
             .into_iter()
-            .map(|(status, kind, missed, late)| {
-                restart_event(&info, pod, status, kind, missed, late, observed_at)
-            })
+            .map(|(status, kind, missed, late)| restart_event(&info, pod, status, kind, missed, late, observed_at))
             .collect()
     }
 }
 
 fn is_after_checkpoint(status: &SlimContainerStatus, since: Option<Timestamp>) -> bool {
-    match (
-        since,
-        status
-            .last_state
-            .terminated
-            .as_ref()
-            .and_then(|t| t.finished_at),
-    ) {
+    match (since, status.last_state.terminated.as_ref().and_then(|t| t.finished_at)) {
         (Some(since), Some(finished)) => finished > since,
         _ => false,
     }
@@ -258,18 +258,10 @@ fn is_after_checkpoint(status: &SlimContainerStatus, since: Option<Timestamp>) -
 /// The pod's container statuses with their kinds; ephemeral containers are not decoded at all.
 fn statuses(pod: &SlimPod) -> impl Iterator<Item = (&SlimContainerStatus, ContainerKind)> {
     let init = pod.status.init_container_statuses.iter().map(move |s| {
-        let kind = if pod.is_sidecar(&s.name) {
-            ContainerKind::Sidecar
-        } else {
-            ContainerKind::Init
-        };
+        let kind = if pod.is_sidecar(&s.name) { ContainerKind::Sidecar } else { ContainerKind::Init };
         (s, kind)
     });
-    let app = pod
-        .status
-        .container_statuses
-        .iter()
-        .map(|s| (s, ContainerKind::App));
+    let app = pod.status.container_statuses.iter().map(|s| (s, ContainerKind::App));
     init.chain(app)
 }
 
@@ -281,14 +273,15 @@ fn pod_key(uid: &str) -> u128 {
 
 /// Identity and workload of the pod, copied out for the record.
 pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
+    let labels = pod.labels();
     PodInfo {
         namespace: pod.namespace().to_owned(),
         name: pod.name().to_owned(),
         uid: uid.to_owned(),
         node_name: pod.spec.node_name.clone(),
-        labels: pod.metadata.labels.clone().unwrap_or_default(),
-        annotations: pod.metadata.annotations.clone().unwrap_or_default(),
-        owners: owners(pod),
+        owners: owners(pod, &labels),
+        labels,
+        annotations: pod.annotations(),
     }
 }
 
@@ -296,40 +289,23 @@ pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
 /// Kubernetes itself applies: the ReplicaSet is named `<deployment>-<pod-template-hash>`, and the pod
 /// carries that hash as its `pod-template-hash` label. (A metadata watch of ReplicaSets would also
 /// give the Deployment's uid; the name rule gives the name only.)
-pub fn owners(pod: &SlimPod) -> Owners {
+pub fn owners(pod: &SlimPod, labels: &std::collections::BTreeMap<String, String>) -> Owners {
     let mut owners = Owners::default();
-    let refs = pod.metadata.owner_references.as_deref().unwrap_or_default();
-    let controller = refs
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .or_else(|| refs.first());
+    let refs = pod.owner_references();
+    let controller = refs.iter().find(|o| o.controller == Some(true)).or_else(|| refs.first());
     let Some(o) = controller else {
         return owners;
     };
-    let owner = OwnerRef {
-        name: o.name.clone(),
-        uid: Some(o.uid.clone()).filter(|u| !u.is_empty()),
-    };
+    let owner = OwnerRef { name: o.name.clone(), uid: Some(o.uid.clone()).filter(|u| !u.is_empty()) };
     match o.kind.as_str() {
         "ReplicaSet" => {
-            let hash = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("pod-template-hash"));
-            if let Some(hash) = hash {
-                if let Some(dep) = o
-                    .name
-                    .strip_suffix(hash.as_str())
-                    .and_then(|d| d.strip_suffix('-'))
-                {
-                    if !dep.is_empty() {
-                        owners.deployment = Some(OwnerRef {
-                            name: dep.to_owned(),
-                            uid: None,
-                        });
-                    }
-                }
+            let hash = labels.get("pod-template-hash");
+            let deployment = hash
+                .and_then(|hash| o.name.strip_suffix(hash.as_str()))
+                .and_then(|d| d.strip_suffix('-'))
+                .filter(|d| !d.is_empty());
+            if let Some(dep) = deployment {
+                owners.deployment = Some(OwnerRef { name: dep.to_owned(), uid: None });
             }
             owners.replicaset = Some(owner);
         }

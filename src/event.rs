@@ -110,10 +110,7 @@ impl fmt::Display for Cause {
 ///
 /// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
 /// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
-pub fn classify_from_status(
-    terminated: Option<&SlimTerminated>,
-    pod_reason: Option<&str>,
-) -> Cause {
+pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
     match pod_reason {
         Some("Evicted") => return Cause::Evicted,
         Some("Preempting") | Some("Preempted") => return Cause::Preempted,
@@ -177,10 +174,7 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
         "SIGPWR",
         "SIGSYS",
     ];
-    usize::try_from(signal)
-        .ok()
-        .and_then(|s| s.checked_sub(1))
-        .and_then(|i| NAMES.get(i).copied())
+    usize::try_from(signal).ok().and_then(|s| s.checked_sub(1)).and_then(|i| NAMES.get(i).copied())
 }
 
 /// A plain-words meaning for the exit codes SREs meet most, for the record's body.
@@ -283,10 +277,7 @@ impl RestartEvent {
 
     /// When the old instance died: `finishedAt`, else the detection time.
     pub fn time(&self) -> Timestamp {
-        self.terminated
-            .as_ref()
-            .and_then(|t| t.finished_at)
-            .unwrap_or(self.observed_at)
+        self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
     }
 
     /// The deterministic restart id: the same restart gets the same id, whichever agent replica or
@@ -330,10 +321,8 @@ fn restart_digest(pod_uid: &str, container: &str, restart_count: u32) -> [u8; 32
 /// The 16 bytes of a UUID-formatted pod UID; for a UID that is not a UUID, the first 16 bytes of
 /// its SHA-256 (still deterministic, never all zero in practice).
 pub fn trace_id_for_pod(uid: &str) -> [u8; 16] {
-    if let Some(bytes) = parse_uuid(uid) {
-        if bytes != [0u8; 16] {
-            return bytes;
-        }
+    if let Some(bytes) = parse_uuid(uid).filter(|b| *b != [0u8; 16]) {
+        return bytes;
     }
     let d: [u8; 32] = Sha256::digest(uid.as_bytes()).into();
     let mut id = [0u8; 16];
@@ -353,7 +342,7 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         if nibbles >= 32 {
             return None;
         }
-        out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
         nibbles += 1;
     }
     (nibbles == 32).then_some(out)
@@ -374,78 +363,33 @@ mod tests {
     use super::*;
 
     fn term(reason: Option<&str>, exit_code: i32, signal: Option<i32>) -> SlimTerminated {
-        SlimTerminated {
-            reason: reason.map(str::to_owned),
-            exit_code,
-            signal,
-            ..Default::default()
-        }
+        SlimTerminated { reason: reason.map(str::to_owned), exit_code, signal, ..Default::default() }
     }
 
     #[test]
     fn status_classification_table() {
         let cases: Vec<(&str, Option<SlimTerminated>, Option<&str>, Cause)> = vec![
-            (
-                "oom kill with exit 137 is oom_killed",
-                Some(term(Some("OOMKilled"), 137, None)),
-                None,
-                Cause::OomKilled,
-            ),
+            ("oom kill with exit 137 is oom_killed", Some(term(Some("OOMKilled"), 137, None)), None, Cause::OomKilled),
             (
                 "exit 137 without OOMKilled is a signal, not an oom kill",
                 Some(term(Some("Error"), 137, None)),
                 None,
                 Cause::Signal,
             ),
-            (
-                "sigterm exit 143 is a signal",
-                Some(term(Some("Error"), 143, Some(15))),
-                None,
-                Cause::Signal,
-            ),
-            (
-                "explicit signal field is a signal",
-                Some(term(Some("Error"), 0, Some(9))),
-                None,
-                Cause::Signal,
-            ),
-            (
-                "exit 1 is an app error",
-                Some(term(Some("Error"), 1, None)),
-                None,
-                Cause::AppError,
-            ),
-            (
-                "exit 2 is an app error",
-                Some(term(Some("Error"), 2, None)),
-                None,
-                Cause::AppError,
-            ),
+            ("sigterm exit 143 is a signal", Some(term(Some("Error"), 143, Some(15))), None, Cause::Signal),
+            ("explicit signal field is a signal", Some(term(Some("Error"), 0, Some(9))), None, Cause::Signal),
+            ("exit 1 is an app error", Some(term(Some("Error"), 1, None)), None, Cause::AppError),
+            ("exit 2 is an app error", Some(term(Some("Error"), 2, None)), None, Cause::AppError),
             (
                 "container cannot run is an app error",
                 Some(term(Some("ContainerCannotRun"), 128, None)),
                 None,
                 Cause::AppError,
             ),
-            (
-                "completed exit 0 is completed",
-                Some(term(Some("Completed"), 0, None)),
-                None,
-                Cause::Completed,
-            ),
-            (
-                "exit 0 without reason is completed",
-                Some(term(None, 0, None)),
-                None,
-                Cause::Completed,
-            ),
+            ("completed exit 0 is completed", Some(term(Some("Completed"), 0, None)), None, Cause::Completed),
+            ("exit 0 without reason is completed", Some(term(None, 0, None)), None, Cause::Completed),
             ("no termination is unknown", None, None, Cause::Unknown),
-            (
-                "evicted pod is evicted",
-                Some(term(Some("Error"), 137, None)),
-                Some("Evicted"),
-                Cause::Evicted,
-            ),
+            ("evicted pod is evicted", Some(term(Some("Error"), 137, None)), Some("Evicted"), Cause::Evicted),
         ];
         for (name, t, pod_reason, want) in cases {
             assert_eq!(classify_from_status(t.as_ref(), pod_reason), want, "{name}");

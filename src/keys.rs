@@ -49,8 +49,7 @@ pub const K8S_CRONJOB_UID: &str = semconv::K8S_CRONJOB_UID;
 pub const K8S_POD_LABEL_PREFIX: &str = "k8s.pod.label.";
 
 // ---- record attributes: what happened ----
-pub const K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON: &str =
-    semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON;
+pub const K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON: &str = semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON;
 pub const PROCESS_EXIT_CODE: &str = semconv::PROCESS_EXIT_CODE;
 pub const ERROR_TYPE: &str = semconv::ERROR_TYPE;
 pub const K8S_CONTAINER_STATUS_STATE: &str = semconv::K8S_CONTAINER_STATUS_STATE;

@@ -17,10 +17,7 @@ fn main() -> ExitCode {
         eprintln!("restart-watcher: {e:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("restart-watcher: cannot start the async runtime: {e}");
@@ -40,12 +37,14 @@ fn init_logging(cli: &Cli) -> Result<()> {
     // The agent's own logs go to stderr, never through its own export path; the network stacks
     // are kept quiet so their chatter does not drown the agent's messages.
     let filter = EnvFilter::try_new(format!("{},h2=warn,hyper=warn,tonic=warn,tower=warn,rustls=warn", cli.log))
-        .with_context(|| format!("--log / RESTART_WATCHER_LOG: invalid log filter {:?}; expected e.g. `info` or `restart_watcher=debug`", cli.log))?;
+        .with_context(|| {
+            format!(
+                "--log / RESTART_WATCHER_LOG: invalid log filter {:?}; expected e.g. `info` or `restart_watcher=debug`",
+                cli.log
+            )
+        })?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -70,16 +69,11 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
     let exporter = match args.output.exporter {
         ExporterKind::Console => Exporter::Console { out },
-        ExporterKind::OtlpJson => Exporter::OtlpJson {
-            out,
-            signals: args.output.signals(),
-            mapping: args.output.mapping(),
-        },
+        ExporterKind::OtlpJson => {
+            Exporter::OtlpJson { out, signals: args.output.signals(), mapping: args.output.mapping() }
+        }
     };
-    let opts = ReplayOptions {
-        kinds: args.detection.kind_filter(),
-        ..ReplayOptions::default()
-    };
+    let opts = ReplayOptions { kinds: args.detection.kind_filter(), ..ReplayOptions::default() };
     let outcome = app::replay(input, source_name, exporter, opts).await;
     let s = outcome.stats;
     tracing::info!(
@@ -97,10 +91,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         anyhow::bail!(e);
     }
     if let Some(e) = outcome.export.first_error {
-        anyhow::bail!(
-            "{} restart records could not be exported: {e}",
-            outcome.export.failed
-        );
+        anyhow::bail!("{} restart records could not be exported: {e}", outcome.export.failed);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,16 +6,19 @@
 //! `resource.opentelemetry.io/*` annotations; the spec keeps the node name and the init containers'
 //! restart policies (to tell native sidecars); the status keeps the container statuses.
 //!
-//! `metadata` is a real `ObjectMeta` (filled with only the kept fields) so the same type works with
-//! kube-rs's `watcher`, which needs `kube::Resource`.
+//! `metadata.meta` is a real `ObjectMeta` (name, namespace, uid, resourceVersion and the kept
+//! annotations) so the same type works with kube-rs's `watcher`, which needs `kube::Resource`.
+//! Labels and ownerReferences are only needed when a restart is reported, so they are kept as raw
+//! JSON and parsed then ([`SlimPod::labels`], [`SlimPod::owner_references`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// Annotation prefix whose entries are kept (the rest, e.g. last-applied-configuration, is skipped).
 const KEPT_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
@@ -24,11 +27,35 @@ const KEPT_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SlimPod {
     #[serde(default, deserialize_with = "deserialize_slim_metadata")]
-    pub metadata: ObjectMeta,
+    pub metadata: SlimMeta,
     #[serde(default)]
     pub spec: SlimPodSpec,
     #[serde(default, deserialize_with = "deserialize_lenient_status")]
     pub status: SlimPodStatus,
+}
+
+/// Metadata: identity as an `ObjectMeta`, labels and ownerReferences as raw JSON.
+#[derive(Clone, Debug, Default)]
+pub struct SlimMeta {
+    pub meta: ObjectMeta,
+    pub labels: Option<Box<RawValue>>,
+    pub owner_references: Option<Box<RawValue>>,
+}
+
+/// An ownerReference, as far as the agent reads it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerFields {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub controller: Option<bool>,
 }
 
 /// The spec fields the agent uses.
@@ -154,13 +181,26 @@ impl SlimContainerState {
 
 impl SlimPod {
     pub fn uid(&self) -> Option<&str> {
-        self.metadata.uid.as_deref().filter(|u| !u.is_empty())
+        self.metadata.meta.uid.as_deref().filter(|u| !u.is_empty())
     }
     pub fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or("")
+        self.metadata.meta.name.as_deref().unwrap_or("")
     }
     pub fn namespace(&self) -> &str {
-        self.metadata.namespace.as_deref().unwrap_or("")
+        self.metadata.meta.namespace.as_deref().unwrap_or("")
+    }
+    /// The pod's labels (parsed now from the raw JSON kept at decode time; malformed labels read
+    /// as none).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.metadata.labels.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+    /// The pod's ownerReferences (parsed now; malformed entries read as none).
+    pub fn owner_references(&self) -> Vec<OwnerFields> {
+        self.metadata.owner_references.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+    /// The kept `resource.opentelemetry.io/*` annotations.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.metadata.meta.annotations.clone().unwrap_or_default()
     }
     /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
     pub fn is_sidecar(&self, init_container: &str) -> bool {
@@ -188,10 +228,10 @@ impl kube::Resource for SlimPod {
         "pods".into()
     }
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        &self.metadata.meta
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        &mut self.metadata.meta
     }
 }
 
@@ -208,26 +248,11 @@ struct MetaFields {
     #[serde(default)]
     resource_version: Option<String>,
     #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<Box<RawValue>>,
     #[serde(default)]
     annotations: Option<KeptAnnotations>,
     #[serde(default)]
-    owner_references: Option<Vec<OwnerFields>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OwnerFields {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    uid: String,
-    #[serde(default)]
-    controller: Option<bool>,
+    owner_references: Option<Box<RawValue>>,
 }
 
 /// Annotations, keeping only the `resource.opentelemetry.io/*` entries.
@@ -260,39 +285,27 @@ impl<'de> Deserialize<'de> for KeptAnnotations {
     }
 }
 
-pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<SlimMeta, D::Error> {
     let Some(m) = Option::<MetaFields>::deserialize(d)? else {
-        return Ok(ObjectMeta::default());
+        return Ok(SlimMeta::default());
     };
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        resource_version: m.resource_version,
+    Ok(SlimMeta {
+        meta: ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            annotations: m.annotations.map(|a| a.0).filter(|a| !a.is_empty()),
+            ..ObjectMeta::default()
+        },
         labels: m.labels,
-        annotations: m.annotations.map(|a| a.0).filter(|a| !a.is_empty()),
-        owner_references: m.owner_references.map(|owners| {
-            owners
-                .into_iter()
-                .map(|o| OwnerReference {
-                    api_version: o.api_version,
-                    kind: o.kind,
-                    name: o.name,
-                    uid: o.uid,
-                    controller: o.controller,
-                    block_owner_deletion: None,
-                })
-                .collect()
-        }),
-        ..ObjectMeta::default()
+        owner_references: m.owner_references,
     })
 }
 
 /// A Pod's `status` is an object; in a `Status` object (an API error) the same key is a string.
 /// Accept both, so one decoder reads every object a watch stream can carry.
-pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<SlimPodStatus, D::Error> {
+pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<SlimPodStatus, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = SlimPodStatus;
@@ -339,12 +352,8 @@ mod tests {
         let pod: SlimPod = serde_json::from_str(json).unwrap();
         assert_eq!(pod.uid(), Some("u1"));
         assert_eq!(pod.namespace(), "ns");
-        let annotations = pod.metadata.annotations.as_ref().unwrap();
-        assert_eq!(
-            annotations.len(),
-            1,
-            "only resource.opentelemetry.io/* annotations are kept"
-        );
+        assert_eq!(pod.annotations().len(), 1, "only resource.opentelemetry.io/* annotations are kept");
+        assert_eq!(pod.labels()["app.kubernetes.io/name"], "shop");
         assert!(pod.is_sidecar("proxy"));
         assert!(!pod.is_sidecar("migrate"));
         let cs = &pod.status.container_statuses[0];
@@ -353,28 +362,61 @@ mod tests {
         assert_eq!(cs.state.reason(), Some("CrashLoopBackOff"));
         let t = cs.last_state.terminated.as_ref().unwrap();
         assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
-        assert_eq!(
-            pod.metadata.owner_references.as_ref().unwrap()[0].kind,
-            "ReplicaSet"
-        );
+        assert_eq!(pod.owner_references()[0].kind, "ReplicaSet");
     }
 
     #[test]
     fn pod_without_status_or_container_statuses_decodes() {
         let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"}}"#).unwrap();
         assert!(pod.status.container_statuses.is_empty());
-        let pod: SlimPod =
-            serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#)
-                .unwrap();
+        let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#).unwrap();
         assert!(pod.status.container_statuses.is_empty());
     }
 
     #[test]
     fn status_object_with_string_status_decodes_as_empty_pod_status() {
-        let pod: SlimPod = serde_json::from_str(
-            r#"{"kind":"Status","status":"Failure","message":"too old","code":410}"#,
-        )
-        .unwrap();
+        let pod: SlimPod =
+            serde_json::from_str(r#"{"kind":"Status","status":"Failure","message":"too old","code":410}"#).unwrap();
         assert!(pod.uid().is_none());
     }
+}
+
+/// The few fields that decide whether an update can change anything: the pod's uid and each
+/// container's name and `restartCount`, borrowed from the input buffer (no allocation besides two
+/// small vectors). Most updates change no count; for those, nothing else is decoded.
+#[derive(Debug, Default, Deserialize)]
+pub struct PodProbe<'a> {
+    #[serde(default, borrow)]
+    pub kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub metadata: ProbeMeta<'a>,
+    #[serde(default, borrow)]
+    pub status: ProbeStatus<'a>,
+}
+
+/// `metadata.uid` only.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProbeMeta<'a> {
+    #[serde(default, borrow)]
+    pub uid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Container names and counts only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeStatus<'a> {
+    #[serde(default, borrow)]
+    pub container_statuses: Vec<ProbeCount<'a>>,
+    #[serde(default, borrow)]
+    pub init_container_statuses: Vec<ProbeCount<'a>>,
+}
+
+/// One container's name and `restartCount`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeCount<'a> {
+    #[serde(borrow)]
+    pub name: std::borrow::Cow<'a, str>,
+    #[serde(default, deserialize_with = "non_negative_count")]
+    pub restart_count: u32,
 }

@@ -19,23 +19,17 @@ use serde_json::value::RawValue;
 
 use crate::detector::Detector;
 use crate::event::RestartEvent;
-use crate::pod::{SlimPod, SlimPodSpec, SlimPodStatus};
+use crate::pod::{PodProbe, SlimPod, SlimPodSpec, SlimPodStatus};
 
 /// Errors that stop a replay.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The stream holds something that is not JSON (or ends inside a value).
     #[error(
-        "{source_name}: malformed JSON after byte {byte_offset} (line {line}, column {column}): {detail}; \
+        "{source_name}: malformed JSON value at byte {byte_offset} (line {line}, column {column}): {detail}; \
          expected a stream of JSON objects (watch events, Pods or PodLists), as `kubectl get pods -A --watch --output-watch-events -o json` prints"
     )]
-    Malformed {
-        source_name: String,
-        byte_offset: usize,
-        line: usize,
-        column: usize,
-        detail: String,
-    },
+    Malformed { source_name: String, byte_offset: usize, line: usize, column: usize, detail: String },
     /// Reading the input failed.
     #[error("{source_name}: cannot read: {source}")]
     Read {
@@ -77,7 +71,7 @@ struct Envelope {
     #[serde(default)]
     kind: Option<String>,
     #[serde(default, deserialize_with = "crate::pod::deserialize_slim_metadata")]
-    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    metadata: crate::pod::SlimMeta,
     #[serde(default)]
     spec: Option<SlimPodSpec>,
     #[serde(default, deserialize_with = "crate::pod::deserialize_lenient_status")]
@@ -92,26 +86,31 @@ struct Envelope {
     code: Option<i64>,
 }
 
+/// The probe of a watch event: its type and the object's counts, borrowed from the buffer.
+#[derive(Deserialize)]
+struct ProbeEnvelope<'a> {
+    #[serde(rename = "type", default, borrow)]
+    event_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    object: Option<PodProbe<'a>>,
+}
+
 impl Envelope {
     fn is_pod(&self, default_kind_pod: bool) -> bool {
         match self.kind.as_deref() {
             Some("Pod") => true,
-            None => default_kind_pod && self.metadata.uid.is_some(),
+            None => default_kind_pod && self.metadata.meta.uid.is_some(),
             _ => false,
         }
     }
 
     fn into_pod(self) -> SlimPod {
-        SlimPod {
-            metadata: self.metadata,
-            spec: self.spec.unwrap_or_default(),
-            status: self.status,
-        }
+        SlimPod { metadata: self.metadata, spec: self.spec.unwrap_or_default(), status: self.status }
     }
 
     fn describe(&self) -> String {
         let kind = self.kind.as_deref().unwrap_or("object without kind");
-        match (&self.metadata.namespace, &self.metadata.name) {
+        match (&self.metadata.meta.namespace, &self.metadata.meta.name) {
             (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
             (None, Some(n)) => format!("{kind} {n}"),
             _ => kind.to_owned(),
@@ -119,151 +118,258 @@ impl Envelope {
     }
 }
 
+/// Bytes read from the input at a time. A value larger than this grows the buffer; a value cut
+/// by a chunk boundary is parsed again once the rest has arrived.
+pub const READ_CHUNK_BYTES: usize = 1 << 20;
+
 /// Feeds a recorded stream through `detector`, handing each restart to `emit` as soon as it is
-/// detected, and counting what it saw in `stats`. `now` gives the observation time. Stops at the first malformed JSON value, after
-/// everything before it was emitted; `emit` returning `false` stops the replay (`SinkClosed`).
+/// detected, and counting what it saw in `stats`. `now` gives the observation time. Stops at the
+/// first malformed JSON value, after everything before it was emitted; `emit` returning `false`
+/// stops the replay (`SinkClosed`).
+///
+/// The input is read in chunks and decoded from the buffer with serde_json (no copy per value), so
+/// a pipe (`kubectl get pods -w ... | restart-watcher replay -`) is processed as it arrives.
 pub fn replay<R: Read>(
-    input: R,
+    mut input: R,
     source_name: &str,
     detector: &mut Detector,
     mut now: impl FnMut() -> Timestamp,
     mut emit: impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut stream = serde_json::Deserializer::from_reader(std::io::BufReader::new(input))
-        .into_iter::<Box<RawValue>>();
-    loop {
-        let offset = stream.byte_offset();
-        let raw = match stream.next() {
-            None => break,
-            Some(Ok(raw)) => raw,
-            Some(Err(e)) if e.is_io() => {
-                return Err(ReplayError::Read {
-                    source_name: source_name.to_owned(),
-                    source: std::io::Error::other(e.to_string()),
-                });
-            }
-            Some(Err(e)) => {
-                return Err(ReplayError::Malformed {
-                    source_name: source_name.to_owned(),
-                    byte_offset: offset,
-                    line: e.line(),
-                    column: e.column(),
-                    detail: describe_json_error(&e),
-                });
+    // `buf[..len]` holds unparsed input; `buf[len..]` is room to read into (zeroed once, not per read).
+    let mut buf: Vec<u8> = vec![0; READ_CHUNK_BYTES];
+    let mut len = 0;
+    let mut pos = Position::default();
+    let mut eof = false;
+    while !eof {
+        if buf.len() - len < READ_CHUNK_BYTES / 2 {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = loop {
+            match input.read(&mut buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(ReplayError::Read { source_name: source_name.to_owned(), source }),
             }
         };
-        stats.values += 1;
-        if !raw.get().starts_with('{') {
-            stats.skipped_not_pod += 1;
-            tracing::warn!(
-                byte_offset = offset,
-                "Skipped a JSON value that is not an object (a Pod, watch event or list)."
-            );
+        eof = n == 0;
+        // An incomplete value can only have been completed by bytes that include a closing brace
+        // or bracket: skip the parse otherwise (a slow pipe must not cost a parse per read).
+        let new = &buf[len..len + n];
+        len += n;
+        if !eof && !new.iter().any(|b| matches!(b, b'}' | b']')) {
             continue;
         }
-        let envelope: Envelope = match serde_json::from_str(raw.get()) {
-            Ok(env) => env,
-            Err(e) => {
-                stats.skipped_not_pod += 1;
-                tracing::warn!(byte_offset = offset, error = %e, "Skipped a JSON value that cannot be read as a Pod, watch event or list.");
-                continue;
-            }
+        let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
+            handle(envelope, offset, detector, &mut now, &mut emit, stats)
         };
-        let mut emit_all =
-            |events: Vec<RestartEvent>, stats: &mut ReplayStats| -> Result<(), ReplayError> {
-                for ev in events {
-                    stats.restarts += 1;
-                    if !emit(ev) {
-                        return Err(ReplayError::SinkClosed);
+        let consumed = decode_values(&buf[..len], eof, pos, source_name, stats, detector, &mut sink)?;
+        pos.advance(&buf[..consumed]);
+        buf.copy_within(consumed..len, 0);
+        len -= consumed;
+    }
+    Ok(())
+}
+
+/// Where the start of the buffer is in the whole stream.
+#[derive(Clone, Copy, Debug, Default)]
+struct Position {
+    byte: usize,
+    line: usize,
+    column: usize,
+}
+
+impl Position {
+    fn advance(&mut self, bytes: &[u8]) {
+        self.byte += bytes.len();
+        match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(last) => {
+                self.line += bytes.iter().filter(|b| **b == b'\n').count();
+                self.column = bytes.len() - last - 1;
+            }
+            None => self.column += bytes.len(),
+        }
+    }
+}
+
+/// Decodes every complete value in `buf`, handing each to `sink` with its absolute byte offset.
+/// Returns how many bytes were consumed (the rest is an incomplete value, unless `eof`).
+///
+/// Each value is first decoded as a [`ProbeEnvelope`] (type, uid, counts; no allocation). A
+/// MODIFIED/ADDED event of a known pod whose counts did not change stops there; anything else is
+/// decoded again, fully, from the same bytes.
+fn decode_values(
+    buf: &[u8],
+    eof: bool,
+    base: Position,
+    source_name: &str,
+    stats: &mut ReplayStats,
+    detector: &mut Detector,
+    sink: &mut impl FnMut(Envelope, usize, &mut Detector, &mut ReplayStats) -> Result<(), ReplayError>,
+) -> Result<usize, ReplayError> {
+    let mut pos = 0;
+    'restart: loop {
+        let mut values = serde_json::Deserializer::from_slice(&buf[pos..]).into_iter::<ProbeEnvelope<'_>>();
+        loop {
+            let start = pos + values.byte_offset();
+            let (value, end) = match values.next() {
+                None => return Ok(buf.len()),
+                Some(Ok(probe)) => {
+                    let end = pos + values.byte_offset();
+                    let quiet_update = matches!(probe.event_type.as_deref(), Some("ADDED") | Some("MODIFIED"))
+                        && probe.object.as_ref().is_some_and(|o| o.kind.as_deref().is_none_or(|k| k == "Pod"));
+                    if quiet_update && probe.object.as_ref().is_some_and(|o| detector.unchanged(o)) {
+                        stats.values += 1;
+                        stats.pod_observations += 1;
+                        continue;
+                    }
+                    (&buf[start..end], end)
+                }
+                Some(Err(e)) if e.is_eof() && !eof => return Ok(start),
+                Some(Err(e)) if e.is_data() => {
+                    // Valid JSON of another shape (a Status, a list, a scalar): find its extent.
+                    let mut raw = serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<&RawValue>();
+                    match raw.next() {
+                        Some(Ok(_)) => (&buf[start..start + raw.byte_offset()], start + raw.byte_offset()),
+                        Some(Err(e)) if e.is_eof() && !eof => return Ok(start),
+                        Some(Err(e)) => return Err(malformed(&e, buf, start, start, base, source_name)),
+                        None => return Ok(buf.len()),
                     }
                 }
-                Ok(())
+                Some(Err(e)) => return Err(malformed(&e, buf, pos, start, base, source_name)),
             };
-        if let Some(event_type) = envelope.event_type.clone() {
-            let Some(object) = envelope.object else {
+            stats.values += 1;
+            match serde_json::from_slice::<Envelope>(value) {
+                Ok(envelope) => sink(envelope, base.byte + start, detector, stats)?,
+                Err(e) => {
+                    stats.skipped_not_pod += 1;
+                    tracing::warn!(byte_offset = base.byte + start, error = %e, "Skipped a JSON value that is not a Pod, watch event or list.");
+                }
+            }
+            if end != pos + values.byte_offset() {
+                pos = end;
+                continue 'restart;
+            }
+        }
+    }
+}
+
+/// A syntax error, placed in the whole stream. `e`'s line and column count from `buf[origin..]`;
+/// the bad value starts after `buf[..start]`.
+fn malformed(
+    e: &serde_json::Error,
+    buf: &[u8],
+    origin: usize,
+    start: usize,
+    base: Position,
+    source_name: &str,
+) -> ReplayError {
+    let mut at = base;
+    at.advance(&buf[..origin]);
+    // The bad value's first byte, past the whitespace before it.
+    let start = start + buf[start..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let (line, column) =
+        if e.line() <= 1 { (at.line + 1, at.column + e.column()) } else { (at.line + e.line(), e.column()) };
+    ReplayError::Malformed {
+        source_name: source_name.to_owned(),
+        byte_offset: base.byte + start,
+        line,
+        column,
+        detail: describe_json_error(e),
+    }
+}
+
+/// Feeds one decoded value to the detector.
+fn handle(
+    envelope: Envelope,
+    offset: usize,
+    detector: &mut Detector,
+    now: &mut impl FnMut() -> Timestamp,
+    emit: &mut impl FnMut(RestartEvent) -> bool,
+    stats: &mut ReplayStats,
+) -> Result<(), ReplayError> {
+    let mut emit_all = |events: Vec<RestartEvent>, stats: &mut ReplayStats| -> Result<(), ReplayError> {
+        for ev in events {
+            stats.restarts += 1;
+            if !emit(ev) {
+                return Err(ReplayError::SinkClosed);
+            }
+        }
+        Ok(())
+    };
+    if let Some(event_type) = envelope.event_type {
+        let Some(object) = envelope.object else {
+            stats.skipped_not_pod += 1;
+            tracing::warn!(byte_offset = offset, event_type, "Skipped a watch event without an object.");
+            return Ok(());
+        };
+        match event_type.as_str() {
+            "BOOKMARK" => stats.bookmarks += 1,
+            "ERROR" => {
+                stats.error_events += 1;
+                tracing::warn!(
+                    byte_offset = offset,
+                    code = object.code,
+                    reason = object.reason.as_deref().unwrap_or(""),
+                    message = object.message.as_deref().unwrap_or(""),
+                    "The recorded watch carried an ERROR event (a relist follows in a live watch)."
+                );
+            }
+            "ADDED" | "MODIFIED" | "DELETED" if object.is_pod(true) => {
+                stats.pod_observations += 1;
+                let pod = object.into_pod();
+                let events =
+                    if event_type == "DELETED" { detector.delete(&pod, now()) } else { detector.apply(&pod, now()) };
+                emit_all(events, stats)?;
+            }
+            _ => {
                 stats.skipped_not_pod += 1;
                 tracing::warn!(
                     byte_offset = offset,
                     event_type,
-                    "Skipped a watch event without an object."
+                    object = object.describe(),
+                    "Skipped a watch event that is not about a Pod."
                 );
-                continue;
-            };
-            match event_type.as_str() {
-                "BOOKMARK" => stats.bookmarks += 1,
-                "ERROR" => {
-                    stats.error_events += 1;
-                    tracing::warn!(
-                        byte_offset = offset,
-                        code = object.code,
-                        reason = object.reason.as_deref().unwrap_or(""),
-                        message = object.message.as_deref().unwrap_or(""),
-                        "The recorded watch carried an ERROR event (a relist follows in a live watch)."
-                    );
-                }
-                "ADDED" | "MODIFIED" | "DELETED" if object.is_pod(true) => {
-                    stats.pod_observations += 1;
-                    let pod = object.into_pod();
-                    let events = if event_type == "DELETED" {
-                        detector.delete(&pod, now())
-                    } else {
-                        detector.apply(&pod, now())
-                    };
-                    emit_all(events, stats)?;
-                }
-                _ => {
-                    stats.skipped_not_pod += 1;
-                    tracing::warn!(
-                        byte_offset = offset,
-                        event_type,
-                        object = object.describe(),
-                        "Skipped a watch event that is not about a Pod."
-                    );
-                }
             }
-            continue;
         }
-        let is_list = matches!(envelope.kind.as_deref(), Some("PodList") | Some("List"))
-            || (envelope.kind.is_none() && envelope.items.is_some());
-        if is_list {
-            stats.lists += 1;
-            detector.begin_relist();
-            for item in envelope.items.unwrap_or_default() {
-                if item.is_pod(true) {
-                    stats.pod_observations += 1;
-                    let events = detector.apply(&item.into_pod(), now());
-                    emit_all(events, stats)?;
-                } else {
-                    stats.skipped_not_pod += 1;
-                    tracing::warn!(
-                        byte_offset = offset,
-                        object = item.describe(),
-                        "Skipped a list item that is not a Pod."
-                    );
-                }
+        return Ok(());
+    }
+    let is_list = matches!(envelope.kind.as_deref(), Some("PodList") | Some("List"))
+        || (envelope.kind.is_none() && envelope.items.is_some());
+    if is_list {
+        stats.lists += 1;
+        detector.begin_relist();
+        for item in envelope.items.unwrap_or_default() {
+            if item.is_pod(true) {
+                stats.pod_observations += 1;
+                let events = detector.apply(&item.into_pod(), now());
+                emit_all(events, stats)?;
+            } else {
+                stats.skipped_not_pod += 1;
+                tracing::warn!(
+                    byte_offset = offset,
+                    object = item.describe(),
+                    "Skipped a list item that is not a Pod."
+                );
             }
-            detector.end_relist();
-        } else if envelope.is_pod(true) {
-            stats.pod_observations += 1;
-            let events = detector.apply(&envelope.into_pod(), now());
-            emit_all(events, stats)?;
-        } else if envelope.kind.as_deref() == Some("Status") {
-            stats.error_events += 1;
-            tracing::warn!(
-                byte_offset = offset,
-                code = envelope.code,
-                message = envelope.message.as_deref().unwrap_or(""),
-                "The recording holds a Status (an API error)."
-            );
-        } else {
-            stats.skipped_not_pod += 1;
-            tracing::warn!(
-                byte_offset = offset,
-                object = envelope.describe(),
-                "Skipped an object that is not a Pod."
-            );
         }
+        detector.end_relist();
+    } else if envelope.is_pod(true) {
+        stats.pod_observations += 1;
+        let events = detector.apply(&envelope.into_pod(), now());
+        emit_all(events, stats)?;
+    } else if envelope.kind.as_deref() == Some("Status") {
+        stats.error_events += 1;
+        tracing::warn!(
+            byte_offset = offset,
+            code = envelope.code,
+            message = envelope.message.as_deref().unwrap_or(""),
+            "The recording holds a Status (an API error)."
+        );
+    } else {
+        stats.skipped_not_pod += 1;
+        tracing::warn!(byte_offset = offset, object = envelope.describe(), "Skipped an object that is not a Pod.");
     }
     Ok(())
 }
@@ -272,9 +378,5 @@ fn describe_json_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     // serde_json appends " at line L column C"; the caller names the position itself.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-    if e.is_eof() {
-        format!("the stream ends inside a JSON value ({msg}); was the recording cut short?")
-    } else {
-        msg
-    }
+    if e.is_eof() { format!("the stream ends inside a JSON value ({msg}); was the recording cut short?") } else { msg }
 }

@@ -6,12 +6,7 @@ fn replay_bytes(bytes: &[u8], extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.json");
     std::fs::write(&path, bytes).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
-        .arg("replay")
-        .arg(&path)
-        .args(extra)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_restart-watcher")).arg("replay").arg(&path).args(extra).output().unwrap()
 }
 
 fn fixture() -> Vec<u8> {
@@ -29,13 +24,9 @@ fn truncated_stream_fails_after_writing_what_was_detected() {
     let cut = data.len() - 200;
     let out = replay_bytes(&data[..cut], &[]);
     assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        4,
-        "the four restarts before the cut are written"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4, "the four restarts before the cut are written");
     let err = stderr(&out);
-    assert!(err.contains("malformed JSON after byte"), "{err}");
+    assert!(err.contains("malformed JSON value at byte"), "{err}");
     assert!(err.contains("cut short"), "{err}");
 }
 
@@ -44,10 +35,7 @@ fn garbage_in_the_middle_names_its_position_and_what_was_expected() {
     let data = String::from_utf8(fixture()).unwrap();
     // The fixture is one event per line; put garbage after the 6th line (2 restarts so far).
     let mut lines: Vec<&str> = data.lines().collect();
-    lines.insert(
-        6,
-        "{\"type\": \"MODIFIED\", \"object\": {\"kind\": \"Pod\" \"oops\"}}",
-    );
+    lines.insert(6, "{\"type\": \"MODIFIED\", \"object\": {\"kind\": \"Pod\" \"oops\"}}");
     let out = replay_bytes(lines.join("\n").as_bytes(), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
@@ -86,19 +74,15 @@ fn empty_stream_is_fine() {
 
 #[test]
 fn pod_without_status_is_fine() {
-    let out = replay_bytes(
-        br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"n","uid":"u"}}"#,
-        &[],
-    );
+    let out =
+        replay_bytes(br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"n","uid":"u"}}"#, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn missing_input_file_is_named() {
-    let out = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
-        .args(["replay", "/nonexistent/rec.json"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_restart-watcher")).args(["replay", "/nonexistent/rec.json"]).output().unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("/nonexistent/rec.json"));
 }
@@ -108,8 +92,5 @@ fn unknown_container_kind_is_rejected_with_the_expected_values() {
     let out = replay_bytes(b"", &["--container-kinds", "app,ephemeral"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("--container-kinds") && err.contains("app, init, sidecar"),
-        "{err}"
-    );
+    assert!(err.contains("--container-kinds") && err.contains("app, init, sidecar"), "{err}");
 }

@@ -43,14 +43,7 @@ fn summary(events: &[RestartEvent]) -> Vec<Want> {
         .iter()
         .map(|e| {
             let name: &'static str = Box::leak(e.container.name.clone().into_boxed_str());
-            (
-                name,
-                e.kind(),
-                e.restart_count,
-                e.missed,
-                e.cause,
-                e.detected_late,
-            )
+            (name, e.kind(), e.restart_count, e.missed, e.cause, e.detected_late)
         })
         .collect()
 }
@@ -66,10 +59,7 @@ fn detection_table() {
         ),
         (
             "a restartCount rise by one emits one record built from lastState.terminated",
-            vec![
-                Apply(p().app(c("web", 0))),
-                Apply(p().app(c("web", 1).died("OOMKilled", 137, T0))),
-            ],
+            vec![Apply(p().app(c("web", 0))), Apply(p().app(c("web", 1).died("OOMKilled", 137, T0)))],
             vec![("web", APP, 1, 0, Cause::OomKilled, false)],
         ),
         (
@@ -115,10 +105,7 @@ fn detection_table() {
         ),
         (
             "a restart visible only in the deleted pod's final object is reported",
-            vec![
-                Apply(p().app(c("web", 0))),
-                Delete(p().app(c("web", 1).died("Error", 143, T0))),
-            ],
+            vec![Apply(p().app(c("web", 0))), Delete(p().app(c("web", 1).died("Error", 143, T0)))],
             vec![("web", APP, 1, 0, Cause::Signal, false)],
         ),
         (
@@ -156,11 +143,7 @@ fn detection_table() {
             "the same pod name with a new uid is a new pod with a new baseline",
             vec![
                 Apply(p().named("shop", "web-0").app(c("web", 3))),
-                Apply(
-                    pod("33333333-3333-3333-3333-333333333333")
-                        .named("shop", "web-0")
-                        .app(c("web", 0)),
-                ),
+                Apply(pod("33333333-3333-3333-3333-333333333333").named("shop", "web-0").app(c("web", 0))),
                 Apply(
                     pod("33333333-3333-3333-3333-333333333333")
                         .named("shop", "web-0")
@@ -173,10 +156,7 @@ fn detection_table() {
             "init containers are reported with kind init",
             vec![
                 Apply(p().init(c("migrate", 0)).app(c("web", 0))),
-                Apply(
-                    p().init(c("migrate", 1).died("Error", 1, T0))
-                        .app(c("web", 0)),
-                ),
+                Apply(p().init(c("migrate", 1).died("Error", 1, T0)).app(c("web", 0))),
             ],
             vec![("migrate", ContainerKind::Init, 1, 0, Cause::AppError, false)],
         ),
@@ -184,10 +164,7 @@ fn detection_table() {
             "native sidecars are reported with kind sidecar",
             vec![
                 Apply(p().sidecar(c("envoy", 0)).app(c("web", 0))),
-                Apply(
-                    p().sidecar(c("envoy", 1).died("Error", 143, T0))
-                        .app(c("web", 0)),
-                ),
+                Apply(p().sidecar(c("envoy", 1).died("Error", 143, T0)).app(c("web", 0))),
             ],
             vec![("envoy", ContainerKind::Sidecar, 1, 0, Cause::Signal, false)],
         ),
@@ -195,10 +172,7 @@ fn detection_table() {
             "ephemeral containers are ignored",
             vec![
                 Apply(p().app(c("web", 0)).ephemeral(c("debug", 0))),
-                Apply(
-                    p().app(c("web", 0))
-                        .ephemeral(c("debug", 3).died("Error", 1, T0)),
-                ),
+                Apply(p().app(c("web", 0)).ephemeral(c("debug", 3).died("Error", 1, T0))),
             ],
             vec![],
         ),
@@ -206,34 +180,22 @@ fn detection_table() {
             "job pods with restartPolicy OnFailure are reported",
             vec![
                 Apply(p().named("batch", "report-1").app(c("report", 0))),
-                Apply(
-                    p().named("batch", "report-1")
-                        .app(c("report", 1).died("Error", 1, T0)),
-                ),
+                Apply(p().named("batch", "report-1").app(c("report", 1).died("Error", 1, T0))),
             ],
             vec![("report", APP, 1, 0, Cause::AppError, false)],
         ),
         (
             "a container whose status appears after the pod was first seen counts from zero",
-            vec![
-                Apply(p().without_status()),
-                Apply(p().app(c("web", 1).died("Error", 1, T0))),
-            ],
+            vec![Apply(p().without_status()), Apply(p().app(c("web", 1).died("Error", 1, T0)))],
             vec![("web", APP, 1, 0, Cause::AppError, false)],
         ),
         (
             "two containers restarting in one observation give two records",
             vec![
                 Apply(p().app(c("web", 0)).app(c("envoy", 0))),
-                Apply(
-                    p().app(c("web", 1).died("OOMKilled", 137, T0))
-                        .app(c("envoy", 1).died("Completed", 0, T0)),
-                ),
+                Apply(p().app(c("web", 1).died("OOMKilled", 137, T0)).app(c("envoy", 1).died("Completed", 0, T0))),
             ],
-            vec![
-                ("web", APP, 1, 0, Cause::OomKilled, false),
-                ("envoy", APP, 1, 0, Cause::Completed, false),
-            ],
+            vec![("web", APP, 1, 0, Cause::OomKilled, false), ("envoy", APP, 1, 0, Cause::Completed, false)],
         ),
     ];
     for (name, steps, want) in cases {
@@ -273,54 +235,34 @@ fn catch_up_reports_terminations_newer_than_the_checkpoint_once() {
         // died before the checkpoint: already reported by the previous incarnation
         Apply(pod("44444444-4444-4444-4444-444444444444").app(c("old", 2).died("Error", 1, T0))),
         // died after the checkpoint: reported late, once
-        Apply(
-            pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1)),
-        ),
-        Apply(
-            pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1)),
-        ),
+        Apply(pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1))),
+        Apply(pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1))),
         // never restarted
         Apply(pod("66666666-6666-6666-6666-666666666666").app(c("fresh", 0))),
     ];
-    assert_eq!(
-        summary(&run(&mut d, steps)),
-        vec![("new", APP, 3, 0, Cause::OomKilled, true)]
-    );
+    assert_eq!(summary(&run(&mut d, steps)), vec![("new", APP, 3, 0, Cause::OomKilled, true)]);
 }
 
 #[test]
 fn without_a_checkpoint_first_sightings_stay_silent() {
     let mut d = Detector::new(KindFilter::default());
-    let steps = vec![Apply(
-        pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1)),
-    )];
+    let steps = vec![Apply(pod("55555555-5555-5555-5555-555555555555").app(c("new", 3).died("OOMKilled", 137, T1)))];
     assert!(run(&mut d, steps).is_empty());
 }
 
 #[test]
 fn container_kind_filter_limits_what_is_reported() {
-    let mut d = Detector::new(KindFilter {
-        app: true,
-        init: false,
-        sidecar: false,
-    });
+    let mut d = Detector::new(KindFilter { app: true, init: false, sidecar: false });
     let p = || pod("77777777-7777-7777-7777-777777777777");
     let steps = vec![
-        Apply(
-            p().init(c("migrate", 0))
-                .sidecar(c("envoy", 0))
-                .app(c("web", 0)),
-        ),
+        Apply(p().init(c("migrate", 0)).sidecar(c("envoy", 0)).app(c("web", 0))),
         Apply(
             p().init(c("migrate", 1).died("Error", 1, T0))
                 .sidecar(c("envoy", 1).died("Error", 1, T0))
                 .app(c("web", 1).died("Error", 1, T0)),
         ),
     ];
-    assert_eq!(
-        summary(&run(&mut d, steps)),
-        vec![("web", APP, 1, 0, Cause::AppError, false)]
-    );
+    assert_eq!(summary(&run(&mut d, steps)), vec![("web", APP, 1, 0, Cause::AppError, false)]);
 }
 
 #[test]

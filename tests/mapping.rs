@@ -16,10 +16,7 @@ use support::{c, pod};
 const UID: &str = "4239abf7-1206-49a7-8747-9f93b9b7d16d";
 
 fn oom_event() -> RestartEvent {
-    let mut p = pod(UID)
-        .named("shop", "checkout-7d9f8-x2x4q")
-        .app(c("checkout", 3))
-        .json();
+    let mut p = pod(UID).named("shop", "checkout-7d9f8-x2x4q").app(c("checkout", 3)).json();
     p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-7d9f8",
                                                "uid": "rs-uid", "controller": true}]);
     p["metadata"]["labels"] = json!({"pod-template-hash": "7d9f8", "team": "payments"});
@@ -42,9 +39,7 @@ fn oom_event() -> RestartEvent {
 }
 
 fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
-    kvs.iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap().value.unwrap()))
-        .collect()
+    kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap().value.unwrap())).collect()
 }
 
 fn s(v: &str) -> Value {
@@ -53,21 +48,12 @@ fn s(v: &str) -> Value {
 
 #[test]
 fn resource_is_the_restarted_container() {
-    let cfg = MappingConfig {
-        cluster_name: Some("prod-eu".into()),
-        pod_label_keys: vec!["team".into(), "absent".into()],
-    };
+    let cfg =
+        MappingConfig { cluster_name: Some("prod-eu".into()), pod_label_keys: vec!["team".into(), "absent".into()] };
     let r = attrs(&convert::resource_attributes(&oom_event(), &cfg));
-    assert_eq!(
-        r[keys::SERVICE_NAME],
-        s("checkout"),
-        "deployment name from the ReplicaSet's pod-template-hash"
-    );
+    assert_eq!(r[keys::SERVICE_NAME], s("checkout"), "deployment name from the ReplicaSet's pod-template-hash");
     assert_eq!(r[keys::SERVICE_NAMESPACE], s("shop"));
-    assert_eq!(
-        r[keys::SERVICE_INSTANCE_ID],
-        s("shop.checkout-7d9f8-x2x4q.checkout")
-    );
+    assert_eq!(r[keys::SERVICE_INSTANCE_ID], s("shop.checkout-7d9f8-x2x4q.checkout"));
     assert_eq!(r[keys::K8S_CLUSTER_NAME], s("prod-eu"));
     assert_eq!(r[keys::K8S_NAMESPACE_NAME], s("shop"));
     assert_eq!(r[keys::K8S_POD_NAME], s("checkout-7d9f8-x2x4q"));
@@ -75,39 +61,19 @@ fn resource_is_the_restarted_container() {
     assert_eq!(r[keys::K8S_NODE_NAME], s("node-a"));
     assert_eq!(r[keys::K8S_CONTAINER_NAME], s("checkout"));
     assert_eq!(r[keys::K8S_CONTAINER_RESTART_COUNT], Value::IntValue(4));
-    assert_eq!(
-        r[keys::CONTAINER_ID],
-        s("abc123"),
-        "the terminated instance's id, without its scheme"
-    );
+    assert_eq!(r[keys::CONTAINER_ID], s("abc123"), "the terminated instance's id, without its scheme");
     assert_eq!(r[keys::CONTAINER_RUNTIME_NAME], s("containerd"));
-    assert_eq!(
-        r[keys::CONTAINER_IMAGE_NAME],
-        s("registry.example.com/shop/checkout")
-    );
-    let Value::ArrayValue(tags) = &r[keys::CONTAINER_IMAGE_TAGS] else {
-        panic!("tags is an array")
-    };
+    assert_eq!(r[keys::CONTAINER_IMAGE_NAME], s("registry.example.com/shop/checkout"));
+    let Value::ArrayValue(tags) = &r[keys::CONTAINER_IMAGE_TAGS] else { panic!("tags is an array") };
     assert_eq!(tags.values[0].value, Some(s("1.8.2")));
-    let Value::ArrayValue(digests) = &r[keys::CONTAINER_IMAGE_REPO_DIGESTS] else {
-        panic!("digests is an array")
-    };
-    assert_eq!(
-        digests.values[0].value,
-        Some(s("registry.example.com/shop/checkout@sha256:abcd"))
-    );
+    let Value::ArrayValue(digests) = &r[keys::CONTAINER_IMAGE_REPO_DIGESTS] else { panic!("digests is an array") };
+    assert_eq!(digests.values[0].value, Some(s("registry.example.com/shop/checkout@sha256:abcd")));
     assert_eq!(r[keys::K8S_REPLICASET_NAME], s("checkout-7d9f8"));
     assert_eq!(r[keys::K8S_REPLICASET_UID], s("rs-uid"));
     assert_eq!(r[keys::K8S_DEPLOYMENT_NAME], s("checkout"));
-    assert_eq!(
-        r[&format!("{}team", keys::K8S_POD_LABEL_PREFIX)],
-        s("payments")
-    );
+    assert_eq!(r[&format!("{}team", keys::K8S_POD_LABEL_PREFIX)], s("payments"));
     assert!(!r.contains_key(&format!("{}absent", keys::K8S_POD_LABEL_PREFIX)));
-    assert!(
-        !r.contains_key(&format!("{}pod-template-hash", keys::K8S_POD_LABEL_PREFIX)),
-        "labels are opt-in"
-    );
+    assert!(!r.contains_key(&format!("{}pod-template-hash", keys::K8S_POD_LABEL_PREFIX)), "labels are opt-in");
 }
 
 #[test]
@@ -116,23 +82,12 @@ fn log_record_is_the_restart_event() {
     let rec = convert::log_record(&ev);
     assert_eq!(rec.event_name, keys::EVENT_NAME);
     assert_eq!(rec.severity_number, 17, "OOMKilled is ERROR");
-    assert_eq!(
-        rec.time_unix_nano,
-        "2026-11-20T10:03:20Z"
-            .parse::<Timestamp>()
-            .unwrap()
-            .as_nanosecond() as u64
-    );
+    assert_eq!(rec.time_unix_nano, "2026-11-20T10:03:20Z".parse::<Timestamp>().unwrap().as_nanosecond() as u64);
     assert_eq!(
         rec.observed_time_unix_nano,
-        "2026-11-20T10:03:25Z"
-            .parse::<Timestamp>()
-            .unwrap()
-            .as_nanosecond() as u64
+        "2026-11-20T10:03:25Z".parse::<Timestamp>().unwrap().as_nanosecond() as u64
     );
-    let Some(Value::StringValue(body)) = rec.body.and_then(|b| b.value) else {
-        panic!("body is a string")
-    };
+    let Some(Value::StringValue(body)) = rec.body.and_then(|b| b.value) else { panic!("body is a string") };
     assert_eq!(
         body,
         "container checkout in pod shop/checkout-7d9f8-x2x4q restarted: OOMKilled (exit code 137), restart #4"
@@ -140,10 +95,7 @@ fn log_record_is_the_restart_event() {
     assert_eq!(rec.trace_id, ev.trace_id().to_vec());
     assert_eq!(rec.span_id, ev.span_id().to_vec());
     let a = attrs(&rec.attributes);
-    assert_eq!(
-        a[keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON],
-        s("OOMKilled")
-    );
+    assert_eq!(a[keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON], s("OOMKilled"));
     assert_eq!(a[keys::PROCESS_EXIT_CODE], Value::IntValue(137));
     assert_eq!(a[keys::ERROR_TYPE], s("oom_killed"));
     assert_eq!(a[keys::K8S_CONTAINER_STATUS_STATE], s("waiting"));
@@ -152,14 +104,8 @@ fn log_record_is_the_restart_event() {
     assert_eq!(a[keys::TERMINATION_SIGNAL], Value::IntValue(9));
     assert_eq!(a[keys::TERMINATION_SIGNAL_NAME], s("SIGKILL"));
     assert_eq!(a[keys::TERMINATION_STARTED_AT], s("2026-11-20T10:00:00Z"));
-    let Value::StringValue(msg) = &a[keys::TERMINATION_MESSAGE] else {
-        panic!()
-    };
-    assert_eq!(
-        msg.len(),
-        keys::TERMINATION_MESSAGE_MAX_BYTES,
-        "the message is capped"
-    );
+    let Value::StringValue(msg) = &a[keys::TERMINATION_MESSAGE] else { panic!() };
+    assert_eq!(msg.len(), keys::TERMINATION_MESSAGE_MAX_BYTES, "the message is capped");
     assert_eq!(a[keys::RESTART_ID], s(&ev.restart_id()));
     assert_eq!(a[keys::CAUSE], s("oom_killed"));
     assert!(!a.contains_key(keys::RESTARTS_MISSED), "nothing missed");
@@ -180,10 +126,7 @@ fn severity_follows_the_cause() {
         assert_eq!(convert::log_record(&ev).severity_number, want, "{cause}");
     }
     ev.cause = Cause::Completed;
-    assert!(
-        !attrs(&convert::record_attributes(&ev)).contains_key(keys::ERROR_TYPE),
-        "a clean exit has no error.type"
-    );
+    assert!(!attrs(&convert::record_attributes(&ev)).contains_key(keys::ERROR_TYPE), "a clean exit has no error.type");
 }
 
 #[test]
@@ -206,10 +149,7 @@ fn trace_id_is_the_pod_uid_and_span_id_comes_from_the_restart_id() {
     let mut other = ev.clone();
     other.observed_at = Timestamp::now();
     other.pod.name = "renamed".into();
-    assert_eq!(
-        (other.restart_id(), other.span_id()),
-        (id.clone(), ev.span_id())
-    );
+    assert_eq!((other.restart_id(), other.span_id()), (id.clone(), ev.span_id()));
     let mut next = ev.clone();
     next.restart_count += 1;
     assert_ne!(next.restart_id(), id);
@@ -224,25 +164,9 @@ fn span_covers_the_terminated_instance() {
     assert_eq!(span.name, keys::SPAN_NAME);
     assert_eq!(span.trace_id, ev.trace_id().to_vec());
     assert_eq!(span.span_id, ev.span_id().to_vec());
-    assert_eq!(
-        span.start_time_unix_nano,
-        "2026-11-20T10:00:00Z"
-            .parse::<Timestamp>()
-            .unwrap()
-            .as_nanosecond() as u64
-    );
-    assert_eq!(
-        span.end_time_unix_nano,
-        "2026-11-20T10:03:20Z"
-            .parse::<Timestamp>()
-            .unwrap()
-            .as_nanosecond() as u64
-    );
-    assert_eq!(
-        span.status.as_ref().unwrap().code,
-        2,
-        "ERROR unless the exit was clean"
-    );
+    assert_eq!(span.start_time_unix_nano, "2026-11-20T10:00:00Z".parse::<Timestamp>().unwrap().as_nanosecond() as u64);
+    assert_eq!(span.end_time_unix_nano, "2026-11-20T10:03:20Z".parse::<Timestamp>().unwrap().as_nanosecond() as u64);
+    assert_eq!(span.status.as_ref().unwrap().code, 2, "ERROR unless the exit was clean");
     assert_eq!(span.events.len(), 1);
     assert_eq!(span.events[0].name, keys::EVENT_NAME);
     assert_eq!(span.events[0].time_unix_nano, span.end_time_unix_nano);
@@ -261,10 +185,7 @@ fn requests_group_records_by_resource_and_carry_the_scope() {
     assert_eq!(logs.resource_logs.len(), 2);
     assert_eq!(logs.resource_logs[0].scope_logs[0].log_records.len(), 2);
     let scope = logs.resource_logs[0].scope_logs[0].scope.as_ref().unwrap();
-    assert_eq!(
-        (scope.name.as_str(), scope.version.as_str()),
-        (keys::SCOPE_NAME, keys::SCOPE_VERSION)
-    );
+    assert_eq!((scope.name.as_str(), scope.version.as_str()), (keys::SCOPE_NAME, keys::SCOPE_VERSION));
     assert_eq!(logs.resource_logs[0].schema_url, keys::SCHEMA_URL);
     let traces = convert::traces_request(&[ev, other], &cfg);
     assert_eq!(traces.resource_spans.len(), 2);
@@ -274,50 +195,26 @@ fn requests_group_records_by_resource_and_carry_the_scope() {
 fn service_name_derivation_order() {
     let full = || PodInfo {
         name: "pod-x".into(),
-        annotations: [(
-            keys::ANNOTATION_SERVICE_NAME.to_owned(),
-            "from-annotation".to_owned(),
-        )]
-        .into(),
+        annotations: [(keys::ANNOTATION_SERVICE_NAME.to_owned(), "from-annotation".to_owned())].into(),
         labels: [
-            (
-                keys::LABEL_APP_INSTANCE.to_owned(),
-                "from-instance".to_owned(),
-            ),
+            (keys::LABEL_APP_INSTANCE.to_owned(), "from-instance".to_owned()),
             (keys::LABEL_APP_NAME.to_owned(), "from-name".to_owned()),
         ]
         .into(),
         owners: Owners {
-            deployment: Some(OwnerRef {
-                name: "dep".into(),
-                uid: None,
-            }),
-            replicaset: Some(OwnerRef {
-                name: "rs".into(),
-                uid: None,
-            }),
-            statefulset: Some(OwnerRef {
-                name: "sts".into(),
-                uid: None,
-            }),
-            daemonset: Some(OwnerRef {
-                name: "ds".into(),
-                uid: None,
-            }),
-            cronjob: Some(OwnerRef {
-                name: "cj".into(),
-                uid: None,
-            }),
-            job: Some(OwnerRef {
-                name: "job".into(),
-                uid: None,
-            }),
+            deployment: Some(OwnerRef { name: "dep".into(), uid: None }),
+            replicaset: Some(OwnerRef { name: "rs".into(), uid: None }),
+            statefulset: Some(OwnerRef { name: "sts".into(), uid: None }),
+            daemonset: Some(OwnerRef { name: "ds".into(), uid: None }),
+            cronjob: Some(OwnerRef { name: "cj".into(), uid: None }),
+            job: Some(OwnerRef { name: "job".into(), uid: None }),
         },
         ..Default::default()
     };
     let mut p = full();
     let mut seen = Vec::new();
-    let strip: Vec<Box<dyn Fn(&mut PodInfo)>> = vec![
+    type Strip = Box<dyn Fn(&mut PodInfo)>;
+    let strip: Vec<Strip> = vec![
         Box::new(|p| {
             p.annotations.clear();
         }),
@@ -342,51 +239,29 @@ fn service_name_derivation_order() {
     }
     assert_eq!(
         seen,
-        [
-            "from-annotation",
-            "from-instance",
-            "from-name",
-            "dep",
-            "rs",
-            "sts",
-            "ds",
-            "cj",
-            "job",
-            "pod-x",
-            "ctr"
-        ]
+        ["from-annotation", "from-instance", "from-name", "dep", "rs", "sts", "ds", "cj", "job", "pod-x", "ctr"]
     );
     let mut ns = full();
     ns.namespace = "k8s-ns".into();
     assert_eq!(convert::service_namespace(&ns), "k8s-ns");
-    ns.annotations
-        .insert(keys::ANNOTATION_SERVICE_NAMESPACE.into(), "svc-ns".into());
+    ns.annotations.insert(keys::ANNOTATION_SERVICE_NAMESPACE.into(), "svc-ns".into());
     assert_eq!(convert::service_namespace(&ns), "svc-ns");
 }
 
 #[test]
 fn image_references_split_into_name_and_tag() {
     assert_eq!(convert::split_image("nginx:1.27"), ("nginx", Some("1.27")));
-    assert_eq!(
-        convert::split_image("registry:5000/team/app:v2"),
-        ("registry:5000/team/app", Some("v2"))
-    );
-    assert_eq!(
-        convert::split_image("registry:5000/team/app"),
-        ("registry:5000/team/app", None)
-    );
+    assert_eq!(convert::split_image("registry:5000/team/app:v2"), ("registry:5000/team/app", Some("v2")));
+    assert_eq!(convert::split_image("registry:5000/team/app"), ("registry:5000/team/app", None));
     assert_eq!(convert::split_image("app@sha256:abc"), ("app", None));
-    assert_eq!(
-        convert::split_container_id("cri-o://ff"),
-        (Some("cri-o"), "ff")
-    );
+    assert_eq!(convert::split_container_id("cri-o://ff"), (Some("cri-o"), "ff"));
 }
 
 #[test]
 fn otlp_json_uses_lower_camel_case_and_hex_ids() {
     let ev = oom_event();
     let line = restart_watcher::export::json::logs_line(&convert::logs_request(
-        &[ev.clone()],
+        std::slice::from_ref(&ev),
         &MappingConfig::default(),
     ))
     .unwrap();

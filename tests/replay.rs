@@ -7,18 +7,11 @@ fn bin() -> Command {
 }
 
 fn replay(args: &[&str]) -> Output {
-    bin()
-        .arg("replay")
-        .args(args)
-        .output()
-        .expect("run restart-watcher")
+    bin().arg("replay").args(args).output().expect("run restart-watcher")
 }
 
 fn stdout_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 /// (pod, container, restart_count, reason, exit code) of every log record in OTLP/JSON output.
@@ -41,31 +34,18 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
             let res = &rl["resource"]["attributes"];
             let pod = format!(
                 "{}/{}",
-                attr(res, "k8s.namespace.name")["stringValue"]
-                    .as_str()
-                    .unwrap(),
+                attr(res, "k8s.namespace.name")["stringValue"].as_str().unwrap(),
                 attr(res, "k8s.pod.name")["stringValue"].as_str().unwrap()
             );
-            let container = attr(res, "k8s.container.name")["stringValue"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            let count: i64 = attr(res, "k8s.container.restart_count")["intValue"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let container = attr(res, "k8s.container.name")["stringValue"].as_str().unwrap().to_owned();
+            let count: i64 = attr(res, "k8s.container.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
             for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
                 let a = &rec["attributes"];
                 let reason = attr(a, "k8s.container.status.last_terminated_reason")["stringValue"]
                     .as_str()
                     .unwrap_or("")
                     .to_owned();
-                let code: i64 = attr(a, "process.exit.code")["intValue"]
-                    .as_str()
-                    .unwrap_or("-1")
-                    .parse()
-                    .unwrap();
+                let code: i64 = attr(a, "process.exit.code")["intValue"].as_str().unwrap_or("-1").parse().unwrap();
                 recs.push((pod.clone(), container.clone(), count, reason, code));
             }
         }
@@ -79,28 +59,12 @@ fn r(pod: &str, c: &str, n: i64, reason: &str, code: i64) -> (String, String, i6
 
 #[test]
 fn real_apiserver_recording_yields_exactly_its_four_restarts() {
-    let out = replay(&[
-        "tests/fixtures/real-apiserver-watch.json",
-        "--exporter",
-        "otlp-json",
-        "--signals",
-        "logs",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = replay(&["tests/fixtures/real-apiserver-watch.json", "--exporter", "otlp-json", "--signals", "logs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         records(&out),
         vec![
-            r(
-                "shop/checkout-6b7f9c8d5-x2x4q",
-                "checkout",
-                1,
-                "OOMKilled",
-                137
-            ),
+            r("shop/checkout-6b7f9c8d5-x2x4q", "checkout", 1, "OOMKilled", 137),
             r("shop/checkout-6b7f9c8d5-x2x4q", "checkout", 2, "Error", 2),
             r("shop/checkout-6b7f9c8d5-x2x4q", "envoy", 1, "Error", 143),
             r("batch/report-28371-9kq2x", "report", 1, "Error", 1),
@@ -111,11 +75,7 @@ fn real_apiserver_recording_yields_exactly_its_four_restarts() {
 #[test]
 fn shipped_example_yields_the_restarts_its_story_tells() {
     let out = replay(&["examples/shop-cluster.watch.json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         stdout_lines(&out),
         vec![
@@ -132,35 +92,15 @@ fn shipped_example_yields_the_restarts_its_story_tells() {
 
 #[test]
 fn otlp_json_writes_one_logs_and_one_traces_request_per_batch() {
-    let out = replay(&[
-        "examples/shop-cluster.watch.json",
-        "--exporter",
-        "otlp-json",
-    ]);
+    let out = replay(&["examples/shop-cluster.watch.json", "--exporter", "otlp-json"]);
     assert!(out.status.success());
     let lines = stdout_lines(&out);
-    let logs = lines
-        .iter()
-        .filter(|l| l.starts_with("{\"resourceLogs\""))
-        .count();
-    let traces = lines
-        .iter()
-        .filter(|l| l.starts_with("{\"resourceSpans\""))
-        .count();
+    let logs = lines.iter().filter(|l| l.starts_with("{\"resourceLogs\"")).count();
+    let traces = lines.iter().filter(|l| l.starts_with("{\"resourceSpans\"")).count();
     assert!(logs >= 1 && logs == traces, "logs {logs} traces {traces}");
     assert_eq!(records(&out).len(), 7);
-    let only_traces = replay(&[
-        "examples/shop-cluster.watch.json",
-        "--exporter",
-        "otlp-json",
-        "--signals",
-        "traces",
-    ]);
-    assert!(
-        stdout_lines(&only_traces)
-            .iter()
-            .all(|l| l.starts_with("{\"resourceSpans\""))
-    );
+    let only_traces = replay(&["examples/shop-cluster.watch.json", "--exporter", "otlp-json", "--signals", "traces"]);
+    assert!(stdout_lines(&only_traces).iter().all(|l| l.starts_with("{\"resourceSpans\"")));
 }
 
 #[test]
@@ -170,12 +110,7 @@ fn replay_reads_standard_input_and_pretty_or_compact_json() {
         .unwrap()
         .split("\n}\n")
         .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            serde_json::from_str::<serde_json::Value>(&format!("{s}\n}}"))
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
+        .map(|s| serde_json::from_str::<serde_json::Value>(&format!("{s}\n}}")).unwrap().to_string() + "\n")
         .collect();
     let mut child = bin()
         .args(["replay", "-"])
@@ -183,12 +118,7 @@ fn replay_reads_standard_input_and_pretty_or_compact_json() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(compact.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(compact.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(stdout_lines(&out).len(), 7);
@@ -220,4 +150,55 @@ fn pod_lists_are_snapshots_and_plain_pods_are_updates() {
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("ns/a app restarted #1"));
+}
+
+/// A reader that hands out a few bytes at a time, like a slow pipe.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn values_split_across_reads_are_decoded_once_complete() {
+    use restart_watcher::detector::Detector;
+    use restart_watcher::replay::{ReplayError, ReplayStats, replay};
+    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
+    for chunk in [1, 7, 4096] {
+        let mut d = Detector::default();
+        let mut stats = ReplayStats::default();
+        let mut got = Vec::new();
+        replay(
+            Trickle(&data, chunk),
+            "t",
+            &mut d,
+            jiff::Timestamp::now,
+            |e| {
+                got.push(e.restart_count);
+                true
+            },
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!((got, stats.values), (vec![1, 2, 1, 1], 16), "chunk {chunk}");
+    }
+    // an error is placed the same way whatever the read sizes
+    let mut bad = data.clone();
+    bad.extend_from_slice(b"\n{\"type\": nope}\n");
+    let err = replay(
+        Trickle(&bad, 13),
+        "t",
+        &mut Detector::default(),
+        jiff::Timestamp::now,
+        |_| true,
+        &mut ReplayStats::default(),
+    )
+    .unwrap_err();
+    let ReplayError::Malformed { line, byte_offset, .. } = err else { panic!("{err}") };
+    assert_eq!((line, byte_offset), (18, data.len() + 1), "the value after the blank line 17");
 }

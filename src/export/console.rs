@@ -6,25 +6,14 @@ use crate::event::{ContainerKind, RestartEvent, signal_name};
 
 /// Formats one restart as a console line (no trailing newline).
 pub fn line(ev: &RestartEvent) -> String {
-    let mut s = format!(
-        "{} {}/{} {}",
-        ev.time(),
-        ev.pod.namespace,
-        ev.pod.name,
-        ev.container.name
-    );
+    let mut s = format!("{} {}/{} {}", ev.time(), ev.pod.namespace, ev.pod.name, ev.container.name);
     if ev.kind() != ContainerKind::App {
         s.push_str(&format!(" ({})", ev.kind()));
     }
     s.push_str(&format!(" restarted #{}: ", ev.restart_count));
     match &ev.terminated {
         Some(t) => {
-            s.push_str(
-                t.reason
-                    .as_deref()
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("terminated"),
-            );
+            s.push_str(t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated"));
             s.push_str(&format!(" (exit code {}", t.exit_code));
             if let Some(name) = ev.signal().and_then(signal_name) {
                 s.push_str(&format!(", {name}"));

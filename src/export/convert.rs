@@ -10,14 +10,10 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span, status,
-};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
 use crate::event::{Owners, PodInfo, RestartEvent, severity, signal_name};
@@ -38,9 +34,7 @@ const TRACE_FLAG_SAMPLED: u32 = 1;
 pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
         ..Default::default()
     }
 }
@@ -48,9 +42,7 @@ pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
         ..Default::default()
     }
 }
@@ -58,25 +50,16 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
 pub fn kv_bool(key: &str, value: bool) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::BoolValue(value)),
-        }),
+        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }),
         ..Default::default()
     }
 }
 
 pub fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
-    let values = values
-        .into_iter()
-        .map(|v| AnyValue {
-            value: Some(any_value::Value::StringValue(v)),
-        })
-        .collect();
+    let values = values.into_iter().map(|v| AnyValue { value: Some(any_value::Value::StringValue(v)) }).collect();
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
-        }),
+        value: Some(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
         ..Default::default()
     }
 }
@@ -87,9 +70,7 @@ pub fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
 pub fn service_name(pod: &PodInfo, container: &str) -> String {
     let o: &Owners = &pod.owners;
     let candidates = [
-        pod.annotations
-            .get(keys::ANNOTATION_SERVICE_NAME)
-            .map(String::as_str),
+        pod.annotations.get(keys::ANNOTATION_SERVICE_NAME).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_INSTANCE).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_NAME).map(String::as_str),
         o.deployment.as_ref().map(|r| r.name.as_str()),
@@ -101,12 +82,7 @@ pub fn service_name(pod: &PodInfo, container: &str) -> String {
         Some(pod.name.as_str()),
         Some(container),
     ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
-        .to_owned()
+    candidates.into_iter().flatten().find(|s| !s.is_empty()).unwrap_or_default().to_owned()
 }
 
 /// `service.namespace`: the annotation, else the Kubernetes namespace.
@@ -147,10 +123,7 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
     let mut attrs = vec![
         kv_str(keys::SERVICE_NAME, service_name(pod, &c.name)),
         kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
-        kv_str(
-            keys::SERVICE_INSTANCE_ID,
-            format!("{}.{}.{}", pod.namespace, pod.name, c.name),
-        ),
+        kv_str(keys::SERVICE_INSTANCE_ID, format!("{}.{}.{}", pod.namespace, pod.name, c.name)),
     ];
     if let Some(cluster) = &cfg.cluster_name {
         attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
@@ -162,16 +135,8 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
         attrs.push(kv_str(keys::K8S_NODE_NAME, node.as_str()));
     }
     attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
-    attrs.push(kv_int(
-        keys::K8S_CONTAINER_RESTART_COUNT,
-        i64::from(ev.restart_count),
-    ));
-    if let Some(id) = ev
-        .terminated
-        .as_ref()
-        .and_then(|t| t.container_id.as_deref())
-        .filter(|i| !i.is_empty())
-    {
+    attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.restart_count)));
+    if let Some(id) = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty()) {
         let (runtime, bare) = split_container_id(id);
         attrs.push(kv_str(keys::CONTAINER_ID, bare));
         if let Some(runtime) = runtime {
@@ -182,43 +147,21 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
         let (name, tag) = split_image(&c.image);
         attrs.push(kv_str(keys::CONTAINER_IMAGE_NAME, name));
         if let Some(tag) = tag {
-            attrs.push(kv_str_array(
-                keys::CONTAINER_IMAGE_TAGS,
-                vec![tag.to_owned()],
-            ));
+            attrs.push(kv_str_array(keys::CONTAINER_IMAGE_TAGS, vec![tag.to_owned()]));
         }
     }
     if let Some((_, digest)) = c.image_id.split_once('@') {
         // imageID is `[scheme://]repo@sha256:...`; semconv wants `repo@sha256:...`.
         let repo = split_container_id(&c.image_id).1;
         let repo = repo.split_once('@').map_or(repo, |(r, _)| r);
-        attrs.push(kv_str_array(
-            keys::CONTAINER_IMAGE_REPO_DIGESTS,
-            vec![format!("{repo}@{digest}")],
-        ));
+        attrs.push(kv_str_array(keys::CONTAINER_IMAGE_REPO_DIGESTS, vec![format!("{repo}@{digest}")]));
     }
     let o = &pod.owners;
     for (owner, name_key, uid_key) in [
-        (
-            &o.replicaset,
-            keys::K8S_REPLICASET_NAME,
-            keys::K8S_REPLICASET_UID,
-        ),
-        (
-            &o.deployment,
-            keys::K8S_DEPLOYMENT_NAME,
-            keys::K8S_DEPLOYMENT_UID,
-        ),
-        (
-            &o.statefulset,
-            keys::K8S_STATEFULSET_NAME,
-            keys::K8S_STATEFULSET_UID,
-        ),
-        (
-            &o.daemonset,
-            keys::K8S_DAEMONSET_NAME,
-            keys::K8S_DAEMONSET_UID,
-        ),
+        (&o.replicaset, keys::K8S_REPLICASET_NAME, keys::K8S_REPLICASET_UID),
+        (&o.deployment, keys::K8S_DEPLOYMENT_NAME, keys::K8S_DEPLOYMENT_UID),
+        (&o.statefulset, keys::K8S_STATEFULSET_NAME, keys::K8S_STATEFULSET_UID),
+        (&o.daemonset, keys::K8S_DAEMONSET_NAME, keys::K8S_DAEMONSET_UID),
         (&o.job, keys::K8S_JOB_NAME, keys::K8S_JOB_UID),
         (&o.cronjob, keys::K8S_CRONJOB_NAME, keys::K8S_CRONJOB_UID),
     ] {
@@ -231,10 +174,7 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
     }
     for key in &cfg.pod_label_keys {
         if let Some(v) = pod.labels.get(key) {
-            attrs.push(kv_str(
-                &format!("{}{key}", keys::K8S_POD_LABEL_PREFIX),
-                v.as_str(),
-            ));
+            attrs.push(kv_str(&format!("{}{key}", keys::K8S_POD_LABEL_PREFIX), v.as_str()));
         }
     }
     attrs
@@ -245,10 +185,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(16);
     if let Some(t) = &ev.terminated {
         if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
-            attrs.push(kv_str(
-                keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON,
-                reason,
-            ));
+            attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
         }
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
@@ -273,10 +210,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
             attrs.push(kv_str(keys::TERMINATION_STARTED_AT, started.to_string()));
         }
         if let Some(msg) = t.message.as_deref().filter(|m| !m.is_empty()) {
-            attrs.push(kv_str(
-                keys::TERMINATION_MESSAGE,
-                cap_utf8(msg, keys::TERMINATION_MESSAGE_MAX_BYTES),
-            ));
+            attrs.push(kv_str(keys::TERMINATION_MESSAGE, cap_utf8(msg, keys::TERMINATION_MESSAGE_MAX_BYTES)));
         }
     }
     if ev.missed > 0 {
@@ -308,11 +242,7 @@ pub fn cap_utf8(s: &str, max: usize) -> &str {
 pub fn body(ev: &RestartEvent) -> String {
     let what = match &ev.terminated {
         Some(t) => {
-            let reason = t
-                .reason
-                .as_deref()
-                .filter(|r| !r.is_empty())
-                .unwrap_or("terminated");
+            let reason = t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
             format!("{reason} (exit code {})", t.exit_code)
         }
         None => "reason unknown".to_owned(),
@@ -330,9 +260,7 @@ pub fn body(ev: &RestartEvent) -> String {
     }
     if let Some(t) = &ev.terminated {
         let self_explained = matches!(t.reason.as_deref(), Some("OOMKilled") | Some("Completed"));
-        if let Some(meaning) =
-            crate::event::exit_code_meaning(t.exit_code).filter(|_| !self_explained)
-        {
+        if let Some(meaning) = crate::event::exit_code_meaning(t.exit_code).filter(|_| !self_explained) {
             s.push_str(&format!("; exit code {}: {meaning}", t.exit_code));
         }
     }
@@ -359,9 +287,7 @@ pub fn log_record(ev: &RestartEvent) -> LogRecord {
         observed_time_unix_nano: nanos(ev.observed_at),
         severity_number,
         severity_text: severity_text.to_owned(),
-        body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(body(ev))),
-        }),
+        body: Some(AnyValue { value: Some(any_value::Value::StringValue(body(ev))) }),
         attributes: record_attributes(ev),
         flags: TRACE_FLAG_SAMPLED,
         trace_id: ev.trace_id().to_vec(),
@@ -374,22 +300,11 @@ pub fn log_record(ev: &RestartEvent) -> LogRecord {
 /// The span of the terminated instance, with its span event.
 pub fn span(ev: &RestartEvent) -> Span {
     let end = ev.time();
-    let start = ev
-        .terminated
-        .as_ref()
-        .and_then(|t| t.started_at)
-        .filter(|s| *s <= end)
-        .unwrap_or(end);
+    let start = ev.terminated.as_ref().and_then(|t| t.started_at).filter(|s| *s <= end).unwrap_or(end);
     let status = if ev.cause.is_clean() {
-        Status {
-            code: status::StatusCode::Unset as i32,
-            ..Default::default()
-        }
+        Status { code: status::StatusCode::Unset as i32, ..Default::default() }
     } else {
-        Status {
-            code: status::StatusCode::Error as i32,
-            message: ev.cause.as_str().to_owned(),
-        }
+        Status { code: status::StatusCode::Error as i32, message: ev.cause.as_str().to_owned() }
     };
     Span {
         trace_id: ev.trace_id().to_vec(),
@@ -420,10 +335,7 @@ fn group_by_resource<T>(
     let mut groups: Vec<(Resource, Vec<T>)> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     for ev in events {
-        let resource = Resource {
-            attributes: resource_attributes(ev, cfg),
-            ..Default::default()
-        };
+        let resource = Resource { attributes: resource_attributes(ev, cfg), ..Default::default() };
         let key = resource.encode_to_vec();
         match index.get(&key) {
             Some(&i) => groups[i].1.push(item(ev)),
@@ -442,11 +354,7 @@ pub fn logs_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportLogsS
         .into_iter()
         .map(|(resource, log_records)| ResourceLogs {
             resource: Some(resource),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(scope()),
-                log_records,
-                schema_url: keys::SCHEMA_URL.to_owned(),
-            }],
+            scope_logs: vec![ScopeLogs { scope: Some(scope()), log_records, schema_url: keys::SCHEMA_URL.to_owned() }],
             schema_url: keys::SCHEMA_URL.to_owned(),
         })
         .collect();
@@ -459,11 +367,7 @@ pub fn traces_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportTra
         .into_iter()
         .map(|(resource, spans)| ResourceSpans {
             resource: Some(resource),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans,
-                schema_url: keys::SCHEMA_URL.to_owned(),
-            }],
+            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans, schema_url: keys::SCHEMA_URL.to_owned() }],
             schema_url: keys::SCHEMA_URL.to_owned(),
         })
         .collect();

@@ -42,10 +42,7 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals {
-            logs: true,
-            traces: true,
-        }
+        Signals { logs: true, traces: true }
     }
 }
 
@@ -54,14 +51,8 @@ pub type Output = Box<dyn Write + Send>;
 
 /// An exporter of restart records.
 pub enum Exporter {
-    Console {
-        out: Output,
-    },
-    OtlpJson {
-        out: Output,
-        signals: Signals,
-        mapping: MappingConfig,
-    },
+    Console { out: Output },
+    OtlpJson { out: Output, signals: Signals, mapping: MappingConfig },
 }
 
 impl Exporter {
@@ -88,11 +79,7 @@ impl Exporter {
                 }
                 out.flush().map_err(write_err)
             }
-            Exporter::OtlpJson {
-                out,
-                signals,
-                mapping,
-            } => {
+            Exporter::OtlpJson { out, signals, mapping } => {
                 if signals.logs {
                     let line = json::logs_line(&convert::logs_request(batch, mapping))?;
                     writeln!(out, "{line}").map_err(write_err)?;

@@ -29,10 +29,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig {
-            max_records: DEFAULT_BATCH_MAX_RECORDS,
-            max_delay: DEFAULT_BATCH_MAX_DELAY,
-        }
+        BatchConfig { max_records: DEFAULT_BATCH_MAX_RECORDS, max_delay: DEFAULT_BATCH_MAX_DELAY }
     }
 }
 
@@ -47,11 +44,7 @@ pub struct ExportReport {
 }
 
 /// Runs until the channel closes; returns what was exported and what failed.
-pub async fn run(
-    mut rx: mpsc::Receiver<RestartEvent>,
-    mut exporter: Exporter,
-    cfg: BatchConfig,
-) -> ExportReport {
+pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, mut exporter: Exporter, cfg: BatchConfig) -> ExportReport {
     let mut report = ExportReport::default();
     let max_records = cfg.max_records.max(1);
     let mut batch: Vec<RestartEvent> = Vec::with_capacity(max_records);

@@ -15,12 +15,7 @@ pub struct C {
 
 /// A container `name` with `restarts`, running, no last termination.
 pub fn c(name: &'static str, restarts: u32) -> C {
-    C {
-        name,
-        restarts,
-        last: None,
-        state: json!({"running": {"startedAt": "2026-11-20T10:00:00Z"}}),
-    }
+    C { name, restarts, last: None, state: json!({"running": {"startedAt": "2026-11-20T10:00:00Z"}}) }
 }
 
 impl C {
