@@ -1,7 +1,9 @@
-//! Wiring: the producer (replay, later the live watch), the bounded channel and the export task.
+//! Wiring: the producer (replay or the live watch), the bounded channel and the export task.
 //!
-//! Shutdown order is owned here: the producer ends (end of stream, error, or signal) and drops its
-//! sender; the export task drains what is queued and exports it; then the result is reported.
+//! Shutdown order is owned here, in one place ([`run`]'s tail): stop the watches, which drops their
+//! senders; the export task drains what is queued and exports it within the shutdown grace; the
+//! last checkpoint is written if everything was handed over; then what could not be delivered is
+//! reported.
 
 use std::io::Read;
 
@@ -50,7 +52,7 @@ pub async fn replay(
     opts: ReplayOptions,
 ) -> ReplayOutcome {
     let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
-    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch));
+    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, Default::default()));
     let kinds = opts.kinds;
     let reader = tokio::task::spawn_blocking(move || {
         let mut detector = Detector::new(kinds);
@@ -81,4 +83,174 @@ pub async fn replay(
         }
     };
     ReplayOutcome { stats, export, error: result.err() }
+}
+
+/// Settings of a live run.
+pub struct RunOptions {
+    pub scope: crate::watch::WatchScope,
+    pub channel_capacity_events: usize,
+    pub batch: BatchConfig,
+    /// How long the export task may take to drain and flush at shutdown.
+    pub shutdown_grace: std::time::Duration,
+    /// The API server's URL, for messages.
+    pub server: String,
+}
+
+/// What a live run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub restarts_detected: u64,
+    pub exported: u64,
+    pub failed: u64,
+    /// Detected but neither exported nor counted as failed when the grace period ended.
+    pub undelivered: u64,
+}
+
+/// Watches until `stop` is cancelled, then shuts down in order. Fails only at startup (the first
+/// list cannot be done); once running, errors are retried and logged.
+pub async fn run(
+    client: kube::Client,
+    opts: RunOptions,
+    exporter: Exporter,
+    store: crate::checkpoint::CheckpointStore,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<RunReport, crate::watch::WatchError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
+    use crate::watch::{self, ScopeHealth, WatchStats, WatchTask};
+
+    watch::preflight(&client, &opts.scope, &opts.server).await?;
+
+    let mut store = store;
+    let catch_up = match store.load().await {
+        Ok(Some(t)) => {
+            tracing::info!(checkpoint = %t, store = store.describe(), "Catching up on restarts since the checkpoint.");
+            Some(catch_up_since(t))
+        }
+        Ok(None) => {
+            tracing::info!(store = store.describe(), "No checkpoint yet: restarts before this start are not reported.");
+            None
+        }
+        Err(e @ CheckpointError::Forbidden { .. }) => {
+            tracing::warn!(error = %e, "Catch-up is off.");
+            store = CheckpointStore::Disabled;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot read the checkpoint; starting without catch-up.");
+            None
+        }
+    };
+
+    let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    let sent = Arc::new(AtomicU64::new(0));
+    let handled = Arc::new(AtomicU64::new(0));
+    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, handled.clone()));
+    let stats = Arc::new(WatchStats::default());
+    let watch_stop = stop.child_token();
+    let mut watches = Vec::new();
+    let mut healths = Vec::new();
+    for (api, description) in opts.scope.apis(&client) {
+        let health = Arc::new(ScopeHealth::default());
+        healths.push(health.clone());
+        let task = WatchTask {
+            api,
+            description,
+            scope: opts.scope.clone(),
+            server: opts.server.clone(),
+            catch_up_since: catch_up,
+            tx: tx.clone(),
+            sent: sent.clone(),
+            stats: stats.clone(),
+            health,
+        };
+        watches.push(tokio::spawn(watch::run(task, watch_stop.clone())));
+    }
+    drop(tx);
+
+    // The checkpoint: the time up to which every detected restart was handed over. It advances
+    // only while every watch is live and nothing is in flight.
+    let settled = {
+        let (sent, handled, healths) = (sent.clone(), handled.clone(), healths.clone());
+        move || {
+            healths.iter().all(|h| h.live.load(Ordering::Relaxed))
+                && sent.load(Ordering::Relaxed) == handled.load(Ordering::Relaxed)
+        }
+    };
+    let store = Arc::new(store);
+    let checkpointer = {
+        let (store, stop, settled) = (store.clone(), watch_stop.clone(), settled.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::checkpoint::CHECKPOINT_INTERVAL);
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let now = Timestamp::now();
+                if matches!(*store, CheckpointStore::Disabled) || !settled() {
+                    continue;
+                }
+                match store.save(now).await {
+                    Ok(()) => warned = false,
+                    Err(e @ CheckpointError::Forbidden { .. }) => {
+                        tracing::warn!(error = %e, "Catch-up is off.");
+                        break;
+                    }
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "Cannot write the checkpoint; will retry.");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Cannot write the checkpoint."),
+                }
+            }
+        })
+    };
+
+    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
+    let all_watches = futures::future::join_all(watches);
+    let mut all_watches = std::pin::pin!(all_watches);
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = &mut all_watches => {}
+    }
+
+    // Ordered shutdown: stop watching (dropping the senders), drain and flush within the grace.
+    tracing::info!(
+        grace_secs = opts.shutdown_grace.as_secs_f64(),
+        "Shutting down: stopping the watch, draining the queue."
+    );
+    watch_stop.cancel();
+    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
+    let _ = tokio::time::timeout_at(deadline, &mut all_watches).await;
+    let _ = checkpointer.await;
+    let mut exporter_task = exporter_task;
+    let export = match tokio::time::timeout_at(deadline, &mut exporter_task).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "The export task ended abnormally.");
+            ExportReport::default()
+        }
+        Err(_) => {
+            exporter_task.abort();
+            ExportReport::default()
+        }
+    };
+    let sent_n = sent.load(Ordering::Relaxed);
+    let handled_n = handled.load(Ordering::Relaxed);
+    if sent_n == handled_n && healths.iter().all(|h| h.live.load(Ordering::Relaxed)) {
+        if let Err(e) = store.save(Timestamp::now()).await {
+            tracing::warn!(error = %e, "Cannot write the final checkpoint.");
+        }
+    }
+    let report = RunReport {
+        restarts_detected: stats.restarts.load(Ordering::Relaxed),
+        exported: export.exported,
+        failed: export.failed,
+        undelivered: stats.restarts.load(Ordering::Relaxed).saturating_sub(handled_n),
+    };
+    Ok(report)
 }

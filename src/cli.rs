@@ -10,10 +10,15 @@ use crate::export::convert::MappingConfig;
 
 /// Every Kubernetes container restart as one OpenTelemetry event.
 #[derive(Debug, Parser)]
-#[command(name = "restart-watcher", version, about, propagate_version = true)]
+#[command(name = "restart-watcher", version, about, propagate_version = true, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// What to do; `run` (watch the cluster) when omitted.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// The flags of `run`, accepted without the subcommand name.
+    #[command(flatten)]
+    pub run: RunArgs,
 
     /// Log filter for the agent's own logs (tracing `EnvFilter` syntax), written to stderr.
     #[arg(long, env = "RESTART_WATCHER_LOG", default_value = "info", global = true)]
@@ -32,8 +37,104 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch the cluster's pods and export every container restart (the default).
+    Run(RunArgs),
     /// Feed a recorded watch stream (or Pods / PodLists) through the detector and export the restarts.
     Replay(ReplayArgs),
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kubeconfig file; default as kube-rs infers it: $KUBECONFIG, ~/.kube/config, else the
+    /// in-cluster service account.
+    #[arg(long, env = "KUBECONFIG_PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Watch only this namespace (repeatable; default: all namespaces).
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        value_name = "NAMESPACE",
+        env = "RESTART_WATCHER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Leave this namespace out (repeatable).
+    #[arg(
+        long = "exclude-namespace",
+        value_name = "NAMESPACE",
+        env = "RESTART_WATCHER_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Watch only pods matching this label selector (e.g. `app.kubernetes.io/part-of=shop`).
+    #[arg(long, env = "RESTART_WATCHER_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+
+    /// Watch only pods matching this field selector (e.g. `status.phase!=Succeeded`).
+    #[arg(long, env = "RESTART_WATCHER_FIELD_SELECTOR")]
+    pub field_selector: Option<String>,
+
+    /// Node mode: watch only the pods of this node (`spec.nodeName`); set in a DaemonSet from the
+    /// downward API. One agent per node scales to any cluster size.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Keep the catch-up checkpoint in this file instead of a Lease (local runs).
+    #[arg(long, env = "RESTART_WATCHER_CHECKPOINT_FILE", conflicts_with = "no_checkpoint")]
+    pub checkpoint_file: Option<std::path::PathBuf>,
+
+    /// Name of the checkpoint Lease (node mode appends `-<node name>`).
+    #[arg(long, env = "RESTART_WATCHER_CHECKPOINT_LEASE", default_value = crate::checkpoint::DEFAULT_LEASE_NAME)]
+    pub checkpoint_lease: String,
+
+    /// Namespace of the checkpoint Lease: the agent's own (default: $POD_NAMESPACE, else the
+    /// service account's namespace, else the kubeconfig context's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub checkpoint_namespace: Option<String>,
+
+    /// No checkpoint: restarts that happen while the agent is down are not reported.
+    #[arg(long, env = "RESTART_WATCHER_NO_CHECKPOINT")]
+    pub no_checkpoint: bool,
+
+    /// Capacity of the queue between detection and export, in records; when full, the watch waits.
+    #[arg(long, env = "RESTART_WATCHER_QUEUE_CAPACITY", default_value_t = crate::export::task::DEFAULT_CHANNEL_CAPACITY_EVENTS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_capacity: u32,
+
+    /// Time allowed at shutdown to drain the queue and flush the exporter, e.g. `10s`, `500ms`.
+    #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub detection: DetectionArgs,
+}
+
+/// Parses `10s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration; expected e.g. 10s, 500ms, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?} has an unknown unit; expected ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(Debug, Args)]

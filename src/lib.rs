@@ -12,14 +12,20 @@
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
 //! - [`replay`]: recorded watch streams through the detector;
+//! - [`watch`]: the live kube-rs watch through the same detector;
+//! - [`checkpoint`]: the catch-up checkpoint (Lease or file);
+//! - [`kube_errors`]: API errors turned into messages that say what to fix;
 //! - [`app`]: wiring and ordered shutdown;
 //! - [`cli`]: command-line and environment configuration.
 
 pub mod app;
+pub mod checkpoint;
 pub mod cli;
 pub mod detector;
 pub mod event;
 pub mod export;
 pub mod keys;
+pub mod kube_errors;
 pub mod pod;
 pub mod replay;
+pub mod watch;

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use restart_watcher::app::{self, ReplayOptions};
-use restart_watcher::cli::{Cli, Command, ExporterKind, LogFormat, ReplayArgs};
+use restart_watcher::app::{self, ReplayOptions, RunOptions};
+use restart_watcher::checkpoint::CheckpointStore;
+use restart_watcher::cli::{Cli, Command, ExporterKind, LogFormat, OutputArgs, ReplayArgs, RunArgs};
 use restart_watcher::export::Exporter;
+use restart_watcher::watch::WatchScope;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -54,7 +57,128 @@ fn init_logging(cli: &Cli) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Replay(args) => replay(args).await,
+        Some(Command::Replay(args)) => replay(args).await,
+        Some(Command::Run(args)) => watch(args).await,
+        None => watch(cli.run).await,
+    }
+}
+
+/// Builds the client configuration as kube-rs infers it, or from the flags.
+async fn kube_config(args: &RunArgs) -> Result<kube::Config> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+    match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("--kubeconfig {}: cannot read it", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .with_context(|| format!("--kubeconfig {}: cannot use it", path.display()))
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("--context {:?}: not usable from the default kubeconfig", args.context)),
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration found: set --kubeconfig or $KUBECONFIG, or run in a cluster with a service account",
+        ),
+    }
+}
+
+/// The agent's own namespace, for its checkpoint Lease.
+fn own_namespace(args: &RunArgs, config: &kube::Config) -> String {
+    const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    args.checkpoint_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string(SA_NAMESPACE_FILE).ok().map(|s| s.trim().to_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| config.default_namespace.clone())
+}
+
+async fn watch(args: RunArgs) -> Result<ExitCode> {
+    let config = kube_config(&args).await?;
+    let server = config.cluster_url.to_string();
+    let namespace = own_namespace(&args, &config);
+    let client = kube::Client::try_from(config.clone()).context("cannot build the Kubernetes client")?;
+    let store = if args.no_checkpoint {
+        CheckpointStore::Disabled
+    } else if let Some(path) = &args.checkpoint_file {
+        CheckpointStore::File(path.clone())
+    } else {
+        let name = match &args.node_name {
+            Some(node) => format!("{}-{node}", args.checkpoint_lease),
+            None => args.checkpoint_lease.clone(),
+        };
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "restart-watcher".into());
+        CheckpointStore::Lease { api: kube::Api::namespaced(client.clone(), &namespace), namespace, name, identity }
+    };
+    let scope = WatchScope {
+        namespaces: args.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+        exclude_namespaces: args.exclude_namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+        label_selector: args.label_selector.clone(),
+        field_selector: args.field_selector.clone(),
+        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
+        kinds: args.detection.kind_filter(),
+    };
+    let opts = RunOptions {
+        scope,
+        channel_capacity_events: args.queue_capacity as usize,
+        batch: Default::default(),
+        shutdown_grace: args.shutdown_grace,
+        server,
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let exporter = text_exporter(&args.output);
+    let report = app::run(client, opts, exporter, store, stop).await?;
+    tracing::info!(
+        detected = report.restarts_detected,
+        exported = report.exported,
+        failed = report.failed,
+        undelivered = report.undelivered,
+        "Stopped."
+    );
+    if report.undelivered > 0 || report.failed > 0 {
+        tracing::error!(
+            undelivered = report.undelivered,
+            failed = report.failed,
+            "Some restart records were not delivered."
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGTERM; only SIGINT stops the agent cleanly.");
+                let _ = ctrl_c.await;
+                stop.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received."),
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    stop.cancel();
+}
+
+fn text_exporter(output: &OutputArgs) -> Exporter {
+    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
+    match output.exporter {
+        ExporterKind::Console => Exporter::Console { out },
+        ExporterKind::OtlpJson => Exporter::OtlpJson { out, signals: output.signals(), mapping: output.mapping() },
     }
 }
 
@@ -66,13 +190,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot open the replay input {:?}", args.input))?;
         (Box::new(file), args.input.clone())
     };
-    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
-    let exporter = match args.output.exporter {
-        ExporterKind::Console => Exporter::Console { out },
-        ExporterKind::OtlpJson => {
-            Exporter::OtlpJson { out, signals: args.output.signals(), mapping: args.output.mapping() }
-        }
-    };
+    let exporter = text_exporter(&args.output);
     let opts = ReplayOptions { kinds: args.detection.kind_filter(), ..ReplayOptions::default() };
     let outcome = app::replay(input, source_name, exporter, opts).await;
     let s = outcome.stats;

@@ -5,6 +5,8 @@
 //! exported and the task ends. The channel's bound is the backpressure: a producer that finds it
 //! full waits.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -43,8 +45,15 @@ pub struct ExportReport {
     pub first_error: Option<ExportError>,
 }
 
-/// Runs until the channel closes; returns what was exported and what failed.
-pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, mut exporter: Exporter, cfg: BatchConfig) -> ExportReport {
+/// Runs until the channel closes; returns what was exported and what failed. `handled` counts
+/// every event taken off the channel whose fate is settled (exported, or failed and counted): the
+/// checkpoint advances only when it equals the number sent.
+pub async fn run(
+    mut rx: mpsc::Receiver<RestartEvent>,
+    mut exporter: Exporter,
+    cfg: BatchConfig,
+    handled: Arc<AtomicU64>,
+) -> ExportReport {
     let mut report = ExportReport::default();
     let max_records = cfg.max_records.max(1);
     let mut batch: Vec<RestartEvent> = Vec::with_capacity(max_records);
@@ -74,6 +83,7 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, mut exporter: Exporter, c
             }
         }
         report.batches += 1;
+        handled.fetch_add(n, Ordering::Relaxed);
         batch.clear();
     }
     report

@@ -1,0 +1,242 @@
+//! The live watch: kube-rs `watcher` on the slim Pod -> detector -> bounded channel.
+//!
+//! One task per scope (all namespaces, or each `--namespace`), each with its own detector, so that
+//! one scope's relist never drops another scope's pods. Raw watcher events are consumed: `Init` starts
+//! a (re)list, `InitApply`/`Apply` are observations, `Delete` carries the final object, and
+//! `InitDone` drops the pods a relist did not return. Errors never end the watch: the stream backs
+//! off (`default_backoff`) and goes on; errors are logged with what to fix.
+//!
+//! Sending a restart into the channel waits while the channel is full (backpressure). That is safe:
+//! the detector is level-triggered, so a watch that expires meanwhile relists and the counts still
+//! compare right.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::detector::{Detector, KindFilter};
+use crate::event::RestartEvent;
+use crate::kube_errors::{Failure, advice, classify, classify_watcher};
+use crate::pod::SlimPod;
+
+/// Page size of the initial list and relists, in pods (bounds the memory of one list response).
+pub const LIST_PAGE_SIZE_PODS: u32 = 500;
+/// The verbs the agent needs on pods.
+pub const POD_VERBS: &str = "get,list,watch";
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchScope {
+    /// Namespaces to watch; empty = all namespaces.
+    pub namespaces: Vec<String>,
+    /// Namespaces to leave out (field selector `metadata.namespace!=`).
+    pub exclude_namespaces: Vec<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// Node mode: only pods with `spec.nodeName` = this.
+    pub node_name: Option<String>,
+    pub kinds: KindFilter,
+}
+
+impl WatchScope {
+    /// The field selector sent to the API server: the user's, the node, and the exclusions.
+    pub fn effective_field_selector(&self) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(f) = self.field_selector.as_deref().filter(|f| !f.is_empty()) {
+            parts.push(f.to_owned());
+        }
+        if let Some(node) = &self.node_name {
+            parts.push(format!("spec.nodeName={node}"));
+        }
+        for ns in &self.exclude_namespaces {
+            parts.push(format!("metadata.namespace!={ns}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+
+    /// One `(api, description)` per watch task.
+    pub fn apis(&self, client: &Client) -> Vec<(Api<SlimPod>, String)> {
+        if self.namespaces.is_empty() {
+            vec![(Api::all(client.clone()), "all namespaces".to_owned())]
+        } else {
+            self.namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), format!("namespace {ns}"))).collect()
+        }
+    }
+
+    fn watcher_config(&self) -> watcher::Config {
+        let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS);
+        if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
+            cfg = cfg.labels(l);
+        }
+        if let Some(f) = self.effective_field_selector() {
+            cfg = cfg.fields(&f);
+        }
+        cfg
+    }
+}
+
+/// Errors that stop the agent before it starts watching.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The first list failed: unreachable server, 401, 403, or a bad selector.
+    #[error("{advice}")]
+    Startup {
+        advice: String,
+        failure: Failure,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Counters shared by the watch tasks, the checkpointer and the metrics.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    pub events: AtomicU64,
+    pub relists: AtomicU64,
+    pub errors: AtomicU64,
+    pub pods_dropped: AtomicU64,
+    pub restarts: AtomicU64,
+    /// Scopes whose initial list is complete.
+    pub scopes_listed: AtomicU64,
+}
+
+/// Health of one scope's watch, for the checkpoint: it may advance only while every watch is
+/// known to be live.
+#[derive(Debug, Default)]
+pub struct ScopeHealth {
+    /// Initial list complete, and an event arrived after the last error.
+    pub live: AtomicBool,
+}
+
+/// Checks, before watching, that each scope can be listed; returns the message to print otherwise.
+pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Result<(), WatchError> {
+    for (api, desc) in scope.apis(client) {
+        let mut lp = ListParams::default().limit(1);
+        if let Some(l) = scope.label_selector.as_deref().filter(|l| !l.is_empty()) {
+            lp = lp.labels(l);
+        }
+        if let Some(f) = scope.effective_field_selector() {
+            lp = lp.fields(&f);
+        }
+        if let Err(source) = api.list(&lp).await {
+            let failure = classify(&source);
+            let advice = match (&failure, &source) {
+                (Failure::Other, kube::Error::Api(status)) if status.code == 400 => format!(
+                    "the API server refused the pod list for {desc} (400 Bad Request: {}): check \
+                     --label-selector, --field-selector, --node-name and --exclude-namespace",
+                    status.message
+                ),
+                _ => advice(failure, server, POD_VERBS, "pods", &desc),
+            };
+            return Err(WatchError::Startup { advice, failure, source });
+        }
+    }
+    Ok(())
+}
+
+/// Everything one watch task needs.
+pub struct WatchTask {
+    pub api: Api<SlimPod>,
+    pub description: String,
+    pub scope: WatchScope,
+    pub server: String,
+    /// Catch-up for the initial list (from the checkpoint).
+    pub catch_up_since: Option<Timestamp>,
+    pub tx: mpsc::Sender<RestartEvent>,
+    pub sent: Arc<AtomicU64>,
+    pub stats: Arc<WatchStats>,
+    pub health: Arc<ScopeHealth>,
+}
+
+/// Watches until `stop` is cancelled (or the export side goes away). Never ends on a watch error.
+pub async fn run(task: WatchTask, stop: CancellationToken) {
+    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health } = task;
+    let mut detector = Detector::new(scope.kinds);
+    detector.set_catch_up(catch_up_since);
+    let stream = watcher::watcher(api, scope.watcher_config()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut listed = false;
+    let mut last_ok = Timestamp::now();
+    let mut last_failure: Option<Failure> = None;
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { break };
+        let now = Timestamp::now();
+        let event = match item {
+            Ok(ev) => ev,
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                health.live.store(false, Ordering::Relaxed);
+                let failure = classify_watcher(&e);
+                if last_failure != Some(failure) {
+                    tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
+                        "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
+                } else {
+                    tracing::debug!(scope = %description, error = %e, "Watch error; retrying with backoff.");
+                }
+                last_failure = Some(failure);
+                continue;
+            }
+        };
+        stats.events.fetch_add(1, Ordering::Relaxed);
+        if last_failure.take().is_some() {
+            tracing::info!(scope = %description, "Watch recovered.");
+        }
+        let restarts = match event {
+            Event::Init => {
+                if listed {
+                    // A relist after 410 Gone or a broken watch: pods created while we were not
+                    // watching are first sightings; catch up on those that died since.
+                    stats.relists.fetch_add(1, Ordering::Relaxed);
+                    detector.set_catch_up(Some(crate::checkpoint::catch_up_since(last_ok)));
+                    tracing::info!(scope = %description, "Relisting pods.");
+                }
+                detector.begin_relist();
+                Vec::new()
+            }
+            Event::InitApply(pod) | Event::Apply(pod) => detector.apply(&pod, now),
+            Event::Delete(pod) => detector.delete(&pod, now),
+            Event::InitDone => {
+                let dropped = detector.end_relist();
+                detector.set_catch_up(None);
+                stats.pods_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                if !listed {
+                    listed = true;
+                    stats.scopes_listed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(scope = %description, pods = detector.pods(), containers = detector.containers(),
+                        "Initial list complete; watching.");
+                } else {
+                    tracing::info!(scope = %description, pods = detector.pods(), dropped,
+                        "Relist complete; pods missing from it were dropped.");
+                }
+                Vec::new()
+            }
+        };
+        last_ok = now;
+        if listed {
+            health.live.store(true, Ordering::Relaxed);
+        }
+        for ev in restarts {
+            stats.restarts.fetch_add(1, Ordering::Relaxed);
+            // Waits while the channel is full: backpressure onto the watch.
+            if tx.send(ev).await.is_err() {
+                tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
+                return;
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    tracing::debug!(scope = %description, "Watch stopped.");
+}
