@@ -241,10 +241,12 @@ pub async fn run(
     };
     let sent_n = sent.load(Ordering::Relaxed);
     let handled_n = handled.load(Ordering::Relaxed);
-    if sent_n == handled_n && healths.iter().all(|h| h.live.load(Ordering::Relaxed)) {
-        if let Err(e) = store.save(Timestamp::now()).await {
-            tracing::warn!(error = %e, "Cannot write the final checkpoint.");
-        }
+    let all_live = healths.iter().all(|h| h.live.load(Ordering::Relaxed));
+    if sent_n == handled_n
+        && all_live
+        && let Err(e) = store.save(Timestamp::now()).await
+    {
+        tracing::warn!(error = %e, "Cannot write the final checkpoint.");
     }
     let report = RunReport {
         restarts_detected: stats.restarts.load(Ordering::Relaxed),

@@ -60,7 +60,7 @@ pub enum CheckpointError {
 
 /// Where the checkpoint lives.
 pub enum CheckpointStore {
-    Lease { api: Api<Lease>, namespace: String, name: String, identity: String },
+    Lease { api: Box<Api<Lease>>, namespace: String, name: String, identity: String },
     File(PathBuf),
     Disabled,
 }

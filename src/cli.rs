@@ -38,7 +38,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch the cluster's pods and export every container restart (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Feed a recorded watch stream (or Pods / PodLists) through the detector and export the restarts.
     Replay(ReplayArgs),
 }

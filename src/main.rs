@@ -39,13 +39,16 @@ fn main() -> ExitCode {
 fn init_logging(cli: &Cli) -> Result<()> {
     // The agent's own logs go to stderr, never through its own export path; the network stacks
     // are kept quiet so their chatter does not drown the agent's messages.
-    let filter = EnvFilter::try_new(format!("{},h2=warn,hyper=warn,tonic=warn,tower=warn,rustls=warn", cli.log))
-        .with_context(|| {
-            format!(
-                "--log / RESTART_WATCHER_LOG: invalid log filter {:?}; expected e.g. `info` or `restart_watcher=debug`",
-                cli.log
-            )
-        })?;
+    let filter = EnvFilter::try_new(format!(
+        "{},h2=warn,hyper=warn,tonic=warn,tower=warn,rustls=warn,kube_client::client::builder=off",
+        cli.log
+    ))
+    .with_context(|| {
+        format!(
+            "--log / RESTART_WATCHER_LOG: invalid log filter {:?}; expected e.g. `info` or `restart_watcher=debug`",
+            cli.log
+        )
+    })?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.log_format {
@@ -58,7 +61,7 @@ fn init_logging(cli: &Cli) -> Result<()> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Replay(args)) => replay(args).await,
-        Some(Command::Run(args)) => watch(args).await,
+        Some(Command::Run(args)) => watch(*args).await,
         None => watch(cli.run).await,
     }
 }
@@ -111,7 +114,12 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         let identity = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "restart-watcher".into());
-        CheckpointStore::Lease { api: kube::Api::namespaced(client.clone(), &namespace), namespace, name, identity }
+        CheckpointStore::Lease {
+            api: Box::new(kube::Api::namespaced(client.clone(), &namespace)),
+            namespace,
+            name,
+            identity,
+        }
     };
     let scope = WatchScope {
         namespaces: args.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),

@@ -6,8 +6,10 @@
 #   apiserver.sh stop DIR
 #
 # DIR receives the CA, serving cert, tokens, kubeconfigs and logs. Printed on success:
-#   APISERVER_URL, ETCD_ENDPOINT, ADMIN_KUBECONFIG, WATCHER_KUBECONFIG (user `watcher`, no RBAC until a
-#   test grants it), BADTOKEN_KUBECONFIG (a token the server does not know), ADMIN_TOKEN, WATCHER_TOKEN.
+#   APISERVER_URL, ETCD_ENDPOINT, ADMIN_KUBECONFIG, WATCHER_KUBECONFIG (user `watcher`, no RBAC),
+#   PODREADER_KUBECONFIG (user `podreader`, no RBAC until a test grants it), BADTOKEN_KUBECONFIG (a
+#   token the server does not know), ADMIN_TOKEN, WATCHER_TOKEN.
+# With RW_OWNER_PID set, a watchdog stops the servers and removes DIR when that process exits.
 set -euo pipefail
 
 cmd=${1:?usage: apiserver.sh start|stop DIR [extra kube-apiserver flags]}
@@ -43,12 +45,16 @@ openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 
 admin_token=$(openssl rand -hex 16)
 watcher_token=$(openssl rand -hex 16)
+podreader_token=$(openssl rand -hex 16)
 cat > tokens.csv <<CSV
 $admin_token,admin,admin-uid,system:masters
 $watcher_token,watcher,watcher-uid
+$podreader_token,podreader,podreader-uid
 CSV
 
 etcd_client=$(free_port); etcd_peer=$(free_port); secure_port=$(free_port)
+# On any failure from here on, stop what was started.
+trap '"$here/apiserver.sh" stop "$dir"' ERR
 etcd --name rw-test --data-dir "$dir/etcd-data" \
   --listen-client-urls "http://127.0.0.1:$etcd_client" --advertise-client-urls "http://127.0.0.1:$etcd_client" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
@@ -65,6 +71,10 @@ echo $! > etcd.pid
   --disable-admission-plugins ServiceAccount --endpoint-reconciler-type none \
   --enable-priority-and-fairness=false --profiling=false --v=0 "$@" > apiserver.log 2>&1 &
 echo $! > apiserver.pid
+if [ -n "${RW_OWNER_PID:-}" ]; then
+  # Stop the servers when the process that started them (a test binary) is gone.
+  nohup bash -c "while kill -0 $RW_OWNER_PID 2>/dev/null; do sleep 1; done; '$here/apiserver.sh' stop '$dir'; rm -rf '$dir'" >/dev/null 2>&1 &
+fi
 
 url="https://127.0.0.1:$secure_port"
 kubeconfig() { # name token
@@ -85,6 +95,7 @@ KC
 }
 kubeconfig admin "$admin_token"
 kubeconfig watcher "$watcher_token"
+kubeconfig podreader "$podreader_token"
 kubeconfig badtoken "$(openssl rand -hex 16)"
 
 for _ in $(seq 1 120); do
@@ -94,15 +105,17 @@ for _ in $(seq 1 120); do
     echo "ADMIN_KUBECONFIG=$dir/admin.kubeconfig"
     echo "WATCHER_KUBECONFIG=$dir/watcher.kubeconfig"
     echo "BADTOKEN_KUBECONFIG=$dir/badtoken.kubeconfig"
+    echo "PODREADER_KUBECONFIG=$dir/podreader.kubeconfig"
     echo "ADMIN_TOKEN=$admin_token"
     echo "WATCHER_TOKEN=$watcher_token"
     exit 0
   fi
   if ! kill -0 "$(cat apiserver.pid)" 2>/dev/null; then
-    echo "kube-apiserver exited; last log lines:" >&2; tail -20 apiserver.log >&2; exit 1
+    echo "kube-apiserver exited; last log lines:" >&2; tail -20 apiserver.log >&2; "$here/apiserver.sh" stop "$dir"; exit 1
   fi
   sleep 0.5
 done
 echo "kube-apiserver not ready after 60 s; last log lines:" >&2
 tail -20 apiserver.log >&2
+"$here/apiserver.sh" stop "$dir"
 exit 1

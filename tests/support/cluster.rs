@@ -1,0 +1,328 @@
+//! A real kube-apiserver + etcd on loopback, shared by the tests of one test binary, and helpers to
+//! drive it with the real `kubectl` and to run the agent as a subprocess.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+impl Cluster {
+    /// Starts the server once per test binary (watch cache off, so a compaction makes old
+    /// resourceVersions expire for real). It stops when the test binary exits.
+    pub fn shared() -> &'static Cluster {
+        CLUSTER.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("rw-apiserver-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let out = Command::new("tests/support/apiserver.sh")
+                .args(["start", dir.to_str().unwrap(), "--watch-cache=false"])
+                .env("RW_OWNER_PID", std::process::id().to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run tests/support/apiserver.sh");
+            assert!(out.status.success(), "the real API server did not start (see stderr above)");
+            let env = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect();
+            Cluster { dir, env }
+        })
+    }
+
+    pub fn var(&self, key: &str) -> &str {
+        self.env.get(key).unwrap_or_else(|| panic!("apiserver.sh printed no {key}"))
+    }
+
+    pub fn admin(&self) -> &str {
+        self.var("ADMIN_KUBECONFIG")
+    }
+
+    /// Runs kubectl as admin; panics with its stderr on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_stdin(args, None)
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(self.admin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn create_namespace(&self, ns: &str) {
+        self.kubectl(&["create", "namespace", ns]);
+    }
+
+    /// Creates a pod (no scheduler runs: `node` is written into the spec) and returns its uid.
+    pub fn create_pod(&self, ns: &str, name: &str, node: &str, labels: Value, containers: &[&str]) -> String {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"nodeName": node, "containers": containers.iter().map(|c| serde_json::json!({"name": c, "image": format!("registry.example.com/{c}:1.0")})).collect::<Vec<_>>()}
+        });
+        self.kubectl_stdin(&["apply", "-f", "-"], Some(&pod.to_string()));
+        self.kubectl(&["-n", ns, "get", "pod", name, "-o", "jsonpath={.metadata.uid}"])
+    }
+
+    /// Writes container statuses the way kubelet does (the `status` subresource).
+    pub fn set_status(&self, ns: &str, name: &str, statuses: Value) {
+        let patch = serde_json::json!({"status": {"phase": "Running", "containerStatuses": statuses}});
+        self.kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+    }
+
+    /// A kubeconfig like `base` whose server is `server` (e.g. the fault-injection proxy).
+    pub fn kubeconfig_via(&self, base: &str, server: &str, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(base).unwrap();
+        let url = self.var("APISERVER_URL");
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text.replace(url, server)).unwrap();
+        path
+    }
+
+    /// Compacts etcd to its current revision: older resourceVersions now answer 410 Gone.
+    pub fn compact_etcd(&self) {
+        let endpoint = self.var("ETCD_ENDPOINT");
+        let out = Command::new("etcdctl")
+            .args(["--endpoints", endpoint, "endpoint", "status", "-w", "json"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap();
+        let status: Value = serde_json::from_slice(&out.stdout).expect("etcdctl endpoint status json");
+        let rev = status[0]["Status"]["header"]["revision"].as_i64().expect("revision");
+        let out = Command::new("etcdctl")
+            .args(["--endpoints", endpoint, "compact", &rev.to_string()])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "etcdctl compact: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A container status as kubelet writes it.
+pub fn status(name: &str, restarts: u32, last: Option<(&str, i32, &str)>) -> Value {
+    let mut s = serde_json::json!({
+        "name": name, "restartCount": restarts, "ready": true, "started": true,
+        "image": format!("registry.example.com/{name}:1.0"),
+        "imageID": format!("registry.example.com/{name}@sha256:0123456789abcdef"),
+        "containerID": format!("containerd://{name}-{restarts}"),
+        "state": {"running": {"startedAt": now_rfc3339()}},
+    });
+    if let Some((reason, code, finished)) = last {
+        s["lastState"] = serde_json::json!({"terminated": {"reason": reason, "exitCode": code,
+            "startedAt": "2026-01-01T00:00:00Z", "finishedAt": finished,
+            "containerID": format!("containerd://{name}-{}", restarts.saturating_sub(1))}});
+    }
+    s
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap().to_string()
+}
+
+/// The agent, running as a subprocess; its stdout lines (records) and stderr lines (logs) are
+/// collected as they come.
+pub struct Agent {
+    child: Child,
+    stdout: Receiver<String>,
+    pub records: Vec<Value>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    pub fn start(kubeconfig: &Path, args: &[&str]) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--exporter", "otlp-json", "--signals", "logs"])
+            .args(args)
+            .env("RESTART_WATCHER_LOG", "info,restart_watcher=debug")
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start restart-watcher");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Agent { child, stdout, records: Vec::new(), logs }
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("agent exited ({status}) before logging {needle:?}; logs:\n{}", self.logs_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no log line with {needle:?} within {timeout:?}; logs:\n{}", self.logs_text());
+    }
+
+    pub fn wait_ready(&mut self) {
+        self.wait_log("Initial list complete", Duration::from_secs(30));
+    }
+
+    pub fn logs_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    fn drain(&mut self, wait: Duration) -> bool {
+        match self.stdout.recv_timeout(wait) {
+            Ok(line) => {
+                let v: Value = serde_json::from_str(&line).expect("agent stdout is OTLP/JSON lines");
+                for rl in v["resourceLogs"].as_array().into_iter().flatten() {
+                    for rec in rl["scopeLogs"][0]["logRecords"].as_array().into_iter().flatten() {
+                        let mut rec = rec.clone();
+                        rec["resource"] = rl["resource"].clone();
+                        self.records.push(rec);
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until at least `n` records arrived in total; returns all of them.
+    pub fn wait_records(&mut self, n: usize, timeout: Duration) -> &[Value] {
+        let deadline = Instant::now() + timeout;
+        while self.records.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "{} records within {timeout:?}, wanted {n}: {:#?}\nlogs:\n{}",
+                    self.records.len(),
+                    summaries(&self.records),
+                    self.logs_text()
+                );
+            }
+            self.drain(left.min(Duration::from_millis(200)));
+        }
+        &self.records
+    }
+
+    /// Collects whatever else arrives within `quiet`.
+    pub fn settle(&mut self, quiet: Duration) -> &[Value] {
+        let deadline = Instant::now() + quiet;
+        while Instant::now() < deadline {
+            self.drain(Duration::from_millis(100));
+        }
+        &self.records
+    }
+
+    /// Waits for the agent to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the log reader finish
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "agent still running after {timeout:?}; logs:\n{}", self.logs_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let code = self.wait_exit(Duration::from_secs(20));
+        while self.drain(Duration::from_millis(50)) {}
+        code
+    }
+
+    /// SIGKILL: the agent dies without any cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A resource or record attribute's value, as a plain JSON value.
+pub fn attr(list: &Value, key: &str) -> Value {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["key"] == key)
+        .map(|a| {
+            let v = &a["value"];
+            v.get("stringValue")
+                .cloned()
+                .or_else(|| v.get("intValue").and_then(|i| i.as_str()).map(|s| Value::from(s.parse::<i64>().unwrap())))
+                .or_else(|| v.get("boolValue").cloned())
+                .unwrap_or(v.clone())
+        })
+        .unwrap_or(Value::Null)
+}
+
+/// (pod, container, restart_count, missed, detected_late) of each record.
+pub fn summaries(records: &[Value]) -> Vec<(String, String, i64, i64, bool)> {
+    records
+        .iter()
+        .map(|r| {
+            let res = &r["resource"]["attributes"];
+            (
+                attr(res, "k8s.pod.name").as_str().unwrap_or("").to_owned(),
+                attr(res, "k8s.container.name").as_str().unwrap_or("").to_owned(),
+                attr(res, "k8s.container.restart_count").as_i64().unwrap_or(-1),
+                attr(&r["attributes"], "restart_watcher.restarts.missed").as_i64().unwrap_or(0),
+                attr(&r["attributes"], "restart_watcher.detected_late").as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
