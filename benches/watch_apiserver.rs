@@ -1,0 +1,234 @@
+//! The agent against a real kube-apiserver holding many pods: time to finish the initial list,
+//! resident memory after it, and the rate of restarts it reports under a burst of status updates,
+//! next to a naive baseline measured in the same run: a kube-rs reflector caching full
+//! `k8s_openapi` Pods (as the kube examples do), run as its own process.
+//!
+//! Run: `cargo bench --bench watch_apiserver` (env `BENCH_WATCH_PODS`, default `10000,100000`;
+//! `BENCH_UPDATES`, default 5000). Needs the API server of tests/support (built on first use).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde_json::json;
+
+const CONCURRENCY: usize = 64;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--baseline-reflector") {
+        baseline_reflector(&args[2]);
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("BENCH_WATCH_PODS")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_WATCH_PODS: comma-separated pod counts"))
+        .collect();
+    let updates: usize = std::env::var("BENCH_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut rows = Vec::new();
+    for n in sizes {
+        rows.push(rt.block_on(measure(n, updates)));
+    }
+    println!();
+    println!("| pods | agent: initial list | agent: RSS after list | baseline reflector: initial list | baseline: RSS after list | RSS ratio | agent: restarts/s reported ({updates} status updates) |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.1} s | {:.1} MiB | {:.1} s | {:.1} MiB | {:.0}x less | {:.0} |",
+            r.pods, r.agent_list_secs, r.agent_rss_mib, r.base_list_secs, r.base_rss_mib, r.base_rss_mib / r.agent_rss_mib, r.restarts_per_sec
+        );
+    }
+}
+
+struct Row {
+    pods: usize,
+    agent_list_secs: f64,
+    agent_rss_mib: f64,
+    base_list_secs: f64,
+    base_rss_mib: f64,
+    restarts_per_sec: f64,
+}
+
+async fn measure(pods: usize, updates: usize) -> Row {
+    let dir = std::env::temp_dir().join(format!("rw-bench-apiserver-{}-{pods}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new("tests/support/apiserver.sh")
+        .args(["start", dir.to_str().unwrap()])
+        .env("RW_OWNER_PID", std::process::id().to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the API server did not start");
+    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let kubeconfig = env["ADMIN_KUBECONFIG"].clone();
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let client = Client::try_from(config).unwrap();
+    eprintln!("populating {pods} pods...");
+    let t = Instant::now();
+    populate(&client, pods).await;
+    eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
+
+    // The agent.
+    let t = Instant::now();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        .args(["run", "--kubeconfig", &kubeconfig, "--no-checkpoint", "--exporter", "console"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut agent, "Initial list complete", Duration::from_secs(600));
+    let agent_list_secs = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_rss_mib = rss_mib(agent.id());
+    // Restarts under a burst of status updates.
+    let reported = Arc::new(AtomicUsize::new(0));
+    let stdout = agent.stdout.take().unwrap();
+    let counter = reported.clone();
+    std::thread::spawn(move || {
+        for _ in BufReader::new(stdout).lines().map_while(Result::ok) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let t = Instant::now();
+    restart_burst(&client, updates).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while reported.load(Ordering::Relaxed) < updates && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarts_per_sec = reported.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    let _ = agent.kill();
+
+    // The baseline, alone.
+    let t = Instant::now();
+    let mut base = Command::new(std::env::current_exe().unwrap())
+        .args(["--baseline-reflector", &kubeconfig])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut base, "InitDone", Duration::from_secs(600));
+    let base_list_secs = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let base_rss_mib = rss_mib(base.id());
+    let _ = base.kill();
+
+    let _ = Command::new("tests/support/apiserver.sh").args(["stop", dir.to_str().unwrap()]).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    Row { pods, agent_list_secs, agent_rss_mib, base_list_secs, base_rss_mib, restarts_per_sec }
+}
+
+fn pod_json(ns: &str, i: usize) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("app-{i:06}"), "namespace": ns,
+            "labels": {"app.kubernetes.io/name": "app", "pod-template-hash": "5d4c8b7a9", "team": "payments"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-5d4c8b7a9",
+                                 "uid": "6b1f2a10-8c1e-4d53-9a57-0d6f1d2e3a41", "controller": true}]},
+        "spec": {"nodeName": format!("node-{}", i % 50), "containers": [
+            {"name": "app", "image": "registry.example.com/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+            {"name": "envoy", "image": "envoyproxy/envoy:v1.31.0"}]}
+    }))
+    .unwrap()
+}
+
+fn statuses(restarts: u32) -> serde_json::Value {
+    json!({"status": {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": [
+        {"name": "app", "restartCount": restarts, "ready": true, "image": "registry.example.com/app:1.0",
+         "imageID": "registry.example.com/app@sha256:00", "containerID": "containerd://aa",
+         "state": {"running": {"startedAt": "2026-11-26T00:00:00Z"}},
+         "lastState": if restarts > 0 { json!({"terminated": {"exitCode": 1, "reason": "Error",
+             "startedAt": "2026-11-26T00:00:00Z", "finishedAt": "2026-11-26T00:01:00Z"}}) } else { json!({}) }},
+        {"name": "envoy", "restartCount": 0, "ready": true, "image": "envoyproxy/envoy:v1.31.0",
+         "imageID": "envoyproxy/envoy@sha256:00", "containerID": "containerd://bb", "state": {"running": {}}}]}})
+}
+
+async fn populate(client: &Client, pods: usize) {
+    let namespaces = ["bench-a", "bench-b", "bench-c", "bench-d"];
+    let nsapi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in namespaces {
+        let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        nsapi.create(&PostParams::default(), &obj).await.unwrap();
+    }
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let ns = namespaces[i % namespaces.len()];
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            async move {
+                let pod = pod_json(ns, i);
+                api.create(&PostParams::default(), &pod).await?;
+                api.patch_status(&format!("app-{i:06}"), &PatchParams::default(), &Patch::Merge(statuses(0))).await?;
+                Ok::<_, kube::Error>(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+}
+
+async fn restart_burst(client: &Client, updates: usize) {
+    let namespaces = ["bench-a", "bench-b", "bench-c", "bench-d"];
+    futures::stream::iter(0..updates)
+        .map(|i| {
+            let ns = namespaces[i % namespaces.len()];
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            async move { api.patch_status(&format!("app-{i:06}"), &PatchParams::default(), &Patch::Merge(statuses(1))).await }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+}
+
+fn wait_line(child: &mut Child, needle: &str, timeout: Duration) {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&needle) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(timeout).expect("the process did not finish its initial list in time");
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024.0
+}
+
+/// The naive baseline: a reflector caching full Pods, as the kube examples do.
+fn baseline_reflector(kubeconfig: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        let client = Client::try_from(config).unwrap();
+        let api: Api<Pod> = Api::all(client);
+        let (reader, writer) = reflector::store();
+        let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::InitDone) = ev {
+                eprintln!("InitDone: {} pods cached", reader.state().len());
+            }
+        }
+    });
+}
