@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -39,12 +39,20 @@ fn main() {
         rows.push(rt.block_on(measure(n, updates)));
     }
     println!();
-    println!("| pods | agent: initial list | agent: RSS after list | baseline reflector: initial list | baseline: RSS after list | RSS ratio | agent: restarts/s reported ({updates} status updates) |");
+    println!(
+        "| pods | agent: initial list | agent: RSS after list | baseline reflector: initial list | baseline: RSS after list | RSS ratio | agent: restarts/s reported ({updates} status updates) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
             "| {} | {:.1} s | {:.1} MiB | {:.1} s | {:.1} MiB | {:.0}x less | {:.0} |",
-            r.pods, r.agent_list_secs, r.agent_rss_mib, r.base_list_secs, r.base_rss_mib, r.base_rss_mib / r.agent_rss_mib, r.restarts_per_sec
+            r.pods,
+            r.agent_list_secs,
+            r.agent_rss_mib,
+            r.base_list_secs,
+            r.base_rss_mib,
+            r.base_rss_mib / r.agent_rss_mib,
+            r.restarts_per_sec
         );
     }
 }
@@ -186,7 +194,9 @@ async fn restart_burst(client: &Client, updates: usize) {
         .map(|i| {
             let ns = namespaces[i % namespaces.len()];
             let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            async move { api.patch_status(&format!("app-{i:06}"), &PatchParams::default(), &Patch::Merge(statuses(1))).await }
+            async move {
+                api.patch_status(&format!("app-{i:06}"), &PatchParams::default(), &Patch::Merge(statuses(1))).await
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
@@ -210,7 +220,8 @@ fn wait_line(child: &mut Child, needle: &str, timeout: Duration) {
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kb: f64 =
+        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     kb / 1024.0
 }
 

@@ -21,6 +21,7 @@ pub struct ReplayOptions {
     pub kinds: KindFilter,
     pub channel_capacity_events: usize,
     pub batch: BatchConfig,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Default for ReplayOptions {
@@ -29,6 +30,7 @@ impl Default for ReplayOptions {
             kinds: KindFilter::default(),
             channel_capacity_events: task::DEFAULT_CHANNEL_CAPACITY_EVENTS,
             batch: BatchConfig::default(),
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::noop()),
         }
     }
 }
@@ -52,19 +54,18 @@ pub async fn replay(
     opts: ReplayOptions,
 ) -> ReplayOutcome {
     let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
-    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, Default::default()));
+    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, Default::default(), opts.metrics.clone()));
     let kinds = opts.kinds;
+    let metrics = opts.metrics.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut detector = Detector::new(kinds);
         let mut stats = ReplayStats::default();
-        let result = replay::replay(
-            input,
-            &source_name,
-            &mut detector,
-            Timestamp::now,
-            |ev| tx.blocking_send(ev).is_ok(),
-            &mut stats,
-        );
+        let emit = |ev: crate::event::RestartEvent| {
+            metrics.restart_detected(&ev);
+            metrics.queue_in(1);
+            tx.blocking_send(ev).is_ok()
+        };
+        let result = replay::replay(input, &source_name, &mut detector, Timestamp::now, emit, &mut stats);
         (result, stats)
         // `tx` is dropped here: the export task drains what is queued and ends.
     });
@@ -94,6 +95,9 @@ pub struct RunOptions {
     pub shutdown_grace: std::time::Duration,
     /// The API server's URL, for messages.
     pub server: String,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Shared with the admin server's readiness.
+    pub watch_stats: std::sync::Arc<crate::watch::WatchStats>,
 }
 
 /// What a live run did.
@@ -119,7 +123,7 @@ pub async fn run(
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
-    use crate::watch::{self, ScopeHealth, WatchStats, WatchTask};
+    use crate::watch::{self, ScopeHealth, WatchTask};
 
     watch::preflight(&client, &opts.scope, &opts.server).await?;
 
@@ -147,8 +151,8 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
     let sent = Arc::new(AtomicU64::new(0));
     let handled = Arc::new(AtomicU64::new(0));
-    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, handled.clone()));
-    let stats = Arc::new(WatchStats::default());
+    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, handled.clone(), opts.metrics.clone()));
+    let stats = opts.watch_stats.clone();
     let watch_stop = stop.child_token();
     let mut watches = Vec::new();
     let mut healths = Vec::new();
@@ -165,6 +169,7 @@ pub async fn run(
             sent: sent.clone(),
             stats: stats.clone(),
             health,
+            metrics: opts.metrics.clone(),
         };
         watches.push(tokio::spawn(watch::run(task, watch_stop.clone())));
     }

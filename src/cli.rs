@@ -113,6 +113,19 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: std::time::Duration,
 
+    /// Address of the admin HTTP server (`/metrics`, `/livez`, `/readyz`).
+    #[arg(long, env = "RESTART_WATCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: std::net::SocketAddr,
+
+    /// Also push the agent's own metrics over OTLP/gRPC to the collector (the OTLP endpoint, or
+    /// --self-metrics-endpoint), every 30 s.
+    #[arg(long, env = "RESTART_WATCHER_SELF_METRICS_OTLP")]
+    pub self_metrics_otlp: bool,
+
+    /// Where --self-metrics-otlp pushes (default: the OTLP endpoint).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")]
+    pub self_metrics_endpoint: Option<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -191,10 +204,23 @@ impl KindArg {
 /// Where and how records are written.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Exporter: `console` (one readable line per restart) or `otlp-json` (OTLP/JSON lines, the
-    /// Collector file exporter's encoding), both on stdout.
-    #[arg(long, env = "RESTART_WATCHER_EXPORTER", value_enum, default_value_t = ExporterKind::Console)]
-    pub exporter: ExporterKind,
+    /// Exporter: `otlp` (OTLP/gRPC to a collector; the default when an OTLP endpoint is set),
+    /// `console` (one readable line per restart on stdout; the default otherwise) or `otlp-json`
+    /// (OTLP/JSON lines on stdout, the Collector file exporter's encoding).
+    #[arg(long, env = "RESTART_WATCHER_EXPORTER", value_enum)]
+    pub exporter: Option<ExporterKind>,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+
+    /// Largest export batch, in records.
+    #[arg(long, env = "RESTART_WATCHER_BATCH_MAX_RECORDS", default_value_t = crate::export::task::DEFAULT_BATCH_MAX_RECORDS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_max_records: u32,
+
+    /// Longest wait between a batch's first record and its export, e.g. `200ms`.
+    #[arg(long, env = "RESTART_WATCHER_BATCH_MAX_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub batch_max_delay: std::time::Duration,
 
     /// OTLP signals to write, comma-separated: each restart is a log record (an event) and a span.
     #[arg(long, env = "RESTART_WATCHER_SIGNALS", value_enum, value_delimiter = ',', default_value = "logs,traces")]
@@ -211,6 +237,18 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// The exporter to use: the flag, else `otlp` when an endpoint is configured, else `console`.
+    pub fn exporter_kind(&self) -> ExporterKind {
+        self.exporter.unwrap_or(if self.otlp.any_endpoint() { ExporterKind::Otlp } else { ExporterKind::Console })
+    }
+
+    pub fn batch(&self) -> crate::export::task::BatchConfig {
+        crate::export::task::BatchConfig {
+            max_records: self.batch_max_records as usize,
+            max_delay: self.batch_max_delay,
+        }
+    }
+
     pub fn signals(&self) -> Signals {
         Signals { logs: self.signals.contains(&SignalArg::Logs), traces: self.signals.contains(&SignalArg::Traces) }
     }
@@ -225,6 +263,7 @@ impl OutputArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExporterKind {
+    Otlp,
     Console,
     OtlpJson,
 }
@@ -233,4 +272,149 @@ pub enum ExporterKind {
 pub enum SignalArg {
     Logs,
     Traces,
+}
+
+/// OTLP/gRPC exporter settings: the OpenTelemetry exporter spec's env vars, each with a flag that
+/// overrides it. A signal's own setting (`_LOGS_`, `_TRACES_`) wins over the generic one.
+#[derive(Debug, Default, Args)]
+pub struct OtlpArgs {
+    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure).
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded).
+    #[arg(long = "otlp-headers", env = "OTEL_EXPORTER_OTLP_HEADERS", value_name = "HEADERS")]
+    pub headers: Option<String>,
+    /// Compression: gzip or none.
+    #[arg(long = "otlp-compression", env = "OTEL_EXPORTER_OTLP_COMPRESSION", value_name = "COMPRESSION")]
+    pub compression: Option<String>,
+    /// Per-request timeout in milliseconds (default 10000).
+    #[arg(long = "otlp-timeout", env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_name = "TIMEOUT")]
+    pub timeout: Option<String>,
+    /// true: plain-text gRPC for an endpoint without a scheme.
+    #[arg(long = "otlp-insecure", env = "OTEL_EXPORTER_OTLP_INSECURE", value_name = "INSECURE")]
+    pub insecure: Option<String>,
+    /// PEM file of the CA that signs the collector's certificate.
+    #[arg(long = "otlp-certificate", env = "OTEL_EXPORTER_OTLP_CERTIFICATE", value_name = "CERTIFICATE")]
+    pub certificate: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS.
+    #[arg(
+        long = "otlp-client-certificate",
+        env = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        value_name = "CLIENT_CERTIFICATE"
+    )]
+    pub client_certificate: Option<std::path::PathBuf>,
+    /// PEM client key for mutual TLS.
+    #[arg(long = "otlp-client-key", env = "OTEL_EXPORTER_OTLP_CLIENT_KEY", value_name = "CLIENT_KEY")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure) (logs only).
+    #[arg(long = "otlp-logs-endpoint", env = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", value_name = "ENDPOINT")]
+    pub logs_endpoint: Option<String>,
+    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded) (logs only).
+    #[arg(long = "otlp-logs-headers", env = "OTEL_EXPORTER_OTLP_LOGS_HEADERS", value_name = "HEADERS")]
+    pub logs_headers: Option<String>,
+    /// Compression: gzip or none (logs only).
+    #[arg(long = "otlp-logs-compression", env = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", value_name = "COMPRESSION")]
+    pub logs_compression: Option<String>,
+    /// Per-request timeout in milliseconds (default 10000) (logs only).
+    #[arg(long = "otlp-logs-timeout", env = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", value_name = "TIMEOUT")]
+    pub logs_timeout: Option<String>,
+    /// true: plain-text gRPC for an endpoint without a scheme (logs only).
+    #[arg(long = "otlp-logs-insecure", env = "OTEL_EXPORTER_OTLP_LOGS_INSECURE", value_name = "INSECURE")]
+    pub logs_insecure: Option<String>,
+    /// PEM file of the CA that signs the collector's certificate (logs only).
+    #[arg(long = "otlp-logs-certificate", env = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", value_name = "CERTIFICATE")]
+    pub logs_certificate: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (logs only).
+    #[arg(
+        long = "otlp-logs-client-certificate",
+        env = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+        value_name = "CLIENT_CERTIFICATE"
+    )]
+    pub logs_client_certificate: Option<std::path::PathBuf>,
+    /// PEM client key for mutual TLS (logs only).
+    #[arg(long = "otlp-logs-client-key", env = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", value_name = "CLIENT_KEY")]
+    pub logs_client_key: Option<std::path::PathBuf>,
+    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure) (traces only).
+    #[arg(long = "otlp-traces-endpoint", env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_name = "ENDPOINT")]
+    pub traces_endpoint: Option<String>,
+    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded) (traces only).
+    #[arg(long = "otlp-traces-headers", env = "OTEL_EXPORTER_OTLP_TRACES_HEADERS", value_name = "HEADERS")]
+    pub traces_headers: Option<String>,
+    /// Compression: gzip or none (traces only).
+    #[arg(long = "otlp-traces-compression", env = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", value_name = "COMPRESSION")]
+    pub traces_compression: Option<String>,
+    /// Per-request timeout in milliseconds (default 10000) (traces only).
+    #[arg(long = "otlp-traces-timeout", env = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", value_name = "TIMEOUT")]
+    pub traces_timeout: Option<String>,
+    /// true: plain-text gRPC for an endpoint without a scheme (traces only).
+    #[arg(long = "otlp-traces-insecure", env = "OTEL_EXPORTER_OTLP_TRACES_INSECURE", value_name = "INSECURE")]
+    pub traces_insecure: Option<String>,
+    /// PEM file of the CA that signs the collector's certificate (traces only).
+    #[arg(long = "otlp-traces-certificate", env = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", value_name = "CERTIFICATE")]
+    pub traces_certificate: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (traces only).
+    #[arg(
+        long = "otlp-traces-client-certificate",
+        env = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        value_name = "CLIENT_CERTIFICATE"
+    )]
+    pub traces_client_certificate: Option<std::path::PathBuf>,
+    /// PEM client key for mutual TLS (traces only).
+    #[arg(long = "otlp-traces-client-key", env = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", value_name = "CLIENT_KEY")]
+    pub traces_client_key: Option<std::path::PathBuf>,
+}
+
+impl OtlpArgs {
+    fn raw(&self, which: &str) -> crate::export::otlp::RawSignalSettings {
+        use crate::export::otlp::RawSignalSettings as R;
+        match which {
+            "logs" => R {
+                endpoint: self.logs_endpoint.clone(),
+                headers: self.logs_headers.clone(),
+                compression: self.logs_compression.clone(),
+                timeout_ms: self.logs_timeout.clone(),
+                insecure: self.logs_insecure.clone(),
+                certificate: self.logs_certificate.clone(),
+                client_certificate: self.logs_client_certificate.clone(),
+                client_key: self.logs_client_key.clone(),
+            },
+            "traces" => R {
+                endpoint: self.traces_endpoint.clone(),
+                headers: self.traces_headers.clone(),
+                compression: self.traces_compression.clone(),
+                timeout_ms: self.traces_timeout.clone(),
+                insecure: self.traces_insecure.clone(),
+                certificate: self.traces_certificate.clone(),
+                client_certificate: self.traces_client_certificate.clone(),
+                client_key: self.traces_client_key.clone(),
+            },
+            _ => R {
+                endpoint: self.endpoint.clone(),
+                headers: self.headers.clone(),
+                compression: self.compression.clone(),
+                timeout_ms: self.timeout.clone(),
+                insecure: self.insecure.clone(),
+                certificate: self.certificate.clone(),
+                client_certificate: self.client_certificate.clone(),
+                client_key: self.client_key.clone(),
+            },
+        }
+    }
+
+    /// Whether any OTLP endpoint is configured (then `otlp` is the default exporter).
+    pub fn any_endpoint(&self) -> bool {
+        [&self.endpoint, &self.logs_endpoint, &self.traces_endpoint]
+            .iter()
+            .any(|e| e.as_deref().is_some_and(|e| !e.trim().is_empty()))
+    }
+
+    /// Validates the settings of both signals.
+    pub fn resolve(&self) -> Result<crate::export::otlp::OtlpConfig, crate::export::otlp::ConfigError> {
+        use crate::export::otlp::resolve;
+        let generic = self.raw("");
+        Ok(crate::export::otlp::OtlpConfig {
+            logs: resolve(&self.raw("logs"), &generic, "OTEL_EXPORTER_OTLP_LOGS")?,
+            traces: resolve(&self.raw("traces"), &generic, "OTEL_EXPORTER_OTLP_TRACES")?,
+        })
+    }
 }

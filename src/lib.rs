@@ -18,6 +18,7 @@
 //! - [`app`]: wiring and ordered shutdown;
 //! - [`cli`]: command-line and environment configuration.
 
+pub mod admin;
 pub mod app;
 pub mod checkpoint;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod event;
 pub mod export;
 pub mod keys;
 pub mod kube_errors;
+pub mod metrics;
 pub mod pod;
 pub mod replay;
 pub mod watch;

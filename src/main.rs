@@ -6,11 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use restart_watcher::admin::{self, Readiness};
 use restart_watcher::app::{self, ReplayOptions, RunOptions};
 use restart_watcher::checkpoint::CheckpointStore;
 use restart_watcher::cli::{Cli, Command, ExporterKind, LogFormat, OutputArgs, ReplayArgs, RunArgs};
 use restart_watcher::export::Exporter;
-use restart_watcher::watch::WatchScope;
+use restart_watcher::export::otlp::OtlpExporter;
+use restart_watcher::metrics::{Metrics, SelfTelemetry};
+use restart_watcher::watch::{WatchScope, WatchStats};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -40,7 +44,7 @@ fn init_logging(cli: &Cli) -> Result<()> {
     // The agent's own logs go to stderr, never through its own export path; the network stacks
     // are kept quiet so their chatter does not drown the agent's messages.
     let filter = EnvFilter::try_new(format!(
-        "{},h2=warn,hyper=warn,tonic=warn,tower=warn,rustls=warn,kube_client::client::builder=off",
+        "{},h2=warn,hyper=warn,tonic=warn,tower=warn,rustls=warn,kube_client::client::builder=off,opentelemetry_sdk=warn,opentelemetry_otlp=warn",
         cli.log
     ))
     .with_context(|| {
@@ -98,6 +102,37 @@ fn own_namespace(args: &RunArgs, config: &kube::Config) -> String {
 }
 
 async fn watch(args: RunArgs) -> Result<ExitCode> {
+    // Everything that can be checked without a network is checked first.
+    let self_metrics_endpoint = args
+        .self_metrics_otlp
+        .then(|| args.self_metrics_endpoint.clone().or_else(|| args.output.otlp.endpoint.clone()))
+        .flatten();
+    if args.self_metrics_otlp && self_metrics_endpoint.is_none() {
+        anyhow::bail!(
+            "--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint"
+        );
+    }
+    let telemetry = Arc::new(SelfTelemetry::new(self_metrics_endpoint.as_deref())?);
+    let metrics = telemetry.metrics.clone();
+    let exporter = build_exporter(&args.output, metrics.clone())?;
+    let export_busy_since = match &exporter {
+        Exporter::Otlp(otlp) => Some(otlp.busy_since()),
+        _ => None,
+    };
+    let scope = WatchScope {
+        namespaces: args.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+        exclude_namespaces: args.exclude_namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
+        label_selector: args.label_selector.clone(),
+        field_selector: args.field_selector.clone(),
+        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
+        kinds: args.detection.kind_filter(),
+    };
+    let stop = CancellationToken::new();
+    let watch_stats = Arc::new(WatchStats::default());
+    let readiness =
+        Readiness { scopes: scope.namespaces.len().max(1) as u64, watch: watch_stats.clone(), export_busy_since };
+    let (_, admin_task) = admin::serve(args.admin_listen, telemetry.clone(), readiness, stop.clone()).await?;
+
     let config = kube_config(&args).await?;
     let server = config.cluster_url.to_string();
     let namespace = own_namespace(&args, &config);
@@ -121,25 +156,21 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
             identity,
         }
     };
-    let scope = WatchScope {
-        namespaces: args.namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
-        exclude_namespaces: args.exclude_namespaces.iter().filter(|n| !n.is_empty()).cloned().collect(),
-        label_selector: args.label_selector.clone(),
-        field_selector: args.field_selector.clone(),
-        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
-        kinds: args.detection.kind_filter(),
-    };
     let opts = RunOptions {
         scope,
         channel_capacity_events: args.queue_capacity as usize,
-        batch: Default::default(),
+        batch: args.output.batch(),
         shutdown_grace: args.shutdown_grace,
         server,
+        metrics,
+        watch_stats,
     };
-    let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
-    let exporter = text_exporter(&args.output);
-    let report = app::run(client, opts, exporter, store, stop).await?;
+    let result = app::run(client, opts, exporter, store, stop.clone()).await;
+    stop.cancel();
+    let _ = admin_task.await;
+    telemetry.shutdown();
+    let report = result?;
     tracing::info!(
         detected = report.restarts_detected,
         exported = report.exported,
@@ -182,12 +213,24 @@ async fn stop_on_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-fn text_exporter(output: &OutputArgs) -> Exporter {
+/// Builds the configured exporter; OTLP settings are validated here, before anything connects.
+fn build_exporter(output: &OutputArgs, metrics: Arc<Metrics>) -> Result<Exporter> {
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
-    match output.exporter {
+    Ok(match output.exporter_kind() {
         ExporterKind::Console => Exporter::Console { out },
         ExporterKind::OtlpJson => Exporter::OtlpJson { out, signals: output.signals(), mapping: output.mapping() },
-    }
+        ExporterKind::Otlp => {
+            let cfg = output.otlp.resolve()?;
+            if cfg.logs.is_none() && cfg.traces.is_none() {
+                anyhow::bail!(
+                    "--exporter otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT (or --otlp-endpoint), e.g. http://otel-collector:4317"
+                );
+            }
+            let otlp = OtlpExporter::new(cfg, output.signals(), output.mapping(), metrics)?;
+            tracing::info!(endpoints = otlp.endpoints(), "Exporting over OTLP/gRPC.");
+            Exporter::Otlp(Box::new(otlp))
+        }
+    })
 }
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode> {
@@ -198,8 +241,14 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot open the replay input {:?}", args.input))?;
         (Box::new(file), args.input.clone())
     };
-    let exporter = text_exporter(&args.output);
-    let opts = ReplayOptions { kinds: args.detection.kind_filter(), ..ReplayOptions::default() };
+    let metrics = Arc::new(Metrics::noop());
+    let exporter = build_exporter(&args.output, metrics.clone())?;
+    let opts = ReplayOptions {
+        kinds: args.detection.kind_filter(),
+        batch: args.output.batch(),
+        metrics,
+        ..ReplayOptions::default()
+    };
     let outcome = app::replay(input, source_name, exporter, opts).await;
     let s = outcome.stats;
     tracing::info!(

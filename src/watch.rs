@@ -154,11 +154,12 @@ pub struct WatchTask {
     pub sent: Arc<AtomicU64>,
     pub stats: Arc<WatchStats>,
     pub health: Arc<ScopeHealth>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Watches until `stop` is cancelled (or the export side goes away). Never ends on a watch error.
 pub async fn run(task: WatchTask, stop: CancellationToken) {
-    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health } = task;
+    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
     let mut detector = Detector::new(scope.kinds);
     detector.set_catch_up(catch_up_since);
     let stream = watcher::watcher(api, scope.watcher_config()).default_backoff();
@@ -180,6 +181,7 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 health.live.store(false, Ordering::Relaxed);
                 let failure = classify_watcher(&e);
+                metrics.watch_error(failure.as_str());
                 if last_failure != Some(failure) {
                     tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
                         "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
@@ -200,6 +202,7 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
                     // A relist after 410 Gone or a broken watch: pods created while we were not
                     // watching are first sightings; catch up on those that died since.
                     stats.relists.fetch_add(1, Ordering::Relaxed);
+                    metrics.relist();
                     detector.set_catch_up(Some(crate::checkpoint::catch_up_since(last_ok)));
                     tracing::info!(scope = %description, "Relisting pods.");
                 }
@@ -230,12 +233,14 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         }
         for ev in restarts {
             stats.restarts.fetch_add(1, Ordering::Relaxed);
+            metrics.restart_detected(&ev);
             // Waits while the channel is full: backpressure onto the watch.
             if tx.send(ev).await.is_err() {
                 tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
                 return;
             }
             sent.fetch_add(1, Ordering::Relaxed);
+            metrics.queue_in(1);
         }
     }
     tracing::debug!(scope = %description, "Watch stopped.");

@@ -11,6 +11,8 @@
 pub mod console;
 pub mod convert;
 pub mod json;
+pub mod otlp;
+pub mod retry;
 pub mod task;
 
 use std::io::Write;
@@ -31,6 +33,12 @@ pub enum ExportError {
     /// A record could not be encoded (a bug: the messages are built by us).
     #[error("cannot encode records as OTLP/JSON: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The OTLP client could not be set up (bad TLS material, bad header).
+    #[error("cannot set up the OTLP exporter: {0}")]
+    Setup(String),
+    /// The collector rejected a batch with a non-retryable status; the batch is dropped.
+    #[error("the collector at {endpoint} rejected the {signal} batch: {code}: {message}")]
+    Rejected { signal: &'static str, endpoint: String, code: &'static str, message: String },
 }
 
 /// Which OTLP signals an exporter writes.
@@ -53,6 +61,7 @@ pub type Output = Box<dyn Write + Send>;
 pub enum Exporter {
     Console { out: Output },
     OtlpJson { out: Output, signals: Signals, mapping: MappingConfig },
+    Otlp(Box<otlp::OtlpExporter>),
 }
 
 impl Exporter {
@@ -61,6 +70,7 @@ impl Exporter {
         match self {
             Exporter::Console { .. } => "console",
             Exporter::OtlpJson { .. } => "otlp-json",
+            Exporter::Otlp(_) => "otlp",
         }
     }
 
@@ -90,6 +100,7 @@ impl Exporter {
                 }
                 out.flush().map_err(write_err)
             }
+            Exporter::Otlp(otlp) => otlp.export(batch).await,
         }
     }
 }

@@ -53,6 +53,7 @@ pub async fn run(
     mut exporter: Exporter,
     cfg: BatchConfig,
     handled: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     let mut report = ExportReport::default();
     let max_records = cfg.max_records.max(1);
@@ -74,6 +75,7 @@ pub async fn run(
             }
         }
         let n = batch.len() as u64;
+        metrics.queue_out(n);
         match exporter.export(&batch).await {
             Ok(()) => report.exported += n,
             Err(e) => {

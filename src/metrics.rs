@@ -1,0 +1,177 @@
+//! The agent's own metrics, defined once with the OpenTelemetry metrics API. They are served as
+//! Prometheus text on the admin server (`opentelemetry-prometheus`) and, with `--self-metrics-otlp`,
+//! pushed with `opentelemetry-otlp` to the collector: one set of instruments, two readers.
+//!
+//! Labels are low-cardinality only (kind, cause, signal, reason, failure); pod and namespace names
+//! belong in the restart records, never here.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::event::RestartEvent;
+
+/// Prefix of every instrument.
+pub const PREFIX: &str = "restart_watcher";
+/// How often pushed metrics are sent with `--self-metrics-otlp`.
+pub const PUSH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Errors setting the metrics up.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot set up the Prometheus exporter: {0}")]
+    Prometheus(String),
+    #[error("cannot set up the OTLP metrics exporter for {endpoint}: {message}")]
+    Otlp { endpoint: String, message: String },
+    #[error("cannot encode metrics: {0}")]
+    Encode(String),
+}
+
+/// Every instrument the agent records.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    restarts_detected: Counter<u64>,
+    records_exported: Counter<u64>,
+    records_retried: Counter<u64>,
+    records_dropped: Counter<u64>,
+    queue_in: Counter<u64>,
+    queue_out: Counter<u64>,
+    export_duration: Histogram<f64>,
+    detection_latency: Histogram<f64>,
+    watch_relists: Counter<u64>,
+    watch_errors: Counter<u64>,
+}
+
+impl Metrics {
+    pub fn new(meter: &Meter) -> Self {
+        let counter = |name: &str, desc: &'static str| {
+            meter.u64_counter(format!("{PREFIX}.{name}")).with_description(desc).build()
+        };
+        Metrics {
+            restarts_detected: counter(
+                "restarts.detected",
+                "Container restarts detected, by container kind and cause.",
+            ),
+            records_exported: counter("records.exported", "Records accepted by the collector, by signal."),
+            records_retried: counter(
+                "records.retried",
+                "Records in export attempts that failed and were retried, by signal and gRPC reason.",
+            ),
+            records_dropped: counter("records.dropped", "Records dropped for good, by signal and reason."),
+            queue_in: counter("queue.in", "Restart events put on the export queue."),
+            queue_out: counter("queue.out", "Restart events taken off the export queue."),
+            export_duration: meter
+                .f64_histogram(format!("{PREFIX}.export.duration"))
+                .with_unit("s")
+                .with_description("Duration of one OTLP export call, by signal and outcome.")
+                .with_boundaries(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .build(),
+            detection_latency: meter
+                .f64_histogram(format!("{PREFIX}.detection.latency"))
+                .with_unit("s")
+                .with_description("Time from a container's death (finishedAt) to its detection.")
+                .with_boundaries(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0])
+                .build(),
+            watch_relists: counter("watch.relists", "Relists of the pod watch (after 410 Gone or a broken watch)."),
+            watch_errors: counter("watch.errors", "Pod watch errors, by failure class."),
+        }
+    }
+
+    /// Instruments that record nowhere (replay, tests).
+    pub fn noop() -> Self {
+        Metrics::new(&SdkMeterProvider::builder().build().meter("restart-watcher"))
+    }
+
+    pub fn restart_detected(&self, ev: &RestartEvent) {
+        self.restarts_detected
+            .add(1, &[KeyValue::new("kind", ev.kind().as_str()), KeyValue::new("cause", ev.cause.as_str())]);
+        if let Some(finished) = ev.terminated.as_ref().and_then(|t| t.finished_at).filter(|_| !ev.detected_late) {
+            let secs = ev.observed_at.duration_since(finished).as_secs_f64();
+            if secs >= 0.0 {
+                self.detection_latency.record(secs, &[]);
+            }
+        }
+    }
+    pub fn exported(&self, signal: &'static str, n: u64) {
+        self.records_exported.add(n, &[KeyValue::new("signal", signal)]);
+    }
+    pub fn retried(&self, signal: &'static str, reason: &'static str, n: u64) {
+        self.records_retried.add(n, &[KeyValue::new("signal", signal), KeyValue::new("reason", reason)]);
+    }
+    pub fn dropped(&self, signal: &'static str, reason: &'static str, n: u64) {
+        self.records_dropped.add(n, &[KeyValue::new("signal", signal), KeyValue::new("reason", reason)]);
+    }
+    pub fn queue_in(&self, n: u64) {
+        self.queue_in.add(n, &[]);
+    }
+    pub fn queue_out(&self, n: u64) {
+        self.queue_out.add(n, &[]);
+    }
+    pub fn export_duration(&self, signal: &'static str, ok: bool, d: Duration) {
+        self.export_duration.record(
+            d.as_secs_f64(),
+            &[KeyValue::new("signal", signal), KeyValue::new("outcome", if ok { "ok" } else { "error" })],
+        );
+    }
+    pub fn relist(&self) {
+        self.watch_relists.add(1, &[]);
+    }
+    pub fn watch_error(&self, failure: &'static str) {
+        self.watch_errors.add(1, &[KeyValue::new("failure", failure)]);
+    }
+}
+
+/// The meter provider with its readers, and the Prometheus registry the admin server encodes.
+pub struct SelfTelemetry {
+    pub metrics: std::sync::Arc<Metrics>,
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+}
+
+impl SelfTelemetry {
+    /// Sets up the Prometheus reader and, when `otlp_endpoint` is given, an OTLP push reader.
+    /// Must run inside the Tokio runtime (the OTLP exporter needs it).
+    pub fn new(otlp_endpoint: Option<&str>) -> Result<Self, MetricsError> {
+        let registry = prometheus::Registry::new();
+        let prom = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .map_err(|e| MetricsError::Prometheus(e.to_string()))?;
+        let mut builder = SdkMeterProvider::builder().with_reader(prom);
+        if let Some(endpoint) = otlp_endpoint {
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_compression(opentelemetry_otlp::Compression::Gzip)
+                .build()
+                .map_err(|e| MetricsError::Otlp { endpoint: endpoint.to_owned(), message: e.to_string() })?;
+            let reader =
+                opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).with_interval(PUSH_INTERVAL).build();
+            builder = builder.with_reader(reader);
+        }
+        let provider = builder.build();
+        let metrics = std::sync::Arc::new(Metrics::new(&provider.meter("restart-watcher")));
+        Ok(SelfTelemetry { metrics, provider, registry })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn prometheus_text(&self) -> Result<String, MetricsError> {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .map_err(|e| MetricsError::Encode(e.to_string()))?;
+        String::from_utf8(buf).map_err(|e| MetricsError::Encode(e.to_string()))
+    }
+
+    /// Flushes pushed metrics (at shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::debug!(error = %e, "Metrics provider shutdown.");
+        }
+    }
+}
