@@ -1,0 +1,274 @@
+//! The OTLP/gRPC export path against an in-process fake collector: exact mapping on the wire,
+//! backpressure through an outage, RetryInfo, permanent rejections, gzip and headers.
+
+#[path = "support/fake_collector.rs"]
+mod fake_collector;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fake_collector::{FakeCollector, str_attr};
+use restart_watcher::detector::Detector;
+use restart_watcher::event::RestartEvent;
+use restart_watcher::export::convert::{self, MappingConfig};
+use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings, resolve};
+use restart_watcher::export::task::{self, BatchConfig};
+use restart_watcher::export::{ExportError, Exporter, Signals};
+use restart_watcher::keys;
+use restart_watcher::metrics::Metrics;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+/// The four restarts of the recording, observed at a fixed time.
+fn fixture_events() -> Vec<RestartEvent> {
+    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
+    let mut d = Detector::default();
+    let mut out = Vec::new();
+    let t: jiff::Timestamp = "2026-11-26T06:30:00Z".parse().unwrap();
+    restart_watcher::replay::replay(
+        &data[..],
+        "t",
+        &mut d,
+        || t,
+        |e| {
+            out.push(e);
+            true
+        },
+        &mut Default::default(),
+    )
+    .unwrap();
+    out
+}
+
+/// `n` distinct restarts of one container.
+fn many_events(n: u32) -> Vec<RestartEvent> {
+    let template = fixture_events().remove(0);
+    (1..=n).map(|i| RestartEvent { restart_count: i, ..template.clone() }).collect()
+}
+
+fn exporter(fc: &FakeCollector, signals: Signals, extra: impl FnOnce(&mut RawSignalSettings)) -> OtlpExporter {
+    let mut generic =
+        RawSignalSettings { endpoint: Some(fc.endpoint()), timeout_ms: Some("2000".into()), ..Default::default() };
+    extra(&mut generic);
+    let none = RawSignalSettings::default();
+    let cfg = OtlpConfig {
+        logs: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_LOGS").unwrap(),
+        traces: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_TRACES").unwrap(),
+    };
+    OtlpExporter::new(cfg, signals, MappingConfig::default(), Arc::new(Metrics::noop())).unwrap()
+}
+
+const LOGS_ONLY: Signals = Signals { logs: true, traces: false };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_exactly_as_the_mapping_says() {
+    let fc = FakeCollector::start().await;
+    let events = fixture_events();
+    let mut exp = exporter(&fc, Signals::default(), |_| {});
+    exp.export(&events).await.unwrap();
+    let got = fc.records_with_resource();
+    assert_eq!(got.len(), events.len());
+    for ev in &events {
+        let want = convert::log_record(ev);
+        let (res, rec) =
+            got.iter().find(|(_, r)| r.span_id == want.span_id).expect("the record of each restart arrives");
+        assert_eq!(rec, &want);
+        assert_eq!(res, &convert::resource_attributes(ev, &MappingConfig::default()));
+        assert_eq!(rec.event_name, keys::EVENT_NAME);
+    }
+    assert_eq!(fc.span_count(), events.len(), "one span per restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
+    let fc = FakeCollector::start().await;
+    fc.set_down(true);
+    const CAPACITY: usize = 4;
+    const BATCH: usize = 2;
+    let (tx, rx) = mpsc::channel(CAPACITY);
+    let handled = Arc::new(AtomicU64::new(0));
+    let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
+    let batch = BatchConfig { max_records: BATCH, max_delay: Duration::from_millis(10) };
+    let task = tokio::spawn(task::run(rx, exp, batch, handled.clone(), Arc::new(Metrics::noop())));
+    let events = many_events(40);
+    let sent = Arc::new(AtomicU64::new(0));
+    let producer = {
+        let (events, sent) = (events.clone(), sent.clone());
+        tokio::spawn(async move {
+            for ev in events {
+                tx.send(ev).await.unwrap();
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent_during_outage = sent.load(Ordering::SeqCst) as usize;
+    assert!(
+        sent_during_outage <= CAPACITY + BATCH,
+        "the producer is held back: {sent_during_outage} sent during the outage"
+    );
+    assert!(!producer.is_finished());
+    assert!(fc.state.attempts.lock().unwrap().len() >= 2, "the exporter kept retrying");
+    fc.set_down(false);
+    producer.await.unwrap();
+    let report = task.await.unwrap();
+    assert_eq!((report.exported, report.failed), (40, 0));
+    let ids: Vec<_> = fc.log_records().iter().map(|r| str_attr(&r.attributes, keys::RESTART_ID).unwrap()).collect();
+    let want: Vec<_> = events.iter().map(RestartEvent::restart_id).collect();
+    assert_eq!(ids, want, "every record once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_delays_honour_retry_info() {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let fc = FakeCollector::start().await;
+    fc.fail_next("logs", 1, || {
+        tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(1200))),
+        )
+    });
+    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    exp.export(&many_events(3)).await.unwrap();
+    let attempts = fc.state.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 2);
+    let waited = attempts[1].1 - attempts[0].1;
+    assert!(waited >= Duration::from_millis(1200) && waited < Duration::from_millis(2500), "waited {waited:?}");
+    assert_eq!(fc.log_records().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_is_retried_with_backoff_until_it_succeeds() {
+    let fc = FakeCollector::start().await;
+    fc.fail_next("logs", 3, || tonic::Status::unavailable("restarting"));
+    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    let t = Instant::now();
+    exp.export(&many_events(2)).await.unwrap();
+    assert_eq!(fc.state.attempts.lock().unwrap().len(), 4);
+    assert!(
+        t.elapsed() >= Duration::from_millis(125 + 250 + 500),
+        "backoff with jitter in [0.5, 1]: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(fc.log_records().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_collector_times_out_and_the_batch_is_retried() {
+    let fc = FakeCollector::start().await;
+    fc.stall_next("logs", Duration::from_secs(5));
+    let mut exp = exporter(&fc, LOGS_ONLY, |s| s.timeout_ms = Some("300".into()));
+    exp.export(&many_events(1)).await.unwrap();
+    let attempts = fc.state.attempts.lock().unwrap().len();
+    assert!(attempts >= 2, "{attempts} attempts");
+    assert!(!fc.log_records().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_argument_drops_the_batch_counts_it_and_goes_on() {
+    let fc = FakeCollector::start().await;
+    fc.fail_next("logs", 1, || tonic::Status::invalid_argument("bad record"));
+    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    let err = exp.export(&many_events(3)).await.unwrap_err();
+    match &err {
+        ExportError::Rejected { code, endpoint, .. } => {
+            assert_eq!(*code, "invalid_argument");
+            assert_eq!(endpoint, &fc.endpoint());
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains(&fc.endpoint()), "the message names the endpoint: {err}");
+    exp.export(&many_events(2)).await.unwrap();
+    assert_eq!(fc.log_records().len(), 2, "the next batch goes through");
+    assert_eq!(fc.state.attempts.lock().unwrap().len(), 2, "no retry of the rejected batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_headers_reach_the_server() {
+    let fc = FakeCollector::start().await;
+    let mut exp = exporter(&fc, Signals::default(), |s| {
+        s.headers = Some("x-tenant=acme, authorization=Bearer%20t0k".into());
+        s.compression = Some("gzip".into());
+    });
+    exp.export(&many_events(1)).await.unwrap();
+    for meta in fc
+        .state
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, _)| m.clone())
+        .chain(fc.state.traces.lock().unwrap().iter().map(|(m, _)| m.clone()))
+    {
+        assert_eq!(meta.get("x-tenant").unwrap(), "acme");
+        assert_eq!(meta.get("authorization").unwrap(), "Bearer t0k");
+        assert_eq!(meta.get("grpc-encoding").unwrap(), "gzip");
+    }
+}
+
+#[test]
+fn settings_follow_the_exporter_spec_and_bad_values_name_their_variable() {
+    let r = |endpoint: Option<&str>| RawSignalSettings { endpoint: endpoint.map(str::to_owned), ..Default::default() };
+    let none = RawSignalSettings::default();
+    // a signal's own endpoint wins over the generic one
+    let c =
+        resolve(&r(Some("http://logs:4317")), &r(Some("http://all:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap();
+    assert_eq!(c.endpoint, "http://logs:4317");
+    // no scheme: https, or http when insecure
+    let c = resolve(&none, &r(Some("collector:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap();
+    assert_eq!(c.endpoint, "https://collector:4317");
+    let insecure = RawSignalSettings { insecure: Some("true".into()), ..r(Some("collector:4317")) };
+    assert_eq!(
+        resolve(&none, &insecure, "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap().endpoint,
+        "http://collector:4317"
+    );
+    assert_eq!(
+        resolve(&none, &none, "OTEL_EXPORTER_OTLP_LOGS").unwrap().map(|c| c.endpoint),
+        None,
+        "no endpoint: signal off"
+    );
+    assert_eq!(
+        resolve(&none, &r(Some("http://c:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap().timeout,
+        Duration::from_secs(10)
+    );
+    let cases: Vec<(RawSignalSettings, RawSignalSettings, &str)> = vec![
+        (none.clone(), r(Some("ftp://c:21")), "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (r(Some("http://bad host")), none.clone(), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+        (
+            none.clone(),
+            RawSignalSettings { headers: Some("novalue".into()), ..r(Some("http://c")) },
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            RawSignalSettings { compression: Some("zstd".into()), ..none.clone() },
+            r(Some("http://c")),
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        ),
+        (
+            none.clone(),
+            RawSignalSettings { timeout_ms: Some("10s".into()), ..r(Some("http://c")) },
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+        (
+            none.clone(),
+            RawSignalSettings { insecure: Some("yes".into()), ..r(Some("c:1")) },
+            "OTEL_EXPORTER_OTLP_INSECURE",
+        ),
+        (
+            none.clone(),
+            RawSignalSettings { certificate: Some("/nonexistent/ca.pem".into()), ..r(Some("https://c")) },
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ),
+        (
+            none.clone(),
+            RawSignalSettings { client_key: Some("/nonexistent/k.pem".into()), ..r(Some("https://c")) },
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ),
+    ];
+    for (specific, generic, setting) in cases {
+        let err = resolve(&specific, &generic, "OTEL_EXPORTER_OTLP_LOGS").map(|_| ()).unwrap_err().to_string();
+        assert!(err.starts_with(setting), "{setting}: {err}");
+    }
+}

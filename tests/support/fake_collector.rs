@@ -1,0 +1,218 @@
+//! An in-process OTLP/gRPC collector (tonic `LogsServiceServer` + `TraceServiceServer` on
+//! 127.0.0.1:0) that records what it receives, with the request metadata, and can be told to fail:
+//! a status for the next N calls, a stall, or down until further notice.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+/// What the next call of a signal does.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    Fail(Status),
+    Stall(Duration),
+}
+
+#[derive(Default)]
+pub struct State {
+    pub logs: Mutex<Vec<(MetadataMap, ExportLogsServiceRequest)>>,
+    pub traces: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
+    /// Every call, accepted or not: (signal, when).
+    pub attempts: Mutex<Vec<(&'static str, Instant)>>,
+    log_faults: Mutex<VecDeque<Fault>>,
+    trace_faults: Mutex<VecDeque<Fault>>,
+    down: Mutex<bool>,
+}
+
+#[derive(Clone)]
+struct Svc(Arc<State>);
+
+impl Svc {
+    async fn gate(&self, signal: &'static str) -> Result<(), Status> {
+        self.0.attempts.lock().unwrap().push((signal, Instant::now()));
+        if *self.0.down.lock().unwrap() {
+            return Err(Status::unavailable("collector down (test)"));
+        }
+        let faults = if signal == "logs" { &self.0.log_faults } else { &self.0.trace_faults };
+        let fault = faults.lock().unwrap().pop_front();
+        match fault {
+            Some(Fault::Fail(s)) => Err(s),
+            Some(Fault::Stall(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Svc {
+    async fn export(
+        &self,
+        req: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.gate("logs").await?;
+        let (meta, _, msg) = req.into_parts();
+        self.0.logs.lock().unwrap().push((meta, msg));
+        Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Svc {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.gate("traces").await?;
+        let (meta, _, msg) = req.into_parts();
+        self.0.traces.lock().unwrap().push((meta, msg));
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+pub struct FakeCollector {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Keeps a private runtime alive when started from synchronous code.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl FakeCollector {
+    /// Starts on the current Tokio runtime.
+    pub async fn start() -> FakeCollector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let svc = Svc(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip))
+                .add_service(TraceServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeCollector { addr, state, stop: Some(tx), _runtime: None }
+    }
+
+    /// Starts on a runtime of its own (for synchronous tests).
+    pub fn start_blocking() -> FakeCollector {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut fc = rt.block_on(FakeCollector::start());
+        fc._runtime = Some(rt);
+        fc
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn fail_next(&self, signal: &str, n: usize, status: impl Fn() -> Status) {
+        let faults = if signal == "logs" { &self.state.log_faults } else { &self.state.trace_faults };
+        let mut q = faults.lock().unwrap();
+        for _ in 0..n {
+            q.push_back(Fault::Fail(status()));
+        }
+    }
+
+    pub fn stall_next(&self, signal: &str, d: Duration) {
+        let faults = if signal == "logs" { &self.state.log_faults } else { &self.state.trace_faults };
+        faults.lock().unwrap().push_back(Fault::Stall(d));
+    }
+
+    pub fn set_down(&self, down: bool) {
+        *self.state.down.lock().unwrap() = down;
+    }
+
+    /// Every log record received, in arrival order.
+    pub fn log_records(&self) -> Vec<LogRecord> {
+        self.state
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, r)| {
+                r.resource_logs.iter().flat_map(|rl| rl.scope_logs.iter().flat_map(|sl| sl.log_records.clone()))
+            })
+            .collect()
+    }
+
+    /// (resource attributes, record) pairs received.
+    pub fn records_with_resource(&self) -> Vec<(Vec<opentelemetry_proto::tonic::common::v1::KeyValue>, LogRecord)> {
+        let mut out = Vec::new();
+        for (_, req) in self.state.logs.lock().unwrap().iter() {
+            for rl in &req.resource_logs {
+                let res = rl.resource.clone().unwrap_or_default().attributes;
+                for sl in &rl.scope_logs {
+                    for rec in &sl.log_records {
+                        out.push((res.clone(), rec.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.state
+            .traces
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| {
+                r.resource_spans
+                    .iter()
+                    .map(|rs| rs.scope_spans.iter().map(|ss| ss.spans.len()).sum::<usize>())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Waits (polling) until at least `n` log records arrived.
+    pub fn wait_log_records(&self, n: usize, timeout: Duration) -> Vec<LogRecord> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let recs = self.log_records();
+            if recs.len() >= n || Instant::now() > deadline {
+                return recs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FakeCollector {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The string value of attribute `key`.
+pub fn str_attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    attrs.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    })
+}
