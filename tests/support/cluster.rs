@@ -158,12 +158,20 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Runs the agent writing OTLP/JSON log records to stdout (collected as `records`).
     pub fn start(kubeconfig: &Path, args: &[&str]) -> Agent {
+        let mut all = vec!["--exporter", "otlp-json", "--signals", "logs"];
+        all.extend_from_slice(args);
+        Agent::start_raw(kubeconfig, &all)
+    }
+
+    /// Runs the agent with exactly these flags (plus the kubeconfig and a port-0 admin server).
+    pub fn start_raw(kubeconfig: &Path, args: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["--exporter", "otlp-json", "--signals", "logs"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RESTART_WATCHER_LOG", "info,restart_watcher=debug")
             .env_remove("KUBECONFIG")
@@ -208,6 +216,14 @@ impl Agent {
 
     pub fn wait_ready(&mut self) {
         self.wait_log("Initial list complete", Duration::from_secs(30));
+    }
+
+    /// The admin server's address, from its startup log line.
+    pub fn admin_addr(&mut self) -> String {
+        self.wait_log("Admin server listening", Duration::from_secs(10));
+        let logs = self.logs_text();
+        let line = logs.lines().find(|l| l.contains("Admin server listening")).unwrap();
+        line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
     }
 
     pub fn logs_text(&self) -> String {
@@ -325,4 +341,16 @@ pub fn summaries(records: &[Value]) -> Vec<(String, String, i64, i64, bool)> {
             )
         })
         .collect()
+}
+
+/// A plain HTTP/1.0 GET; returns (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
 }
