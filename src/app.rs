@@ -86,6 +86,9 @@ pub async fn replay(
     ReplayOutcome { stats, export, error: result.err() }
 }
 
+/// How long the first pod list may take before the agent gives up at startup.
+pub const STARTUP_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Settings of a live run.
 pub struct RunOptions {
     pub scope: crate::watch::WatchScope,
@@ -125,7 +128,13 @@ pub async fn run(
     use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
     use crate::watch::{self, ScopeHealth, WatchTask};
 
-    watch::preflight(&client, &opts.scope, &opts.server).await?;
+    tokio::select! {
+        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, watch::preflight(&client, &opts.scope, &opts.server)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(crate::watch::WatchError::StartupTimeout { server: opts.server.clone(), secs: STARTUP_LIST_TIMEOUT.as_secs() }),
+        },
+        _ = stop.cancelled() => return Ok(RunReport::default()),
+    }
 
     let mut store = store;
     let catch_up = match store.load().await {

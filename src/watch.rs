@@ -94,6 +94,12 @@ pub enum WatchError {
         #[source]
         source: kube::Error,
     },
+    /// The first list got no answer in time.
+    #[error(
+        "the Kubernetes API server at {server} did not answer the first pod list within {secs} s: check that it \
+         is up and reachable (and its etcd), and the kubeconfig's server address"
+    )]
+    StartupTimeout { server: String, secs: u64 },
 }
 
 /// Counters shared by the watch tasks, the checkpointer and the metrics.
