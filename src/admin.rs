@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -36,8 +36,8 @@ pub struct Readiness {
     /// Scopes expected to finish their initial list.
     pub scopes: u64,
     pub watch: Arc<crate::watch::WatchStats>,
-    /// When the export in progress started, if one is.
-    pub export_busy_since: Option<Arc<std::sync::Mutex<Option<Instant>>>>,
+    /// The OTLP exports in progress, when exporting over OTLP.
+    pub export_in_flight: Option<Arc<crate::export::otlp::InFlight>>,
 }
 
 impl Readiness {
@@ -47,11 +47,10 @@ impl Readiness {
         if listed < self.scopes {
             return Err(format!("initial list not complete ({listed} of {} scopes)", self.scopes));
         }
-        if let Some(busy) = &self.export_busy_since {
-            let since = busy.lock().ok().and_then(|b| *b);
-            if let Some(since) = since.filter(|s| s.elapsed() > EXPORT_STUCK_THRESHOLD) {
-                return Err(format!("the exporter has been retrying one batch for {} s", since.elapsed().as_secs()));
-            }
+        let stuck =
+            self.export_in_flight.as_ref().and_then(|f| f.oldest()).filter(|s| s.elapsed() > EXPORT_STUCK_THRESHOLD);
+        if let Some(since) = stuck {
+            return Err(format!("the exporter has been retrying one batch for {} s", since.elapsed().as_secs()));
         }
         Ok(())
     }

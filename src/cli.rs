@@ -40,7 +40,7 @@ pub enum Command {
     /// Watch the cluster's pods and export every container restart (the default).
     Run(Box<RunArgs>),
     /// Feed a recorded watch stream (or Pods / PodLists) through the detector and export the restarts.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
 }
 
 /// Flags of `run`.

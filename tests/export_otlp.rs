@@ -65,7 +65,7 @@ const LOGS_ONLY: Signals = Signals { logs: true, traces: false };
 async fn every_record_arrives_exactly_as_the_mapping_says() {
     let fc = FakeCollector::start().await;
     let events = fixture_events();
-    let mut exp = exporter(&fc, Signals::default(), |_| {});
+    let exp = exporter(&fc, Signals::default(), |_| {});
     exp.export(&events).await.unwrap();
     let got = fc.records_with_resource();
     assert_eq!(got.len(), events.len());
@@ -104,9 +104,11 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent_during_outage = sent.load(Ordering::SeqCst) as usize;
+    // the channel, the batches in flight (retrying), and the batch being filled
+    let bound = CAPACITY + BATCH * (task::MAX_BATCHES_IN_FLIGHT + 1);
     assert!(
-        sent_during_outage <= CAPACITY + BATCH,
-        "the producer is held back: {sent_during_outage} sent during the outage"
+        sent_during_outage <= bound,
+        "the producer is held back: {sent_during_outage} sent during the outage (bound {bound})"
     );
     assert!(!producer.is_finished());
     assert!(fc.state.attempts.lock().unwrap().len() >= 2, "the exporter kept retrying");
@@ -114,9 +116,11 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     producer.await.unwrap();
     let report = task.await.unwrap();
     assert_eq!((report.exported, report.failed), (40, 0));
-    let ids: Vec<_> = fc.log_records().iter().map(|r| str_attr(&r.attributes, keys::RESTART_ID).unwrap()).collect();
-    let want: Vec<_> = events.iter().map(RestartEvent::restart_id).collect();
-    assert_eq!(ids, want, "every record once, in order");
+    let mut ids: Vec<_> = fc.log_records().iter().map(|r| str_attr(&r.attributes, keys::RESTART_ID).unwrap()).collect();
+    let mut want: Vec<_> = events.iter().map(RestartEvent::restart_id).collect();
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want, "every record once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +134,7 @@ async fn retry_delays_honour_retry_info() {
             ErrorDetails::with_retry_info(Some(Duration::from_millis(1200))),
         )
     });
-    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    let exp = exporter(&fc, LOGS_ONLY, |_| {});
     exp.export(&many_events(3)).await.unwrap();
     let attempts = fc.state.attempts.lock().unwrap().clone();
     assert_eq!(attempts.len(), 2);
@@ -143,7 +147,7 @@ async fn retry_delays_honour_retry_info() {
 async fn unavailable_is_retried_with_backoff_until_it_succeeds() {
     let fc = FakeCollector::start().await;
     fc.fail_next("logs", 3, || tonic::Status::unavailable("restarting"));
-    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    let exp = exporter(&fc, LOGS_ONLY, |_| {});
     let t = Instant::now();
     exp.export(&many_events(2)).await.unwrap();
     assert_eq!(fc.state.attempts.lock().unwrap().len(), 4);
@@ -159,7 +163,7 @@ async fn unavailable_is_retried_with_backoff_until_it_succeeds() {
 async fn a_stalled_collector_times_out_and_the_batch_is_retried() {
     let fc = FakeCollector::start().await;
     fc.stall_next("logs", Duration::from_secs(5));
-    let mut exp = exporter(&fc, LOGS_ONLY, |s| s.timeout_ms = Some("300".into()));
+    let exp = exporter(&fc, LOGS_ONLY, |s| s.timeout_ms = Some("300".into()));
     exp.export(&many_events(1)).await.unwrap();
     let attempts = fc.state.attempts.lock().unwrap().len();
     assert!(attempts >= 2, "{attempts} attempts");
@@ -170,7 +174,7 @@ async fn a_stalled_collector_times_out_and_the_batch_is_retried() {
 async fn invalid_argument_drops_the_batch_counts_it_and_goes_on() {
     let fc = FakeCollector::start().await;
     fc.fail_next("logs", 1, || tonic::Status::invalid_argument("bad record"));
-    let mut exp = exporter(&fc, LOGS_ONLY, |_| {});
+    let exp = exporter(&fc, LOGS_ONLY, |_| {});
     let err = exp.export(&many_events(3)).await.unwrap_err();
     match &err {
         ExportError::Rejected { code, endpoint, .. } => {
@@ -188,7 +192,7 @@ async fn invalid_argument_drops_the_batch_counts_it_and_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_and_headers_reach_the_server() {
     let fc = FakeCollector::start().await;
-    let mut exp = exporter(&fc, Signals::default(), |s| {
+    let exp = exporter(&fc, Signals::default(), |s| {
         s.headers = Some("x-tenant=acme, authorization=Bearer%20t0k".into());
         s.compression = Some("gzip".into());
     });

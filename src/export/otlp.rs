@@ -274,8 +274,33 @@ pub struct OtlpExporter {
     traces: Option<SignalClient>,
     mapping: MappingConfig,
     metrics: Arc<Metrics>,
-    /// When the batch being exported started (for /readyz: an exporter stuck retrying).
-    busy_since: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Exports in progress (id -> start), for /readyz: an exporter stuck retrying.
+    in_flight: Arc<InFlight>,
+}
+
+/// The exports in progress, by id, with their start times.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    inner: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Instant>)>,
+}
+
+impl InFlight {
+    fn begin(&self) -> u64 {
+        let Ok(mut g) = self.inner.lock() else { return 0 };
+        g.0 += 1;
+        let id = g.0;
+        g.1.insert(id, Instant::now());
+        id
+    }
+    fn end(&self, id: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.1.remove(&id);
+        }
+    }
+    /// When the oldest export still in progress started.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.inner.lock().ok().and_then(|g| g.1.values().min().copied())
+    }
 }
 
 /// One signal's settings resolved: `None` = the signal is off.
@@ -293,12 +318,12 @@ impl OtlpExporter {
     ) -> Result<Self, ExportError> {
         let logs = cfg.logs.filter(|_| signals.logs).map(SignalClient::new).transpose()?;
         let traces = cfg.traces.filter(|_| signals.traces).map(SignalClient::new).transpose()?;
-        Ok(OtlpExporter { logs, traces, mapping, metrics, busy_since: Arc::default() })
+        Ok(OtlpExporter { logs, traces, mapping, metrics, in_flight: Arc::default() })
     }
 
-    /// Shared marker of an export in progress, for readiness.
-    pub fn busy_since(&self) -> Arc<std::sync::Mutex<Option<Instant>>> {
-        self.busy_since.clone()
+    /// The exports in progress, for readiness.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
     }
 
     pub fn endpoints(&self) -> String {
@@ -313,13 +338,12 @@ impl OtlpExporter {
     }
 
     /// Exports a batch: every enabled signal, each retried until it succeeds or fails for good.
-    pub async fn export(&mut self, batch: &[RestartEvent]) -> Result<(), ExportError> {
-        if let Ok(mut b) = self.busy_since.lock() {
-            *b = Some(Instant::now());
-        }
+    pub async fn export(&self, batch: &[RestartEvent]) -> Result<(), ExportError> {
+        let id = self.in_flight.begin();
         let n = batch.len() as u64;
-        let mut first_err = None;
-        if let Some(client) = &self.logs {
+        // The two signals go out concurrently; each is retried on its own.
+        let logs = async {
+            let Some(client) = &self.logs else { return Ok(()) };
             let req = convert::logs_request(batch, &self.mapping);
             let call = |r| {
                 let mut svc = LogsServiceClient::new(client.channel.clone()).send_compressed_if(client.cfg.gzip);
@@ -329,12 +353,10 @@ impl OtlpExporter {
                     Ok(resp.partial_success.map(|p| (p.rejected_log_records, p.error_message)))
                 }
             };
-            let result = send(client, "logs", n, &self.metrics, call, req).await;
-            if let Err(e) = result {
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Some(client) = &self.traces {
+            send(client, "logs", n, &self.metrics, call, req).await
+        };
+        let traces = async {
+            let Some(client) = &self.traces else { return Ok(()) };
             let req = convert::traces_request(batch, &self.mapping);
             let call = |r| {
                 let mut svc = TraceServiceClient::new(client.channel.clone()).send_compressed_if(client.cfg.gzip);
@@ -344,14 +366,11 @@ impl OtlpExporter {
                     Ok(resp.partial_success.map(|p| (p.rejected_spans, p.error_message)))
                 }
             };
-            let result = send(client, "traces", n, &self.metrics, call, req).await;
-            if let Err(e) = result {
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Ok(mut b) = self.busy_since.lock() {
-            *b = None;
-        }
+            send(client, "traces", n, &self.metrics, call, req).await
+        };
+        let (logs, traces) = tokio::join!(logs, traces);
+        let first_err = logs.err().or(traces.err());
+        self.in_flight.end(id);
         first_err.map_or(Ok(()), Err)
     }
 }

@@ -4,6 +4,11 @@
 //! event, whichever comes first; when the channel closes (every sender dropped), what is left is
 //! exported and the task ends. The channel's bound is the backpressure: a producer that finds it
 //! full waits.
+//!
+//! The OTLP exporter keeps up to [`MAX_BATCHES_IN_FLIGHT`] batches in flight (a round trip to the
+//! collector would otherwise bound the throughput); records of different batches may therefore
+//! arrive out of order. While that many batches are in flight (e.g. retrying through an outage),
+//! nothing more is taken off the channel, so it fills and the producer waits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +26,9 @@ pub const DEFAULT_CHANNEL_CAPACITY_EVENTS: usize = 4_096;
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 512;
 /// Default longest wait between a batch's first event and its export.
 pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// Batches the OTLP exporter may have in flight at once.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Batching settings.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +57,33 @@ pub struct ExportReport {
 /// every event taken off the channel whose fate is settled (exported, or failed and counted): the
 /// checkpoint advances only when it equals the number sent.
 pub async fn run(
+    rx: mpsc::Receiver<RestartEvent>,
+    exporter: Exporter,
+    cfg: BatchConfig,
+    handled: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> ExportReport {
+    match exporter {
+        Exporter::Otlp(otlp) => run_concurrent(rx, Arc::from(otlp), cfg, handled, metrics).await,
+        other => run_sequential(rx, other, cfg, handled, metrics).await,
+    }
+}
+
+fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<(), ExportError>, handled: &AtomicU64) {
+    match result {
+        Ok(()) => report.exported += n,
+        Err(e) => {
+            report.failed += n;
+            tracing::error!(exporter = name, records = n, error = %e, "Records could not be exported.");
+            report.first_error.get_or_insert(e);
+        }
+    }
+    report.batches += 1;
+    handled.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Text exporters: one batch at a time, in order.
+async fn run_sequential(
     mut rx: mpsc::Receiver<RestartEvent>,
     mut exporter: Exporter,
     cfg: BatchConfig,
@@ -76,17 +111,61 @@ pub async fn run(
         }
         let n = batch.len() as u64;
         metrics.queue_out(n);
-        match exporter.export(&batch).await {
-            Ok(()) => report.exported += n,
-            Err(e) => {
-                report.failed += n;
-                tracing::error!(exporter = exporter.name(), records = n, error = %e, "Records could not be exported.");
-                report.first_error.get_or_insert(e);
-            }
-        }
-        report.batches += 1;
-        handled.fetch_add(n, Ordering::Relaxed);
+        let result = exporter.export(&batch).await;
+        settle(&mut report, exporter.name(), n, result, &handled);
         batch.clear();
+    }
+    report
+}
+
+/// The OTLP exporter: up to `MAX_BATCHES_IN_FLIGHT` batches at once. The batch being filled lives
+/// outside the `select!`, so a completion never loses what was collected.
+async fn run_concurrent(
+    mut rx: mpsc::Receiver<RestartEvent>,
+    exporter: Arc<super::otlp::OtlpExporter>,
+    cfg: BatchConfig,
+    handled: Arc<AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> ExportReport {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut report = ExportReport::default();
+    let max_records = cfg.max_records.max(1);
+    let mut batch: Vec<RestartEvent> = Vec::with_capacity(max_records);
+    let mut deadline: Option<Instant> = None;
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        let full = batch.len() >= max_records;
+        let due = !batch.is_empty() && (full || !open || deadline.is_some_and(|d| d <= Instant::now()));
+        if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
+            let b = std::mem::replace(&mut batch, Vec::with_capacity(max_records));
+            deadline = None;
+            let n = b.len() as u64;
+            metrics.queue_out(n);
+            let exp = exporter.clone();
+            in_flight.push(async move { (n, exp.export(&b).await) });
+            continue;
+        }
+        if !open && batch.is_empty() && in_flight.is_empty() {
+            break;
+        }
+        let can_take = open && !full;
+        let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&mut report, "otlp", n, result, &handled);
+            }
+            item = rx.recv(), if can_take => match item {
+                Some(ev) => {
+                    if batch.is_empty() {
+                        deadline = Some(Instant::now() + cfg.max_delay);
+                    }
+                    batch.push(ev);
+                }
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() && !due => {}
+        }
     }
     report
 }

@@ -36,27 +36,32 @@ fn free_port() -> u16 {
 impl Rotel {
     /// Starts rotel receiving OTLP/gRPC and forwarding everything over OTLP/gRPC to `upstream`.
     pub fn start(upstream: &str) -> Rotel {
+        Rotel::start_with_exporter("otlp", Some(upstream))
+    }
+
+    /// Starts rotel with `exporter` (`otlp` to `upstream`, or `blackhole`).
+    pub fn start_with_exporter(exporter: &str, upstream: Option<&str>) -> Rotel {
         let (grpc, http) = (free_port(), free_port());
-        let child = Command::new(rotel_agent())
-            .args([
-                "start",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .args(["--exporter", "otlp", "--otlp-exporter-endpoint", upstream, "--otlp-exporter-protocol", "grpc"])
-            .args(["--batch-timeout", "100ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rotel-agent");
+        let mut cmd = Command::new(rotel_agent());
+        cmd.args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+            .args(["--exporter", exporter, "--batch-timeout", "100ms"]);
+        if let Some(upstream) = upstream {
+            cmd.args(["--otlp-exporter-endpoint", upstream, "--otlp-exporter-protocol", "grpc"]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start rotel-agent");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
             assert!(Instant::now() < deadline, "rotel-agent did not listen on {grpc}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Rotel { child, grpc_endpoint: format!("http://127.0.0.1:{grpc}") }
+    }
+}
+
+impl Rotel {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

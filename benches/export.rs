@@ -1,0 +1,210 @@
+//! Export throughput and latency to a local OTLP/gRPC collector.
+//!
+//! Run: `cargo bench --bench export`. The agent side (bounded channel -> export task -> OTLP
+//! exporter with tonic) runs on a single-threaded Tokio runtime: one core. Throughput goes to a real
+//! local collector, `rotel-agent` with its blackhole exporter (receives, decodes, batches, drops), in
+//! its own process; latency is measured at the in-process fake collector of tests/support, which
+//! stamps each request on arrival.
+//!
+//! - Throughput: `BENCH_RECORDS` (default 200,000) restart records pushed through as fast as the
+//!   channel takes them, logs and traces both on (each restart is one log record and one span),
+//!   and logs only; batches of 512 records.
+//! - Latency: a steady 1,000 records/s for 5 s; latency = receipt at the collector minus the moment
+//!   the detector handed the record to the channel; p50/p99, with the default 200 ms batch delay
+//!   and with 20 ms.
+
+#[path = "../tests/support/fake_collector.rs"]
+mod fake_collector;
+#[path = "../tests/support/rotel.rs"]
+mod rotel;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_collector::FakeCollector;
+use restart_watcher::event::RestartEvent;
+use restart_watcher::export::convert::MappingConfig;
+use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings, resolve};
+use restart_watcher::export::task::{self, BatchConfig};
+use restart_watcher::export::{Exporter, Signals};
+use restart_watcher::metrics::Metrics;
+use tokio::sync::mpsc;
+
+/// The same allocator as the binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn template() -> RestartEvent {
+    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
+    let mut d = restart_watcher::detector::Detector::default();
+    let mut out = Vec::new();
+    restart_watcher::replay::replay(
+        &data[..],
+        "t",
+        &mut d,
+        jiff::Timestamp::now,
+        |e| {
+            out.push(e);
+            true
+        },
+        &mut Default::default(),
+    )
+    .unwrap();
+    out.remove(0)
+}
+
+fn exporter(endpoint: &str, signals: Signals) -> Exporter {
+    let generic = RawSignalSettings { endpoint: Some(endpoint.to_owned()), ..Default::default() };
+    let none = RawSignalSettings::default();
+    let cfg = OtlpConfig {
+        logs: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_LOGS").unwrap(),
+        traces: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_TRACES").unwrap(),
+    };
+    Exporter::Otlp(Box::new(
+        OtlpExporter::new(cfg, signals, MappingConfig::default(), Arc::new(Metrics::noop())).unwrap(),
+    ))
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+struct Throughput {
+    per_sec: f64,
+    agent_cpu_per_restart_us: f64,
+    collector_cpu_per_restart_us: f64,
+}
+
+fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32) -> Throughput {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tpl = template();
+    let events: Vec<RestartEvent> = (1..=n).map(|i| RestartEvent { restart_count: i, ..tpl.clone() }).collect();
+    let (agent0, coll0) = (cpu_secs("self"), cpu_secs(&collector_pid.to_string()));
+    let t = Instant::now();
+    rt.block_on(async {
+        let (tx, rx) = mpsc::channel(4096);
+        let batch = BatchConfig { max_records: 512, max_delay: Duration::from_millis(200) };
+        let task = tokio::spawn(task::run(
+            rx,
+            exporter(endpoint, signals),
+            batch,
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(Metrics::noop()),
+        ));
+        for ev in events {
+            tx.send(ev).await.unwrap();
+        }
+        drop(tx);
+        let report = task.await.unwrap();
+        assert_eq!(report.exported, n as u64);
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let (agent1, coll1) = (cpu_secs("self"), cpu_secs(&collector_pid.to_string()));
+    Throughput {
+        per_sec: n as f64 / secs,
+        agent_cpu_per_restart_us: (agent1 - agent0) * 1e6 / n as f64,
+        collector_cpu_per_restart_us: (coll1 - coll0) * 1e6 / n as f64,
+    }
+}
+
+fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Duration) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tpl = template();
+    let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let start_records = fc.state.logs.lock().unwrap().len();
+    const RATE_PER_SEC: u32 = 1000;
+    const SECS: u32 = 5;
+    rt.block_on(async {
+        let (tx, rx) = mpsc::channel(4096);
+        let batch = BatchConfig { max_records: 512, max_delay: delay };
+        let signals = Signals { logs: true, traces: false };
+        let task = tokio::spawn(task::run(
+            rx,
+            exporter(endpoint, signals),
+            batch,
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(Metrics::noop()),
+        ));
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC as u64));
+        for i in 1..=RATE_PER_SEC * SECS {
+            tick.tick().await;
+            sent_at.lock().unwrap().push(Instant::now());
+            tx.send(RestartEvent { restart_count: 1_000_000 + i, ..tpl.clone() }).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+    });
+    // Receipt time per record: the collector stamps each request on arrival (attempts).
+    let attempts = fc.state.attempts.lock().unwrap().clone();
+    let logs = fc.state.logs.lock().unwrap();
+    let sent = sent_at.lock().unwrap();
+    let arrivals: Vec<Instant> = attempts.iter().filter(|(s, _)| *s == "logs").map(|(_, t)| *t).collect();
+    let mut lat = Vec::new();
+    let mut idx = 0usize;
+    for (k, (_, req)) in logs.iter().enumerate().skip(start_records) {
+        let arrived = arrivals[arrivals.len() - (logs.len() - k)];
+        let n: usize =
+            req.resource_logs.iter().map(|rl| rl.scope_logs.iter().map(|s| s.log_records.len()).sum::<usize>()).sum();
+        for _ in 0..n {
+            lat.push(arrived.duration_since(sent[idx]));
+            idx += 1;
+        }
+    }
+    lat.sort();
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+/// The pure part alone: mapping to OTLP messages and protobuf encoding, per restart.
+fn mapping_only(n: u32) -> f64 {
+    use prost::Message;
+    let tpl = template();
+    let events: Vec<RestartEvent> = (1..=n).map(|i| RestartEvent { restart_count: i, ..tpl.clone() }).collect();
+    let cfg = MappingConfig::default();
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for batch in events.chunks(512) {
+        bytes += restart_watcher::export::convert::logs_request(batch, &cfg).encode_to_vec().len();
+        bytes += restart_watcher::export::convert::traces_request(batch, &cfg).encode_to_vec().len();
+    }
+    std::hint::black_box(bytes);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let n: u32 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    if std::env::var("BENCH_MAPPING_ONLY").is_ok() {
+        println!("mapping + encoding, logs + traces: {:.0} restarts/s", mapping_only(n));
+        return;
+    }
+    let collector = rotel::Rotel::start_with_exporter("blackhole", None);
+    let both = throughput(&collector.grpc_endpoint, n, Signals::default(), collector.pid());
+    let logs = throughput(&collector.grpc_endpoint, n, Signals { logs: true, traces: false }, collector.pid());
+    drop(collector);
+    let fc = FakeCollector::start_blocking();
+    let ep = fc.endpoint();
+    let (p50, p99) = latency(&ep, &fc, Duration::from_millis(200));
+    let (p50s, p99s) = latency(&ep, &fc, Duration::from_millis(20));
+    println!();
+    println!("| measure (agent on one core, batches of 512) | value |");
+    println!("|---|---|");
+    for (name, t) in [("logs + traces", &both), ("logs only", &logs)] {
+        println!("| {name}: restarts/s delivered to rotel ({n} restarts) | {:.0} |", t.per_sec);
+        println!(
+            "| {name}: agent CPU per restart / its one-core capacity | {:.1} µs / {:.0} restarts/s |",
+            t.agent_cpu_per_restart_us,
+            1e6 / t.agent_cpu_per_restart_us
+        );
+        println!("| {name}: collector (rotel) CPU per restart | {:.1} µs |", t.collector_cpu_per_restart_us);
+    }
+    println!("| latency at 1,000/s, batch delay 200 ms: p50 / p99 | {} ms / {} ms |", p50.as_millis(), p99.as_millis());
+    println!(
+        "| latency at 1,000/s, batch delay 20 ms: p50 / p99 | {} ms / {} ms |",
+        p50s.as_millis(),
+        p99s.as_millis()
+    );
+}
