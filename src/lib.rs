@@ -30,4 +30,5 @@ pub mod kube_errors;
 pub mod metrics;
 pub mod pod;
 pub mod replay;
+pub mod selectors;
 pub mod watch;

@@ -71,6 +71,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Replay(args)) => replay(*args).await,
         Some(Command::Run(args)) => watch(*args).await,
+        Some(Command::CheckConfig(args)) => check_config(&args),
+        Some(Command::ConfigReference) => {
+            print!("{}", restart_watcher::cli::reference());
+            Ok(ExitCode::SUCCESS)
+        }
         None => watch(cli.run).await,
     }
 }
@@ -106,8 +111,103 @@ fn own_namespace(args: &RunArgs, config: &kube::Config) -> String {
         .unwrap_or_else(|| config.default_namespace.clone())
 }
 
+/// Checks everything that can be checked without a network; returns the effective settings.
+fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>> {
+    use restart_watcher::selectors::{check_field_selector, check_label_selector};
+    if let Some(l) = &args.label_selector {
+        check_label_selector("--label-selector / RESTART_WATCHER_LABEL_SELECTOR", l)?;
+    }
+    if let Some(f) = &args.field_selector {
+        check_field_selector("--field-selector / RESTART_WATCHER_FIELD_SELECTOR", f)?;
+    }
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    for ns in args.namespaces.iter().chain(&args.exclude_namespaces).filter(|n| !n.is_empty()) {
+        if !dns_label(ns) {
+            anyhow::bail!(
+                "--namespace / --exclude-namespace: {ns:?} is not a namespace name; expected a DNS label (lowercase letters, digits, '-')"
+            );
+        }
+    }
+    if let Some(path) = &args.kubeconfig {
+        std::fs::metadata(path).with_context(|| format!("--kubeconfig {}: cannot read it", path.display()))?;
+    }
+    if let Some(path) = &args.checkpoint_file {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--checkpoint-file {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    let kind = args.output.exporter_kind();
+    let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
+    if kind == ExporterKind::Otlp {
+        let cfg = args.output.otlp.resolve()?;
+        anyhow::ensure!(
+            cfg.logs.is_some() || cfg.traces.is_some(),
+            "--exporter otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT (or --otlp-endpoint), e.g. http://otel-collector:4317"
+        );
+        if let Some(l) = &cfg.logs {
+            summary.push(("logs endpoint", format!("{} (gzip: {}, timeout: {:?})", l.endpoint, l.gzip, l.timeout)));
+        }
+        if let Some(t) = &cfg.traces {
+            summary.push(("traces endpoint", format!("{} (gzip: {}, timeout: {:?})", t.endpoint, t.gzip, t.timeout)));
+        }
+    }
+    if args.self_metrics_otlp {
+        anyhow::ensure!(
+            args.self_metrics_endpoint.is_some() || args.output.otlp.endpoint.is_some(),
+            "--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint"
+        );
+    }
+    let scope = if args.namespaces.is_empty() { "all namespaces".to_owned() } else { args.namespaces.join(",") };
+    summary.push(("scope", scope));
+    if let Some(node) = &args.node_name {
+        summary.push(("node mode", node.clone()));
+    }
+    summary.push((
+        "checkpoint",
+        if args.no_checkpoint {
+            "off".to_owned()
+        } else if let Some(f) = &args.checkpoint_file {
+            format!("file {}", f.display())
+        } else {
+            format!("Lease {}", args.checkpoint_lease)
+        },
+    ));
+    summary.push(("admin server", args.admin_listen.to_string()));
+    Ok(summary)
+}
+
+fn check_config(args: &RunArgs) -> Result<ExitCode> {
+    match validate(args) {
+        Ok(summary) => {
+            println!("configuration OK");
+            for (k, v) in summary {
+                println!("  {k}: {v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("restart-watcher: invalid configuration: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 async fn watch(args: RunArgs) -> Result<ExitCode> {
     // Everything that can be checked without a network is checked first.
+    if let Err(e) = validate(&args) {
+        eprintln!("restart-watcher: invalid configuration: {e:#}");
+        return Ok(ExitCode::from(2));
+    }
     let self_metrics_endpoint = args
         .self_metrics_otlp
         .then(|| args.self_metrics_endpoint.clone().or_else(|| args.output.otlp.endpoint.clone()))

@@ -1,0 +1,113 @@
+//! Docs that must not drift from the code, and `check-config`.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+}
+
+#[test]
+fn configuration_reference_matches_the_cli_definition() {
+    let out = bin().arg("config-reference").output().unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let file = std::fs::read_to_string("docs/configuration.md").unwrap();
+    assert!(
+        generated == file,
+        "docs/configuration.md is stale: regenerate it with `cargo run -- config-reference > docs/configuration.md`"
+    );
+    for env in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+        "NODE_NAME",
+        "POD_NAMESPACE",
+    ] {
+        assert!(file.contains(env), "{env} documented");
+    }
+}
+
+#[test]
+fn every_attribute_key_is_documented_in_events_md() {
+    let events = std::fs::read_to_string("docs/events.md").unwrap();
+    let keys = std::fs::read_to_string("src/keys.rs").unwrap();
+    // every `pub const X: &str = semconv::...` or literal key in keys.rs
+    let literal_keys: Vec<&str> = keys
+        .lines()
+        .filter(|l| l.starts_with("pub const") && l.contains("\"restart_watcher."))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert!(literal_keys.len() >= 10);
+    for k in literal_keys {
+        assert!(events.contains(k), "docs/events.md does not mention {k}");
+    }
+    for k in [
+        restart_watcher::keys::SERVICE_NAME,
+        restart_watcher::keys::K8S_CONTAINER_RESTART_COUNT,
+        restart_watcher::keys::CONTAINER_ID,
+        restart_watcher::keys::PROCESS_EXIT_CODE,
+        restart_watcher::keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON,
+    ] {
+        assert!(events.contains(k), "docs/events.md does not mention {k}");
+    }
+}
+
+#[test]
+fn check_config_accepts_a_good_configuration_and_says_what_it_will_do() {
+    let out = bin()
+        .args([
+            "check-config",
+            "--namespace",
+            "shop",
+            "--container-kinds",
+            "app,init",
+            "--checkpoint-file",
+            "/tmp/rw.checkpoint",
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4317")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("configuration OK"));
+    assert!(stdout.contains("logs endpoint: http://otel-collector:4317 (gzip: true"), "{stdout}");
+    assert!(stdout.contains("scope: shop"));
+}
+
+#[test]
+fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec![], vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            vec!["--otlp-endpoint", "http://c", "--otlp-certificate", "/nonexistent/ca.pem"],
+            vec![],
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ),
+        (
+            vec![],
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten")],
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+        (vec!["--label-selector", "app in prod"], vec![], "--label-selector"),
+        (vec!["--field-selector", "spec.nodeName"], vec![], "--field-selector"),
+        (vec!["--namespace", "Shop_1"], vec![], "--namespace"),
+        (vec!["--exporter", "otlp"], vec![], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (vec!["--container-kinds", "app,ephemeral"], vec![], "--container-kinds"),
+        (vec!["--admin-listen", "localhost"], vec![], "--admin-listen"),
+        (vec!["--shutdown-grace", "ten"], vec![], "--shutdown-grace"),
+    ];
+    for (args, env, setting) in cases {
+        for sub in ["check-config", "run"] {
+            let mut cmd = bin();
+            cmd.arg(sub).args(&args).env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{sub} {args:?} {env:?}: {err}");
+            assert!(err.contains(setting), "{sub} {args:?} {env:?} names {setting}: {err}");
+        }
+    }
+}
