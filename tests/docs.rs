@@ -77,7 +77,8 @@ fn check_config_accepts_a_good_configuration_and_says_what_it_will_do() {
 
 #[test]
 fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
         (
             vec!["--otlp-endpoint", "http://c", "--otlp-certificate", "/nonexistent/ca.pem"],
