@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command README.md gives. Runs every test suite; the real-API-server tests start
-# kube-apiserver + etcd on loopback themselves (built once per machine by
-# tests/support/build-apiserver.sh, cached in ~/.cache/restart-watcher).
+# The test command README.md gives. Installs what the suites need (idempotent: a real kube-apiserver
+# built once per machine from Debian's source package and cached, etcd, rotel, kubernetes-validate),
+# then runs every test suite. The real-API-server tests start kube-apiserver + etcd on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests/support/install-test-deps.sh
 exec cargo test --locked --lib --bins --tests "$@"
