@@ -101,6 +101,8 @@ pub struct RunOptions {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Shared with the admin server's readiness.
     pub watch_stats: std::sync::Arc<crate::watch::WatchStats>,
+    /// Watch the kubelet's Events to classify causes (when RBAC allows).
+    pub use_events: bool,
 }
 
 /// What a live run did.
@@ -157,10 +159,32 @@ pub async fn run(
         }
     };
 
-    let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    // watch tasks -> detected -> enricher (causes from Events) -> export queue -> export task
+    let (export_tx, export_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    let (tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
     let sent = Arc::new(AtomicU64::new(0));
     let handled = Arc::new(AtomicU64::new(0));
-    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, handled.clone(), opts.metrics.clone()));
+    let exporter_task = tokio::spawn(task::run(export_rx, exporter, opts.batch, handled.clone(), opts.metrics.clone()));
+    let event_apis = crate::enrich::event_apis(&client, &opts.scope.namespaces);
+    let event_store = if opts.use_events && crate::enrich::events_allowed(&event_apis).await {
+        Some(Arc::new(crate::enrich::EventStore::default()))
+    } else {
+        None
+    };
+    let watch_stop_events = stop.child_token();
+    let mut event_watches = Vec::new();
+    if let Some(event_store) = &event_store {
+        for (api, _) in event_apis {
+            let task = crate::enrich::watch_events(
+                api,
+                opts.scope.node_name.clone(),
+                event_store.clone(),
+                watch_stop_events.clone(),
+            );
+            event_watches.push(tokio::spawn(task));
+        }
+    }
+    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, event_store));
     let stats = opts.watch_stats.clone();
     let watch_stop = stop.child_token();
     let mut watches = Vec::new();
@@ -238,8 +262,13 @@ pub async fn run(
         "Shutting down: stopping the watch, draining the queue."
     );
     watch_stop.cancel();
+    watch_stop_events.cancel();
     let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
     let _ = tokio::time::timeout_at(deadline, &mut all_watches).await;
+    let _ = tokio::time::timeout_at(deadline, enricher).await;
+    for w in event_watches {
+        let _ = tokio::time::timeout_at(deadline, w).await;
+    }
     let _ = checkpointer.await;
     let mut exporter_task = exporter_task;
     let export = match tokio::time::timeout_at(deadline, &mut exporter_task).await {

@@ -118,6 +118,11 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: std::time::Duration,
 
+    /// Do not watch the kubelet's Events: classify causes from the container status alone (no
+    /// `liveness_probe`, `startup_probe`, event-based `evicted`/`preempted`).
+    #[arg(long, env = "RESTART_WATCHER_NO_EVENTS")]
+    pub no_events: bool,
+
     /// Address of the admin HTTP server (`/metrics`, `/livez`, `/readyz`).
     #[arg(long, env = "RESTART_WATCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: std::net::SocketAddr,

@@ -343,9 +343,17 @@ fn restart_event(
             state: status.state.name(),
             reason: status.state.reason().map(str::to_owned),
             message: status.state.message().map(str::to_owned),
+            back_off: status
+                .state
+                .waiting
+                .as_ref()
+                .filter(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
+                .and_then(|w| w.message.as_deref())
+                .and_then(crate::causes::crash_loop_back_off),
         },
         observed_at,
         detected_late,
         cause,
+        pod_reason: pod.status.reason.clone(),
     }
 }

@@ -248,6 +248,8 @@ pub struct CurrentState {
     pub state: Option<&'static str>,
     pub reason: Option<String>,
     pub message: Option<String>,
+    /// In `CrashLoopBackOff`: the back-off delay the kubelet's message gives.
+    pub back_off: Option<std::time::Duration>,
 }
 
 /// One detected restart.
@@ -267,6 +269,8 @@ pub struct RestartEvent {
     /// Emitted by catch-up after the agent's own downtime.
     pub detected_late: bool,
     pub cause: Cause,
+    /// The pod's `status.reason` (`Evicted`, ...), an input of the cause.
+    pub pod_reason: Option<String>,
 }
 
 impl RestartEvent {

@@ -63,6 +63,8 @@ pub const RESTARTS_MISSED: &str = "restart_watcher.restarts.missed";
 pub const RESTART_ID: &str = "restart_watcher.restart.id";
 pub const DETECTED_LATE: &str = "restart_watcher.detected_late";
 pub const CAUSE: &str = "restart_watcher.cause";
+/// In `CrashLoopBackOff`: the back-off delay before the next start, in seconds (int).
+pub const CRASH_LOOP_BACK_OFF: &str = "restart_watcher.crash_loop.back_off";
 
 // ---- Kubernetes names the agent reads ----
 /// Pod annotation that sets `service.name` (semconv k8s-attributes guide, highest priority).

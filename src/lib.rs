@@ -8,7 +8,9 @@
 //! Layout:
 //! - [`pod`]: the slim Pod, decoding only the fields the agent uses;
 //! - [`detector`]: pure restart detection (`docs/detection.md`);
-//! - [`event`]: the restart event model, cause classification, deterministic ids;
+//! - [`event`]: the restart event model, status-only classification, deterministic ids;
+//! - [`causes`]: the cause from the status and the kubelet's Events (pure);
+//! - [`enrich`]: the Events watch and the stage that classifies (waiting for late Events);
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
 //! - [`replay`]: recorded watch streams through the detector;
@@ -20,9 +22,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod causes;
 pub mod checkpoint;
 pub mod cli;
 pub mod detector;
+pub mod enrich;
 pub mod event;
 pub mod export;
 pub mod keys;

@@ -269,6 +269,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         server,
         metrics,
         watch_stats,
+        use_events: !args.no_events,
     };
     tokio::spawn(stop_on_signal(stop.clone()));
     let result = app::run(client, opts, exporter, store, stop.clone()).await;

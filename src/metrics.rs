@@ -88,10 +88,9 @@ impl Metrics {
         self.restarts_detected
             .add(1, &[KeyValue::new("kind", ev.kind().as_str()), KeyValue::new("cause", ev.cause.as_str())]);
         if let Some(finished) = ev.terminated.as_ref().and_then(|t| t.finished_at).filter(|_| !ev.detected_late) {
-            let secs = ev.observed_at.duration_since(finished).as_secs_f64();
-            if secs >= 0.0 {
-                self.detection_latency.record(secs, &[]);
-            }
+            // A negative latency is clock skew between the node and the agent: count it as immediate.
+            let secs = ev.observed_at.duration_since(finished).as_secs_f64().max(0.0);
+            self.detection_latency.record(secs, &[]);
         }
     }
     pub fn exported(&self, signal: &'static str, n: u64) {

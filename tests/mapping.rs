@@ -100,6 +100,7 @@ fn log_record_is_the_restart_event() {
     assert_eq!(a[keys::ERROR_TYPE], s("oom_killed"));
     assert_eq!(a[keys::K8S_CONTAINER_STATUS_STATE], s("waiting"));
     assert_eq!(a[keys::K8S_CONTAINER_STATUS_REASON], s("CrashLoopBackOff"));
+    assert_eq!(a[keys::CRASH_LOOP_BACK_OFF], Value::IntValue(40), "from the message `back-off 40s`");
     assert_eq!(a[keys::CONTAINER_KIND], s("app"));
     assert_eq!(a[keys::TERMINATION_SIGNAL], Value::IntValue(9));
     assert_eq!(a[keys::TERMINATION_SIGNAL_NAME], s("SIGKILL"));

@@ -43,17 +43,23 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(fc.span_count(), 1);
-    let (code, metrics) = http_get(&admin, "/metrics");
-    assert_eq!(code, 200);
-    let has = |needle: &str| {
-        metrics.lines().any(|l| {
-            l.starts_with(needle.split('{').next().unwrap())
-                && l.contains(needle.split('{').nth(1).unwrap_or("").trim_end_matches('}'))
-                && l.ends_with(" 1")
-        })
+    // The collector stores a record before the agent has read the response: poll the counters.
+    let has = |metrics: &str, name: &str, labels: &str| {
+        metrics.lines().any(|l| l.starts_with(name) && l.contains(labels) && l.ends_with(" 1"))
     };
-    assert!(has("restart_watcher_restarts_detected_total{cause=\"oom_killed\",kind=\"app\"}"), "{metrics}");
-    assert!(has("restart_watcher_records_exported_total{signal=\"logs\"}"), "{metrics}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let (code, metrics) = http_get(&admin, "/metrics");
+        assert_eq!(code, 200);
+        let done = has(&metrics, "restart_watcher_restarts_detected_total", "cause=\"oom_killed\",kind=\"app\"")
+            && has(&metrics, "restart_watcher_records_exported_total", "signal=\"logs\"")
+            && has(&metrics, "restart_watcher_records_exported_total", "signal=\"traces\"");
+        if done {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(metrics.contains("restart_watcher_export_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("restart_watcher_detection_latency_seconds_count"), "{metrics}");
     assert!(!metrics.contains(ns), "no namespace or pod names in metric labels");

@@ -198,6 +198,9 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
         attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_REASON, reason));
     }
+    if let Some(back_off) = ev.current.back_off {
+        attrs.push(kv_int(keys::CRASH_LOOP_BACK_OFF, back_off.as_secs() as i64));
+    }
     attrs.push(kv_str(keys::CONTAINER_KIND, ev.kind().as_str()));
     if let Some(sig) = ev.signal() {
         attrs.push(kv_int(keys::TERMINATION_SIGNAL, i64::from(sig)));

@@ -145,7 +145,8 @@ pub fn status(name: &str, restarts: u32, last: Option<(&str, i32, &str)>) -> Val
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap().to_string()
+    // Truncated, never rounded up: a finishedAt in the future would be a clock skew.
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap().to_string()
 }
 
 /// The agent, running as a subprocess; its stdout lines (records) and stderr lines (logs) are

@@ -1,0 +1,325 @@
+//! Why a container restarted: one classified cause from all the evidence Kubernetes keeps.
+//!
+//! Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; a liveness
+//! probe failure shows as 137 or 143 (the kubelet's SIGTERM, then SIGKILL after the grace period);
+//! an app may `exit(137)` by itself. The status says what happened to the process; the kubelet's
+//! Events about the pod say why it was killed. This module joins them, purely: the Events watch
+//! and the waiting for a late Event live in `enrich.rs`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::event::{Cause, classify_from_status};
+use crate::pod::SlimTerminated;
+
+/// A kubelet (or scheduler, or node) Event about a pod, reduced to what classification reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodEvent {
+    /// `Killing`, `Unhealthy`, `Evicted`, `Preempting`, `OOMKilling`, `Shutdown`, ...
+    pub reason: String,
+    pub message: String,
+    /// The container named by `involvedObject.fieldPath` (`spec.containers{name}`), if any.
+    pub container: Option<String>,
+    /// When it last happened (`lastTimestamp` / `eventTime` / `series.lastObservedTime`).
+    pub time: Timestamp,
+}
+
+/// Event reasons that can explain a restart; other Events are not kept.
+pub const RELEVANT_REASONS: [&str; 9] = [
+    "Killing",
+    "Unhealthy",
+    "Evicted",
+    "Preempting",
+    "Preempted",
+    "OOMKilling",
+    "Shutdown",
+    "NodeShutdown",
+    "TerminationGracePeriodOverride",
+];
+
+/// How far before the termination an Event may be and still explain it (the kubelet kills after the
+/// probe's failures and the termination grace period, 30 s by default).
+pub const EVENT_BEFORE_TERMINATION: Duration = Duration::from_secs(120);
+/// How far after the termination an Event may be (Events are written after the fact, and clocks differ).
+pub const EVENT_AFTER_TERMINATION: Duration = Duration::from_secs(10);
+
+/// Whether an Event is one classification reads.
+pub fn is_relevant(reason: &str) -> bool {
+    RELEVANT_REASONS.contains(&reason)
+}
+
+/// The container named by an Event's `involvedObject.fieldPath`: `spec.containers{web}` -> `web`
+/// (also `spec.initContainers{x}`).
+pub fn container_of_field_path(field_path: &str) -> Option<&str> {
+    let start = field_path.find('{')?;
+    let end = field_path.rfind('}')?;
+    (end > start + 1).then(|| &field_path[start + 1..end])
+}
+
+/// The Events that can explain a termination of `container` at `finished`.
+fn near<'a>(
+    events: &'a [PodEvent],
+    container: &'a str,
+    finished: Option<Timestamp>,
+) -> impl Iterator<Item = &'a PodEvent> {
+    events.iter().filter(move |e| {
+        let same_container = e.container.as_deref().is_none_or(|c| c == container);
+        let in_window = match finished {
+            Some(f) => {
+                let before = jiff::SignedDuration::try_from(EVENT_BEFORE_TERMINATION).unwrap_or_default();
+                let after = jiff::SignedDuration::try_from(EVENT_AFTER_TERMINATION).unwrap_or_default();
+                f.checked_sub(before).is_ok_and(|lo| e.time >= lo) && f.checked_add(after).is_ok_and(|hi| e.time <= hi)
+            }
+            None => true,
+        };
+        same_container && in_window
+    })
+}
+
+/// The cause of a restart of `container`, from its last termination, the pod's status reason and
+/// the pod's recent Events.
+pub fn classify(
+    terminated: Option<&SlimTerminated>,
+    pod_reason: Option<&str>,
+    container: &str,
+    events: &[PodEvent],
+) -> Cause {
+    let status = classify_from_status(terminated, pod_reason);
+    // The runtime's own verdict is authoritative for OOM kills and clean exits.
+    if matches!(status, Cause::OomKilled | Cause::Completed | Cause::Evicted | Cause::Preempted) {
+        return status;
+    }
+    let finished = terminated.and_then(|t| t.finished_at);
+    let mut cause = None;
+    for e in near(events, container, finished) {
+        let msg = e.message.to_ascii_lowercase();
+        let found = match e.reason.as_str() {
+            "Evicted" => Some(Cause::Evicted),
+            "Preempting" | "Preempted" => Some(Cause::Preempted),
+            "Shutdown" | "NodeShutdown" => Some(Cause::Evicted),
+            "Killing" if msg.contains("failed liveness probe") => Some(Cause::LivenessProbe),
+            "Killing" if msg.contains("failed startup probe") => Some(Cause::StartupProbe),
+            "OOMKilling" if terminated.is_some_and(|t| t.exit_code == 137) => Some(Cause::OomKilled),
+            _ => None,
+        };
+        // The most specific explanation wins: pod-level (eviction, preemption) over probes.
+        cause = match (cause, found) {
+            (None, f) => f,
+            (Some(c), Some(f)) if rank(f) > rank(c) => Some(f),
+            (c, _) => c,
+        };
+    }
+    cause.unwrap_or(status)
+}
+
+fn rank(c: Cause) -> u8 {
+    match c {
+        Cause::Evicted | Cause::Preempted => 3,
+        Cause::OomKilled => 2,
+        Cause::LivenessProbe | Cause::StartupProbe => 1,
+        _ => 0,
+    }
+}
+
+/// Whether the status alone leaves the cause open, so that waiting briefly for a late Event is
+/// worth it: a kill by signal (137, 143, a `signal` field) or no termination details.
+pub fn worth_waiting_for_events(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> bool {
+    matches!(classify_from_status(terminated, pod_reason), Cause::Signal | Cause::Unknown)
+}
+
+/// The back-off delay of a `CrashLoopBackOff` message: `back-off 1m20s restarting failed
+/// container=...` -> 80 s.
+pub fn crash_loop_back_off(message: &str) -> Option<Duration> {
+    let rest = &message[message.find("back-off ")? + "back-off ".len()..];
+    let token = rest.split_whitespace().next()?;
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in token.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            total += match c {
+                'h' => n * 3600,
+                'm' => n * 60,
+                's' => n,
+                _ => return None,
+            };
+            any = true;
+        }
+    }
+    (any && num.is_empty()).then_some(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(reason: &str, code: i32, signal: Option<i32>) -> SlimTerminated {
+        SlimTerminated {
+            reason: Some(reason.into()),
+            exit_code: code,
+            signal,
+            finished_at: Some("2026-11-20T10:00:00Z".parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn ev(reason: &str, message: &str, container: Option<&str>, at: &str) -> PodEvent {
+        PodEvent {
+            reason: reason.into(),
+            message: message.into(),
+            container: container.map(Into::into),
+            time: at.parse().unwrap(),
+        }
+    }
+
+    const LIVENESS: &str = "Container web failed liveness probe, will be restarted";
+    const STARTUP: &str = "Container web failed startup probe, will be restarted";
+
+    #[test]
+    fn classification_table_including_the_misleading_137s() {
+        type Case<'a> = (&'a str, SlimTerminated, Option<&'a str>, Vec<PodEvent>, Cause);
+        let cases: Vec<Case> = vec![
+            ("137 with OOMKilled is an OOM kill", term("OOMKilled", 137, None), None, vec![], Cause::OomKilled),
+            (
+                "137 after a liveness Killing event is the probe, not an OOM kill",
+                term("Error", 137, None),
+                None,
+                vec![ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:59:30Z")],
+                Cause::LivenessProbe,
+            ),
+            (
+                "143 after a liveness Killing event (graceful stop) is the probe",
+                term("Error", 143, Some(15)),
+                None,
+                vec![ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:59:58Z")],
+                Cause::LivenessProbe,
+            ),
+            (
+                "137 after a startup probe failure is the startup probe",
+                term("Error", 137, None),
+                None,
+                vec![ev("Killing", STARTUP, Some("web"), "2026-11-20T09:59:50Z")],
+                Cause::StartupProbe,
+            ),
+            (
+                "137 with no event is a signal (maybe the app's own exit 137)",
+                term("Error", 137, None),
+                None,
+                vec![],
+                Cause::Signal,
+            ),
+            (
+                "a liveness event for another container does not count",
+                term("Error", 137, None),
+                None,
+                vec![ev("Killing", LIVENESS, Some("envoy"), "2026-11-20T09:59:30Z")],
+                Cause::Signal,
+            ),
+            (
+                "a liveness event long before the termination does not count",
+                term("Error", 137, None),
+                None,
+                vec![ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:40:00Z")],
+                Cause::Signal,
+            ),
+            (
+                "Unhealthy alone (probe failing, no kill) does not change the cause",
+                term("Error", 1, None),
+                None,
+                vec![ev("Unhealthy", "Liveness probe failed: HTTP 500", Some("web"), "2026-11-20T09:59:50Z")],
+                Cause::AppError,
+            ),
+            (
+                "a node OOMKilling event makes a plain 137 an OOM kill",
+                term("Error", 137, None),
+                None,
+                vec![ev(
+                    "OOMKilling",
+                    "Memory cgroup out of memory: Killed process 4242",
+                    None,
+                    "2026-11-20T10:00:01Z",
+                )],
+                Cause::OomKilled,
+            ),
+            (
+                "an Evicted event is an eviction",
+                term("Error", 137, None),
+                None,
+                vec![ev("Evicted", "The node was low on resource: memory.", None, "2026-11-20T09:59:59Z")],
+                Cause::Evicted,
+            ),
+            (
+                "a Preempting event is a preemption",
+                term("Error", 143, Some(15)),
+                None,
+                vec![ev("Preempting", "Preempted by a pod on node n1", None, "2026-11-20T09:59:59Z")],
+                Cause::Preempted,
+            ),
+            (
+                "eviction wins over a probe kill in the same window",
+                term("Error", 137, None),
+                None,
+                vec![
+                    ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:59:50Z"),
+                    ev("Evicted", "low memory", None, "2026-11-20T09:59:59Z"),
+                ],
+                Cause::Evicted,
+            ),
+            (
+                "a node shutdown counts as an eviction",
+                term("Error", 143, Some(15)),
+                None,
+                vec![ev("Shutdown", "Shutdown manager detected shutdown event", None, "2026-11-20T09:59:59Z")],
+                Cause::Evicted,
+            ),
+            ("exit 1 stays an app error whatever the events", term("Error", 1, None), None, vec![], Cause::AppError),
+            (
+                "a clean exit stays completed even after a Killing event",
+                term("Completed", 0, None),
+                None,
+                vec![ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:59:59Z")],
+                Cause::Completed,
+            ),
+            ("the pod's Evicted status reason wins", term("Error", 137, None), Some("Evicted"), vec![], Cause::Evicted),
+        ];
+        for (name, t, pod_reason, events, want) in cases {
+            assert_eq!(classify(Some(&t), pod_reason, "web", &events), want, "{name}");
+        }
+        assert_eq!(classify(None, None, "web", &[]), Cause::Unknown, "no termination at all");
+    }
+
+    #[test]
+    fn waiting_for_events_only_when_the_status_leaves_it_open() {
+        assert!(worth_waiting_for_events(Some(&term("Error", 137, None)), None));
+        assert!(worth_waiting_for_events(None, None));
+        assert!(!worth_waiting_for_events(Some(&term("OOMKilled", 137, None)), None));
+        assert!(!worth_waiting_for_events(Some(&term("Error", 1, None)), None));
+    }
+
+    #[test]
+    fn field_paths_name_the_container() {
+        assert_eq!(container_of_field_path("spec.containers{web}"), Some("web"));
+        assert_eq!(container_of_field_path("spec.initContainers{migrate}"), Some("migrate"));
+        assert_eq!(container_of_field_path(""), None);
+    }
+
+    #[test]
+    fn crash_loop_back_off_delays_are_read_from_the_message() {
+        let cases = [
+            ("back-off 40s restarting failed container=web pod=web-1_shop(uid)", Some(40)),
+            ("back-off 1m20s restarting failed container=web", Some(80)),
+            ("back-off 5m0s restarting failed container=web", Some(300)),
+            ("back-off 2h0m0s restarting", Some(7200)),
+            ("something else", None),
+            ("back-off soon", None),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(crash_loop_back_off(msg).map(|d| d.as_secs()), want, "{msg}");
+        }
+    }
+}
