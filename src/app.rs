@@ -103,6 +103,8 @@ pub struct RunOptions {
     pub watch_stats: std::sync::Arc<crate::watch::WatchStats>,
     /// Watch the kubelet's Events to classify causes (when RBAC allows).
     pub use_events: bool,
+    /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
+    pub use_owner_watch: bool,
 }
 
 /// What a live run did.
@@ -184,7 +186,18 @@ pub async fn run(
             event_watches.push(tokio::spawn(task));
         }
     }
-    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, event_store));
+    let owner_index = if opts.use_owner_watch && crate::owners::allowed(&client).await {
+        let index = Arc::new(crate::owners::OwnerIndex::default());
+        event_watches.push(tokio::spawn(crate::owners::watch(
+            client.clone(),
+            index.clone(),
+            watch_stop_events.clone(),
+        )));
+        Some(index)
+    } else {
+        None
+    };
+    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, event_store, owner_index));
     let stats = opts.watch_stats.clone();
     let watch_stop = stop.child_token();
     let mut watches = Vec::new();

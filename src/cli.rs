@@ -123,6 +123,11 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_EVENTS")]
     pub no_events: bool,
 
+    /// Do not watch ReplicaSet and Job metadata: name Deployments by the ReplicaSet naming rule
+    /// (without uid) and leave CronJobs unnamed.
+    #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
+    pub no_owner_watch: bool,
+
     /// Address of the admin HTTP server (`/metrics`, `/livez`, `/readyz`).
     #[arg(long, env = "RESTART_WATCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: std::net::SocketAddr,

@@ -4,6 +4,7 @@
 //! ```text
 //! watch tasks -> [detected channel] -> enricher -> [export channel] -> export task
 //!                                         ^ EventStore <- Events watch
+//!                                         ^ OwnerIndex <- ReplicaSet/Job metadata watch
 //! ```
 //!
 //! An Event often arrives after the status update that shows the restart. When the status leaves
@@ -241,7 +242,12 @@ pub async fn watch_events(api: Api<SlimEvent>, node: Option<String>, store: Arc<
 
 /// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
 /// the export channel. Ends when the detected channel closes, after forwarding what waits.
-pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, store: Option<Arc<EventStore>>) {
+pub async fn run(
+    mut rx: mpsc::Receiver<RestartEvent>,
+    tx: mpsc::Sender<RestartEvent>,
+    store: Option<Arc<EventStore>>,
+    owners: Option<Arc<crate::owners::OwnerIndex>>,
+) {
     let mut pending: VecDeque<(Instant, RestartEvent)> = VecDeque::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
@@ -253,6 +259,9 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         tokio::select! {
             item = rx.recv(), if open && pending.len() < MAX_PENDING => match item {
                 Some(mut ev) => {
+                    if let Some(index) = &owners {
+                        index.complete(&mut ev.pod.owners);
+                    }
                     classify(&mut ev, &store);
                     let wait = store.is_some() && causes::worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
                         && ev.cause == crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());

@@ -32,6 +32,7 @@ pub mod export;
 pub mod keys;
 pub mod kube_errors;
 pub mod metrics;
+pub mod owners;
 pub mod pod;
 pub mod replay;
 pub mod selectors;

@@ -270,6 +270,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         metrics,
         watch_stats,
         use_events: !args.no_events,
+        use_owner_watch: !args.no_owner_watch,
     };
     tokio::spawn(stop_on_signal(stop.clone()));
     let result = app::run(client, opts, exporter, store, stop.clone()).await;

@@ -150,3 +150,123 @@ fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_onc
         "{logs}"
     );
 }
+
+/// Creates an object from JSON and returns its uid.
+fn create(k: &Cluster, obj: serde_json::Value) -> String {
+    let out = k.kubectl_stdin(&["create", "-o", "jsonpath={.metadata.uid}", "-f", "-"], Some(&obj.to_string()));
+    out.trim().to_owned()
+}
+
+fn pod_owned_by(
+    k: &Cluster,
+    ns: &str,
+    name: &str,
+    kind: &str,
+    owner: &str,
+    owner_uid: &str,
+    labels: serde_json::Value,
+) -> String {
+    let api = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+    create(
+        k,
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+            "ownerReferences": [{"apiVersion": api, "kind": kind, "name": owner, "uid": owner_uid, "controller": true}]},
+        "spec": {"nodeName": "node-a", "restartPolicy": if kind == "Job" { "OnFailure" } else { "Always" },
+                 "containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}}),
+    )
+}
+
+#[test]
+fn deployments_and_cronjobs_are_named_with_their_uids_through_replicasets_and_jobs() {
+    let k = Cluster::shared();
+    let ns = "c-owners";
+    k.create_namespace(ns);
+    let template =
+        json!({"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
+    let dep_uid = create(
+        k,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shop-api", "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": template}}),
+    );
+    let rs_uid = create(
+        k,
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "shop-api-7c9d8", "namespace": ns,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-api", "uid": dep_uid, "controller": true}]},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": template}}),
+    );
+    let job_template = json!({"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "app", "image": "x"}]}});
+    let cj_uid = create(
+        k,
+        json!({"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": job_template}}}}),
+    );
+    let job_uid = create(
+        k,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "nightly-29000000", "namespace": ns,
+            "ownerReferences": [{"apiVersion": "batch/v1beta1", "kind": "CronJob", "name": "nightly", "uid": cj_uid, "controller": true}]},
+        "spec": {"template": job_template}}),
+    );
+    pod_owned_by(
+        k,
+        ns,
+        "shop-api-7c9d8-x1",
+        "ReplicaSet",
+        "shop-api-7c9d8",
+        &rs_uid,
+        json!({"app": "api", "pod-template-hash": "7c9d8"}),
+    );
+    pod_owned_by(k, ns, "nightly-29000000-q2", "Job", "nightly-29000000", &job_uid, json!({}));
+    for p in ["shop-api-7c9d8-x1", "nightly-29000000-q2"] {
+        k.set_status(ns, p, json!([status("app", 0, None)]));
+    }
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    std::thread::sleep(Duration::from_secs(1));
+    for p in ["shop-api-7c9d8-x1", "nightly-29000000-q2"] {
+        k.set_status(ns, p, json!([status("app", 1, Some(("Error", 1, &now_rfc3339())))]));
+    }
+    agent.wait_records(2, WAIT);
+    let by_pod = |pod: &str| {
+        agent.records.iter().find(|r| attr(&r["resource"]["attributes"], "k8s.pod.name") == pod).unwrap()["resource"]["attributes"].clone()
+    };
+    let dep = by_pod("shop-api-7c9d8-x1");
+    assert_eq!(attr(&dep, "k8s.deployment.name"), "shop-api");
+    assert_eq!(attr(&dep, "k8s.deployment.uid"), dep_uid.as_str());
+    assert_eq!(attr(&dep, "k8s.replicaset.uid"), rs_uid.as_str());
+    assert_eq!(attr(&dep, "service.name"), "shop-api");
+    let cj = by_pod("nightly-29000000-q2");
+    assert_eq!(attr(&cj, "k8s.cronjob.name"), "nightly");
+    assert_eq!(attr(&cj, "k8s.cronjob.uid"), cj_uid.as_str());
+    assert_eq!(attr(&cj, "k8s.job.name"), "nightly-29000000");
+    assert_eq!(attr(&cj, "service.name"), "nightly", "cronjob before job in the service.name order");
+}
+
+#[test]
+fn without_rbac_for_replicasets_the_deployment_is_named_by_the_naming_rule() {
+    let k = Cluster::shared();
+    let ns = "c-owners-norbac";
+    k.create_namespace(ns);
+    k.kubectl(&["-n", ns, "create", "role", "pods-events", "--verb=get,list,watch", "--resource=pods,events"]);
+    k.kubectl(&["-n", ns, "create", "rolebinding", "pods-events", "--role=pods-events", "--user=podreader"]);
+    pod_owned_by(
+        k,
+        ns,
+        "web-5d4c8b7a9-h8",
+        "ReplicaSet",
+        "web-5d4c8b7a9",
+        "00000000-0000-0000-0000-00000000abcd",
+        json!({"pod-template-hash": "5d4c8b7a9"}),
+    );
+    k.set_status(ns, "web-5d4c8b7a9-h8", json!([status("app", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.var("PODREADER_KUBECONFIG")), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    k.set_status(ns, "web-5d4c8b7a9-h8", json!([status("app", 1, Some(("Error", 1, &now_rfc3339())))]));
+    let res = agent.wait_records(1, WAIT)[0]["resource"]["attributes"].clone();
+    assert_eq!(attr(&res, "k8s.deployment.name"), "web");
+    assert_eq!(attr(&res, "k8s.deployment.uid"), serde_json::Value::Null);
+    let logs = agent.logs_text();
+    assert_eq!(logs.matches("No RBAC access to replicasets.apps or jobs.batch").count(), 1, "{logs}");
+}

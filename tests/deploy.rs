@@ -177,6 +177,7 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
         let logs = a.logs_text();
         assert!(!logs.contains("403") && !logs.contains("Forbidden"), "no 403 with the rendered RBAC:\n{logs}");
         assert!(!logs.contains("No RBAC access to events"), "{logs}");
+        assert!(!logs.contains("No RBAC access to replicasets"), "{logs}");
     }
 
     // Without the leases rule: catch-up is off, said once, restarts still reported.

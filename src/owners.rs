@@ -1,0 +1,154 @@
+//! Workload owners beyond the pod's own ownerReferences: ReplicaSet -> Deployment and Job -> CronJob,
+//! from a lightweight metadata-only watch (`metadata_watcher`: only `metadata` is sent and decoded)
+//! of ReplicaSets and Jobs.
+//!
+//! Only the links that matter are kept: a ReplicaSet's or Job's uid -> its controlling Deployment's or
+//! CronJob's name and uid (about 100 bytes each). Without RBAC for the watch (`list`, `watch` on
+//! `replicasets.apps` and `jobs.batch`), the agent says so once and falls back to Kubernetes' own
+//! naming rule for Deployments (ReplicaSet = `<deployment>-<pod-template-hash>`, name only); a
+//! CronJob is then not named.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ListParams, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{OwnerRef, Owners};
+use crate::kube_errors::{Failure, classify};
+
+/// Which link a watch maintains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// ReplicaSet -> Deployment
+    ReplicaSetToDeployment,
+    /// Job -> CronJob
+    JobToCronJob,
+}
+
+impl Link {
+    fn owner_kind(self) -> &'static str {
+        match self {
+            Link::ReplicaSetToDeployment => "Deployment",
+            Link::JobToCronJob => "CronJob",
+        }
+    }
+}
+
+/// uid of a ReplicaSet or Job -> its controlling Deployment or CronJob.
+#[derive(Debug, Default)]
+pub struct OwnerIndex {
+    links: Mutex<HashMap<String, OwnerRef>>,
+}
+
+impl OwnerIndex {
+    fn controller(meta: &ObjectMeta, kind: &str) -> Option<OwnerRef> {
+        meta.owner_references
+            .as_ref()?
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == kind)
+            .map(|o| OwnerRef { name: o.name.clone(), uid: Some(o.uid.clone()).filter(|u| !u.is_empty()) })
+    }
+
+    fn apply(&self, meta: &ObjectMeta, link: Link) {
+        let Some(uid) = meta.uid.clone() else { return };
+        let Ok(mut links) = self.links.lock() else { return };
+        match Self::controller(meta, link.owner_kind()) {
+            Some(owner) => {
+                links.insert(uid, owner);
+            }
+            None => {
+                links.remove(&uid);
+            }
+        }
+    }
+
+    fn delete(&self, meta: &ObjectMeta) {
+        if let (Some(uid), Ok(mut links)) = (meta.uid.as_ref(), self.links.lock()) {
+            links.remove(uid);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Completes `owners` from the index: the Deployment of its ReplicaSet, the CronJob of its Job.
+    pub fn complete(&self, owners: &mut Owners) {
+        let Ok(links) = self.links.lock() else { return };
+        let lookup =
+            |r: &Option<OwnerRef>| r.as_ref().and_then(|r| r.uid.as_ref()).and_then(|uid| links.get(uid)).cloned();
+        if let Some(dep) = lookup(&owners.replicaset) {
+            owners.deployment = Some(dep);
+        }
+        if let Some(cj) = lookup(&owners.job) {
+            owners.cronjob = Some(cj);
+        }
+    }
+}
+
+/// Checks access for both watches; `false` after saying so once.
+pub async fn allowed(client: &Client) -> bool {
+    let rs: Api<ReplicaSet> = Api::all(client.clone());
+    let jobs: Api<Job> = Api::all(client.clone());
+    let lp = ListParams::default().limit(1);
+    let first_error = match rs.list_metadata(&lp).await {
+        Err(e) => Some(e),
+        Ok(_) => jobs.list_metadata(&lp).await.err(),
+    };
+    let Some(e) = first_error else { return true };
+    if classify(&e) == Failure::Forbidden {
+        tracing::warn!(
+            "No RBAC access to replicasets.apps or jobs.batch (403 Forbidden): grant verbs [list,watch] on them to name \
+             Deployments (with their uid) and CronJobs; naming Deployments by the ReplicaSet naming rule instead."
+        );
+    } else {
+        tracing::warn!(error = %e, "Cannot list ReplicaSets or Jobs; naming Deployments by the ReplicaSet naming rule instead.");
+    }
+    false
+}
+
+/// Runs the metadata watches of ReplicaSets and Jobs into `index` until `stop`.
+pub async fn watch(client: Client, index: Arc<OwnerIndex>, stop: CancellationToken) {
+    let rs = watch_one(
+        Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
+        Link::ReplicaSetToDeployment,
+        index.clone(),
+        stop.clone(),
+    );
+    let jobs = watch_one(Api::<PartialObjectMeta<Job>>::all(client), Link::JobToCronJob, index, stop);
+    tokio::join!(rs, jobs);
+}
+
+/// `Api<PartialObjectMeta<K>>` makes metadata-only requests: only `metadata` is sent and decoded.
+async fn watch_one<K>(api: Api<PartialObjectMeta<K>>, link: Link, index: Arc<OwnerIndex>, stop: CancellationToken)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let stream = watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let item = tokio::select! {
+            _ = stop.cancelled() => break,
+            item = stream.next() => item,
+        };
+        match item {
+            None => break,
+            Some(Ok(Event::Apply(o))) | Some(Ok(Event::InitApply(o))) => index.apply(&o.metadata, link),
+            Some(Ok(Event::Delete(o))) => index.delete(&o.metadata),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing::debug!(error = %e, ?link, "Owner watch error; retrying with backoff."),
+        }
+    }
+}
