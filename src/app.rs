@@ -105,6 +105,8 @@ pub struct RunOptions {
     pub use_events: bool,
     /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
     pub use_owner_watch: bool,
+    /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
+    pub storm_window: Option<std::time::Duration>,
 }
 
 /// What a live run did.
@@ -197,7 +199,13 @@ pub async fn run(
     } else {
         None
     };
-    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, event_store, owner_index));
+    let enrichment = crate::enrich::Enrichment {
+        events: event_store,
+        owners: owner_index,
+        storm: opts.storm_window.map(crate::storm::StormControl::new),
+        settled: handled.clone(),
+    };
+    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
     let stats = opts.watch_stats.clone();
     let watch_stop = stop.child_token();
     let mut watches = Vec::new();

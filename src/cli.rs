@@ -128,6 +128,12 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
     pub no_owner_watch: bool,
 
+    /// Storm control (opt-in): per (workload, container, cause), emit the first restart at once and
+    /// then at most one record per window, carrying how many restarts it stands for
+    /// (`restart_watcher.restarts.coalesced`), e.g. `60s`. Off by default: one record per restart.
+    #[arg(long, env = "RESTART_WATCHER_STORM_WINDOW", value_parser = parse_duration)]
+    pub storm_window: Option<std::time::Duration>,
+
     /// Address of the admin HTTP server (`/metrics`, `/livez`, `/readyz`).
     #[arg(long, env = "RESTART_WATCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: std::net::SocketAddr,

@@ -355,5 +355,6 @@ fn restart_event(
         detected_late,
         cause,
         pod_reason: pod.status.reason.clone(),
+        coalesced: None,
     }
 }

@@ -242,13 +242,32 @@ pub async fn watch_events(api: Api<SlimEvent>, node: Option<String>, store: Arc<
 
 /// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
 /// the export channel. Ends when the detected channel closes, after forwarding what waits.
-pub async fn run(
-    mut rx: mpsc::Receiver<RestartEvent>,
-    tx: mpsc::Sender<RestartEvent>,
-    store: Option<Arc<EventStore>>,
-    owners: Option<Arc<crate::owners::OwnerIndex>>,
-) {
+/// Options of the enrichment stage.
+#[derive(Default)]
+pub struct Enrichment {
+    pub events: Option<Arc<EventStore>>,
+    pub owners: Option<Arc<crate::owners::OwnerIndex>>,
+    pub storm: Option<crate::storm::StormControl>,
+    /// Records settled without reaching the exporter (held by storm control and represented by
+    /// another record) are counted here, so the checkpoint's accounting stays exact.
+    pub settled: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
+async fn forward(
+    tx: &mpsc::Sender<RestartEvent>,
+    settled: &std::sync::atomic::AtomicU64,
+    ev: RestartEvent,
+    records: u64,
+) -> bool {
+    settled.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
+    tx.send(ev).await.is_ok()
+}
+
+pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
+    let Enrichment { events: store, owners, mut storm, settled } = opts;
     let mut pending: VecDeque<(Instant, RestartEvent)> = VecDeque::new();
+    let mut ready: Vec<RestartEvent> = Vec::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
     let classify = |ev: &mut RestartEvent, store: &Option<Arc<EventStore>>| {
@@ -267,13 +286,13 @@ pub async fn run(
                         && ev.cause == crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());
                     if wait {
                         pending.push_back((Instant::now() + EVENT_WAIT, ev));
-                    } else if tx.send(ev).await.is_err() {
-                        return;
+                    } else {
+                        ready.push(ev);
                     }
                 }
                 None => open = false,
             },
-            _ = tick.tick(), if !pending.is_empty() || !open => {}
+            _ = tick.tick(), if !pending.is_empty() || !open || storm.is_some() => {}
         }
         // Forward what waited long enough, or found its explanation, or everything once closing.
         let now = Instant::now();
@@ -283,13 +302,30 @@ pub async fn run(
             let status_cause = crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());
             classify(ev, &store);
             if !open || *deadline <= now || ev.cause != status_cause {
-                if let Some((_, ev)) = pending.remove(i)
-                    && tx.send(ev).await.is_err()
-                {
-                    return;
+                if let Some((_, ev)) = pending.remove(i) {
+                    ready.push(ev);
                 }
             } else {
                 i += 1;
+            }
+        }
+        // Storm control holds what repeats within its window; everything else goes on.
+        let mut out: Vec<(RestartEvent, u64)> = Vec::new();
+        match storm.as_mut() {
+            Some(sc) => {
+                for ev in ready.drain(..) {
+                    out.extend(sc.offer(ev, now).map(|ev| (ev, 1)));
+                }
+                out.extend(sc.tick(now));
+                if !open && pending.is_empty() {
+                    out.extend(sc.drain());
+                }
+            }
+            None => out.extend(ready.drain(..).map(|ev| (ev, 1))),
+        }
+        for (ev, records) in out {
+            if !forward(&tx, &settled, ev, records).await {
+                return;
             }
         }
     }

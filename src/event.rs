@@ -271,6 +271,8 @@ pub struct RestartEvent {
     pub cause: Cause,
     /// The pod's `status.reason` (`Evicted`, ...), an input of the cause.
     pub pod_reason: Option<String>,
+    /// Storm control: how many restarts this record stands for (set only when it coalesces several).
+    pub coalesced: Option<u32>,
 }
 
 impl RestartEvent {

@@ -36,4 +36,5 @@ pub mod owners;
 pub mod pod;
 pub mod replay;
 pub mod selectors;
+pub mod storm;
 pub mod watch;

@@ -271,6 +271,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         watch_stats,
         use_events: !args.no_events,
         use_owner_watch: !args.no_owner_watch,
+        storm_window: args.storm_window.filter(|w| !w.is_zero()),
     };
     tokio::spawn(stop_on_signal(stop.clone()));
     let result = app::run(client, opts, exporter, store, stop.clone()).await;

@@ -270,3 +270,39 @@ fn without_rbac_for_replicasets_the_deployment_is_named_by_the_naming_rule() {
     let logs = agent.logs_text();
     assert_eq!(logs.matches("No RBAC access to replicasets.apps or jobs.batch").count(), 1, "{logs}");
 }
+
+#[test]
+fn storm_control_turns_a_crash_loop_of_many_pods_into_one_record_per_window() {
+    let k = Cluster::shared();
+    let ns = "c-storm";
+    k.create_namespace(ns);
+    let pods: Vec<String> = (1..=5).map(|i| format!("api-7c9d8-{i}")).collect();
+    for p in &pods {
+        pod_owned_by(
+            k,
+            ns,
+            p,
+            "ReplicaSet",
+            "api-7c9d8",
+            "00000000-0000-0000-0000-0000000000aa",
+            json!({"pod-template-hash": "7c9d8"}),
+        );
+        k.set_status(ns, p, json!([status("app", 0, None)]));
+    }
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint", "--storm-window", "4s"]);
+    agent.wait_ready();
+    for p in &pods {
+        k.set_status(ns, p, json!([status("app", 1, Some(("Error", 1, &now_rfc3339())))]));
+    }
+    let first = agent.wait_records(1, WAIT)[0].clone();
+    assert_eq!(
+        attr(&first["attributes"], "restart_watcher.restarts.coalesced"),
+        serde_json::Value::Null,
+        "the first at once"
+    );
+    agent.wait_records(2, WAIT);
+    let all = agent.settle(Duration::from_secs(2)).to_vec();
+    assert_eq!(all.len(), 2, "one record for the rest of the storm");
+    assert_eq!(attr(&all[1]["attributes"], "restart_watcher.restarts.coalesced"), 4);
+    assert_eq!(agent.terminate(), Some(0), "held records are accounted for: nothing undelivered");
+}

@@ -219,6 +219,9 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if ev.missed > 0 {
         attrs.push(kv_int(keys::RESTARTS_MISSED, i64::from(ev.missed)));
     }
+    if let Some(n) = ev.coalesced {
+        attrs.push(kv_int(keys::RESTARTS_COALESCED, i64::from(n)));
+    }
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
     if ev.detected_late {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));
