@@ -107,6 +107,8 @@ pub struct RunOptions {
     pub use_owner_watch: bool,
     /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
     pub storm_window: Option<std::time::Duration>,
+    /// Opt-in: fetch the previous instance's last log lines.
+    pub previous_logs: Option<crate::prevlogs::PreviousLogs>,
 }
 
 /// What a live run did.
@@ -203,7 +205,9 @@ pub async fn run(
         events: event_store,
         owners: owner_index,
         storm: opts.storm_window.map(crate::storm::StormControl::new),
+        previous_logs: opts.previous_logs.clone(),
         settled: handled.clone(),
+        metrics: Some(opts.metrics.clone()),
     };
     let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
     let stats = opts.watch_stats.clone();

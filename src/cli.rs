@@ -134,6 +134,29 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_STORM_WINDOW", value_parser = parse_duration)]
     pub storm_window: Option<std::time::Duration>,
 
+    /// Opt-in: attach the last N log lines of the instance that died (`restart_watcher.previous_logs`),
+    /// fetched from the API server right after detection (needs `get` on `pods/log`). 0 = off.
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_LINES", default_value_t = 0)]
+    pub previous_logs_lines: u32,
+
+    /// Cap on the attached previous logs, in bytes (the end is kept).
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_MAX_BYTES", default_value_t = crate::prevlogs::DEFAULT_MAX_BYTES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub previous_logs_max_bytes: u32,
+
+    /// Timeout of one previous-logs fetch (the record goes out without logs after it), e.g. `5s`.
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub previous_logs_timeout: std::time::Duration,
+
+    /// A regular expression whose matches are replaced by `[REDACTED]` in previous logs (repeatable).
+    #[arg(
+        long = "previous-logs-redact",
+        value_name = "REGEX",
+        env = "RESTART_WATCHER_PREVIOUS_LOGS_REDACT",
+        value_delimiter = '\n'
+    )]
+    pub previous_logs_redact: Vec<String>,
+
     /// Address of the admin HTTP server (`/metrics`, `/livez`, `/readyz`).
     #[arg(long, env = "RESTART_WATCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: std::net::SocketAddr,

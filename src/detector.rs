@@ -356,5 +356,6 @@ fn restart_event(
         cause,
         pod_reason: pod.status.reason.clone(),
         coalesced: None,
+        previous_logs: None,
     }
 }

@@ -248,9 +248,12 @@ pub struct Enrichment {
     pub events: Option<Arc<EventStore>>,
     pub owners: Option<Arc<crate::owners::OwnerIndex>>,
     pub storm: Option<crate::storm::StormControl>,
+    /// Opt-in: the previous instance's last log lines.
+    pub previous_logs: Option<crate::prevlogs::PreviousLogs>,
     /// Records settled without reaching the exporter (held by storm control and represented by
     /// another record) are counted here, so the checkpoint's accounting stays exact.
     pub settled: Arc<std::sync::atomic::AtomicU64>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
@@ -264,9 +267,16 @@ async fn forward(
     tx.send(ev).await.is_ok()
 }
 
+/// A record waiting for a late Event, or for its previous logs.
+struct Pending {
+    ev: RestartEvent,
+    events_until: Option<Instant>,
+    logs: Option<tokio::task::JoinHandle<Result<String, crate::prevlogs::FetchError>>>,
+}
+
 pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
-    let Enrichment { events: store, owners, mut storm, settled } = opts;
-    let mut pending: VecDeque<(Instant, RestartEvent)> = VecDeque::new();
+    let Enrichment { events: store, owners, mut storm, previous_logs, settled, metrics } = opts;
+    let mut pending: Vec<Pending> = Vec::new();
     let mut ready: Vec<RestartEvent> = Vec::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
@@ -274,6 +284,8 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         let events = store.as_ref().map(|s| s.get(&ev.pod.uid)).unwrap_or_default();
         ev.cause = causes::classify(ev.terminated.as_ref(), ev.pod_reason.as_deref(), &ev.container.name, &events);
     };
+    let status_cause =
+        |ev: &RestartEvent| crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());
     while open || !pending.is_empty() {
         tokio::select! {
             item = rx.recv(), if open && pending.len() < MAX_PENDING => match item {
@@ -282,10 +294,16 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                         index.complete(&mut ev.pod.owners);
                     }
                     classify(&mut ev, &store);
-                    let wait = store.is_some() && causes::worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
-                        && ev.cause == crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());
-                    if wait {
-                        pending.push_back((Instant::now() + EVENT_WAIT, ev));
+                    let wait_for_events = store.is_some()
+                        && causes::worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
+                        && ev.cause == status_cause(&ev);
+                    let logs = previous_logs.as_ref().map(|p| {
+                        let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
+                        tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
+                    });
+                    if wait_for_events || logs.is_some() {
+                        let events_until = wait_for_events.then(|| Instant::now() + EVENT_WAIT);
+                        pending.push(Pending { ev, events_until, logs });
                     } else {
                         ready.push(ev);
                     }
@@ -294,17 +312,41 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             },
             _ = tick.tick(), if !pending.is_empty() || !open || storm.is_some() => {}
         }
-        // Forward what waited long enough, or found its explanation, or everything once closing.
+        // Forward what waited long enough or found its explanation, and whose logs are fetched
+        // (or failed); everything once closing.
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            let (deadline, ev) = &mut pending[i];
-            let status_cause = crate::event::classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref());
-            classify(ev, &store);
-            if !open || *deadline <= now || ev.cause != status_cause {
-                if let Some((_, ev)) = pending.remove(i) {
-                    ready.push(ev);
+            let p = &mut pending[i];
+            if p.events_until.is_some() {
+                classify(&mut p.ev, &store);
+            }
+            let events_done = p.events_until.is_none_or(|d| d <= now || p.ev.cause != status_cause(&p.ev));
+            let logs_done = p.logs.as_ref().is_none_or(|h| h.is_finished());
+            if !(open && !(events_done && logs_done)) {
+                let Pending { mut ev, logs, .. } = pending.swap_remove(i);
+                if let Some(handle) = logs {
+                    let outcome = if handle.is_finished() {
+                        match handle.await {
+                            Ok(Ok(text)) => {
+                                ev.previous_logs = Some(text);
+                                "ok"
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(pod = %ev.pod.name, container = %ev.container.name, error = %e, "Previous logs not fetched.");
+                                e.outcome()
+                            }
+                            Err(_) => "error",
+                        }
+                    } else {
+                        handle.abort();
+                        "shutdown"
+                    };
+                    if let Some(m) = &metrics {
+                        m.previous_logs_fetch(outcome);
+                    }
                 }
+                ready.push(ev);
             } else {
                 i += 1;
             }

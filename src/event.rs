@@ -273,6 +273,8 @@ pub struct RestartEvent {
     pub pod_reason: Option<String>,
     /// Storm control: how many restarts this record stands for (set only when it coalesces several).
     pub coalesced: Option<u32>,
+    /// Opt-in: the last log lines of the instance that died (redacted, capped).
+    pub previous_logs: Option<String>,
 }
 
 impl RestartEvent {

@@ -65,6 +65,8 @@ pub const DETECTED_LATE: &str = "restart_watcher.detected_late";
 pub const CAUSE: &str = "restart_watcher.cause";
 /// In `CrashLoopBackOff`: the back-off delay before the next start, in seconds (int).
 pub const CRASH_LOOP_BACK_OFF: &str = "restart_watcher.crash_loop.back_off";
+/// Opt-in: the last log lines of the terminated instance (redacted, capped).
+pub const PREVIOUS_LOGS: &str = "restart_watcher.previous_logs";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

@@ -34,6 +34,7 @@ pub mod kube_errors;
 pub mod metrics;
 pub mod owners;
 pub mod pod;
+pub mod prevlogs;
 pub mod replay;
 pub mod selectors;
 pub mod storm;

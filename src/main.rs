@@ -146,6 +146,7 @@ fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>> {
             dir.display()
         );
     }
+    restart_watcher::prevlogs::compile_redactions(&args.previous_logs_redact)?;
     let kind = args.output.exporter_kind();
     let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
     if kind == ExporterKind::Otlp {
@@ -238,6 +239,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         Readiness { scopes: scope.namespaces.len().max(1) as u64, watch: watch_stats.clone(), export_in_flight };
     let (_, admin_task) = admin::serve(args.admin_listen, telemetry.clone(), readiness, stop.clone()).await?;
 
+    let redactions = restart_watcher::prevlogs::compile_redactions(&args.previous_logs_redact)?;
     let config = kube_config(&args).await?;
     let server = config.cluster_url.to_string();
     let namespace = own_namespace(&args, &config);
@@ -272,6 +274,15 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         use_events: !args.no_events,
         use_owner_watch: !args.no_owner_watch,
         storm_window: args.storm_window.filter(|w| !w.is_zero()),
+        previous_logs: (args.previous_logs_lines > 0).then(|| {
+            restart_watcher::prevlogs::PreviousLogs::new(
+                client.clone(),
+                args.previous_logs_lines,
+                args.previous_logs_max_bytes as usize,
+                args.previous_logs_timeout,
+                redactions.clone(),
+            )
+        }),
     };
     tokio::spawn(stop_on_signal(stop.clone()));
     let result = app::run(client, opts, exporter, store, stop.clone()).await;

@@ -42,6 +42,7 @@ pub struct Metrics {
     detection_latency: Histogram<f64>,
     watch_relists: Counter<u64>,
     watch_errors: Counter<u64>,
+    previous_logs_fetches: Counter<u64>,
 }
 
 impl Metrics {
@@ -76,6 +77,10 @@ impl Metrics {
                 .build(),
             watch_relists: counter("watch.relists", "Relists of the pod watch (after 410 Gone or a broken watch)."),
             watch_errors: counter("watch.errors", "Pod watch errors, by failure class."),
+            previous_logs_fetches: counter(
+                "previous_logs.fetches",
+                "Fetches of the previous instance's logs, by outcome (ok, timeout, forbidden, error, shutdown).",
+            ),
         }
     }
 
@@ -116,6 +121,9 @@ impl Metrics {
     }
     pub fn relist(&self) {
         self.watch_relists.add(1, &[]);
+    }
+    pub fn previous_logs_fetch(&self, outcome: &'static str) {
+        self.previous_logs_fetches.add(1, &[KeyValue::new("outcome", outcome)]);
     }
     pub fn watch_error(&self, failure: &'static str) {
         self.watch_errors.add(1, &[KeyValue::new("failure", failure)]);

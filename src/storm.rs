@@ -150,6 +150,7 @@ mod tests {
             cause,
             pod_reason: None,
             coalesced: None,
+            previous_logs: None,
         }
     }
 

@@ -175,7 +175,10 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     assert_eq!(node_agent.terminate(), Some(0));
     for a in [&agent, &node_agent] {
         let logs = a.logs_text();
-        assert!(!logs.contains("403") && !logs.contains("Forbidden"), "no 403 with the rendered RBAC:\n{logs}");
+        assert!(
+            !logs.contains("403 Forbidden") && !logs.contains("Forbidden"),
+            "no 403 with the rendered RBAC:\n{logs}"
+        );
         assert!(!logs.contains("No RBAC access to events"), "{logs}");
         assert!(!logs.contains("No RBAC access to replicasets"), "{logs}");
     }
@@ -197,7 +200,8 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     no_lease.wait_records(1, Duration::from_secs(30));
     let logs = no_lease.logs_text();
     assert!(
-        logs.contains("no RBAC access to Lease restart-watcher/restart-watcher-checkpoint") && logs.contains("403"),
+        logs.contains("no RBAC access to Lease restart-watcher/restart-watcher-checkpoint")
+            && logs.contains("403 Forbidden"),
         "{logs}"
     );
     drop(no_lease);

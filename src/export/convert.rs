@@ -222,6 +222,9 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(n) = ev.coalesced {
         attrs.push(kv_int(keys::RESTARTS_COALESCED, i64::from(n)));
     }
+    if let Some(logs) = ev.previous_logs.as_deref().filter(|l| !l.is_empty()) {
+        attrs.push(kv_str(keys::PREVIOUS_LOGS, logs));
+    }
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
     if ev.detected_late {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));

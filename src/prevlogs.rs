@@ -1,0 +1,151 @@
+//! The previous instance's last log lines (opt-in, `--previous-logs-lines N`): fetched right after
+//! a restart is detected with `GET .../pods/NAME/log?container=C&previous=true&tailLines=N&limitBytes=B`
+//! and attached as `restart_watcher.previous_logs`.
+//!
+//! Bounded in every direction: at most `PREVIOUS_LOGS_CONCURRENCY` fetches at once, each within a
+//! timeout, the text capped in bytes, optional redaction regexes applied before anything leaves
+//! the agent. A failed fetch never blocks or loses the record: the record goes out without logs,
+//! and the failure is counted (`restart_watcher_previous_logs_fetches_total{outcome}`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
+use kube::{Api, Client};
+use regex::Regex;
+use tokio::sync::Semaphore;
+
+use crate::kube_errors::{Failure, classify};
+
+/// Fetches in flight at most.
+pub const PREVIOUS_LOGS_CONCURRENCY: usize = 4;
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on the attached text, in bytes.
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
+/// What a redacted match is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Why a fetch brought nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("forbidden (403): grant verb get on resource \"pods/log\"")]
+    Forbidden,
+    #[error("{0}")]
+    Kube(#[source] kube::Error),
+}
+
+impl FetchError {
+    /// Low-cardinality outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Forbidden => "forbidden",
+            FetchError::Kube(_) => "error",
+        }
+    }
+}
+
+/// A redaction pattern that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("--previous-logs-redact {pattern:?}: not a valid regular expression: {source}")]
+pub struct RedactError {
+    pub pattern: String,
+    #[source]
+    pub source: regex::Error,
+}
+
+/// Compiles redaction patterns (rejected at startup when invalid).
+pub fn compile_redactions(patterns: &[String]) -> Result<Vec<Regex>, RedactError> {
+    patterns
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| Regex::new(p).map_err(|source| RedactError { pattern: p.clone(), source }))
+        .collect()
+}
+
+/// Replaces every match of every pattern with `[REDACTED]`, then caps the text at `max_bytes`
+/// (keeping the end: the last lines say most about a crash), at a char boundary.
+pub fn redact_and_cap(text: &str, redactions: &[Regex], max_bytes: usize) -> String {
+    let mut out = text.to_owned();
+    for re in redactions {
+        out = re.replace_all(&out, REDACTED).into_owned();
+    }
+    if out.len() > max_bytes {
+        let mut start = out.len() - max_bytes;
+        while !out.is_char_boundary(start) {
+            start += 1;
+        }
+        out = out[start..].to_owned();
+    }
+    out
+}
+
+/// The fetcher.
+#[derive(Clone)]
+pub struct PreviousLogs {
+    client: Client,
+    pub lines: u32,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    redactions: Arc<Vec<Regex>>,
+    permits: Arc<Semaphore>,
+}
+
+impl PreviousLogs {
+    pub fn new(client: Client, lines: u32, max_bytes: usize, timeout: Duration, redactions: Vec<Regex>) -> Self {
+        PreviousLogs {
+            client,
+            lines,
+            max_bytes,
+            timeout,
+            redactions: Arc::new(redactions),
+            permits: Arc::new(Semaphore::new(PREVIOUS_LOGS_CONCURRENCY)),
+        }
+    }
+
+    /// Fetches the last lines of the previous instance of `container`, redacted and capped. The
+    /// wait for a free slot counts in the timeout.
+    pub async fn fetch(&self, namespace: &str, pod: &str, container: &str) -> Result<String, FetchError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = LogParams {
+            container: Some(container.to_owned()),
+            previous: true,
+            tail_lines: Some(i64::from(self.lines)),
+            limit_bytes: Some(self.max_bytes as i64),
+            ..Default::default()
+        };
+        let work = async {
+            let _permit = self.permits.acquire().await.map_err(|_| FetchError::Timeout(self.timeout))?;
+            api.logs(pod, &lp).await.map_err(|e| {
+                if classify(&e) == Failure::Forbidden { FetchError::Forbidden } else { FetchError::Kube(e) }
+            })
+        };
+        let text = tokio::time::timeout(self.timeout, work).await.map_err(|_| FetchError::Timeout(self.timeout))??;
+        Ok(redact_and_cap(&text, &self.redactions, self.max_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_and_cap_table() {
+        let res = compile_redactions(&["password=\\S+".into(), "Bearer [A-Za-z0-9._-]+".into()]).unwrap();
+        let cases = [
+            ("connecting with password=hunter2 to db", "connecting with [REDACTED] to db"),
+            ("Authorization: Bearer eyJhbGciOi.x-y_z", "Authorization: [REDACTED]"),
+            ("nothing secret", "nothing secret"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_and_cap(input, &res, 1024), want);
+        }
+        assert_eq!(redact_and_cap("line1\nline2\nline3", &[], 11), "line2\nline3", "the end is kept");
+        assert_eq!(redact_and_cap("ééé", &[], 3), "é", "cut at a char boundary");
+        assert!(compile_redactions(&["(unclosed".into()]).unwrap_err().to_string().contains("--previous-logs-redact"));
+    }
+}
