@@ -15,6 +15,8 @@
 
 #[path = "../tests/support/fake_collector.rs"]
 mod fake_collector;
+#[path = "../tests/support/fixture.rs"]
+mod fixture;
 #[path = "../tests/support/rotel.rs"]
 mod rotel;
 
@@ -34,25 +36,6 @@ use tokio::sync::mpsc;
 /// The same allocator as the binary (src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn template() -> RestartEvent {
-    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
-    let mut d = restart_watcher::detector::Detector::default();
-    let mut out = Vec::new();
-    restart_watcher::replay::replay(
-        &data[..],
-        "t",
-        &mut d,
-        jiff::Timestamp::now,
-        |e| {
-            out.push(e);
-            true
-        },
-        &mut Default::default(),
-    )
-    .unwrap();
-    out.remove(0)
-}
 
 fn exporter(endpoint: &str, signals: Signals) -> Exporter {
     let generic = RawSignalSettings { endpoint: Some(endpoint.to_owned()), ..Default::default() };
@@ -82,8 +65,7 @@ struct Throughput {
 
 fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32) -> Throughput {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let tpl = template();
-    let events: Vec<RestartEvent> = (1..=n).map(|i| RestartEvent { restart_count: i, ..tpl.clone() }).collect();
+    let events = fixture::many_restarts(n);
     let (agent0, coll0) = (cpu_secs("self"), cpu_secs(&collector_pid.to_string()));
     let t = Instant::now();
     rt.block_on(async {
@@ -114,7 +96,7 @@ fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32) -> T
 
 fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Duration) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let tpl = template();
+    let tpl = fixture::fixture_restarts().remove(0);
     let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let start_records = fc.state.logs.lock().unwrap().len();
     const RATE_PER_SEC: u32 = 1000;
@@ -162,8 +144,7 @@ fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Du
 /// The pure part alone: mapping to OTLP messages and protobuf encoding, per restart.
 fn mapping_only(n: u32) -> f64 {
     use prost::Message;
-    let tpl = template();
-    let events: Vec<RestartEvent> = (1..=n).map(|i| RestartEvent { restart_count: i, ..tpl.clone() }).collect();
+    let events = fixture::many_restarts(n);
     let cfg = MappingConfig::default();
     let t = Instant::now();
     let mut bytes = 0usize;

@@ -3,13 +3,15 @@
 
 #[path = "support/fake_collector.rs"]
 mod fake_collector;
+#[path = "support/fixture.rs"]
+mod fixture;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fake_collector::{FakeCollector, str_attr};
-use restart_watcher::detector::Detector;
+use fixture::{fixture_restarts, many_restarts};
 use restart_watcher::event::RestartEvent;
 use restart_watcher::export::convert::{self, MappingConfig};
 use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings, resolve};
@@ -19,33 +21,6 @@ use restart_watcher::keys;
 use restart_watcher::metrics::Metrics;
 use tokio::sync::mpsc;
 use tonic::Code;
-
-/// The four restarts of the recording, observed at a fixed time.
-fn fixture_events() -> Vec<RestartEvent> {
-    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
-    let mut d = Detector::default();
-    let mut out = Vec::new();
-    let t: jiff::Timestamp = "2026-11-26T06:30:00Z".parse().unwrap();
-    restart_watcher::replay::replay(
-        &data[..],
-        "t",
-        &mut d,
-        || t,
-        |e| {
-            out.push(e);
-            true
-        },
-        &mut Default::default(),
-    )
-    .unwrap();
-    out
-}
-
-/// `n` distinct restarts of one container.
-fn many_events(n: u32) -> Vec<RestartEvent> {
-    let template = fixture_events().remove(0);
-    (1..=n).map(|i| RestartEvent { restart_count: i, ..template.clone() }).collect()
-}
 
 fn exporter(fc: &FakeCollector, signals: Signals, extra: impl FnOnce(&mut RawSignalSettings)) -> OtlpExporter {
     let mut generic =
@@ -64,7 +39,7 @@ const LOGS_ONLY: Signals = Signals { logs: true, traces: false };
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_exactly_as_the_mapping_says() {
     let fc = FakeCollector::start().await;
-    let events = fixture_events();
+    let events = fixture_restarts();
     let exp = exporter(&fc, Signals::default(), |_| {});
     exp.export(&events).await.unwrap();
     let got = fc.records_with_resource();
@@ -91,7 +66,7 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
     let batch = BatchConfig { max_records: BATCH, max_delay: Duration::from_millis(10) };
     let task = tokio::spawn(task::run(rx, exp, batch, handled.clone(), Arc::new(Metrics::noop())));
-    let events = many_events(40);
+    let events = many_restarts(40);
     let sent = Arc::new(AtomicU64::new(0));
     let producer = {
         let (events, sent) = (events.clone(), sent.clone());
@@ -135,7 +110,7 @@ async fn retry_delays_honour_retry_info() {
         )
     });
     let exp = exporter(&fc, LOGS_ONLY, |_| {});
-    exp.export(&many_events(3)).await.unwrap();
+    exp.export(&many_restarts(3)).await.unwrap();
     let attempts = fc.state.attempts.lock().unwrap().clone();
     assert_eq!(attempts.len(), 2);
     let waited = attempts[1].1 - attempts[0].1;
@@ -149,7 +124,7 @@ async fn unavailable_is_retried_with_backoff_until_it_succeeds() {
     fc.fail_next("logs", 3, || tonic::Status::unavailable("restarting"));
     let exp = exporter(&fc, LOGS_ONLY, |_| {});
     let t = Instant::now();
-    exp.export(&many_events(2)).await.unwrap();
+    exp.export(&many_restarts(2)).await.unwrap();
     assert_eq!(fc.state.attempts.lock().unwrap().len(), 4);
     assert!(
         t.elapsed() >= Duration::from_millis(125 + 250 + 500),
@@ -164,7 +139,7 @@ async fn a_stalled_collector_times_out_and_the_batch_is_retried() {
     let fc = FakeCollector::start().await;
     fc.stall_next("logs", Duration::from_secs(5));
     let exp = exporter(&fc, LOGS_ONLY, |s| s.timeout_ms = Some("300".into()));
-    exp.export(&many_events(1)).await.unwrap();
+    exp.export(&many_restarts(1)).await.unwrap();
     let attempts = fc.state.attempts.lock().unwrap().len();
     assert!(attempts >= 2, "{attempts} attempts");
     assert!(!fc.log_records().is_empty());
@@ -175,7 +150,7 @@ async fn invalid_argument_drops_the_batch_counts_it_and_goes_on() {
     let fc = FakeCollector::start().await;
     fc.fail_next("logs", 1, || tonic::Status::invalid_argument("bad record"));
     let exp = exporter(&fc, LOGS_ONLY, |_| {});
-    let err = exp.export(&many_events(3)).await.unwrap_err();
+    let err = exp.export(&many_restarts(3)).await.unwrap_err();
     match &err {
         ExportError::Rejected { code, endpoint, .. } => {
             assert_eq!(*code, "invalid_argument");
@@ -184,7 +159,7 @@ async fn invalid_argument_drops_the_batch_counts_it_and_goes_on() {
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains(&fc.endpoint()), "the message names the endpoint: {err}");
-    exp.export(&many_events(2)).await.unwrap();
+    exp.export(&many_restarts(2)).await.unwrap();
     assert_eq!(fc.log_records().len(), 2, "the next batch goes through");
     assert_eq!(fc.state.attempts.lock().unwrap().len(), 2, "no retry of the rejected batch");
 }
@@ -196,7 +171,7 @@ async fn gzip_and_headers_reach_the_server() {
         s.headers = Some("x-tenant=acme, authorization=Bearer%20t0k".into());
         s.compression = Some("gzip".into());
     });
-    exp.export(&many_events(1)).await.unwrap();
+    exp.export(&many_restarts(1)).await.unwrap();
     for meta in fc
         .state
         .logs

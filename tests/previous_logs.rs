@@ -3,6 +3,9 @@
 //! slow, a failing and a forbidden pod; redaction, byte cap, concurrency cap; and through the
 //! enrichment stage, where a failed fetch never blocks or loses the record.
 
+#[path = "support/fixture.rs"]
+mod fixture;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,22 +113,7 @@ async fn fetches_are_capped_in_concurrency() {
 }
 
 fn restart_of(pod: &str) -> RestartEvent {
-    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
-    let mut d = restart_watcher::detector::Detector::default();
-    let mut out = Vec::new();
-    restart_watcher::replay::replay(
-        &data[..],
-        "t",
-        &mut d,
-        jiff::Timestamp::now,
-        |e| {
-            out.push(e);
-            true
-        },
-        &mut Default::default(),
-    )
-    .unwrap();
-    let mut ev = out.remove(1); // exit 2: the status decides, no wait for Events
+    let mut ev = fixture::fixture_restarts().remove(1); // exit 2: the status decides, no wait for Events
     ev.pod.name = pod.to_owned();
     ev
 }

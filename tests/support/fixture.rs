@@ -1,0 +1,33 @@
+//! Restart events from the recording of a real API server (tests/fixtures), for tests and benches
+//! that need realistic records without a cluster.
+#![allow(dead_code)]
+
+use restart_watcher::detector::Detector;
+use restart_watcher::event::RestartEvent;
+
+/// The four restarts of `tests/fixtures/real-apiserver-watch.json`, observed at a fixed time.
+pub fn fixture_restarts() -> Vec<RestartEvent> {
+    let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").expect("run from the crate root");
+    let mut detector = Detector::default();
+    let mut out = Vec::new();
+    let observed: jiff::Timestamp = "2026-11-26T06:30:00Z".parse().unwrap();
+    restart_watcher::replay::replay(
+        &data[..],
+        "fixture",
+        &mut detector,
+        || observed,
+        |e| {
+            out.push(e);
+            true
+        },
+        &mut Default::default(),
+    )
+    .unwrap();
+    out
+}
+
+/// `n` distinct restarts (counts 1..=n) of the fixture's first container.
+pub fn many_restarts(n: u32) -> Vec<RestartEvent> {
+    let template = fixture_restarts().remove(0);
+    (1..=n).map(|i| RestartEvent { restart_count: i, ..template.clone() }).collect()
+}
