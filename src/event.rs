@@ -106,7 +106,7 @@ impl fmt::Display for Cause {
 }
 
 /// Classifies a restart from the container status alone (reason, exit code, signal) and the pod's
-/// own status reason. Kubelet Events (probe failures, evictions) refine this in a later stage.
+/// own status reason. `causes::classify` refines it with the kubelet's Events (probe kills, evictions).
 ///
 /// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
 /// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! pods (watch or recording) -> pod::SlimPod -> detector::Detector -> event::RestartEvent
-//!     -> bounded channel -> export::task -> export::Exporter (console | otlp-json | ...)
+//!     -> bounded channel -> enrich (causes, owners, storm control, previous logs)
+//!     -> bounded channel -> export::task -> export::Exporter (otlp | console | otlp-json)
 //! ```
 //!
 //! Layout:
@@ -11,6 +12,11 @@
 //! - [`event`]: the restart event model, status-only classification, deterministic ids;
 //! - [`causes`]: the cause from the status and the kubelet's Events (pure);
 //! - [`enrich`]: the Events watch and the stage that classifies (waiting for late Events);
+//! - [`owners`]: ReplicaSet -> Deployment and Job -> CronJob from metadata-only watches;
+//! - [`storm`]: opt-in coalescing of crash-loop storms (pure);
+//! - [`prevlogs`]: opt-in fetch of the previous instance's last log lines;
+//! - [`metrics`], [`admin`]: the agent's own metrics, defined once, and `/metrics` `/livez` `/readyz`;
+//! - [`selectors`]: label and field selector syntax checks;
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
 //! - [`replay`]: recorded watch streams through the detector;
