@@ -144,3 +144,28 @@ fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
     assert!(logs.contains("undelivered=1"), "{logs}");
     assert!(logs.contains("Some restart records were not delivered"), "{logs}");
 }
+
+#[test]
+fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
+    let k = Cluster::shared();
+    let fc = FakeCollector::start_blocking();
+    let ns = "e2e-selfmetrics";
+    k.create_namespace(ns);
+    k.create_pod(ns, "m-1", "node-a", json!({}), &["m"]);
+    k.set_status(ns, "m-1", json!([status("m", 0, None)]));
+    let mut agent = Agent::start_raw(
+        Path::new(k.admin()),
+        &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &fc.endpoint(), "--self-metrics-otlp"],
+    );
+    agent.wait_ready();
+    k.set_status(ns, "m-1", json!([status("m", 1, Some(("Error", 1, &now_rfc3339())))]));
+    fc.wait_log_records(1, WAIT);
+    // The periodic push is every 30 s; shutdown flushes it.
+    assert_eq!(agent.terminate(), Some(0));
+    let names = fc.metric_names();
+    for name in ["restart_watcher.restarts.detected", "restart_watcher.records.exported", "restart_watcher.queue.in"] {
+        assert!(names.iter().any(|n| n == name), "{name} pushed over OTLP: {names:?}");
+    }
+    // The agent's own logs never go through its OTLP path: only restart records arrived as logs.
+    assert!(fc.log_records().iter().all(|r| r.event_name == keys::EVENT_NAME));
+}

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -28,6 +32,7 @@ pub enum Fault {
 pub struct State {
     pub logs: Mutex<Vec<(MetadataMap, ExportLogsServiceRequest)>>,
     pub traces: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
+    pub metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     /// Every call, accepted or not: (signal, when).
     pub attempts: Mutex<Vec<(&'static str, Instant)>>,
     log_faults: Mutex<VecDeque<Fault>>,
@@ -83,6 +88,17 @@ impl TraceService for Svc {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Svc {
+    async fn export(
+        &self,
+        req: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.0.metrics.lock().unwrap().push(req.into_inner());
+        Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
 pub struct FakeCollector {
     pub addr: SocketAddr,
     pub state: Arc<State>,
@@ -102,7 +118,8 @@ impl FakeCollector {
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip))
-                .add_service(TraceServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
+                .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip))
+                .add_service(MetricsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
                 .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
                     let _ = rx.await;
                 })
@@ -183,6 +200,21 @@ impl FakeCollector {
                     .sum::<usize>()
             })
             .sum()
+    }
+
+    /// Names of the metrics received over OTLP.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.state
+            .metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r.resource_metrics
+                    .iter()
+                    .flat_map(|rm| rm.scope_metrics.iter().flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone())))
+            })
+            .collect()
     }
 
     /// Waits (polling) until at least `n` log records arrived.
