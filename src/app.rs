@@ -22,6 +22,8 @@ pub struct ReplayOptions {
     pub channel_capacity_events: usize,
     pub batch: BatchConfig,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Catch-up for first sightings (from a checkpoint), if any.
+    pub catch_up_since: Option<Timestamp>,
 }
 
 impl Default for ReplayOptions {
@@ -31,6 +33,7 @@ impl Default for ReplayOptions {
             channel_capacity_events: task::DEFAULT_CHANNEL_CAPACITY_EVENTS,
             batch: BatchConfig::default(),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::noop()),
+            catch_up_since: None,
         }
     }
 }
@@ -57,8 +60,10 @@ pub async fn replay(
     let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, Default::default(), opts.metrics.clone()));
     let kinds = opts.kinds;
     let metrics = opts.metrics.clone();
+    let catch_up = opts.catch_up_since;
     let reader = tokio::task::spawn_blocking(move || {
         let mut detector = Detector::new(kinds);
+        detector.set_catch_up(catch_up);
         let mut stats = ReplayStats::default();
         let emit = |ev: crate::event::RestartEvent| {
             metrics.restart_detected(&ev);

@@ -200,6 +200,11 @@ pub struct ReplayArgs {
     /// `kubectl get pods -A --watch --output-watch-events -o json` prints), Pods or PodLists.
     pub input: String,
 
+    /// Catch-up checkpoint file: pods first seen with a termination later than the checkpoint
+    /// (minus 60 s) are reported with `detected_late`; written when the replay ends successfully.
+    #[arg(long, env = "RESTART_WATCHER_CHECKPOINT_FILE")]
+    pub checkpoint_file: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 

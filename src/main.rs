@@ -362,12 +362,19 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let metrics = Arc::new(Metrics::noop());
     let exporter = build_exporter(&args.output, metrics.clone())?;
+    let checkpoint = args.checkpoint_file.clone().map(CheckpointStore::File);
+    let catch_up_since = match &checkpoint {
+        Some(store) => store.load().await?.map(restart_watcher::checkpoint::catch_up_since),
+        None => None,
+    };
     let opts = ReplayOptions {
         kinds: args.detection.kind_filter(),
         batch: args.output.batch(),
         metrics,
+        catch_up_since,
         ..ReplayOptions::default()
     };
+
     let outcome = app::replay(input, source_name, exporter, opts).await;
     let s = outcome.stats;
     tracing::info!(
@@ -386,6 +393,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     }
     if let Some(e) = outcome.export.first_error {
         anyhow::bail!("{} restart records could not be exported: {e}", outcome.export.failed);
+    }
+    if let Some(store) = checkpoint {
+        // Everything the stream showed has been handed over.
+        store.save(jiff::Timestamp::now()).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -202,3 +202,42 @@ fn values_split_across_reads_are_decoded_once_complete() {
     let ReplayError::Malformed { line, byte_offset, .. } = err else { panic!("{err}") };
     assert_eq!((line, byte_offset), (18, data.len() + 1), "the value after the blank line 17");
 }
+
+#[test]
+fn replay_with_a_checkpoint_file_catches_up_on_first_sightings_and_writes_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("rw.checkpoint");
+    let input = dir.path().join("in.json");
+    let pod = |uid: &str, name: &str, finished: &str| {
+        serde_json::json!({"type": "ADDED", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "status": {"containerStatuses": [{"name": "app", "restartCount": 3,
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": finished}}}]}}})
+        .to_string()
+    };
+    std::fs::write(
+        &input,
+        [
+            pod("aaaaaaaa-0000-0000-0000-000000000001", "before", "2026-11-20T09:00:00Z"),
+            pod("aaaaaaaa-0000-0000-0000-000000000002", "after", "2026-11-20T11:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    std::fs::write(&checkpoint, "2026-11-20T10:00:00Z\n").unwrap();
+    let out = replay(&[input.to_str().unwrap(), "--checkpoint-file", checkpoint.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("ns/after app restarted #3") && lines[0].contains("detected late"), "{lines:?}");
+    let written: jiff::Timestamp = std::fs::read_to_string(&checkpoint).unwrap().trim().parse().unwrap();
+    assert!(written > "2026-11-26T00:00:00Z".parse().unwrap(), "the checkpoint advanced to the end of the replay");
+    // Without a checkpoint, first sightings are silent.
+    let out = replay(&[input.to_str().unwrap()]);
+    assert!(stdout_lines(&out).is_empty());
+    // A malformed checkpoint is named, with what to do.
+    std::fs::write(&checkpoint, "yesterday\n").unwrap();
+    let out = replay(&[input.to_str().unwrap(), "--checkpoint-file", checkpoint.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an RFC 3339 timestamp"));
+}
