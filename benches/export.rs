@@ -63,21 +63,26 @@ struct Throughput {
     collector_cpu_per_restart_us: f64,
 }
 
+/// The agent's export path: a bounded channel into the export task with the OTLP exporter.
+fn pipeline(
+    endpoint: &str,
+    signals: Signals,
+    max_delay: Duration,
+) -> (mpsc::Sender<RestartEvent>, tokio::task::JoinHandle<task::ExportReport>) {
+    let (tx, rx) = mpsc::channel(4096);
+    let batch = BatchConfig { max_records: 512, max_delay };
+    let exp = exporter(endpoint, signals);
+    let handle = tokio::spawn(task::run(rx, exp, batch, Arc::new(AtomicU64::new(0)), Arc::new(Metrics::noop())));
+    (tx, handle)
+}
+
 fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32) -> Throughput {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let events = fixture::many_restarts(n);
     let (agent0, coll0) = (cpu_secs("self"), cpu_secs(&collector_pid.to_string()));
     let t = Instant::now();
     rt.block_on(async {
-        let (tx, rx) = mpsc::channel(4096);
-        let batch = BatchConfig { max_records: 512, max_delay: Duration::from_millis(200) };
-        let task = tokio::spawn(task::run(
-            rx,
-            exporter(endpoint, signals),
-            batch,
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(Metrics::noop()),
-        ));
+        let (tx, task) = pipeline(endpoint, signals, Duration::from_millis(200));
         for ev in events {
             tx.send(ev).await.unwrap();
         }
@@ -102,16 +107,7 @@ fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Du
     const RATE_PER_SEC: u32 = 1000;
     const SECS: u32 = 5;
     rt.block_on(async {
-        let (tx, rx) = mpsc::channel(4096);
-        let batch = BatchConfig { max_records: 512, max_delay: delay };
-        let signals = Signals { logs: true, traces: false };
-        let task = tokio::spawn(task::run(
-            rx,
-            exporter(endpoint, signals),
-            batch,
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(Metrics::noop()),
-        ));
+        let (tx, task) = pipeline(endpoint, Signals { logs: true, traces: false }, delay);
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC as u64));
         for i in 1..=RATE_PER_SEC * SECS {
             tick.tick().await;
