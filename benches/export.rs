@@ -33,10 +33,6 @@ use restart_watcher::export::{Exporter, Signals};
 use restart_watcher::metrics::Metrics;
 use tokio::sync::mpsc;
 
-/// The same allocator as the binary (src/main.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn exporter(endpoint: &str, signals: Signals) -> Exporter {
     let generic = RawSignalSettings { endpoint: Some(endpoint.to_owned()), ..Default::default() };
     let none = RawSignalSettings::default();

@@ -18,11 +18,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: the export path allocates many small strings per record (attribute keys and values);
-/// glibc's malloc spent ~40% of the export benchmark's CPU in allocation and consolidation.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli) {
