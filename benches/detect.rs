@@ -7,7 +7,7 @@
 //! Pod from the recording in tests/fixtures (managedFields, last-applied annotation, two containers),
 //! padded to ~4 KB. One core: everything runs on this thread.
 //!
-//! Figures printed:
+//! Each figure is the median of 3 runs. Figures printed:
 //! - updates/s through `replay::replay` (scan, slim decode, detect) vs the same bytes decoded into
 //!   `WatchEvent<k8s_openapi Pod>` (decode only, no detection: the baseline's lower bound);
 //! - bytes retained by the detector per tracked container vs a cache of full Pods (what a kube
@@ -158,6 +158,26 @@ fn measure(stream: &[u8], updates: usize, skip_baseline: bool) -> Measured {
     }
 }
 
+/// Runs per measurement; the median of each figure is reported (single runs vary with the
+/// allocator's and the page cache's state).
+const RUNS: usize = 3;
+
+fn median_of(runs: usize, mut f: impl FnMut() -> Measured) -> Measured {
+    let all: Vec<Measured> = (0..runs).map(|_| f()).collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Measured {
+        updates: all[0].updates,
+        full_rate: median(all.iter().map(|m| m.full_rate).collect()),
+        slim_rate: median(all.iter().map(|m| m.slim_rate).collect()),
+        full_bytes_per_container: median(all.iter().map(|m| m.full_bytes_per_container).collect()),
+        slim_bytes_per_container: median(all.iter().map(|m| m.slim_bytes_per_container).collect()),
+        restarts: all[0].restarts,
+    }
+}
+
 fn main() {
     let pods: usize = std::env::var("BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     // BENCH_SKIP_BASELINE=1 measures only ours (for profiling).
@@ -167,11 +187,11 @@ fn main() {
     println!(
         "watch stream: {updates} updates of {pods} pods, {avg_bytes} bytes per update on average, 1 in {RESTART_EVERY_UPDATES} a restart"
     );
-    let watch = measure(&stream, updates, skip_baseline);
+    let watch = median_of(RUNS, || measure(&stream, updates, skip_baseline));
     drop(stream);
     let (list, list_bytes) = build_stream(updates, 1);
     println!("first-sighting stream: {updates} new pods, {list_bytes} bytes each");
-    let first = measure(&list, updates, skip_baseline);
+    let first = median_of(RUNS, || measure(&list, updates, skip_baseline));
     println!("restarts detected in the watch stream: {}", watch.restarts);
     println!();
     println!("| measure (one core) | full k8s_openapi Pod (baseline) | restart-watcher | ratio |");

@@ -183,9 +183,10 @@ struct Position {
 impl Position {
     fn advance(&mut self, bytes: &[u8]) {
         self.byte += bytes.len();
-        match bytes.iter().rposition(|b| *b == b'\n') {
+        // Only error messages use lines and columns, but every byte passes here: SIMD scans.
+        match memchr::memrchr(b'\n', bytes) {
             Some(last) => {
-                self.line += bytes.iter().filter(|b| **b == b'\n').count();
+                self.line += memchr::memchr_iter(b'\n', bytes).count();
                 self.column = bytes.len() - last - 1;
             }
             None => self.column += bytes.len(),
