@@ -165,6 +165,39 @@ impl Detector {
         }
     }
 
+    /// The fast path for a pod seen for the first time when catch-up is off: the first sighting
+    /// only sets the baseline, and the probe has all a baseline needs (uid, container names and
+    /// counts, which init containers are sidecars). Returns `true` when the baseline was set; the
+    /// caller then need not decode the rest. `false` (nothing done) for a known pod, with catch-up on,
+    /// or without a uid.
+    pub fn baseline_new(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
+        if self.catch_up_since.is_some() {
+            return false;
+        }
+        let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+            return false;
+        };
+        let key = pod_key(uid);
+        if self.pods.contains_key(&key) {
+            return false;
+        }
+        let kinds = self.kinds;
+        let init = probe.status.init_container_statuses.iter().map(|c| {
+            let kind = if probe.is_sidecar(&c.name) { ContainerKind::Sidecar } else { ContainerKind::Init };
+            (c, kind)
+        });
+        let app = probe.status.container_statuses.iter().map(|c| (c, ContainerKind::App));
+        let mut containers: Vec<Tracked> = init
+            .chain(app)
+            .filter(|(_, kind)| kinds.allows(*kind))
+            .map(|(c, kind)| Tracked { name: c.name.as_ref().into(), kind, restart_count: c.restart_count })
+            .collect();
+        containers.shrink_to_fit();
+        self.pods.insert(key, PodState { containers, seen_in: self.generation });
+        self.stats.observations += 1;
+        true
+    }
+
     /// A pod was deleted: its final object is compared, then its state is dropped.
     pub fn delete(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<RestartEvent> {
         self.observe(pod, observed_at, true)

@@ -396,7 +396,37 @@ pub struct PodProbe<'a> {
     #[serde(default, borrow)]
     pub metadata: ProbeMeta<'a>,
     #[serde(default, borrow)]
+    pub spec: ProbeSpec<'a>,
+    #[serde(default, borrow)]
     pub status: ProbeStatus<'a>,
+}
+
+/// The init containers' restart policies (to tell native sidecars), borrowed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSpec<'a> {
+    #[serde(default, borrow)]
+    pub init_containers: Vec<ProbeInit<'a>>,
+}
+
+/// An init container's name and restart policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeInit<'a> {
+    #[serde(borrow)]
+    pub name: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub restart_policy: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl PodProbe<'_> {
+    /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
+    pub fn is_sidecar(&self, init_container: &str) -> bool {
+        self.spec
+            .init_containers
+            .iter()
+            .any(|c| c.name == init_container && c.restart_policy.as_deref() == Some("Always"))
+    }
 }
 
 /// `metadata.uid` only.

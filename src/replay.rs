@@ -198,8 +198,9 @@ impl Position {
 /// Returns how many bytes were consumed (the rest is an incomplete value, unless `eof`).
 ///
 /// Each value is first decoded as a [`ProbeEnvelope`] (type, uid, counts; no allocation). A
-/// MODIFIED/ADDED event of a known pod whose counts did not change stops there; anything else is
-/// decoded again, fully, from the same bytes.
+/// MODIFIED/ADDED event of a known pod whose counts did not change stops there, and so does the
+/// first sighting of a pod when catch-up is off (it only sets a baseline); anything else is decoded
+/// again, fully, from the same bytes.
 fn decode_values(
     buf: &[u8],
     eof: bool,
@@ -220,7 +221,9 @@ fn decode_values(
                     let end = pos + values.byte_offset();
                     let quiet_update = matches!(probe.event_type.as_deref(), Some("ADDED") | Some("MODIFIED"))
                         && probe.object.as_ref().is_some_and(|o| o.kind.as_deref().is_none_or(|k| k == "Pod"));
-                    if quiet_update && probe.object.as_ref().is_some_and(|o| detector.unchanged(o)) {
+                    if quiet_update
+                        && probe.object.as_ref().is_some_and(|o| detector.unchanged(o) || detector.baseline_new(o))
+                    {
                         stats.values += 1;
                         stats.pod_observations += 1;
                         continue;

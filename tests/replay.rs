@@ -241,3 +241,52 @@ fn replay_with_a_checkpoint_file_catches_up_on_first_sightings_and_writes_the_ch
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an RFC 3339 timestamp"));
 }
+
+#[test]
+fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() {
+    use restart_watcher::detector::{Detector, KindFilter};
+    use restart_watcher::event::ContainerKind;
+    let pod = |sidecar: u32, init: u32, app: u32| {
+        let st = |name: &str, n: u32| {
+            serde_json::json!({"name": name, "restartCount": n,
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z"}}})
+        };
+        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p", "namespace": "ns", "uid": "bbbbbbbb-0000-0000-0000-000000000001"},
+            "spec": {"initContainers": [{"name": "envoy", "restartPolicy": "Always"}, {"name": "migrate"}],
+                     "containers": [{"name": "web"}]},
+            "status": {"initContainerStatuses": [st("envoy", sidecar), st("migrate", init)],
+                       "containerStatuses": [st("web", app)]}}})
+        .to_string()
+    };
+    // first sighting with counts > 0 (silent baseline, from the probe), then one rise per container
+    let stream = [pod(2, 1, 5), pod(3, 1, 5), pod(3, 2, 5), pod(3, 2, 7)].join("\n");
+    for (kinds, want) in [
+        (
+            KindFilter::default(),
+            vec![(ContainerKind::Sidecar, 3, 0), (ContainerKind::Init, 2, 0), (ContainerKind::App, 7, 1)],
+        ),
+        (
+            KindFilter { app: true, init: false, sidecar: true },
+            vec![(ContainerKind::Sidecar, 3, 0), (ContainerKind::App, 7, 1)],
+        ),
+    ] {
+        let mut d = Detector::new(kinds);
+        let mut got = Vec::new();
+        let mut stats = Default::default();
+        restart_watcher::replay::replay(
+            stream.as_bytes(),
+            "t",
+            &mut d,
+            jiff::Timestamp::now,
+            |e| {
+                got.push((e.kind(), e.restart_count, e.missed));
+                true
+            },
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!(got, want, "{kinds:?}");
+        assert_eq!(stats.pod_observations, 4);
+    }
+}
