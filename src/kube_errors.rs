@@ -31,15 +31,20 @@ impl Failure {
     }
 }
 
+/// Classifies an HTTP status code the API server answered with.
+fn from_code(code: u16) -> Failure {
+    match code {
+        401 => Failure::Unauthorized,
+        403 => Failure::Forbidden,
+        410 => Failure::Expired,
+        _ => Failure::Other,
+    }
+}
+
 /// Classifies a kube client error.
 pub fn classify(e: &kube::Error) -> Failure {
     match e {
-        kube::Error::Api(status) => match status.code {
-            401 => Failure::Unauthorized,
-            403 => Failure::Forbidden,
-            410 => Failure::Expired,
-            _ => Failure::Other,
-        },
+        kube::Error::Api(status) => from_code(status.code),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Auth(_) => Failure::Unreachable,
         _ => Failure::Other,
     }
@@ -50,12 +55,7 @@ pub fn classify_watcher(e: &kube::runtime::watcher::Error) -> Failure {
     use kube::runtime::watcher::Error as W;
     match e {
         W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e) => classify(e),
-        W::WatchError(status) => match status.code {
-            401 => Failure::Unauthorized,
-            403 => Failure::Forbidden,
-            410 => Failure::Expired,
-            _ => Failure::Other,
-        },
+        W::WatchError(status) => from_code(status.code),
         W::NoResourceVersion => Failure::Other,
     }
 }
