@@ -1,10 +1,12 @@
-//! The agent against a real kube-apiserver holding many pods: time to finish the initial list,
+//! The agent against a real Kubernetes v1.35 control plane (tests/support/cluster.sh: etcd,
+//! kube-apiserver with its watch cache, controller-manager, scheduler, 50 kwok nodes) holding many
+//! pods of 2 app + 1 init containers, with every watch of the agent on: time to finish the initial list,
 //! resident memory after it, and the rate of restarts it reports under a burst of status updates,
 //! next to a naive baseline measured in the same run: a kube-rs reflector caching full
 //! `k8s_openapi` Pods (as the kube examples do), run as its own process.
 //!
 //! Run: `cargo bench --bench watch_apiserver` (env `BENCH_WATCH_PODS`, default `10000,100000`;
-//! `BENCH_UPDATES`, default 5000). Needs the API server of tests/support (built on first use).
+//! `BENCH_UPDATES`, default 5000). Needs the cluster of tests/support (built on first use).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,8 @@ use kube::{Api, Client};
 use serde_json::json;
 
 const CONCURRENCY: usize = 64;
+/// Simulated nodes the pods are spread over.
+const NODES: usize = 50;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -67,15 +71,18 @@ struct Row {
 }
 
 async fn measure(pods: usize, updates: usize) -> Row {
-    let dir = std::env::temp_dir().join(format!("rw-bench-apiserver-{}-{pods}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("rw-bench-cluster-{}-{pods}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new("tests/support/apiserver.sh")
-        .args(["start", dir.to_str().unwrap()])
+    let nodes: Vec<String> = (0..NODES).map(|i| format!("node-{i}")).collect();
+    let out = Command::new("tests/support/cluster.sh")
+        .arg("start")
+        .arg(&dir)
+        .args(["--nodes", &nodes.join(",")])
         .env("RW_OWNER_PID", std::process::id().to_string())
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
-    assert!(out.status.success(), "the API server did not start");
+    assert!(out.status.success(), "the test cluster did not start");
     let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
@@ -133,7 +140,7 @@ async fn measure(pods: usize, updates: usize) -> Row {
     let base_rss_mib = rss_mib(base.id());
     let _ = base.kill();
 
-    let _ = Command::new("tests/support/apiserver.sh").args(["stop", dir.to_str().unwrap()]).status();
+    let _ = Command::new("tests/support/cluster.sh").arg("stop").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
     Row { pods, agent_list_secs, agent_rss_mib, base_list_secs, base_rss_mib, restarts_per_sec }
 }
@@ -146,7 +153,9 @@ fn pod_json(ns: &str, i: usize) -> Pod {
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-5d4c8b7a9",
                                  "uid": "6b1f2a10-8c1e-4d53-9a57-0d6f1d2e3a41", "controller": true}]},
-        "spec": {"nodeName": format!("node-{}", i % 50), "containers": [
+        "spec": {"nodeName": format!("node-{}", i % NODES),
+            "initContainers": [{"name": "migrate", "image": "registry.example.com/migrate:1.0"}],
+            "containers": [
             {"name": "app", "image": "registry.example.com/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
             {"name": "envoy", "image": "envoyproxy/envoy:v1.31.0"}]}
     }))
@@ -178,7 +187,6 @@ async fn populate(client: &Client, pods: usize) {
             async move {
                 let pod = pod_json(ns, i);
                 api.create(&PostParams::default(), &pod).await?;
-                api.patch_status(&format!("app-{i:06}"), &PatchParams::default(), &Patch::Merge(statuses(0))).await?;
                 Ok::<_, kube::Error>(())
             }
         })
@@ -186,6 +194,12 @@ async fn populate(client: &Client, pods: usize) {
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
+    // The simulated kubelets start every pod (Pending -> Running) before anything is measured.
+    let all: Api<Pod> = Api::all(client.clone());
+    let pending = kube::api::ListParams::default().fields("status.phase=Pending").limit(1);
+    while !all.list(&pending).await.unwrap().items.is_empty() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 async fn restart_burst(client: &Client, updates: usize) {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cluster::{Agent, Cluster, now_rfc3339, status};
+use cluster::{Agent, Cluster, kubectl_bin, now_rfc3339, status};
 use serde_json::{Value, json};
 
 /// The pinned Kubernetes version of the schema validation.
@@ -18,7 +18,7 @@ const SCHEMA_VERSION: &str = "1.31.0";
 const VARIANTS: [&str; 3] = ["base", "daemonset", "with-collector"];
 
 fn render(variant: &str) -> String {
-    let out = Command::new("kubectl").args(["kustomize", &format!("deploy/{variant}")]).output().expect("kubectl");
+    let out = Command::new(kubectl_bin()).args(["kustomize", &format!("deploy/{variant}")]).output().expect("kubectl");
     assert!(out.status.success(), "kubectl kustomize deploy/{variant}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -1,5 +1,7 @@
-//! A real kube-apiserver + etcd on loopback, shared by the tests of one test binary, and helpers to
-//! drive it with the real `kubectl` and to run the agent as a subprocess.
+//! A real Kubernetes v1.35 control plane on loopback (`tests/support/cluster.sh`: etcd, kube-apiserver,
+//! controller-manager, scheduler, kwok's simulated kubelets), shared by the tests of one test binary,
+//! and helpers to drive it with the real `kubectl`, to play the kubelet's crashes and to run the
+//! agent as a subprocess.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -19,30 +21,61 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
+/// The path of a Go-built test tool (`kubectl`, `etcd`, `kwok`...) of `group`, built and cached by
+/// `tests/support/build-go-tools.sh` on first use.
+pub fn go_tool(group: &str, name: &str) -> String {
+    let out = Command::new("tests/support/build-go-tools.sh")
+        .arg(group)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/support/build-go-tools.sh");
+    assert!(out.status.success(), "building the Go test tools of {group} failed (see stderr above)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("{name}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("build-go-tools.sh {group} names no {name}"))
+        .to_owned()
+}
+
+/// The `kubectl` the tests use: v1.35, built from the pinned Kubernetes module.
+pub fn kubectl_bin() -> &'static str {
+    static KUBECTL: OnceLock<String> = OnceLock::new();
+    KUBECTL.get_or_init(|| go_tool("kube", "kubectl"))
+}
+
 impl Cluster {
-    /// Starts the server once per test binary (watch cache off, so a compaction makes old
+    /// Starts the cluster once per test binary (watch cache off, so a compaction makes old
     /// resourceVersions expire for real). It stops when the test binary exits.
     pub fn shared() -> &'static Cluster {
-        CLUSTER.get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("rw-apiserver-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let out = Command::new("tests/support/apiserver.sh")
-                .args(["start", dir.to_str().unwrap(), "--watch-cache=false"])
-                .env("RW_OWNER_PID", std::process::id().to_string())
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run tests/support/apiserver.sh");
-            assert!(out.status.success(), "the real API server did not start (see stderr above)");
-            let env = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                .collect();
-            Cluster { dir, env }
-        })
+        CLUSTER.get_or_init(|| Cluster::start(&["--watch-cache=false"]))
+    }
+
+    /// Starts a cluster with these extra arguments to `cluster.sh start DIR` (`--nodes a,b` first,
+    /// then kube-apiserver flags). It stops when the test binary exits.
+    pub fn start(args: &[&str]) -> Cluster {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rw-cluster-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new("tests/support/cluster.sh")
+            .arg("start")
+            .arg(&dir)
+            .args(args)
+            .env("RW_OWNER_PID", std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/support/cluster.sh");
+        assert!(out.status.success(), "the test cluster did not start (see stderr above)");
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        Cluster { dir, env }
     }
 
     pub fn var(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("apiserver.sh printed no {key}"))
+        self.env.get(key).unwrap_or_else(|| panic!("cluster.sh printed no {key}"))
     }
 
     pub fn admin(&self) -> &str {
@@ -55,7 +88,7 @@ impl Cluster {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = Command::new(self.var("KUBECTL"));
         cmd.arg("--kubeconfig").arg(self.admin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut child = cmd.spawn().expect("kubectl");
@@ -68,11 +101,28 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Creates a namespace and waits for its `default` ServiceAccount (the controller-manager
+    /// creates it; the ServiceAccount admission plugin rejects pods until then).
     pub fn create_namespace(&self, ns: &str) {
         self.kubectl(&["create", "namespace", ns]);
+        self.wait_for(&format!("ServiceAccount {ns}/default"), || {
+            !self
+                .kubectl(&["-n", ns, "get", "serviceaccount", "default", "--ignore-not-found", "-o", "name"])
+                .is_empty()
+        });
     }
 
-    /// Creates a pod (no scheduler runs: `node` is written into the spec) and returns its uid.
+    /// Polls `ready` every 100 ms for up to 60 s; panics naming `what` if it never holds.
+    pub fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(Instant::now() < deadline, "{what}: not there after 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Creates a pod bound to `node` (a kwok node) and returns its uid once the simulated kubelet
+    /// has started it (Running, with a pod IP), so that what a test writes next comes after it.
     pub fn create_pod(&self, ns: &str, name: &str, node: &str, labels: Value, containers: &[&str]) -> String {
         let pod = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -80,7 +130,31 @@ impl Cluster {
             "spec": {"nodeName": node, "containers": containers.iter().map(|c| serde_json::json!({"name": c, "image": format!("registry.example.com/{c}:1.0")})).collect::<Vec<_>>()}
         });
         self.kubectl_stdin(&["apply", "-f", "-"], Some(&pod.to_string()));
-        self.kubectl(&["-n", ns, "get", "pod", name, "-o", "jsonpath={.metadata.uid}"])
+        self.wait_running(ns, name)
+    }
+
+    /// Waits until the simulated kubelet has started the pod; returns its uid.
+    pub fn wait_running(&self, ns: &str, name: &str) -> String {
+        let mut uid = String::new();
+        self.wait_for(&format!("pod {ns}/{name} Running"), || {
+            let out = self.kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.metadata.uid} {.status.phase} {.status.podIP}",
+            ]);
+            let parts: Vec<&str> = out.split_whitespace().collect();
+            if let [u, "Running", _ip] = parts[..] {
+                uid = u.to_owned();
+                true
+            } else {
+                false
+            }
+        });
+        uid
     }
 
     /// Writes container statuses the way kubelet does (the `status` subresource).
@@ -99,6 +173,81 @@ impl Cluster {
         ]);
     }
 
+    /// The pod as JSON.
+    pub fn get_pod(&self, ns: &str, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl(&["-n", ns, "get", "pod", name, "-o", "json"])).expect("pod JSON")
+    }
+
+    /// The names of the pods matching a label selector, sorted.
+    pub fn pods(&self, ns: &str, selector: &str) -> Vec<String> {
+        let out = self.kubectl(&["-n", ns, "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}"]);
+        let mut names: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until exactly `n` pods match `selector` and all of them are Running; returns them.
+    pub fn wait_pods_running(&self, ns: &str, selector: &str, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        self.wait_for(&format!("{n} Running pods {selector} in {ns}"), || {
+            let out = self.kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+            ]);
+            let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+            names = rows.iter().filter_map(|r| r.first().map(|s| (*s).to_owned())).collect();
+            names.sort();
+            rows.len() == n && rows.iter().all(|r| r.len() == 2 && r[1] == "Running")
+        });
+        names
+    }
+
+    /// Plays the kubelet when a container dies and is restarted: through the `status` subresource,
+    /// the dead instance goes to `lastState.terminated` (exit code, reason, start and finish, its
+    /// container id), `restartCount` rises by one and a new instance runs. `Killing` and `BackOff`
+    /// Events are the caller's (see `kubelet_event`). Returns the new restart count.
+    pub fn crash(&self, ns: &str, pod: &str, container: &str, reason: &str, exit_code: i32) -> i64 {
+        let obj = self.get_pod(ns, pod);
+        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let mut restarts = -1;
+        let mut status = obj["status"].clone();
+        for list in ["containerStatuses", "initContainerStatuses"] {
+            let Some(items) = status.get_mut(list).and_then(Value::as_array_mut) else { continue };
+            for c in items.iter_mut().filter(|c| c["name"] == container) {
+                let count = c["restartCount"].as_i64().unwrap_or(0);
+                let started = c["state"]["running"]["startedAt"].clone();
+                let now = now_rfc3339();
+                c["lastState"] = serde_json::json!({"terminated": {
+                    "exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now,
+                    "containerID": c["containerID"].clone()}});
+                c["restartCount"] = Value::from(count + 1);
+                c["containerID"] = Value::from(format!("containerd://{uid}-{container}-{}", count + 1));
+                c["state"] = serde_json::json!({"running": {"startedAt": now}});
+                restarts = count + 1;
+            }
+        }
+        assert!(restarts > 0, "pod {ns}/{pod} has no status for container {container}: {status}");
+        let patch = serde_json::json!({"status": status});
+        self.kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+        restarts
+    }
+
     /// A kubeconfig like `base` whose server is `server` (e.g. the fault-injection proxy).
     pub fn kubeconfig_via(&self, base: &str, server: &str, name: &str) -> PathBuf {
         let text = std::fs::read_to_string(base).unwrap();
@@ -111,19 +260,28 @@ impl Cluster {
     /// Compacts etcd to its current revision: older resourceVersions now answer 410 Gone.
     pub fn compact_etcd(&self) {
         let endpoint = self.var("ETCD_ENDPOINT");
-        let out = Command::new("etcdctl")
+        let out = Command::new(self.var("ETCDCTL"))
             .args(["--endpoints", endpoint, "endpoint", "status", "-w", "json"])
             .env("ETCDCTL_API", "3")
             .output()
             .unwrap();
         let status: Value = serde_json::from_slice(&out.stdout).expect("etcdctl endpoint status json");
         let rev = status[0]["Status"]["header"]["revision"].as_i64().expect("revision");
-        let out = Command::new("etcdctl")
+        let out = Command::new(self.var("ETCDCTL"))
             .args(["--endpoints", endpoint, "compact", &rev.to_string()])
             .env("ETCDCTL_API", "3")
             .output()
             .unwrap();
         assert!(out.status.success(), "etcdctl compact: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Cluster {
+    /// A cluster a test started for itself stops when the test ends, even when it fails (the
+    /// shared one lives in a static and is stopped by the watchdog when the binary exits).
+    fn drop(&mut self) {
+        let _ = Command::new("tests/support/cluster.sh").arg("stop").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -3,8 +3,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# Real kube-apiserver + etcd for the watch tests (cached build; ~9 min the first time on a machine).
-tests/support/build-apiserver.sh >/dev/null
+# openssl makes the test cluster's PKI; flock (util-linux) serialises the Go builds.
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v flock >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+
+# The test cluster (Kubernetes v1.35 + etcd 3.6 + kwok), built from pinned Go modules and cached
+# by version in ~/.cache/restart-watcher (cold: about 10 minutes on 2 cores).
+tests/support/build-go-tools.sh kube kwok >/dev/null
 
 # A real OTLP collector for the export tests: rotel (its wheel ships the rotel-agent binary), and
 # kubernetes-validate for the manifest checks. Pinned so CI is reproducible.

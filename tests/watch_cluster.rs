@@ -1,5 +1,5 @@
-//! `restart-watcher run` against a real kube-apiserver (1.20.2) + etcd on loopback, driven by the
-//! real kubectl: restarts are written through the pods/status subresource the way kubelet does.
+//! `restart-watcher run` against the Kubernetes v1.35 cluster of tests/support/cluster.sh, driven by
+//! the real kubectl: restarts are written through the pods/status subresource the way kubelet does.
 
 #[path = "support/cluster.rs"]
 mod cluster;

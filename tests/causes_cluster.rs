@@ -1,0 +1,152 @@
+//! Cause classification live: Events created with kubectl the way kubelet writes them, next to
+//! restarts written through the status subresource, on the real API server.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cluster::{Agent, Cluster, attr, now_rfc3339, status};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The container an Event is about.
+struct About<'a> {
+    ns: &'a str,
+    pod: &'a str,
+    uid: &'a str,
+    container: &'a str,
+}
+
+/// Writes an Event about a pod's container as kubelet does.
+fn kubelet_event(k: &Cluster, about: About<'_>, reason: &str, message: &str, at: &str) {
+    let About { ns, pod, uid, container } = about;
+    let name =
+        format!("{pod}.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": pod, "uid": uid,
+                           "fieldPath": format!("spec.containers{{{container}}}")},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": "node-a"},
+        "firstTimestamp": at, "lastTimestamp": at,
+        "reportingComponent": "kubelet", "reportingInstance": "node-a"
+    });
+    k.kubectl_stdin(&["create", "-f", "-"], Some(&ev.to_string()));
+}
+
+fn cause(rec: &serde_json::Value) -> String {
+    attr(&rec["attributes"], "restart_watcher.cause").as_str().unwrap_or("").to_owned()
+}
+
+fn seconds_ago(s: i64) -> String {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s);
+    jiff::Timestamp::from_second(t.as_second()).unwrap().to_string()
+}
+
+#[test]
+fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late() {
+    let k = Cluster::shared();
+    let ns = "c-late";
+    k.create_namespace(ns);
+    let uid = k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    let finished = now_rfc3339();
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 137, &finished)))]));
+    // The Event arrives a second after the status update.
+    std::thread::sleep(Duration::from_secs(1));
+    kubelet_event(
+        k,
+        About { ns, pod: "web-1", uid: &uid, container: "web" },
+        "Killing",
+        "Container web failed liveness probe, will be restarted",
+        &seconds_ago(3),
+    );
+    let rec = agent.wait_records(1, WAIT)[0].clone();
+    assert_eq!(cause(&rec), "liveness_probe");
+    assert_eq!(attr(&rec["attributes"], "error.type"), "liveness_probe");
+    assert_eq!(attr(&rec["attributes"], "process.exit.code"), 137);
+}
+
+#[test]
+fn without_an_event_a_137_is_a_signal_after_a_bounded_wait_and_nothing_is_lost() {
+    let k = Cluster::shared();
+    let ns = "c-none";
+    k.create_namespace(ns);
+    let other_uid = k.create_pod(ns, "other-1", "node-a", json!({}), &["web"]);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    // An Event for another pod must not explain this one.
+    kubelet_event(
+        k,
+        About { ns, pod: "other-1", uid: &other_uid, container: "web" },
+        "Killing",
+        "Container web failed liveness probe, will be restarted",
+        &seconds_ago(2),
+    );
+    let t = Instant::now();
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 137, &now_rfc3339())))]));
+    let rec = agent.wait_records(1, WAIT)[0].clone();
+    let waited = t.elapsed();
+    assert_eq!(cause(&rec), "signal");
+    assert!(waited >= Duration::from_secs(2), "the record waited for a late Event ({waited:?})");
+    assert!(waited < Duration::from_secs(15), "the wait is bounded ({waited:?})");
+    // An unambiguous restart does not wait.
+    let t = Instant::now();
+    k.set_status(ns, "web-1", json!([status("web", 2, Some(("OOMKilled", 137, &now_rfc3339())))]));
+    let rec = agent.wait_records(2, WAIT)[1].clone();
+    assert_eq!(cause(&rec), "oom_killed");
+    assert!(t.elapsed() < Duration::from_secs(2), "no wait when the status decides ({:?})", t.elapsed());
+}
+
+#[test]
+fn an_eviction_event_makes_the_cause_evicted() {
+    let k = Cluster::shared();
+    let ns = "c-evict";
+    k.create_namespace(ns);
+    let uid = k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    kubelet_event(
+        k,
+        About { ns, pod: "web-1", uid: &uid, container: "web" },
+        "Evicted",
+        "The node was low on resource: memory.",
+        &seconds_ago(1),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 137, &now_rfc3339())))]));
+    let rec = agent.wait_records(1, WAIT)[0].clone();
+    assert_eq!(cause(&rec), "evicted");
+}
+
+#[test]
+fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_once() {
+    let k = Cluster::shared();
+    let ns = "c-norbac";
+    k.create_namespace(ns);
+    k.kubectl(&["-n", ns, "create", "role", "pods-only", "--verb=get,list,watch", "--resource=pods"]);
+    k.kubectl(&["-n", ns, "create", "rolebinding", "pods-only", "--role=pods-only", "--user=podreader"]);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.var("PODREADER_KUBECONFIG")), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("OOMKilled", 137, &now_rfc3339())))]));
+    let rec = agent.wait_records(1, WAIT)[0].clone();
+    assert_eq!(cause(&rec), "oom_killed");
+    let logs = agent.logs_text();
+    assert_eq!(logs.matches("No RBAC access to events").count(), 1, "{logs}");
+    assert!(
+        logs.contains("verbs [list,watch] on resource \\\"events\\\"")
+            || logs.contains("verbs [list,watch] on resource \"events\""),
+        "{logs}"
+    );
+}

@@ -1,0 +1,36 @@
+//! Storm control on the real control plane: a Deployment whose every pod crash-loops at once.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cluster::{Agent, Cluster, attr};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn storm_control_turns_a_crash_loop_of_many_pods_into_one_record_per_window() {
+    let k = Cluster::shared();
+    let ns = "st-storm";
+    k.create_namespace(ns);
+    k.kubectl(&["-n", ns, "create", "deployment", "api", "--replicas=5", "--image=registry.example.com/api:1.0"]);
+    let pods = k.wait_pods_running(ns, "app=api", 5);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint", "--storm-window", "4s"]);
+    agent.wait_ready();
+    for p in &pods {
+        k.crash(ns, p, "api", "Error", 1);
+    }
+    let first = agent.wait_records(1, WAIT)[0].clone();
+    assert_eq!(
+        attr(&first["attributes"], "restart_watcher.restarts.coalesced"),
+        serde_json::Value::Null,
+        "the first at once"
+    );
+    agent.wait_records(2, WAIT);
+    let all = agent.settle(Duration::from_secs(2)).to_vec();
+    assert_eq!(all.len(), 2, "one record for the rest of the storm");
+    assert_eq!(attr(&all[1]["attributes"], "restart_watcher.restarts.coalesced"), 4);
+    assert_eq!(agent.terminate(), Some(0), "held records are accounted for: nothing undelivered");
+}
