@@ -145,14 +145,16 @@ async fn measure(pods: usize, updates: usize) -> Row {
     Row { pods, agent_list_secs, agent_rss_mib, base_list_secs, base_rss_mib, restarts_per_sec }
 }
 
-fn pod_json(ns: &str, i: usize) -> Pod {
+fn pod_json(ns: &str, i: usize, owner_uid: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("app-{i:06}"), "namespace": ns,
             "labels": {"app.kubernetes.io/name": "app", "pod-template-hash": "5d4c8b7a9", "team": "payments"},
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-5d4c8b7a9",
-                                 "uid": "6b1f2a10-8c1e-4d53-9a57-0d6f1d2e3a41", "controller": true}]},
+            // A real owner (the garbage collector deletes pods whose owner does not exist) that no
+            // controller acts on: the pods keep their size and nothing else touches them.
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "app-owner",
+                                 "uid": owner_uid, "controller": false}]},
         "spec": {"nodeName": format!("node-{}", i % NODES),
             "initContainers": [{"name": "migrate", "image": "registry.example.com/migrate:1.0"}],
             "containers": [
@@ -176,16 +178,27 @@ fn statuses(restarts: u32) -> serde_json::Value {
 async fn populate(client: &Client, pods: usize) {
     let namespaces = ["bench-a", "bench-b", "bench-c", "bench-d"];
     let nsapi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut owners = std::collections::HashMap::new();
     for ns in namespaces {
         let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         nsapi.create(&PostParams::default(), &obj).await.unwrap();
+        // The namespace's default ServiceAccount comes from the controller-manager; pods wait for it.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+        while sa.get_opt("default").await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let cm: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+        let obj = serde_json::from_value(json!({"metadata": {"name": "app-owner"}})).unwrap();
+        let uid = cm.create(&PostParams::default(), &obj).await.unwrap().metadata.uid.unwrap();
+        owners.insert(ns, uid);
     }
+    let owners = &owners;
     futures::stream::iter(0..pods)
         .map(|i| {
             let ns = namespaces[i % namespaces.len()];
             let api: Api<Pod> = Api::namespaced(client.clone(), ns);
             async move {
-                let pod = pod_json(ns, i);
+                let pod = pod_json(ns, i, &owners[ns]);
                 api.create(&PostParams::default(), &pod).await?;
                 Ok::<_, kube::Error>(())
             }

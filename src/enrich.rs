@@ -216,14 +216,9 @@ pub fn event_apis(client: &Client, namespaces: &[String]) -> Vec<(Api<SlimEvent>
 /// (`source.host`) and pod-level Events without a host are kept.
 pub async fn watch_events(api: Api<SlimEvent>, node: Option<String>, store: Arc<EventStore>, stop: CancellationToken) {
     let cfg = watcher::Config::default().fields("involvedObject.kind=Pod").page_size(500);
-    let stream = watcher::watcher(api, cfg).default_backoff();
+    let stream = watcher::watcher(api, cfg).default_backoff().take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
-    loop {
-        let item = tokio::select! {
-            _ = stop.cancelled() => break,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else { break };
+    while let Some(item) = stream.next().await {
         match item {
             Ok(Event::Apply(e)) | Ok(Event::InitApply(e)) => {
                 let host = e.source.as_ref().and_then(|s| s.host.as_deref());

@@ -20,7 +20,8 @@
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
 //! - [`replay`]: recorded watch streams through the detector;
-//! - [`watch`]: the live kube-rs watch through the same detector;
+//! - [`watch_step`]: one scope's relist and catch-up bookkeeping around the detector (pure);
+//! - [`watch`]: the live kube-rs watch: pulls events through [`watch_step`], forwards restarts;
 //! - [`checkpoint`]: the catch-up checkpoint (Lease or file);
 //! - [`kube_errors`]: API errors turned into messages that say what to fix;
 //! - [`app`]: wiring and ordered shutdown;
@@ -45,3 +46,4 @@ pub mod replay;
 pub mod selectors;
 pub mod storm;
 pub mod watch;
+pub mod watch_step;

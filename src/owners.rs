@@ -136,19 +136,16 @@ async fn watch_one<K>(api: Api<PartialObjectMeta<K>>, link: Link, index: Arc<Own
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
-    let stream = watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
+    let stream = watcher::watcher(api, watcher::Config::default().page_size(500))
+        .default_backoff()
+        .take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
-    loop {
-        let item = tokio::select! {
-            _ = stop.cancelled() => break,
-            item = stream.next() => item,
-        };
+    while let Some(item) = stream.next().await {
         match item {
-            None => break,
-            Some(Ok(Event::Apply(o))) | Some(Ok(Event::InitApply(o))) => index.apply(&o.metadata, link),
-            Some(Ok(Event::Delete(o))) => index.delete(&o.metadata),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => tracing::debug!(error = %e, ?link, "Owner watch error; retrying with backoff."),
+            Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => index.apply(&o.metadata, link),
+            Ok(Event::Delete(o)) => index.delete(&o.metadata),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, ?link, "Owner watch error; retrying with backoff."),
         }
     }
 }

@@ -1,9 +1,8 @@
-//! The live watch: kube-rs `watcher` on the slim Pod -> detector -> bounded channel.
+//! The live watch: kube-rs `watcher` on the slim Pod -> [`ScopeWatch`] (detector, relists,
+//! catch-up: pure, in `watch_step.rs`) -> bounded channel.
 //!
 //! One task per scope (all namespaces, or each `--namespace`), each with its own detector, so that
-//! one scope's relist never drops another scope's pods. Raw watcher events are consumed: `Init` starts
-//! a (re)list, `InitApply`/`Apply` are observations, `Delete` carries the final object, and
-//! `InitDone` drops the pods a relist did not return. Errors never end the watch: the stream backs
+//! one scope's relist never drops another scope's pods. Errors never end the watch: the stream backs
 //! off (`default_backoff`) and goes on; errors are logged with what to fix.
 //!
 //! Sending a restart into the channel waits while the channel is full (backpressure). That is safe:
@@ -17,15 +16,16 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::detector::{Detector, KindFilter};
+use crate::detector::KindFilter;
 use crate::event::RestartEvent;
 use crate::kube_errors::{Failure, advice, classify, classify_watcher};
 use crate::pod::SlimPod;
+use crate::watch_step::{ListChange, ScopeWatch};
 
 /// Page size of the initial list and relists, in pods (bounds the memory of one list response).
 pub const LIST_PAGE_SIZE_PODS: u32 = 500;
@@ -164,23 +164,15 @@ pub struct WatchTask {
 }
 
 /// Watches until `stop` is cancelled (or the export side goes away). Never ends on a watch error.
+/// The bookkeeping is [`ScopeWatch`]'s; this loop pulls events, logs, forwards restarts and keeps
+/// the scope's health.
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
-    let mut detector = Detector::new(scope.kinds);
-    detector.set_catch_up(catch_up_since);
-    let stream = watcher::watcher(api, scope.watcher_config()).default_backoff();
+    let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
+    let stream = watcher::watcher(api, scope.watcher_config()).default_backoff().take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
-    let mut listed = false;
-    let mut last_ok = Timestamp::now();
     let mut last_failure: Option<Failure> = None;
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else { break };
-        let now = Timestamp::now();
+    while let Some(item) = stream.next().await {
         let event = match item {
             Ok(ev) => ev,
             Err(e) => {
@@ -202,42 +194,12 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         if last_failure.take().is_some() {
             tracing::info!(scope = %description, "Watch recovered.");
         }
-        let restarts = match event {
-            Event::Init => {
-                if listed {
-                    // A relist after 410 Gone or a broken watch: pods created while we were not
-                    // watching are first sightings; catch up on those that died since.
-                    stats.relists.fetch_add(1, Ordering::Relaxed);
-                    metrics.relist();
-                    detector.set_catch_up(Some(crate::checkpoint::catch_up_since(last_ok)));
-                    tracing::info!(scope = %description, "Relisting pods.");
-                }
-                detector.begin_relist();
-                Vec::new()
-            }
-            Event::InitApply(pod) | Event::Apply(pod) => detector.apply(&pod, now),
-            Event::Delete(pod) => detector.delete(&pod, now),
-            Event::InitDone => {
-                let dropped = detector.end_relist();
-                detector.set_catch_up(None);
-                stats.pods_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-                if !listed {
-                    listed = true;
-                    stats.scopes_listed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(scope = %description, pods = detector.pods(), containers = detector.containers(),
-                        "Initial list complete; watching.");
-                } else {
-                    tracing::info!(scope = %description, pods = detector.pods(), dropped,
-                        "Relist complete; pods missing from it were dropped.");
-                }
-                Vec::new()
-            }
-        };
-        last_ok = now;
-        if listed {
+        let step = watch.on_watch_event(event, Timestamp::now());
+        report_list_change(step.list, &description, &stats, &metrics);
+        if watch.listed() {
             health.live.store(true, Ordering::Relaxed);
         }
-        for ev in restarts {
+        for ev in step.restarts {
             stats.restarts.fetch_add(1, Ordering::Relaxed);
             metrics.restart_detected(&ev);
             // Waits while the channel is full: backpressure onto the watch.
@@ -250,4 +212,24 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         }
     }
     tracing::debug!(scope = %description, "Watch stopped.");
+}
+
+/// Logs and counts what an event did to the scope's list.
+fn report_list_change(change: ListChange, description: &str, stats: &WatchStats, metrics: &crate::metrics::Metrics) {
+    match change {
+        ListChange::None | ListChange::ListStarted => {}
+        ListChange::RelistStarted => {
+            stats.relists.fetch_add(1, Ordering::Relaxed);
+            metrics.relist();
+            tracing::info!(scope = %description, "Relisting pods.");
+        }
+        ListChange::InitialListComplete { pods, containers } => {
+            stats.scopes_listed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(scope = %description, pods, containers, "Initial list complete; watching.");
+        }
+        ListChange::RelistComplete { pods, dropped } => {
+            stats.pods_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::info!(scope = %description, pods, dropped, "Relist complete; pods missing from it were dropped.");
+        }
+    }
 }
