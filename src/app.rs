@@ -1,15 +1,22 @@
 //! Wiring: the producer (replay or the live watch), the bounded channel and the export task.
 //!
-//! Shutdown order is owned here, in one place ([`run`]'s tail): stop the watches, which drops their
-//! senders; the export task drains what is queued and exports it within the shutdown grace; the
-//! last checkpoint is written if everything was handed over; then what could not be delivered is
-//! reported.
+//! A live run is a sequence of named stages: [`load`] (preflight, checkpoint), [`spawn`] (watches,
+//! enrichment, export), the [`checkpointer`], and [`shutdown`], which owns the shutdown order in
+//! one place: stop the watches, which drops their senders; the enricher and the export task drain
+//! what is queued and export it within the shutdown grace; the last checkpoint is written if
+//! everything was handed over; then what could not be delivered is reported. [`Delivery`] owns the
+//! counts that decide when the checkpoint may advance.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
 use crate::detector::{Detector, KindFilter};
 use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig, ExportReport};
@@ -116,7 +123,8 @@ pub struct RunOptions {
     pub previous_logs: Option<crate::prevlogs::PreviousLogs>,
 }
 
-/// What a live run did.
+/// What a live run did. `restarts_detected = exported + failed + undelivered`, counted in records
+/// handed to the pipeline.
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub restarts_detected: u64,
@@ -126,30 +134,129 @@ pub struct RunReport {
     pub undelivered: u64,
 }
 
+/// The delivery accounting of a live run, in one place: how many records the watches handed to
+/// the pipeline (`sent`), how many of them are settled (exported, failed and counted, or
+/// represented by another record), and whether every scope's watch is live. The checkpoint may
+/// advance only while [`Delivery::all_settled`] holds.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    pub sent: Arc<AtomicU64>,
+    pub settled: Arc<AtomicU64>,
+    scopes: Vec<Arc<crate::watch::ScopeHealth>>,
+}
+
+impl Delivery {
+    /// A new scope to account for; its watch reports its health there.
+    fn add_scope(&mut self) -> Arc<crate::watch::ScopeHealth> {
+        let health = Arc::new(crate::watch::ScopeHealth::default());
+        self.scopes.push(health.clone());
+        health
+    }
+
+    /// Every watch is live and every record handed over is settled.
+    pub fn all_settled(&self) -> bool {
+        self.scopes.iter().all(|h| h.live.load(Ordering::Relaxed))
+            && self.sent.load(Ordering::Relaxed) == self.settled.load(Ordering::Relaxed)
+    }
+
+    /// Records handed over and not settled.
+    pub fn unsettled(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed).saturating_sub(self.settled.load(Ordering::Relaxed))
+    }
+}
+
+/// Tasks started and stopped together: one cancellation token, one `JoinSet`.
+struct Stage {
+    name: &'static str,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Stage {
+    fn new(name: &'static str, parent: &CancellationToken) -> Self {
+        Stage { name, stop: parent.child_token(), tasks: JoinSet::new() }
+    }
+
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Resolves when every task of the stage has ended.
+    async fn ended(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Cancels the stage and waits for its tasks until `deadline`; what is still running then is
+    /// aborted.
+    async fn stop_by(mut self, deadline: tokio::time::Instant) {
+        self.stop.cancel();
+        if tokio::time::timeout_at(deadline, self.ended()).await.is_err() {
+            tracing::warn!(stage = self.name, "Tasks still running at the end of the shutdown grace; aborting them.");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// What the load stage found: where to catch up from, and the checkpoint store to write to.
+struct Loaded {
+    catch_up: Option<Timestamp>,
+    store: CheckpointStore,
+}
+
+/// The running pipeline: pod watches -> detected -> enricher -> export queue -> export task, with
+/// the Events and owner watches beside them.
+struct Pipeline {
+    /// The pod watches (one per scope); stopping them closes the detected channel.
+    watches: Stage,
+    /// The Events and ReplicaSet/Job metadata watches that feed the enricher.
+    side_watches: Stage,
+    enricher: JoinHandle<()>,
+    exporter: JoinHandle<ExportReport>,
+    delivery: Delivery,
+}
+
 /// Watches until `stop` is cancelled, then shuts down in order. Fails only at startup (the first
-/// list cannot be done); once running, errors are retried and logged.
+/// list cannot be done); once running, errors are retried and logged. The stages, in order:
+/// [`load`] (preflight, checkpoint), [`spawn`] (watches, enrichment, export), the checkpointer,
+/// and [`shutdown`].
 pub async fn run(
     client: kube::Client,
     opts: RunOptions,
     exporter: Exporter,
-    store: crate::checkpoint::CheckpointStore,
-    stop: tokio_util::sync::CancellationToken,
+    store: CheckpointStore,
+    stop: CancellationToken,
 ) -> Result<RunReport, crate::watch::WatchError> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(loaded) = load(&client, &opts, store, &stop).await? else {
+        return Ok(RunReport::default());
+    };
+    let mut pipeline = spawn(&client, &opts, exporter, loaded.catch_up, &stop).await;
+    let store = Arc::new(loaded.store);
+    let checkpointer =
+        tokio::spawn(checkpointer(store.clone(), pipeline.delivery.clone(), pipeline.watches.stop.clone()));
 
-    use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
-    use crate::watch::{self, ScopeHealth, WatchTask};
-
+    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
     tokio::select! {
-        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, watch::preflight(&client, &opts.scope, &opts.server)) => match r {
+        _ = stop.cancelled() => {}
+        _ = pipeline.watches.ended() => {}
+    }
+    Ok(shutdown(pipeline, checkpointer, &store, opts.shutdown_grace, &opts.watch_stats).await)
+}
+
+/// Load: checks that every scope can be listed (bounded by [`STARTUP_LIST_TIMEOUT`]), then reads
+/// the checkpoint. `None` when asked to stop meanwhile.
+async fn load(
+    client: &kube::Client,
+    opts: &RunOptions,
+    mut store: CheckpointStore,
+    stop: &CancellationToken,
+) -> Result<Option<Loaded>, crate::watch::WatchError> {
+    tokio::select! {
+        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, crate::watch::preflight(client, &opts.scope, &opts.server)) => match r {
             Ok(r) => r?,
             Err(_) => return Err(crate::watch::WatchError::StartupTimeout { server: opts.server.clone(), secs: STARTUP_LIST_TIMEOUT.as_secs() }),
         },
-        _ = stop.cancelled() => return Ok(RunReport::default()),
+        _ = stop.cancelled() => return Ok(None),
     }
-
-    let mut store = store;
     let catch_up = match store.load().await {
         Ok(Some(t)) => {
             tracing::info!(checkpoint = %t, store = store.describe(), "Catching up on restarts since the checkpoint.");
@@ -169,39 +276,39 @@ pub async fn run(
             None
         }
     };
+    Ok(Some(Loaded { catch_up, store }))
+}
 
-    // watch tasks -> detected -> enricher (causes from Events) -> export queue -> export task
+/// Spawn: the export task, the Events and owner watches the RBAC allows, the enricher, and one
+/// pod watch per scope.
+async fn spawn(
+    client: &kube::Client,
+    opts: &RunOptions,
+    exporter: Exporter,
+    catch_up: Option<Timestamp>,
+    stop: &CancellationToken,
+) -> Pipeline {
     let (export_tx, export_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
-    let (tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
-    let sent = Arc::new(AtomicU64::new(0));
-    let handled = Arc::new(AtomicU64::new(0));
-    let exporter_task = tokio::spawn(task::run(export_rx, exporter, opts.batch, handled.clone(), opts.metrics.clone()));
-    let event_apis = crate::enrich::event_apis(&client, &opts.scope.namespaces);
+    let (detected_tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    let mut delivery = Delivery::default();
+    let exporter =
+        tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.settled.clone(), opts.metrics.clone()));
+
+    let mut side_watches = Stage::new("side watches", stop);
+    let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
     let event_store = if opts.use_events && crate::enrich::events_allowed(&event_apis).await {
-        Some(Arc::new(crate::enrich::EventStore::default()))
+        let store = Arc::new(crate::enrich::EventStore::default());
+        for (api, _) in event_apis {
+            let node = opts.scope.node_name.clone();
+            side_watches.spawn(crate::enrich::watch_events(api, node, store.clone(), side_watches.stop.clone()));
+        }
+        Some(store)
     } else {
         None
     };
-    let watch_stop_events = stop.child_token();
-    let mut event_watches = Vec::new();
-    if let Some(event_store) = &event_store {
-        for (api, _) in event_apis {
-            let task = crate::enrich::watch_events(
-                api,
-                opts.scope.node_name.clone(),
-                event_store.clone(),
-                watch_stop_events.clone(),
-            );
-            event_watches.push(tokio::spawn(task));
-        }
-    }
-    let owner_index = if opts.use_owner_watch && crate::owners::allowed(&client).await {
+    let owner_index = if opts.use_owner_watch && crate::owners::allowed(client).await {
         let index = Arc::new(crate::owners::OwnerIndex::default());
-        event_watches.push(tokio::spawn(crate::owners::watch(
-            client.clone(),
-            index.clone(),
-            watch_stop_events.clone(),
-        )));
+        side_watches.spawn(crate::owners::watch(client.clone(), index.clone(), side_watches.stop.clone()));
         Some(index)
     } else {
         None
@@ -211,121 +318,102 @@ pub async fn run(
         owners: owner_index,
         storm: opts.storm_window.map(crate::storm::StormControl::new),
         previous_logs: opts.previous_logs.clone(),
-        settled: handled.clone(),
+        settled: delivery.settled.clone(),
         metrics: Some(opts.metrics.clone()),
     };
     let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
-    let stats = opts.watch_stats.clone();
-    let watch_stop = stop.child_token();
-    let mut watches = Vec::new();
-    let mut healths = Vec::new();
-    for (api, description) in opts.scope.apis(&client) {
-        let health = Arc::new(ScopeHealth::default());
-        healths.push(health.clone());
-        let task = WatchTask {
+
+    let mut watches = Stage::new("pod watches", stop);
+    for (api, description) in opts.scope.apis(client) {
+        let task = crate::watch::WatchTask {
             api,
             description,
             scope: opts.scope.clone(),
             server: opts.server.clone(),
             catch_up_since: catch_up,
-            tx: tx.clone(),
-            sent: sent.clone(),
-            stats: stats.clone(),
-            health,
+            tx: detected_tx.clone(),
+            sent: delivery.sent.clone(),
+            stats: opts.watch_stats.clone(),
+            health: delivery.add_scope(),
             metrics: opts.metrics.clone(),
         };
-        watches.push(tokio::spawn(watch::run(task, watch_stop.clone())));
+        watches.spawn(crate::watch::run(task, watches.stop.clone()));
     }
-    drop(tx);
+    Pipeline { watches, side_watches, enricher, exporter, delivery }
+}
 
-    // The checkpoint: the time up to which every detected restart was handed over. It advances
-    // only while every watch is live and nothing is in flight.
-    let settled = {
-        let (sent, handled, healths) = (sent.clone(), handled.clone(), healths.clone());
-        move || {
-            healths.iter().all(|h| h.live.load(Ordering::Relaxed))
-                && sent.load(Ordering::Relaxed) == handled.load(Ordering::Relaxed)
+/// The checkpointer: every [`crate::checkpoint::CHECKPOINT_INTERVAL`], while every record handed
+/// over is settled and every watch is live, writes the time up to which nothing is in flight.
+async fn checkpointer(store: Arc<CheckpointStore>, delivery: Delivery, stop: CancellationToken) {
+    if matches!(*store, CheckpointStore::Disabled) {
+        return;
+    }
+    let mut tick = tokio::time::interval(crate::checkpoint::CHECKPOINT_INTERVAL);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
         }
-    };
-    let store = Arc::new(store);
-    let checkpointer = {
-        let (store, stop, settled) = (store.clone(), watch_stop.clone(), settled.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::checkpoint::CHECKPOINT_INTERVAL);
-            let mut warned = false;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let now = Timestamp::now();
-                if matches!(*store, CheckpointStore::Disabled) || !settled() {
-                    continue;
-                }
-                match store.save(now).await {
-                    Ok(()) => warned = false,
-                    Err(e @ CheckpointError::Forbidden { .. }) => {
-                        tracing::warn!(error = %e, "Catch-up is off.");
-                        break;
-                    }
-                    Err(e) if !warned => {
-                        warned = true;
-                        tracing::warn!(error = %e, "Cannot write the checkpoint; will retry.");
-                    }
-                    Err(e) => tracing::debug!(error = %e, "Cannot write the checkpoint."),
-                }
+        let now = Timestamp::now();
+        if !delivery.all_settled() {
+            continue;
+        }
+        match store.save(now).await {
+            Ok(()) => warned = false,
+            Err(e @ CheckpointError::Forbidden { .. }) => {
+                tracing::warn!(error = %e, "Catch-up is off.");
+                break;
             }
-        })
-    };
-
-    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
-    let all_watches = futures::future::join_all(watches);
-    let mut all_watches = std::pin::pin!(all_watches);
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = &mut all_watches => {}
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!(error = %e, "Cannot write the checkpoint; will retry.");
+            }
+            Err(e) => tracing::debug!(error = %e, "Cannot write the checkpoint."),
+        }
     }
+}
 
-    // Ordered shutdown: stop watching (dropping the senders), drain and flush within the grace.
-    tracing::info!(
-        grace_secs = opts.shutdown_grace.as_secs_f64(),
-        "Shutting down: stopping the watch, draining the queue."
-    );
-    watch_stop.cancel();
-    watch_stop_events.cancel();
-    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
-    let _ = tokio::time::timeout_at(deadline, &mut all_watches).await;
+/// Shutdown, in order, within `grace`: stop the watches (closing the detected channel), let the
+/// enricher forward what waits, let the export task drain and flush, write the last checkpoint if
+/// everything was settled, and report what was undelivered.
+async fn shutdown(
+    pipeline: Pipeline,
+    checkpointer: JoinHandle<()>,
+    store: &CheckpointStore,
+    grace: std::time::Duration,
+    stats: &crate::watch::WatchStats,
+) -> RunReport {
+    tracing::info!(grace_secs = grace.as_secs_f64(), "Shutting down: stopping the watch, draining the queue.");
+    let Pipeline { watches, side_watches, enricher, exporter, delivery } = pipeline;
+    let deadline = tokio::time::Instant::now() + grace;
+    side_watches.stop.cancel();
+    watches.stop_by(deadline).await;
     let _ = tokio::time::timeout_at(deadline, enricher).await;
-    for w in event_watches {
-        let _ = tokio::time::timeout_at(deadline, w).await;
-    }
+    side_watches.stop_by(deadline).await;
     let _ = checkpointer.await;
-    let mut exporter_task = exporter_task;
-    let export = match tokio::time::timeout_at(deadline, &mut exporter_task).await {
+    let mut exporter = exporter;
+    let export = match tokio::time::timeout_at(deadline, &mut exporter).await {
         Ok(Ok(report)) => report,
         Ok(Err(join)) => {
             tracing::error!(error = %join, "The export task ended abnormally.");
             ExportReport::default()
         }
         Err(_) => {
-            exporter_task.abort();
+            exporter.abort();
             ExportReport::default()
         }
     };
-    let sent_n = sent.load(Ordering::Relaxed);
-    let handled_n = handled.load(Ordering::Relaxed);
-    let all_live = healths.iter().all(|h| h.live.load(Ordering::Relaxed));
-    if sent_n == handled_n
-        && all_live
+    if delivery.all_settled()
         && let Err(e) = store.save(Timestamp::now()).await
     {
         tracing::warn!(error = %e, "Cannot write the final checkpoint.");
     }
-    let report = RunReport {
-        restarts_detected: stats.restarts.load(Ordering::Relaxed),
+    let detected = stats.restarts.load(Ordering::Relaxed);
+    RunReport {
+        restarts_detected: detected,
         exported: export.exported,
         failed: export.failed,
-        undelivered: stats.restarts.load(Ordering::Relaxed).saturating_sub(handled_n),
-    };
-    Ok(report)
+        undelivered: detected.saturating_sub(delivery.settled.load(Ordering::Relaxed)),
+    }
 }

@@ -20,10 +20,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -201,15 +201,6 @@ pub async fn events_allowed(apis: &[(Api<SlimEvent>, String)]) -> bool {
         }
     }
     true
-}
-
-/// Event API objects for the pod scope.
-pub fn event_apis(client: &Client, namespaces: &[String]) -> Vec<(Api<SlimEvent>, String)> {
-    if namespaces.is_empty() {
-        vec![(Api::all(client.clone()), "all namespaces".to_owned())]
-    } else {
-        namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), format!("namespace {ns}"))).collect()
-    }
 }
 
 /// Watches pod Events into `store` until `stop`. In node mode only Events from that node's kubelet

@@ -64,11 +64,7 @@ impl WatchScope {
 
     /// One `(api, description)` per watch task.
     pub fn apis(&self, client: &Client) -> Vec<(Api<SlimPod>, String)> {
-        if self.namespaces.is_empty() {
-            vec![(Api::all(client.clone()), "all namespaces".to_owned())]
-        } else {
-            self.namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), format!("namespace {ns}"))).collect()
-        }
+        scoped_apis(client, &self.namespaces)
     }
 
     fn watcher_config(&self) -> watcher::Config {
@@ -80,6 +76,19 @@ impl WatchScope {
             cfg = cfg.fields(&f);
         }
         cfg
+    }
+}
+
+/// One `(api, description)` per scope of a namespaced resource: all namespaces when `namespaces`
+/// is empty, else one per namespace. Pods and their Events are watched in the same scopes.
+pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    if namespaces.is_empty() {
+        vec![(Api::all(client.clone()), "all namespaces".to_owned())]
+    } else {
+        namespaces.iter().map(|ns| (Api::namespaced(client.clone(), ns), format!("namespace {ns}"))).collect()
     }
 }
 

@@ -53,23 +53,23 @@ pub struct ExportReport {
     pub first_error: Option<ExportError>,
 }
 
-/// Runs until the channel closes; returns what was exported and what failed. `handled` counts
+/// Runs until the channel closes; returns what was exported and what failed. `settled` counts
 /// every event taken off the channel whose fate is settled (exported, or failed and counted): the
 /// checkpoint advances only when it equals the number sent.
 pub async fn run(
     rx: mpsc::Receiver<RestartEvent>,
     exporter: Exporter,
     cfg: BatchConfig,
-    handled: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     match exporter {
-        Exporter::Otlp(otlp) => run_concurrent(rx, Arc::from(otlp), cfg, handled, metrics).await,
-        other => run_sequential(rx, other, cfg, handled, metrics).await,
+        Exporter::Otlp(otlp) => run_concurrent(rx, Arc::from(otlp), cfg, settled, metrics).await,
+        other => run_sequential(rx, other, cfg, settled, metrics).await,
     }
 }
 
-fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<(), ExportError>, handled: &AtomicU64) {
+fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<(), ExportError>, settled: &AtomicU64) {
     match result {
         Ok(()) => report.exported += n,
         Err(e) => {
@@ -79,7 +79,7 @@ fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<
         }
     }
     report.batches += 1;
-    handled.fetch_add(n, Ordering::Relaxed);
+    settled.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Text exporters: one batch at a time, in order.
@@ -87,7 +87,7 @@ async fn run_sequential(
     mut rx: mpsc::Receiver<RestartEvent>,
     mut exporter: Exporter,
     cfg: BatchConfig,
-    handled: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     let mut report = ExportReport::default();
@@ -112,7 +112,7 @@ async fn run_sequential(
         let n = batch.len() as u64;
         metrics.queue_out(n);
         let result = exporter.export(&batch).await;
-        settle(&mut report, exporter.name(), n, result, &handled);
+        settle(&mut report, exporter.name(), n, result, &settled);
         batch.clear();
     }
     report
@@ -124,7 +124,7 @@ async fn run_concurrent(
     mut rx: mpsc::Receiver<RestartEvent>,
     exporter: Arc<super::otlp::OtlpExporter>,
     cfg: BatchConfig,
-    handled: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     use futures::stream::{FuturesUnordered, StreamExt};
@@ -153,7 +153,7 @@ async fn run_concurrent(
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&mut report, "otlp", n, result, &handled);
+                settle(&mut report, "otlp", n, result, &settled);
             }
             item = rx.recv(), if can_take => match item {
                 Some(ev) => {
