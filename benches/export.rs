@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use fake_collector::FakeCollector;
 use restart_watcher::event::RestartEvent;
 use restart_watcher::export::convert::MappingConfig;
-use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings, resolve};
+use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings};
 use restart_watcher::export::task::{self, BatchConfig};
 use restart_watcher::export::{Exporter, Signals};
 use restart_watcher::metrics::Metrics;
@@ -35,11 +35,7 @@ use tokio::sync::mpsc;
 
 fn exporter(endpoint: &str, signals: Signals) -> Exporter {
     let generic = RawSignalSettings { endpoint: Some(endpoint.to_owned()), ..Default::default() };
-    let none = RawSignalSettings::default();
-    let cfg = OtlpConfig {
-        logs: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_LOGS").unwrap(),
-        traces: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_TRACES").unwrap(),
-    };
+    let cfg = OtlpConfig::from_generic(&generic).unwrap();
     Exporter::Otlp(Box::new(
         OtlpExporter::new(cfg, signals, MappingConfig::default(), Arc::new(Metrics::noop())).unwrap(),
     ))

@@ -417,3 +417,27 @@ async fn shutdown(
         undelivered: detected.saturating_sub(delivery.settled.load(Ordering::Relaxed)),
     }
 }
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+pub async fn stop_on_signal(stop: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGTERM; only SIGINT stops the agent cleanly.");
+                let _ = ctrl_c.await;
+                stop.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received."),
+            _ = term.recv() => tracing::info!("SIGTERM received."),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    stop.cancel();
+}

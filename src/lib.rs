@@ -16,7 +16,6 @@
 //! - [`storm`]: opt-in coalescing of crash-loop storms (pure);
 //! - [`prevlogs`]: opt-in fetch of the previous instance's last log lines;
 //! - [`metrics`], [`admin`]: the agent's own metrics, defined once, and `/metrics` `/livez` `/readyz`;
-//! - [`selectors`]: label and field selector syntax checks;
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
 //! - [`replay`]: recorded watch streams through the detector;
@@ -25,25 +24,27 @@
 //! - [`checkpoint`]: the catch-up checkpoint (Lease or file);
 //! - [`kube_errors`]: API errors turned into messages that say what to fix;
 //! - [`app`]: wiring and ordered shutdown;
-//! - [`cli`]: command-line and environment configuration.
+//! - [`config`]: the command line and environment (`config::cli`), selector syntax
+//!   (`config::selectors`), every offline check and the conversion from flags to settings;
+//! - [`logging`]: the agent's own logs.
 
 pub mod admin;
 pub mod app;
 pub mod causes;
 pub mod checkpoint;
-pub mod cli;
+pub mod config;
 pub mod detector;
 pub mod enrich;
 pub mod event;
 pub mod export;
 pub mod keys;
 pub mod kube_errors;
+pub mod logging;
 pub mod metrics;
 pub mod owners;
 pub mod pod;
 pub mod prevlogs;
 pub mod replay;
-pub mod selectors;
 pub mod storm;
 pub mod watch;
 pub mod watch_step;

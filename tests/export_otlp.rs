@@ -26,11 +26,7 @@ fn exporter(fc: &FakeCollector, signals: Signals, extra: impl FnOnce(&mut RawSig
     let mut generic =
         RawSignalSettings { endpoint: Some(fc.endpoint()), timeout_ms: Some("2000".into()), ..Default::default() };
     extra(&mut generic);
-    let none = RawSignalSettings::default();
-    let cfg = OtlpConfig {
-        logs: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_LOGS").unwrap(),
-        traces: resolve(&none, &generic, "OTEL_EXPORTER_OTLP_TRACES").unwrap(),
-    };
+    let cfg = OtlpConfig::from_generic(&generic).unwrap();
     OtlpExporter::new(cfg, signals, MappingConfig::default(), Arc::new(Metrics::noop())).unwrap()
 }
 

@@ -309,6 +309,18 @@ pub struct OtlpConfig {
     pub traces: Option<SignalConfig>,
 }
 
+impl OtlpConfig {
+    /// Both signals from the generic settings alone (`OTEL_EXPORTER_OTLP_*`), as a collector
+    /// endpoint given on its own: how tests and benches build an exporter.
+    pub fn from_generic(generic: &RawSignalSettings) -> Result<Self, ConfigError> {
+        let none = RawSignalSettings::default();
+        Ok(OtlpConfig {
+            logs: resolve(&none, generic, "OTEL_EXPORTER_OTLP_LOGS")?,
+            traces: resolve(&none, generic, "OTEL_EXPORTER_OTLP_TRACES")?,
+        })
+    }
+}
+
 impl OtlpExporter {
     pub fn new(
         cfg: OtlpConfig,

@@ -327,132 +327,81 @@ pub enum SignalArg {
 /// overrides it. A signal's own setting (`_LOGS_`, `_TRACES_`) wins over the generic one.
 #[derive(Debug, Default, Args)]
 pub struct OtlpArgs {
-    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure).
-    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "ENDPOINT")]
-    pub endpoint: Option<String>,
-    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded).
-    #[arg(long = "otlp-headers", env = "OTEL_EXPORTER_OTLP_HEADERS", value_name = "HEADERS")]
-    pub headers: Option<String>,
-    /// Compression: gzip or none.
-    #[arg(long = "otlp-compression", env = "OTEL_EXPORTER_OTLP_COMPRESSION", value_name = "COMPRESSION")]
-    pub compression: Option<String>,
-    /// Per-request timeout in milliseconds (default 10000).
-    #[arg(long = "otlp-timeout", env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_name = "TIMEOUT")]
-    pub timeout: Option<String>,
-    /// true: plain-text gRPC for an endpoint without a scheme.
-    #[arg(long = "otlp-insecure", env = "OTEL_EXPORTER_OTLP_INSECURE", value_name = "INSECURE")]
-    pub insecure: Option<String>,
-    /// PEM file of the CA that signs the collector's certificate.
-    #[arg(long = "otlp-certificate", env = "OTEL_EXPORTER_OTLP_CERTIFICATE", value_name = "CERTIFICATE")]
-    pub certificate: Option<std::path::PathBuf>,
-    /// PEM client certificate for mutual TLS.
-    #[arg(
-        long = "otlp-client-certificate",
-        env = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-        value_name = "CLIENT_CERTIFICATE"
-    )]
-    pub client_certificate: Option<std::path::PathBuf>,
-    /// PEM client key for mutual TLS.
-    #[arg(long = "otlp-client-key", env = "OTEL_EXPORTER_OTLP_CLIENT_KEY", value_name = "CLIENT_KEY")]
-    pub client_key: Option<std::path::PathBuf>,
-    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure) (logs only).
-    #[arg(long = "otlp-logs-endpoint", env = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", value_name = "ENDPOINT")]
-    pub logs_endpoint: Option<String>,
-    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded) (logs only).
-    #[arg(long = "otlp-logs-headers", env = "OTEL_EXPORTER_OTLP_LOGS_HEADERS", value_name = "HEADERS")]
-    pub logs_headers: Option<String>,
-    /// Compression: gzip or none (logs only).
-    #[arg(long = "otlp-logs-compression", env = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", value_name = "COMPRESSION")]
-    pub logs_compression: Option<String>,
-    /// Per-request timeout in milliseconds (default 10000) (logs only).
-    #[arg(long = "otlp-logs-timeout", env = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", value_name = "TIMEOUT")]
-    pub logs_timeout: Option<String>,
-    /// true: plain-text gRPC for an endpoint without a scheme (logs only).
-    #[arg(long = "otlp-logs-insecure", env = "OTEL_EXPORTER_OTLP_LOGS_INSECURE", value_name = "INSECURE")]
-    pub logs_insecure: Option<String>,
-    /// PEM file of the CA that signs the collector's certificate (logs only).
-    #[arg(long = "otlp-logs-certificate", env = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", value_name = "CERTIFICATE")]
-    pub logs_certificate: Option<std::path::PathBuf>,
-    /// PEM client certificate for mutual TLS (logs only).
-    #[arg(
-        long = "otlp-logs-client-certificate",
-        env = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
-        value_name = "CLIENT_CERTIFICATE"
-    )]
-    pub logs_client_certificate: Option<std::path::PathBuf>,
-    /// PEM client key for mutual TLS (logs only).
-    #[arg(long = "otlp-logs-client-key", env = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", value_name = "CLIENT_KEY")]
-    pub logs_client_key: Option<std::path::PathBuf>,
-    /// OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure) (traces only).
-    #[arg(long = "otlp-traces-endpoint", env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_name = "ENDPOINT")]
-    pub traces_endpoint: Option<String>,
-    /// Headers sent with every export: key1=value1,key2=value2 (values percent-decoded) (traces only).
-    #[arg(long = "otlp-traces-headers", env = "OTEL_EXPORTER_OTLP_TRACES_HEADERS", value_name = "HEADERS")]
-    pub traces_headers: Option<String>,
-    /// Compression: gzip or none (traces only).
-    #[arg(long = "otlp-traces-compression", env = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", value_name = "COMPRESSION")]
-    pub traces_compression: Option<String>,
-    /// Per-request timeout in milliseconds (default 10000) (traces only).
-    #[arg(long = "otlp-traces-timeout", env = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", value_name = "TIMEOUT")]
-    pub traces_timeout: Option<String>,
-    /// true: plain-text gRPC for an endpoint without a scheme (traces only).
-    #[arg(long = "otlp-traces-insecure", env = "OTEL_EXPORTER_OTLP_TRACES_INSECURE", value_name = "INSECURE")]
-    pub traces_insecure: Option<String>,
-    /// PEM file of the CA that signs the collector's certificate (traces only).
-    #[arg(long = "otlp-traces-certificate", env = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", value_name = "CERTIFICATE")]
-    pub traces_certificate: Option<std::path::PathBuf>,
-    /// PEM client certificate for mutual TLS (traces only).
-    #[arg(
-        long = "otlp-traces-client-certificate",
-        env = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-        value_name = "CLIENT_CERTIFICATE"
-    )]
-    pub traces_client_certificate: Option<std::path::PathBuf>,
-    /// PEM client key for mutual TLS (traces only).
-    #[arg(long = "otlp-traces-client-key", env = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", value_name = "CLIENT_KEY")]
-    pub traces_client_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub generic: OtlpGenericArgs,
+    #[command(flatten)]
+    pub logs: OtlpLogsArgs,
+    #[command(flatten)]
+    pub traces: OtlpTracesArgs,
 }
 
-impl OtlpArgs {
-    fn raw(&self, which: &str) -> crate::export::otlp::RawSignalSettings {
-        use crate::export::otlp::RawSignalSettings as R;
-        match which {
-            "logs" => R {
-                endpoint: self.logs_endpoint.clone(),
-                headers: self.logs_headers.clone(),
-                compression: self.logs_compression.clone(),
-                timeout_ms: self.logs_timeout.clone(),
-                insecure: self.logs_insecure.clone(),
-                certificate: self.logs_certificate.clone(),
-                client_certificate: self.logs_client_certificate.clone(),
-                client_key: self.logs_client_key.clone(),
-            },
-            "traces" => R {
-                endpoint: self.traces_endpoint.clone(),
-                headers: self.traces_headers.clone(),
-                compression: self.traces_compression.clone(),
-                timeout_ms: self.traces_timeout.clone(),
-                insecure: self.traces_insecure.clone(),
-                certificate: self.traces_certificate.clone(),
-                client_certificate: self.traces_client_certificate.clone(),
-                client_key: self.traces_client_key.clone(),
-            },
-            _ => R {
-                endpoint: self.endpoint.clone(),
-                headers: self.headers.clone(),
-                compression: self.compression.clone(),
-                timeout_ms: self.timeout.clone(),
-                insecure: self.insecure.clone(),
-                certificate: self.certificate.clone(),
-                client_certificate: self.client_certificate.clone(),
-                client_key: self.client_key.clone(),
-            },
+/// The eight settings of one OTLP signal (or of all of them), written once: `$flag` and `$env`
+/// are the infixes of the flag (`otlp-logs-endpoint`) and of the variable
+/// (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
+macro_rules! otlp_signal_args {
+    ($name:ident, $flag:literal, $env:literal, $only:literal) => {
+        #[derive(Debug, Default, Args)]
+        pub struct $name {
+            #[arg(id = concat!("otlp-", $flag, "endpoint"), long = concat!("otlp-", $flag, "endpoint"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "ENDPOINT"), value_name = "ENDPOINT",
+                  help = concat!("OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure)", $only))]
+            pub endpoint: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "headers"), long = concat!("otlp-", $flag, "headers"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "HEADERS"), value_name = "HEADERS",
+                  help = concat!("Headers sent with every export: key1=value1,key2=value2 (values percent-decoded)", $only))]
+            pub headers: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "compression"), long = concat!("otlp-", $flag, "compression"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "COMPRESSION"), value_name = "COMPRESSION",
+                  help = concat!("Compression: gzip or none", $only))]
+            pub compression: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "timeout"), long = concat!("otlp-", $flag, "timeout"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "TIMEOUT"), value_name = "TIMEOUT",
+                  help = concat!("Per-request timeout in milliseconds (default 10000)", $only))]
+            pub timeout: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "insecure"), long = concat!("otlp-", $flag, "insecure"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "INSECURE"), value_name = "INSECURE",
+                  help = concat!("true: plain-text gRPC for an endpoint without a scheme", $only))]
+            pub insecure: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "certificate"), long = concat!("otlp-", $flag, "certificate"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "CERTIFICATE"), value_name = "CERTIFICATE",
+                  help = concat!("PEM file of the CA that signs the collector's certificate", $only))]
+            pub certificate: Option<std::path::PathBuf>,
+            #[arg(id = concat!("otlp-", $flag, "client-certificate"), long = concat!("otlp-", $flag, "client-certificate"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "CLIENT_CERTIFICATE"), value_name = "CLIENT_CERTIFICATE",
+                  help = concat!("PEM client certificate for mutual TLS", $only))]
+            pub client_certificate: Option<std::path::PathBuf>,
+            #[arg(id = concat!("otlp-", $flag, "client-key"), long = concat!("otlp-", $flag, "client-key"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "CLIENT_KEY"), value_name = "CLIENT_KEY",
+                  help = concat!("PEM client key for mutual TLS", $only))]
+            pub client_key: Option<std::path::PathBuf>,
         }
-    }
 
+        impl $name {
+            /// The settings as given, before resolution.
+            pub fn raw(&self) -> crate::export::otlp::RawSignalSettings {
+                crate::export::otlp::RawSignalSettings {
+                    endpoint: self.endpoint.clone(),
+                    headers: self.headers.clone(),
+                    compression: self.compression.clone(),
+                    timeout_ms: self.timeout.clone(),
+                    insecure: self.insecure.clone(),
+                    certificate: self.certificate.clone(),
+                    client_certificate: self.client_certificate.clone(),
+                    client_key: self.client_key.clone(),
+                }
+            }
+        }
+    };
+}
+
+otlp_signal_args!(OtlpGenericArgs, "", "", "");
+otlp_signal_args!(OtlpLogsArgs, "logs-", "LOGS_", " (logs only)");
+otlp_signal_args!(OtlpTracesArgs, "traces-", "TRACES_", " (traces only)");
+
+impl OtlpArgs {
     /// Whether any OTLP endpoint is configured (then `otlp` is the default exporter).
     pub fn any_endpoint(&self) -> bool {
-        [&self.endpoint, &self.logs_endpoint, &self.traces_endpoint]
+        [&self.generic.endpoint, &self.logs.endpoint, &self.traces.endpoint]
             .iter()
             .any(|e| e.as_deref().is_some_and(|e| !e.trim().is_empty()))
     }
@@ -460,10 +409,10 @@ impl OtlpArgs {
     /// Validates the settings of both signals.
     pub fn resolve(&self) -> Result<crate::export::otlp::OtlpConfig, crate::export::otlp::ConfigError> {
         use crate::export::otlp::resolve;
-        let generic = self.raw("");
+        let generic = self.generic.raw();
         Ok(crate::export::otlp::OtlpConfig {
-            logs: resolve(&self.raw("logs"), &generic, "OTEL_EXPORTER_OTLP_LOGS")?,
-            traces: resolve(&self.raw("traces"), &generic, "OTEL_EXPORTER_OTLP_TRACES")?,
+            logs: resolve(&self.logs.raw(), &generic, "OTEL_EXPORTER_OTLP_LOGS")?,
+            traces: resolve(&self.traces.raw(), &generic, "OTEL_EXPORTER_OTLP_TRACES")?,
         })
     }
 }

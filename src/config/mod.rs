@@ -1,0 +1,318 @@
+//! Configuration: the command line and environment ([`cli`]), selector syntax ([`selectors`]), and
+//! here, every check that can be made without a network and the conversion from flags to the
+//! settings the library runs with. Each check lives once; `check-config` and `run` both call
+//! [`validate`], and a bad setting is a [`ConfigError`] naming the setting and what to write.
+
+pub mod cli;
+pub mod selectors;
+
+use std::path::{Path, PathBuf};
+
+use cli::{ExporterKind, OutputArgs, RunArgs};
+
+use crate::checkpoint::CheckpointStore;
+use crate::export::otlp::OtlpConfig;
+use crate::watch::WatchScope;
+
+/// A setting that cannot work. The message says which setting and what it expects.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Selector(#[from] selectors::SelectorError),
+    #[error(
+        "--namespace / --exclude-namespace: {0:?} is not a namespace name; expected a DNS label (lowercase letters, digits, '-')"
+    )]
+    Namespace(String),
+    #[error("--kubeconfig {}: cannot read it: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--checkpoint-file {}: the directory {} does not exist", path.display(), dir.display())]
+    CheckpointDir { path: PathBuf, dir: PathBuf },
+    #[error(transparent)]
+    Redaction(#[from] crate::prevlogs::RedactError),
+    #[error(transparent)]
+    Otlp(#[from] crate::export::otlp::ConfigError),
+    #[error("the OTLP exporter cannot be set up: {0}")]
+    OtlpClient(#[from] crate::export::ExportError),
+    #[error(
+        "--exporter otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT (or --otlp-endpoint), e.g. http://otel-collector:4317"
+    )]
+    OtlpWithoutEndpoint,
+    #[error("--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint")]
+    SelfMetricsWithoutEndpoint,
+    #[error("{setting}: cannot use it: {source}")]
+    KubeconfigUnusable {
+        setting: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no Kubernetes configuration found: set --kubeconfig or $KUBECONFIG, or run in a cluster with a service account: {0}"
+    )]
+    NoKubeConfig(#[source] kube::config::InferConfigError),
+}
+
+/// A Kubernetes namespace name: a DNS label.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The OTLP settings of `output`, resolved; an error when the exporter is `otlp` and no signal has
+/// an endpoint.
+pub fn otlp_config(output: &OutputArgs) -> Result<OtlpConfig, ConfigError> {
+    let cfg = output.otlp.resolve()?;
+    if cfg.logs.is_none() && cfg.traces.is_none() {
+        return Err(ConfigError::OtlpWithoutEndpoint);
+    }
+    Ok(cfg)
+}
+
+/// The configured exporter; OTLP settings are validated here, before anything connects. Records
+/// go to stdout for the console and otlp-json exporters.
+pub fn exporter(
+    output: &OutputArgs,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<crate::export::Exporter, ConfigError> {
+    use crate::export::Exporter;
+    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
+    Ok(match output.exporter_kind() {
+        ExporterKind::Console => Exporter::Console { out },
+        ExporterKind::OtlpJson => Exporter::OtlpJson { out, signals: output.signals(), mapping: output.mapping() },
+        ExporterKind::Otlp => {
+            let cfg = otlp_config(output)?;
+            let otlp = crate::export::otlp::OtlpExporter::new(cfg, output.signals(), output.mapping(), metrics)?;
+            tracing::info!(endpoints = otlp.endpoints(), "Exporting over OTLP/gRPC.");
+            Exporter::Otlp(Box::new(otlp))
+        }
+    })
+}
+
+/// Where `--self-metrics-otlp` pushes: its own endpoint, else the generic OTLP endpoint. `None`
+/// when it is off.
+pub fn self_metrics_endpoint(args: &RunArgs) -> Result<Option<String>, ConfigError> {
+    if !args.self_metrics_otlp {
+        return Ok(None);
+    }
+    args.self_metrics_endpoint
+        .clone()
+        .or_else(|| args.output.otlp.generic.endpoint.clone())
+        .map(Some)
+        .ok_or(ConfigError::SelfMetricsWithoutEndpoint)
+}
+
+/// The client configuration as kube-rs infers it ($KUBECONFIG, ~/.kube/config, in-cluster), or
+/// from `--kubeconfig` / `--context`.
+pub async fn kube_config(args: &RunArgs) -> Result<kube::Config, ConfigError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+    let unusable = |setting: String| move |source| ConfigError::KubeconfigUnusable { setting, source };
+    match &args.kubeconfig {
+        Some(path) => {
+            let setting = format!("--kubeconfig {}", path.display());
+            let kc = Kubeconfig::read_from(path).map_err(unusable(setting.clone()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(unusable(setting))
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(unusable(format!("--context {:?} (from the default kubeconfig)", args.context))),
+        None => kube::Config::infer().await.map_err(ConfigError::NoKubeConfig),
+    }
+}
+
+/// The agent's own namespace, for its checkpoint Lease: the flag, else the service account's,
+/// else the kubeconfig context's.
+pub fn own_namespace(args: &RunArgs, config: &kube::Config) -> String {
+    const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    args.checkpoint_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string(SA_NAMESPACE_FILE).ok().map(|s| s.trim().to_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| config.default_namespace.clone())
+}
+
+/// What pods to watch.
+pub fn watch_scope(args: &RunArgs) -> WatchScope {
+    let non_empty = |v: &[String]| v.iter().filter(|n| !n.is_empty()).cloned().collect();
+    WatchScope {
+        namespaces: non_empty(&args.namespaces),
+        exclude_namespaces: non_empty(&args.exclude_namespaces),
+        label_selector: args.label_selector.clone(),
+        field_selector: args.field_selector.clone(),
+        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
+        kinds: args.detection.kind_filter(),
+    }
+}
+
+/// Where the checkpoint lives; a Lease needs the client and the agent's namespace.
+pub fn checkpoint_store(args: &RunArgs, client: &kube::Client, namespace: String) -> CheckpointStore {
+    if args.no_checkpoint {
+        return CheckpointStore::Disabled;
+    }
+    if let Some(path) = &args.checkpoint_file {
+        return CheckpointStore::File(path.clone());
+    }
+    let name = match &args.node_name {
+        Some(node) => format!("{}-{node}", args.checkpoint_lease),
+        None => args.checkpoint_lease.clone(),
+    };
+    let identity =
+        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "restart-watcher".into());
+    CheckpointStore::Lease {
+        api: Box::new(kube::Api::namespaced(client.clone(), &namespace)),
+        namespace,
+        name,
+        identity,
+    }
+}
+
+/// Checks everything that can be checked without a network; returns the effective settings, as
+/// `check-config` prints them.
+pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    if let Some(l) = &args.label_selector {
+        selectors::check_label_selector("--label-selector / RESTART_WATCHER_LABEL_SELECTOR", l)?;
+    }
+    if let Some(f) = &args.field_selector {
+        selectors::check_field_selector("--field-selector / RESTART_WATCHER_FIELD_SELECTOR", f)?;
+    }
+    if let Some(ns) = args.namespaces.iter().chain(&args.exclude_namespaces).find(|n| !n.is_empty() && !is_dns_label(n))
+    {
+        return Err(ConfigError::Namespace(ns.clone()));
+    }
+    if let Some(path) = &args.kubeconfig {
+        std::fs::metadata(path).map_err(|source| ConfigError::Kubeconfig { path: path.clone(), source })?;
+    }
+    if let Some(path) = &args.checkpoint_file {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(ConfigError::CheckpointDir { path: path.clone(), dir: dir.to_owned() });
+        }
+    }
+    crate::prevlogs::compile_redactions(&args.previous_logs_redact)?;
+    let kind = args.output.exporter_kind();
+    let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
+    if kind == ExporterKind::Otlp {
+        let cfg = otlp_config(&args.output)?;
+        if let Some(l) = &cfg.logs {
+            summary.push(("logs endpoint", format!("{} (gzip: {}, timeout: {:?})", l.endpoint, l.gzip, l.timeout)));
+        }
+        if let Some(t) = &cfg.traces {
+            summary.push(("traces endpoint", format!("{} (gzip: {}, timeout: {:?})", t.endpoint, t.gzip, t.timeout)));
+        }
+    }
+    self_metrics_endpoint(args)?;
+    let scope = if args.namespaces.is_empty() { "all namespaces".to_owned() } else { args.namespaces.join(",") };
+    summary.push(("scope", scope));
+    if let Some(node) = &args.node_name {
+        summary.push(("node mode", node.clone()));
+    }
+    summary.push((
+        "checkpoint",
+        if args.no_checkpoint {
+            "off".to_owned()
+        } else if let Some(f) = &args.checkpoint_file {
+            format!("file {}", f.display())
+        } else {
+            format!("Lease {}", args.checkpoint_lease)
+        },
+    ));
+    summary.push(("admin server", args.admin_listen.to_string()));
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::cli::{Cli, Command};
+
+    /// The `run` flags of a command line (the environment is not read for what is set here).
+    fn args(line: &[&str]) -> RunArgs {
+        let mut argv = vec!["restart-watcher", "check-config"];
+        argv.extend_from_slice(line);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Some(Command::CheckConfig(a)) => *a,
+            other => panic!("not check-config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_namespace_name_is_named() {
+        let e = validate(&args(&["-n", "Shop_1"])).unwrap_err();
+        assert!(matches!(&e, ConfigError::Namespace(n) if n == "Shop_1"), "{e}");
+        assert!(e.to_string().contains("DNS label"));
+    }
+
+    #[test]
+    fn a_bad_label_selector_names_its_setting() {
+        let e = validate(&args(&["--label-selector", "app in (a"])).unwrap_err();
+        assert!(e.to_string().contains("--label-selector"), "{e}");
+    }
+
+    #[test]
+    fn a_checkpoint_file_in_a_missing_directory_is_refused() {
+        let e = validate(&args(&["--checkpoint-file", "/nonexistent-dir/rw.checkpoint"])).unwrap_err();
+        assert!(matches!(e, ConfigError::CheckpointDir { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_is_refused() {
+        let e = validate(&args(&["--kubeconfig", "/nonexistent/kubeconfig"])).unwrap_err();
+        assert!(e.to_string().starts_with("--kubeconfig /nonexistent/kubeconfig"), "{e}");
+    }
+
+    #[test]
+    fn the_otlp_exporter_needs_an_endpoint() {
+        let e = validate(&args(&["--exporter", "otlp"])).unwrap_err();
+        assert!(matches!(e, ConfigError::OtlpWithoutEndpoint), "{e}");
+    }
+
+    #[test]
+    fn self_metrics_need_an_endpoint_and_fall_back_to_the_otlp_one() {
+        let e = validate(&args(&["--self-metrics-otlp", "--exporter", "console"])).unwrap_err();
+        assert!(matches!(e, ConfigError::SelfMetricsWithoutEndpoint), "{e}");
+        let a = args(&["--self-metrics-otlp", "--otlp-endpoint", "http://c:4317"]);
+        assert_eq!(self_metrics_endpoint(&a).unwrap().as_deref(), Some("http://c:4317"));
+        let a = args(&[
+            "--self-metrics-otlp",
+            "--otlp-endpoint",
+            "http://c:4317",
+            "--self-metrics-endpoint",
+            "http://m:4317",
+        ]);
+        assert_eq!(self_metrics_endpoint(&a).unwrap().as_deref(), Some("http://m:4317"));
+    }
+
+    #[test]
+    fn a_bad_redaction_is_refused() {
+        let e = validate(&args(&["--previous-logs-redact", "a(b"])).unwrap_err();
+        assert!(matches!(e, ConfigError::Redaction(_)), "{e}");
+    }
+
+    #[test]
+    fn a_good_configuration_is_summarised() {
+        let summary =
+            validate(&args(&["-n", "shop", "--otlp-endpoint", "http://c:4317", "--node-name", "n1"])).unwrap();
+        let get = |k: &str| summary.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("exporter").as_deref(), Some("otlp"));
+        assert_eq!(get("scope").as_deref(), Some("shop"));
+        assert_eq!(get("node mode").as_deref(), Some("n1"));
+        assert!(get("logs endpoint").is_some_and(|e| e.starts_with("http://c:4317")));
+    }
+
+    #[test]
+    fn the_scope_drops_empty_names_and_keeps_the_node() {
+        let scope = watch_scope(&args(&["-n", "a,,b", "--node-name", "n1"]));
+        assert_eq!(scope.namespaces, vec!["a", "b"]);
+        assert_eq!(scope.node_name.as_deref(), Some("n1"));
+        assert_eq!(scope.effective_field_selector().as_deref(), Some("spec.nodeName=n1"));
+    }
+}
