@@ -120,7 +120,7 @@ pub struct RunOptions {
     /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
     pub storm_window: Option<std::time::Duration>,
     /// Opt-in: fetch the previous instance's last log lines.
-    pub previous_logs: Option<crate::prevlogs::PreviousLogs>,
+    pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
 }
 
 /// What a live run did. `restarts_detected = exported + failed + undelivered`, counted in records
@@ -296,19 +296,24 @@ async fn spawn(
 
     let mut side_watches = Stage::new("side watches", stop);
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
-    let event_store = if opts.use_events && crate::enrich::events_allowed(&event_apis).await {
+    let event_store = if opts.use_events && crate::enrich::events::events_allowed(&event_apis).await {
         let store = Arc::new(crate::enrich::EventStore::default());
         for (api, _) in event_apis {
             let node = opts.scope.node_name.clone();
-            side_watches.spawn(crate::enrich::watch_events(api, node, store.clone(), side_watches.stop.clone()));
+            side_watches.spawn(crate::enrich::events::watch_events(
+                api,
+                node,
+                store.clone(),
+                side_watches.stop.clone(),
+            ));
         }
         Some(store)
     } else {
         None
     };
-    let owner_index = if opts.use_owner_watch && crate::owners::allowed(client).await {
-        let index = Arc::new(crate::owners::OwnerIndex::default());
-        side_watches.spawn(crate::owners::watch(client.clone(), index.clone(), side_watches.stop.clone()));
+    let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
+        let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
+        side_watches.spawn(crate::enrich::owners::watch(client.clone(), index.clone(), side_watches.stop.clone()));
         Some(index)
     } else {
         None
@@ -316,7 +321,7 @@ async fn spawn(
     let enrichment = crate::enrich::Enrichment {
         events: event_store,
         owners: owner_index,
-        storm: opts.storm_window.map(crate::storm::StormControl::new),
+        storm: opts.storm_window.map(crate::enrich::storm::StormControl::new),
         previous_logs: opts.previous_logs.clone(),
         settled: delivery.settled.clone(),
         metrics: Some(opts.metrics.clone()),

@@ -22,9 +22,8 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 
-use crate::event::{
-    ContainerInfo, ContainerKind, CurrentState, OwnerRef, Owners, PodInfo, RestartEvent, classify_from_status,
-};
+use crate::enrich::{causes, owners};
+use crate::event::{ContainerInfo, ContainerKind, CurrentState, PodInfo, RestartEvent};
 use crate::pod::{SlimContainerStatus, SlimPod};
 
 /// Which container kinds the detector reports. All restartable kinds by default.
@@ -312,42 +311,10 @@ pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
         name: pod.name().to_owned(),
         uid: uid.to_owned(),
         node_name: pod.spec.node_name.clone(),
-        owners: owners(pod, &labels),
+        owners: owners::from_pod(pod, &labels),
         labels,
         annotations: pod.annotations(),
     }
-}
-
-/// The workload chain from ownerReferences. The Deployment of a ReplicaSet follows the name rule
-/// Kubernetes itself applies: the ReplicaSet is named `<deployment>-<pod-template-hash>`, and the pod
-/// carries that hash as its `pod-template-hash` label. (A metadata watch of ReplicaSets would also
-/// give the Deployment's uid; the name rule gives the name only.)
-pub fn owners(pod: &SlimPod, labels: &std::collections::BTreeMap<String, String>) -> Owners {
-    let mut owners = Owners::default();
-    let refs = pod.owner_references();
-    let controller = refs.iter().find(|o| o.controller == Some(true)).or_else(|| refs.first());
-    let Some(o) = controller else {
-        return owners;
-    };
-    let owner = OwnerRef { name: o.name.clone(), uid: Some(o.uid.clone()).filter(|u| !u.is_empty()) };
-    match o.kind.as_str() {
-        "ReplicaSet" => {
-            let hash = labels.get("pod-template-hash");
-            let deployment = hash
-                .and_then(|hash| o.name.strip_suffix(hash.as_str()))
-                .and_then(|d| d.strip_suffix('-'))
-                .filter(|d| !d.is_empty());
-            if let Some(dep) = deployment {
-                owners.deployment = Some(OwnerRef { name: dep.to_owned(), uid: None });
-            }
-            owners.replicaset = Some(owner);
-        }
-        "StatefulSet" => owners.statefulset = Some(owner),
-        "DaemonSet" => owners.daemonset = Some(owner),
-        "Job" => owners.job = Some(owner),
-        _ => {}
-    }
-    owners
 }
 
 fn restart_event(
@@ -360,7 +327,7 @@ fn restart_event(
     observed_at: Timestamp,
 ) -> RestartEvent {
     let terminated = status.last_state.terminated.clone();
-    let cause = classify_from_status(terminated.as_ref(), pod.status.reason.as_deref());
+    let cause = causes::classify_from_status(terminated.as_ref(), pod.status.reason.as_deref());
     RestartEvent {
         pod: info.clone(),
         container: ContainerInfo {
@@ -382,7 +349,7 @@ fn restart_event(
                 .as_ref()
                 .filter(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
                 .and_then(|w| w.message.as_deref())
-                .and_then(crate::causes::crash_loop_back_off),
+                .and_then(causes::crash_loop_back_off),
         },
         observed_at,
         detected_late,

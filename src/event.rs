@@ -105,30 +105,6 @@ impl fmt::Display for Cause {
     }
 }
 
-/// Classifies a restart from the container status alone (reason, exit code, signal) and the pod's
-/// own status reason. `causes::classify` refines it with the kubelet's Events (probe kills, evictions).
-///
-/// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
-/// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
-pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
-    match pod_reason {
-        Some("Evicted") => return Cause::Evicted,
-        Some("Preempting") | Some("Preempted") => return Cause::Preempted,
-        _ => {}
-    }
-    let Some(t) = terminated else {
-        return Cause::Unknown;
-    };
-    match t.reason.as_deref() {
-        Some("OOMKilled") => Cause::OomKilled,
-        Some("Evicted") => Cause::Evicted,
-        Some("Completed") if t.exit_code == 0 => Cause::Completed,
-        _ if t.exit_code == 0 && t.signal.is_none() => Cause::Completed,
-        _ if t.signal.is_some() || t.exit_code > 128 => Cause::Signal,
-        _ => Cause::AppError,
-    }
-}
-
 /// The signal that ended a process: the runtime's `signal` field, else `exit code - 128` for
 /// exit codes 129..=159 (the shell convention the runtimes follow).
 pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
@@ -372,36 +348,6 @@ mod tests {
 
     fn term(reason: Option<&str>, exit_code: i32, signal: Option<i32>) -> SlimTerminated {
         SlimTerminated { reason: reason.map(str::to_owned), exit_code, signal, ..Default::default() }
-    }
-
-    #[test]
-    fn status_classification_table() {
-        let cases: Vec<(&str, Option<SlimTerminated>, Option<&str>, Cause)> = vec![
-            ("oom kill with exit 137 is oom_killed", Some(term(Some("OOMKilled"), 137, None)), None, Cause::OomKilled),
-            (
-                "exit 137 without OOMKilled is a signal, not an oom kill",
-                Some(term(Some("Error"), 137, None)),
-                None,
-                Cause::Signal,
-            ),
-            ("sigterm exit 143 is a signal", Some(term(Some("Error"), 143, Some(15))), None, Cause::Signal),
-            ("explicit signal field is a signal", Some(term(Some("Error"), 0, Some(9))), None, Cause::Signal),
-            ("exit 1 is an app error", Some(term(Some("Error"), 1, None)), None, Cause::AppError),
-            ("exit 2 is an app error", Some(term(Some("Error"), 2, None)), None, Cause::AppError),
-            (
-                "container cannot run is an app error",
-                Some(term(Some("ContainerCannotRun"), 128, None)),
-                None,
-                Cause::AppError,
-            ),
-            ("completed exit 0 is completed", Some(term(Some("Completed"), 0, None)), None, Cause::Completed),
-            ("exit 0 without reason is completed", Some(term(None, 0, None)), None, Cause::Completed),
-            ("no termination is unknown", None, None, Cause::Unknown),
-            ("evicted pod is evicted", Some(term(Some("Error"), 137, None)), Some("Evicted"), Cause::Evicted),
-        ];
-        for (name, t, pod_reason, want) in cases {
-            assert_eq!(classify_from_status(t.as_ref(), pod_reason), want, "{name}");
-        }
     }
 
     #[test]

@@ -10,11 +10,10 @@
 //! - [`pod`]: the slim Pod, decoding only the fields the agent uses;
 //! - [`detector`]: pure restart detection (`docs/detection.md`);
 //! - [`event`]: the restart event model, status-only classification, deterministic ids;
-//! - [`causes`]: the cause from the status and the kubelet's Events (pure);
-//! - [`enrich`]: the Events watch and the stage that classifies (waiting for late Events);
-//! - [`owners`]: ReplicaSet -> Deployment and Job -> CronJob from metadata-only watches;
-//! - [`storm`]: opt-in coalescing of crash-loop storms (pure);
-//! - [`prevlogs`]: opt-in fetch of the previous instance's last log lines;
+//! - [`enrich`]: the stage that classifies, names owners, coalesces storms and attaches previous
+//!   logs, with what it reads: `enrich::events` (the Events watch and store), `enrich::causes`
+//!   (every cause rule, pure), `enrich::owners` (every owner rule and the metadata watches),
+//!   `enrich::storm` (pure) and `enrich::prevlogs`;
 //! - [`metrics`], [`admin`]: the agent's own metrics, defined once, and `/metrics` `/livez` `/readyz`;
 //! - [`keys`]: every attribute key and wire name, in one place;
 //! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
@@ -30,7 +29,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod causes;
 pub mod checkpoint;
 pub mod config;
 pub mod detector;
@@ -41,10 +39,7 @@ pub mod keys;
 pub mod kube_errors;
 pub mod logging;
 pub mod metrics;
-pub mod owners;
 pub mod pod;
-pub mod prevlogs;
 pub mod replay;
-pub mod storm;
 pub mod watch;
 pub mod watch_step;

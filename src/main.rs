@@ -99,7 +99,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
     let store = config::checkpoint_store(&args, &client, namespace);
     let redactions =
-        restart_watcher::prevlogs::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;
+        restart_watcher::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;
     let opts = RunOptions {
         scope,
         channel_capacity_events: args.queue_capacity as usize,
@@ -112,7 +112,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         use_owner_watch: !args.no_owner_watch,
         storm_window: args.storm_window.filter(|w| !w.is_zero()),
         previous_logs: (args.previous_logs_lines > 0).then(|| {
-            restart_watcher::prevlogs::PreviousLogs::new(
+            restart_watcher::enrich::prevlogs::PreviousLogs::new(
                 client.clone(),
                 args.previous_logs_lines,
                 args.previous_logs_max_bytes as usize,

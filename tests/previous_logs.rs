@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use restart_watcher::enrich::prevlogs::{FetchError, PREVIOUS_LOGS_CONCURRENCY, PreviousLogs, compile_redactions};
 use restart_watcher::enrich::{self, Enrichment};
 use restart_watcher::event::RestartEvent;
 use restart_watcher::metrics::SelfTelemetry;
-use restart_watcher::prevlogs::{FetchError, PREVIOUS_LOGS_CONCURRENCY, PreviousLogs, compile_redactions};
 use tokio::sync::mpsc;
 
 #[derive(Default)]

@@ -140,7 +140,7 @@ pub struct RunArgs {
     pub previous_logs_lines: u32,
 
     /// Cap on the attached previous logs, in bytes (the end is kept).
-    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_MAX_BYTES", default_value_t = crate::prevlogs::DEFAULT_MAX_BYTES as u32,
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_MAX_BYTES", default_value_t = crate::enrich::prevlogs::DEFAULT_MAX_BYTES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub previous_logs_max_bytes: u32,
 

@@ -32,7 +32,7 @@ pub enum ConfigError {
     #[error("--checkpoint-file {}: the directory {} does not exist", path.display(), dir.display())]
     CheckpointDir { path: PathBuf, dir: PathBuf },
     #[error(transparent)]
-    Redaction(#[from] crate::prevlogs::RedactError),
+    Redaction(#[from] crate::enrich::prevlogs::RedactError),
     #[error(transparent)]
     Otlp(#[from] crate::export::otlp::ConfigError),
     #[error("the OTLP exporter cannot be set up: {0}")]
@@ -195,7 +195,7 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
             return Err(ConfigError::CheckpointDir { path: path.clone(), dir: dir.to_owned() });
         }
     }
-    crate::prevlogs::compile_redactions(&args.previous_logs_redact)?;
+    crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact)?;
     let kind = args.output.exporter_kind();
     let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
     if kind == ExporterKind::Otlp {

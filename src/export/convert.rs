@@ -73,12 +73,7 @@ pub fn service_name(pod: &PodInfo, container: &str) -> String {
         pod.annotations.get(keys::ANNOTATION_SERVICE_NAME).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_INSTANCE).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_NAME).map(String::as_str),
-        o.deployment.as_ref().map(|r| r.name.as_str()),
-        o.replicaset.as_ref().map(|r| r.name.as_str()),
-        o.statefulset.as_ref().map(|r| r.name.as_str()),
-        o.daemonset.as_ref().map(|r| r.name.as_str()),
-        o.cronjob.as_ref().map(|r| r.name.as_str()),
-        o.job.as_ref().map(|r| r.name.as_str()),
+        crate::enrich::owners::workload(o).map(|r| r.name.as_str()),
         Some(pod.name.as_str()),
         Some(container),
     ];

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::event::{Cause, classify_from_status};
+use crate::event::{Cause, RestartEvent};
 use crate::pod::SlimTerminated;
 
 /// A kubelet (or scheduler, or node) Event about a pod, reduced to what classification reads.
@@ -75,6 +75,45 @@ fn near<'a>(
         };
         same_container && in_window
     })
+}
+
+/// Classifies a restart from the container status alone (reason, exit code, signal) and the pod's
+/// own status reason. [`classify`] refines it with the kubelet's Events (probe kills, evictions).
+///
+/// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
+/// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
+pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
+    match pod_reason {
+        Some("Evicted") => return Cause::Evicted,
+        Some("Preempting") | Some("Preempted") => return Cause::Preempted,
+        _ => {}
+    }
+    let Some(t) = terminated else {
+        return Cause::Unknown;
+    };
+    match t.reason.as_deref() {
+        Some("OOMKilled") => Cause::OomKilled,
+        Some("Evicted") => Cause::Evicted,
+        Some("Completed") if t.exit_code == 0 => Cause::Completed,
+        _ if t.exit_code == 0 && t.signal.is_none() => Cause::Completed,
+        _ if t.signal.is_some() || t.exit_code > 128 => Cause::Signal,
+        _ => Cause::AppError,
+    }
+}
+
+/// The cause of a detected restart from its status alone.
+pub fn restart_cause_from_status(ev: &RestartEvent) -> Cause {
+    classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref())
+}
+
+/// The cause of a detected restart from its status and the recent Events of its pod.
+pub fn restart_cause(ev: &RestartEvent, events: &[PodEvent]) -> Cause {
+    classify(ev.terminated.as_ref(), ev.pod_reason.as_deref(), &ev.container.name, events)
+}
+
+/// Whether a detected restart is worth waiting for a late Event: its status leaves the cause open.
+pub fn restart_worth_waiting_for_events(ev: &RestartEvent) -> bool {
+    worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
 }
 
 /// The cause of a restart of `container`, from its last termination, the pod's status reason and
@@ -157,6 +196,45 @@ pub fn crash_loop_back_off(message: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status_term(reason: Option<&str>, exit_code: i32, signal: Option<i32>) -> SlimTerminated {
+        SlimTerminated { reason: reason.map(str::to_owned), exit_code, signal, ..Default::default() }
+    }
+
+    #[test]
+    fn status_classification_table() {
+        let cases: Vec<(&str, Option<SlimTerminated>, Option<&str>, Cause)> = vec![
+            (
+                "oom kill with exit 137 is oom_killed",
+                Some(status_term(Some("OOMKilled"), 137, None)),
+                None,
+                Cause::OomKilled,
+            ),
+            (
+                "exit 137 without OOMKilled is a signal, not an oom kill",
+                Some(status_term(Some("Error"), 137, None)),
+                None,
+                Cause::Signal,
+            ),
+            ("sigterm exit 143 is a signal", Some(status_term(Some("Error"), 143, Some(15))), None, Cause::Signal),
+            ("explicit signal field is a signal", Some(status_term(Some("Error"), 0, Some(9))), None, Cause::Signal),
+            ("exit 1 is an app error", Some(status_term(Some("Error"), 1, None)), None, Cause::AppError),
+            ("exit 2 is an app error", Some(status_term(Some("Error"), 2, None)), None, Cause::AppError),
+            (
+                "container cannot run is an app error",
+                Some(status_term(Some("ContainerCannotRun"), 128, None)),
+                None,
+                Cause::AppError,
+            ),
+            ("completed exit 0 is completed", Some(status_term(Some("Completed"), 0, None)), None, Cause::Completed),
+            ("exit 0 without reason is completed", Some(status_term(None, 0, None)), None, Cause::Completed),
+            ("no termination is unknown", None, None, Cause::Unknown),
+            ("evicted pod is evicted", Some(status_term(Some("Error"), 137, None)), Some("Evicted"), Cause::Evicted),
+        ];
+        for (name, t, pod_reason, want) in cases {
+            assert_eq!(classify_from_status(t.as_ref(), pod_reason), want, "{name}");
+        }
+    }
 
     fn term(reason: &str, code: i32, signal: Option<i32>) -> SlimTerminated {
         SlimTerminated {

@@ -27,12 +27,7 @@ struct Key {
 
 fn key(ev: &RestartEvent) -> Key {
     let o = &ev.pod.owners;
-    let workload = [&o.deployment, &o.statefulset, &o.daemonset, &o.cronjob, &o.job, &o.replicaset]
-        .into_iter()
-        .flatten()
-        .next()
-        .map(|r| r.name.clone())
-        .unwrap_or_else(|| format!("pod/{}", ev.pod.name));
+    let workload = super::owners::workload(o).map(|r| r.name.clone()).unwrap_or_else(|| format!("pod/{}", ev.pod.name));
     Key { namespace: ev.pod.namespace.clone(), workload, container: ev.container.name.clone(), cause: ev.cause }
 }
 

@@ -1,0 +1,169 @@
+//! The enrichment stage between detection and export, and what it reads: the kubelet's Events
+//! about pods (`events.rs`), the cause of each restart decided from them and the status
+//! (`causes.rs`, pure), the workload owners (`owners.rs`: the naming rule and the ReplicaSet/Job
+//! metadata watches), storm control (`storm.rs`, pure) and previous logs (`prevlogs.rs`).
+//!
+//! ```text
+//! watch tasks -> [detected channel] -> enricher -> [export channel] -> export task
+//!                                         ^ EventStore <- Events watch
+//!                                         ^ OwnerIndex <- ReplicaSet/Job metadata watch
+//! ```
+//!
+//! An Event often arrives after the status update that shows the restart. When the status leaves
+//! the cause open (a kill by signal, no details), the record waits up to `EVENT_WAIT` for one: the
+//! record is delayed, never dropped. At most `MAX_PENDING` records wait; beyond that they are
+//! classified at once. The store keeps only relevant Events (`causes::RELEVANT_REASONS`), at most
+//! `EVENTS_PER_POD` per pod, for `EVENT_TTL`, for at most `MAX_PODS_WITH_EVENTS` pods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub mod causes;
+pub mod events;
+pub mod owners;
+pub mod prevlogs;
+pub mod storm;
+
+pub use events::EventStore;
+
+use crate::event::RestartEvent;
+
+/// Longest wait for a late Event before a record is classified from what is known.
+pub const EVENT_WAIT: Duration = Duration::from_secs(3);
+/// Records waiting for Events at most; beyond, they are classified at once.
+pub const MAX_PENDING: usize = 1024;
+/// How often waiting records are re-examined.
+const PENDING_CHECK: Duration = Duration::from_millis(100);
+/// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
+/// the export channel. Ends when the detected channel closes, after forwarding what waits.
+/// Options of the enrichment stage.
+#[derive(Default)]
+pub struct Enrichment {
+    pub events: Option<Arc<EventStore>>,
+    pub owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
+    pub storm: Option<crate::enrich::storm::StormControl>,
+    /// Opt-in: the previous instance's last log lines.
+    pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
+    /// Records settled without reaching the exporter (held by storm control and represented by
+    /// another record) are counted here, so the checkpoint's accounting stays exact.
+    pub settled: Arc<std::sync::atomic::AtomicU64>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
+async fn forward(
+    tx: &mpsc::Sender<RestartEvent>,
+    settled: &std::sync::atomic::AtomicU64,
+    ev: RestartEvent,
+    records: u64,
+) -> bool {
+    settled.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
+    tx.send(ev).await.is_ok()
+}
+
+/// A record waiting for a late Event, or for its previous logs.
+struct Pending {
+    ev: RestartEvent,
+    events_until: Option<Instant>,
+    logs: Option<tokio::task::JoinHandle<Result<String, crate::enrich::prevlogs::FetchError>>>,
+}
+
+pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
+    let Enrichment { events: store, owners, mut storm, previous_logs, settled, metrics } = opts;
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut ready: Vec<RestartEvent> = Vec::new();
+    let mut tick = tokio::time::interval(PENDING_CHECK);
+    let mut open = true;
+    let classify = |ev: &mut RestartEvent, store: &Option<Arc<EventStore>>| {
+        ev.cause = causes::restart_cause(ev, &store.as_ref().map(|s| s.get(&ev.pod.uid)).unwrap_or_default());
+    };
+    while open || !pending.is_empty() {
+        tokio::select! {
+            item = rx.recv(), if open && pending.len() < MAX_PENDING => match item {
+                Some(mut ev) => {
+                    if let Some(index) = &owners {
+                        index.complete(&mut ev.pod.owners);
+                    }
+                    classify(&mut ev, &store);
+                    let wait_for_events = store.is_some()
+                        && causes::restart_worth_waiting_for_events(&ev)
+                        && ev.cause == causes::restart_cause_from_status(&ev);
+                    let logs = previous_logs.as_ref().map(|p| {
+                        let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
+                        tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
+                    });
+                    if wait_for_events || logs.is_some() {
+                        let events_until = wait_for_events.then(|| Instant::now() + EVENT_WAIT);
+                        pending.push(Pending { ev, events_until, logs });
+                    } else {
+                        ready.push(ev);
+                    }
+                }
+                None => open = false,
+            },
+            _ = tick.tick(), if !pending.is_empty() || !open || storm.is_some() => {}
+        }
+        // Forward what waited long enough or found its explanation, and whose logs are fetched
+        // (or failed); everything once closing.
+        let now = Instant::now();
+        let mut i = 0;
+        while i < pending.len() {
+            let p = &mut pending[i];
+            if p.events_until.is_some() {
+                classify(&mut p.ev, &store);
+            }
+            let events_done =
+                p.events_until.is_none_or(|d| d <= now || p.ev.cause != causes::restart_cause_from_status(&p.ev));
+            let logs_done = p.logs.as_ref().is_none_or(|h| h.is_finished());
+            if !(open && !(events_done && logs_done)) {
+                let Pending { mut ev, logs, .. } = pending.swap_remove(i);
+                if let Some(handle) = logs {
+                    let outcome = if handle.is_finished() {
+                        match handle.await {
+                            Ok(Ok(text)) => {
+                                ev.previous_logs = Some(text);
+                                "ok"
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(pod = %ev.pod.name, container = %ev.container.name, error = %e, "Previous logs not fetched.");
+                                e.outcome()
+                            }
+                            Err(_) => "error",
+                        }
+                    } else {
+                        handle.abort();
+                        "shutdown"
+                    };
+                    if let Some(m) = &metrics {
+                        m.previous_logs_fetch(outcome);
+                    }
+                }
+                ready.push(ev);
+            } else {
+                i += 1;
+            }
+        }
+        // Storm control holds what repeats within its window; everything else goes on.
+        let mut out: Vec<(RestartEvent, u64)> = Vec::new();
+        match storm.as_mut() {
+            Some(sc) => {
+                for ev in ready.drain(..) {
+                    out.extend(sc.offer(ev, now).map(|ev| (ev, 1)));
+                }
+                out.extend(sc.tick(now));
+                if !open && pending.is_empty() {
+                    out.extend(sc.drain());
+                }
+            }
+            None => out.extend(ready.drain(..).map(|ev| (ev, 1))),
+        }
+        for (ev, records) in out {
+            if !forward(&tx, &settled, ev, records).await {
+                return;
+            }
+        }
+    }
+}
