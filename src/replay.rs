@@ -285,6 +285,30 @@ fn malformed(
 }
 
 /// Feeds one decoded value to the detector.
+/// What a replayed value feeds the detector with; counts what it skips.
+struct Sink<'a, N, E> {
+    detector: &'a mut Detector,
+    now: &'a mut N,
+    emit: &'a mut E,
+    stats: &'a mut ReplayStats,
+}
+
+impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
+    /// An observation (or the final object of a deletion) through the detector; its restarts out.
+    fn observe(&mut self, pod: &crate::pod::SlimPod, deleted: bool) -> Result<(), ReplayError> {
+        self.stats.pod_observations += 1;
+        let now = (self.now)();
+        let events = if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) };
+        for ev in events {
+            self.stats.restarts += 1;
+            if !(self.emit)(ev) {
+                return Err(ReplayError::SinkClosed);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn handle(
     envelope: Envelope,
     offset: usize,
@@ -293,64 +317,20 @@ fn handle(
     emit: &mut impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut emit_all = |events: Vec<RestartEvent>, stats: &mut ReplayStats| -> Result<(), ReplayError> {
-        for ev in events {
-            stats.restarts += 1;
-            if !emit(ev) {
-                return Err(ReplayError::SinkClosed);
-            }
-        }
-        Ok(())
-    };
+    let mut sink = Sink { detector, now, emit, stats };
     if let Some(event_type) = envelope.event_type {
-        let Some(object) = envelope.object else {
-            stats.skipped_not_pod += 1;
-            tracing::warn!(byte_offset = offset, event_type, "Skipped a watch event without an object.");
-            return Ok(());
-        };
-        match event_type.as_str() {
-            "BOOKMARK" => stats.bookmarks += 1,
-            "ERROR" => {
-                stats.error_events += 1;
-                tracing::warn!(
-                    byte_offset = offset,
-                    code = object.code,
-                    reason = object.reason.as_deref().unwrap_or(""),
-                    message = object.message.as_deref().unwrap_or(""),
-                    "The recorded watch carried an ERROR event (a relist follows in a live watch)."
-                );
-            }
-            "ADDED" | "MODIFIED" | "DELETED" if object.is_pod(true) => {
-                stats.pod_observations += 1;
-                let pod = object.into_pod();
-                let events =
-                    if event_type == "DELETED" { detector.delete(&pod, now()) } else { detector.apply(&pod, now()) };
-                emit_all(events, stats)?;
-            }
-            _ => {
-                stats.skipped_not_pod += 1;
-                tracing::warn!(
-                    byte_offset = offset,
-                    event_type,
-                    object = object.describe(),
-                    "Skipped a watch event that is not about a Pod."
-                );
-            }
-        }
-        return Ok(());
+        return handle_watch_event(&event_type, envelope.object, offset, &mut sink);
     }
     let is_list = matches!(envelope.kind.as_deref(), Some("PodList") | Some("List"))
         || (envelope.kind.is_none() && envelope.items.is_some());
     if is_list {
-        stats.lists += 1;
-        detector.begin_relist();
+        sink.stats.lists += 1;
+        sink.detector.begin_relist();
         for item in envelope.items.unwrap_or_default() {
             if item.is_pod(true) {
-                stats.pod_observations += 1;
-                let events = detector.apply(&item.into_pod(), now());
-                emit_all(events, stats)?;
+                sink.observe(&item.into_pod(), false)?;
             } else {
-                stats.skipped_not_pod += 1;
+                sink.stats.skipped_not_pod += 1;
                 tracing::warn!(
                     byte_offset = offset,
                     object = item.describe(),
@@ -358,13 +338,11 @@ fn handle(
                 );
             }
         }
-        detector.end_relist();
+        sink.detector.end_relist();
     } else if envelope.is_pod(true) {
-        stats.pod_observations += 1;
-        let events = detector.apply(&envelope.into_pod(), now());
-        emit_all(events, stats)?;
+        sink.observe(&envelope.into_pod(), false)?;
     } else if envelope.kind.as_deref() == Some("Status") {
-        stats.error_events += 1;
+        sink.stats.error_events += 1;
         tracing::warn!(
             byte_offset = offset,
             code = envelope.code,
@@ -372,8 +350,48 @@ fn handle(
             "The recording holds a Status (an API error)."
         );
     } else {
-        stats.skipped_not_pod += 1;
+        sink.stats.skipped_not_pod += 1;
         tracing::warn!(byte_offset = offset, object = envelope.describe(), "Skipped an object that is not a Pod.");
+    }
+    Ok(())
+}
+
+/// A watch event `{"type": ..., "object": ...}`.
+fn handle_watch_event<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool>(
+    event_type: &str,
+    object: Option<Box<Envelope>>,
+    offset: usize,
+    sink: &mut Sink<'_, N, E>,
+) -> Result<(), ReplayError> {
+    let Some(object) = object else {
+        sink.stats.skipped_not_pod += 1;
+        tracing::warn!(byte_offset = offset, event_type, "Skipped a watch event without an object.");
+        return Ok(());
+    };
+    match event_type {
+        "BOOKMARK" => sink.stats.bookmarks += 1,
+        "ERROR" => {
+            sink.stats.error_events += 1;
+            tracing::warn!(
+                byte_offset = offset,
+                code = object.code,
+                reason = object.reason.as_deref().unwrap_or(""),
+                message = object.message.as_deref().unwrap_or(""),
+                "The recorded watch carried an ERROR event (a relist follows in a live watch)."
+            );
+        }
+        "ADDED" | "MODIFIED" | "DELETED" if object.is_pod(true) => {
+            sink.observe(&object.into_pod(), event_type == "DELETED")?;
+        }
+        _ => {
+            sink.stats.skipped_not_pod += 1;
+            tracing::warn!(
+                byte_offset = offset,
+                event_type,
+                object = object.describe(),
+                "Skipped a watch event that is not about a Pod."
+            );
+        }
     }
     Ok(())
 }

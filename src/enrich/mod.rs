@@ -64,11 +64,70 @@ async fn forward(
     tx.send(ev).await.is_ok()
 }
 
+/// A fetch of previous logs in progress.
+type LogsFetch = tokio::task::JoinHandle<Result<String, prevlogs::FetchError>>;
+
 /// A record waiting for a late Event, or for its previous logs.
 struct Pending {
     ev: RestartEvent,
     events_until: Option<Instant>,
-    logs: Option<tokio::task::JoinHandle<Result<String, crate::enrich::prevlogs::FetchError>>>,
+    logs: Option<LogsFetch>,
+}
+
+impl Pending {
+    /// It waited long enough for an Event or found its explanation, and its logs are fetched (or
+    /// failed).
+    fn done(&self, now: Instant) -> bool {
+        let events_done =
+            self.events_until.is_none_or(|d| d <= now || self.ev.cause != causes::restart_cause_from_status(&self.ev));
+        events_done && self.logs.as_ref().is_none_or(|h| h.is_finished())
+    }
+}
+
+/// Puts the fetched previous logs on the record (a fetch still running at shutdown is aborted)
+/// and counts the outcome.
+async fn attach_logs(ev: &mut RestartEvent, handle: LogsFetch, metrics: Option<&crate::metrics::Metrics>) {
+    let outcome = if handle.is_finished() {
+        match handle.await {
+            Ok(Ok(text)) => {
+                ev.previous_logs = Some(text);
+                "ok"
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(pod = %ev.pod.name, container = %ev.container.name, error = %e, "Previous logs not fetched.");
+                e.outcome()
+            }
+            Err(_) => "error",
+        }
+    } else {
+        handle.abort();
+        "shutdown"
+    };
+    if let Some(m) = metrics {
+        m.previous_logs_fetch(outcome);
+    }
+}
+
+/// What goes on to export, with the records each stands for: storm control holds what repeats
+/// within its window (everything it holds once `closing`); without it, everything ready.
+fn release(
+    storm: Option<&mut storm::StormControl>,
+    ready: &mut Vec<RestartEvent>,
+    now: Instant,
+    closing: bool,
+) -> Vec<(RestartEvent, u64)> {
+    let Some(sc) = storm else {
+        return ready.drain(..).map(|ev| (ev, 1)).collect();
+    };
+    let mut out: Vec<(RestartEvent, u64)> = Vec::new();
+    for ev in ready.drain(..) {
+        out.extend(sc.offer(ev, now).map(|ev| (ev, 1)));
+    }
+    out.extend(sc.tick(now));
+    if closing {
+        out.extend(sc.drain());
+    }
+    out
 }
 
 pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
@@ -115,52 +174,18 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             if p.events_until.is_some() {
                 classify(&mut p.ev, &store);
             }
-            let events_done =
-                p.events_until.is_none_or(|d| d <= now || p.ev.cause != causes::restart_cause_from_status(&p.ev));
-            let logs_done = p.logs.as_ref().is_none_or(|h| h.is_finished());
-            if !(open && !(events_done && logs_done)) {
-                let Pending { mut ev, logs, .. } = pending.swap_remove(i);
-                if let Some(handle) = logs {
-                    let outcome = if handle.is_finished() {
-                        match handle.await {
-                            Ok(Ok(text)) => {
-                                ev.previous_logs = Some(text);
-                                "ok"
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(pod = %ev.pod.name, container = %ev.container.name, error = %e, "Previous logs not fetched.");
-                                e.outcome()
-                            }
-                            Err(_) => "error",
-                        }
-                    } else {
-                        handle.abort();
-                        "shutdown"
-                    };
-                    if let Some(m) = &metrics {
-                        m.previous_logs_fetch(outcome);
-                    }
-                }
-                ready.push(ev);
-            } else {
+            if open && !p.done(now) {
                 i += 1;
+                continue;
             }
-        }
-        // Storm control holds what repeats within its window; everything else goes on.
-        let mut out: Vec<(RestartEvent, u64)> = Vec::new();
-        match storm.as_mut() {
-            Some(sc) => {
-                for ev in ready.drain(..) {
-                    out.extend(sc.offer(ev, now).map(|ev| (ev, 1)));
-                }
-                out.extend(sc.tick(now));
-                if !open && pending.is_empty() {
-                    out.extend(sc.drain());
-                }
+            let Pending { mut ev, logs, .. } = pending.swap_remove(i);
+            if let Some(handle) = logs {
+                attach_logs(&mut ev, handle, metrics.as_deref()).await;
             }
-            None => out.extend(ready.drain(..).map(|ev| (ev, 1))),
+            ready.push(ev);
         }
-        for (ev, records) in out {
+        let closing = !open && pending.is_empty();
+        for (ev, records) in release(storm.as_mut(), &mut ready, now, closing) {
             if !forward(&tx, &settled, ev, records).await {
                 return;
             }
