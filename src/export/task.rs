@@ -82,6 +82,57 @@ fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<
     settled.fetch_add(n, Ordering::Relaxed);
 }
 
+/// The batch being filled: records in arrival order, due when full, when its first record has
+/// waited `max_delay`, or when the input is closed. Both export loops fill batches through it.
+struct Batcher {
+    batch: Vec<RestartEvent>,
+    max_records: usize,
+    max_delay: Duration,
+    /// When the batch is due at the latest; set by its first record.
+    deadline: Option<Instant>,
+}
+
+impl Batcher {
+    fn new(cfg: BatchConfig) -> Self {
+        let max_records = cfg.max_records.max(1);
+        Batcher { batch: Vec::with_capacity(max_records), max_records, max_delay: cfg.max_delay, deadline: None }
+    }
+
+    fn push(&mut self, ev: RestartEvent) {
+        if self.batch.is_empty() {
+            self.deadline = Some(Instant::now() + self.max_delay);
+        }
+        self.batch.push(ev);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.batch.len() >= self.max_records
+    }
+
+    /// The batch should go now (`closing`: no more records will come).
+    fn due(&self, closing: bool) -> bool {
+        !self.batch.is_empty() && (self.full() || closing || self.deadline.is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// Takes the batch, leaving an empty one.
+    fn take(&mut self) -> Vec<RestartEvent> {
+        self.deadline = None;
+        std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_records))
+    }
+
+    /// Resolves at the batch's deadline; never while it has none.
+    async fn deadline_passed(&self) {
+        match self.deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Text exporters: one batch at a time, in order.
 async fn run_sequential(
     mut rx: mpsc::Receiver<RestartEvent>,
@@ -91,29 +142,24 @@ async fn run_sequential(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     let mut report = ExportReport::default();
-    let max_records = cfg.max_records.max(1);
-    let mut batch: Vec<RestartEvent> = Vec::with_capacity(max_records);
+    let mut batcher = Batcher::new(cfg);
     let mut open = true;
-    while open {
-        match rx.recv().await {
-            Some(ev) => batch.push(ev),
-            None => break,
-        }
-        let deadline = Instant::now() + cfg.max_delay;
-        while batch.len() < max_records {
+    while open || !batcher.is_empty() {
+        if !batcher.due(!open) {
             tokio::select! {
-                item = rx.recv() => match item {
-                    Some(ev) => batch.push(ev),
-                    None => { open = false; break; }
+                item = rx.recv(), if open && !batcher.full() => match item {
+                    Some(ev) => batcher.push(ev),
+                    None => open = false,
                 },
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = batcher.deadline_passed() => {}
             }
+            continue;
         }
+        let batch = batcher.take();
         let n = batch.len() as u64;
         metrics.queue_out(n);
         let result = exporter.export(&batch).await;
         settle(&mut report, exporter.name(), n, result, &settled);
-        batch.clear();
     }
     report
 }
@@ -129,42 +175,31 @@ async fn run_concurrent(
 ) -> ExportReport {
     use futures::stream::{FuturesUnordered, StreamExt};
     let mut report = ExportReport::default();
-    let max_records = cfg.max_records.max(1);
-    let mut batch: Vec<RestartEvent> = Vec::with_capacity(max_records);
-    let mut deadline: Option<Instant> = None;
+    let mut batcher = Batcher::new(cfg);
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
     loop {
-        let full = batch.len() >= max_records;
-        let due = !batch.is_empty() && (full || !open || deadline.is_some_and(|d| d <= Instant::now()));
+        let due = batcher.due(!open);
         if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
-            let b = std::mem::replace(&mut batch, Vec::with_capacity(max_records));
-            deadline = None;
-            let n = b.len() as u64;
+            let batch = batcher.take();
+            let n = batch.len() as u64;
             metrics.queue_out(n);
             let exp = exporter.clone();
-            in_flight.push(async move { (n, exp.export(&b).await) });
+            in_flight.push(async move { (n, exp.export(&batch).await) });
             continue;
         }
-        if !open && batch.is_empty() && in_flight.is_empty() {
+        if !open && batcher.is_empty() && in_flight.is_empty() {
             break;
         }
-        let can_take = open && !full;
-        let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&mut report, "otlp", n, result, &settled);
             }
-            item = rx.recv(), if can_take => match item {
-                Some(ev) => {
-                    if batch.is_empty() {
-                        deadline = Some(Instant::now() + cfg.max_delay);
-                    }
-                    batch.push(ev);
-                }
+            item = rx.recv(), if open && !batcher.full() => match item {
+                Some(ev) => batcher.push(ev),
                 None => open = false,
             },
-            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() && !due => {}
+            _ = batcher.deadline_passed(), if !due => {}
         }
     }
     report
