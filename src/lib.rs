@@ -1,9 +1,15 @@
 //! restart-watcher: every Kubernetes container restart as one OpenTelemetry event.
 //!
 //! ```text
-//! pods (watch or recording) -> pod::SlimPod -> detector::Detector -> event::RestartEvent
-//!     -> bounded channel -> enrich (causes, owners, storm control, previous logs)
-//!     -> bounded channel -> export::task -> export::Exporter (otlp | console | otlp-json)
+//! run:    kube watcher (one per scope) -> pod::SlimPod -> watch_step::ScopeWatch (detector,
+//!         relists, catch-up) -> [detected channel] -> enrich::run (causes from enrich::events,
+//!         owners, storm control, previous logs) -> [export channel] -> export::task (Batcher)
+//!         -> export::Exporter (otlp | console | otlp-json)
+//!         side watches: Events -> enrich::EventStore; ReplicaSet/Job metadata -> OwnerIndex
+//!         app::checkpointer writes the catch-up checkpoint while app::Delivery is all settled
+//! replay: recording -> replay (probe decode; no relist step, no enrichment: causes from the
+//!         status alone, no owner watches, no storm control, no previous logs)
+//!         -> detector::Detector -> [export channel] -> export::task -> export::Exporter
 //! ```
 //!
 //! Layout:

@@ -266,7 +266,8 @@ fn without_rbac_for_leases_the_agent_says_so_once_and_runs_without_catch_up() {
     agent.wait_ready();
     k.set_status(ns, "w-1", json!([status("w", 1, Some(("Error", 1, &now_rfc3339())))]));
     agent.wait_records(1, WAIT);
-    std::thread::sleep(Duration::from_secs(6)); // past one checkpoint interval
+    // Past one checkpoint interval: the agent tried to write the Lease and was refused.
+    std::thread::sleep(restart_watcher::checkpoint::CHECKPOINT_INTERVAL + Duration::from_secs(1));
     let logs = agent.logs_text();
     assert_eq!(logs.matches("no RBAC access to Lease").count(), 1, "{logs}");
     assert!(logs.contains("running without catch-up"), "{logs}");

@@ -4,7 +4,7 @@
 //! probe failure shows as 137 or 143 (the kubelet's SIGTERM, then SIGKILL after the grace period);
 //! an app may `exit(137)` by itself. The status says what happened to the process; the kubelet's
 //! Events about the pod say why it was killed. This module joins them, purely: the Events watch
-//! and the waiting for a late Event live in `enrich.rs`.
+//! and the waiting for a late Event live in `events.rs` and `mod.rs` beside this file.
 
 use std::time::Duration;
 
