@@ -112,3 +112,30 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         }
     }
 }
+
+#[test]
+fn the_local_cluster_walkthrough_in_operations_md_runs_as_written() {
+    let doc = std::fs::read_to_string("docs/operations.md").unwrap();
+    let section = doc.split("### Try it on a local cluster").nth(1).expect("the walkthrough section");
+    let script = section.split("```sh\n").nth(1).and_then(|s| s.split("```").next()).expect("its sh block");
+    assert!(script.contains("cargo run --release --") && script.contains("/tmp/rw-cluster"), "{script}");
+    // The same commands, with the binary under test and a private folder instead of /tmp/rw-cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_dir = dir.path().join("cluster");
+    let script = script
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_restart-watcher"))
+        .replace("/tmp/rw-cluster", cluster_dir.to_str().unwrap())
+        .replace("--no-checkpoint", "--no-checkpoint --admin-listen 127.0.0.1:0");
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &format!("set -m\n{script}")])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("bash");
+    // Whatever happened, nothing of the cluster may outlive the test.
+    let _ = Command::new("tests/support/cluster.sh").arg("stop").arg(&cluster_dir).status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the walkthrough failed; stdout:\n{stdout}");
+    let restarts: Vec<&str> = stdout.lines().filter(|l| l.contains(" restarted #")).collect();
+    assert_eq!(restarts.len(), 1, "one restart line; stdout:\n{stdout}");
+    assert!(restarts[0].contains(" web restarted #1: Error (exit code 1)"), "{}", restarts[0]);
+}
