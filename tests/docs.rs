@@ -125,9 +125,11 @@ fn the_local_cluster_walkthrough_in_operations_md_runs_as_written() {
     let script = script
         .replace("cargo run --release --", env!("CARGO_BIN_EXE_restart-watcher"))
         .replace("/tmp/rw-cluster", cluster_dir.to_str().unwrap())
-        .replace("--no-checkpoint", "--no-checkpoint --admin-listen 127.0.0.1:0");
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{}", free_port()));
+    // The agent runs in the background: whatever happens, the script's exit stops it, so that its
+    // stdout closes.
     let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &format!("set -m\n{script}")])
+        .args(["-euo", "pipefail", "-c", &format!("set -m\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}")])
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("bash");
@@ -138,4 +140,9 @@ fn the_local_cluster_walkthrough_in_operations_md_runs_as_written() {
     let restarts: Vec<&str> = stdout.lines().filter(|l| l.contains(" restarted #")).collect();
     assert_eq!(restarts.len(), 1, "one restart line; stdout:\n{stdout}");
     assert!(restarts[0].contains(" web restarted #1: Error (exit code 1)"), "{}", restarts[0]);
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# openssl makes the test cluster's PKI; flock (util-linux) serialises the Go builds.
+# openssl makes the test cluster's PKI; flock (util-linux) serialises the Go builds; curl reads /readyz
+# in the docs' walkthrough.
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v flock >/dev/null || missing+=(util-linux)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
