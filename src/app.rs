@@ -158,11 +158,6 @@ impl Delivery {
         self.scopes.iter().all(|h| h.live.load(Ordering::Relaxed))
             && self.sent.load(Ordering::Relaxed) == self.settled.load(Ordering::Relaxed)
     }
-
-    /// Records handed over and not settled.
-    pub fn unsettled(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed).saturating_sub(self.settled.load(Ordering::Relaxed))
-    }
 }
 
 /// Tasks started and stopped together: one cancellation token, one `JoinSet`.

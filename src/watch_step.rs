@@ -66,10 +66,6 @@ impl ScopeWatch {
         self.listed
     }
 
-    pub fn detector(&self) -> &Detector {
-        &self.detector
-    }
-
     /// One watcher event, observed at `now`.
     pub fn on_watch_event(&mut self, event: watcher::Event<SlimPod>, now: Timestamp) -> Step {
         let mut list = ListChange::None;
