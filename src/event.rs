@@ -264,10 +264,21 @@ impl RestartEvent {
         self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
     }
 
-    /// The deterministic restart id: the same restart gets the same id, whichever agent replica or
-    /// incarnation reports it. 32 lowercase hex characters.
+    /// The deterministic restart id: one termination, whichever agent replica or incarnation
+    /// reports it, and after any number of relists. 32 lowercase hex characters. See
+    /// [`restart_digest`] for what identifies a termination.
     pub fn restart_id(&self) -> String {
-        hex(&restart_digest(&self.pod.uid, &self.container.name, self.restart_count)[..16])
+        hex(&self.digest()[..16])
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        restart_digest(&self.pod.uid, &self.container.name, self.restart_count, self.terminated.as_ref())
+    }
+
+    /// `k8s.container.restart_count` of the instance that died: the new count minus one (the
+    /// attempt number that instance ran as, as its own logs carry it).
+    pub fn terminated_restart_count(&self) -> u32 {
+        self.restart_count.saturating_sub(1)
     }
 
     /// Trace id: the pod UID's 16 bytes, so every restart of a pod lands in one trace.
@@ -277,7 +288,7 @@ impl RestartEvent {
 
     /// Span id: 8 bytes of the restart digest, never all zero.
     pub fn span_id(&self) -> [u8; 8] {
-        let d = restart_digest(&self.pod.uid, &self.container.name, self.restart_count);
+        let d = self.digest();
         let mut id = [0u8; 8];
         id.copy_from_slice(&d[16..24]);
         if id == [0u8; 8] {
@@ -292,26 +303,54 @@ impl RestartEvent {
     }
 }
 
-fn restart_digest(pod_uid: &str, container: &str, restart_count: u32) -> [u8; 32] {
+/// SHA-256 of what identifies one termination: the pod uid, the container name, and the dead
+/// instance's `containerID` and `finishedAt` (a container id names one instance; `finishedAt` tells
+/// apart two instances whose ids are missing or reused after the kubelet lost its state). The
+/// `restartCount` goes in only when one of the two is missing, so that the id stays the same for
+/// every observation of one termination and differs between terminations. Fields are length-prefixed
+/// so that no two different inputs hash the same bytes.
+pub fn restart_digest(pod_uid: &str, container: &str, restart_count: u32, terminated: Option<&SlimTerminated>) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(pod_uid.as_bytes());
-    h.update([0]);
-    h.update(container.as_bytes());
-    h.update([0]);
-    h.update(restart_count.to_string().as_bytes());
+    let mut field = |tag: u8, bytes: &[u8]| {
+        h.update([tag]);
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b'u', pod_uid.as_bytes());
+    field(b'c', container.as_bytes());
+    let id = terminated.and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty());
+    let finished = terminated.and_then(|t| t.finished_at);
+    if let Some(id) = id {
+        field(b'i', id.as_bytes());
+    }
+    if let Some(finished) = finished {
+        field(b'f', &finished.as_nanosecond().to_be_bytes());
+    }
+    if id.is_none() || finished.is_none() {
+        field(b'n', &restart_count.to_be_bytes());
+    }
     h.finalize().into()
 }
 
-/// The 16 bytes of a UUID-formatted pod UID; for a UID that is not a UUID, the first 16 bytes of
-/// its SHA-256 (still deterministic, never all zero in practice).
+/// The 16 bytes of a pod UID in the API server's canonical form (a lowercase `8-4-4-4-12` UUID);
+/// for any other UID, the first 16 bytes of its SHA-256 (still deterministic, never all zero in
+/// practice). UIDs that differ only in case are different objects and get different ids.
 pub fn trace_id_for_pod(uid: &str) -> [u8; 16] {
-    if let Some(bytes) = parse_uuid(uid).filter(|b| *b != [0u8; 16]) {
+    if let Some(bytes) = parse_canonical_uuid(uid).filter(|b| *b != [0u8; 16]) {
         return bytes;
     }
     let d: [u8; 32] = Sha256::digest(uid.as_bytes()).into();
     let mut id = [0u8; 16];
     id.copy_from_slice(&d[..16]);
     id
+}
+
+/// Parses a canonical UUID: lowercase hex, dashes exactly at `8-4-4-4-12`.
+pub fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    let dashes_ok = b.len() == 36 && b.iter().enumerate().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (*c == b'-'));
+    let lower = b.iter().all(|c| matches!(c, b'-' | b'0'..=b'9' | b'a'..=b'f'));
+    if dashes_ok && lower { parse_uuid(s) } else { None }
 }
 
 /// Parses `8-4-4-4-12` hex (or 32 bare hex digits) into 16 bytes.

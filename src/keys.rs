@@ -61,6 +61,9 @@ pub const TERMINATION_STARTED_AT: &str = "restart_watcher.termination.started_at
 pub const TERMINATION_MESSAGE: &str = "restart_watcher.termination.message";
 pub const RESTARTS_MISSED: &str = "restart_watcher.restarts.missed";
 pub const RESTART_ID: &str = "restart_watcher.restart.id";
+/// The new `restartCount` after this restart ("restart #N"); the resource's
+/// `k8s.container.restart_count` is that of the instance that died (N - 1).
+pub const RESTART_COUNT: &str = "restart_watcher.restart_count";
 pub const DETECTED_LATE: &str = "restart_watcher.detected_late";
 pub const CAUSE: &str = "restart_watcher.cause";
 /// In `CrashLoopBackOff`: the back-off delay before the next start, in seconds (int).

@@ -60,7 +60,7 @@ fn resource_is_the_restarted_container() {
     assert_eq!(r[keys::K8S_POD_UID], s(UID));
     assert_eq!(r[keys::K8S_NODE_NAME], s("node-a"));
     assert_eq!(r[keys::K8S_CONTAINER_NAME], s("checkout"));
-    assert_eq!(r[keys::K8S_CONTAINER_RESTART_COUNT], Value::IntValue(4));
+    assert_eq!(r[keys::K8S_CONTAINER_RESTART_COUNT], Value::IntValue(3), "the terminated instance's attempt");
     assert_eq!(r[keys::CONTAINER_ID], s("abc123"), "the terminated instance's id, without its scheme");
     assert_eq!(r[keys::CONTAINER_RUNTIME_NAME], s("containerd"));
     assert_eq!(r[keys::CONTAINER_IMAGE_NAME], s("registry.example.com/shop/checkout"));
@@ -138,6 +138,7 @@ fn missed_and_late_restarts_are_marked() {
     let a = attrs(&convert::record_attributes(&ev));
     assert_eq!(a[keys::RESTARTS_MISSED], Value::IntValue(2));
     assert_eq!(a[keys::DETECTED_LATE], Value::BoolValue(true));
+    assert_eq!(a[keys::RESTART_COUNT], Value::IntValue(4), "the new count is a record attribute");
 }
 
 #[test]
@@ -146,16 +147,49 @@ fn trace_id_is_the_pod_uid_and_span_id_comes_from_the_restart_id() {
     assert_eq!(hex(&ev.trace_id()), UID.replace('-', ""));
     let id = ev.restart_id();
     assert_eq!(id.len(), 32);
-    // deterministic: the same (uid, container, count) gives the same ids from any replica
+    // deterministic: one termination gives the same ids from any replica, at any time
     let mut other = ev.clone();
     other.observed_at = Timestamp::now();
     other.pod.name = "renamed".into();
+    other.missed = 3;
     assert_eq!((other.restart_id(), other.span_id()), (id.clone(), ev.span_id()));
     let mut next = ev.clone();
-    next.restart_count += 1;
+    next.terminated.as_mut().unwrap().container_id = Some("containerd://def456".into());
     assert_ne!(next.restart_id(), id);
     assert_ne!(next.span_id(), ev.span_id());
     assert_ne!(ev.span_id(), [0u8; 8]);
+}
+
+#[test]
+fn restarts_after_a_count_reset_get_distinct_ids() {
+    // 0 -> 1 (Error), the kubelet loses its state (count back to 0), 0 -> 1 (OOMKilled): two
+    // terminations with the same count must not share an id, or backends drop the second one.
+    let term = |reason: &str, finished: &str, id: &str| {
+        json!({"terminated": {"reason": reason, "exitCode": 1, "finishedAt": finished, "containerID": id}})
+    };
+    let p0 = pod(UID).app(c("app", 0)).json();
+    let mut p1 = p0.clone();
+    p1["status"]["containerStatuses"][0]["restartCount"] = json!(1);
+    p1["status"]["containerStatuses"][0]["lastState"] = term("Error", "2026-11-20T10:00:00Z", "containerd://a");
+    let mut p2 = p1.clone();
+    p2["status"]["containerStatuses"][0]["restartCount"] = json!(1);
+    p2["status"]["containerStatuses"][0]["lastState"] = term("OOMKilled", "2026-11-20T10:05:00Z", "containerd://b");
+    let slim = |v: &serde_json::Value| serde_json::from_value::<restart_watcher::pod::SlimPod>(v.clone()).unwrap();
+    let now = Timestamp::now();
+    let mut d = Detector::default();
+    assert!(d.apply(&slim(&p0), now).is_empty());
+    let first = d.apply(&slim(&p1), now);
+    assert!(d.apply(&slim(&p0), now).is_empty(), "a reset is silent");
+    let second = d.apply(&slim(&p2), now);
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first[0].restart_id(), second[0].restart_id());
+    assert_ne!(first[0].span_id(), second[0].span_id());
+    // Without containerID and finishedAt the count still tells restarts apart.
+    let mut bare = first[0].clone();
+    bare.terminated = None;
+    let mut bare_next = bare.clone();
+    bare_next.restart_count += 1;
+    assert_ne!(bare.restart_id(), bare_next.restart_id());
 }
 
 #[test]

@@ -38,9 +38,11 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
                 attr(res, "k8s.pod.name")["stringValue"].as_str().unwrap()
             );
             let container = attr(res, "k8s.container.name")["stringValue"].as_str().unwrap().to_owned();
-            let count: i64 = attr(res, "k8s.container.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
+            let instance: i64 = attr(res, "k8s.container.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
             for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
                 let a = &rec["attributes"];
+                let count: i64 = attr(a, "restart_watcher.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
+                assert_eq!(instance, count - 1, "the resource describes the terminated instance");
                 let reason = attr(a, "k8s.container.status.last_terminated_reason")["stringValue"]
                     .as_str()
                     .unwrap_or("")

@@ -31,7 +31,7 @@ fn replayed_restarts_reach_a_real_collector_with_their_attributes_intact() {
             (
                 str_attr(res, keys::K8S_POD_NAME).unwrap(),
                 str_attr(res, keys::K8S_CONTAINER_NAME).unwrap(),
-                str_attr(res, keys::K8S_CONTAINER_RESTART_COUNT).unwrap(),
+                str_attr(&rec.attributes, keys::RESTART_COUNT).unwrap(),
                 str_attr(&rec.attributes, keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON).unwrap(),
                 str_attr(&rec.attributes, keys::PROCESS_EXIT_CODE).unwrap(),
                 rec.event_name.clone(),

@@ -42,12 +42,13 @@ fn restart_patched_with_kubectl_is_reported_once_with_the_right_fields() {
     assert_eq!(attr(res, "k8s.pod.uid"), uid.as_str());
     assert_eq!(attr(res, "k8s.node.name"), "node-a");
     assert_eq!(attr(res, "k8s.container.name"), "web");
-    assert_eq!(attr(res, "k8s.container.restart_count"), 1);
+    assert_eq!(attr(res, "k8s.container.restart_count"), 0, "the terminated instance's attempt");
     assert_eq!(attr(res, "container.id"), "web-0");
     let a = &rec["attributes"];
     assert_eq!(attr(a, "k8s.container.status.last_terminated_reason"), "OOMKilled");
     assert_eq!(attr(a, "process.exit.code"), 137);
     assert_eq!(attr(a, "restart_watcher.cause"), "oom_killed");
+    assert_eq!(attr(a, "restart_watcher.restart_count"), 1);
     assert_eq!(rec["eventName"], "restart_watcher.container.restart");
     assert_eq!(rec["traceId"], uid.replace('-', ""));
     assert_eq!(agent.terminate(), Some(0), "clean exit after SIGTERM: everything delivered");

@@ -130,7 +130,7 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
         attrs.push(kv_str(keys::K8S_NODE_NAME, node.as_str()));
     }
     attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
-    attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.restart_count)));
+    attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.terminated_restart_count())));
     if let Some(id) = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty()) {
         let (runtime, bare) = split_container_id(id);
         attrs.push(kv_str(keys::CONTAINER_ID, bare));
@@ -220,6 +220,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(logs) = ev.previous_logs.as_deref().filter(|l| !l.is_empty()) {
         attrs.push(kv_str(keys::PREVIOUS_LOGS, logs));
     }
+    attrs.push(kv_int(keys::RESTART_COUNT, i64::from(ev.restart_count)));
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
     if ev.detected_late {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));
