@@ -20,7 +20,6 @@ mod fixture;
 #[path = "../tests/support/rotel.rs"]
 mod rotel;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +63,7 @@ fn pipeline(
     let (tx, rx) = mpsc::channel(4096);
     let batch = BatchConfig { max_records: 512, max_delay };
     let exp = exporter(endpoint, signals);
-    let handle = tokio::spawn(task::run(rx, exp, batch, Arc::new(AtomicU64::new(0)), Arc::new(Metrics::noop())));
+    let handle = tokio::spawn(task::run(rx, exp, batch, Arc::default(), Arc::new(Metrics::noop())));
     (tx, handle)
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
 use crate::detector::{Detector, KindFilter};
 use crate::export::Exporter;
-use crate::export::task::{self, BatchConfig, ExportReport};
+use crate::export::task::{self, BatchConfig, ExportProgress, ExportReport};
 use crate::replay::{self, ReplayError, ReplayStats};
 
 /// Settings of a replay run.
@@ -31,6 +31,10 @@ pub struct ReplayOptions {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Catch-up for first sightings (from a checkpoint), if any.
     pub catch_up_since: Option<Timestamp>,
+    /// Largest single JSON value of the input.
+    pub max_value_bytes: usize,
+    /// Time allowed to export what was detected once the input ends or `stop` is cancelled.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for ReplayOptions {
@@ -41,61 +45,97 @@ impl Default for ReplayOptions {
             batch: BatchConfig::default(),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::noop()),
             catch_up_since: None,
+            max_value_bytes: replay::DEFAULT_MAX_VALUE_BYTES,
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }
 
-/// The outcome of a replay: what was read, what was exported, and the error that stopped it, if any.
+/// The outcome of a replay: what was read, the delivery counts (which add up:
+/// `detected = exported + failed + undelivered`), the first export error, and the error that
+/// stopped the reading, if any.
 #[derive(Debug)]
 pub struct ReplayOutcome {
+    /// What the reader saw; empty when it was still blocked reading at a signal.
     pub stats: ReplayStats,
-    pub export: ExportReport,
+    pub report: RunReport,
+    pub first_export_error: Option<crate::export::ExportError>,
     pub error: Option<ReplayError>,
+    /// A signal stopped the replay before the input ended.
+    pub interrupted: bool,
 }
 
 /// Replays `input` through the detector and exports every restart. Reading runs on a blocking
 /// thread and hands events to the bounded channel (waiting when it is full); the export task
-/// drains the channel. A malformed value stops the reading; what was detected before it is still
-/// exported before this returns.
+/// drains the channel. When the input ends (or is malformed), or `stop` is cancelled (SIGTERM,
+/// SIGINT), what was detected gets `shutdown_grace` to be exported; what is not is reported as
+/// undelivered. A reader blocked on a pipe is left behind at a signal (the process exits).
 pub async fn replay(
     input: Box<dyn Read + Send>,
     source_name: String,
     exporter: Exporter,
     opts: ReplayOptions,
+    stop: CancellationToken,
 ) -> ReplayOutcome {
     let (tx, rx) = mpsc::channel(opts.channel_capacity_events.max(1));
-    let exporter_task = tokio::spawn(task::run(rx, exporter, opts.batch, Default::default(), opts.metrics.clone()));
-    let kinds = opts.kinds;
-    let metrics = opts.metrics.clone();
-    let catch_up = opts.catch_up_since;
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut detector = Detector::new(kinds);
-        detector.set_catch_up(catch_up);
-        let mut stats = ReplayStats::default();
-        let emit = |ev: crate::event::RestartEvent| {
-            metrics.restart_detected(&ev);
-            metrics.queue_in(1);
-            tx.blocking_send(ev).is_ok()
-        };
-        let result = replay::replay(input, &source_name, &mut detector, Timestamp::now, emit, &mut stats);
-        (result, stats)
-        // `tx` is dropped here: the export task drains what is queued and ends.
-    });
-    let (result, stats) = match reader.await {
-        Ok(r) => r,
-        Err(join) => {
-            let source = std::io::Error::other(join.to_string());
-            (Err(ReplayError::Read { source_name: "replay".into(), source }), ReplayStats::default())
+    let progress = Arc::new(ExportProgress::default());
+    let close = CancellationToken::new();
+    let exporter_task =
+        tokio::spawn(task::run_until(rx, exporter, opts.batch, progress.clone(), opts.metrics.clone(), close.clone()));
+    let detected = Arc::new(AtomicU64::new(0));
+    let mut reader = {
+        let (metrics, detected, opts) = (opts.metrics.clone(), detected.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut detector = Detector::new(opts.kinds);
+            detector.set_catch_up(opts.catch_up_since);
+            let mut stats = ReplayStats::default();
+            let emit = |ev: crate::event::RestartEvent| {
+                metrics.restart_detected(&ev);
+                metrics.queue_in(1);
+                let sent = tx.blocking_send(ev).is_ok();
+                detected.fetch_add(u64::from(sent), Ordering::Relaxed);
+                sent
+            };
+            let result = replay::replay_bounded(
+                input,
+                &source_name,
+                opts.max_value_bytes,
+                &mut detector,
+                Timestamp::now,
+                emit,
+                &mut stats,
+            );
+            (result, stats)
+            // `tx` is dropped here: the export task drains what is queued and ends.
+        })
+    };
+    let (read, interrupted) = tokio::select! {
+        read = &mut reader => (Some(read), false),
+        _ = stop.cancelled() => {
+            tracing::info!("Stopping the replay: exporting what was detected.");
+            close.cancel();
+            (None, true)
         }
     };
-    let export = match exporter_task.await {
-        Ok(report) => report,
-        Err(join) => {
-            tracing::error!(error = %join, "The export task ended abnormally.");
-            ExportReport::default()
+    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
+    let (export, abnormal) = finish_export(exporter_task, deadline).await;
+    let (result, stats, reader_panicked) = match read {
+        Some(Ok((result, stats))) => (result, stats, false),
+        Some(Err(join)) => {
+            tracing::error!(error = %join, "The replay reader ended abnormally.");
+            (Ok(()), ReplayStats::default(), join.is_panic())
         }
+        None => (Ok(()), ReplayStats::default(), false),
     };
-    ReplayOutcome { stats, export, error: result.err() }
+    // Records sent after the channel closed were refused and are not counted as detected.
+    let error = result.err().filter(|e| !(interrupted && matches!(e, ReplayError::SinkClosed)));
+    ReplayOutcome {
+        stats,
+        report: RunReport::from_progress(detected.load(Ordering::Relaxed), &progress, abnormal || reader_panicked),
+        first_export_error: export.and_then(|r| r.first_error),
+        error,
+        interrupted,
+    }
 }
 
 /// How long the first pod list may take before the agent gives up at startup.
@@ -130,8 +170,51 @@ pub struct RunReport {
     pub restarts_detected: u64,
     pub exported: u64,
     pub failed: u64,
+    /// Represented by another record (storm control).
+    pub coalesced: u64,
     /// Detected but neither exported nor counted as failed when the grace period ended.
     pub undelivered: u64,
+    /// A task ended abnormally (a panic): the process must exit non-zero.
+    pub abnormal: bool,
+}
+
+impl RunReport {
+    /// The report from the live counts: `detected = exported + failed + coalesced + undelivered`
+    /// by construction, whatever happened to the export task.
+    pub fn from_progress(detected: u64, progress: &ExportProgress, abnormal: bool) -> Self {
+        let exported = progress.exported.load(Ordering::Relaxed);
+        let failed = progress.failed.load(Ordering::Relaxed);
+        let coalesced = progress.coalesced.load(Ordering::Relaxed);
+        RunReport {
+            restarts_detected: detected,
+            exported,
+            failed,
+            coalesced,
+            undelivered: detected.saturating_sub(exported + failed + coalesced),
+            abnormal,
+        }
+    }
+}
+
+/// Waits for the export task until `deadline`, then aborts it. Returns its report, if it ended
+/// normally, and whether it ended abnormally (panicked or was aborted). The counts live in
+/// [`ExportProgress`], so nothing exported before an abort or a panic is forgotten.
+pub async fn finish_export(
+    mut exporter: JoinHandle<ExportReport>,
+    deadline: tokio::time::Instant,
+) -> (Option<ExportReport>, bool) {
+    match tokio::time::timeout_at(deadline, &mut exporter).await {
+        Ok(Ok(report)) => (Some(report), false),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "The export task ended abnormally; the counts are those it reached.");
+            (None, true)
+        }
+        Err(_) => {
+            tracing::warn!("The export task did not finish within the shutdown grace; aborting it.");
+            exporter.abort();
+            (None, false)
+        }
+    }
 }
 
 /// The delivery accounting of a live run, in one place: how many records the watches handed to
@@ -141,7 +224,7 @@ pub struct RunReport {
 #[derive(Clone, Debug, Default)]
 pub struct Delivery {
     pub sent: Arc<AtomicU64>,
-    pub settled: Arc<AtomicU64>,
+    pub progress: Arc<ExportProgress>,
     scopes: Vec<Arc<crate::watch::ScopeHealth>>,
 }
 
@@ -156,7 +239,7 @@ impl Delivery {
     /// Every watch is live and every record handed over is settled.
     pub fn all_settled(&self) -> bool {
         self.scopes.iter().all(|h| h.live.load(Ordering::Relaxed))
-            && self.sent.load(Ordering::Relaxed) == self.settled.load(Ordering::Relaxed)
+            && self.sent.load(Ordering::Relaxed) == self.progress.settled()
     }
 }
 
@@ -165,11 +248,13 @@ struct Stage {
     name: &'static str,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    /// A task of the stage panicked.
+    panicked: bool,
 }
 
 impl Stage {
     fn new(name: &'static str, parent: &CancellationToken) -> Self {
-        Stage { name, stop: parent.child_token(), tasks: JoinSet::new() }
+        Stage { name, stop: parent.child_token(), tasks: JoinSet::new(), panicked: false }
     }
 
     fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -178,17 +263,25 @@ impl Stage {
 
     /// Resolves when every task of the stage has ended.
     async fn ended(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result
+                && e.is_panic()
+            {
+                self.panicked = true;
+                tracing::error!(stage = self.name, error = %e, "A task panicked.");
+            }
+        }
     }
 
     /// Cancels the stage and waits for its tasks until `deadline`; what is still running then is
-    /// aborted.
-    async fn stop_by(mut self, deadline: tokio::time::Instant) {
+    /// aborted. Returns whether a task of the stage panicked.
+    async fn stop_by(mut self, deadline: tokio::time::Instant) -> bool {
         self.stop.cancel();
         if tokio::time::timeout_at(deadline, self.ended()).await.is_err() {
             tracing::warn!(stage = self.name, "Tasks still running at the end of the shutdown grace; aborting them.");
             self.tasks.abort_all();
         }
+        self.panicked
     }
 }
 
@@ -287,7 +380,7 @@ async fn spawn(
     let (detected_tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
     let mut delivery = Delivery::default();
     let exporter =
-        tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.settled.clone(), opts.metrics.clone()));
+        tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.progress.clone(), opts.metrics.clone()));
 
     let mut side_watches = Stage::new("side watches", stop);
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
@@ -318,7 +411,7 @@ async fn spawn(
         owners: owner_index,
         storm: opts.storm_window.map(crate::enrich::storm::StormControl::new),
         previous_logs: opts.previous_logs.clone(),
-        settled: delivery.settled.clone(),
+        progress: delivery.progress.clone(),
         metrics: Some(opts.metrics.clone()),
     };
     let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
@@ -388,34 +481,21 @@ async fn shutdown(
     let Pipeline { watches, side_watches, enricher, exporter, delivery } = pipeline;
     let deadline = tokio::time::Instant::now() + grace;
     side_watches.stop.cancel();
-    watches.stop_by(deadline).await;
-    let _ = tokio::time::timeout_at(deadline, enricher).await;
-    side_watches.stop_by(deadline).await;
+    let mut panicked = watches.stop_by(deadline).await;
+    if let Ok(Err(e)) = tokio::time::timeout_at(deadline, enricher).await {
+        tracing::error!(error = %e, "The enrichment task ended abnormally.");
+        panicked |= e.is_panic();
+    }
+    panicked |= side_watches.stop_by(deadline).await;
     let _ = checkpointer.await;
-    let mut exporter = exporter;
-    let export = match tokio::time::timeout_at(deadline, &mut exporter).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(join)) => {
-            tracing::error!(error = %join, "The export task ended abnormally.");
-            ExportReport::default()
-        }
-        Err(_) => {
-            exporter.abort();
-            ExportReport::default()
-        }
-    };
+    let (_, export_panicked) = finish_export(exporter, deadline).await;
+    let abnormal = panicked || export_panicked;
     if delivery.all_settled()
         && let Err(e) = store.save(Timestamp::now()).await
     {
         tracing::warn!(error = %e, "Cannot write the final checkpoint.");
     }
-    let detected = stats.restarts.load(Ordering::Relaxed);
-    RunReport {
-        restarts_detected: detected,
-        exported: export.exported,
-        failed: export.failed,
-        undelivered: detected.saturating_sub(delivery.settled.load(Ordering::Relaxed)),
-    }
+    RunReport::from_progress(stats.restarts.load(Ordering::Relaxed), &delivery.progress, abnormal)
 }
 
 /// Cancels `stop` on SIGTERM or SIGINT.
@@ -440,4 +520,29 @@ pub async fn stop_on_signal(stop: CancellationToken) {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_export_task_keeps_its_counts_and_is_reported_as_abnormal() {
+        let progress = Arc::new(ExportProgress::default());
+        let task = {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                progress.exported.fetch_add(80, Ordering::Relaxed);
+                if progress.exported.load(Ordering::Relaxed) == 80 {
+                    panic!("the export task fails");
+                }
+                ExportReport::default()
+            })
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (report, abnormal) = finish_export(task, deadline).await;
+        assert!(report.is_none() && abnormal);
+        let r = RunReport::from_progress(100, &progress, abnormal);
+        assert_eq!((r.exported, r.failed, r.undelivered, r.abnormal), (80, 0, 20, true));
+    }
 }

@@ -309,7 +309,12 @@ impl RestartEvent {
 /// `restartCount` goes in only when one of the two is missing, so that the id stays the same for
 /// every observation of one termination and differs between terminations. Fields are length-prefixed
 /// so that no two different inputs hash the same bytes.
-pub fn restart_digest(pod_uid: &str, container: &str, restart_count: u32, terminated: Option<&SlimTerminated>) -> [u8; 32] {
+pub fn restart_digest(
+    pod_uid: &str,
+    container: &str,
+    restart_count: u32,
+    terminated: Option<&SlimTerminated>,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut field = |tag: u8, bytes: &[u8]| {
         h.update([tag]);

@@ -46,6 +46,9 @@ fn main() -> ExitCode {
             None => watch(cli.run).await,
         }
     });
+    // Everything is flushed and accounted for by now. A replay reader may still be blocked
+    // reading a pipe (stopped by a signal): do not wait for it.
+    runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -131,9 +134,14 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         detected = report.restarts_detected,
         exported = report.exported,
         failed = report.failed,
+        coalesced = report.coalesced,
         undelivered = report.undelivered,
         "Stopped."
     );
+    if report.abnormal {
+        tracing::error!("A task ended abnormally (see above); the counts are those it reached.");
+        return Ok(ExitCode::FAILURE);
+    }
     if report.undelivered > 0 || report.failed > 0 {
         tracing::error!(
             undelivered = report.undelivered,
@@ -146,6 +154,11 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
 }
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.checkpoint_file
+        && let Err(e) = config::check_checkpoint_file(path)
+    {
+        return Ok(invalid(&e));
+    }
     let (input, source_name): (Box<dyn Read + Send>, String) = if args.input == "-" {
         (Box::new(std::io::stdin()), "stdin".to_owned())
     } else {
@@ -154,7 +167,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         (Box::new(file), args.input.clone())
     };
     let metrics = Arc::new(Metrics::noop());
-    let exporter = config::exporter(&args.output, metrics.clone())?;
+    let exporter = match config::exporter(&args.output, metrics.clone()) {
+        Ok(exporter) => exporter,
+        Err(e) => return Ok(invalid(&e)),
+    };
     let checkpoint = args.checkpoint_file.clone().map(CheckpointStore::File);
     let catch_up_since = match &checkpoint {
         Some(store) => store.load().await?.map(restart_watcher::checkpoint::catch_up_since),
@@ -165,27 +181,48 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         batch: args.output.batch(),
         metrics,
         catch_up_since,
+        max_value_bytes: usize::try_from(args.max_value_bytes).unwrap_or(usize::MAX),
+        shutdown_grace: args.shutdown_grace,
         ..ReplayOptions::default()
     };
 
-    let outcome = app::replay(input, source_name, exporter, opts).await;
-    let s = outcome.stats;
+    let stop = CancellationToken::new();
+    tokio::spawn(app::stop_on_signal(stop.clone()));
+    let outcome = app::replay(input, source_name, exporter, opts, stop).await;
+    let (s, r) = (outcome.stats, &outcome.report);
     tracing::info!(
         values = s.values,
         pod_observations = s.pod_observations,
         lists = s.lists,
         skipped_not_pod = s.skipped_not_pod,
+        pods_without_uid = s.pods_without_uid,
         error_events = s.error_events,
-        restarts = s.restarts,
-        exported = outcome.export.exported,
-        failed = outcome.export.failed,
+        detected = r.restarts_detected,
+        exported = r.exported,
+        failed = r.failed,
+        undelivered = r.undelivered,
+        interrupted = outcome.interrupted,
         "Replay finished."
     );
     if let Some(e) = outcome.error {
-        anyhow::bail!(e);
+        return Err(anyhow::Error::new(e));
     }
-    if let Some(e) = outcome.export.first_error {
-        anyhow::bail!("{} restart records could not be exported: {e}", outcome.export.failed);
+    if r.abnormal {
+        anyhow::bail!("a task of the replay ended abnormally (see the log); counts above are those it reached");
+    }
+    if let Some(e) = outcome.first_export_error {
+        anyhow::bail!("{} restart records could not be exported: {e}", r.failed);
+    }
+    if r.undelivered > 0 {
+        anyhow::bail!(
+            "{} restart records were still undelivered at the end of the shutdown grace ({:?}); raise --shutdown-grace or check the collector",
+            r.undelivered,
+            args.shutdown_grace
+        );
+    }
+    if outcome.interrupted {
+        // Stopped before the input ended: the checkpoint would claim what was never read.
+        return Ok(ExitCode::from(130));
     }
     if let Some(store) = checkpoint {
         // Everything the stream showed has been handed over.

@@ -62,9 +62,9 @@ pub struct OwnerFields {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimPodSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub node_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub init_containers: Vec<SlimInitContainer>,
 }
 
@@ -81,7 +81,7 @@ pub struct SlimInitContainer {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimPodStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: Option<String>,
     #[serde(default)]
     pub container_statuses: Vec<SlimContainerStatus>,
@@ -96,13 +96,13 @@ pub struct SlimContainerStatus {
     pub name: String,
     #[serde(default, deserialize_with = "non_negative_count")]
     pub restart_count: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string_or_empty")]
     pub image: String,
-    #[serde(default, rename = "imageID")]
+    #[serde(default, rename = "imageID", deserialize_with = "lenient_string_or_empty")]
     pub image_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub state: SlimContainerState,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub last_state: SlimContainerState,
 }
 
@@ -330,10 +330,68 @@ pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<Sli
     d.deserialize_any(V)
 }
 
-/// `restartCount` is an int32 that is never negative; clamp a negative value to 0 rather than fail.
+/// `restartCount` is an int32 that is never negative. A negative value reads as 0 (the kubelet
+/// never writes one); a value above the int32 range is an error that names it, so the object is
+/// skipped and counted as malformed rather than compared with a made-up count.
 fn non_negative_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = i64::deserialize(d)?;
-    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+    if n > i64::from(i32::MAX) {
+        return Err(de::Error::custom(format_args!("restartCount {n} is above the int32 range of the Kubernetes API")));
+    }
+    Ok(u32::try_from(n.max(0)).unwrap_or(0))
+}
+
+/// A field the agent can do without: a value of the wrong type (`"imageID": -5`) reads as absent
+/// rather than failing the whole object, and with it a restart.
+fn lenient<'de, D: Deserializer<'de>, T: de::DeserializeOwned + Default>(d: D) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(T::deserialize(value).unwrap_or_default())
+}
+
+/// [`lenient`] for an optional string, without building a `Value`: a string is kept, anything else
+/// (a number, an object, null) reads as absent.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(s.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+            Ok(Some(s))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    lenient_string(d).map(Option::unwrap_or_default)
 }
 
 #[cfg(test)]
@@ -368,6 +426,27 @@ mod tests {
         let t = cs.last_state.terminated.as_ref().unwrap();
         assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
         assert_eq!(pod.owner_references()[0].kind, "ReplicaSet");
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_the_agent_can_do_without_reads_as_absent() {
+        let json = r#"{"metadata":{"uid":"u"},"spec":{"nodeName":7,"initContainers":"x"},
+          "status":{"reason":{},"containerStatuses":[{"name":"app","restartCount":2,"imageID":-5,"image":[1],
+             "state":"running","lastState":{"terminated":{"exitCode":"x"}}}]}}"#;
+        let pod: SlimPod = serde_json::from_str(json).unwrap();
+        let cs = &pod.status.container_statuses[0];
+        assert_eq!((cs.restart_count, cs.image_id.as_str(), cs.image.as_str()), (2, "", ""));
+        assert!(cs.state.name().is_none() && cs.last_state.terminated.is_none() && pod.spec.node_name.is_none());
+    }
+
+    #[test]
+    fn a_restart_count_above_int32_is_an_error_naming_it() {
+        let json =
+            r#"{"metadata":{"uid":"u"},"status":{"containerStatuses":[{"name":"app","restartCount":4294967296}]}}"#;
+        let err = serde_json::from_str::<SlimPod>(json).unwrap_err().to_string();
+        assert!(err.contains("restartCount 4294967296 is above the int32 range"), "{err}");
+        let neg = r#"{"metadata":{"uid":"u"},"status":{"containerStatuses":[{"name":"app","restartCount":-3}]}}"#;
+        assert_eq!(serde_json::from_str::<SlimPod>(neg).unwrap().status.container_statuses[0].restart_count, 0);
     }
 
     #[test]

@@ -30,8 +30,14 @@ pub enum ReplayError {
          expected a stream of JSON objects (watch events, Pods or PodLists), as `kubectl get pods -A --watch --output-watch-events -o json` prints"
     )]
     Malformed { source_name: String, byte_offset: usize, line: usize, column: usize, detail: String },
-    /// Reading the input failed.
-    #[error("{source_name}: cannot read: {source}")]
+    /// One value is larger than the limit (input that never closes a value lands here too).
+    #[error(
+        "{source_name}: the JSON value starting at byte {byte_offset} (line {line}, column {column}) is larger than \
+         {max_value_bytes} bytes; if it is a real PodList, raise --max-value-bytes, else check that the input is JSON"
+    )]
+    ValueTooLarge { source_name: String, byte_offset: usize, line: usize, column: usize, max_value_bytes: usize },
+    /// Reading the input failed (the cause is the error's source).
+    #[error("{source_name}: cannot read the input")]
     Read {
         source_name: String,
         #[source]
@@ -51,8 +57,10 @@ pub struct ReplayStats {
     pub pod_observations: u64,
     /// Lists (snapshots) read.
     pub lists: u64,
-    /// Values or items skipped because they are not Pods.
+    /// Values or items skipped because they are not Pods (or cannot be read as one).
     pub skipped_not_pod: u64,
+    /// Pods skipped because they have no `metadata.uid`.
+    pub pods_without_uid: u64,
     /// ERROR watch events (Status objects).
     pub error_events: u64,
     /// BOOKMARK watch events.
@@ -118,20 +126,42 @@ impl Envelope {
     }
 }
 
-/// Bytes read from the input at a time. A value larger than this grows the buffer; a value cut
-/// by a chunk boundary is parsed again once the rest has arrived.
+/// Bytes read from the input at a time.
 pub const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// Default largest single JSON value (a watch event, a Pod, a whole PodList), in bytes: a
+/// `kubectl get pods -A -o json` of about 100k pods. Set with `replay --max-value-bytes`.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
+
+/// The UTF-8 byte-order mark, skipped (with a warning) at the start of the input.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Feeds a recorded stream through `detector`, handing each restart to `emit` as soon as it is
 /// detected, and counting what it saw in `stats`. `now` gives the observation time. Stops at the
 /// first malformed JSON value, after everything before it was emitted; `emit` returning `false`
-/// stops the replay (`SinkClosed`).
-///
-/// The input is read in chunks and decoded from the buffer with serde_json (no copy per value), so
-/// a pipe (`kubectl get pods -w ... | restart-watcher replay -`) is processed as it arrives.
+/// stops the replay (`SinkClosed`). One value may be at most [`DEFAULT_MAX_VALUE_BYTES`].
 pub fn replay<R: Read>(
+    input: R,
+    source_name: &str,
+    detector: &mut Detector,
+    now: impl FnMut() -> Timestamp,
+    emit: impl FnMut(RestartEvent) -> bool,
+    stats: &mut ReplayStats,
+) -> Result<(), ReplayError> {
+    replay_bounded(input, source_name, DEFAULT_MAX_VALUE_BYTES, detector, now, emit, stats)
+}
+
+/// [`replay`] with the largest single value set to `max_value_bytes`.
+///
+/// The input is read in chunks; a [`Scanner`] finds where top-level values end as bytes arrive
+/// (keeping its state between reads), and only complete values are decoded, once each, straight
+/// from the buffer. So a pipe is processed as it arrives, in time linear in its size however the
+/// writer splits it, and memory is bounded by the largest value: input that cannot start a JSON
+/// value fails at once, and a value larger than `max_value_bytes` fails as soon as it is.
+pub fn replay_bounded<R: Read>(
     mut input: R,
     source_name: &str,
+    max_value_bytes: usize,
     detector: &mut Detector,
     mut now: impl FnMut() -> Timestamp,
     mut emit: impl FnMut(RestartEvent) -> bool,
@@ -141,8 +171,12 @@ pub fn replay<R: Read>(
     let mut buf: Vec<u8> = vec![0; READ_CHUNK_BYTES];
     let mut len = 0;
     let mut pos = Position::default();
-    let mut eof = false;
-    while !eof {
+    let mut scanner = Scanner::default();
+    let mut at_start = true;
+    let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
+        handle(envelope, offset, detector, &mut now, &mut emit, stats)
+    };
+    loop {
         if buf.len() - len < READ_CHUNK_BYTES / 2 {
             buf.resize(buf.len() * 2, 0);
         }
@@ -153,26 +187,222 @@ pub fn replay<R: Read>(
                 Err(source) => return Err(ReplayError::Read { source_name: source_name.to_owned(), source }),
             }
         };
-        eof = n == 0;
-        // An incomplete value can only have been completed by bytes that include a closing brace
-        // or bracket: skip the parse otherwise (a slow pipe must not cost a parse per read).
-        let new = &buf[len..len + n];
+        let eof = n == 0;
         len += n;
-        if !eof && !new.iter().any(|b| matches!(b, b'}' | b']')) {
+        if at_start && (len >= UTF8_BOM.len() || eof) {
+            at_start = false;
+            if buf[..len].starts_with(UTF8_BOM) {
+                tracing::warn!(
+                    source = source_name,
+                    "The input starts with a UTF-8 byte-order mark (BOM); skipped it."
+                );
+                pos.advance(UTF8_BOM);
+                buf.copy_within(UTF8_BOM.len()..len, 0);
+                len -= UTF8_BOM.len();
+            }
+        }
+        if at_start {
             continue;
         }
-        let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
-            handle(envelope, offset, detector, &mut now, &mut emit, stats)
-        };
-        let consumed = decode_values(&buf[..len], eof, pos, source_name, stats, detector, &mut sink)?;
-        pos.advance(&buf[..consumed]);
-        buf.copy_within(consumed..len, 0);
-        len -= consumed;
+        let scanned = scanner.scan(&buf[..len], eof, max_value_bytes);
+        let complete = scanner.complete;
+        decode_complete(&buf[..complete], pos, source_name, stats, detector, &mut sink)?;
+        if let Err(stop) = scanned {
+            return Err(stop.into_error(&buf, pos, source_name, max_value_bytes));
+        }
+        if eof {
+            // What is left is a value the stream ends inside of (or nothing).
+            decode_values(
+                &buf[complete..len],
+                true,
+                pos.after(&buf[..complete]),
+                source_name,
+                stats,
+                detector,
+                &mut sink,
+            )?;
+            return Ok(());
+        }
+        pos.advance(&buf[..complete]);
+        buf.copy_within(complete..len, 0);
+        len -= complete;
+        scanner.shift(complete);
     }
-    Ok(())
 }
 
-/// Where the start of the buffer is in the whole stream.
+/// Decodes `region`, which ends where a top-level value ends. Invalid UTF-8 stops the replay as
+/// malformed input at the byte where it starts, after the values before it were decoded.
+fn decode_complete(
+    region: &[u8],
+    base: Position,
+    source_name: &str,
+    stats: &mut ReplayStats,
+    detector: &mut Detector,
+    sink: &mut impl FnMut(Envelope, usize, &mut Detector, &mut ReplayStats) -> Result<(), ReplayError>,
+) -> Result<(), ReplayError> {
+    match std::str::from_utf8(region) {
+        Ok(_) => decode_values(region, true, base, source_name, stats, detector, sink).map(drop),
+        Err(e) => {
+            let bad = e.valid_up_to();
+            // The values before the bad byte are whole; the one it is in is cut there.
+            decode_values(&region[..bad], false, base, source_name, stats, detector, sink)?;
+            Err(malformed_at(region, bad, base, source_name, "invalid UTF-8 (JSON text must be UTF-8)".to_owned()))
+        }
+    }
+}
+
+/// Where a scan stopped early.
+#[derive(Debug)]
+enum ScanStop {
+    /// This byte cannot start a JSON value (or closes one that is not open).
+    BadStart(usize),
+    /// The value starting here grew past the limit.
+    TooLarge(usize),
+}
+
+impl ScanStop {
+    fn into_error(self, buf: &[u8], base: Position, source_name: &str, max_value_bytes: usize) -> ReplayError {
+        match self {
+            ScanStop::BadStart(at) => {
+                let found = buf[at..]
+                    .iter()
+                    .take(16)
+                    .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' });
+                let detail = format!(
+                    "found {:?} where a JSON value must start (table output from `kubectl get` without `-o json`?)",
+                    found.collect::<String>()
+                );
+                malformed_at(buf, at, base, source_name, detail)
+            }
+            ScanStop::TooLarge(start) => {
+                let at = base.after(&buf[..start]);
+                ReplayError::ValueTooLarge {
+                    source_name: source_name.to_owned(),
+                    byte_offset: at.byte,
+                    line: at.line + 1,
+                    column: at.column + 1,
+                    max_value_bytes,
+                }
+            }
+        }
+    }
+}
+
+/// Finds where top-level JSON values end, byte by byte, with its state kept between reads: depth,
+/// inside a string or not, after a backslash or not. It does not validate JSON (the parser does);
+/// it only rejects a byte that cannot start a value and bounds the size of the value in progress.
+#[derive(Debug, Default)]
+struct Scanner {
+    /// Next byte to look at.
+    at: usize,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Inside a top-level number or literal (`true`, `false`, `null`).
+    in_scalar: bool,
+    /// Start of the top-level value in progress.
+    value_start: Option<usize>,
+    /// End of the last complete top-level value (whitespace after it included).
+    complete: usize,
+}
+
+impl Scanner {
+    fn scan(&mut self, buf: &[u8], eof: bool, max_value_bytes: usize) -> Result<(), ScanStop> {
+        while self.at < buf.len() {
+            if self.in_string {
+                self.scan_string(buf);
+                continue;
+            }
+            let b = buf[self.at];
+            if self.in_scalar {
+                if b.is_ascii_whitespace() || matches!(b, b'{' | b'[' | b'"' | b'}' | b']' | b',') {
+                    self.in_scalar = false;
+                    self.finish(self.at);
+                    continue; // `b` starts (or breaks) what follows
+                }
+                self.at += 1;
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.begin();
+                    self.in_string = true;
+                }
+                b'{' | b'[' => {
+                    self.begin();
+                    self.depth += 1;
+                }
+                b'}' | b']' if self.depth == 0 => return Err(ScanStop::BadStart(self.at)),
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        self.finish(self.at + 1);
+                    }
+                }
+                b' ' | b'\t' | b'\n' | b'\r' if self.depth == 0 => self.complete = self.at + 1,
+                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' if self.depth == 0 => {
+                    self.begin();
+                    self.in_scalar = true;
+                }
+                _ if self.depth == 0 => return Err(ScanStop::BadStart(self.at)),
+                _ => {}
+            }
+            self.at += 1;
+        }
+        if eof && self.in_scalar {
+            self.in_scalar = false;
+            self.finish(buf.len());
+        }
+        match self.value_start {
+            Some(start) if buf.len() - start > max_value_bytes => Err(ScanStop::TooLarge(start)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Inside a string: jump to the next quote or backslash.
+    fn scan_string(&mut self, buf: &[u8]) {
+        if self.escaped {
+            self.escaped = false;
+            self.at += 1;
+            return;
+        }
+        match memchr::memchr2(b'"', b'\\', &buf[self.at..]) {
+            None => self.at = buf.len(),
+            Some(i) => {
+                self.at += i + 1;
+                if buf[self.at - 1] == b'\\' {
+                    self.escaped = true;
+                } else {
+                    self.in_string = false;
+                    if self.depth == 0 {
+                        self.finish(self.at);
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self) {
+        if self.depth == 0 {
+            self.value_start = Some(self.at);
+        }
+    }
+
+    fn finish(&mut self, end: usize) {
+        self.complete = end;
+        self.value_start = None;
+    }
+
+    /// The first `n` bytes were consumed.
+    fn shift(&mut self, n: usize) {
+        self.at -= n;
+        self.complete -= n;
+        self.value_start = self.value_start.map(|s| s - n);
+    }
+}
+
+/// Where the start of the buffer is in the whole stream: byte offset, newlines before it, bytes
+/// since the last newline.
 #[derive(Clone, Copy, Debug, Default)]
 struct Position {
     byte: usize,
@@ -192,6 +422,11 @@ impl Position {
             None => self.column += bytes.len(),
         }
     }
+
+    fn after(mut self, bytes: &[u8]) -> Position {
+        self.advance(bytes);
+        self
+    }
 }
 
 /// Decodes every complete value in `buf`, handing each to `sink` with its absolute byte offset.
@@ -200,7 +435,8 @@ impl Position {
 /// Each value is first decoded as a [`ProbeEnvelope`] (type, uid, counts; no allocation). A
 /// MODIFIED/ADDED event of a known pod whose counts did not change stops there, and so does the
 /// first sighting of a pod when catch-up is off (it only sets a baseline); anything else is decoded
-/// again, fully, from the same bytes.
+/// again, fully, from the same bytes. A value that is valid JSON but cannot be read (another
+/// shape, a number out of range, a field of the wrong type) is skipped and counted.
 fn decode_values(
     buf: &[u8],
     eof: bool,
@@ -231,24 +467,28 @@ fn decode_values(
                     (&buf[start..end], end)
                 }
                 Some(Err(e)) if e.is_eof() && !eof => return Ok(start),
-                Some(Err(e)) if e.is_data() => {
-                    // Valid JSON of another shape (a Status, a list, a scalar): find its extent.
+                Some(Err(_)) => {
+                    // Not a probe's shape, or unreadable: is it valid JSON at all? Find its extent.
                     let mut raw = serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<&RawValue>();
                     match raw.next() {
                         Some(Ok(_)) => (&buf[start..start + raw.byte_offset()], start + raw.byte_offset()),
                         Some(Err(e)) if e.is_eof() && !eof => return Ok(start),
-                        Some(Err(e)) => return Err(malformed(&e, buf, start, start, base, source_name)),
+                        Some(Err(e)) => return Err(malformed(&e, buf, start, base, source_name)),
                         None => return Ok(buf.len()),
                     }
                 }
-                Some(Err(e)) => return Err(malformed(&e, buf, pos, start, base, source_name)),
             };
             stats.values += 1;
+            let offset = base.byte + start + leading_whitespace(&buf[start..]);
             match serde_json::from_slice::<Envelope>(value) {
-                Ok(envelope) => sink(envelope, base.byte + start, detector, stats)?,
+                Ok(envelope) => sink(envelope, offset, detector, stats)?,
                 Err(e) => {
                     stats.skipped_not_pod += 1;
-                    tracing::warn!(byte_offset = base.byte + start, error = %e, "Skipped a JSON value that is not a Pod, watch event or list.");
+                    tracing::warn!(
+                        byte_offset = offset,
+                        error = describe_json_error(&e),
+                        "Skipped a JSON value that cannot be read as a Pod, watch event or list."
+                    );
                 }
             }
             if end != pos + values.byte_offset() {
@@ -259,44 +499,64 @@ fn decode_values(
     }
 }
 
-/// A syntax error, placed in the whole stream. `e`'s line and column count from `buf[origin..]`;
-/// the bad value starts after `buf[..start]`.
-fn malformed(
-    e: &serde_json::Error,
-    buf: &[u8],
-    origin: usize,
-    start: usize,
-    base: Position,
-    source_name: &str,
-) -> ReplayError {
-    let mut at = base;
-    at.advance(&buf[..origin]);
-    // The bad value's first byte, past the whitespace before it.
-    let start = start + buf[start..].iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let (line, column) =
-        if e.line() <= 1 { (at.line + 1, at.column + e.column()) } else { (at.line + e.line(), e.column()) };
+fn leading_whitespace(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| b.is_ascii_whitespace()).count()
+}
+
+/// A syntax error, placed in the whole stream. `e`'s line and column count from `buf[origin..]`.
+/// A value the stream ends inside of is placed at its start; any other error at the byte the
+/// parser stopped at. The byte offset, line and column always name the same byte.
+fn malformed(e: &serde_json::Error, buf: &[u8], origin: usize, base: Position, source_name: &str) -> ReplayError {
+    let at = if e.is_eof() {
+        origin + leading_whitespace(&buf[origin..])
+    } else {
+        // serde_json's line and column (both from 1) of the byte it stopped at, back to an index.
+        let rest = &buf[origin..];
+        let line_start = if e.line() <= 1 {
+            0
+        } else {
+            memchr::memchr_iter(b'\n', rest).nth(e.line() - 2).map_or(rest.len(), |i| i + 1)
+        };
+        origin + (line_start + e.column().saturating_sub(1)).min(rest.len())
+    };
+    malformed_at(buf, at, base, source_name, describe_json_error(e))
+}
+
+/// Malformed input at `buf[at]`.
+fn malformed_at(buf: &[u8], at: usize, base: Position, source_name: &str, detail: String) -> ReplayError {
+    let p = base.after(&buf[..at]);
     ReplayError::Malformed {
         source_name: source_name.to_owned(),
-        byte_offset: base.byte + start,
-        line,
-        column,
-        detail: describe_json_error(e),
+        byte_offset: p.byte,
+        line: p.line + 1,
+        column: p.column + 1,
+        detail,
     }
 }
 
-/// Feeds one decoded value to the detector.
 /// What a replayed value feeds the detector with; counts what it skips.
 struct Sink<'a, N, E> {
     detector: &'a mut Detector,
     now: &'a mut N,
     emit: &'a mut E,
     stats: &'a mut ReplayStats,
+    /// Where the value being handled starts in the stream, for warnings.
+    offset: usize,
 }
 
 impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
     /// An observation (or the final object of a deletion) through the detector; its restarts out.
     fn observe(&mut self, pod: &crate::pod::SlimPod, deleted: bool) -> Result<(), ReplayError> {
         self.stats.pod_observations += 1;
+        if pod.uid().is_none() {
+            self.stats.pods_without_uid += 1;
+            tracing::warn!(
+                byte_offset = self.offset,
+                pod = format!("{}/{}", pod.namespace(), pod.name()),
+                "Skipped a Pod without metadata.uid: restarts are tracked by uid (a recording from the API server always has one)."
+            );
+            return Ok(());
+        }
         let now = (self.now)();
         let events = if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) };
         for ev in events {
@@ -310,15 +570,19 @@ impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
 }
 
 fn handle(
-    envelope: Envelope,
+    mut envelope: Envelope,
     offset: usize,
     detector: &mut Detector,
     now: &mut impl FnMut() -> Timestamp,
     emit: &mut impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut sink = Sink { detector, now, emit, stats };
-    if let Some(event_type) = envelope.event_type {
+    let mut sink = Sink { detector, now, emit, stats, offset };
+    // A watch event has an object or a watch event type; a Kubernetes Event also has a `type`
+    // (Normal, Warning) but is an object with a kind of its own.
+    let is_watch_event = envelope.object.is_some()
+        || matches!(envelope.event_type.as_deref(), Some("ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR"));
+    if is_watch_event && let Some(event_type) = envelope.event_type.take() {
         return handle_watch_event(&event_type, envelope.object, offset, &mut sink);
     }
     let is_list = matches!(envelope.kind.as_deref(), Some("PodList") | Some("List"))

@@ -5,6 +5,8 @@
 mod fake_collector;
 #[path = "support/fixture.rs"]
 mod fixture;
+#[path = "support/process.rs"]
+mod process;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +60,7 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     const CAPACITY: usize = 4;
     const BATCH: usize = 2;
     let (tx, rx) = mpsc::channel(CAPACITY);
-    let handled = Arc::new(AtomicU64::new(0));
+    let handled = Arc::new(task::ExportProgress::default());
     let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
     let batch = BatchConfig { max_records: BATCH, max_delay: Duration::from_millis(10) };
     let task = tokio::spawn(task::run(rx, exp, batch, handled.clone(), Arc::new(Metrics::noop())));
@@ -246,4 +248,78 @@ fn settings_follow_the_exporter_spec_and_bad_values_name_their_variable() {
         let err = resolve(&specific, &generic, "OTEL_EXPORTER_OTLP_LOGS").map(|_| ()).unwrap_err().to_string();
         assert!(err.starts_with(setting), "{setting}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_survive_an_abort_at_the_end_of_the_grace() {
+    // 80 records confirmed, then the collector goes down with 20 more queued: the grace runs out,
+    // the export task is aborted, and the report still says 80 exported, 20 undelivered.
+    let fc = FakeCollector::start().await;
+    let (tx, rx) = mpsc::channel(128);
+    let progress = Arc::new(task::ExportProgress::default());
+    let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
+    let batch = BatchConfig { max_records: 10, max_delay: Duration::from_millis(10) };
+    let handle = tokio::spawn(task::run(rx, exp, batch, progress.clone(), Arc::new(Metrics::noop())));
+    let events = many_restarts(100);
+    for ev in &events[..80] {
+        tx.send(ev.clone()).await.unwrap();
+    }
+    while progress.exported.load(Ordering::SeqCst) < 80 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fc.set_down(true);
+    for ev in &events[80..] {
+        tx.send(ev.clone()).await.unwrap();
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    let (report, abnormal) = restart_watcher::app::finish_export(handle, deadline).await;
+    assert!(report.is_none() && !abnormal, "aborted, not panicked");
+    let r = restart_watcher::app::RunReport::from_progress(100, &progress, abnormal);
+    assert_eq!((r.restarts_detected, r.exported, r.failed, r.undelivered), (100, 80, 0, 20));
+}
+
+/// The agent binary replaying the fixture (4 restarts) to `endpoint`, with `extra` flags.
+fn replay_to(endpoint: &str, extra: &[&str], stdin: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        .args(["replay", "-", "--exporter", "otlp", "--otlp-endpoint", endpoint, "--otlp-timeout", "500"])
+        .args(extra)
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn replay_to_a_collector_that_is_down_ends_after_the_grace_and_reports_undelivered() {
+    let fc = FakeCollector::start_blocking();
+    fc.set_down(true);
+    let input = std::fs::File::open("tests/fixtures/real-apiserver-watch.json").unwrap();
+    let child = replay_to(&fc.endpoint(), &["--shutdown-grace", "1s"], input.into());
+    let out = process::wait_or_kill(child, Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("detected=4 exported=0 failed=0 undelivered=4"), "{err}");
+    assert!(err.contains("4 restart records were still undelivered"), "{err}");
+}
+
+#[test]
+fn replay_stops_on_sigterm_and_reports_what_it_delivered() {
+    use std::io::Write;
+    let fc = FakeCollector::start_blocking();
+    let mut child = replay_to(&fc.endpoint(), &["--shutdown-grace", "5s"], std::process::Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap()).unwrap();
+    stdin.flush().unwrap();
+    // The pipe stays open (as `kubectl get -w` would); the records arrive, then SIGTERM.
+    let records = fc.wait_log_records(4, Duration::from_secs(60));
+    assert_eq!(records.len(), 4);
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = process::wait_or_kill(child, Duration::from_secs(120));
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "interrupted before the input ended: {err}");
+    assert!(err.contains("detected=4 exported=4 failed=0 undelivered=0") && err.contains("interrupted=true"), "{err}");
 }

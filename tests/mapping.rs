@@ -164,9 +164,7 @@ fn trace_id_is_the_pod_uid_and_span_id_comes_from_the_restart_id() {
 fn restarts_after_a_count_reset_get_distinct_ids() {
     // 0 -> 1 (Error), the kubelet loses its state (count back to 0), 0 -> 1 (OOMKilled): two
     // terminations with the same count must not share an id, or backends drop the second one.
-    let term = |reason: &str, finished: &str, id: &str| {
-        json!({"terminated": {"reason": reason, "exitCode": 1, "finishedAt": finished, "containerID": id}})
-    };
+    let term = |reason: &str, finished: &str, id: &str| json!({"terminated": {"reason": reason, "exitCode": 1, "finishedAt": finished, "containerID": id}});
     let p0 = pod(UID).app(c("app", 0)).json();
     let mut p1 = p0.clone();
     p1["status"]["containerStatuses"][0]["restartCount"] = json!(1);

@@ -41,7 +41,8 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
             let instance: i64 = attr(res, "k8s.container.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
             for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
                 let a = &rec["attributes"];
-                let count: i64 = attr(a, "restart_watcher.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
+                let count: i64 =
+                    attr(a, "restart_watcher.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
                 assert_eq!(instance, count - 1, "the resource describes the terminated instance");
                 let reason = attr(a, "k8s.container.status.last_terminated_reason")["stringValue"]
                     .as_str()
@@ -201,8 +202,11 @@ fn values_split_across_reads_are_decoded_once_complete() {
         &mut ReplayStats::default(),
     )
     .unwrap_err();
-    let ReplayError::Malformed { line, byte_offset, .. } = err else { panic!("{err}") };
-    assert_eq!((line, byte_offset), (18, data.len() + 1), "the value after the blank line 17");
+    let ReplayError::Malformed { line, column, byte_offset, .. } = err else { panic!("{err}") };
+    // `nope` on line 18, after the blank line 17 (the parser stops at its `o`, expecting `null`):
+    // offset, line and column name the same byte.
+    assert_eq!((line, column, byte_offset), (18, 11, data.len() + 1 + 10), "{err}");
+    assert_eq!(bad[byte_offset], b'o');
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Command-line and environment configuration (clap). Every flag's default and env var live here,
 //! so the docs can be generated from (and tested against) this definition.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::detector::KindFilter;
@@ -109,13 +111,14 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_CHECKPOINT")]
     pub no_checkpoint: bool,
 
-    /// Capacity of the queue between detection and export, in records; when full, the watch waits.
+    /// Capacity of the queue between detection and export, in records (1 to 1048576); when full,
+    /// the watch waits.
     #[arg(long, env = "RESTART_WATCHER_QUEUE_CAPACITY", default_value_t = crate::export::task::DEFAULT_CHANNEL_CAPACITY_EVENTS as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)), allow_negative_numbers = true)]
     pub queue_capacity: u32,
 
-    /// Time allowed at shutdown to drain the queue and flush the exporter, e.g. `10s`, `500ms`.
-    #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    /// Time allowed at shutdown to drain the queue and flush the exporter, e.g. `10s`, `500ms` (0s to 1h).
+    #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub shutdown_grace: std::time::Duration,
 
     /// Do not watch the kubelet's Events: classify causes from the container status alone (no
@@ -130,22 +133,23 @@ pub struct RunArgs {
 
     /// Storm control (opt-in): per (workload, container, cause), emit the first restart at once and
     /// then at most one record per window, carrying how many restarts it stands for
-    /// (`restart_watcher.restarts.coalesced`), e.g. `60s`. Off by default: one record per restart.
-    #[arg(long, env = "RESTART_WATCHER_STORM_WINDOW", value_parser = parse_duration)]
+    /// (`restart_watcher.restarts.coalesced`), e.g. `60s` (0s = off, up to 24h). Off by default: one record per restart.
+    #[arg(long, env = "RESTART_WATCHER_STORM_WINDOW", value_parser = parse_storm_window)]
     pub storm_window: Option<std::time::Duration>,
 
     /// Opt-in: attach the last N log lines of the instance that died (`restart_watcher.previous_logs`),
-    /// fetched from the API server right after detection (needs `get` on `pods/log`). 0 = off.
-    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_LINES", default_value_t = 0)]
+    /// fetched from the API server right after detection (needs `get` on `pods/log`). 0 = off; at most 10000.
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_LINES", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::enrich::prevlogs::MAX_LINES as i64), allow_negative_numbers = true)]
     pub previous_logs_lines: u32,
 
-    /// Cap on the attached previous logs, in bytes (the end is kept).
+    /// Cap on the attached previous logs, in bytes (the end is kept; at most 1 MiB: records must fit an export request).
     #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_MAX_BYTES", default_value_t = crate::enrich::prevlogs::DEFAULT_MAX_BYTES as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)), allow_negative_numbers = true)]
     pub previous_logs_max_bytes: u32,
 
-    /// Timeout of one previous-logs fetch (the record goes out without logs after it), e.g. `5s`.
-    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// Timeout of one previous-logs fetch (the record goes out without logs after it), e.g. `5s` (1ms to 5m).
+    #[arg(long, env = "RESTART_WATCHER_PREVIOUS_LOGS_TIMEOUT", default_value = "5s", value_parser = parse_previous_logs_timeout)]
     pub previous_logs_timeout: std::time::Duration,
 
     /// A regular expression whose matches are replaced by `[REDACTED]` in previous logs (repeatable).
@@ -177,6 +181,38 @@ pub struct RunArgs {
     pub detection: DetectionArgs,
 }
 
+/// Longest `--shutdown-grace`.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
+/// Longest `--batch-max-delay`.
+pub const MAX_BATCH_MAX_DELAY: Duration = Duration::from_secs(60);
+/// Longest `--storm-window`.
+pub const MAX_STORM_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Shortest and longest `--previous-logs-timeout`.
+pub const PREVIOUS_LOGS_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(300));
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::ZERO, MAX_SHUTDOWN_GRACE)
+}
+fn parse_batch_max_delay(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::ZERO, MAX_BATCH_MAX_DELAY)
+}
+fn parse_storm_window(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::ZERO, MAX_STORM_WINDOW)
+}
+fn parse_previous_logs_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, PREVIOUS_LOGS_TIMEOUT_RANGE.0, PREVIOUS_LOGS_TIMEOUT_RANGE.1)
+}
+
+/// A duration within `min..=max`: every duration setting has a range, so that none can overflow a
+/// deadline (`Instant + duration`) or mean something absurd.
+pub fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!("{s:?} is out of range; expected {min:?} to {max:?}"));
+    }
+    Ok(d)
+}
+
 /// Parses `10s`, `500ms`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
@@ -204,6 +240,17 @@ pub struct ReplayArgs {
     /// (minus 60 s) are reported with `detected_late`; written when the replay ends successfully.
     #[arg(long, env = "RESTART_WATCHER_CHECKPOINT_FILE")]
     pub checkpoint_file: Option<std::path::PathBuf>,
+
+    /// Largest single JSON value in the input (a watch event, a Pod, a whole PodList), in bytes;
+    /// a larger one stops the replay with an error naming it. Bounds the replay's memory.
+    #[arg(long, env = "RESTART_WATCHER_MAX_VALUE_BYTES", default_value_t = crate::replay::DEFAULT_MAX_VALUE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 36)))]
+    pub max_value_bytes: u64,
+
+    /// Time allowed, once the input ends or on SIGTERM/SIGINT, to export what was detected, e.g.
+    /// `10s` (0s to 1h); what is still undelivered after it is reported and the exit code is 1.
+    #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_grace)]
+    pub shutdown_grace: std::time::Duration,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -262,13 +309,14 @@ pub struct OutputArgs {
     #[command(flatten)]
     pub otlp: OtlpArgs,
 
-    /// Largest export batch, in records.
+    /// Largest export batch, in records (1 to 65536); a request is also split to stay under the
+    /// receiver's size limit.
     #[arg(long, env = "RESTART_WATCHER_BATCH_MAX_RECORDS", default_value_t = crate::export::task::DEFAULT_BATCH_MAX_RECORDS as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=65_536), allow_negative_numbers = true)]
     pub batch_max_records: u32,
 
-    /// Longest wait between a batch's first record and its export, e.g. `200ms`.
-    #[arg(long, env = "RESTART_WATCHER_BATCH_MAX_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    /// Longest wait between a batch's first record and its export, e.g. `200ms` (0s to 1m).
+    #[arg(long, env = "RESTART_WATCHER_BATCH_MAX_DELAY", default_value = "200ms", value_parser = parse_batch_max_delay)]
     pub batch_max_delay: std::time::Duration,
 
     /// OTLP signals to write, comma-separated: each restart is a log record (an event) and a span.

@@ -55,6 +55,15 @@ pub enum ConfigError {
     NoKubeConfig(#[source] kube::config::InferConfigError),
 }
 
+/// A checkpoint file can be written only in a directory that exists: checked before any work.
+pub fn check_checkpoint_file(path: &Path) -> Result<(), ConfigError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(ConfigError::CheckpointDir { path: path.to_owned(), dir: dir.to_owned() });
+    }
+    Ok(())
+}
+
 /// A Kubernetes namespace name: a DNS label.
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -190,10 +199,7 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
         std::fs::metadata(path).map_err(|source| ConfigError::Kubeconfig { path: path.clone(), source })?;
     }
     if let Some(path) = &args.checkpoint_file {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(ConfigError::CheckpointDir { path: path.clone(), dir: dir.to_owned() });
-        }
+        check_checkpoint_file(path)?;
     }
     crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact)?;
     let kind = args.output.exporter_kind();

@@ -49,18 +49,18 @@ pub struct Enrichment {
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
     /// Records settled without reaching the exporter (held by storm control and represented by
     /// another record) are counted here, so the checkpoint's accounting stays exact.
-    pub settled: Arc<std::sync::atomic::AtomicU64>,
+    pub progress: Arc<crate::export::task::ExportProgress>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
 async fn forward(
     tx: &mpsc::Sender<RestartEvent>,
-    settled: &std::sync::atomic::AtomicU64,
+    progress: &crate::export::task::ExportProgress,
     ev: RestartEvent,
     records: u64,
 ) -> bool {
-    settled.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
+    progress.coalesced.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
     tx.send(ev).await.is_ok()
 }
 
@@ -131,7 +131,7 @@ fn release(
 }
 
 pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
-    let Enrichment { events: store, owners, mut storm, previous_logs, settled, metrics } = opts;
+    let Enrichment { events: store, owners, mut storm, previous_logs, progress, metrics } = opts;
     let mut pending: Vec<Pending> = Vec::new();
     let mut ready: Vec<RestartEvent> = Vec::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
@@ -186,7 +186,7 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         }
         let closing = !open && pending.is_empty();
         for (ev, records) in release(storm.as_mut(), &mut ready, now, closing) {
-            if !forward(&tx, &settled, ev, records).await {
+            if !forward(&tx, &progress, ev, records).await {
                 return;
             }
         }

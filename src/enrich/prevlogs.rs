@@ -24,6 +24,8 @@ pub const PREVIOUS_LOGS_CONCURRENCY: usize = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on the attached text, in bytes.
 pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
+/// Most log lines that can be asked for (`--previous-logs-lines`); the byte cap applies anyway.
+pub const MAX_LINES: u32 = 10_000;
 /// What a redacted match is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 

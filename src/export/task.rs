@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{ExportError, Exporter};
 use crate::event::RestartEvent;
@@ -53,33 +54,97 @@ pub struct ExportReport {
     pub first_error: Option<ExportError>,
 }
 
-/// Runs until the channel closes; returns what was exported and what failed. `settled` counts
-/// every event taken off the channel whose fate is settled (exported, or failed and counted): the
-/// checkpoint advances only when it equals the number sent.
+/// The export counts as they happen, shared with whoever accounts for delivery, so that they
+/// survive the export task being aborted at the end of a shutdown grace, or panicking.
+#[derive(Debug, Default)]
+pub struct ExportProgress {
+    /// Records exported (accepted by the receiver).
+    pub exported: AtomicU64,
+    /// Records that failed for good (counted, not retried).
+    pub failed: AtomicU64,
+    /// Records represented by another record (storm control), settled without an export of their own.
+    pub coalesced: AtomicU64,
+}
+
+impl ExportProgress {
+    /// Every record whose fate is settled: exported, failed, or coalesced. The checkpoint advances
+    /// only when this equals the number of records handed to the pipeline.
+    pub fn settled(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+            + self.coalesced.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs until the channel closes; returns what was exported and what failed (also counted, as it
+/// happens, in `progress`).
 pub async fn run(
     rx: mpsc::Receiver<RestartEvent>,
     exporter: Exporter,
     cfg: BatchConfig,
-    settled: Arc<AtomicU64>,
+    progress: Arc<ExportProgress>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
+    run_until(rx, exporter, cfg, progress, metrics, CancellationToken::new()).await
+}
+
+/// [`run`], and when `close` is cancelled the channel is closed to senders: what is already in it
+/// is still exported, then the task ends (for a producer that cannot be stopped, such as a
+/// blocking read of stdin).
+pub async fn run_until(
+    rx: mpsc::Receiver<RestartEvent>,
+    exporter: Exporter,
+    cfg: BatchConfig,
+    progress: Arc<ExportProgress>,
+    metrics: Arc<crate::metrics::Metrics>,
+    close: CancellationToken,
+) -> ExportReport {
+    let input = Input { rx, close };
     match exporter {
-        Exporter::Otlp(otlp) => run_concurrent(rx, Arc::from(otlp), cfg, settled, metrics).await,
-        other => run_sequential(rx, other, cfg, settled, metrics).await,
+        Exporter::Otlp(otlp) => run_concurrent(input, Arc::from(otlp), cfg, progress, metrics).await,
+        other => run_sequential(input, other, cfg, progress, metrics).await,
     }
 }
 
-fn settle(report: &mut ExportReport, name: &'static str, n: u64, result: Result<(), ExportError>, settled: &AtomicU64) {
+/// The channel, and the token that closes it.
+struct Input {
+    rx: mpsc::Receiver<RestartEvent>,
+    close: CancellationToken,
+}
+
+impl Input {
+    /// The next record; `None` once the channel is closed and empty.
+    async fn recv(&mut self) -> Option<RestartEvent> {
+        if !self.close.is_cancelled() {
+            tokio::select! {
+                item = self.rx.recv() => return item,
+                _ = self.close.cancelled() => self.rx.close(),
+            }
+        }
+        self.rx.recv().await
+    }
+}
+
+fn settle(
+    report: &mut ExportReport,
+    name: &'static str,
+    n: u64,
+    result: Result<(), ExportError>,
+    progress: &ExportProgress,
+) {
     match result {
-        Ok(()) => report.exported += n,
+        Ok(()) => {
+            report.exported += n;
+            progress.exported.fetch_add(n, Ordering::Relaxed);
+        }
         Err(e) => {
             report.failed += n;
+            progress.failed.fetch_add(n, Ordering::Relaxed);
             tracing::error!(exporter = name, records = n, error = %e, "Records could not be exported.");
             report.first_error.get_or_insert(e);
         }
     }
     report.batches += 1;
-    settled.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The batch being filled: records in arrival order, due when full, when its first record has
@@ -135,10 +200,10 @@ impl Batcher {
 
 /// Text exporters: one batch at a time, in order.
 async fn run_sequential(
-    mut rx: mpsc::Receiver<RestartEvent>,
+    mut rx: Input,
     mut exporter: Exporter,
     cfg: BatchConfig,
-    settled: Arc<AtomicU64>,
+    progress: Arc<ExportProgress>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     let mut report = ExportReport::default();
@@ -159,7 +224,7 @@ async fn run_sequential(
         let n = batch.len() as u64;
         metrics.queue_out(n);
         let result = exporter.export(&batch).await;
-        settle(&mut report, exporter.name(), n, result, &settled);
+        settle(&mut report, exporter.name(), n, result, &progress);
     }
     report
 }
@@ -167,10 +232,10 @@ async fn run_sequential(
 /// The OTLP exporter: up to `MAX_BATCHES_IN_FLIGHT` batches at once. The batch being filled lives
 /// outside the `select!`, so a completion never loses what was collected.
 async fn run_concurrent(
-    mut rx: mpsc::Receiver<RestartEvent>,
+    mut rx: Input,
     exporter: Arc<super::otlp::OtlpExporter>,
     cfg: BatchConfig,
-    settled: Arc<AtomicU64>,
+    progress: Arc<ExportProgress>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ExportReport {
     use futures::stream::{FuturesUnordered, StreamExt};
@@ -193,7 +258,7 @@ async fn run_concurrent(
         }
         tokio::select! {
             Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&mut report, "otlp", n, result, &settled);
+                settle(&mut report, "otlp", n, result, &progress);
             }
             item = rx.recv(), if open && !batcher.full() => match item {
                 Some(ev) => batcher.push(ev),
