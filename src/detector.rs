@@ -72,6 +72,8 @@ struct PodState {
     containers: Vec<Tracked>,
     /// The relist generation in which the pod was last seen.
     seen_in: u32,
+    /// A duplicate container name was warned about (once per pod).
+    warned_duplicate: bool,
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -186,13 +188,15 @@ impl Detector {
             (c, kind)
         });
         let app = probe.status.container_statuses.iter().map(|c| (c, ContainerKind::App));
-        let mut containers: Vec<Tracked> = init
-            .chain(app)
-            .filter(|(_, kind)| kinds.allows(*kind))
-            .map(|(c, kind)| Tracked { name: c.name.as_ref().into(), kind, restart_count: c.restart_count })
-            .collect();
+        let mut containers: Vec<Tracked> = Vec::new();
+        for (c, kind) in init.chain(app).filter(|(_, kind)| kinds.allows(*kind)) {
+            // The first status of a duplicated name counts, as in `observe`.
+            if !containers.iter().any(|t| t.kind == kind && *t.name == *c.name) {
+                containers.push(Tracked { name: c.name.as_ref().into(), kind, restart_count: c.restart_count });
+            }
+        }
         containers.shrink_to_fit();
-        self.pods.insert(key, PodState { containers, seen_in: self.generation });
+        self.pods.insert(key, PodState { containers, seen_in: self.generation, warned_duplicate: false });
         self.stats.observations += 1;
         true
     }
@@ -234,13 +238,31 @@ impl Detector {
         let known = self.pods.contains_key(&key);
         let mut rises: Vec<(&SlimContainerStatus, ContainerKind, u32, bool)> = Vec::new();
         {
-            let state =
-                self.pods.entry(key).or_insert_with(|| PodState { containers: Vec::new(), seen_in: generation });
+            let state = self.pods.entry(key).or_insert_with(|| PodState {
+                containers: Vec::new(),
+                seen_in: generation,
+                warned_duplicate: false,
+            });
             state.seen_in = generation;
+            let mut seen: Vec<(&str, ContainerKind)> = Vec::new();
             for (status, kind) in statuses(pod) {
                 if !self.kinds.allows(kind) {
                     continue;
                 }
+                // Container names are unique in a valid pod; in malformed input, the first status
+                // of a name counts and the others are ignored (else each would move the count).
+                if seen.contains(&(status.name.as_str(), kind)) {
+                    if !state.warned_duplicate {
+                        state.warned_duplicate = true;
+                        tracing::warn!(
+                            pod = format!("{}/{}", pod.namespace(), pod.name()),
+                            container = status.name,
+                            "The pod lists a container name twice (malformed object); only its first status is used."
+                        );
+                    }
+                    continue;
+                }
+                seen.push((status.name.as_str(), kind));
                 let new = status.restart_count;
                 match state.containers.iter_mut().find(|t| t.kind == kind && *t.name == *status.name) {
                     Some(t) => {

@@ -71,7 +71,7 @@ fn check_config_accepts_a_good_configuration_and_says_what_it_will_do() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("configuration OK"));
-    assert!(stdout.contains("logs endpoint: http://otel-collector:4317 (gzip: true"), "{stdout}");
+    assert!(stdout.contains("otlp: logs=http://otel-collector:4317 (grpc, gzip true, timeout 10s)"), "{stdout}");
     assert!(stdout.contains("scope: shop"));
 }
 
@@ -93,7 +93,19 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         (vec!["--label-selector", "app in prod"], vec![], "--label-selector"),
         (vec!["--field-selector", "spec.nodeName"], vec![], "--field-selector"),
         (vec!["--namespace", "Shop_1"], vec![], "--namespace"),
-        (vec!["--exporter", "otlp"], vec![], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (vec!["--otlp-endpoint", "http://h:99999"], vec![], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            vec!["--otlp-endpoint", "https://c", "--otlp-certificate", "Cargo.toml"],
+            vec![],
+            "OTEL_EXPORTER_OTLP_CERTIFICATE: Cargo.toml is not PEM",
+        ),
+        (vec!["--otlp-endpoint", "http://c", "--otlp-timeout", "99999999999"], vec![], "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        (vec!["--batch-max-delay", "18446744073709549568s"], vec![], "--batch-max-delay"),
+        (vec!["--shutdown-grace", "100000h"], vec![], "--shutdown-grace"),
+        (vec!["--storm-window", "1e30s"], vec![], "--storm-window"),
+        (vec!["--previous-logs-timeout", "0s"], vec![], "--previous-logs-timeout"),
+        (vec!["--queue-capacity", "-1"], vec![], "--queue-capacity"),
+        (vec!["--batch-max-records", "4294967295"], vec![], "--batch-max-records"),
         (vec!["--container-kinds", "app,ephemeral"], vec![], "--container-kinds"),
         (vec!["--admin-listen", "localhost"], vec![], "--admin-listen"),
         (vec!["--shutdown-grace", "ten"], vec![], "--shutdown-grace"),

@@ -187,41 +187,60 @@ async fn gzip_and_headers_reach_the_server() {
 
 #[test]
 fn settings_follow_the_exporter_spec_and_bad_values_name_their_variable() {
+    use restart_watcher::export::otlp::Protocol;
     let r = |endpoint: Option<&str>| RawSignalSettings { endpoint: endpoint.map(str::to_owned), ..Default::default() };
     let none = RawSignalSettings::default();
+    let logs = |specific: &RawSignalSettings, generic: &RawSignalSettings| {
+        let mut warnings = Vec::new();
+        let c = resolve(specific, generic, "OTEL_EXPORTER_OTLP_LOGS", &mut warnings);
+        (c, warnings)
+    };
+    let ok = |specific: &RawSignalSettings, generic: &RawSignalSettings| logs(specific, generic).0.unwrap().unwrap();
     // a signal's own endpoint wins over the generic one
-    let c =
-        resolve(&r(Some("http://logs:4317")), &r(Some("http://all:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap();
-    assert_eq!(c.endpoint, "http://logs:4317");
-    // no scheme: https, or http when insecure
-    let c = resolve(&none, &r(Some("collector:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap();
-    assert_eq!(c.endpoint, "https://collector:4317");
-    let insecure = RawSignalSettings { insecure: Some("true".into()), ..r(Some("collector:4317")) };
-    assert_eq!(
-        resolve(&none, &insecure, "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap().endpoint,
-        "http://collector:4317"
-    );
-    assert_eq!(
-        resolve(&none, &none, "OTEL_EXPORTER_OTLP_LOGS").unwrap().map(|c| c.endpoint),
-        None,
-        "no endpoint: signal off"
-    );
-    assert_eq!(
-        resolve(&none, &r(Some("http://c:4317")), "OTEL_EXPORTER_OTLP_LOGS").unwrap().unwrap().timeout,
-        Duration::from_secs(10)
-    );
+    assert_eq!(ok(&r(Some("http://logs:4317")), &r(Some("http://all:4317"))).endpoint, "http://logs:4317");
+    // no scheme: https, or http when insecure (any case); a non-boolean is false, with a warning
+    assert_eq!(ok(&none, &r(Some("collector:4317"))).endpoint, "https://collector:4317");
+    let insecure = RawSignalSettings { insecure: Some("TRUE".into()), ..r(Some("collector:4317")) };
+    assert_eq!(ok(&none, &insecure).endpoint, "http://collector:4317");
+    let yes = RawSignalSettings { insecure: Some("yes".into()), ..r(Some("collector:4317")) };
+    let (c, warnings) = logs(&none, &yes);
+    assert_eq!(c.unwrap().unwrap().endpoint, "https://collector:4317");
+    assert!(warnings[0].starts_with("OTEL_EXPORTER_OTLP_INSECURE: \"yes\" is not true"), "{warnings:?}");
+    assert_eq!(logs(&none, &none).0.unwrap().map(|c| c.endpoint), None, "no endpoint here: the caller defaults");
+    // timeout: default 10 s, 0 = no limit
+    assert_eq!(ok(&none, &r(Some("http://c:4317"))).timeout, Some(Duration::from_secs(10)));
+    let no_limit = RawSignalSettings { timeout_ms: Some("0".into()), ..r(Some("http://c:4317")) };
+    assert_eq!(ok(&none, &no_limit).timeout, None);
+    // enums are case-insensitive; unknown values are warned about and ignored
+    let gzip = RawSignalSettings { compression: Some("GZIP".into()), ..r(Some("http://c:4317")) };
+    assert!(ok(&none, &gzip).gzip);
+    let zstd = RawSignalSettings { compression: Some("zstd".into()), ..none.clone() };
+    let (c, warnings) = logs(&zstd, &r(Some("http://c:4317")));
+    assert!(!c.unwrap().unwrap().gzip);
+    assert!(warnings[0].starts_with("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: unknown compression"), "{warnings:?}");
+    // http/protobuf: the generic endpoint gets the signal's path, a signal's own endpoint does not
+    let http = RawSignalSettings { protocol: Some("HTTP/PROTOBUF".into()), ..r(Some("http://c:4318/")) };
+    let c = ok(&none, &http);
+    assert_eq!((c.protocol, c.endpoint.as_str()), (Protocol::HttpProtobuf, "http://c:4318/v1/logs"));
+    let own = RawSignalSettings { protocol: Some("http/protobuf".into()), ..r(Some("http://c:4318/custom")) };
+    assert_eq!(ok(&own, &none).endpoint, "http://c:4318/custom");
+    // the spec's default endpoints, per protocol
+    let d = OtlpConfig::from_generic(&none).unwrap();
+    assert_eq!(d.logs.unwrap().endpoint, "http://localhost:4317");
+    let d = OtlpConfig::from_generic(&RawSignalSettings { protocol: Some("http/protobuf".into()), ..none.clone() })
+        .unwrap();
+    assert_eq!(d.traces.unwrap().endpoint, "http://localhost:4318/v1/traces");
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.crt");
+    std::fs::write(&not_pem, "this is not a certificate").unwrap();
     let cases: Vec<(RawSignalSettings, RawSignalSettings, &str)> = vec![
         (none.clone(), r(Some("ftp://c:21")), "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (none.clone(), r(Some("http://h:99999")), "OTEL_EXPORTER_OTLP_ENDPOINT"),
         (r(Some("http://bad host")), none.clone(), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
         (
             none.clone(),
             RawSignalSettings { headers: Some("novalue".into()), ..r(Some("http://c")) },
             "OTEL_EXPORTER_OTLP_HEADERS",
-        ),
-        (
-            RawSignalSettings { compression: Some("zstd".into()), ..none.clone() },
-            r(Some("http://c")),
-            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
         ),
         (
             none.clone(),
@@ -230,12 +249,17 @@ fn settings_follow_the_exporter_spec_and_bad_values_name_their_variable() {
         ),
         (
             none.clone(),
-            RawSignalSettings { insecure: Some("yes".into()), ..r(Some("c:1")) },
-            "OTEL_EXPORTER_OTLP_INSECURE",
+            RawSignalSettings { timeout_ms: Some("18446744073709551615".into()), ..r(Some("http://c")) },
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
         ),
         (
             none.clone(),
             RawSignalSettings { certificate: Some("/nonexistent/ca.pem".into()), ..r(Some("https://c")) },
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ),
+        (
+            none.clone(),
+            RawSignalSettings { certificate: Some(not_pem.clone()), ..r(Some("https://c")) },
             "OTEL_EXPORTER_OTLP_CERTIFICATE",
         ),
         (
@@ -245,7 +269,7 @@ fn settings_follow_the_exporter_spec_and_bad_values_name_their_variable() {
         ),
     ];
     for (specific, generic, setting) in cases {
-        let err = resolve(&specific, &generic, "OTEL_EXPORTER_OTLP_LOGS").map(|_| ()).unwrap_err().to_string();
+        let err = logs(&specific, &generic).0.map(|_| ()).unwrap_err().to_string();
         assert!(err.starts_with(setting), "{setting}: {err}");
     }
 }
@@ -322,4 +346,68 @@ fn replay_stops_on_sigterm_and_reports_what_it_delivered() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "interrupted before the input ended: {err}");
     assert!(err.contains("detected=4 exported=4 failed=0 undelivered=0") && err.contains("interrupted=true"), "{err}");
+}
+
+/// `n` restarts, each carrying `log_bytes` of previous logs (big records).
+fn big_restarts(n: u32, log_bytes: usize) -> Vec<RestartEvent> {
+    many_restarts(n)
+        .into_iter()
+        .map(|mut ev| {
+            ev.previous_logs = Some("x".repeat(log_bytes));
+            ev
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_exceeds_the_cap_so_big_batches_arrive_whole() {
+    use restart_watcher::export::otlp::MAX_REQUEST_BYTES;
+    let fc = FakeCollector::start().await;
+    let events = big_restarts(10, 1 << 20);
+    let exp = exporter(&fc, LOGS_ONLY, |_| {});
+    exp.export(&events).await.unwrap();
+    let sizes: Vec<usize> =
+        fc.state.logs.lock().unwrap().iter().map(|(_, req)| prost::Message::encoded_len(req)).collect();
+    assert!(sizes.len() > 2, "a 10 MiB batch goes as several requests: {sizes:?}");
+    assert!(sizes.iter().all(|s| *s <= MAX_REQUEST_BYTES), "{sizes:?}");
+    assert_eq!(fc.log_records().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_as_too_large_is_split_and_retried_never_dropped() {
+    let fc = FakeCollector::start().await;
+    fc.set_max_request_bytes(Some(64 * 1024));
+    let events = big_restarts(40, 8 * 1024);
+    let metrics = Arc::new(Metrics::noop());
+    let cfg =
+        OtlpConfig::from_generic(&RawSignalSettings { endpoint: Some(fc.endpoint()), ..Default::default() }).unwrap();
+    let exp = OtlpExporter::new(cfg, Signals::default(), MappingConfig::default(), metrics).unwrap();
+    exp.export(&events).await.unwrap();
+    let mut got: Vec<_> = fc.log_records().iter().map(|r| r.span_id.clone()).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 40, "every record arrives once");
+    assert_eq!(fc.span_count(), 40);
+    // A single record over the receiver's limit cannot be split: dropped, counted, named.
+    fc.set_max_request_bytes(Some(1024));
+    let err = exp.export(&events[..1]).await.unwrap_err();
+    assert!(matches!(err, ExportError::Rejected { code: "too_large", .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_without_retry_info_is_retried_not_dropped() {
+    let fc = FakeCollector::start().await;
+    fc.fail_next("logs", 2, || tonic::Status::resource_exhausted("memory limiter: data refused"));
+    let exp = exporter(&fc, LOGS_ONLY, |_| {});
+    exp.export(&many_restarts(3)).await.unwrap();
+    assert_eq!(fc.log_records().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_export_says_who_sends_it() {
+    let fc = FakeCollector::start().await;
+    exporter(&fc, LOGS_ONLY, |_| {}).export(&many_restarts(1)).await.unwrap();
+    let logs = fc.state.logs.lock().unwrap();
+    let ua = logs[0].0.get("user-agent").unwrap().to_str().unwrap().to_owned();
+    assert!(ua.starts_with(&format!("restart-watcher/{}", env!("CARGO_PKG_VERSION"))), "{ua}");
 }

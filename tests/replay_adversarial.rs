@@ -231,3 +231,15 @@ fn agent_output(args: &[&str], stdin: &[u8]) -> Output {
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
+
+#[test]
+fn duplicate_container_names_do_not_repeat_a_restart_on_each_delivery() {
+    let dup = |first: u32, second: u32| {
+        let p = pod(UID).named("ns", "web").app(c("app", first).died("Error", 1, T0)).app(c("app", second)).json();
+        json!({"type": "MODIFIED", "object": p}).to_string()
+    };
+    let stream = [dup(3, 5), dup(3, 5), dup(3, 5), dup(4, 5), dup(4, 5)].join("\n");
+    let (got, _, r) = run(stream.as_bytes());
+    r.unwrap();
+    assert_eq!(got, vec![4], "the first status of the name counts; re-deliveries are silent");
+}

@@ -71,3 +71,36 @@ fn replayed_restarts_reach_a_real_collector_with_their_attributes_intact() {
     }
     assert_eq!(sink.span_count(), 4);
 }
+
+#[test]
+fn otlp_http_protobuf_reaches_a_real_collector() {
+    // Some vendor endpoints take only OTLP/HTTP: the same records over http/protobuf, gzip.
+    let sink = FakeCollector::start_blocking();
+    let collector = rotel::Rotel::start(&sink.endpoint());
+    let out = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        .args(["replay", "tests/fixtures/real-apiserver-watch.json", "--exporter", "otlp"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("logs={}/v1/logs (http/protobuf", collector.http_endpoint)), "{err}");
+    let records = sink.wait_log_records(4, Duration::from_secs(20));
+    assert_eq!(records.len(), 4, "four restarts through rotel's OTLP/HTTP receiver");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.span_count() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sink.span_count(), 4);
+    // A receiver that is not there: retried (UNAVAILABLE), then undelivered at the end of the grace.
+    let out = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        .args(["replay", "tests/fixtures/real-apiserver-watch.json", "--exporter", "otlp", "--shutdown-grace", "1s"])
+        .args(["--otlp-protocol", "http/protobuf", "--otlp-endpoint", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("undelivered=4") && err.contains("code=\"unavailable\""), "{err}");
+}

@@ -392,23 +392,27 @@ macro_rules! otlp_signal_args {
         pub struct $name {
             #[arg(id = concat!("otlp-", $flag, "endpoint"), long = concat!("otlp-", $flag, "endpoint"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "ENDPOINT"), value_name = "ENDPOINT",
-                  help = concat!("OTLP/gRPC endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure)", $only))]
+                  help = concat!("OTLP endpoint URL, e.g. http://otel-collector:4317 (no scheme: https, or http with insecure; default http://localhost:4317, or :4318 for http/protobuf)", $only))]
             pub endpoint: Option<String>,
+            #[arg(id = concat!("otlp-", $flag, "protocol"), long = concat!("otlp-", $flag, "protocol"),
+                  env = concat!("OTEL_EXPORTER_OTLP_", $env, "PROTOCOL"), value_name = "PROTOCOL",
+                  help = concat!("Transport: grpc (default) or http/protobuf (OTLP/HTTP; the generic endpoint gets /v1/logs, /v1/traces)", $only))]
+            pub protocol: Option<String>,
             #[arg(id = concat!("otlp-", $flag, "headers"), long = concat!("otlp-", $flag, "headers"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "HEADERS"), value_name = "HEADERS",
                   help = concat!("Headers sent with every export: key1=value1,key2=value2 (values percent-decoded)", $only))]
             pub headers: Option<String>,
             #[arg(id = concat!("otlp-", $flag, "compression"), long = concat!("otlp-", $flag, "compression"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "COMPRESSION"), value_name = "COMPRESSION",
-                  help = concat!("Compression: gzip or none", $only))]
+                  help = concat!("Compression: gzip or none (an unknown value is warned about and ignored)", $only))]
             pub compression: Option<String>,
             #[arg(id = concat!("otlp-", $flag, "timeout"), long = concat!("otlp-", $flag, "timeout"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "TIMEOUT"), value_name = "TIMEOUT",
-                  help = concat!("Per-request timeout in milliseconds (default 10000)", $only))]
+                  help = concat!("Per-request timeout in milliseconds, 0 = no limit, at most 3600000 (default 10000)", $only))]
             pub timeout: Option<String>,
             #[arg(id = concat!("otlp-", $flag, "insecure"), long = concat!("otlp-", $flag, "insecure"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "INSECURE"), value_name = "INSECURE",
-                  help = concat!("true: plain-text gRPC for an endpoint without a scheme", $only))]
+                  help = concat!("true: plain text for an endpoint without a scheme (any other value is false)", $only))]
             pub insecure: Option<String>,
             #[arg(id = concat!("otlp-", $flag, "certificate"), long = concat!("otlp-", $flag, "certificate"),
                   env = concat!("OTEL_EXPORTER_OTLP_", $env, "CERTIFICATE"), value_name = "CERTIFICATE",
@@ -429,6 +433,7 @@ macro_rules! otlp_signal_args {
             pub fn raw(&self) -> crate::export::otlp::RawSignalSettings {
                 crate::export::otlp::RawSignalSettings {
                     endpoint: self.endpoint.clone(),
+                    protocol: self.protocol.clone(),
                     headers: self.headers.clone(),
                     compression: self.compression.clone(),
                     timeout_ms: self.timeout.clone(),
@@ -454,14 +459,12 @@ impl OtlpArgs {
             .any(|e| e.as_deref().is_some_and(|e| !e.trim().is_empty()))
     }
 
-    /// Validates the settings of both signals.
-    pub fn resolve(&self) -> Result<crate::export::otlp::OtlpConfig, crate::export::otlp::ConfigError> {
-        use crate::export::otlp::resolve;
-        let generic = self.generic.raw();
-        Ok(crate::export::otlp::OtlpConfig {
-            logs: resolve(&self.logs.raw(), &generic, "OTEL_EXPORTER_OTLP_LOGS")?,
-            traces: resolve(&self.traces.raw(), &generic, "OTEL_EXPORTER_OTLP_TRACES")?,
-        })
+    /// Validates the settings of the selected signals.
+    pub fn resolve(
+        &self,
+        signals: Signals,
+    ) -> Result<crate::export::otlp::OtlpConfig, crate::export::otlp::ConfigError> {
+        crate::export::otlp::OtlpConfig::resolve(&self.logs.raw(), &self.traces.raw(), &self.generic.raw(), signals)
     }
 }
 

@@ -37,10 +37,6 @@ pub enum ConfigError {
     Otlp(#[from] crate::export::otlp::ConfigError),
     #[error("the OTLP exporter cannot be set up: {0}")]
     OtlpClient(#[from] crate::export::ExportError),
-    #[error(
-        "--exporter otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT (or --otlp-endpoint), e.g. http://otel-collector:4317"
-    )]
-    OtlpWithoutEndpoint,
     #[error("--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint")]
     SelfMetricsWithoutEndpoint,
     #[error("{setting}: cannot use it: {source}")]
@@ -73,14 +69,10 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// The OTLP settings of `output`, resolved; an error when the exporter is `otlp` and no signal has
-/// an endpoint.
+/// The OTLP settings of `output`, resolved for the selected signals (the spec's default endpoint
+/// where none is set).
 pub fn otlp_config(output: &OutputArgs) -> Result<OtlpConfig, ConfigError> {
-    let cfg = output.otlp.resolve()?;
-    if cfg.logs.is_none() && cfg.traces.is_none() {
-        return Err(ConfigError::OtlpWithoutEndpoint);
-    }
-    Ok(cfg)
+    Ok(output.otlp.resolve(output.signals())?)
 }
 
 /// The configured exporter; OTLP settings are validated here, before anything connects. Records
@@ -96,8 +88,11 @@ pub fn exporter(
         ExporterKind::OtlpJson => Exporter::OtlpJson { out, signals: output.signals(), mapping: output.mapping() },
         ExporterKind::Otlp => {
             let cfg = otlp_config(output)?;
+            for note in &cfg.notes {
+                tracing::warn!(note = note.as_str(), "OTLP exporter setting.");
+            }
+            tracing::info!(signals = cfg.describe(), "Exporting over OTLP.");
             let otlp = crate::export::otlp::OtlpExporter::new(cfg, output.signals(), output.mapping(), metrics)?;
-            tracing::info!(endpoints = otlp.endpoints(), "Exporting over OTLP/gRPC.");
             Exporter::Otlp(Box::new(otlp))
         }
     })
@@ -206,11 +201,9 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
     let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
     if kind == ExporterKind::Otlp {
         let cfg = otlp_config(&args.output)?;
-        if let Some(l) = &cfg.logs {
-            summary.push(("logs endpoint", format!("{} (gzip: {}, timeout: {:?})", l.endpoint, l.gzip, l.timeout)));
-        }
-        if let Some(t) = &cfg.traces {
-            summary.push(("traces endpoint", format!("{} (gzip: {}, timeout: {:?})", t.endpoint, t.gzip, t.timeout)));
+        summary.push(("otlp", cfg.describe()));
+        for note in cfg.notes {
+            summary.push(("warning", note));
         }
     }
     self_metrics_endpoint(args)?;
@@ -276,9 +269,22 @@ mod tests {
     }
 
     #[test]
-    fn the_otlp_exporter_needs_an_endpoint() {
-        let e = validate(&args(&["--exporter", "otlp"])).unwrap_err();
-        assert!(matches!(e, ConfigError::OtlpWithoutEndpoint), "{e}");
+    fn the_otlp_exporter_without_an_endpoint_uses_the_spec_default() {
+        let summary = validate(&args(&["--exporter", "otlp"])).unwrap();
+        let otlp = &summary.iter().find(|(k, _)| *k == "otlp").unwrap().1;
+        assert!(
+            otlp.contains("logs=http://localhost:4317 (grpc") && otlp.contains("traces=http://localhost:4317"),
+            "{otlp}"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_for_logs_only_sends_traces_to_the_default_and_says_so() {
+        let summary = validate(&args(&["--otlp-logs-endpoint", "http://c:4317"])).unwrap();
+        let warning = &summary.iter().find(|(k, _)| *k == "warning").unwrap().1;
+        assert!(warning.starts_with("traces go to the default endpoint http://localhost:4317"), "{warning}");
+        let only_logs = validate(&args(&["--otlp-logs-endpoint", "http://c:4317", "--signals", "logs"])).unwrap();
+        assert!(only_logs.iter().all(|(k, _)| *k != "warning"));
     }
 
     #[test]
@@ -311,7 +317,7 @@ mod tests {
         assert_eq!(get("exporter").as_deref(), Some("otlp"));
         assert_eq!(get("scope").as_deref(), Some("shop"));
         assert_eq!(get("node mode").as_deref(), Some("n1"));
-        assert!(get("logs endpoint").is_some_and(|e| e.starts_with("http://c:4317")));
+        assert!(get("otlp").is_some_and(|e| e.starts_with("logs=http://c:4317 (grpc")), "{summary:?}");
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! Pure retry policy for OTLP/gRPC exports: which statuses are retried, and how long to wait.
+//! Pure retry policy for OTLP exports (gRPC statuses; OTLP/HTTP responses are mapped onto them):
+//! which statuses are retried, and how long to wait.
 //!
-//! Per the OTLP specification: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED, OUT_OF_RANGE and
-//! DATA_LOSS are retried with exponential backoff and jitter; RESOURCE_EXHAUSTED is retried only when
-//! the server sends a `RetryInfo` (it says recovery is possible), after the delay it asks for (as
-//! UNAVAILABLE with a `RetryInfo` is). Everything else is permanent: the batch is dropped and
-//! counted with its reason.
+//! - UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED, OUT_OF_RANGE and DATA_LOSS are retried with
+//!   exponential backoff and jitter, as the OTLP specification says; with a `RetryInfo`, after the
+//!   delay the server asks for.
+//! - RESOURCE_EXHAUSTED that says the request was too large (gRPC's "larger than max", HTTP 413) is
+//!   [`Retry::Split`]: the request is split in two and each half sent (and split again if needed).
+//! - Any other RESOURCE_EXHAUSTED is throttling: retried after its `RetryInfo`, else with backoff.
+//!   The specification retries it only with a `RetryInfo`; the agent retries it anyway, because
+//!   dropping a restart under load is what it exists to avoid, and the backoff bounds the load.
+//! - Everything else is permanent: the batch is dropped and counted with its reason.
 
 use std::time::Duration;
 
@@ -25,6 +30,8 @@ pub enum Retry {
     Backoff,
     /// Retry after the delay the server asked for (RetryInfo).
     After(Duration),
+    /// The request was too large for the receiver: split it and send the halves.
+    Split,
     /// Do not retry: drop the batch and count it.
     Never,
 }
@@ -33,7 +40,7 @@ pub enum Retry {
 pub fn classify_code(code: Code, retry_info: Option<Duration>) -> Retry {
     let requested = retry_info.filter(|d| !d.is_zero()).map(|d| d.min(RETRY_INFO_MAX));
     match code {
-        Code::ResourceExhausted => requested.map_or(Retry::Never, Retry::After),
+        Code::ResourceExhausted => requested.map_or(Retry::Backoff, Retry::After),
         Code::Unavailable => requested.map_or(Retry::Backoff, Retry::After),
         Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::DataLoss => Retry::Backoff,
         _ => Retry::Never,
@@ -42,8 +49,24 @@ pub fn classify_code(code: Code, retry_info: Option<Duration>) -> Retry {
 
 /// Classifies a tonic status, reading its RetryInfo detail.
 pub fn classify(status: &tonic::Status) -> Retry {
+    if is_too_large(status) {
+        return Retry::Split;
+    }
     let retry_info = status.get_details_retry_info().and_then(|r| r.retry_delay);
     classify_code(status.code(), retry_info)
+}
+
+/// The receiver refused the request for its size: gRPC servers say "received message larger than
+/// max" (RESOURCE_EXHAUSTED), tonic servers "message length too large" (OUT_OF_RANGE); an OTLP/HTTP
+/// 413 is mapped to "request too large".
+pub fn is_too_large(status: &tonic::Status) -> bool {
+    let m = status.message();
+    match status.code() {
+        Code::ResourceExhausted => m.contains("larger than max") || m.contains("too large"),
+        // tonic servers: "decoded message length too large".
+        Code::OutOfRange => m.contains("message length too large"),
+        _ => false,
+    }
 }
 
 /// The backoff before retry number `attempt` (0-based): `BACKOFF_INITIAL * 2^attempt`, capped at
@@ -94,7 +117,7 @@ mod tests {
             (Code::DataLoss, None, Retry::Backoff),
             (Code::ResourceExhausted, Some(s(2)), Retry::After(s(2))),
             (Code::ResourceExhausted, Some(s(3600)), Retry::After(RETRY_INFO_MAX)),
-            (Code::ResourceExhausted, None, Retry::Never),
+            (Code::ResourceExhausted, None, Retry::Backoff),
             (Code::InvalidArgument, None, Retry::Never),
             (Code::InvalidArgument, Some(s(1)), Retry::Never),
             (Code::Unauthenticated, None, Retry::Never),
@@ -118,7 +141,10 @@ mod tests {
             ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
         );
         assert_eq!(classify(&status), Retry::After(Duration::from_millis(1500)));
-        assert_eq!(classify(&tonic::Status::resource_exhausted("full")), Retry::Never);
+        assert_eq!(classify(&tonic::Status::resource_exhausted("full")), Retry::Backoff, "throttling is retried");
+        let too_large =
+            tonic::Status::resource_exhausted("grpc: received message larger than max (5242880 vs. 4194304)");
+        assert_eq!(classify(&too_large), Retry::Split);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct State {
     pub metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     /// Every call, accepted or not: (signal, when).
     pub attempts: Mutex<Vec<(&'static str, Instant)>>,
+    /// Refuse requests larger than this, as the Collector's gRPC server does.
+    pub max_request_bytes: Mutex<Option<usize>>,
     log_faults: Mutex<VecDeque<Fault>>,
     trace_faults: Mutex<VecDeque<Fault>>,
     down: Mutex<bool>,
@@ -62,6 +64,18 @@ impl Svc {
     }
 }
 
+impl Svc {
+    /// grpc-go's answer to a request over its limit (the Collector's).
+    fn size_gate(&self, len: usize) -> Result<(), Status> {
+        match *self.0.max_request_bytes.lock().unwrap() {
+            Some(max) if len > max => {
+                Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {max})")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl LogsService for Svc {
     async fn export(
@@ -70,6 +84,7 @@ impl LogsService for Svc {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         self.gate("logs").await?;
         let (meta, _, msg) = req.into_parts();
+        self.size_gate(prost::Message::encoded_len(&msg))?;
         self.0.logs.lock().unwrap().push((meta, msg));
         Ok(Response::new(ExportLogsServiceResponse::default()))
     }
@@ -83,6 +98,7 @@ impl TraceService for Svc {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         self.gate("traces").await?;
         let (meta, _, msg) = req.into_parts();
+        self.size_gate(prost::Message::encoded_len(&msg))?;
         self.0.traces.lock().unwrap().push((meta, msg));
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
@@ -117,8 +133,16 @@ impl FakeCollector {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip))
-                .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(CompressionEncoding::Gzip))
+                .add_service(
+                    LogsServiceServer::new(svc.clone())
+                        .accept_compressed(CompressionEncoding::Gzip)
+                        .max_decoding_message_size(64 << 20),
+                )
+                .add_service(
+                    TraceServiceServer::new(svc.clone())
+                        .accept_compressed(CompressionEncoding::Gzip)
+                        .max_decoding_message_size(64 << 20),
+                )
                 .add_service(MetricsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
                 .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
                     let _ = rx.await;
@@ -152,6 +176,11 @@ impl FakeCollector {
     pub fn stall_next(&self, signal: &str, d: Duration) {
         let faults = if signal == "logs" { &self.state.log_faults } else { &self.state.trace_faults };
         faults.lock().unwrap().push_back(Fault::Stall(d));
+    }
+
+    /// Refuses requests over `max` bytes (`None`: no limit of its own).
+    pub fn set_max_request_bytes(&self, max: Option<usize>) {
+        *self.state.max_request_bytes.lock().unwrap() = max;
     }
 
     pub fn set_down(&self, down: bool) {

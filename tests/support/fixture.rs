@@ -29,5 +29,13 @@ pub fn fixture_restarts() -> Vec<RestartEvent> {
 /// `n` distinct restarts (counts 1..=n) of the fixture's first container.
 pub fn many_restarts(n: u32) -> Vec<RestartEvent> {
     let template = fixture_restarts().remove(0);
-    (1..=n).map(|i| RestartEvent { restart_count: i, ..template.clone() }).collect()
+    (1..=n)
+        .map(|i| {
+            // Each restart is its own termination: its own container id and end time.
+            let mut terminated = template.terminated.clone().unwrap_or_default();
+            terminated.container_id = Some(format!("containerd://{i:064x}"));
+            terminated.finished_at = terminated.finished_at.map(|t| t + jiff::SignedDuration::from_secs(i64::from(i)));
+            RestartEvent { restart_count: i, terminated: Some(terminated), ..template.clone() }
+        })
+        .collect()
 }

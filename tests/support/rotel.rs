@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Rotel {
     child: Child,
     pub grpc_endpoint: String,
+    /// Its OTLP/HTTP receiver (base URL; the signal paths are /v1/logs and /v1/traces).
+    pub http_endpoint: String,
 }
 
 /// Where `rotel-agent` is: $ROTEL_AGENT, else inside the installed `rotel` Python package.
@@ -55,7 +57,15 @@ impl Rotel {
             assert!(Instant::now() < deadline, "rotel-agent did not listen on {grpc}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Rotel { child, grpc_endpoint: format!("http://127.0.0.1:{grpc}") }
+        while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+            assert!(Instant::now() < deadline, "rotel-agent did not listen on {http}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rotel {
+            child,
+            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
+            http_endpoint: format!("http://127.0.0.1:{http}"),
+        }
     }
 }
 

@@ -1,21 +1,30 @@
-//! The `otlp` exporter: OTLP/gRPC through tonic's `LogsServiceClient` and `TraceServiceClient`,
-//! with our own retries (see `retry.rs`), never the SDK's batch processors (they drop silently
-//! when full and so cannot give backpressure).
+//! The `otlp` exporter: OTLP/gRPC through tonic's `LogsServiceClient` and `TraceServiceClient`, or
+//! OTLP/HTTP with protobuf (`http.rs`), with our own retries (see `retry.rs`), never the SDK's batch
+//! processors (they drop silently when full and so cannot give backpressure).
 //!
-//! Its configuration, resolved from the OpenTelemetry exporter spec's settings, is `config.rs`.
+//! A request is never larger than [`MAX_REQUEST_BYTES`] (encoded): a bigger batch is split before
+//! it is sent, and a request the receiver still refuses as too large is split again, down to one
+//! record. Its configuration, resolved from the OpenTelemetry exporter spec's settings, is
+//! `config.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 mod config;
+mod http;
 
-pub use config::{ConfigError, DEFAULT_TIMEOUT, OtlpConfig, RawSignalSettings, SignalConfig, parse_headers, resolve};
+pub use config::{
+    ConfigError, DEFAULT_TIMEOUT, MAX_TIMEOUT, OtlpConfig, Protocol, RawSignalSettings, SignalConfig, parse_headers,
+    resolve,
+};
 
 use super::convert::{self, MappingConfig};
 use super::retry::{self, Retry};
@@ -26,19 +35,48 @@ use crate::metrics::Metrics;
 /// Time allowed to open a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Largest export request sent, encoded, in bytes: under the 4 MiB that gRPC servers (the
+/// Collector's OTLP receiver included) accept by default, with room for framing.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// The `User-Agent` of every export.
+pub fn user_agent() -> String {
+    format!("restart-watcher/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How a signal's requests travel.
+enum Transport {
+    Grpc { channel: Channel, metadata: MetadataMap },
+    Http(http::HttpClient),
+}
+
 /// A connected (lazily) signal client.
 struct SignalClient {
     cfg: SignalConfig,
-    channel: Channel,
-    metadata: MetadataMap,
+    transport: Transport,
 }
+
+/// What a receiver answered: how many records it rejected, and why.
+type Partial = Option<(i64, String)>;
 
 impl SignalClient {
     fn new(cfg: SignalConfig) -> Result<Self, ExportError> {
+        let transport = match cfg.protocol {
+            Protocol::Grpc => Self::grpc(&cfg)?,
+            Protocol::HttpProtobuf => Transport::Http(http::HttpClient::new(&cfg, &user_agent())?),
+        };
+        Ok(SignalClient { cfg, transport })
+    }
+
+    fn grpc(cfg: &SignalConfig) -> Result<Transport, ExportError> {
         let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|e| ExportError::Setup(format!("endpoint {}: {e}", cfg.endpoint)))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(cfg.timeout);
+            .user_agent(user_agent())
+            .map_err(|e| ExportError::Setup(format!("user agent: {e}")))?;
+        if let Some(t) = cfg.timeout {
+            endpoint = endpoint.timeout(t);
+        }
         if cfg.endpoint.starts_with("https://") {
             let mut tls = ClientTlsConfig::new().with_native_roots();
             if let Some(ca) = &cfg.ca_pem {
@@ -58,14 +96,44 @@ impl SignalClient {
                 AsciiMetadataValue::try_from(v.as_str()).map_err(|e| ExportError::Setup(format!("header {k}: {e}")))?;
             metadata.insert(key, value);
         }
-        Ok(SignalClient { channel: endpoint.connect_lazy(), cfg, metadata })
+        Ok(Transport::Grpc { channel: endpoint.connect_lazy(), metadata })
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    fn grpc_request<T>(&self, metadata: &MetadataMap, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
-        *req.metadata_mut() = self.metadata.clone();
-        req.set_timeout(self.cfg.timeout);
+        *req.metadata_mut() = metadata.clone();
+        if let Some(t) = self.cfg.timeout {
+            req.set_timeout(t);
+        }
         req
+    }
+
+    async fn export_logs(&self, msg: ExportLogsServiceRequest) -> Result<Partial, tonic::Status> {
+        let resp: ExportLogsServiceResponse = match &self.transport {
+            Transport::Grpc { channel, metadata } => {
+                let mut svc = LogsServiceClient::new(channel.clone());
+                if self.cfg.gzip {
+                    svc = svc.send_compressed(CompressionEncoding::Gzip);
+                }
+                svc.export(self.grpc_request(metadata, msg)).await?.into_inner()
+            }
+            Transport::Http(client) => client.export(&msg).await?,
+        };
+        Ok(resp.partial_success.map(|p| (p.rejected_log_records, p.error_message)))
+    }
+
+    async fn export_traces(&self, msg: ExportTraceServiceRequest) -> Result<Partial, tonic::Status> {
+        let resp: ExportTraceServiceResponse = match &self.transport {
+            Transport::Grpc { channel, metadata } => {
+                let mut svc = TraceServiceClient::new(channel.clone());
+                if self.cfg.gzip {
+                    svc = svc.send_compressed(CompressionEncoding::Gzip);
+                }
+                svc.export(self.grpc_request(metadata, msg)).await?.into_inner()
+            }
+            Transport::Http(client) => client.export(&msg).await?,
+        };
+        Ok(resp.partial_success.map(|p| (p.rejected_spans, p.error_message)))
     }
 }
 
@@ -135,33 +203,16 @@ impl OtlpExporter {
     /// Exports a batch: every enabled signal, each retried until it succeeds or fails for good.
     pub async fn export(&self, batch: &[RestartEvent]) -> Result<(), ExportError> {
         let id = self.in_flight.begin();
-        let n = batch.len() as u64;
         // The two signals go out concurrently; each is retried on its own.
         let logs = async {
             let Some(client) = &self.logs else { return Ok(()) };
-            let req = convert::logs_request(batch, &self.mapping);
-            let call = |r| {
-                let mut svc = LogsServiceClient::new(client.channel.clone()).send_compressed_if(client.cfg.gzip);
-                let req = client.request(r);
-                async move {
-                    let resp = svc.export(req).await?.into_inner();
-                    Ok(resp.partial_success.map(|p| (p.rejected_log_records, p.error_message)))
-                }
-            };
-            send(client, "logs", n, &self.metrics, call, req).await
+            let build = |part: &[RestartEvent]| convert::logs_request(part, &self.mapping);
+            deliver(client, "logs", batch, &self.metrics, build, |r| client.export_logs(r)).await
         };
         let traces = async {
             let Some(client) = &self.traces else { return Ok(()) };
-            let req = convert::traces_request(batch, &self.mapping);
-            let call = |r| {
-                let mut svc = TraceServiceClient::new(client.channel.clone()).send_compressed_if(client.cfg.gzip);
-                let req = client.request(r);
-                async move {
-                    let resp = svc.export(req).await?.into_inner();
-                    Ok(resp.partial_success.map(|p| (p.rejected_spans, p.error_message)))
-                }
-            };
-            send(client, "traces", n, &self.metrics, call, req).await
+            let build = |part: &[RestartEvent]| convert::traces_request(part, &self.mapping);
+            deliver(client, "traces", batch, &self.metrics, build, |r| client.export_traces(r)).await
         };
         let (logs, traces) = tokio::join!(logs, traces);
         let first_err = logs.err().or(traces.err());
@@ -170,20 +221,74 @@ impl OtlpExporter {
     }
 }
 
-trait CompressIf: Sized {
-    fn send_compressed_if(self, gzip: bool) -> Self;
+/// Sends `batch` as requests of at most [`MAX_REQUEST_BYTES`]: split in halves before sending
+/// while too big, and again when the receiver says a request is too large, down to one record
+/// (which is dropped and counted only if even alone it is refused for its size). Every part is
+/// sent; the first permanent failure is returned.
+async fn deliver<R, B, F, Fut>(
+    client: &SignalClient,
+    signal: &'static str,
+    batch: &[RestartEvent],
+    metrics: &Metrics,
+    build: B,
+    call: F,
+) -> Result<(), ExportError>
+where
+    R: prost::Message + Clone,
+    B: Fn(&[RestartEvent]) -> R,
+    F: Fn(R) -> Fut,
+    Fut: std::future::Future<Output = Result<Partial, tonic::Status>>,
+{
+    let mut parts: Vec<&[RestartEvent]> = vec![batch];
+    let mut first_err = None;
+    while let Some(part) = parts.pop() {
+        let req = build(part);
+        if part.len() > 1 && req.encoded_len() > MAX_REQUEST_BYTES {
+            push_halves(&mut parts, part);
+            continue;
+        }
+        match send(client, signal, part.len() as u64, metrics, &call, req).await {
+            Ok(()) => {}
+            Err(Failure::TooLarge(_)) if part.len() > 1 => {
+                tracing::debug!(
+                    signal,
+                    records = part.len(),
+                    "The receiver refused the request as too large; splitting it."
+                );
+                push_halves(&mut parts, part);
+            }
+            Err(Failure::TooLarge(status)) => {
+                metrics.dropped(signal, "too_large", 1);
+                tracing::error!(signal, endpoint = %client.cfg.endpoint, message = status.message(),
+                    "The receiver refuses even a single record as too large; it is dropped (raise the receiver's request size limit).");
+                first_err.get_or_insert(ExportError::Rejected {
+                    signal,
+                    endpoint: client.cfg.endpoint.clone(),
+                    code: "too_large",
+                    message: status.message().to_owned(),
+                });
+            }
+            Err(Failure::Rejected(e)) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
-impl CompressIf for LogsServiceClient<Channel> {
-    fn send_compressed_if(self, gzip: bool) -> Self {
-        if gzip { self.send_compressed(CompressionEncoding::Gzip) } else { self }
-    }
+/// Queues the two halves of `part`, the first half to go first.
+fn push_halves<'a>(parts: &mut Vec<&'a [RestartEvent]>, part: &'a [RestartEvent]) {
+    let (a, b) = part.split_at(part.len() / 2);
+    parts.push(b);
+    parts.push(a);
 }
 
-impl CompressIf for TraceServiceClient<Channel> {
-    fn send_compressed_if(self, gzip: bool) -> Self {
-        if gzip { self.send_compressed(CompressionEncoding::Gzip) } else { self }
-    }
+/// Why a request was not delivered.
+enum Failure {
+    /// Refused for its size: split it.
+    TooLarge(tonic::Status),
+    /// Refused for good (dropped and counted).
+    Rejected(ExportError),
 }
 
 /// Sends one request, retrying per the policy; counts exported, retried, dropped.
@@ -192,20 +297,20 @@ async fn send<R, F, Fut>(
     signal: &'static str,
     records: u64,
     metrics: &Metrics,
-    call: F,
+    call: &F,
     req: R,
-) -> Result<(), ExportError>
+) -> Result<(), Failure>
 where
     R: Clone,
     F: Fn(R) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<(i64, String)>, tonic::Status>>,
+    Fut: std::future::Future<Output = Result<Partial, tonic::Status>>,
 {
     let mut attempt: u32 = 0;
     loop {
         let started = Instant::now();
         let result = call(req.clone()).await;
         metrics.export_duration(signal, result.is_ok(), started.elapsed());
-        match result {
+        let status = match result {
             Ok(partial) => {
                 let rejected = partial.as_ref().map_or(0, |p| p.0.max(0) as u64);
                 metrics.exported(signal, records.saturating_sub(rejected));
@@ -217,41 +322,39 @@ where
                 }
                 return Ok(());
             }
-            Err(status) => match retry::classify(&status) {
-                Retry::Never => {
-                    let reason = retry::reason(status.code());
-                    metrics.dropped(signal, reason, records);
-                    tracing::error!(signal, endpoint = %client.cfg.endpoint, code = reason, message = status.message(), records,
-                        "The collector rejected the batch for good; it is dropped (fix the collector or the agent's OTLP settings).");
-                    return Err(ExportError::Rejected {
-                        signal,
-                        endpoint: client.cfg.endpoint.clone(),
-                        code: reason,
-                        message: status.message().to_owned(),
-                    });
-                }
-                decision => {
-                    let delay = match decision {
-                        Retry::After(d) => d,
-                        _ => retry::backoff(attempt, 0.5 + fastrand::f64() / 2.0),
-                    };
-                    metrics.retried(signal, retry::reason(status.code()), records);
-                    if attempt == 0 {
-                        tracing::warn!(signal, endpoint = %client.cfg.endpoint, code = retry::reason(status.code()), message = status.message(),
-                            delay_ms = delay.as_millis() as u64, "Export failed; retrying until it succeeds (records are kept).");
-                    } else {
-                        tracing::debug!(
-                            signal,
-                            attempt,
-                            code = retry::reason(status.code()),
-                            delay_ms = delay.as_millis() as u64,
-                            "Retrying export."
-                        );
-                    }
-                    attempt = attempt.saturating_add(1);
-                    tokio::time::sleep(delay).await;
-                }
-            },
+            Err(status) => status,
+        };
+        let delay = match retry::classify(&status) {
+            Retry::Split => return Err(Failure::TooLarge(status)),
+            Retry::Never => {
+                let reason = retry::reason(status.code());
+                metrics.dropped(signal, reason, records);
+                tracing::error!(signal, endpoint = %client.cfg.endpoint, code = reason, message = status.message(), records,
+                    "The collector rejected the batch for good; it is dropped (fix the collector or the agent's OTLP settings).");
+                return Err(Failure::Rejected(ExportError::Rejected {
+                    signal,
+                    endpoint: client.cfg.endpoint.clone(),
+                    code: reason,
+                    message: status.message().to_owned(),
+                }));
+            }
+            Retry::After(d) => d,
+            Retry::Backoff => retry::backoff(attempt, 0.5 + fastrand::f64() / 2.0),
+        };
+        metrics.retried(signal, retry::reason(status.code()), records);
+        if attempt == 0 {
+            tracing::warn!(signal, endpoint = %client.cfg.endpoint, code = retry::reason(status.code()), message = status.message(),
+                delay_ms = delay.as_millis() as u64, "Export failed; retrying until it succeeds (records are kept).");
+        } else {
+            tracing::debug!(
+                signal,
+                attempt,
+                code = retry::reason(status.code()),
+                delay_ms = delay.as_millis() as u64,
+                "Retrying export."
+            );
         }
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(delay).await;
     }
 }
