@@ -47,7 +47,7 @@ pub fn user_agent() -> String {
 /// How a signal's requests travel.
 enum Transport {
     Grpc { channel: Channel, metadata: MetadataMap },
-    Http(http::HttpClient),
+    Http(Box<http::HttpClient>),
 }
 
 /// A connected (lazily) signal client.
@@ -63,7 +63,7 @@ impl SignalClient {
     fn new(cfg: SignalConfig) -> Result<Self, ExportError> {
         let transport = match cfg.protocol {
             Protocol::Grpc => Self::grpc(&cfg)?,
-            Protocol::HttpProtobuf => Transport::Http(http::HttpClient::new(&cfg, &user_agent())?),
+            Protocol::HttpProtobuf => Transport::Http(Box::new(http::HttpClient::new(&cfg, &user_agent())?)),
         };
         Ok(SignalClient { cfg, transport })
     }
