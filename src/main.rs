@@ -82,7 +82,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     if let Err(e) = config::validate(&args) {
         return Ok(invalid(&e));
     }
-    let telemetry = Arc::new(SelfTelemetry::new(config::self_metrics_endpoint(&args)?.as_deref())?);
+    let telemetry = Arc::new(SelfTelemetry::new(config::self_metrics_config(&args)?.as_ref())?);
     let metrics = telemetry.metrics.clone();
     let exporter = config::exporter(&args.output, metrics.clone())?;
     let export_in_flight = match &exporter {

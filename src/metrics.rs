@@ -130,6 +130,9 @@ impl Metrics {
     }
 }
 
+/// `service.name` of the agent's own metrics.
+pub const SERVICE_NAME: &str = "restart-watcher";
+
 /// The meter provider with its readers, and the Prometheus registry the admin server encodes.
 pub struct SelfTelemetry {
     pub metrics: std::sync::Arc<Metrics>,
@@ -138,24 +141,34 @@ pub struct SelfTelemetry {
 }
 
 impl SelfTelemetry {
-    /// Sets up the Prometheus reader and, when `otlp_endpoint` is given, an OTLP push reader.
-    /// Must run inside the Tokio runtime (the OTLP exporter needs it).
-    pub fn new(otlp_endpoint: Option<&str>) -> Result<Self, MetricsError> {
+    /// Sets up the Prometheus reader and, when `otlp` is given, an OTLP/gRPC push reader with the
+    /// same resolved settings as the records (endpoint, headers, TLS, compression, timeout), under
+    /// the resource `service.name=restart-watcher`. Must run inside the Tokio runtime.
+    pub fn new(otlp: Option<&crate::export::otlp::SignalConfig>) -> Result<Self, MetricsError> {
         let registry = prometheus::Registry::new();
         let prom = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_target_info()
             .build()
             .map_err(|e| MetricsError::Prometheus(e.to_string()))?;
-        let mut builder = SdkMeterProvider::builder().with_reader(prom);
-        if let Some(endpoint) = otlp_endpoint {
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(SERVICE_NAME)
+            .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut builder = SdkMeterProvider::builder().with_reader(prom).with_resource(resource);
+        if let Some(cfg) = otlp {
             use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-            let exporter = opentelemetry_otlp::MetricExporter::builder()
+            let failed = |message: String| MetricsError::Otlp { endpoint: cfg.endpoint.clone(), message };
+            let (channel, metadata) = crate::export::otlp::grpc_channel(cfg).map_err(|e| failed(e.to_string()))?;
+            let mut exporter = opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint)
-                .with_compression(opentelemetry_otlp::Compression::Gzip)
-                .build()
-                .map_err(|e| MetricsError::Otlp { endpoint: endpoint.to_owned(), message: e.to_string() })?;
+                .with_channel(channel)
+                .with_metadata(metadata)
+                .with_timeout(cfg.timeout.unwrap_or(PUSH_INTERVAL));
+            if cfg.gzip {
+                exporter = exporter.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            let exporter = exporter.build().map_err(|e| failed(e.to_string()))?;
             let reader =
                 opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).with_interval(PUSH_INTERVAL).build();
             builder = builder.with_reader(reader);

@@ -155,7 +155,16 @@ fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
     k.set_status(ns, "m-1", json!([status("m", 0, None)]));
     let mut agent = Agent::start_raw(
         Path::new(k.admin()),
-        &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &fc.endpoint(), "--self-metrics-otlp"],
+        &[
+            "-n",
+            ns,
+            "--no-checkpoint",
+            "--otlp-endpoint",
+            &fc.endpoint(),
+            "--otlp-headers",
+            "x-tenant=t1",
+            "--self-metrics-otlp",
+        ],
     );
     agent.wait_ready();
     k.set_status(ns, "m-1", json!([status("m", 1, Some(("Error", 1, &now_rfc3339())))]));
@@ -166,6 +175,10 @@ fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
     for name in ["restart_watcher.restarts.detected", "restart_watcher.records.exported", "restart_watcher.queue.in"] {
         assert!(names.iter().any(|n| n == name), "{name} pushed over OTLP: {names:?}");
     }
+    // With the records' resolved settings (the headers here) and the agent's own service.name.
+    let pushes = fc.metric_pushes("x-tenant");
+    assert!(!pushes.is_empty());
+    assert!(pushes.iter().all(|p| p == &(Some("restart-watcher".into()), Some("t1".into()))), "{pushes:?}");
     // The agent's own logs never go through its OTLP path: only restart records arrived as logs.
     assert!(fc.log_records().iter().all(|r| r.event_name == keys::EVENT_NAME));
 }

@@ -39,6 +39,10 @@ pub enum ConfigError {
     OtlpClient(#[from] crate::export::ExportError),
     #[error("--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint")]
     SelfMetricsWithoutEndpoint,
+    #[error(
+        "--self-metrics-otlp pushes over gRPC only: set OTEL_EXPORTER_OTLP_PROTOCOL=grpc, or scrape /metrics instead"
+    )]
+    SelfMetricsGrpcOnly,
     #[error("{setting}: cannot use it: {source}")]
     KubeconfigUnusable {
         setting: String,
@@ -98,17 +102,28 @@ pub fn exporter(
     })
 }
 
-/// Where `--self-metrics-otlp` pushes: its own endpoint, else the generic OTLP endpoint. `None`
+/// Where and how `--self-metrics-otlp` pushes: `--self-metrics-endpoint`
+/// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), else the generic OTLP endpoint, with the generic OTLP
+/// settings (headers, TLS, compression, timeout), resolved as for the records. gRPC only. `None`
 /// when it is off.
-pub fn self_metrics_endpoint(args: &RunArgs) -> Result<Option<String>, ConfigError> {
+pub fn self_metrics_config(args: &RunArgs) -> Result<Option<crate::export::otlp::SignalConfig>, ConfigError> {
     if !args.self_metrics_otlp {
         return Ok(None);
     }
-    args.self_metrics_endpoint
-        .clone()
-        .or_else(|| args.output.otlp.generic.endpoint.clone())
-        .map(Some)
-        .ok_or(ConfigError::SelfMetricsWithoutEndpoint)
+    let specific =
+        crate::export::otlp::RawSignalSettings { endpoint: args.self_metrics_endpoint.clone(), ..Default::default() };
+    let mut warnings = Vec::new();
+    let cfg = crate::export::otlp::resolve(
+        &specific,
+        &args.output.otlp.generic.raw(),
+        "OTEL_EXPORTER_OTLP_METRICS",
+        &mut warnings,
+    )?
+    .ok_or(ConfigError::SelfMetricsWithoutEndpoint)?;
+    if cfg.protocol != crate::export::otlp::Protocol::Grpc {
+        return Err(ConfigError::SelfMetricsGrpcOnly);
+    }
+    Ok(Some(cfg))
 }
 
 /// The client configuration as kube-rs infers it ($KUBECONFIG, ~/.kube/config, in-cluster), or
@@ -206,7 +221,9 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
             summary.push(("warning", note));
         }
     }
-    self_metrics_endpoint(args)?;
+    if let Some(m) = self_metrics_config(args)? {
+        summary.push(("self metrics", m.endpoint));
+    }
     let scope = if args.namespaces.is_empty() { "all namespaces".to_owned() } else { args.namespaces.join(",") };
     summary.push(("scope", scope));
     if let Some(node) = &args.node_name {
@@ -292,7 +309,7 @@ mod tests {
         let e = validate(&args(&["--self-metrics-otlp", "--exporter", "console"])).unwrap_err();
         assert!(matches!(e, ConfigError::SelfMetricsWithoutEndpoint), "{e}");
         let a = args(&["--self-metrics-otlp", "--otlp-endpoint", "http://c:4317"]);
-        assert_eq!(self_metrics_endpoint(&a).unwrap().as_deref(), Some("http://c:4317"));
+        assert_eq!(self_metrics_config(&a).unwrap().map(|c| c.endpoint).as_deref(), Some("http://c:4317"));
         let a = args(&[
             "--self-metrics-otlp",
             "--otlp-endpoint",
@@ -300,7 +317,32 @@ mod tests {
             "--self-metrics-endpoint",
             "http://m:4317",
         ]);
-        assert_eq!(self_metrics_endpoint(&a).unwrap().as_deref(), Some("http://m:4317"));
+        assert_eq!(self_metrics_config(&a).unwrap().map(|c| c.endpoint).as_deref(), Some("http://m:4317"));
+    }
+
+    #[test]
+    fn self_metrics_use_the_resolved_otlp_settings() {
+        let a = args(&[
+            "--self-metrics-otlp",
+            "--otlp-endpoint",
+            "collector:4317",
+            "--otlp-insecure",
+            "true",
+            "--otlp-headers",
+            "authorization=Bearer%20x",
+            "--otlp-compression",
+            "gzip",
+            "--otlp-timeout",
+            "2500",
+        ]);
+        let c = self_metrics_config(&a).unwrap().unwrap();
+        assert_eq!(c.endpoint, "http://collector:4317");
+        assert_eq!(c.headers, vec![("authorization".to_owned(), "Bearer x".to_owned())]);
+        assert!(c.gzip);
+        assert_eq!(c.timeout, Some(std::time::Duration::from_millis(2500)));
+        let http =
+            args(&["--self-metrics-otlp", "--otlp-endpoint", "http://c:4318", "--otlp-protocol", "http/protobuf"]);
+        assert!(matches!(self_metrics_config(&http), Err(ConfigError::SelfMetricsGrpcOnly)));
     }
 
     #[test]

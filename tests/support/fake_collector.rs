@@ -32,7 +32,7 @@ pub enum Fault {
 pub struct State {
     pub logs: Mutex<Vec<(MetadataMap, ExportLogsServiceRequest)>>,
     pub traces: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
-    pub metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
+    pub metrics: Mutex<Vec<(MetadataMap, ExportMetricsServiceRequest)>>,
     /// Every call, accepted or not: (signal, when).
     pub attempts: Mutex<Vec<(&'static str, Instant)>>,
     /// Refuse requests larger than this, as the Collector's gRPC server does.
@@ -110,7 +110,8 @@ impl MetricsService for Svc {
         &self,
         req: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.0.metrics.lock().unwrap().push(req.into_inner());
+        let (meta, _, msg) = req.into_parts();
+        self.0.metrics.lock().unwrap().push((meta, msg));
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -238,10 +239,25 @@ impl FakeCollector {
             .lock()
             .unwrap()
             .iter()
-            .flat_map(|r| {
+            .flat_map(|(_, r)| {
                 r.resource_metrics
                     .iter()
                     .flat_map(|rm| rm.scope_metrics.iter().flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone())))
+            })
+            .collect()
+    }
+
+    /// `service.name` of each pushed metrics resource, with the value of `header` on its request.
+    pub fn metric_pushes(&self, header: &str) -> Vec<(Option<String>, Option<String>)> {
+        let metrics = self.state.metrics.lock().unwrap();
+        metrics
+            .iter()
+            .flat_map(|(meta, r)| {
+                let h = meta.get(header).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                r.resource_metrics.iter().map(move |rm| {
+                    let service = rm.resource.as_ref().and_then(|res| str_attr(&res.attributes, "service.name"));
+                    (service, h.clone())
+                })
             })
             .collect()
     }

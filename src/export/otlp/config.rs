@@ -328,6 +328,7 @@ macro_rules! names {
             match prefix {
                 "OTEL_EXPORTER_OTLP_LOGS" => concat!("OTEL_EXPORTER_OTLP_LOGS_", $suffix),
                 "OTEL_EXPORTER_OTLP_TRACES" => concat!("OTEL_EXPORTER_OTLP_TRACES_", $suffix),
+                "OTEL_EXPORTER_OTLP_METRICS" => concat!("OTEL_EXPORTER_OTLP_METRICS_", $suffix),
                 _ => concat!("OTEL_EXPORTER_OTLP_", $suffix),
             }
         }

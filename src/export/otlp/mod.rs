@@ -69,34 +69,8 @@ impl SignalClient {
     }
 
     fn grpc(cfg: &SignalConfig) -> Result<Transport, ExportError> {
-        let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-            .map_err(|e| ExportError::Setup(format!("endpoint {}: {e}", cfg.endpoint)))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(user_agent())
-            .map_err(|e| ExportError::Setup(format!("user agent: {e}")))?;
-        if let Some(t) = cfg.timeout {
-            endpoint = endpoint.timeout(t);
-        }
-        if cfg.endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(ca) = &cfg.ca_pem {
-                tls = tls.ca_certificate(Certificate::from_pem(ca));
-            }
-            if let Some((cert, key)) = &cfg.identity_pem {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            endpoint =
-                endpoint.tls_config(tls).map_err(|e| ExportError::Setup(format!("TLS for {}: {e}", cfg.endpoint)))?;
-        }
-        let mut metadata = MetadataMap::new();
-        for (k, v) in &cfg.headers {
-            let key = AsciiMetadataKey::from_bytes(k.as_bytes())
-                .map_err(|e| ExportError::Setup(format!("header {k}: {e}")))?;
-            let value =
-                AsciiMetadataValue::try_from(v.as_str()).map_err(|e| ExportError::Setup(format!("header {k}: {e}")))?;
-            metadata.insert(key, value);
-        }
-        Ok(Transport::Grpc { channel: endpoint.connect_lazy(), metadata })
+        let (channel, metadata) = grpc_channel(cfg)?;
+        Ok(Transport::Grpc { channel, metadata })
     }
 
     fn grpc_request<T>(&self, metadata: &MetadataMap, msg: T) -> tonic::Request<T> {
@@ -135,6 +109,39 @@ impl SignalClient {
         };
         Ok(resp.partial_success.map(|p| (p.rejected_spans, p.error_message)))
     }
+}
+
+/// A lazily connected gRPC channel for `cfg` (TLS, timeout, User-Agent) and the metadata (headers)
+/// every request carries. The self-metrics exporter uses it too, so both follow one configuration.
+pub fn grpc_channel(cfg: &SignalConfig) -> Result<(Channel, MetadataMap), ExportError> {
+    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+        .map_err(|e| ExportError::Setup(format!("endpoint {}: {e}", cfg.endpoint)))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(user_agent())
+        .map_err(|e| ExportError::Setup(format!("user agent: {e}")))?;
+    if let Some(t) = cfg.timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    if cfg.endpoint.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &cfg.ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &cfg.identity_pem {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint =
+            endpoint.tls_config(tls).map_err(|e| ExportError::Setup(format!("TLS for {}: {e}", cfg.endpoint)))?;
+    }
+    let mut metadata = MetadataMap::new();
+    for (k, v) in &cfg.headers {
+        let key =
+            AsciiMetadataKey::from_bytes(k.as_bytes()).map_err(|e| ExportError::Setup(format!("header {k}: {e}")))?;
+        let value =
+            AsciiMetadataValue::try_from(v.as_str()).map_err(|e| ExportError::Setup(format!("header {k}: {e}")))?;
+        metadata.insert(key, value);
+    }
+    Ok((endpoint.connect_lazy(), metadata))
 }
 
 /// The OTLP/gRPC exporter.
