@@ -395,6 +395,15 @@ async fn spawn(
                 side_watches.stop.clone(),
             ));
         }
+        let node_events = kube::Api::namespaced(client.clone(), crate::enrich::events::NODE_EVENTS_NAMESPACE);
+        if crate::enrich::events::node_events_allowed(&node_events).await {
+            side_watches.spawn(crate::enrich::events::watch_node_events(
+                node_events,
+                opts.scope.node_name.clone(),
+                store.clone(),
+                side_watches.stop.clone(),
+            ));
+        }
         Some(store)
     } else {
         None

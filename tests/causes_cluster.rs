@@ -149,3 +149,47 @@ fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_onc
         "{logs}"
     );
 }
+
+/// Writes a Node Event as node-problem-detector's kernel monitor does for an OOM kill.
+fn node_oom_event(k: &Cluster, node: &str, at: &str) {
+    let name =
+        format!("{node}.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": "default"},
+        "involvedObject": {"kind": "Node", "name": node, "uid": node},
+        "reason": "OOMKilling", "type": "Warning", "count": 1,
+        "message": "Memory cgroup out of memory: Killed process 4242 (java) total-vm:2097152kB, anon-rss:1048576kB",
+        "source": {"component": "kernel-monitor", "host": node},
+        "firstTimestamp": at, "lastTimestamp": at
+    });
+    k.kubectl_stdin(&["create", "-f", "-"], Some(&ev.to_string()));
+}
+
+#[test]
+fn a_node_oom_event_explains_a_137_on_that_node_only() {
+    let k = Cluster::shared();
+    let ns = "c-nodeoom";
+    k.create_namespace(ns);
+    // A node of its own, so that no other test's restarts meet this OOM kill.
+    let node = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-oom", "annotations": {"kwok.x-k8s.io/node": "fake"},
+                     "labels": {"kubernetes.io/hostname": "node-oom", "type": "kwok"}}});
+    k.kubectl_stdin(&["apply", "-f", "-"], Some(&node.to_string()));
+    k.create_pod(ns, "java-1", "node-oom", json!({}), &["java"]);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "java-1", json!([status("java", 0, None)]));
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    node_oom_event(k, "node-oom", &seconds_ago(1));
+    let finished = now_rfc3339();
+    k.set_status(ns, "java-1", json!([status("java", 1, Some(("Error", 137, &finished)))]));
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 137, &finished)))]));
+    let recs = agent.wait_records(2, WAIT);
+    let by_container = |c: &str| {
+        recs.iter().find(|r| attr(&r["resource"]["attributes"], "k8s.container.name") == c).map(cause).unwrap()
+    };
+    assert_eq!(by_container("java"), "oom_killed", "the kernel of its node killed it");
+    assert_eq!(by_container("web"), "signal", "another node's OOM kill does not explain it");
+}

@@ -23,7 +23,13 @@ pub struct PodEvent {
     pub container: Option<String>,
     /// When it last happened (`lastTimestamp` / `eventTime` / `series.lastObservedTime`).
     pub time: Timestamp,
+    /// An Event about the pod's Node (a node-level OOM kill), not about the pod itself.
+    pub on_node: bool,
 }
+
+/// Reasons of the Node Events that report an OOM kill on the node: `OOMKilling` from
+/// node-problem-detector's kernel monitor, `SystemOOM` from the kubelet.
+pub const NODE_OOM_REASONS: [&str; 2] = ["OOMKilling", "SystemOOM"];
 
 /// Event reasons that can explain a restart; other Events are not kept.
 pub const RELEVANT_REASONS: [&str; 9] = [
@@ -130,8 +136,16 @@ pub fn classify(
         return status;
     }
     let finished = terminated.and_then(|t| t.finished_at);
+    let killed = terminated.is_some_and(|t| t.exit_code == 137 || t.signal == Some(9));
     let mut cause = None;
+    let mut node_oom = false;
     for e in near(events, container, finished) {
+        if e.on_node {
+            // The node's kernel killed a process near the time this container died of SIGKILL.
+            // It names no container, so any Event about the pod itself explains it better.
+            node_oom |= killed && NODE_OOM_REASONS.contains(&e.reason.as_str());
+            continue;
+        }
         let msg = e.message.to_ascii_lowercase();
         let found = match e.reason.as_str() {
             "Evicted" => Some(Cause::Evicted),
@@ -149,7 +163,7 @@ pub fn classify(
             (c, _) => c,
         };
     }
-    cause.unwrap_or(status)
+    cause.or(node_oom.then_some(Cause::OomKilled)).unwrap_or(status)
 }
 
 fn rank(c: Cause) -> u8 {
@@ -252,7 +266,13 @@ mod tests {
             message: message.into(),
             container: container.map(Into::into),
             time: at.parse().unwrap(),
+            on_node: false,
         }
+    }
+
+    /// An Event about the pod's Node.
+    fn node_ev(reason: &str, message: &str, at: &str) -> PodEvent {
+        PodEvent { on_node: true, ..ev(reason, message, None, at) }
     }
 
     const LIVENESS: &str = "Container web failed liveness probe, will be restarted";
@@ -323,6 +343,52 @@ mod tests {
                     "2026-11-20T10:00:01Z",
                 )],
                 Cause::OomKilled,
+            ),
+            (
+                "a Node OOMKilling event (node-problem-detector) near a 137 is an OOM kill",
+                term("Error", 137, None),
+                None,
+                vec![node_ev(
+                    "OOMKilling",
+                    "Memory cgroup out of memory: Killed process 4242 (java)",
+                    "2026-11-20T10:00:00Z",
+                )],
+                Cause::OomKilled,
+            ),
+            (
+                "a Node SystemOOM event (kubelet) near a SIGKILL is an OOM kill",
+                term("Error", 137, Some(9)),
+                None,
+                vec![node_ev(
+                    "SystemOOM",
+                    "System OOM encountered, victim process: java, pid: 4242",
+                    "2026-11-20T09:59:58Z",
+                )],
+                Cause::OomKilled,
+            ),
+            (
+                "a probe kill of this container explains a 137 better than a node OOM",
+                term("Error", 137, None),
+                None,
+                vec![
+                    node_ev("SystemOOM", "System OOM encountered", "2026-11-20T09:59:58Z"),
+                    ev("Killing", LIVENESS, Some("web"), "2026-11-20T09:59:50Z"),
+                ],
+                Cause::LivenessProbe,
+            ),
+            (
+                "a node OOM does not explain an exit 1",
+                term("Error", 1, None),
+                None,
+                vec![node_ev("SystemOOM", "System OOM encountered", "2026-11-20T09:59:58Z")],
+                Cause::AppError,
+            ),
+            (
+                "a node OOM long before the termination does not explain it",
+                term("Error", 137, None),
+                None,
+                vec![node_ev("OOMKilling", "Memory cgroup out of memory", "2026-11-20T09:50:00Z")],
+                Cause::Signal,
             ),
             (
                 "an Evicted event is an eviction",

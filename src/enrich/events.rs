@@ -25,7 +25,12 @@ pub const EVENT_TTL: Duration = Duration::from_secs(600);
 /// Pods with kept Events at most (memory bound on a large cluster).
 pub const MAX_PODS_WITH_EVENTS: usize = 100_000;
 
-/// Recent relevant Events, by pod uid.
+/// The store key of a Node's OOM Events (pod uids never contain `:`).
+pub fn node_key(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`].
 #[derive(Debug, Default)]
 pub struct EventStore {
     pods: Mutex<HashMap<String, VecDeque<PodEvent>>>,
@@ -100,6 +105,8 @@ pub struct InvolvedObject {
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
     pub uid: Option<String>,
     #[serde(default)]
     pub field_path: Option<String>,
@@ -149,16 +156,35 @@ impl SlimEvent {
         }
         let reason = self.reason.clone().filter(|r| causes::is_relevant(r))?;
         let uid = self.involved_object.uid.clone().filter(|u| !u.is_empty())?;
-        let time = self
-            .series
+        let time = self.time()?;
+        let container =
+            self.involved_object.field_path.as_deref().and_then(causes::container_of_field_path).map(str::to_owned);
+        Some((
+            uid,
+            PodEvent { reason, message: self.message.clone().unwrap_or_default(), container, time, on_node: false },
+        ))
+    }
+
+    /// The Event as classification sees it, if it reports an OOM kill on a Node: the key it is
+    /// stored under ([`node_key`]) and the event.
+    pub fn node_oom_event(&self) -> Option<(String, PodEvent)> {
+        if self.involved_object.kind.as_deref() != Some("Node") {
+            return None;
+        }
+        let reason = self.reason.clone().filter(|r| causes::NODE_OOM_REASONS.contains(&r.as_str()))?;
+        let node = self.involved_object.name.as_deref().filter(|n| !n.is_empty())?;
+        let time = self.time()?;
+        let message = self.message.clone().unwrap_or_default();
+        Some((node_key(node), PodEvent { reason, message, container: None, time, on_node: true }))
+    }
+
+    fn time(&self) -> Option<Timestamp> {
+        self.series
             .as_ref()
             .and_then(|s| s.last_observed_time)
             .or(self.last_timestamp)
             .or(self.event_time)
-            .or(self.first_timestamp)?;
-        let container =
-            self.involved_object.field_path.as_deref().and_then(causes::container_of_field_path).map(str::to_owned);
-        Some((uid, PodEvent { reason, message: self.message.clone().unwrap_or_default(), container, time }))
+            .or(self.first_timestamp)
     }
 }
 
@@ -201,6 +227,54 @@ pub async fn watch_events(api: Api<SlimEvent>, node: Option<String>, store: Arc<
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "Event watch error; retrying with backoff."),
+        }
+    }
+}
+
+/// Namespace where Events about Nodes are recorded (the kubelet and node-problem-detector write
+/// them there: a Node has no namespace).
+pub const NODE_EVENTS_NAMESPACE: &str = "default";
+
+/// Checks access to the Node Events; `false` (after saying what is lost and what to grant) when
+/// RBAC denies it.
+pub async fn node_events_allowed(api: &Api<SlimEvent>) -> bool {
+    match api.list(&ListParams::default().fields("involvedObject.kind=Node").limit(1)).await {
+        Ok(_) => true,
+        Err(e) => {
+            let hint = if classify_kube(&e) == Failure::Forbidden { " (403 Forbidden)" } else { "" };
+            tracing::warn!(namespace = NODE_EVENTS_NAMESPACE, error = %e,
+                "Cannot list Node Events{hint}: node-level OOM kills (SystemOOM, OOMKilling) will not explain an exit 137; \
+                 grant verbs [list,watch] on \"events\" in namespace default.");
+            false
+        }
+    }
+}
+
+/// Watches the Node Events that report OOM kills (`OOMKilling`, `SystemOOM`) into `store` until
+/// `stop`, for the nodes in scope: `node` in node mode, else every node.
+pub async fn watch_node_events(
+    api: Api<SlimEvent>,
+    node: Option<String>,
+    store: Arc<EventStore>,
+    stop: CancellationToken,
+) {
+    let mut fields = "involvedObject.kind=Node".to_owned();
+    if let Some(node) = &node {
+        fields.push_str(&format!(",involvedObject.name={node}"));
+    }
+    let cfg = watcher::Config::default().fields(&fields).page_size(500);
+    let stream = watcher::watcher(api, cfg).default_backoff().take_until(stop.cancelled_owned());
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(Event::Apply(e)) | Ok(Event::InitApply(e)) => {
+                if let Some((key, ev)) = e.node_oom_event() {
+                    tracing::debug!(node = e.involved_object.name.as_deref().unwrap_or(""), reason = %ev.reason, "Node OOM Event.");
+                    store.insert(&key, ev, Timestamp::now());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "Node Event watch error; retrying with backoff."),
         }
     }
 }

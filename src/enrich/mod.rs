@@ -137,7 +137,15 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
     let classify = |ev: &mut RestartEvent, store: &Option<Arc<EventStore>>| {
-        ev.cause = causes::restart_cause(ev, &store.as_ref().map(|s| s.get(&ev.pod.uid)).unwrap_or_default());
+        let Some(store) = store else {
+            ev.cause = causes::restart_cause(ev, &[]);
+            return;
+        };
+        let mut evidence = store.get(&ev.pod.uid);
+        if let Some(node) = &ev.pod.node_name {
+            evidence.extend(store.get(&events::node_key(node)));
+        }
+        ev.cause = causes::restart_cause(ev, &evidence);
     };
     while open || !pending.is_empty() {
         tokio::select! {
