@@ -275,14 +275,9 @@ impl ScanStop {
                 malformed_at(buf, at, base, source_name, detail)
             }
             ScanStop::TooLarge(start) => {
-                let at = base.after(&buf[..start]);
-                ReplayError::ValueTooLarge {
-                    source_name: source_name.to_owned(),
-                    byte_offset: at.byte,
-                    line: at.line + 1,
-                    column: at.column + 1,
-                    max_value_bytes,
-                }
+                let (byte_offset, line, column) = place(buf, start, base);
+                let source_name = source_name.to_owned();
+                ReplayError::ValueTooLarge { source_name, byte_offset, line, column, max_value_bytes }
             }
         }
     }
@@ -524,14 +519,14 @@ fn malformed(e: &serde_json::Error, buf: &[u8], origin: usize, base: Position, s
 
 /// Malformed input at `buf[at]`.
 fn malformed_at(buf: &[u8], at: usize, base: Position, source_name: &str, detail: String) -> ReplayError {
+    let (byte_offset, line, column) = place(buf, at, base);
+    ReplayError::Malformed { source_name: source_name.to_owned(), byte_offset, line, column, detail }
+}
+
+/// Where `buf[at]` is in the stream: byte offset, line and column (both from 1).
+fn place(buf: &[u8], at: usize, base: Position) -> (usize, usize, usize) {
     let p = base.after(&buf[..at]);
-    ReplayError::Malformed {
-        source_name: source_name.to_owned(),
-        byte_offset: p.byte,
-        line: p.line + 1,
-        column: p.column + 1,
-        detail,
-    }
+    (p.byte, p.line + 1, p.column + 1)
 }
 
 /// What a replayed value feeds the detector with; counts what it skips.

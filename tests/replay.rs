@@ -1,5 +1,7 @@
 //! End to end: recorded streams through the binary's replay, with the expected restarts written by hand.
 
+mod support;
+
 use std::process::{Command, Output};
 
 fn bin() -> Command {
@@ -173,21 +175,8 @@ fn values_split_across_reads_are_decoded_once_complete() {
     use restart_watcher::replay::{ReplayError, ReplayStats, replay};
     let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").unwrap();
     for chunk in [1, 7, 4096] {
-        let mut d = Detector::default();
-        let mut stats = ReplayStats::default();
-        let mut got = Vec::new();
-        replay(
-            Trickle(&data, chunk),
-            "t",
-            &mut d,
-            jiff::Timestamp::now,
-            |e| {
-                got.push(e.restart_count);
-                true
-            },
-            &mut stats,
-        )
-        .unwrap();
+        let (got, stats, r) = support::replay_counts(Trickle(&data, chunk));
+        r.unwrap();
         assert_eq!((got, stats.values), (vec![1, 2, 1, 1], 16), "chunk {chunk}");
     }
     // an error is placed the same way whatever the read sizes

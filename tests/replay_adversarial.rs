@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use process::wait_or_kill;
 use restart_watcher::detector::Detector;
-use restart_watcher::replay::{ReplayError, ReplayStats, replay, replay_bounded};
+use restart_watcher::replay::{ReplayError, ReplayStats, replay_bounded};
 use serde_json::json;
 use support::{c, pod};
 
@@ -23,23 +23,8 @@ fn restarted(uid: &str, n: u32) -> String {
     json!({"type": "MODIFIED", "object": p}).to_string()
 }
 
-/// Runs `input` through replay; returns the restart counts emitted, the stats and the result.
 fn run(input: impl Read) -> (Vec<u32>, ReplayStats, Result<(), ReplayError>) {
-    let mut d = Detector::default();
-    let mut stats = ReplayStats::default();
-    let mut got = Vec::new();
-    let r = replay(
-        input,
-        "t",
-        &mut d,
-        jiff::Timestamp::now,
-        |e| {
-            got.push(e.restart_count);
-            true
-        },
-        &mut stats,
-    );
-    (got, stats, r)
+    support::replay_counts(input)
 }
 
 const UID: &str = "aaaaaaaa-0000-0000-0000-000000000001";

@@ -147,3 +147,25 @@ impl PodB {
         serde_json::from_value(self.json()).expect("builder produces a decodable pod")
     }
 }
+
+/// Runs `input` through the library's replay with a default detector: the restart counts emitted,
+/// the stats, and how it ended.
+pub fn replay_counts(
+    input: impl std::io::Read,
+) -> (Vec<u32>, restart_watcher::replay::ReplayStats, Result<(), restart_watcher::replay::ReplayError>) {
+    let mut d = restart_watcher::detector::Detector::default();
+    let mut stats = restart_watcher::replay::ReplayStats::default();
+    let mut got = Vec::new();
+    let r = restart_watcher::replay::replay(
+        input,
+        "t",
+        &mut d,
+        jiff::Timestamp::now,
+        |e| {
+            got.push(e.restart_count);
+            true
+        },
+        &mut stats,
+    );
+    (got, stats, r)
+}
