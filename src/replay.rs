@@ -153,11 +153,12 @@ pub fn replay<R: Read>(
 
 /// [`replay`] with the largest single value set to `max_value_bytes`.
 ///
-/// The input is read in chunks; a [`Scanner`] finds where top-level values end as bytes arrive
-/// (keeping its state between reads), and only complete values are decoded, once each, straight
-/// from the buffer. So a pipe is processed as it arrives, in time linear in its size however the
-/// writer splits it, and memory is bounded by the largest value: input that cannot start a JSON
-/// value fails at once, and a value larger than `max_value_bytes` fails as soon as it is.
+/// The input is read in chunks and complete values are decoded straight from the buffer (no copy
+/// per value), so a pipe is processed as it arrives. A value still incomplete after a parse is
+/// parsed again only once the bytes buffered for it have doubled (or the input ended): every byte
+/// is parsed a bounded number of times, so the time is linear in the input however the writer
+/// splits it. Memory is bounded by the largest value: input that cannot start a JSON value fails
+/// on its first bytes, and a value larger than `max_value_bytes` fails as soon as it is.
 pub fn replay_bounded<R: Read>(
     mut input: R,
     source_name: &str,
@@ -171,7 +172,8 @@ pub fn replay_bounded<R: Read>(
     let mut buf: Vec<u8> = vec![0; READ_CHUNK_BYTES];
     let mut len = 0;
     let mut pos = Position::default();
-    let mut scanner = Scanner::default();
+    // Bytes of `buf` known to be valid UTF-8, and the buffered length at which to parse next.
+    let (mut utf8_ok, mut parse_at) = (0, 0);
     let mut at_start = true;
     let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
         handle(envelope, offset, detector, &mut now, &mut emit, stats)
@@ -201,198 +203,35 @@ pub fn replay_bounded<R: Read>(
                 len -= UTF8_BOM.len();
             }
         }
-        if at_start {
+        if at_start || (!eof && len < parse_at) {
             continue;
         }
-        let scanned = scanner.scan(&buf[..len], eof, max_value_bytes);
-        let complete = scanner.complete;
-        decode_complete(&buf[..complete], pos, source_name, stats, detector, &mut sink)?;
-        if let Err(stop) = scanned {
-            return Err(stop.into_error(&buf, pos, source_name, max_value_bytes));
+        // JSON text is UTF-8: check the new bytes (a character cut by the read waits for the rest).
+        let (valid, bad) = match std::str::from_utf8(&buf[utf8_ok..len]) {
+            Ok(_) => (len, false),
+            Err(e) => (utf8_ok + e.valid_up_to(), e.error_len().is_some() || eof),
+        };
+        utf8_ok = valid;
+        let consumed = decode_values(&buf[..valid], eof && !bad, pos, source_name, stats, detector, &mut sink)?;
+        if bad {
+            let detail = "invalid UTF-8 (JSON text must be UTF-8)".to_owned();
+            return Err(malformed_at(&buf[..len], valid, pos, source_name, detail));
         }
         if eof {
-            // What is left is a value the stream ends inside of (or nothing).
-            decode_values(
-                &buf[complete..len],
-                true,
-                pos.after(&buf[..complete]),
-                source_name,
-                stats,
-                detector,
-                &mut sink,
-            )?;
             return Ok(());
         }
-        pos.advance(&buf[..complete]);
-        buf.copy_within(complete..len, 0);
-        len -= complete;
-        scanner.shift(complete);
-    }
-}
-
-/// Decodes `region`, which ends where a top-level value ends. Invalid UTF-8 stops the replay as
-/// malformed input at the byte where it starts, after the values before it were decoded.
-fn decode_complete(
-    region: &[u8],
-    base: Position,
-    source_name: &str,
-    stats: &mut ReplayStats,
-    detector: &mut Detector,
-    sink: &mut impl FnMut(Envelope, usize, &mut Detector, &mut ReplayStats) -> Result<(), ReplayError>,
-) -> Result<(), ReplayError> {
-    match std::str::from_utf8(region) {
-        Ok(_) => decode_values(region, true, base, source_name, stats, detector, sink).map(drop),
-        Err(e) => {
-            let bad = e.valid_up_to();
-            // The values before the bad byte are whole; the one it is in is cut there.
-            decode_values(&region[..bad], false, base, source_name, stats, detector, sink)?;
-            Err(malformed_at(region, bad, base, source_name, "invalid UTF-8 (JSON text must be UTF-8)".to_owned()))
+        pos.advance(&buf[..consumed]);
+        buf.copy_within(consumed..len, 0);
+        len -= consumed;
+        utf8_ok -= consumed;
+        // What is left is the start of one value (and maybe whitespace).
+        let pending = len - leading_whitespace(&buf[..len]);
+        if pending > max_value_bytes {
+            let (byte_offset, line, column) = place(&buf, len - pending, pos);
+            let source_name = source_name.to_owned();
+            return Err(ReplayError::ValueTooLarge { source_name, byte_offset, line, column, max_value_bytes });
         }
-    }
-}
-
-/// Where a scan stopped early.
-#[derive(Debug)]
-enum ScanStop {
-    /// This byte cannot start a JSON value (or closes one that is not open).
-    BadStart(usize),
-    /// The value starting here grew past the limit.
-    TooLarge(usize),
-}
-
-impl ScanStop {
-    fn into_error(self, buf: &[u8], base: Position, source_name: &str, max_value_bytes: usize) -> ReplayError {
-        match self {
-            ScanStop::BadStart(at) => {
-                let found = buf[at..]
-                    .iter()
-                    .take(16)
-                    .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' });
-                let detail = format!(
-                    "found {:?} where a JSON value must start (table output from `kubectl get` without `-o json`?)",
-                    found.collect::<String>()
-                );
-                malformed_at(buf, at, base, source_name, detail)
-            }
-            ScanStop::TooLarge(start) => {
-                let (byte_offset, line, column) = place(buf, start, base);
-                let source_name = source_name.to_owned();
-                ReplayError::ValueTooLarge { source_name, byte_offset, line, column, max_value_bytes }
-            }
-        }
-    }
-}
-
-/// Finds where top-level JSON values end, byte by byte, with its state kept between reads: depth,
-/// inside a string or not, after a backslash or not. It does not validate JSON (the parser does);
-/// it only rejects a byte that cannot start a value and bounds the size of the value in progress.
-#[derive(Debug, Default)]
-struct Scanner {
-    /// Next byte to look at.
-    at: usize,
-    depth: u32,
-    in_string: bool,
-    escaped: bool,
-    /// Inside a top-level number or literal (`true`, `false`, `null`).
-    in_scalar: bool,
-    /// Start of the top-level value in progress.
-    value_start: Option<usize>,
-    /// End of the last complete top-level value (whitespace after it included).
-    complete: usize,
-}
-
-impl Scanner {
-    fn scan(&mut self, buf: &[u8], eof: bool, max_value_bytes: usize) -> Result<(), ScanStop> {
-        while self.at < buf.len() {
-            if self.in_string {
-                self.scan_string(buf);
-                continue;
-            }
-            let b = buf[self.at];
-            if self.in_scalar {
-                if b.is_ascii_whitespace() || matches!(b, b'{' | b'[' | b'"' | b'}' | b']' | b',') {
-                    self.in_scalar = false;
-                    self.finish(self.at);
-                    continue; // `b` starts (or breaks) what follows
-                }
-                self.at += 1;
-                continue;
-            }
-            match b {
-                b'"' => {
-                    self.begin();
-                    self.in_string = true;
-                }
-                b'{' | b'[' => {
-                    self.begin();
-                    self.depth += 1;
-                }
-                b'}' | b']' if self.depth == 0 => return Err(ScanStop::BadStart(self.at)),
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        self.finish(self.at + 1);
-                    }
-                }
-                b' ' | b'\t' | b'\n' | b'\r' if self.depth == 0 => self.complete = self.at + 1,
-                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' if self.depth == 0 => {
-                    self.begin();
-                    self.in_scalar = true;
-                }
-                _ if self.depth == 0 => return Err(ScanStop::BadStart(self.at)),
-                _ => {}
-            }
-            self.at += 1;
-        }
-        if eof && self.in_scalar {
-            self.in_scalar = false;
-            self.finish(buf.len());
-        }
-        match self.value_start {
-            Some(start) if buf.len() - start > max_value_bytes => Err(ScanStop::TooLarge(start)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Inside a string: jump to the next quote or backslash.
-    fn scan_string(&mut self, buf: &[u8]) {
-        if self.escaped {
-            self.escaped = false;
-            self.at += 1;
-            return;
-        }
-        match memchr::memchr2(b'"', b'\\', &buf[self.at..]) {
-            None => self.at = buf.len(),
-            Some(i) => {
-                self.at += i + 1;
-                if buf[self.at - 1] == b'\\' {
-                    self.escaped = true;
-                } else {
-                    self.in_string = false;
-                    if self.depth == 0 {
-                        self.finish(self.at);
-                    }
-                }
-            }
-        }
-    }
-
-    fn begin(&mut self) {
-        if self.depth == 0 {
-            self.value_start = Some(self.at);
-        }
-    }
-
-    fn finish(&mut self, end: usize) {
-        self.complete = end;
-        self.value_start = None;
-    }
-
-    /// The first `n` bytes were consumed.
-    fn shift(&mut self, n: usize) {
-        self.at -= n;
-        self.complete -= n;
-        self.value_start = self.value_start.map(|s| s - n);
+        parse_at = if pending == 0 { 0 } else { len.saturating_mul(2) };
     }
 }
 
@@ -514,7 +353,21 @@ fn malformed(e: &serde_json::Error, buf: &[u8], origin: usize, base: Position, s
         };
         origin + (line_start + e.column().saturating_sub(1)).min(rest.len())
     };
-    malformed_at(buf, at, base, source_name, describe_json_error(e))
+    let value_start = origin + leading_whitespace(&buf[origin..]);
+    let detail = match buf.get(at) {
+        Some(b) if at == value_start && !matches!(b, b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            let found: String = buf[at..]
+                .iter()
+                .take(16)
+                .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' })
+                .collect();
+            format!(
+                "found {found:?} where a JSON value must start (table output from `kubectl get` without `-o json`?)"
+            )
+        }
+        _ => describe_json_error(e),
+    };
+    malformed_at(buf, at, base, source_name, detail)
 }
 
 /// Malformed input at `buf[at]`.
