@@ -145,7 +145,8 @@ fn a_statefulset_pod_recreated_under_the_same_name_is_tracked_per_uid() {
     agent.wait_records(2, WAIT);
 
     // Deleted while it restarts: the controller recreates db-0 with a new uid and restartCount 0.
-    k.kubectl(&["-n", ns, "delete", "pod", "db-0", "--wait=true"]);
+    // No `--wait`: the controller recreates db-0 at once, and the loop below waits for the new uid.
+    k.kubectl(&["-n", ns, "delete", "pod", "db-0", "--wait=false"]);
     k.wait_for("db-0 recreated", || {
         let uid = k.kubectl(&["-n", ns, "get", "pod", "db-0", "--ignore-not-found", "-o", "jsonpath={.metadata.uid}"]);
         !uid.is_empty() && uid != first_uid

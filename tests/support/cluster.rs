@@ -485,7 +485,7 @@ pub fn attr(list: &Value, key: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// (pod, container, restart_count, missed, detected_late) of each record.
+/// (pod, container, new restart count, missed, detected_late) of each record.
 pub fn summaries(records: &[Value]) -> Vec<(String, String, i64, i64, bool)> {
     records
         .iter()
@@ -494,7 +494,7 @@ pub fn summaries(records: &[Value]) -> Vec<(String, String, i64, i64, bool)> {
             (
                 attr(res, "k8s.pod.name").as_str().unwrap_or("").to_owned(),
                 attr(res, "k8s.container.name").as_str().unwrap_or("").to_owned(),
-                attr(res, "k8s.container.restart_count").as_i64().unwrap_or(-1),
+                attr(&r["attributes"], "restart_watcher.restart_count").as_i64().unwrap_or(-1),
                 attr(&r["attributes"], "restart_watcher.restarts.missed").as_i64().unwrap_or(0),
                 attr(&r["attributes"], "restart_watcher.detected_late").as_bool().unwrap_or(false),
             )
