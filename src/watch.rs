@@ -67,8 +67,14 @@ impl WatchScope {
         scoped_apis(client, &self.namespaces)
     }
 
-    fn watcher_config(&self) -> watcher::Config {
+    /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
+    fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
         let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS);
+        cfg = match strategy {
+            ListStrategy::Streaming => cfg.streaming_lists(),
+            ListStrategy::WatchCache => cfg.any_semantic(),
+            ListStrategy::PagedQuorum => cfg,
+        };
         if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
             cfg = cfg.labels(l);
         }
@@ -76,6 +82,56 @@ impl WatchScope {
             cfg = cfg.fields(&f);
         }
         cfg
+    }
+}
+
+/// How a watch gets its initial state (and the state after a `410 Gone`). See docs/operations.md,
+/// "Cost to the control plane".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListStrategy {
+    /// A streaming list (`sendInitialEvents=true`, Kubernetes 1.34+ by default, the `WatchList`
+    /// gate before): the state comes as watch events from the API server's watch cache, one object
+    /// at a time. No etcd read, no list response held in memory, whatever the field selector.
+    Streaming,
+    /// A list with `resourceVersion=0`, served from the watch cache (which indexes pods by
+    /// `spec.nodeName`), in one response: node mode's fallback, where the response is one node's pods.
+    WatchCache,
+    /// A paginated list with `resourceVersion` unset (a quorum read from etcd, 500 pods a page):
+    /// cluster mode's fallback, where a watch-cache list would ignore the page size and come back
+    /// in one response of every pod.
+    PagedQuorum,
+}
+
+impl ListStrategy {
+    /// Where a watch starts.
+    pub const INITIAL: ListStrategy = ListStrategy::Streaming;
+
+    /// What to use when the API server refuses streaming lists.
+    pub fn fallback(node_mode: bool) -> ListStrategy {
+        if node_mode { ListStrategy::WatchCache } else { ListStrategy::PagedQuorum }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListStrategy::Streaming => "streaming list (watch cache)",
+            ListStrategy::WatchCache => "list at resourceVersion 0 (watch cache)",
+            ListStrategy::PagedQuorum => "paginated quorum list (etcd)",
+        }
+    }
+}
+
+/// Whether a watch error says that the API server does not serve streaming lists (a server
+/// before 1.34 without the `WatchList` gate answers the `sendInitialEvents` watch with 4xx).
+pub fn refuses_streaming_lists(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
+            matches!(status.code, 400 | 422) || status.message.contains("sendInitialEvents")
+        }
+        watcher::Error::WatchError(status) => {
+            matches!(status.code, 400 | 422) || status.message.contains("sendInitialEvents")
+        }
+        _ => false,
     }
 }
 
@@ -135,6 +191,11 @@ pub struct ScopeHealth {
 pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Result<(), WatchError> {
     for (api, desc) in scope.apis(client) {
         let mut lp = ListParams::default().limit(1);
+        if scope.node_name.is_some() {
+            // From the watch cache (indexed by node): etcd cannot filter on spec.nodeName, and a
+            // quorum read would scan every pod of the cluster to find one of this node.
+            lp = lp.match_any();
+        }
         if let Some(l) = scope.label_selector.as_deref().filter(|l| !l.is_empty()) {
             lp = lp.labels(l);
         }
@@ -178,47 +239,59 @@ pub struct WatchTask {
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
     let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
-    let stream = watcher::watcher(api, scope.watcher_config()).default_backoff().take_until(stop.cancelled_owned());
-    let mut stream = std::pin::pin!(stream);
+    let mut strategy = ListStrategy::INITIAL;
+    tracing::debug!(scope = %description, strategy = strategy.as_str(), "Watching.");
     let mut last_failure: Option<Failure> = None;
-    while let Some(item) = stream.next().await {
-        let event = match item {
-            Ok(ev) => ev,
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                health.live.store(false, Ordering::Relaxed);
-                let failure = classify_watcher(&e);
-                metrics.watch_error(failure.as_str());
-                if last_failure != Some(failure) {
-                    tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
-                        "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
-                } else {
-                    tracing::debug!(scope = %description, error = %e, "Watch error; retrying with backoff.");
+    'strategies: loop {
+        let cfg = scope.watcher_config(strategy);
+        let stream = watcher::watcher(api.clone(), cfg).default_backoff().take_until(stop.clone().cancelled_owned());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let event = match item {
+                Ok(ev) => ev,
+                Err(e) if strategy == ListStrategy::Streaming && !watch.listed() && refuses_streaming_lists(&e) => {
+                    strategy = ListStrategy::fallback(scope.node_name.is_some());
+                    tracing::info!(scope = %description, strategy = strategy.as_str(), error = %e,
+                    "The API server does not serve streaming lists; listing instead.");
+                    continue 'strategies;
                 }
-                last_failure = Some(failure);
-                continue;
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    health.live.store(false, Ordering::Relaxed);
+                    let failure = classify_watcher(&e);
+                    metrics.watch_error(failure.as_str());
+                    if last_failure != Some(failure) {
+                        tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
+                        "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
+                    } else {
+                        tracing::debug!(scope = %description, error = %e, "Watch error; retrying with backoff.");
+                    }
+                    last_failure = Some(failure);
+                    continue;
+                }
+            };
+            stats.events.fetch_add(1, Ordering::Relaxed);
+            if last_failure.take().is_some() {
+                tracing::info!(scope = %description, "Watch recovered.");
             }
-        };
-        stats.events.fetch_add(1, Ordering::Relaxed);
-        if last_failure.take().is_some() {
-            tracing::info!(scope = %description, "Watch recovered.");
-        }
-        let step = watch.on_watch_event(event, Timestamp::now());
-        report_list_change(step.list, &description, &stats, &metrics);
-        if watch.listed() {
-            health.live.store(true, Ordering::Relaxed);
-        }
-        for ev in step.restarts {
-            stats.restarts.fetch_add(1, Ordering::Relaxed);
-            metrics.restart_detected(&ev);
-            // Waits while the channel is full: backpressure onto the watch.
-            if tx.send(ev).await.is_err() {
-                tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
-                return;
+            let step = watch.on_watch_event(event, Timestamp::now());
+            report_list_change(step.list, &description, &stats, &metrics);
+            if watch.listed() {
+                health.live.store(true, Ordering::Relaxed);
             }
-            sent.fetch_add(1, Ordering::Relaxed);
-            metrics.queue_in(1);
+            for ev in step.restarts {
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                metrics.restart_detected(&ev);
+                // Waits while the channel is full: backpressure onto the watch.
+                if tx.send(ev).await.is_err() {
+                    tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                metrics.queue_in(1);
+            }
         }
+        break;
     }
     tracing::debug!(scope = %description, "Watch stopped.");
 }

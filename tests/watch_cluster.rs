@@ -274,3 +274,25 @@ fn without_rbac_for_leases_the_agent_says_so_once_and_runs_without_catch_up() {
     assert!(logs.contains("running without catch-up"), "{logs}");
     assert_eq!(agent.terminate(), Some(0));
 }
+
+#[test]
+fn a_server_without_streaming_lists_is_listed_instead_and_nothing_is_missed() {
+    // v1.35 with the WatchList gate off answers a streaming list (sendInitialEvents) with 422, as
+    // servers before 1.34 (and 1.33 by default) do: the agent falls back to a list, per mode.
+    let k = Cluster::start(&["--feature-gates=WatchList=false"]);
+    let ns = "t-nostream";
+    k.create_namespace(ns);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut node_agent = Agent::start(Path::new(k.admin()), &["--node-name", "node-a", "--no-checkpoint"]);
+    let mut cluster_agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    node_agent.wait_ready();
+    cluster_agent.wait_ready();
+    node_agent.wait_log("list at resourceVersion 0 (watch cache)", WAIT);
+    cluster_agent.wait_log("paginated quorum list (etcd)", WAIT);
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 1, &now_rfc3339())))]));
+    for agent in [&mut node_agent, &mut cluster_agent] {
+        agent.wait_records(1, WAIT);
+        assert_eq!(summaries(agent.settle(QUIET)), vec![s("web-1", "web", 1, 0, false)]);
+    }
+}
