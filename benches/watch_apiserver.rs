@@ -16,12 +16,16 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 
-const CONCURRENCY: usize = 64;
+#[path = "support/bench_cluster.rs"]
+mod bench_cluster;
+
+use bench_cluster::{BenchCluster, CONCURRENCY, populate, rss_mib};
+
 /// Simulated nodes the pods are spread over.
 const NODES: usize = 50;
 
@@ -71,29 +75,12 @@ struct Row {
 }
 
 async fn measure(pods: usize, updates: usize) -> Row {
-    let dir = std::env::temp_dir().join(format!("rw-bench-cluster-{}-{pods}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let nodes: Vec<String> = (0..NODES).map(|i| format!("node-{i}")).collect();
-    let out = Command::new("tests/support/cluster.sh")
-        .arg("start")
-        .arg(&dir)
-        .args(["--nodes", &nodes.join(",")])
-        .env("RW_OWNER_PID", std::process::id().to_string())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the test cluster did not start");
-    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    let kubeconfig = env["ADMIN_KUBECONFIG"].clone();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
-    let client = Client::try_from(config).unwrap();
+    let cluster = BenchCluster::start(&format!("watch-{pods}"), NODES, &[]);
+    let kubeconfig = cluster.kubeconfig().to_owned();
+    let client = cluster.client().await;
     eprintln!("populating {pods} pods...");
     let t = Instant::now();
-    populate(&client, pods).await;
+    populate(&client, pods, NODES).await;
     eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
 
     // The agent.
@@ -140,28 +127,8 @@ async fn measure(pods: usize, updates: usize) -> Row {
     let base_rss_mib = rss_mib(base.id());
     let _ = base.kill();
 
-    let _ = Command::new("tests/support/cluster.sh").arg("stop").arg(&dir).status();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(cluster);
     Row { pods, agent_list_secs, agent_rss_mib, base_list_secs, base_rss_mib, restarts_per_sec }
-}
-
-fn pod_json(ns: &str, i: usize, owner_uid: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("app-{i:06}"), "namespace": ns,
-            "labels": {"app.kubernetes.io/name": "app", "pod-template-hash": "5d4c8b7a9", "team": "payments"},
-            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
-            // A real owner (the garbage collector deletes pods whose owner does not exist) that no
-            // controller acts on: the pods keep their size and nothing else touches them.
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "app-owner",
-                                 "uid": owner_uid, "controller": false}]},
-        "spec": {"nodeName": format!("node-{}", i % NODES),
-            "initContainers": [{"name": "migrate", "image": "registry.example.com/migrate:1.0"}],
-            "containers": [
-            {"name": "app", "image": "registry.example.com/app:1.0", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-            {"name": "envoy", "image": "envoyproxy/envoy:v1.31.0"}]}
-    }))
-    .unwrap()
 }
 
 fn statuses(restarts: u32) -> serde_json::Value {
@@ -173,46 +140,6 @@ fn statuses(restarts: u32) -> serde_json::Value {
              "startedAt": "2026-11-26T00:00:00Z", "finishedAt": "2026-11-26T00:01:00Z"}}) } else { json!({}) }},
         {"name": "envoy", "restartCount": 0, "ready": true, "image": "envoyproxy/envoy:v1.31.0",
          "imageID": "envoyproxy/envoy@sha256:00", "containerID": "containerd://bb", "state": {"running": {}}}]}})
-}
-
-async fn populate(client: &Client, pods: usize) {
-    let namespaces = ["bench-a", "bench-b", "bench-c", "bench-d"];
-    let nsapi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let mut owners = std::collections::HashMap::new();
-    for ns in namespaces {
-        let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        nsapi.create(&PostParams::default(), &obj).await.unwrap();
-        // The namespace's default ServiceAccount comes from the controller-manager; pods wait for it.
-        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
-        while sa.get_opt("default").await.unwrap().is_none() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let cm: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
-        let obj = serde_json::from_value(json!({"metadata": {"name": "app-owner"}})).unwrap();
-        let uid = cm.create(&PostParams::default(), &obj).await.unwrap().metadata.uid.unwrap();
-        owners.insert(ns, uid);
-    }
-    let owners = &owners;
-    futures::stream::iter(0..pods)
-        .map(|i| {
-            let ns = namespaces[i % namespaces.len()];
-            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            async move {
-                let pod = pod_json(ns, i, &owners[ns]);
-                api.create(&PostParams::default(), &pod).await?;
-                Ok::<_, kube::Error>(())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap();
-    // The simulated kubelets start every pod (Pending -> Running) before anything is measured.
-    let all: Api<Pod> = Api::all(client.clone());
-    let pending = kube::api::ListParams::default().fields("status.phase=Pending").limit(1);
-    while !all.list(&pending).await.unwrap().items.is_empty() {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 async fn restart_burst(client: &Client, updates: usize) {
@@ -243,13 +170,6 @@ fn wait_line(child: &mut Child, needle: &str, timeout: Duration) {
         }
     });
     rx.recv_timeout(timeout).expect("the process did not finish its initial list in time");
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 =
-        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb / 1024.0
 }
 
 /// The naive baseline: a reflector caching full Pods, as the kube examples do.

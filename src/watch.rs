@@ -68,7 +68,7 @@ impl WatchScope {
     }
 
     /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
-    fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
+    pub fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
         let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS);
         cfg = match strategy {
             ListStrategy::Streaming => cfg.streaming_lists(),

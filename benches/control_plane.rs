@@ -1,0 +1,251 @@
+//! What the agent's pod watches cost the control plane (a real v1.35 kube-apiserver with its watch
+//! cache, and etcd), per list strategy, measured in the same run:
+//!
+//! - node mode: `BENCH_CP_AGENTS` node-mode watches (one per simulated node, `spec.nodeName=<node>`)
+//!   start at once over `BENCH_CP_PODS` pods; then the API server is restarted under them;
+//! - cluster mode: one watch of every pod.
+//!
+//! Each watch is the agent's own watcher configuration (`WatchScope::watcher_config`), run in this
+//! process (one process running many scopes: 2 cores cannot host hundreds of agents). Figures: the
+//! API server's CPU seconds and peak RSS while the watches get their initial state, etcd list
+//! requests and pods read from storage for lists (the API server's own metrics), and the time until
+//! every watch is synced.
+//!
+//! Run: `cargo bench --bench control_plane` (env `BENCH_CP_PODS`, default 20000; `BENCH_CP_AGENTS`,
+//! default 50). Needs the cluster of tests/support (built on first use).
+
+#[path = "support/bench_cluster.rs"]
+mod bench_cluster;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bench_cluster::{BenchCluster, populate};
+use futures::StreamExt;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use restart_watcher::pod::SlimPod;
+use restart_watcher::watch::{ListStrategy, WatchScope};
+
+/// After an API server restart, how long the cost is measured.
+const RESTART_WINDOW: Duration = Duration::from_secs(20);
+
+const STRATEGIES: [ListStrategy; 3] = [ListStrategy::Streaming, ListStrategy::WatchCache, ListStrategy::PagedQuorum];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let pods = env_usize("BENCH_CP_PODS", 20_000);
+    let agents = env_usize("BENCH_CP_AGENTS", 50);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let cluster = BenchCluster::start("cp", agents, &[]);
+        let client = cluster.client().await;
+        eprintln!("populating {pods} pods over {agents} nodes...");
+        let t = Instant::now();
+        populate(&client, pods, agents).await;
+        eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
+        println!("\n{pods} pods, {agents} nodes; API server v1.35 with its watch cache\n");
+        println!("| scenario | strategy | all synced after | API server CPU | API server peak RSS | etcd list requests | pods read from storage for lists |");
+        println!("|---|---|---|---|---|---|---|");
+        for strategy in STRATEGIES {
+            let scopes: Vec<WatchScope> = (0..agents).map(node_scope).collect();
+            let row = measure(&cluster, &client, &scopes, strategy, false).await;
+            print_row(&format!("{agents} node-mode agents start at once"), strategy, &row);
+        }
+        for strategy in STRATEGIES {
+            let scopes: Vec<WatchScope> = (0..agents).map(node_scope).collect();
+            let row = measure(&cluster, &client, &scopes, strategy, true).await;
+            print_row(&format!("API server restarted under {agents} node-mode agents"), strategy, &row);
+        }
+        for strategy in STRATEGIES {
+            let row = measure(&cluster, &client, &[WatchScope::default()], strategy, false).await;
+            print_row("one cluster-mode agent", strategy, &row);
+        }
+    });
+}
+
+fn node_scope(i: usize) -> WatchScope {
+    WatchScope { node_name: Some(format!("node-{i}")), ..WatchScope::default() }
+}
+
+fn print_row(scenario: &str, strategy: ListStrategy, r: &Row) {
+    println!(
+        "| {scenario} | {} | {} | {:.2} s | {:.0} MiB | {} | {} |",
+        strategy.as_str(),
+        if r.synced_secs.is_nan() {
+            format!("({} s window)", RESTART_WINDOW.as_secs())
+        } else {
+            format!("{:.2} s", r.synced_secs)
+        },
+        r.apiserver_cpu_secs,
+        r.apiserver_peak_rss_mib,
+        r.etcd_lists,
+        r.storage_fetched
+    );
+}
+
+struct Row {
+    synced_secs: f64,
+    apiserver_cpu_secs: f64,
+    apiserver_peak_rss_mib: f64,
+    etcd_lists: u64,
+    storage_fetched: u64,
+}
+
+/// Starts one watch per scope at once with `strategy` and waits until every one has its initial
+/// state; with `restart`, first syncs them, then restarts the API server and measures the resync.
+async fn measure(
+    cluster: &BenchCluster,
+    client: &Client,
+    scopes: &[WatchScope],
+    strategy: ListStrategy,
+    restart: bool,
+) -> Row {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let spawn_all = |client: Client| {
+        for (i, scope) in scopes.iter().enumerate() {
+            let api: Api<SlimPod> = Api::all(client.clone());
+            let cfg = scope.watcher_config(strategy);
+            let (tx, stop) = (tx.clone(), stop.clone());
+            tokio::spawn(async move {
+                let stream = watcher::watcher(api, cfg).take_until(stop.cancelled_owned());
+                let mut stream = std::pin::pin!(stream);
+                while let Some(ev) = stream.next().await {
+                    if let Ok(watcher::Event::InitDone) = ev {
+                        let _ = tx.send(i);
+                    }
+                }
+            });
+        }
+    };
+    if restart {
+        spawn_all(client.clone());
+        wait_synced(&mut rx, scopes.len()).await;
+    }
+    let before = Snapshot::take(cluster, client).await;
+    let t = Instant::now();
+    let (synced_secs, peak) = if restart {
+        // The watches reconnect on their own (jittered backoff) and resume or start over: the
+        // cost is measured over a fixed window after the new API server is ready (its metrics
+        // start from zero).
+        restart_apiserver(cluster).await;
+        let sampler = RssSampler::start(cluster.pid("apiserver"));
+        while client.request_text(http::Request::get("/readyz").body(Vec::new()).unwrap()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(RESTART_WINDOW).await;
+        (f64::NAN, sampler.stop())
+    } else {
+        let sampler = RssSampler::start(cluster.pid("apiserver"));
+        spawn_all(client.clone());
+        wait_synced(&mut rx, scopes.len()).await;
+        (t.elapsed().as_secs_f64(), sampler.stop())
+    };
+    let after = Snapshot::take(cluster, client).await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Row {
+        synced_secs,
+        apiserver_cpu_secs: after.cpu_secs - if restart { 0.0 } else { before.cpu_secs },
+        apiserver_peak_rss_mib: peak,
+        etcd_lists: after.metric("etcd_requests_total", "list")
+            - if restart { 0 } else { before.metric("etcd_requests_total", "list") },
+        storage_fetched: after.metric("apiserver_storage_list_fetched_objects_total", "")
+            - if restart { 0 } else { before.metric("apiserver_storage_list_fetched_objects_total", "") },
+    }
+}
+
+/// Waits until `n` different watches have reported their initial state.
+async fn wait_synced(rx: &mut tokio::sync::mpsc::UnboundedReceiver<usize>, n: usize) {
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < n {
+        seen.insert(rx.recv().await.unwrap());
+    }
+}
+
+/// The API server's CPU time and the pod-list metrics at one moment.
+struct Snapshot {
+    cpu_secs: f64,
+    metrics: HashMap<(String, String), u64>,
+}
+
+impl Snapshot {
+    async fn take(cluster: &BenchCluster, client: &Client) -> Snapshot {
+        let text = client.request_text(http::Request::get("/metrics").body(Vec::new()).unwrap()).await.unwrap();
+        let mut metrics = HashMap::new();
+        for line in text.lines().filter(|l| l.contains("resource=\"pods\"") && l.contains("group=\"\"")) {
+            let (name, rest) = line.split_once('{').unwrap_or((line, ""));
+            let op = rest.split("operation=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
+            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            metrics.insert((name.to_owned(), op), value as u64);
+        }
+        Snapshot { cpu_secs: cpu_secs(cluster.pid("apiserver")), metrics }
+    }
+
+    fn metric(&self, name: &str, operation: &str) -> u64 {
+        self.metrics.get(&(name.to_owned(), operation.to_owned())).copied().unwrap_or(0)
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Samples a process's RSS every 20 ms; `stop` returns the peak, in MiB.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    peak = peak.max(bench_cluster::rss_mib(pid));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        RssSampler { stop, handle }
+    }
+
+    fn stop(self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Kills the API server and starts it again with the same command line, in the same directory.
+async fn restart_apiserver(cluster: &BenchCluster) {
+    let pid = cluster.pid("apiserver");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::File::create(cluster.dir.join("apiserver-restarted.log")).unwrap();
+    let child = std::process::Command::new(&args[0])
+        .args(&args[1..])
+        .current_dir(&cluster.dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    std::fs::write(cluster.dir.join("apiserver.pid"), child.id().to_string()).unwrap();
+    std::mem::forget(child);
+}
