@@ -3,16 +3,17 @@
 //!
 //! - node mode: `BENCH_CP_AGENTS` node-mode watches (one per simulated node, `spec.nodeName=<node>`)
 //!   start at once over `BENCH_CP_PODS` pods; then the API server is restarted under them;
-//! - cluster mode: one watch of every pod.
+//! - cluster mode: one agent (the real binary, `--list-strategy` forced) watching every pod.
 //!
-//! Each watch is the agent's own watcher configuration (`WatchScope::watcher_config`), run in this
-//! process (one process running many scopes: 2 cores cannot host hundreds of agents). Figures: the
-//! API server's CPU seconds and peak RSS while the watches get their initial state, etcd list
-//! requests and pods read from storage for lists (the API server's own metrics), and the time until
-//! every watch is synced.
+//! Each node-mode watch is the agent's own watcher configuration (`WatchScope::watcher_config`),
+//! run in this process (one process running many scopes: 2 cores cannot host hundreds of agents),
+//! started at once with no jitter (the worst case). Figures: the API server's CPU seconds and peak
+//! RSS while the watches get their initial state, etcd list requests and pods read from storage for
+//! lists (the API server's own metrics), the time until every watch is synced, and in cluster mode
+//! the agent's peak RSS.
 //!
-//! Run: `cargo bench --bench control_plane` (env `BENCH_CP_PODS`, default 20000; `BENCH_CP_AGENTS`,
-//! default 50). Needs the cluster of tests/support (built on first use).
+//! Run: `cargo bench --bench control_plane` (env `BENCH_CP_PODS`, default 100000;
+//! `BENCH_CP_AGENTS`, default 200). Needs the cluster of tests/support (built on first use).
 
 #[path = "support/bench_cluster.rs"]
 mod bench_cluster;
@@ -22,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use bench_cluster::{BenchCluster, populate};
 use futures::StreamExt;
+use kube::runtime::utils::StreamBackoff;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use restart_watcher::pod::SlimPod;
-use restart_watcher::watch::{ListStrategy, WatchScope};
+use restart_watcher::watch::{ListStrategy, NODE_MODE_DEFAULT_JITTER, WatchScope, WatchTuning, watch_backoff};
 
 /// After an API server restart, how long the cost is measured.
-const RESTART_WINDOW: Duration = Duration::from_secs(20);
+const RESTART_WINDOW: Duration = Duration::from_secs(45);
 
 const STRATEGIES: [ListStrategy; 3] = [ListStrategy::Streaming, ListStrategy::WatchCache, ListStrategy::PagedQuorum];
 
@@ -37,8 +39,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let pods = env_usize("BENCH_CP_PODS", 20_000);
-    let agents = env_usize("BENCH_CP_AGENTS", 50);
+    let pods = env_usize("BENCH_CP_PODS", 100_000);
+    let agents = env_usize("BENCH_CP_AGENTS", 200);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let cluster = BenchCluster::start("cp", agents, &[]);
@@ -48,8 +50,8 @@ fn main() {
         populate(&client, pods, agents).await;
         eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
         println!("\n{pods} pods, {agents} nodes; API server v1.35 with its watch cache\n");
-        println!("| scenario | strategy | all synced after | API server CPU | API server peak RSS | etcd list requests | pods read from storage for lists |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| scenario | strategy | all synced after | API server CPU | API server peak RSS | etcd list requests | pods read from storage for lists | agent peak RSS |");
+        println!("|---|---|---|---|---|---|---|---|");
         for strategy in STRATEGIES {
             let scopes: Vec<WatchScope> = (0..agents).map(node_scope).collect();
             let row = measure(&cluster, &client, &scopes, strategy, false).await;
@@ -60,20 +62,27 @@ fn main() {
             let row = measure(&cluster, &client, &scopes, strategy, true).await;
             print_row(&format!("API server restarted under {agents} node-mode agents"), strategy, &row);
         }
+        let agent = agent_binary(&cluster);
         for strategy in STRATEGIES {
-            let row = measure(&cluster, &client, &[WatchScope::default()], strategy, false).await;
-            print_row("one cluster-mode agent", strategy, &row);
+            let row = measure_agent(&cluster, &client, &agent, strategy).await;
+            print_row("one cluster-mode agent (the binary)", strategy, &row);
         }
     });
 }
 
+/// A node-mode agent's scope, with node mode's default jitter on reconnects and relists (the
+/// start-up jitter is not applied: the agents start at once, the worst case).
 fn node_scope(i: usize) -> WatchScope {
-    WatchScope { node_name: Some(format!("node-{i}")), ..WatchScope::default() }
+    WatchScope {
+        node_name: Some(format!("node-{i}")),
+        tuning: WatchTuning { jitter: NODE_MODE_DEFAULT_JITTER, ..WatchTuning::default() },
+        ..WatchScope::default()
+    }
 }
 
 fn print_row(scenario: &str, strategy: ListStrategy, r: &Row) {
     println!(
-        "| {scenario} | {} | {} | {:.2} s | {:.0} MiB | {} | {} |",
+        "| {scenario} | {} | {} | {:.2} s | {:.0} MiB | {} | {} | {} |",
         strategy.as_str(),
         if r.synced_secs.is_nan() {
             format!("({} s window)", RESTART_WINDOW.as_secs())
@@ -83,7 +92,8 @@ fn print_row(scenario: &str, strategy: ListStrategy, r: &Row) {
         r.apiserver_cpu_secs,
         r.apiserver_peak_rss_mib,
         r.etcd_lists,
-        r.storage_fetched
+        r.storage_fetched,
+        r.agent_peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "(in the bench process)".to_owned())
     );
 }
 
@@ -93,6 +103,81 @@ struct Row {
     apiserver_peak_rss_mib: f64,
     etcd_lists: u64,
     storage_fetched: u64,
+    agent_peak_rss_mib: Option<f64>,
+}
+
+impl Row {
+    /// The control-plane figures between two snapshots (`after` of a restarted API server counts
+    /// from zero).
+    fn between(before: Option<&Snapshot>, after: &Snapshot) -> Row {
+        let since = |name: &str, op: &str| after.metric(name, op) - before.map_or(0, |b| b.metric(name, op));
+        Row {
+            synced_secs: f64::NAN,
+            apiserver_cpu_secs: after.cpu_secs - before.map_or(0.0, |b| b.cpu_secs),
+            apiserver_peak_rss_mib: 0.0,
+            etcd_lists: since("etcd_requests_total", "list"),
+            storage_fetched: since("apiserver_storage_list_fetched_objects_total", ""),
+            agent_peak_rss_mib: None,
+        }
+    }
+}
+
+/// The agent binary, copied into the cluster's directory (a rebuild during the bench does not change it).
+fn agent_binary(cluster: &BenchCluster) -> std::path::PathBuf {
+    let to = cluster.dir.join("restart-watcher");
+    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &to).unwrap();
+    to
+}
+
+/// One cluster-mode agent (pods only: no Events, no owner watch, no checkpoint), `strategy`
+/// forced, until its initial list is complete: its peak RSS and the API server's cost.
+async fn measure_agent(
+    cluster: &BenchCluster,
+    client: &Client,
+    agent: &std::path::Path,
+    strategy: ListStrategy,
+) -> Row {
+    use std::io::BufRead;
+    let choice = match strategy {
+        ListStrategy::Streaming => "streaming",
+        ListStrategy::WatchCache => "watch-cache",
+        ListStrategy::PagedQuorum => "paginated",
+    };
+    let before = Snapshot::take(cluster, client).await;
+    let apiserver = RssSampler::start(cluster.pid("apiserver"));
+    let t = Instant::now();
+    let mut child = std::process::Command::new(agent)
+        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--no-events", "--no-owner-watch"])
+        .args(["--exporter", "console", "--admin-listen", "127.0.0.1:0", "--list-strategy", choice])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sampler = RssSampler::start(child.id());
+    let stderr = child.stderr.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.map_while(Result::ok) {
+            if line.contains("Initial list complete") {
+                return;
+            }
+        }
+        panic!("the agent ended before its initial list was complete");
+    })
+    .await
+    .unwrap();
+    let synced_secs = t.elapsed().as_secs_f64();
+    let agent_peak = sampler.stop();
+    let apiserver_peak = apiserver.stop();
+    let after = Snapshot::take(cluster, client).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    Row {
+        synced_secs,
+        apiserver_peak_rss_mib: apiserver_peak,
+        agent_peak_rss_mib: Some(agent_peak),
+        ..Row::between(Some(&before), &after)
+    }
 }
 
 /// Starts one watch per scope at once with `strategy` and waits until every one has its initial
@@ -110,9 +195,10 @@ async fn measure(
         for (i, scope) in scopes.iter().enumerate() {
             let api: Api<SlimPod> = Api::all(client.clone());
             let cfg = scope.watcher_config(strategy);
+            let backoff = watch_backoff(scope.tuning.jitter);
             let (tx, stop) = (tx.clone(), stop.clone());
             tokio::spawn(async move {
-                let stream = watcher::watcher(api, cfg).take_until(stop.cancelled_owned());
+                let stream = StreamBackoff::new(watcher::watcher(api, cfg), backoff).take_until(stop.cancelled_owned());
                 let mut stream = std::pin::pin!(stream);
                 while let Some(ev) = stream.next().await {
                     if let Ok(watcher::Event::InitDone) = ev {
@@ -148,15 +234,7 @@ async fn measure(
     let after = Snapshot::take(cluster, client).await;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Row {
-        synced_secs,
-        apiserver_cpu_secs: after.cpu_secs - if restart { 0.0 } else { before.cpu_secs },
-        apiserver_peak_rss_mib: peak,
-        etcd_lists: after.metric("etcd_requests_total", "list")
-            - if restart { 0 } else { before.metric("etcd_requests_total", "list") },
-        storage_fetched: after.metric("apiserver_storage_list_fetched_objects_total", "")
-            - if restart { 0 } else { before.metric("apiserver_storage_list_fetched_objects_total", "") },
-    }
+    Row { synced_secs, apiserver_peak_rss_mib: peak, ..Row::between((!restart).then_some(&before), &after) }
 }
 
 /// Waits until `n` different watches have reported their initial state.
@@ -247,5 +325,9 @@ async fn restart_apiserver(cluster: &BenchCluster) {
         .spawn()
         .unwrap();
     std::fs::write(cluster.dir.join("apiserver.pid"), child.id().to_string()).unwrap();
-    std::mem::forget(child);
+    // Reaped when it ends (by the next restart, or the cluster's stop), so that its pid goes away.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
 }

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::ListParams;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
@@ -44,6 +44,109 @@ pub struct WatchScope {
     /// Node mode: only pods with `spec.nodeName` = this.
     pub node_name: Option<String>,
     pub kinds: KindFilter,
+    /// How to list and watch (strategy, timeouts, jitter).
+    pub tuning: WatchTuning,
+}
+
+/// Server-side timeout of one watch request (kube's and client-go's default). When it ends, the
+/// watch resumes from the last resourceVersion it saw (bookmarks keep that fresh): no relist.
+pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+/// Node mode's default [`WatchTuning::jitter`]: a DaemonSet rollout or an API server restart
+/// spreads the agents' lists over this window.
+pub const NODE_MODE_DEFAULT_JITTER: Duration = Duration::from_secs(10);
+/// The reconnect backoff before jitter: client-go's reflector backoff (0.8 s doubling to 30 s).
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(800);
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Which list strategy to use: `Auto` starts with a streaming list and falls back per mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListStrategyChoice {
+    #[default]
+    Auto,
+    Streaming,
+    WatchCache,
+    Paginated,
+}
+
+impl ListStrategyChoice {
+    /// The strategy a watch starts with.
+    pub fn initial(self) -> ListStrategy {
+        match self {
+            ListStrategyChoice::Auto | ListStrategyChoice::Streaming => ListStrategy::Streaming,
+            ListStrategyChoice::WatchCache => ListStrategy::WatchCache,
+            ListStrategyChoice::Paginated => ListStrategy::PagedQuorum,
+        }
+    }
+
+    /// Whether a refused streaming list falls back (only `Auto`: a forced strategy is kept, and
+    /// its errors are retried and reported like any other).
+    pub fn falls_back(self) -> bool {
+        self == ListStrategyChoice::Auto
+    }
+}
+
+/// How the pod watch lists and reconnects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchTuning {
+    pub list_strategy: ListStrategyChoice,
+    /// Server-side timeout of one watch request; the watch then resumes without a relist.
+    pub watch_timeout: Duration,
+    /// The window over which the first list, and each reconnect or relist after an error, is
+    /// delayed at random (0 = no jitter beyond kube's backoff).
+    pub jitter: Duration,
+}
+
+impl Default for WatchTuning {
+    fn default() -> Self {
+        WatchTuning {
+            list_strategy: ListStrategyChoice::Auto,
+            watch_timeout: DEFAULT_WATCH_TIMEOUT,
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
+/// The delay before reconnect attempt `attempt` (0 for the first after a healthy watch): the
+/// exponential backoff ([`RECONNECT_BACKOFF_MIN`] doubling to [`RECONNECT_BACKOFF_MAX`]) plus
+/// `unit` (uniform in [0, 1)) of `jitter`. Spread over the window, many agents that lose their
+/// watch at the same moment (an API server restart, a `410 Gone`) come back one by one.
+pub fn reconnect_delay(attempt: u32, jitter: Duration, unit: f64) -> Duration {
+    let base = RECONNECT_BACKOFF_MIN.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX));
+    base.min(RECONNECT_BACKOFF_MAX) + jitter.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// The watch's backoff when `jitter` is set: [`reconnect_delay`], reset by any event.
+#[derive(Debug)]
+pub struct JitteredBackoff {
+    jitter: Duration,
+    attempt: u32,
+}
+
+impl JitteredBackoff {
+    pub fn new(jitter: Duration) -> Self {
+        JitteredBackoff { jitter, attempt: 0 }
+    }
+}
+
+impl Iterator for JitteredBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = reconnect_delay(self.attempt, self.jitter, fastrand::f64());
+        self.attempt = self.attempt.saturating_add(1);
+        Some(d)
+    }
+}
+
+impl kube::runtime::utils::Backoff for JitteredBackoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// The backoff of a pod watch: kube's default (client-go's, with its small jitter), or
+/// [`JitteredBackoff`] when a jitter window is set.
+pub fn watch_backoff(jitter: Duration) -> Box<dyn kube::runtime::utils::Backoff> {
+    if jitter.is_zero() { Box::new(watcher::DefaultBackoff::default()) } else { Box::new(JitteredBackoff::new(jitter)) }
 }
 
 impl WatchScope {
@@ -69,7 +172,8 @@ impl WatchScope {
 
     /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
     pub fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
-        let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS);
+        let timeout_secs = u32::try_from(self.tuning.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
+        let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS).timeout(timeout_secs);
         cfg = match strategy {
             ListStrategy::Streaming => cfg.streaming_lists(),
             ListStrategy::WatchCache => cfg.any_semantic(),
@@ -103,9 +207,6 @@ pub enum ListStrategy {
 }
 
 impl ListStrategy {
-    /// Where a watch starts.
-    pub const INITIAL: ListStrategy = ListStrategy::Streaming;
-
     /// What to use when the API server refuses streaming lists.
     pub fn fallback(node_mode: bool) -> ListStrategy {
         if node_mode { ListStrategy::WatchCache } else { ListStrategy::PagedQuorum }
@@ -239,17 +340,34 @@ pub struct WatchTask {
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
     let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
-    let mut strategy = ListStrategy::INITIAL;
+    let tuning = scope.tuning;
+    let mut strategy = tuning.list_strategy.initial();
+    if !tuning.jitter.is_zero() {
+        // Agents started together (a DaemonSet rollout) list one by one.
+        let delay = tuning.jitter.mul_f64(fastrand::f64());
+        tracing::debug!(scope = %description, delay_ms = delay.as_millis() as u64, "Delaying the first list (jitter).");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
     tracing::debug!(scope = %description, strategy = strategy.as_str(), "Watching.");
     let mut last_failure: Option<Failure> = None;
     'strategies: loop {
         let cfg = scope.watcher_config(strategy);
-        let stream = watcher::watcher(api.clone(), cfg).default_backoff().take_until(stop.clone().cancelled_owned());
+        let stream =
+            kube::runtime::utils::StreamBackoff::new(watcher::watcher(api.clone(), cfg), watch_backoff(tuning.jitter))
+                .take_until(stop.clone().cancelled_owned());
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             let event = match item {
                 Ok(ev) => ev,
-                Err(e) if strategy == ListStrategy::Streaming && !watch.listed() && refuses_streaming_lists(&e) => {
+                Err(e)
+                    if tuning.list_strategy.falls_back()
+                        && strategy == ListStrategy::Streaming
+                        && !watch.listed()
+                        && refuses_streaming_lists(&e) =>
+                {
                     strategy = ListStrategy::fallback(scope.node_name.is_some());
                     tracing::info!(scope = %description, strategy = strategy.as_str(), error = %e,
                     "The API server does not serve streaming lists; listing instead.");
@@ -313,5 +431,87 @@ fn report_list_change(change: ListChange, description: &str, stats: &WatchStats,
             stats.pods_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
             tracing::info!(scope = %description, pods, dropped, "Relist complete; pods missing from it were dropped.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn reconnects_back_off_like_client_go_plus_a_share_of_the_jitter_window() {
+        let cases = [
+            // (attempt, jitter, unit, delay)
+            (0, Duration::ZERO, 0.9, ms(800)),
+            (1, Duration::ZERO, 0.0, ms(1600)),
+            (5, Duration::ZERO, 0.0, ms(25_600)),
+            (6, Duration::ZERO, 0.0, RECONNECT_BACKOFF_MAX),
+            (u32::MAX, Duration::ZERO, 0.0, RECONNECT_BACKOFF_MAX),
+            (0, ms(10_000), 0.0, ms(800)),
+            (0, ms(10_000), 0.5, ms(5_800)),
+            (0, ms(10_000), 0.999_9, ms(10_799)),
+            (3, ms(10_000), 0.25, ms(6_400 + 2_500)),
+            // Out-of-range units are clamped: never past the window.
+            (0, ms(10_000), 7.0, ms(10_800)),
+            (0, ms(10_000), -1.0, ms(800)),
+        ];
+        for (attempt, jitter, unit, want) in cases {
+            let got = reconnect_delay(attempt, jitter, unit);
+            assert!(
+                got.abs_diff(want) <= ms(1),
+                "attempt {attempt}, jitter {jitter:?}, unit {unit}: {got:?} != {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_jittered_backoff_spreads_delays_over_the_window_and_resets_on_success() {
+        use kube::runtime::utils::Backoff;
+        let window = Duration::from_secs(10);
+        let mut b = JitteredBackoff::new(window);
+        let firsts: Vec<Duration> = (0..200)
+            .map(|_| {
+                let d = b.next().unwrap();
+                b.reset();
+                d
+            })
+            .collect();
+        assert!(firsts.iter().all(|d| *d >= RECONNECT_BACKOFF_MIN && *d < RECONNECT_BACKOFF_MIN + window));
+        // Spread, not bunched: 200 draws cover both halves of the window.
+        let mid = RECONNECT_BACKOFF_MIN + window / 2;
+        assert!(firsts.iter().any(|d| *d < mid) && firsts.iter().any(|d| *d >= mid), "{firsts:?}");
+        // Without a reset, the base doubles.
+        let second = b.nth(1).unwrap();
+        assert!(second >= RECONNECT_BACKOFF_MIN * 2, "{second:?}");
+    }
+
+    #[test]
+    fn a_forced_strategy_is_kept_and_auto_starts_streaming() {
+        assert_eq!(ListStrategyChoice::Auto.initial(), ListStrategy::Streaming);
+        assert!(ListStrategyChoice::Auto.falls_back());
+        for (choice, strategy) in [
+            (ListStrategyChoice::Streaming, ListStrategy::Streaming),
+            (ListStrategyChoice::WatchCache, ListStrategy::WatchCache),
+            (ListStrategyChoice::Paginated, ListStrategy::PagedQuorum),
+        ] {
+            assert_eq!(choice.initial(), strategy);
+            assert!(!choice.falls_back());
+        }
+        assert_eq!(ListStrategy::fallback(true), ListStrategy::WatchCache);
+        assert_eq!(ListStrategy::fallback(false), ListStrategy::PagedQuorum);
+    }
+
+    #[test]
+    fn the_watch_timeout_goes_to_the_server() {
+        let scope = WatchScope {
+            tuning: WatchTuning { watch_timeout: Duration::from_secs(60), ..WatchTuning::default() },
+            ..WatchScope::default()
+        };
+        assert_eq!(scope.watcher_config(ListStrategy::Streaming).timeout, Some(60));
+        assert!(scope.watcher_config(ListStrategy::Streaming).bookmarks);
     }
 }

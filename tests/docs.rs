@@ -109,6 +109,10 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         (vec!["--container-kinds", "app,ephemeral"], vec![], "--container-kinds"),
         (vec!["--admin-listen", "localhost"], vec![], "--admin-listen"),
         (vec!["--shutdown-grace", "ten"], vec![], "--shutdown-grace"),
+        (vec!["--watch-timeout", "0s"], vec![], "--watch-timeout"),
+        (vec!["--watch-timeout", "2h"], vec![], "--watch-timeout"),
+        (vec!["--list-jitter", "1h"], vec![], "--list-jitter"),
+        (vec!["--list-strategy", "etcd"], vec![], "--list-strategy"),
     ];
     for (args, env, setting) in cases {
         for sub in ["check-config", "run"] {

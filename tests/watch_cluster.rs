@@ -296,3 +296,39 @@ fn a_server_without_streaming_lists_is_listed_instead_and_nothing_is_missed() {
         assert_eq!(summaries(agent.settle(QUIET)), vec![s("web-1", "web", 1, 0, false)]);
     }
 }
+
+/// WATCH requests for pods the API server has served (its `apiserver_request_total`).
+fn pod_watch_requests(k: &Cluster) -> f64 {
+    k.kubectl(&["get", "--raw", "/metrics"])
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{") && l.contains("verb=\"WATCH\"") && l.contains("resource=\"pods\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_watch_that_times_out_resumes_where_it_was_without_a_relist() {
+    // Its own cluster (with the watch cache, as shipped): the API server's WATCH count is then
+    // this agent's, plus the few long watches of the controllers.
+    let k = Cluster::start(&[]);
+    let ns = "t-timeout";
+    k.create_namespace(ns);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint", "--watch-timeout", "1s"]);
+    agent.wait_ready();
+    let addr = agent.admin_addr();
+    let before = pod_watch_requests(&k);
+    std::thread::sleep(Duration::from_secs(6));
+    let watches = pod_watch_requests(&k) - before;
+    assert!(watches >= 4.0, "the server ended the 1 s watches and the agent watched again: {watches} watches in 6 s");
+    k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 1, &now_rfc3339())))]));
+    agent.wait_records(1, WAIT);
+    assert_eq!(summaries(agent.settle(QUIET)), vec![s("web-1", "web", 1, 0, false)]);
+    let (_, metrics) = cluster::http_get(&addr, "/metrics");
+    let relists = metrics.lines().find(|l| l.starts_with("restart_watcher_watch_relists_total"));
+    assert!(relists.is_none_or(|l| l.ends_with(" 0")), "no relist after a timeout: {relists:?}");
+    assert!(!agent.logs_text().contains("Relisting"), "{}", agent.logs_text());
+}

@@ -94,6 +94,23 @@ pub struct RunArgs {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// How the pod watch gets its state: `auto` (a streaming list from the API server's watch
+    /// cache; on servers without streaming lists, `watch-cache` in node mode and `paginated` in
+    /// cluster mode), or one of them forced. See docs/operations.md, "Cost to the control plane".
+    #[arg(long, env = "RESTART_WATCHER_LIST_STRATEGY", value_enum, default_value_t = crate::watch::ListStrategyChoice::Auto)]
+    pub list_strategy: crate::watch::ListStrategyChoice,
+
+    /// Server-side timeout of one watch request, e.g. `290s` (1s to 1h); the watch then resumes
+    /// where it was, without a relist. Lower it behind a proxy that cuts idle connections sooner.
+    #[arg(long, env = "RESTART_WATCHER_WATCH_TIMEOUT", default_value = "290s", value_parser = parse_watch_timeout)]
+    pub watch_timeout: std::time::Duration,
+
+    /// Delay the first pod list, and each reconnect or relist after an error, by a random part of
+    /// this window (0s to 10m), so that many agents do not list at once. Default: 10s in node
+    /// mode, 0s (kube's backoff only) in cluster mode.
+    #[arg(long, env = "RESTART_WATCHER_LIST_JITTER", value_parser = parse_list_jitter)]
+    pub list_jitter: Option<std::time::Duration>,
+
     /// Keep the catch-up checkpoint in this file instead of a Lease (local runs).
     #[arg(long, env = "RESTART_WATCHER_CHECKPOINT_FILE", conflicts_with = "no_checkpoint")]
     pub checkpoint_file: Option<std::path::PathBuf>,
@@ -190,6 +207,17 @@ pub const MAX_STORM_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Shortest and longest `--previous-logs-timeout`.
 pub const PREVIOUS_LOGS_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(300));
 
+/// Shortest and longest `--watch-timeout`.
+pub const WATCH_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+/// Longest `--list-jitter`.
+pub const MAX_LIST_JITTER: Duration = Duration::from_secs(600);
+
+fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, WATCH_TIMEOUT_RANGE.0, WATCH_TIMEOUT_RANGE.1)
+}
+fn parse_list_jitter(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::ZERO, MAX_LIST_JITTER)
+}
 fn parse_grace(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::ZERO, MAX_SHUTDOWN_GRACE)
 }

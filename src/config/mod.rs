@@ -160,13 +160,21 @@ pub fn own_namespace(args: &RunArgs, config: &kube::Config) -> String {
 /// What pods to watch.
 pub fn watch_scope(args: &RunArgs) -> WatchScope {
     let non_empty = |v: &[String]| v.iter().filter(|n| !n.is_empty()).cloned().collect();
+    let node_name = args.node_name.clone().filter(|n| !n.is_empty());
+    let default_jitter =
+        if node_name.is_some() { crate::watch::NODE_MODE_DEFAULT_JITTER } else { std::time::Duration::ZERO };
     WatchScope {
         namespaces: non_empty(&args.namespaces),
         exclude_namespaces: non_empty(&args.exclude_namespaces),
         label_selector: args.label_selector.clone(),
         field_selector: args.field_selector.clone(),
-        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
+        node_name,
         kinds: args.detection.kind_filter(),
+        tuning: crate::watch::WatchTuning {
+            list_strategy: args.list_strategy,
+            watch_timeout: args.watch_timeout,
+            jitter: args.list_jitter.unwrap_or(default_jitter),
+        },
     }
 }
 
@@ -229,6 +237,18 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
     if let Some(node) = &args.node_name {
         summary.push(("node mode", node.clone()));
     }
+    let tuning = watch_scope(args).tuning;
+    summary.push((
+        "pod watch",
+        format!(
+            "list strategy {}, watch timeout {} s, list jitter {} ms",
+            clap::ValueEnum::to_possible_value(&tuning.list_strategy)
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default(),
+            tuning.watch_timeout.as_secs(),
+            tuning.jitter.as_millis()
+        ),
+    ));
     summary.push((
         "checkpoint",
         if args.no_checkpoint {
@@ -360,6 +380,33 @@ mod tests {
         assert_eq!(get("scope").as_deref(), Some("shop"));
         assert_eq!(get("node mode").as_deref(), Some("n1"));
         assert!(get("otlp").is_some_and(|e| e.starts_with("logs=http://c:4317 (grpc")), "{summary:?}");
+    }
+
+    #[test]
+    fn node_mode_spreads_its_lists_by_default_and_cluster_mode_does_not() {
+        use crate::watch::{DEFAULT_WATCH_TIMEOUT, ListStrategyChoice, NODE_MODE_DEFAULT_JITTER};
+        let node = watch_scope(&args(&["--node-name", "n1"])).tuning;
+        assert_eq!(node.jitter, NODE_MODE_DEFAULT_JITTER);
+        assert_eq!(node.list_strategy, ListStrategyChoice::Auto);
+        assert_eq!(node.watch_timeout, DEFAULT_WATCH_TIMEOUT);
+        assert_eq!(watch_scope(&args(&[])).tuning.jitter, std::time::Duration::ZERO);
+        let set = watch_scope(&args(&[
+            "--node-name",
+            "n1",
+            "--list-jitter",
+            "0s",
+            "--watch-timeout",
+            "60s",
+            "--list-strategy",
+            "watch-cache",
+        ]))
+        .tuning;
+        assert_eq!(set.jitter, std::time::Duration::ZERO);
+        assert_eq!(set.watch_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(set.list_strategy, ListStrategyChoice::WatchCache);
+        let summary = validate(&args(&["--node-name", "n1"])).unwrap();
+        let watch = summary.iter().find(|(k, _)| *k == "pod watch").map(|(_, v)| v.as_str());
+        assert_eq!(watch, Some("list strategy auto, watch timeout 290 s, list jitter 10000 ms"));
     }
 
     #[test]

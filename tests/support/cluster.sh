@@ -119,7 +119,7 @@ started() { # name: fails when the process already exited
   --listen-client-urls "http://127.0.0.1:$etcd_client" --advertise-client-urls "http://127.0.0.1:$etcd_client" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
   --initial-cluster "rw-test=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
-  --log-level error > etcd.log 2>&1 &
+  --unsafe-no-fsync --log-level error > etcd.log 2>&1 &
 echo $! > etcd.pid
 
 "${bin[kube-apiserver]}" \
