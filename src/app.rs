@@ -392,6 +392,7 @@ async fn spawn(
                 api,
                 node,
                 store.clone(),
+                opts.scope.tuning,
                 side_watches.stop.clone(),
             ));
         }
@@ -401,6 +402,7 @@ async fn spawn(
                 node_events,
                 opts.scope.node_name.clone(),
                 store.clone(),
+                opts.scope.tuning,
                 side_watches.stop.clone(),
             ));
         }
@@ -410,7 +412,12 @@ async fn spawn(
     };
     let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
         let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
-        side_watches.spawn(crate::enrich::owners::watch(client.clone(), index.clone(), side_watches.stop.clone()));
+        side_watches.spawn(crate::enrich::owners::watch(
+            client.clone(),
+            index.clone(),
+            opts.scope.tuning,
+            side_watches.stop.clone(),
+        ));
         Some(index)
     } else {
         None

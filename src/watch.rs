@@ -58,7 +58,9 @@ pub const NODE_MODE_DEFAULT_JITTER: Duration = Duration::from_secs(10);
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(800);
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Which list strategy to use: `Auto` starts with a streaming list and falls back per mode.
+/// Which list strategy to use: `Auto` is a list at resourceVersion 0 for node mode's pods (the
+/// kubelet's own list: the watch cache answers from its `spec.nodeName` index), and a streaming
+/// list, falling back to pages, for cluster-wide watches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ListStrategyChoice {
     #[default]
@@ -69,15 +71,6 @@ pub enum ListStrategyChoice {
 }
 
 impl ListStrategyChoice {
-    /// The strategy a watch starts with.
-    pub fn initial(self) -> ListStrategy {
-        match self {
-            ListStrategyChoice::Auto | ListStrategyChoice::Streaming => ListStrategy::Streaming,
-            ListStrategyChoice::WatchCache => ListStrategy::WatchCache,
-            ListStrategyChoice::Paginated => ListStrategy::PagedQuorum,
-        }
-    }
-
     /// Whether a refused streaming list falls back (only `Auto`: a forced strategy is kept, and
     /// its errors are retried and reported like any other).
     pub fn falls_back(self) -> bool {
@@ -94,6 +87,33 @@ pub struct WatchTuning {
     /// The window over which the first list, and each reconnect or relist after an error, is
     /// delayed at random (0 = no jitter beyond kube's backoff).
     pub jitter: Duration,
+}
+
+impl WatchTuning {
+    /// `cfg` with `strategy`, the page size and the watch timeout.
+    pub fn configure(&self, cfg: watcher::Config, strategy: ListStrategy) -> watcher::Config {
+        let timeout_secs = u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
+        let cfg = cfg.page_size(LIST_PAGE_SIZE_PODS).timeout(timeout_secs);
+        match strategy {
+            ListStrategy::Streaming => cfg.streaming_lists(),
+            ListStrategy::WatchCache => cfg.any_semantic(),
+            ListStrategy::PagedQuorum => cfg,
+        }
+    }
+
+    /// The strategy a watch starts with. Measured at 100,000 pods (docs/performance.md): 200
+    /// node-mode streaming lists cost the API server 3x what 200 lists at resourceVersion 0 do (the
+    /// initial events of a streaming list scan the whole cache; the list uses the node index), so
+    /// node mode lists like the kubelet. A watch that no index narrows (`cluster_wide`) never
+    /// lists at resourceVersion 0, which servers before 1.33 answer with every object at once.
+    pub fn initial_strategy(&self, cluster_wide: bool) -> ListStrategy {
+        match (self.list_strategy, cluster_wide) {
+            (ListStrategyChoice::Auto, true) | (ListStrategyChoice::Streaming, _) => ListStrategy::Streaming,
+            (ListStrategyChoice::Auto | ListStrategyChoice::WatchCache, false) => ListStrategy::WatchCache,
+            (ListStrategyChoice::WatchCache | ListStrategyChoice::Paginated, true)
+            | (ListStrategyChoice::Paginated, false) => ListStrategy::PagedQuorum,
+        }
+    }
 }
 
 impl Default for WatchTuning {
@@ -172,13 +192,7 @@ impl WatchScope {
 
     /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
     pub fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
-        let timeout_secs = u32::try_from(self.tuning.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
-        let mut cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE_PODS).timeout(timeout_secs);
-        cfg = match strategy {
-            ListStrategy::Streaming => cfg.streaming_lists(),
-            ListStrategy::WatchCache => cfg.any_semantic(),
-            ListStrategy::PagedQuorum => cfg,
-        };
+        let mut cfg = self.tuning.configure(watcher::Config::default(), strategy);
         if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
             cfg = cfg.labels(l);
         }
@@ -195,28 +209,26 @@ impl WatchScope {
 pub enum ListStrategy {
     /// A streaming list (`sendInitialEvents=true`, Kubernetes 1.34+ by default, the `WatchList`
     /// gate before): the state comes as watch events from the API server's watch cache, one object
-    /// at a time. No etcd read, no list response held in memory, whatever the field selector.
+    /// at a time. No etcd read, no list response held in memory: cluster-wide watches.
     Streaming,
     /// A list with `resourceVersion=0`, served from the watch cache (which indexes pods by
-    /// `spec.nodeName`), in one response: node mode's fallback, where the response is one node's pods.
+    /// `spec.nodeName`): node mode, where the response is one node's pods, as the kubelet lists.
     WatchCache,
-    /// A paginated list with `resourceVersion` unset (a quorum read from etcd, 500 pods a page):
-    /// cluster mode's fallback, where a watch-cache list would ignore the page size and come back
-    /// in one response of every pod.
+    /// A paginated list with `resourceVersion` unset (500 objects a page; a quorum read from etcd
+    /// before 1.31, from the watch cache after): where streaming lists are refused, for
+    /// cluster-wide watches, which a list at resourceVersion 0 would return in one response.
     PagedQuorum,
 }
 
 impl ListStrategy {
-    /// What to use when the API server refuses streaming lists.
-    pub fn fallback(node_mode: bool) -> ListStrategy {
-        if node_mode { ListStrategy::WatchCache } else { ListStrategy::PagedQuorum }
-    }
+    /// What a cluster-wide watch uses when the API server refuses streaming lists.
+    pub const FALLBACK: ListStrategy = ListStrategy::PagedQuorum;
 
     pub fn as_str(self) -> &'static str {
         match self {
             ListStrategy::Streaming => "streaming list (watch cache)",
             ListStrategy::WatchCache => "list at resourceVersion 0 (watch cache)",
-            ListStrategy::PagedQuorum => "paginated quorum list (etcd)",
+            ListStrategy::PagedQuorum => "paginated quorum list",
         }
     }
 }
@@ -234,6 +246,71 @@ pub fn refuses_streaming_lists(e: &watcher::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// A watch with the agent's list strategy and backoff: `config` gives the watcher settings for a
+/// strategy; the first list waits a random part of `tuning.jitter`; a server that refuses
+/// streaming lists before the first list is complete gets [`ListStrategy::fallback`] (when the
+/// choice is `auto`), said once in the log; errors are yielded, then backed off
+/// ([`watch_backoff`]). Used by the pod watch and the Event and owner watches.
+pub fn tuned_watcher<K>(
+    api: Api<K>,
+    config: impl Fn(ListStrategy) -> watcher::Config + Send + 'static,
+    tuning: WatchTuning,
+    cluster_wide: bool,
+    what: String,
+) -> futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let strategy = tuning.initial_strategy(cluster_wide);
+    let label: Arc<str> = what.as_str().into();
+    let open = move |api: Api<K>, strategy: ListStrategy, cfg: watcher::Config| {
+        tracing::debug!(what = %what, strategy = strategy.as_str(), "Watching.");
+        kube::runtime::utils::StreamBackoff::new(watcher::watcher(api, cfg), watch_backoff(tuning.jitter)).boxed()
+    };
+    let first = open(api.clone(), strategy, config(strategy));
+    struct State<K: 'static, O, C> {
+        api: Api<K>,
+        open: O,
+        config: C,
+        inner: futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+        strategy: ListStrategy,
+        listed: bool,
+        jittered: bool,
+    }
+    let state = State { api, open, config, inner: first, strategy, listed: false, jittered: tuning.jitter.is_zero() };
+    futures::stream::unfold(state, move |mut st| {
+        let label = label.clone();
+        async move {
+            if !st.jittered {
+                // Agents started together (a DaemonSet rollout) list one by one.
+                st.jittered = true;
+                tokio::time::sleep(tuning.jitter.mul_f64(fastrand::f64())).await;
+            }
+            loop {
+                let item = st.inner.next().await?;
+                match &item {
+                    Ok(watcher::Event::InitDone) => st.listed = true,
+                    Err(e)
+                        if tuning.list_strategy.falls_back()
+                            && st.strategy == ListStrategy::Streaming
+                            && !st.listed
+                            && refuses_streaming_lists(e) =>
+                    {
+                        st.strategy = ListStrategy::FALLBACK;
+                        tracing::info!(what = %label, strategy = st.strategy.as_str(), error = %e,
+                        "The API server does not serve streaming lists; listing instead.");
+                        st.inner = (st.open)(st.api.clone(), st.strategy, (st.config)(st.strategy));
+                        continue;
+                    }
+                    _ => {}
+                }
+                return Some((item, st));
+            }
+        }
+    })
+    .boxed()
 }
 
 /// One `(api, description)` per scope of a namespaced resource: all namespaces when `namespaces`
@@ -340,76 +417,57 @@ pub struct WatchTask {
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
     let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
-    let tuning = scope.tuning;
-    let mut strategy = tuning.list_strategy.initial();
-    if !tuning.jitter.is_zero() {
-        // Agents started together (a DaemonSet rollout) list one by one.
-        let delay = tuning.jitter.mul_f64(fastrand::f64());
-        tracing::debug!(scope = %description, delay_ms = delay.as_millis() as u64, "Delaying the first list (jitter).");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
-    tracing::debug!(scope = %description, strategy = strategy.as_str(), "Watching.");
+    let stream = tuned_watcher(
+        api,
+        {
+            let scope = scope.clone();
+            move |s| scope.watcher_config(s)
+        },
+        scope.tuning,
+        scope.node_name.is_none(),
+        description.clone(),
+    )
+    .take_until(stop.clone().cancelled_owned());
+    let mut stream = std::pin::pin!(stream);
     let mut last_failure: Option<Failure> = None;
-    'strategies: loop {
-        let cfg = scope.watcher_config(strategy);
-        let stream =
-            kube::runtime::utils::StreamBackoff::new(watcher::watcher(api.clone(), cfg), watch_backoff(tuning.jitter))
-                .take_until(stop.clone().cancelled_owned());
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            let event = match item {
-                Ok(ev) => ev,
-                Err(e)
-                    if tuning.list_strategy.falls_back()
-                        && strategy == ListStrategy::Streaming
-                        && !watch.listed()
-                        && refuses_streaming_lists(&e) =>
-                {
-                    strategy = ListStrategy::fallback(scope.node_name.is_some());
-                    tracing::info!(scope = %description, strategy = strategy.as_str(), error = %e,
-                    "The API server does not serve streaming lists; listing instead.");
-                    continue 'strategies;
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(ev) => ev,
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                health.live.store(false, Ordering::Relaxed);
+                let failure = classify_watcher(&e);
+                metrics.watch_error(failure.as_str());
+                if last_failure != Some(failure) {
+                    tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
+                    "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
+                } else {
+                    tracing::debug!(scope = %description, error = %e, "Watch error; retrying with backoff.");
                 }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    health.live.store(false, Ordering::Relaxed);
-                    let failure = classify_watcher(&e);
-                    metrics.watch_error(failure.as_str());
-                    if last_failure != Some(failure) {
-                        tracing::warn!(scope = %description, failure = failure.as_str(), error = %e,
-                        "{}; retrying with backoff.", advice(failure, &server, POD_VERBS, "pods", &description));
-                    } else {
-                        tracing::debug!(scope = %description, error = %e, "Watch error; retrying with backoff.");
-                    }
-                    last_failure = Some(failure);
-                    continue;
-                }
-            };
-            stats.events.fetch_add(1, Ordering::Relaxed);
-            if last_failure.take().is_some() {
-                tracing::info!(scope = %description, "Watch recovered.");
+                last_failure = Some(failure);
+                continue;
             }
-            let step = watch.on_watch_event(event, Timestamp::now());
-            report_list_change(step.list, &description, &stats, &metrics);
-            if watch.listed() {
-                health.live.store(true, Ordering::Relaxed);
-            }
-            for ev in step.restarts {
-                stats.restarts.fetch_add(1, Ordering::Relaxed);
-                metrics.restart_detected(&ev);
-                // Waits while the channel is full: backpressure onto the watch.
-                if tx.send(ev).await.is_err() {
-                    tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
-                    return;
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                metrics.queue_in(1);
-            }
+        };
+        stats.events.fetch_add(1, Ordering::Relaxed);
+        if last_failure.take().is_some() {
+            tracing::info!(scope = %description, "Watch recovered.");
         }
-        break;
+        let step = watch.on_watch_event(event, Timestamp::now());
+        report_list_change(step.list, &description, &stats, &metrics);
+        if watch.listed() {
+            health.live.store(true, Ordering::Relaxed);
+        }
+        for ev in step.restarts {
+            stats.restarts.fetch_add(1, Ordering::Relaxed);
+            metrics.restart_detected(&ev);
+            // Waits while the channel is full: backpressure onto the watch.
+            if tx.send(ev).await.is_err() {
+                tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
+                return;
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
+            metrics.queue_in(1);
+        }
     }
     tracing::debug!(scope = %description, "Watch stopped.");
 }
@@ -490,19 +548,25 @@ mod tests {
     }
 
     #[test]
-    fn a_forced_strategy_is_kept_and_auto_starts_streaming() {
-        assert_eq!(ListStrategyChoice::Auto.initial(), ListStrategy::Streaming);
-        assert!(ListStrategyChoice::Auto.falls_back());
-        for (choice, strategy) in [
-            (ListStrategyChoice::Streaming, ListStrategy::Streaming),
-            (ListStrategyChoice::WatchCache, ListStrategy::WatchCache),
-            (ListStrategyChoice::Paginated, ListStrategy::PagedQuorum),
-        ] {
-            assert_eq!(choice.initial(), strategy);
-            assert!(!choice.falls_back());
+    fn node_mode_lists_like_the_kubelet_and_cluster_wide_watches_stream() {
+        use ListStrategy::*;
+        use ListStrategyChoice as C;
+        let cases = [
+            // (choice, cluster-wide, strategy)
+            (C::Auto, false, WatchCache),
+            (C::Auto, true, Streaming),
+            (C::Streaming, false, Streaming),
+            (C::Streaming, true, Streaming),
+            (C::WatchCache, false, WatchCache),
+            (C::WatchCache, true, PagedQuorum), // never every object in one response
+            (C::Paginated, false, PagedQuorum),
+            (C::Paginated, true, PagedQuorum),
+        ];
+        for (choice, cluster_wide, want) in cases {
+            let tuning = WatchTuning { list_strategy: choice, ..WatchTuning::default() };
+            assert_eq!(tuning.initial_strategy(cluster_wide), want, "{choice:?}, cluster-wide {cluster_wide}");
+            assert_eq!(choice.falls_back(), choice == C::Auto, "a forced strategy is kept");
         }
-        assert_eq!(ListStrategy::fallback(true), ListStrategy::WatchCache);
-        assert_eq!(ListStrategy::fallback(false), ListStrategy::PagedQuorum);
     }
 
     #[test]

@@ -278,7 +278,8 @@ fn without_rbac_for_leases_the_agent_says_so_once_and_runs_without_catch_up() {
 #[test]
 fn a_server_without_streaming_lists_is_listed_instead_and_nothing_is_missed() {
     // v1.35 with the WatchList gate off answers a streaming list (sendInitialEvents) with 422, as
-    // servers before 1.34 (and 1.33 by default) do: the agent falls back to a list, per mode.
+    // servers before 1.34 (and 1.33 by default) do: cluster mode falls back to pages; node mode
+    // lists at resourceVersion 0 anyway (the kubelet's list), so it never asked.
     let k = Cluster::start(&["--feature-gates=WatchList=false"]);
     let ns = "t-nostream";
     k.create_namespace(ns);
@@ -288,13 +289,14 @@ fn a_server_without_streaming_lists_is_listed_instead_and_nothing_is_missed() {
     let mut cluster_agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
     node_agent.wait_ready();
     cluster_agent.wait_ready();
-    node_agent.wait_log("list at resourceVersion 0 (watch cache)", WAIT);
-    cluster_agent.wait_log("paginated quorum list (etcd)", WAIT);
+    cluster_agent.wait_log("does not serve streaming lists", WAIT);
+    cluster_agent.wait_log("paginated quorum list", WAIT);
     k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 1, &now_rfc3339())))]));
     for agent in [&mut node_agent, &mut cluster_agent] {
         agent.wait_records(1, WAIT);
         assert_eq!(summaries(agent.settle(QUIET)), vec![s("web-1", "web", 1, 0, false)]);
     }
+    assert!(!node_agent.logs_text().contains("does not serve streaming lists"), "{}", node_agent.logs_text());
 }
 
 /// WATCH requests for pods the API server has served (its `apiserver_request_total`).

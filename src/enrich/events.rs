@@ -10,13 +10,13 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::ListParams;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::causes::{self, PodEvent};
 use crate::kube_errors::{Failure, classify as classify_kube};
+use crate::watch::{WatchTuning, tuned_watcher};
 
 /// Events kept per pod.
 pub const EVENTS_PER_POD: usize = 8;
@@ -210,9 +210,15 @@ pub async fn events_allowed(apis: &[(Api<SlimEvent>, String)]) -> bool {
 
 /// Watches pod Events into `store` until `stop`. In node mode only Events from that node's kubelet
 /// (`source.host`) and pod-level Events without a host are kept.
-pub async fn watch_events(api: Api<SlimEvent>, node: Option<String>, store: Arc<EventStore>, stop: CancellationToken) {
-    let cfg = watcher::Config::default().fields("involvedObject.kind=Pod").page_size(500);
-    let stream = watcher::watcher(api, cfg).default_backoff().take_until(stop.cancelled_owned());
+pub async fn watch_events(
+    api: Api<SlimEvent>,
+    node: Option<String>,
+    store: Arc<EventStore>,
+    tuning: WatchTuning,
+    stop: CancellationToken,
+) {
+    let config = move |s| tuning.configure(watcher::Config::default().fields("involvedObject.kind=Pod"), s);
+    let stream = tuned_watcher(api, config, tuning, true, "pod Events".to_owned()).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
@@ -256,14 +262,15 @@ pub async fn watch_node_events(
     api: Api<SlimEvent>,
     node: Option<String>,
     store: Arc<EventStore>,
+    tuning: WatchTuning,
     stop: CancellationToken,
 ) {
     let mut fields = "involvedObject.kind=Node".to_owned();
     if let Some(node) = &node {
         fields.push_str(&format!(",involvedObject.name={node}"));
     }
-    let cfg = watcher::Config::default().fields(&fields).page_size(500);
-    let stream = watcher::watcher(api, cfg).default_backoff().take_until(stop.cancelled_owned());
+    let config = move |s| tuning.configure(watcher::Config::default().fields(&fields), s);
+    let stream = tuned_watcher(api, config, tuning, true, "Node Events".to_owned()).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {

@@ -16,7 +16,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PartialObjectMeta};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{OwnerRef, Owners};
 use crate::kube_errors::{Failure, classify};
 use crate::pod::SlimPod;
+use crate::watch::{WatchTuning, tuned_watcher};
 
 /// The workload chain from ownerReferences. The Deployment of a ReplicaSet follows the name rule
 /// Kubernetes itself applies: the ReplicaSet is named `<deployment>-<pod-template-hash>`, and the pod
@@ -160,25 +160,31 @@ pub async fn allowed(client: &Client) -> bool {
 }
 
 /// Runs the metadata watches of ReplicaSets and Jobs into `index` until `stop`.
-pub async fn watch(client: Client, index: Arc<OwnerIndex>, stop: CancellationToken) {
+pub async fn watch(client: Client, index: Arc<OwnerIndex>, tuning: WatchTuning, stop: CancellationToken) {
     let rs = watch_one(
         Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
         Link::ReplicaSetToDeployment,
         index.clone(),
+        tuning,
         stop.clone(),
     );
-    let jobs = watch_one(Api::<PartialObjectMeta<Job>>::all(client), Link::JobToCronJob, index, stop);
+    let jobs = watch_one(Api::<PartialObjectMeta<Job>>::all(client), Link::JobToCronJob, index, tuning, stop);
     tokio::join!(rs, jobs);
 }
 
 /// `Api<PartialObjectMeta<K>>` makes metadata-only requests: only `metadata` is sent and decoded.
-async fn watch_one<K>(api: Api<PartialObjectMeta<K>>, link: Link, index: Arc<OwnerIndex>, stop: CancellationToken)
-where
+async fn watch_one<K>(
+    api: Api<PartialObjectMeta<K>>,
+    link: Link,
+    index: Arc<OwnerIndex>,
+    tuning: WatchTuning,
+    stop: CancellationToken,
+) where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
-    let stream = watcher::watcher(api, watcher::Config::default().page_size(500))
-        .default_backoff()
-        .take_until(stop.cancelled_owned());
+    let config = move |s| tuning.configure(watcher::Config::default(), s);
+    let stream =
+        tuned_watcher(api, config, tuning, true, format!("{link:?} metadata")).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
