@@ -94,9 +94,10 @@ pub struct RunArgs {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
-    /// How the pod watch gets its state: `auto` (a streaming list from the API server's watch
-    /// cache; on servers without streaming lists, `watch-cache` in node mode and `paginated` in
-    /// cluster mode), or one of them forced. See docs/operations.md, "Cost to the control plane".
+    /// How the watches get their state: `auto` (node mode's pods: a list at resourceVersion 0,
+    /// as the kubelet lists, from the watch cache's node index; cluster-wide watches: a streaming
+    /// list, or pages of 500 on servers without streaming lists), or one of them forced
+    /// (cluster-wide watches page instead of `watch-cache`). See docs/operations.md.
     #[arg(long, env = "RESTART_WATCHER_LIST_STRATEGY", value_enum, default_value_t = crate::watch::ListStrategyChoice::Auto)]
     pub list_strategy: crate::watch::ListStrategyChoice,
 
@@ -105,7 +106,7 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_WATCH_TIMEOUT", default_value = "290s", value_parser = parse_watch_timeout)]
     pub watch_timeout: std::time::Duration,
 
-    /// Delay the first pod list, and each reconnect or relist after an error, by a random part of
+    /// Delay each watch's first list, and each reconnect or relist after an error, by a random part of
     /// this window (0s to 10m), so that many agents do not list at once. Default: 10s in node
     /// mode, 0s (kube's backoff only) in cluster mode.
     #[arg(long, env = "RESTART_WATCHER_LIST_JITTER", value_parser = parse_list_jitter)]
