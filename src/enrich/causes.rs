@@ -13,12 +13,14 @@ use jiff::Timestamp;
 use crate::event::{Cause, RestartEvent};
 use crate::pod::SlimTerminated;
 
-/// A kubelet (or scheduler, or node) Event about a pod, reduced to what classification reads.
+/// A kubelet (or scheduler, or node) Event about a pod, reduced to what classification reads:
+/// no message is kept (probe output makes messages of a kilobyte, and a storm brings thousands).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodEvent {
-    /// `Killing`, `Unhealthy`, `Evicted`, `Preempting`, `OOMKilling`, `Shutdown`, ...
-    pub reason: String,
-    pub message: String,
+    /// One of [`RELEVANT_REASONS`] or [`NODE_OOM_REASONS`].
+    pub reason: &'static str,
+    /// For a `Killing` Event: which probe its message names, if any.
+    pub kill: Option<Kill>,
     /// The container named by `involvedObject.fieldPath` (`spec.containers{name}`), if any.
     pub container: Option<String>,
     /// When it last happened (`lastTimestamp` / `eventTime` / `series.lastObservedTime`).
@@ -27,14 +29,48 @@ pub struct PodEvent {
     pub on_node: bool,
 }
 
+/// What a `Killing` Event's message says killed the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    LivenessProbe,
+    StartupProbe,
+    /// A kill for another reason (a deletion, a preemption, a pod update).
+    Other,
+}
+
+impl PodEvent {
+    /// The Event as classification keeps it, or `None` for a reason it does not read (including
+    /// `Unhealthy`: a failing probe kills nothing by itself; readiness failures never do).
+    pub fn decode(
+        reason: &str,
+        message: &str,
+        container: Option<String>,
+        time: Timestamp,
+        on_node: bool,
+    ) -> Option<PodEvent> {
+        let reasons: &[&'static str] = if on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
+        let reason = *reasons.iter().find(|r| **r == reason)?;
+        let kill = (reason == "Killing").then(|| {
+            let msg = message.to_ascii_lowercase();
+            if msg.contains("failed liveness probe") {
+                Kill::LivenessProbe
+            } else if msg.contains("failed startup probe") {
+                Kill::StartupProbe
+            } else {
+                Kill::Other
+            }
+        });
+        Some(PodEvent { reason, kill, container, time, on_node })
+    }
+}
+
 /// Reasons of the Node Events that report an OOM kill on the node: `OOMKilling` from
 /// node-problem-detector's kernel monitor, `SystemOOM` from the kubelet.
 pub const NODE_OOM_REASONS: [&str; 2] = ["OOMKilling", "SystemOOM"];
 
 /// Event reasons that can explain a restart; other Events are not kept.
-pub const RELEVANT_REASONS: [&str; 9] = [
+pub const RELEVANT_REASONS: [&str; 8] = [
     "Killing",
-    "Unhealthy",
     "Evicted",
     "Preempting",
     "Preempted",
@@ -49,11 +85,6 @@ pub const RELEVANT_REASONS: [&str; 9] = [
 pub const EVENT_BEFORE_TERMINATION: Duration = Duration::from_secs(120);
 /// How far after the termination an Event may be (Events are written after the fact, and clocks differ).
 pub const EVENT_AFTER_TERMINATION: Duration = Duration::from_secs(10);
-
-/// Whether an Event is one classification reads.
-pub fn is_relevant(reason: &str) -> bool {
-    RELEVANT_REASONS.contains(&reason)
-}
 
 /// The container named by an Event's `involvedObject.fieldPath`: `spec.containers{web}` -> `web`
 /// (also `spec.initContainers{x}`).
@@ -143,16 +174,15 @@ pub fn classify(
         if e.on_node {
             // The node's kernel killed a process near the time this container died of SIGKILL.
             // It names no container, so any Event about the pod itself explains it better.
-            node_oom |= killed && NODE_OOM_REASONS.contains(&e.reason.as_str());
+            node_oom |= killed && NODE_OOM_REASONS.contains(&e.reason);
             continue;
         }
-        let msg = e.message.to_ascii_lowercase();
-        let found = match e.reason.as_str() {
+        let found = match e.reason {
             "Evicted" => Some(Cause::Evicted),
             "Preempting" | "Preempted" => Some(Cause::Preempted),
             "Shutdown" | "NodeShutdown" => Some(Cause::Evicted),
-            "Killing" if msg.contains("failed liveness probe") => Some(Cause::LivenessProbe),
-            "Killing" if msg.contains("failed startup probe") => Some(Cause::StartupProbe),
+            "Killing" if e.kill == Some(Kill::LivenessProbe) => Some(Cause::LivenessProbe),
+            "Killing" if e.kill == Some(Kill::StartupProbe) => Some(Cause::StartupProbe),
             "OOMKilling" if terminated.is_some_and(|t| t.exit_code == 137) => Some(Cause::OomKilled),
             _ => None,
         };
@@ -261,18 +291,37 @@ mod tests {
     }
 
     fn ev(reason: &str, message: &str, container: Option<&str>, at: &str) -> PodEvent {
-        PodEvent {
-            reason: reason.into(),
-            message: message.into(),
-            container: container.map(Into::into),
-            time: at.parse().unwrap(),
-            on_node: false,
-        }
+        PodEvent::decode(reason, message, container.map(Into::into), at.parse().unwrap(), false).unwrap()
     }
 
     /// An Event about the pod's Node.
     fn node_ev(reason: &str, message: &str, at: &str) -> PodEvent {
-        PodEvent { on_node: true, ..ev(reason, message, None, at) }
+        PodEvent::decode(reason, message, None, at.parse().unwrap(), true).unwrap()
+    }
+
+    #[test]
+    fn events_keep_no_message_and_probe_failures_that_kill_nothing_are_dropped_at_decode() {
+        let at: Timestamp = "2026-11-20T09:59:50Z".parse().unwrap();
+        let decode = |reason: &str, message: &str| PodEvent::decode(reason, message, None, at, false);
+        let cases = [
+            ("Killing", LIVENESS, Some(Some(Kill::LivenessProbe))),
+            ("Killing", STARTUP, Some(Some(Kill::StartupProbe))),
+            ("Killing", "Stopping container web", Some(Some(Kill::Other))),
+            ("Evicted", "The node was low on resource: memory.", Some(None)),
+            ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", None),
+            ("Unhealthy", "Liveness probe failed: HTTP 500", None),
+            ("Pulled", "Successfully pulled image", None),
+            ("OOMKilling", "Memory cgroup out of memory", Some(None)),
+        ];
+        for (reason, message, want) in cases {
+            let got = decode(reason, message);
+            assert_eq!(got.as_ref().map(|e| e.kill), want, "{reason}: {message}");
+            if let Some(e) = got {
+                assert_eq!(e.reason, reason);
+            }
+        }
+        assert!(PodEvent::decode("OOMKilling", "x", None, at, true).is_some());
+        assert!(PodEvent::decode("Killing", "x", None, at, true).is_none(), "a Node's Killing is not kept");
     }
 
     const LIVENESS: &str = "Container web failed liveness probe, will be restarted";
@@ -329,7 +378,15 @@ mod tests {
                 "Unhealthy alone (probe failing, no kill) does not change the cause",
                 term("Error", 1, None),
                 None,
-                vec![ev("Unhealthy", "Liveness probe failed: HTTP 500", Some("web"), "2026-11-20T09:59:50Z")],
+                PodEvent::decode(
+                    "Unhealthy",
+                    "Liveness probe failed: HTTP 500",
+                    Some("web".into()),
+                    "2026-11-20T09:59:50Z".parse().unwrap(),
+                    false,
+                )
+                .into_iter()
+                .collect(),
                 Cause::AppError,
             ),
             (

@@ -154,15 +154,13 @@ impl SlimEvent {
         if self.involved_object.kind.as_deref() != Some("Pod") {
             return None;
         }
-        let reason = self.reason.clone().filter(|r| causes::is_relevant(r))?;
+        let reason = self.reason.as_deref()?;
         let uid = self.involved_object.uid.clone().filter(|u| !u.is_empty())?;
         let time = self.time()?;
         let container =
             self.involved_object.field_path.as_deref().and_then(causes::container_of_field_path).map(str::to_owned);
-        Some((
-            uid,
-            PodEvent { reason, message: self.message.clone().unwrap_or_default(), container, time, on_node: false },
-        ))
+        let ev = PodEvent::decode(reason, self.message.as_deref().unwrap_or(""), container, time, false)?;
+        Some((uid, ev))
     }
 
     /// The Event as classification sees it, if it reports an OOM kill on a Node: the key it is
@@ -171,11 +169,11 @@ impl SlimEvent {
         if self.involved_object.kind.as_deref() != Some("Node") {
             return None;
         }
-        let reason = self.reason.clone().filter(|r| causes::NODE_OOM_REASONS.contains(&r.as_str()))?;
+        let reason = self.reason.as_deref()?;
         let node = self.involved_object.name.as_deref().filter(|n| !n.is_empty())?;
         let time = self.time()?;
-        let message = self.message.clone().unwrap_or_default();
-        Some((node_key(node), PodEvent { reason, message, container: None, time, on_node: true }))
+        let ev = PodEvent::decode(reason, self.message.as_deref().unwrap_or(""), None, time, true)?;
+        Some((node_key(node), ev))
     }
 
     fn time(&self) -> Option<Timestamp> {
