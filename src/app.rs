@@ -386,6 +386,7 @@ async fn spawn(
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
     let event_store = if opts.use_events && crate::enrich::events::events_allowed(&event_apis).await {
         let store = Arc::new(crate::enrich::EventStore::default());
+        opts.metrics.observe_event_store(store.clone());
         for (api, _) in event_apis {
             let node = opts.scope.node_name.clone();
             side_watches.spawn(crate::enrich::events::watch_events(

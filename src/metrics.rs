@@ -43,6 +43,8 @@ pub struct Metrics {
     watch_relists: Counter<u64>,
     watch_errors: Counter<u64>,
     previous_logs_fetches: Counter<u64>,
+    /// For the instruments observed from a store (`observe_event_store`).
+    meter: Meter,
 }
 
 impl Metrics {
@@ -81,7 +83,34 @@ impl Metrics {
                 "previous_logs.fetches",
                 "Fetches of the previous instance's logs, by outcome (ok, timeout, forbidden, error, shutdown).",
             ),
+            meter: meter.clone(),
         }
+    }
+
+    /// The Event store's use against its budget, and its evictions, read at each collection.
+    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::EventStore>) {
+        let bytes_gauge = |name: &str, description: &'static str, read: Box<dyn Fn() -> usize + Send + Sync>| {
+            self.meter
+                .u64_observable_gauge(format!("{PREFIX}.{name}"))
+                .with_unit("By")
+                .with_description(description)
+                .with_callback(move |o| o.observe(read() as u64, &[]))
+                .build();
+        };
+        let (used, evicted) = (store.clone(), store.clone());
+        bytes_gauge("events.store.usage", "Estimated bytes held by the Event store.", Box::new(move || used.bytes()));
+        bytes_gauge(
+            "events.store.limit",
+            "The Event store's budget, in bytes: past it, the oldest Events are evicted.",
+            Box::new(move || store.budget_bytes()),
+        );
+        self.meter
+            .u64_observable_counter(format!("{PREFIX}.events.evicted"))
+            .with_description(
+                "Events evicted from the store past its budget (restarts they would explain are classified from the status).",
+            )
+            .with_callback(move |o| o.observe(evicted.evicted(), &[]))
+            .build();
     }
 
     /// Instruments that record nowhere (replay, tests).

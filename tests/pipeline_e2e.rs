@@ -62,6 +62,18 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
     };
     assert!(metrics.contains("restart_watcher_export_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("restart_watcher_detection_latency_seconds_count"), "{metrics}");
+    // The Event store's use against its budget, and its evictions.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let budget = restart_watcher::enrich::events::EVENT_STORE_BUDGET_BYTES.to_string();
+    assert_eq!(value("restart_watcher_events_store_limit_bytes"), Some(budget), "{metrics}");
+    assert!(value("restart_watcher_events_store_usage_bytes").is_some(), "{metrics}");
+    assert_eq!(value("restart_watcher_events_evicted_total").as_deref(), Some("0"), "{metrics}");
     assert!(!metrics.contains(ns), "no namespace or pod names in metric labels");
     assert_eq!(agent.terminate(), Some(0));
 }

@@ -30,49 +30,148 @@ pub fn node_key(node: &str) -> String {
     format!("node:{node}")
 }
 
-/// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`].
-#[derive(Debug, Default)]
+/// The Event store's budget, in estimated bytes (keys, queues and Events). Past it, the oldest
+/// Events are evicted down to [`EVENT_STORE_REFILL_PERCENT`] of it; a restart whose Event was
+/// evicted is classified from its status alone.
+pub const EVENT_STORE_BUDGET_BYTES: usize = 16 << 20;
+/// After an eviction the store holds at most this share of its budget, so that evictions (a scan
+/// of the store) come in batches, not at every insert.
+pub const EVENT_STORE_REFILL_PERCENT: usize = 90;
+
+/// Estimated bytes of one kept Event.
+fn event_bytes(e: &PodEvent) -> usize {
+    std::mem::size_of::<PodEvent>() + e.container.as_ref().map_or(0, String::len)
+}
+
+/// Estimated bytes of one pod's entry without its Events: the key, the queue, the map's slot.
+fn pod_bytes(uid: &str) -> usize {
+    uid.len() + std::mem::size_of::<(String, VecDeque<PodEvent>)>() + std::mem::size_of::<u64>()
+}
+
+fn queue_bytes(q: &VecDeque<PodEvent>) -> usize {
+    q.iter().map(event_bytes).sum()
+}
+
+/// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`], within a budget of
+/// estimated bytes.
+#[derive(Debug)]
 pub struct EventStore {
-    pods: Mutex<HashMap<String, VecDeque<PodEvent>>>,
+    inner: Mutex<Inner>,
+    budget_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pods: HashMap<String, VecDeque<PodEvent>>,
+    bytes: usize,
+    evicted: u64,
+}
+
+impl Default for EventStore {
+    fn default() -> Self {
+        EventStore::with_budget(EVENT_STORE_BUDGET_BYTES)
+    }
 }
 
 impl EventStore {
-    /// Keeps `ev` for the pod `uid`, dropping expired and surplus Events.
+    pub fn with_budget(budget_bytes: usize) -> Self {
+        EventStore { inner: Mutex::default(), budget_bytes }
+    }
+
+    /// Keeps `ev` for the pod `uid`, dropping expired and surplus Events, then the oldest Events
+    /// of the store if it is past its budget.
     pub fn insert(&self, uid: &str, ev: PodEvent, now: Timestamp) {
-        let Ok(mut pods) = self.pods.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let Inner { pods, bytes, evicted } = &mut *inner;
         let ttl = jiff::SignedDuration::try_from(EVENT_TTL).unwrap_or_default();
         let fresh = |e: &PodEvent| now.duration_since(e.time) < ttl;
         if pods.len() >= MAX_PODS_WITH_EVENTS && !pods.contains_key(uid) {
             pods.retain(|_, q| q.iter().any(fresh));
+            *bytes = pods.iter().map(|(k, q)| pod_bytes(k) + queue_bytes(q)).sum();
             if pods.len() >= MAX_PODS_WITH_EVENTS {
                 return;
             }
         }
-        let q = pods.entry(uid.to_owned()).or_default();
+        let q = match pods.get_mut(uid) {
+            Some(q) => q,
+            None => {
+                *bytes += pod_bytes(uid);
+                pods.entry(uid.to_owned()).or_default()
+            }
+        };
         if q.iter().any(|e| e == &ev) {
             return;
         }
+        let before = queue_bytes(q);
         q.retain(fresh);
         q.push_back(ev);
         while q.len() > EVENTS_PER_POD {
             q.pop_front();
         }
+        *bytes = *bytes + queue_bytes(q) - before;
+        if *bytes > self.budget_bytes {
+            *evicted += evict_oldest(pods, bytes, self.budget_bytes / 100 * EVENT_STORE_REFILL_PERCENT);
+        }
+    }
+
+    /// Estimated bytes held, against [`EventStore::budget_bytes`].
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|i| i.bytes).unwrap_or(0)
+    }
+
+    pub fn budget_bytes(&self) -> usize {
+        self.budget_bytes
+    }
+
+    /// Events evicted because the store was past its budget, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.inner.lock().map(|i| i.evicted).unwrap_or(0)
     }
 
     /// The Events kept for a pod.
     pub fn get(&self, uid: &str) -> Vec<PodEvent> {
-        self.pods.lock().ok().and_then(|p| p.get(uid).map(|q| q.iter().cloned().collect())).unwrap_or_default()
+        self.inner.lock().ok().and_then(|i| i.pods.get(uid).map(|q| q.iter().cloned().collect())).unwrap_or_default()
     }
 
     pub fn forget(&self, uid: &str) {
-        if let Ok(mut p) = self.pods.lock() {
-            p.remove(uid);
+        if let Ok(mut inner) = self.inner.lock()
+            && let Some(q) = inner.pods.remove(uid)
+        {
+            inner.bytes = inner.bytes.saturating_sub(pod_bytes(uid) + queue_bytes(&q));
         }
     }
 
     pub fn pods(&self) -> usize {
-        self.pods.lock().map(|p| p.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.pods.len()).unwrap_or(0)
     }
+}
+
+/// Evicts the oldest Events (by their time) until the store holds at most `target` bytes; pods
+/// left without Events go too. Returns how many Events were evicted.
+fn evict_oldest(pods: &mut HashMap<String, VecDeque<PodEvent>>, bytes: &mut usize, target: usize) -> u64 {
+    let mut by_age: Vec<(Timestamp, usize)> = pods.values().flatten().map(|e| (e.time, event_bytes(e))).collect();
+    by_age.sort_unstable_by_key(|(t, _)| *t);
+    // The newest time to evict up to: the oldest Events whose removal brings the store to `target`
+    // (a pod's entry freed with its last Event is not counted: a little more may go).
+    let mut freed = 0;
+    let mut cutoff = None;
+    for (t, b) in by_age {
+        if bytes.saturating_sub(freed) <= target {
+            break;
+        }
+        freed += b;
+        cutoff = Some(t);
+    }
+    let Some(cutoff) = cutoff else { return 0 };
+    let mut evicted = 0u64;
+    pods.retain(|_, q| {
+        let n = q.len();
+        q.retain(|e| e.time > cutoff);
+        evicted += (n - q.len()) as u64;
+        !q.is_empty()
+    });
+    *bytes = pods.iter().map(|(k, q)| pod_bytes(k) + queue_bytes(q)).sum();
+    evicted
 }
 
 /// A core/v1 Event, reduced to what classification reads.
@@ -281,5 +380,55 @@ pub async fn watch_node_events(
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "Node Event watch error; retrying with backoff."),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn killing(container: &str, at: Timestamp) -> PodEvent {
+        PodEvent::decode("Killing", "Container failed liveness probe", Some(container.to_owned()), at, false).unwrap()
+    }
+
+    #[test]
+    fn a_flood_past_the_budget_evicts_the_oldest_events_and_never_grows() {
+        let budget = 64 << 10;
+        let store = EventStore::with_budget(budget);
+        let start: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        let n = 20_000;
+        for i in 0..n {
+            let at = start + jiff::SignedDuration::from_millis(i);
+            store.insert(&format!("pod-{:05}", i % 4_000), killing("web", at), at);
+            assert!(store.bytes() <= budget, "insert {i}: {} bytes > {budget}", store.bytes());
+        }
+        assert!(store.evicted() > 0);
+        let last = start + jiff::SignedDuration::from_millis(n - 1);
+        assert_eq!(
+            store.get(&format!("pod-{:05}", (n - 1) % 4_000)).last().map(|e| e.time),
+            Some(last),
+            "the newest stays"
+        );
+        assert!(store.get("pod-00000").iter().all(|e| e.time > start), "the oldest went");
+        // Every kept Event plus every evicted one, plus those a pod's queue limit dropped, is what came in.
+        let kept: usize = (0..4_000).map(|p| store.get(&format!("pod-{p:05}")).len()).sum();
+        assert!(kept as u64 + store.evicted() <= n as u64);
+        // The accounting is exact: forgetting every pod brings it back to zero.
+        for p in 0..4_000 {
+            store.forget(&format!("pod-{p:05}"));
+        }
+        assert_eq!((store.bytes(), store.pods()), (0, 0));
+    }
+
+    #[test]
+    fn under_its_budget_the_store_evicts_nothing() {
+        let store = EventStore::default();
+        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        for i in 0..1_000 {
+            store.insert(&format!("pod-{i}"), killing("web", at), at);
+        }
+        assert_eq!(store.evicted(), 0);
+        assert_eq!(store.pods(), 1_000);
+        assert!(store.bytes() > 1_000 * std::mem::size_of::<PodEvent>());
     }
 }
