@@ -192,7 +192,12 @@ impl WatchScope {
 
     /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
     pub fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
-        let mut cfg = self.tuning.configure(watcher::Config::default(), strategy);
+        self.tuning.configure(self.selectors(), strategy)
+    }
+
+    /// The watcher settings that select the pods: the label and field selectors.
+    pub fn selectors(&self) -> watcher::Config {
+        let mut cfg = watcher::Config::default();
         if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
             cfg = cfg.labels(l);
         }
@@ -236,81 +241,91 @@ impl ListStrategy {
 /// Whether a watch error says that the API server does not serve streaming lists (a server
 /// before 1.34 without the `WatchList` gate answers the `sendInitialEvents` watch with 4xx).
 pub fn refuses_streaming_lists(e: &watcher::Error) -> bool {
-    match e {
+    let status = match e {
         watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
-            matches!(status.code, 400 | 422) || status.message.contains("sendInitialEvents")
-        }
-        watcher::Error::WatchError(status) => {
-            matches!(status.code, 400 | 422) || status.message.contains("sendInitialEvents")
-        }
-        _ => false,
-    }
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status,
+        watcher::Error::WatchError(status) => status,
+        _ => return false,
+    };
+    matches!(status.code, 400 | 422) || status.message.contains("sendInitialEvents")
 }
 
-/// A watch with the agent's list strategy and backoff: `config` gives the watcher settings for a
-/// strategy; the first list waits a random part of `tuning.jitter`; a server that refuses
-/// streaming lists before the first list is complete gets [`ListStrategy::fallback`] (when the
-/// choice is `auto`), said once in the log; errors are yielded, then backed off
-/// ([`watch_backoff`]). Used by the pod watch and the Event and owner watches.
+/// A watch with the agent's list strategy and backoff: `base` carries the selectors, and
+/// [`WatchTuning::configure`] the strategy, page size and timeout; the first list waits a random
+/// part of `tuning.jitter`; a server that refuses streaming lists before the first list is
+/// complete gets [`ListStrategy::FALLBACK`] (when the choice is `auto`), said once in the log;
+/// errors are yielded, then backed off ([`watch_backoff`]). Used by the pod watch and the Event
+/// and owner watches.
 pub fn tuned_watcher<K>(
     api: Api<K>,
-    config: impl Fn(ListStrategy) -> watcher::Config + Send + 'static,
+    base: watcher::Config,
     tuning: WatchTuning,
     cluster_wide: bool,
     what: String,
-) -> futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
+) -> WatchStream<K>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    let strategy = tuning.initial_strategy(cluster_wide);
-    let label: Arc<str> = what.as_str().into();
-    let open = move |api: Api<K>, strategy: ListStrategy, cfg: watcher::Config| {
-        tracing::debug!(what = %what, strategy = strategy.as_str(), "Watching.");
-        kube::runtime::utils::StreamBackoff::new(watcher::watcher(api, cfg), watch_backoff(tuning.jitter)).boxed()
-    };
-    let first = open(api.clone(), strategy, config(strategy));
-    struct State<K: 'static, O, C> {
+    struct State<K: 'static> {
         api: Api<K>,
-        open: O,
-        config: C,
-        inner: futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+        base: watcher::Config,
+        tuning: WatchTuning,
+        what: String,
+        inner: WatchStream<K>,
         strategy: ListStrategy,
         listed: bool,
-        jittered: bool,
+        start_delay: Option<Duration>,
     }
-    let state = State { api, open, config, inner: first, strategy, listed: false, jittered: tuning.jitter.is_zero() };
-    futures::stream::unfold(state, move |mut st| {
-        let label = label.clone();
-        async move {
-            if !st.jittered {
-                // Agents started together (a DaemonSet rollout) list one by one.
-                st.jittered = true;
-                tokio::time::sleep(tuning.jitter.mul_f64(fastrand::f64())).await;
-            }
-            loop {
-                let item = st.inner.next().await?;
-                match &item {
-                    Ok(watcher::Event::InitDone) => st.listed = true,
-                    Err(e)
-                        if tuning.list_strategy.falls_back()
-                            && st.strategy == ListStrategy::Streaming
-                            && !st.listed
-                            && refuses_streaming_lists(e) =>
-                    {
-                        st.strategy = ListStrategy::FALLBACK;
-                        tracing::info!(what = %label, strategy = st.strategy.as_str(), error = %e,
+    let strategy = tuning.initial_strategy(cluster_wide);
+    let inner = open_watch(&api, &base, tuning, strategy, &what);
+    // Agents started together (a DaemonSet rollout) list one by one.
+    let start_delay = (!tuning.jitter.is_zero()).then(|| tuning.jitter.mul_f64(fastrand::f64()));
+    let state = State { api, base, tuning, what, inner, strategy, listed: false, start_delay };
+    futures::stream::unfold(state, |mut st| async move {
+        if let Some(delay) = st.start_delay.take() {
+            tokio::time::sleep(delay).await;
+        }
+        loop {
+            let item = st.inner.next().await?;
+            match &item {
+                Ok(watcher::Event::InitDone) => st.listed = true,
+                Err(e)
+                    if st.tuning.list_strategy.falls_back()
+                        && st.strategy == ListStrategy::Streaming
+                        && !st.listed
+                        && refuses_streaming_lists(e) =>
+                {
+                    st.strategy = ListStrategy::FALLBACK;
+                    tracing::info!(what = %st.what, strategy = st.strategy.as_str(), error = %e,
                         "The API server does not serve streaming lists; listing instead.");
-                        st.inner = (st.open)(st.api.clone(), st.strategy, (st.config)(st.strategy));
-                        continue;
-                    }
-                    _ => {}
+                    st.inner = open_watch(&st.api, &st.base, st.tuning, st.strategy, &st.what);
+                    continue;
                 }
-                return Some((item, st));
+                _ => {}
             }
+            return Some((item, st));
         }
     })
     .boxed()
+}
+
+/// The stream of a watch: kube's watcher events, or its errors.
+pub type WatchStream<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+
+/// One watcher with `strategy`, behind the watch's backoff.
+fn open_watch<K>(
+    api: &Api<K>,
+    base: &watcher::Config,
+    tuning: WatchTuning,
+    strategy: ListStrategy,
+    what: &str,
+) -> WatchStream<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tracing::debug!(what, strategy = strategy.as_str(), "Watching.");
+    let stream = watcher::watcher(api.clone(), tuning.configure(base.clone(), strategy));
+    kube::runtime::utils::StreamBackoff::new(stream, watch_backoff(tuning.jitter)).boxed()
 }
 
 /// One `(api, description)` per scope of a namespaced resource: all namespaces when `namespaces`
@@ -417,17 +432,8 @@ pub struct WatchTask {
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
     let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
-    let stream = tuned_watcher(
-        api,
-        {
-            let scope = scope.clone();
-            move |s| scope.watcher_config(s)
-        },
-        scope.tuning,
-        scope.node_name.is_none(),
-        description.clone(),
-    )
-    .take_until(stop.clone().cancelled_owned());
+    let stream = tuned_watcher(api, scope.selectors(), scope.tuning, scope.node_name.is_none(), description.clone())
+        .take_until(stop.clone().cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut last_failure: Option<Failure> = None;
     while let Some(item) = stream.next().await {

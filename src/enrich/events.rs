@@ -52,6 +52,11 @@ fn queue_bytes(q: &VecDeque<PodEvent>) -> usize {
     q.iter().map(event_bytes).sum()
 }
 
+/// Estimated bytes of the whole store, counted again (after a pass that removed many entries).
+fn store_bytes(pods: &HashMap<String, VecDeque<PodEvent>>) -> usize {
+    pods.iter().map(|(uid, q)| pod_bytes(uid) + queue_bytes(q)).sum()
+}
+
 /// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`], within a budget of
 /// estimated bytes.
 #[derive(Debug)]
@@ -87,7 +92,7 @@ impl EventStore {
         let fresh = |e: &PodEvent| now.duration_since(e.time) < ttl;
         if pods.len() >= MAX_PODS_WITH_EVENTS && !pods.contains_key(uid) {
             pods.retain(|_, q| q.iter().any(fresh));
-            *bytes = pods.iter().map(|(k, q)| pod_bytes(k) + queue_bytes(q)).sum();
+            *bytes = store_bytes(pods);
             if pods.len() >= MAX_PODS_WITH_EVENTS {
                 return;
             }
@@ -170,7 +175,7 @@ fn evict_oldest(pods: &mut HashMap<String, VecDeque<PodEvent>>, bytes: &mut usiz
         evicted += (n - q.len()) as u64;
         !q.is_empty()
     });
-    *bytes = pods.iter().map(|(k, q)| pod_bytes(k) + queue_bytes(q)).sum();
+    *bytes = store_bytes(pods);
     evicted
 }
 
@@ -314,8 +319,8 @@ pub async fn watch_events(
     tuning: WatchTuning,
     stop: CancellationToken,
 ) {
-    let config = move |s| tuning.configure(watcher::Config::default().fields("involvedObject.kind=Pod"), s);
-    let stream = tuned_watcher(api, config, tuning, true, "pod Events".to_owned()).take_until(stop.cancelled_owned());
+    let selector = watcher::Config::default().fields("involvedObject.kind=Pod");
+    let stream = tuned_watcher(api, selector, tuning, true, "pod Events".to_owned()).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
@@ -366,8 +371,9 @@ pub async fn watch_node_events(
     if let Some(node) = &node {
         fields.push_str(&format!(",involvedObject.name={node}"));
     }
-    let config = move |s| tuning.configure(watcher::Config::default().fields(&fields), s);
-    let stream = tuned_watcher(api, config, tuning, true, "Node Events".to_owned()).take_until(stop.cancelled_owned());
+    let selector = watcher::Config::default().fields(&fields);
+    let stream =
+        tuned_watcher(api, selector, tuning, true, "Node Events".to_owned()).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {

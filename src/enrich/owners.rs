@@ -182,9 +182,8 @@ async fn watch_one<K>(
 ) where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
-    let config = move |s| tuning.configure(watcher::Config::default(), s);
-    let stream =
-        tuned_watcher(api, config, tuning, true, format!("{link:?} metadata")).take_until(stop.cancelled_owned());
+    let stream = tuned_watcher(api, watcher::Config::default(), tuning, true, format!("{link:?} metadata"))
+        .take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
