@@ -14,9 +14,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-# The test cluster (Kubernetes v1.35 + etcd 3.6 + kwok), built from pinned Go modules and cached
-# by version in ~/.cache/restart-watcher (cold: about 10 minutes on 2 cores).
-tests/support/build-go-tools.sh kube kwok >/dev/null
+# The test cluster (Kubernetes v1.35 + etcd 3.6 + kwok) and the backends of the end-to-end tests
+# (Jaeger v2, VictoriaLogs), built from pinned Go modules and cached by version in
+# ~/.cache/restart-watcher (cold: about 14 minutes on 2 cores); then the collector distribution
+# the project ships (otel-collector/build.sh, cold: about 3 minutes).
+tests/support/build-go-tools.sh kube kwok jaeger victorialogs >/dev/null
+otel-collector/build.sh >/dev/null
 
 # A real OTLP collector for the export tests: rotel (its wheel ships the rotel-agent binary), and
 # kubernetes-validate for the manifest checks. Pinned so CI is reproducible.
