@@ -52,7 +52,12 @@ fn raw_records(path: &Path) -> Vec<(BTreeMap<String, Value>, Value)> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|a| (a["key"].as_str().unwrap().to_owned(), attr(&rl["resource"]["attributes"], a["key"].as_str().unwrap())))
+                .map(|a| {
+                    (
+                        a["key"].as_str().unwrap().to_owned(),
+                        attr(&rl["resource"]["attributes"], a["key"].as_str().unwrap()),
+                    )
+                })
                 .collect();
             for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
                 for rec in sl["logRecords"].as_array().into_iter().flatten() {
@@ -182,8 +187,10 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
         &extra,
     );
 
-    let mut agent =
-        Agent::start_raw(Path::new(k.admin()), &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &collector.grpc_endpoint]);
+    let mut agent = Agent::start_raw(
+        Path::new(k.admin()),
+        &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &collector.grpc_endpoint],
+    );
     agent.wait_ready();
     k.crash(ns, &pod, "app", "Error", 1);
 
@@ -201,7 +208,10 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     assert!(jaeger.services().contains(&"checkout".to_owned()), "{:?}", jaeger.services());
     let event = &span["logs"][0]["fields"];
     assert_eq!(tag(event, "event"), Some(&json!("restart_watcher.container.restart")), "{event:#}");
-    assert_eq!(tag(&span["tags"], "restart_watcher.cause").or_else(|| tag(event, "restart_watcher.cause")), Some(&json!("app_error")));
+    assert_eq!(
+        tag(&span["tags"], "restart_watcher.cause").or_else(|| tag(event, "restart_watcher.cause")),
+        Some(&json!("app_error"))
+    );
     assert_eq!(tag(&span["tags"], "otel.scope.name"), Some(&json!("restart-watcher")), "{:#}", span["tags"]);
 
     // VictoriaLogs: the record, found by namespace, pod, service and event name (the LogsQL query
@@ -225,21 +235,39 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     let mut checked = 0;
     for (key, value) in res {
         assert!(is_documented(&documented, key), "the agent sent {key}, which docs/events.md does not list");
-        assert_eq!(stored.get(key).map(|v| v.as_str().unwrap().to_owned()), Some(as_field(value)), "resource attribute {key}");
+        assert_eq!(
+            stored.get(key).map(|v| v.as_str().unwrap().to_owned()),
+            Some(as_field(value)),
+            "resource attribute {key}"
+        );
         checked += 1;
     }
     for a in rec["attributes"].as_array().unwrap() {
         let key = a["key"].as_str().unwrap();
         assert!(is_documented(&documented, key), "the agent sent {key}, which docs/events.md does not list");
-        assert_eq!(stored.get(key).map(|v| v.as_str().unwrap().to_owned()), Some(as_field(&attr(&rec["attributes"], key))), "attribute {key}");
+        assert_eq!(
+            stored.get(key).map(|v| v.as_str().unwrap().to_owned()),
+            Some(as_field(&attr(&rec["attributes"], key))),
+            "attribute {key}"
+        );
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} attributes");
-    for key in ["k8s.deployment.name", "k8s.replicaset.name", "k8s.pod.uid", "restart_watcher.cause", "restart_watcher.restart.id"] {
+    for key in [
+        "k8s.deployment.name",
+        "k8s.replicaset.name",
+        "k8s.pod.uid",
+        "restart_watcher.cause",
+        "restart_watcher.restart.id",
+    ] {
         assert!(stored.contains_key(key), "{key} missing: {stored:#?}");
     }
     assert_eq!(stored["k8s.deployment.name"], "checkout");
-    assert_eq!(stored.get("app.kubernetes.io/part-of").and_then(Value::as_str), Some("shop"), "k8s_attributes did not run: {stored:#?}");
+    assert_eq!(
+        stored.get("app.kubernetes.io/part-of").and_then(Value::as_str),
+        Some("shop"),
+        "k8s_attributes did not run: {stored:#?}"
+    );
     assert_eq!(stored["trace_id"], trace_id.as_str());
 
     // The span metrics count the app's request, never the restart span.
@@ -254,4 +282,87 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     let log = collector.server.log_text();
     assert!(!log.to_lowercase().contains("deprecated"), "{log}");
     assert_eq!(agent.terminate(), Some(0));
+}
+
+/// The restart ids of the records VictoriaLogs holds for `pod`, with repeats.
+fn stored_restart_ids(vlogs: &VictoriaLogs, pod: &str) -> Vec<String> {
+    vlogs
+        .query(&format!(r#""k8s.pod.name":="{pod}" event_name:="restart_watcher.container.restart""#))
+        .iter()
+        .map(|r| r["restart_watcher.restart.id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn restarts_during_backend_and_collector_outages_all_arrive_once_they_are_back() {
+    let k = Cluster::shared();
+    let dir = test_dir("collector-outage");
+    let ns = "outage";
+    k.create_namespace(ns);
+    apply(k, deployment(ns, "cart"));
+    let pod = k.wait_pods_running(ns, "app=cart", 1).remove(0);
+    let uid = k.kubectl(&["-n", ns, "get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"]);
+    let trace_id = uid.replace('-', "");
+
+    // Badger on disk: Jaeger's spans survive its stop (memory storage would lose them).
+    let mut jaeger = Jaeger::start(&dir, Some(&dir.join("badger")));
+    let mut vlogs = VictoriaLogs::start(&dir);
+    let mut collector = Collector::start(
+        &dir,
+        &["otel-collector/config.yaml"],
+        Some(Path::new(k.admin())),
+        &[("LOKI_OTLP_ENDPOINT", vlogs.otlp_endpoint()), ("JAEGER_OTLP_ENDPOINT", jaeger.otlp_grpc.clone())],
+        "",
+    );
+    let mut agent = Agent::start_raw(
+        Path::new(k.admin()),
+        &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &collector.grpc_endpoint],
+    );
+    agent.wait_ready();
+
+    let mut restarts = 0;
+    let mut crash = |k: &Cluster| {
+        restarts = k.crash(ns, &pod, "app", "Error", 1);
+        restarts
+    };
+    let delivered = |jaeger: &Jaeger, vlogs: &VictoriaLogs, n: usize| {
+        let spans = jaeger.trace_spans(&trace_id);
+        let ids = stored_restart_ids(vlogs, &pod);
+        if spans.len() >= n && ids.len() >= n {
+            Ok((spans, ids))
+        } else {
+            Err(format!("{} spans, {} records of {n}", spans.len(), ids.len()))
+        }
+    };
+    crash(k);
+    eventually("the first restart in both backends", WAIT, || delivered(&jaeger, &vlogs, 1));
+
+    // Each outage lasts 15 s, twice the collector's retry window (2 s per attempt, 4 s of retries),
+    // with a restart every 4 s during it.
+    let outage = |k: &Cluster, crash: &mut dyn FnMut(&Cluster) -> i64| {
+        for _ in 0..3 {
+            crash(k);
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    };
+    jaeger.server.stop();
+    outage(k, &mut crash);
+    jaeger.server.start();
+    vlogs.server.stop();
+    outage(k, &mut crash);
+    vlogs.server.start();
+    collector.server.stop();
+    outage(k, &mut crash);
+    collector.server.start();
+
+    let n = 10;
+    assert_eq!(restarts, n as i64);
+    let (spans, ids) = eventually("every restart in both backends", WAIT * 2, || delivered(&jaeger, &vlogs, n));
+    let span_ids: BTreeSet<&str> = spans.iter().map(|s| s["spanID"].as_str().unwrap()).collect();
+    assert_eq!(span_ids.len(), n, "distinct span ids: {span_ids:?}");
+    assert_eq!(spans.len(), n, "a span stored twice: {spans:#?}");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), n, "{ids:?}");
+    assert_eq!(ids.len(), n, "a record stored twice: {ids:?}");
+    assert_eq!(agent.terminate(), Some(0), "{}", agent.logs_text());
 }

@@ -19,7 +19,8 @@ pub fn free_port() -> u16 {
 
 /// The collector binary, built (and cached) from the manifest on first use.
 pub fn collector_bin() -> String {
-    let out = Command::new("otel-collector/build.sh").stderr(Stdio::inherit()).output().expect("run otel-collector/build.sh");
+    let out =
+        Command::new("otel-collector/build.sh").stderr(Stdio::inherit()).output().expect("run otel-collector/build.sh");
     assert!(out.status.success(), "building the collector failed (see stderr above)");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -36,7 +37,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(name: &'static str, dir: &Path, cmd: Vec<String>, env: Vec<(String, String)>, ports: Vec<u16>) -> Server {
+    pub fn new(
+        name: &'static str,
+        dir: &Path,
+        cmd: Vec<String>,
+        env: Vec<(String, String)>,
+        ports: Vec<u16>,
+    ) -> Server {
         let log = dir.join(format!("{name}.log"));
         let mut s = Server { name, cmd, env, log, child: None, ports };
         s.start();
@@ -140,7 +147,11 @@ impl Collector {
             envs.push(("KUBECONFIG".into(), k.display().to_string()));
         }
         let server = Server::new("collector", dir, cmd, envs, vec![grpc, http, health]);
-        Collector { server, grpc_endpoint: format!("http://127.0.0.1:{grpc}"), http_endpoint: format!("http://127.0.0.1:{http}") }
+        Collector {
+            server,
+            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
+            http_endpoint: format!("http://127.0.0.1:{http}"),
+        }
     }
 }
 
@@ -175,7 +186,8 @@ impl Jaeger {
         let path = dir.join("jaeger.yaml");
         std::fs::write(&path, config).unwrap();
         let bin = crate::cluster::go_tool("jaeger", "jaeger");
-        let server = Server::new("jaeger", dir, vec![bin, format!("--config={}", path.display())], vec![], vec![otlp, query]);
+        let server =
+            Server::new("jaeger", dir, vec![bin, format!("--config={}", path.display())], vec![], vec![otlp, query]);
         Jaeger { server, otlp_grpc: format!("127.0.0.1:{otlp}"), query: format!("127.0.0.1:{query}") }
     }
 
