@@ -108,6 +108,15 @@ fn is_documented(documented: &BTreeSet<String>, key: &str) -> bool {
         || documented.iter().any(|d| d.strip_suffix('*').is_some_and(|prefix| key.starts_with(prefix)))
 }
 
+/// The queries of a fenced block of docs/operations.md (```LANG), one per line, without comments.
+fn documented_queries(lang: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string("docs/operations.md").unwrap();
+    let start = doc.find(&format!("```{lang}\n")).unwrap_or_else(|| panic!("no {lang} block in docs/operations.md"));
+    let block = &doc[start + lang.len() + 4..];
+    let block = &block[..block.find("```").unwrap()];
+    block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
+}
+
 /// Sends one span of an app (scope `checkout-http`) to the collector over OTLP/HTTP JSON.
 fn post_app_span(collector_http: &str, service: &str) {
     use std::io::{Read, Write};
@@ -214,17 +223,41 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     );
     assert_eq!(tag(&span["tags"], "otel.scope.name"), Some(&json!("restart-watcher")), "{:#}", span["tags"]);
 
-    // VictoriaLogs: the record, found by namespace, pod, service and event name (the LogsQL query
-    // of docs/operations.md).
-    let query = format!(
-        r#"{{"k8s.namespace.name"="{ns}"}} "k8s.pod.name":="{pod}" "service.name":="checkout" event_name:="restart_watcher.container.restart""#
-    );
+    // Every Jaeger API query of docs/operations.md finds the span.
+    let jaeger_queries = documented_queries("jaeger-api");
+    assert_eq!(jaeger_queries.len(), 3, "{jaeger_queries:?}");
+    for q in &jaeger_queries {
+        let path = q.strip_prefix("GET ").unwrap().replace("0af7651916cd43dd8448eb211c80319c", &trace_id);
+        let answer = jaeger.get(&path).unwrap_or_else(|| panic!("{path}: 404"));
+        let text = answer.to_string();
+        let expected = if path == "/api/services" { "\"checkout\"" } else { &trace_id };
+        assert!(text.contains(expected), "{path}: {text}");
+    }
+
+    // VictoriaLogs: every LogsQL query of docs/operations.md returns the record; the one by
+    // namespace, pod, service and event name returns it alone.
+    let logsql = documented_queries("logsql");
+    assert_eq!(logsql.len(), 4, "{logsql:?}");
+    let queries: Vec<String> = logsql.iter().map(|q| q.replace("checkout-7d9f8-x2x4q", &pod)).collect();
     let hits = eventually("the restart record in VictoriaLogs", WAIT, || {
-        let hits = vlogs.query(&query);
+        let hits = vlogs.query(&queries[1]);
         if hits.is_empty() { Err(format!("{:?}", vlogs.query("*"))) } else { Ok(hits) }
     });
     assert_eq!(hits.len(), 1, "{hits:#?}");
     let stored = hits[0].as_object().unwrap();
+    for q in [&queries[0], &queries[2]] {
+        let found = vlogs.query(q);
+        assert!(found.iter().any(|r| r["k8s.pod.uid"] == uid.as_str()), "{q}: {found:#?}");
+    }
+    let per_workload = vlogs.query(&queries[3]);
+    assert!(
+        per_workload.iter().any(|r| r["k8s.namespace.name"] == ns
+            && r["k8s.deployment.name"] == "checkout"
+            && r["restart_watcher.cause"] == "app_error"
+            && r["restarts"] == "1"),
+        "{}: {per_workload:#?}",
+        queries[3]
+    );
 
     // What the agent sent, every documented attribute of it stored as sent: k8s_attributes added its
     // own (part-of) but changed nothing the agent set.
