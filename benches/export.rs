@@ -9,10 +9,17 @@
 //! - Throughput: `BENCH_RECORDS` (default 200,000) restart records pushed through as fast as the
 //!   channel takes them, logs and traces both on (each restart is one log record and one span),
 //!   and logs only; batches of 512 records.
+//! - The same through the collector distribution the project ships (`otel-collector/build.sh`),
+//!   receiving OTLP/gRPC and writing every record with its `file` exporter (zstd-compressed
+//!   protobuf), in the same run.
 //! - Latency: a steady 1,000 records/s for 5 s; latency = receipt at the collector minus the moment
 //!   the detector handed the record to the channel; p50/p99, with the default 200 ms batch delay
 //!   and with 20 ms.
 
+#[path = "../tests/support/backends.rs"]
+mod backends;
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
 #[path = "../tests/support/fake_collector.rs"]
 mod fake_collector;
 #[path = "../tests/support/fixture.rs"]
@@ -153,6 +160,26 @@ fn main() {
     let both = throughput(&collector.grpc_endpoint, n, Signals::default(), collector.pid());
     let logs = throughput(&collector.grpc_endpoint, n, Signals { logs: true, traces: false }, collector.pid());
     drop(collector);
+    let dir = std::env::temp_dir().join(format!("rw-bench-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("file-only.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc: {{}}\n      http: {{}}\n\
+             exporters:\n  file:\n    path: {}\n    format: proto\n    compression: zstd\n\
+             service:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n    traces:\n      receivers: [otlp]\n      exporters: [file]\n",
+            dir.join("records.zst").display()
+        ),
+    )
+    .unwrap();
+    let built = backends::Collector::start(&dir, &[config.to_str().unwrap()], None, &[], "");
+    let pid = built.server.pid();
+    let both_built = throughput(&built.grpc_endpoint, n, Signals::default(), pid);
+    let logs_built = throughput(&built.grpc_endpoint, n, Signals { logs: true, traces: false }, pid);
+    drop(built);
+    let _ = std::fs::remove_dir_all(&dir);
     let fc = FakeCollector::start_blocking();
     let ep = fc.endpoint();
     let (p50, p99) = latency(&ep, &fc, Duration::from_millis(200));
@@ -168,6 +195,14 @@ fn main() {
             1e6 / t.agent_cpu_per_restart_us
         );
         println!("| {name}: collector (rotel) CPU per restart | {:.1} µs |", t.collector_cpu_per_restart_us);
+    }
+    for (name, t) in [("logs + traces", &both_built), ("logs only", &logs_built)] {
+        println!(
+            "| {name}: restarts/s delivered to the built collector, file exporter ({n} restarts) | {:.0} |",
+            t.per_sec
+        );
+        println!("| {name}: agent CPU per restart (built collector) | {:.1} µs |", t.agent_cpu_per_restart_us);
+        println!("| {name}: built collector CPU per restart | {:.1} µs |", t.collector_cpu_per_restart_us);
     }
     println!("| latency at 1,000/s, batch delay 200 ms: p50 / p99 | {} ms / {} ms |", p50.as_millis(), p99.as_millis());
     println!(

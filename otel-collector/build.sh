@@ -56,7 +56,9 @@ fi
 # Generates the distribution's sources (no go.mod) into $1.
 generate() {
   sed "s#^  output_path: .*#  output_path: $1#" "$manifest" >"$1.manifest.yaml"
-  "$ocb" --config "$1.manifest.yaml" --skip-get-modules --skip-compilation >"$1.ocb.log" 2>&1 \
+  # ocb makes a temporary folder of its own at start: keep it beside ours, removed with it.
+  mkdir -p "$1.tmp"
+  TMPDIR=$1.tmp "$ocb" --config "$1.manifest.yaml" --skip-get-modules --skip-compilation >"$1.ocb.log" 2>&1 \
     || { cat "$1.ocb.log" >&2; die "ocb could not generate the sources from $manifest (log above)"; }
 }
 
@@ -104,7 +106,7 @@ if [ ! -f "$out/.complete" ]; then
       && die "building the collector failed fetching a module: the Go module proxy must serve every module of otel-collector/dist/go.sum."
     die "building the collector failed (log above)"
   }
-  rm -rf "$tmp/src" "$tmp".* "$tmp/build.log"
+  rm -rf "$tmp/src" "$tmp"/src.* "$tmp/build.log"
   rm -rf "$out"
   mv "$tmp" "$out"
   touch "$out/.complete"

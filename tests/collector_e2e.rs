@@ -315,6 +315,7 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     let log = collector.server.log_text();
     assert!(!log.to_lowercase().contains("deprecated"), "{log}");
     assert_eq!(agent.terminate(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir); // kept when the test fails, for its logs
 }
 
 /// The restart ids of the records VictoriaLogs holds for `pod`, with repeats.
@@ -398,4 +399,5 @@ fn restarts_during_backend_and_collector_outages_all_arrive_once_they_are_back()
     assert_eq!(distinct.len(), n, "{ids:?}");
     assert_eq!(ids.len(), n, "a record stored twice: {ids:?}");
     assert_eq!(agent.terminate(), Some(0), "{}", agent.logs_text());
+    let _ = std::fs::remove_dir_all(&dir); // kept when the test fails, for its logs
 }
