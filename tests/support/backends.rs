@@ -150,7 +150,7 @@ impl Collector {
         if let Some(k) = kubeconfig {
             envs.push(("KUBECONFIG".into(), k.display().to_string()));
         }
-        let server = Server::new("collector", dir, cmd, envs, vec![grpc, http, health]);
+        let server = Server::new("collector", dir, cmd, envs, vec![grpc, http]);
         Collector {
             server,
             grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
