@@ -18,7 +18,7 @@ mod cluster;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use backends::{Collector, Jaeger, VictoriaLogs};
+use backends::Stack;
 use cluster::{Agent, Cluster};
 use serde_json::json;
 
@@ -44,15 +44,8 @@ fn main() {
     let uids: Vec<String> =
         pods.iter().map(|p| k.kubectl(&["-n", ns, "get", "pod", p, "-o", "jsonpath={.metadata.uid}"])).collect();
 
-    let jaeger = Jaeger::start(&dir, None);
-    let vlogs = VictoriaLogs::start(&dir);
-    let collector = Collector::start(
-        &dir,
-        &["otel-collector/config.yaml"],
-        Some(Path::new(k.admin())),
-        &[("LOKI_OTLP_ENDPOINT", vlogs.otlp_endpoint()), ("JAEGER_OTLP_ENDPOINT", jaeger.otlp_grpc.clone())],
-        "",
-    );
+    let Stack { jaeger, vlogs, collector } =
+        Stack::start(&dir, Path::new(k.admin()), None, &["otel-collector/config.yaml"], "");
     let mut agent = Agent::start_raw(
         Path::new(k.admin()),
         &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &collector.grpc_endpoint],

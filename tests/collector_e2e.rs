@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backends::{Collector, Jaeger, VictoriaLogs, eventually, tag};
+use backends::{Jaeger, Stack, VictoriaLogs, eventually, tag};
 use cluster::{Agent, Cluster, attr};
 use serde_json::{Value, json};
 
@@ -38,6 +38,15 @@ fn deployment(ns: &str, name: &str) -> Value {
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name, "app.kubernetes.io/part-of": "shop"}},
                 "spec": {"containers": [{"name": "app", "image": format!("registry.example.com/{name}:1.0")}]}}}})
+}
+
+/// A Deployment `name` of one pod in a new namespace `ns`, once running: (pod name, pod uid).
+fn one_pod_deployment(k: &Cluster, ns: &str, name: &str) -> (String, String) {
+    k.create_namespace(ns);
+    apply(k, deployment(ns, name));
+    let pod = k.wait_pods_running(ns, &format!("app={name}"), 1).remove(0);
+    let uid = k.kubectl(&["-n", ns, "get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"]);
+    (pod, uid)
 }
 
 /// The resource attributes of the records the `file/raw` exporter wrote: what the agent sent,
@@ -170,13 +179,7 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     let k = Cluster::shared();
     let dir = test_dir("collector-e2e");
     let ns = "shop";
-    k.create_namespace(ns);
-    apply(k, deployment(ns, "checkout"));
-    let pod = k.wait_pods_running(ns, "app=checkout", 1).remove(0);
-    let uid = k.kubectl(&["-n", ns, "get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"]);
-
-    let jaeger = Jaeger::start(&dir, None);
-    let vlogs = VictoriaLogs::start(&dir);
+    let (pod, uid) = one_pod_deployment(k, ns, "checkout");
     let raw = dir.join("raw-logs.json");
     let metrics = dir.join("span-metrics.json");
     // Beside the shipped pipelines: the records as the agent sent them (no processor), and the span
@@ -188,11 +191,11 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
         raw.display(),
         metrics.display()
     );
-    let collector = Collector::start(
+    let Stack { jaeger, vlogs, collector } = Stack::start(
         &dir,
+        Path::new(k.admin()),
+        None,
         &["otel-collector/config.yaml", "otel-collector/spanmetrics.yaml"],
-        Some(Path::new(k.admin())),
-        &[("LOKI_OTLP_ENDPOINT", vlogs.otlp_endpoint()), ("JAEGER_OTLP_ENDPOINT", jaeger.otlp_grpc.clone())],
         &extra,
     );
 
@@ -332,22 +335,12 @@ fn restarts_during_backend_and_collector_outages_all_arrive_once_they_are_back()
     let k = Cluster::shared();
     let dir = test_dir("collector-outage");
     let ns = "outage";
-    k.create_namespace(ns);
-    apply(k, deployment(ns, "cart"));
-    let pod = k.wait_pods_running(ns, "app=cart", 1).remove(0);
-    let uid = k.kubectl(&["-n", ns, "get", "pod", &pod, "-o", "jsonpath={.metadata.uid}"]);
+    let (pod, uid) = one_pod_deployment(k, ns, "cart");
     let trace_id = uid.replace('-', "");
 
     // Badger on disk: Jaeger's spans survive its stop (memory storage would lose them).
-    let mut jaeger = Jaeger::start(&dir, Some(&dir.join("badger")));
-    let mut vlogs = VictoriaLogs::start(&dir);
-    let mut collector = Collector::start(
-        &dir,
-        &["otel-collector/config.yaml"],
-        Some(Path::new(k.admin())),
-        &[("LOKI_OTLP_ENDPOINT", vlogs.otlp_endpoint()), ("JAEGER_OTLP_ENDPOINT", jaeger.otlp_grpc.clone())],
-        "",
-    );
+    let Stack { mut jaeger, mut vlogs, mut collector } =
+        Stack::start(&dir, Path::new(k.admin()), Some(&dir.join("badger")), &["otel-collector/config.yaml"], "");
     let mut agent = Agent::start_raw(
         Path::new(k.admin()),
         &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &collector.grpc_endpoint],

@@ -268,6 +268,36 @@ impl VictoriaLogs {
     }
 }
 
+/// The backends and the built collector exporting to them (logs to VictoriaLogs through the shipped
+/// `otlp_http/loki` exporter, traces to Jaeger), with `k8s_attributes` on `kubeconfig`'s cluster.
+pub struct Stack {
+    pub jaeger: Jaeger,
+    pub vlogs: VictoriaLogs,
+    pub collector: Collector,
+}
+
+impl Stack {
+    /// `configs` are the shipped collector configs to run; `badger_dir` as for [`Jaeger::start`].
+    pub fn start(
+        dir: &Path,
+        kubeconfig: &Path,
+        badger_dir: Option<&Path>,
+        configs: &[&str],
+        extra_yaml: &str,
+    ) -> Stack {
+        let jaeger = Jaeger::start(dir, badger_dir);
+        let vlogs = VictoriaLogs::start(dir);
+        let collector = Collector::start(
+            dir,
+            configs,
+            Some(kubeconfig),
+            &[("LOKI_OTLP_ENDPOINT", vlogs.otlp_endpoint()), ("JAEGER_OTLP_ENDPOINT", jaeger.otlp_grpc.clone())],
+            extra_yaml,
+        );
+        Stack { jaeger, vlogs, collector }
+    }
+}
+
 /// Percent-encodes a query parameter.
 pub fn url_encode(s: &str) -> String {
     s.bytes()
