@@ -426,7 +426,11 @@ async fn spawn(
     let enrichment = crate::enrich::Enrichment {
         events: event_store,
         owners: owner_index,
-        storm: opts.storm_window.map(crate::enrich::storm::StormControl::new),
+        storm: opts.storm_window.map(|window| {
+            let storm = crate::enrich::storm::StormControl::new(window);
+            opts.metrics.observe_storm(storm.usage());
+            storm
+        }),
         previous_logs: opts.previous_logs.clone(),
         progress: delivery.progress.clone(),
         metrics: Some(opts.metrics.clone()),

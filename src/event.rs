@@ -253,7 +253,55 @@ pub struct RestartEvent {
     pub previous_logs: Option<String>,
 }
 
+/// Heap bytes of an optional string.
+fn opt_len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
+/// Heap bytes of a string map: each entry's key and value, and the B-tree's node overhead (about
+/// two words per entry).
+fn map_bytes(m: &BTreeMap<String, String>) -> usize {
+    m.iter().map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>()).sum()
+}
+
 impl RestartEvent {
+    /// What the record occupies, in bytes: the struct and the heap bytes of its strings (the text
+    /// of each, not the allocators' rounding). What the byte budgets of the stores holding records
+    /// count (storm control, the records waiting for Events).
+    pub fn approx_bytes(&self) -> usize {
+        let owners = &self.pod.owners;
+        let owner = |o: &Option<OwnerRef>| o.as_ref().map_or(0, |o| o.name.len() + opt_len(&o.uid));
+        let pod = self.pod.namespace.len()
+            + self.pod.name.len()
+            + self.pod.uid.len()
+            + opt_len(&self.pod.node_name)
+            + map_bytes(&self.pod.labels)
+            + map_bytes(&self.pod.annotations)
+            + [
+                &owners.replicaset,
+                &owners.deployment,
+                &owners.statefulset,
+                &owners.daemonset,
+                &owners.job,
+                &owners.cronjob,
+            ]
+            .into_iter()
+            .map(owner)
+            .sum::<usize>();
+        let c = &self.container;
+        let container = c.name.len() + c.image.len() + c.image_id.len();
+        let terminated =
+            self.terminated.as_ref().map_or(0, |t| opt_len(&t.reason) + opt_len(&t.message) + opt_len(&t.container_id));
+        let current = opt_len(&self.current.reason) + opt_len(&self.current.message);
+        std::mem::size_of::<Self>()
+            + pod
+            + container
+            + terminated
+            + current
+            + opt_len(&self.pod_reason)
+            + opt_len(&self.previous_logs)
+    }
+
     /// Kind as used in the record; `app` when unknown.
     pub fn kind(&self) -> ContainerKind {
         self.container.kind.unwrap_or(ContainerKind::App)

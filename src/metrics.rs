@@ -87,30 +87,69 @@ impl Metrics {
         }
     }
 
-    /// The Event store's use against its budget, and its evictions, read at each collection.
-    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::EventStore>) {
-        let bytes_gauge = |name: &str, description: &'static str, read: Box<dyn Fn() -> usize + Send + Sync>| {
+    /// A store's use against its byte budget (two gauges, `NAME.usage` and `NAME.limit`) and what
+    /// it shed past it (the counter `shed.0`), read at each collection.
+    fn observe_budget(
+        &self,
+        name: &str,
+        (usage_desc, limit_desc): (&'static str, &'static str),
+        shed: (&str, &'static str),
+        read: [Box<dyn Fn() -> u64 + Send + Sync>; 3],
+    ) {
+        let [used, limit, shed_count] = read;
+        for (suffix, description, read) in [("usage", usage_desc, used), ("limit", limit_desc, limit)] {
             self.meter
-                .u64_observable_gauge(format!("{PREFIX}.{name}"))
+                .u64_observable_gauge(format!("{PREFIX}.{name}.{suffix}"))
                 .with_unit("By")
                 .with_description(description)
-                .with_callback(move |o| o.observe(read() as u64, &[]))
+                .with_callback(move |o| o.observe(read(), &[]))
                 .build();
-        };
-        let (used, evicted) = (store.clone(), store.clone());
-        bytes_gauge("events.store.usage", "Estimated bytes held by the Event store.", Box::new(move || used.bytes()));
-        bytes_gauge(
-            "events.store.limit",
-            "The Event store's budget, in bytes: past it, the oldest Events are evicted.",
-            Box::new(move || store.budget_bytes()),
-        );
+        }
         self.meter
-            .u64_observable_counter(format!("{PREFIX}.events.evicted"))
-            .with_description(
-                "Events evicted from the store past its budget (restarts they would explain are classified from the status).",
-            )
-            .with_callback(move |o| o.observe(evicted.evicted(), &[]))
+            .u64_observable_counter(format!("{PREFIX}.{}", shed.0))
+            .with_description(shed.1)
+            .with_callback(move |o| o.observe(shed_count(), &[]))
             .build();
+    }
+
+    /// The Event store's use against its budget, and its evictions.
+    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::EventStore>) {
+        let (used, evicted) = (store.clone(), store.clone());
+        self.observe_budget(
+            "events.store",
+            (
+                "Estimated bytes held by the Event store.",
+                "The Event store's budget, in bytes: past it, the oldest Events are evicted.",
+            ),
+            (
+                "events.evicted",
+                "Events evicted from the store past its budget (restarts they would explain are classified from the status).",
+            ),
+            [
+                Box::new(move || used.bytes() as u64),
+                Box::new(move || store.budget_bytes() as u64),
+                Box::new(move || evicted.evicted()),
+            ],
+        );
+    }
+
+    /// Storm control's use against its budget, and the restarts it let through past it.
+    pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::storm::StormUsage>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (used, limit) = (usage.clone(), usage.clone());
+        self.observe_budget(
+            "storm.state",
+            (
+                "Estimated bytes held by storm control (its windows and the records they hold).",
+                "Storm control's budget, in bytes: past it, restarts are emitted at once, uncoalesced.",
+            ),
+            ("storm.over_budget", "Restarts emitted uncoalesced because storm control's state was at its budget."),
+            [
+                Box::new(move || used.bytes.load(Relaxed)),
+                Box::new(move || limit.budget_bytes.load(Relaxed)),
+                Box::new(move || usage.over_budget.load(Relaxed)),
+            ],
+        );
     }
 
     /// Instruments that record nowhere (replay, tests).

@@ -5,17 +5,24 @@
 //! ends the storm: the next restart is emitted at once again. So a 500-pod crash loop of one
 //! Deployment yields one record per window, not 500.
 //!
+//! Its state is bounded in bytes (`STORM_BUDGET_BYTES`): each window's key and the record it holds
+//! count. A restart that would take the state past the budget (a new window, or a bigger record to
+//! hold) is emitted at once, uncoalesced, and counted (`StormUsage::over_budget`): past its budget,
+//! storm control degrades to one record per restart, the contract without it; it never grows.
+//!
 //! Off by default: one record per restart is the contract. Pure: the caller supplies the time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::event::{Cause, RestartEvent};
 
-/// Keys tracked at most; beyond, restarts pass through uncoalesced (memory bound).
-pub const MAX_STORM_KEYS: usize = 100_000;
+/// The default budget of storm control's state, in bytes.
+pub const STORM_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -23,6 +30,18 @@ struct Key {
     workload: String,
     container: String,
     cause: Cause,
+}
+
+impl Key {
+    /// What a window under this key costs before it holds a record: the key's strings, the map
+    /// entry and the window.
+    fn bytes(&self) -> usize {
+        self.namespace.len()
+            + self.workload.len()
+            + self.container.len()
+            + std::mem::size_of::<Key>()
+            + std::mem::size_of::<Window>()
+    }
 }
 
 fn key(ev: &RestartEvent) -> Key {
@@ -40,6 +59,17 @@ struct Window {
     records: u64,
 }
 
+/// What storm control's state uses, shared with the metrics.
+#[derive(Debug, Default)]
+pub struct StormUsage {
+    /// Bytes of the state now.
+    pub bytes: AtomicU64,
+    /// Its budget.
+    pub budget_bytes: AtomicU64,
+    /// Restarts emitted uncoalesced because holding them would have passed the budget.
+    pub over_budget: AtomicU64,
+}
+
 /// A record to emit and how many detected records it stands for (itself included).
 pub type Emit = (RestartEvent, u64);
 
@@ -47,29 +77,72 @@ pub type Emit = (RestartEvent, u64);
 pub struct StormControl {
     window: Duration,
     windows: HashMap<Key, Window>,
+    /// Bytes of `windows` (keys and held records), kept up to date at each change.
+    bytes: usize,
+    budget: usize,
+    usage: Arc<StormUsage>,
 }
 
 impl StormControl {
     pub fn new(window: Duration) -> Self {
-        StormControl { window, windows: HashMap::new() }
+        Self::with_budget(window, STORM_BUDGET_BYTES)
+    }
+
+    pub fn with_budget(window: Duration, budget_bytes: usize) -> Self {
+        let usage = Arc::new(StormUsage::default());
+        usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
+        StormControl { window, windows: HashMap::new(), bytes: 0, budget: budget_bytes, usage }
+    }
+
+    /// Its use against its budget, for the metrics.
+    pub fn usage(&self) -> Arc<StormUsage> {
+        self.usage.clone()
+    }
+
+    /// Bytes of the state now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn set_bytes(&mut self, bytes: usize) {
+        self.bytes = bytes;
+        self.usage.bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The restart goes out at once: holding it would pass the budget.
+    fn over_budget(&self, ev: RestartEvent) -> Option<RestartEvent> {
+        self.usage.over_budget.fetch_add(1, Ordering::Relaxed);
+        Some(ev)
     }
 
     /// Offers a restart; returns what to emit now (the restart itself, or nothing when held).
     pub fn offer(&mut self, ev: RestartEvent, now: Instant) -> Option<RestartEvent> {
         let k = key(&ev);
         let stands_for = 1 + ev.missed;
+        let ev_bytes = ev.approx_bytes();
+        let (budget, bytes) = (self.budget, self.bytes);
         match self.windows.get_mut(&k) {
             Some(w) if now < w.ends => {
+                let after = bytes - w.held.as_ref().map_or(0, RestartEvent::approx_bytes) + ev_bytes;
+                if after > budget {
+                    return self.over_budget(ev);
+                }
                 w.count += stands_for;
                 w.records += 1;
                 w.held = Some(ev);
+                self.set_bytes(after);
                 None
             }
-            _ => {
-                if self.windows.len() >= MAX_STORM_KEYS && !self.windows.contains_key(&k) {
-                    return Some(ev);
+            // A window that ended: the restart goes out at once; `tick` emits what the window held
+            // (and renews it) or forgets it.
+            Some(_) => Some(ev),
+            None => {
+                let cost = k.bytes();
+                if bytes + cost > budget {
+                    return self.over_budget(ev);
                 }
                 self.windows.insert(k, Window { ends: now + self.window, held: None, count: 0, records: 0 });
+                self.set_bytes(bytes + cost);
                 Some(ev)
             }
         }
@@ -80,12 +153,14 @@ impl StormControl {
     pub fn tick(&mut self, now: Instant) -> Vec<Emit> {
         let mut out = Vec::new();
         let window = self.window;
-        self.windows.retain(|_, w| {
+        let mut freed = 0;
+        self.windows.retain(|k, w| {
             if now < w.ends {
                 return true;
             }
             match w.held.take() {
                 Some(mut ev) => {
+                    freed += ev.approx_bytes();
                     ev.coalesced = Some(w.count);
                     out.push((ev, w.records));
                     w.count = 0;
@@ -93,14 +168,19 @@ impl StormControl {
                     w.ends = now + window;
                     true
                 }
-                None => false,
+                None => {
+                    freed += k.bytes();
+                    false
+                }
             }
         });
+        self.set_bytes(self.bytes - freed);
         out
     }
 
     /// Everything held, at shutdown.
     pub fn drain(&mut self) -> Vec<Emit> {
+        self.set_bytes(0);
         self.windows
             .drain()
             .filter_map(|(_, mut w)| {
@@ -193,5 +273,53 @@ mod tests {
         assert_eq!(drained.len(), 1);
         assert_eq!(drained[0].0.coalesced, Some(3));
         assert_eq!(drained[0].0.restart_count, 4);
+    }
+
+    #[test]
+    fn past_its_byte_budget_storm_control_emits_each_restart_at_once_and_counts_it() {
+        let t0 = Instant::now();
+        let budget = 64 * 1024;
+        let mut sc = StormControl::with_budget(Duration::from_secs(60), budget);
+        let usage = sc.usage();
+        // A flood of distinct workloads: each opens a window until the budget is reached.
+        let (mut emitted, offered) = (0u64, 10_000u64);
+        for i in 0..offered {
+            let name = format!("deploy-{i}");
+            emitted += u64::from(sc.offer(ev(&format!("{name}-x"), &name, "app", Cause::AppError, 1), t0).is_some());
+            assert!(sc.bytes() <= budget, "{} > {budget}", sc.bytes());
+        }
+        assert_eq!(emitted, offered, "a first restart is always emitted at once");
+        let over = usage.over_budget.load(Ordering::Relaxed);
+        assert!(over > 0 && over < offered, "{over}");
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), sc.bytes() as u64);
+        assert_eq!(usage.budget_bytes.load(Ordering::Relaxed), budget as u64);
+        // A restart too big to hold (its previous logs) in an open window goes out at once too.
+        let mut big = ev("deploy-0-y", "deploy-0", "app", Cause::AppError, 2);
+        big.previous_logs = Some("x".repeat(budget));
+        assert!(sc.offer(big, t0).is_some());
+        assert_eq!(usage.over_budget.load(Ordering::Relaxed), over + 1);
+        // The windows end without restarts: the state shrinks back to nothing...
+        assert!(sc.tick(t0 + Duration::from_secs(60)).is_empty());
+        assert_eq!(sc.bytes(), 0);
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), 0);
+        // ... and coalescing works again.
+        let t1 = t0 + Duration::from_secs(61);
+        assert!(sc.offer(ev("deploy-0-y", "deploy-0", "app", Cause::AppError, 2), t1).is_some());
+        assert!(sc.offer(ev("deploy-0-z", "deploy-0", "app", Cause::AppError, 2), t1).is_none());
+        assert_eq!(sc.held(), 1);
+    }
+
+    #[test]
+    fn a_restart_after_its_window_ended_is_emitted_at_once_and_the_held_one_is_not_lost() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut sc = StormControl::new(s(60));
+        assert!(sc.offer(ev("a", "api", "app", Cause::AppError, 1), t0).is_some());
+        assert!(sc.offer(ev("b", "api", "app", Cause::AppError, 1), t0 + s(1)).is_none());
+        // Offered after the window's end, before the tick that ends it.
+        assert!(sc.offer(ev("c", "api", "app", Cause::AppError, 1), t0 + s(61)).is_some());
+        let out = sc.tick(t0 + s(61));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0.pod.name, "b");
     }
 }
