@@ -434,6 +434,12 @@ async fn spawn(
         previous_logs: opts.previous_logs.clone(),
         progress: delivery.progress.clone(),
         metrics: Some(opts.metrics.clone()),
+        pending_budget_bytes: crate::enrich::PENDING_BUDGET_BYTES,
+        pending_usage: {
+            let usage = Arc::new(crate::enrich::BudgetUsage::default());
+            opts.metrics.observe_pending(usage.clone());
+            usage
+        },
     };
     let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
 

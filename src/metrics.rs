@@ -87,8 +87,8 @@ impl Metrics {
         }
     }
 
-    /// A store's use against its byte budget (two gauges, `NAME.usage` and `NAME.limit`) and what
-    /// it shed past it (the counter `shed.0`), read at each collection.
+    /// A store's use against its byte budget (the gauges `NAME.usage` and `NAME.limit`) and what it
+    /// shed past it (the counter `shed.0`), read at each collection.
     fn observe_budget(
         &self,
         name: &str,
@@ -112,6 +112,28 @@ impl Metrics {
             .build();
     }
 
+    /// The same, for a store that reports through a [`BudgetUsage`](crate::enrich::BudgetUsage).
+    fn observe_usage(
+        &self,
+        name: &str,
+        descriptions: (&'static str, &'static str),
+        shed: (&str, &'static str),
+        usage: std::sync::Arc<crate::enrich::BudgetUsage>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (used, limit) = (usage.clone(), usage.clone());
+        self.observe_budget(
+            name,
+            descriptions,
+            shed,
+            [
+                Box::new(move || used.bytes.load(Relaxed)),
+                Box::new(move || limit.budget_bytes.load(Relaxed)),
+                Box::new(move || usage.shed.load(Relaxed)),
+            ],
+        );
+    }
+
     /// The Event store's use against its budget, and its evictions.
     pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::EventStore>) {
         let (used, evicted) = (store.clone(), store.clone());
@@ -133,22 +155,33 @@ impl Metrics {
         );
     }
 
+    /// The records waiting for a late Event or their previous logs, against their budget, and those
+    /// sent on early to stay within it.
+    pub fn observe_pending(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
+            "pending",
+            (
+                "Estimated bytes of the records waiting for a late Event or their previous logs.",
+                "Their budget, in bytes: past it, the oldest go on at once.",
+            ),
+            (
+                "pending.released_early",
+                "Records sent on before their wait for an Event or their previous logs was over, to stay within the budget.",
+            ),
+            usage,
+        );
+    }
+
     /// Storm control's use against its budget, and the restarts it let through past it.
-    pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::storm::StormUsage>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (used, limit) = (usage.clone(), usage.clone());
-        self.observe_budget(
+    pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
             "storm.state",
             (
                 "Estimated bytes held by storm control (its windows and the records they hold).",
                 "Storm control's budget, in bytes: past it, restarts are emitted at once, uncoalesced.",
             ),
             ("storm.over_budget", "Restarts emitted uncoalesced because storm control's state was at its budget."),
-            [
-                Box::new(move || used.bytes.load(Relaxed)),
-                Box::new(move || limit.budget_bytes.load(Relaxed)),
-                Box::new(move || usage.over_budget.load(Relaxed)),
-            ],
+            usage,
         );
     }
 

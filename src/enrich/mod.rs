@@ -11,11 +11,15 @@
 //!
 //! An Event often arrives after the status update that shows the restart. When the status leaves
 //! the cause open (a kill by signal, no details), the record waits up to `EVENT_WAIT` for one: the
-//! record is delayed, never dropped. At most `MAX_PENDING` records wait; beyond that they are
-//! classified at once. The store keeps only relevant Events (`causes::RELEVANT_REASONS`), at most
+//! record is delayed, never dropped. At most `MAX_PENDING` records wait (beyond, the stage stops
+//! reading: backpressure), and at most `PENDING_BUDGET_BYTES` of them (each record's bytes, plus
+//! `--previous-logs-max-bytes` for one whose logs are being fetched): past the budget, the oldest
+//! waiting records go on at once, classified from what is known, without the logs still being
+//! fetched, and are counted (`BudgetUsage::shed`). The store keeps only relevant Events (`causes::RELEVANT_REASONS`), at most
 //! `EVENTS_PER_POD` per pod, for `EVENT_TTL`, for at most `MAX_PODS_WITH_EVENTS` pods.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -37,6 +41,20 @@ pub const EVENT_WAIT: Duration = Duration::from_secs(3);
 pub const MAX_PENDING: usize = 1024;
 /// How often waiting records are re-examined.
 const PENDING_CHECK: Duration = Duration::from_millis(100);
+/// The default budget of the records waiting for a late Event or their previous logs, in bytes.
+pub const PENDING_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// A store's use of its byte budget, shared with the metrics: the waiting records here, storm
+/// control's state.
+#[derive(Debug, Default)]
+pub struct BudgetUsage {
+    /// Bytes held now.
+    pub bytes: AtomicU64,
+    /// The budget.
+    pub budget_bytes: AtomicU64,
+    /// What the store let go to stay within it (records sent on early; restarts left uncoalesced).
+    pub shed: AtomicU64,
+}
 /// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
 /// the export channel. Ends when the detected channel closes, after forwarding what waits.
 /// Options of the enrichment stage.
@@ -51,6 +69,9 @@ pub struct Enrichment {
     /// another record) are counted here, so the checkpoint's accounting stays exact.
     pub progress: Arc<crate::export::task::ExportProgress>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The waiting records' budget in bytes (`PENDING_BUDGET_BYTES` when 0) and their use.
+    pub pending_budget_bytes: usize,
+    pub pending_usage: Arc<BudgetUsage>,
 }
 
 /// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
@@ -72,6 +93,8 @@ struct Pending {
     ev: RestartEvent,
     events_until: Option<Instant>,
     logs: Option<LogsFetch>,
+    /// What it counts against the budget: the record, and the cap of the logs being fetched.
+    bytes: usize,
 }
 
 impl Pending {
@@ -84,9 +107,15 @@ impl Pending {
     }
 }
 
-/// Puts the fetched previous logs on the record (a fetch still running at shutdown is aborted)
-/// and counts the outcome.
-async fn attach_logs(ev: &mut RestartEvent, handle: LogsFetch, metrics: Option<&crate::metrics::Metrics>) {
+/// Puts the fetched previous logs on the record (a fetch still running is aborted and counted
+/// with `unfinished`: `shutdown`, or `over_budget` for a record released early) and counts the
+/// outcome.
+async fn attach_logs(
+    ev: &mut RestartEvent,
+    handle: LogsFetch,
+    unfinished: &'static str,
+    metrics: Option<&crate::metrics::Metrics>,
+) {
     let outcome = if handle.is_finished() {
         match handle.await {
             Ok(Ok(text)) => {
@@ -101,7 +130,7 @@ async fn attach_logs(ev: &mut RestartEvent, handle: LogsFetch, metrics: Option<&
         }
     } else {
         handle.abort();
-        "shutdown"
+        unfinished
     };
     if let Some(m) = metrics {
         m.previous_logs_fetch(outcome);
@@ -131,8 +160,21 @@ fn release(
 }
 
 pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
-    let Enrichment { events: store, owners, mut storm, previous_logs, progress, metrics } = opts;
+    let Enrichment {
+        events: store,
+        owners,
+        mut storm,
+        previous_logs,
+        progress,
+        metrics,
+        pending_budget_bytes,
+        pending_usage: usage,
+    } = opts;
+    let budget = if pending_budget_bytes == 0 { PENDING_BUDGET_BYTES } else { pending_budget_bytes };
+    usage.budget_bytes.store(budget as u64, Ordering::Relaxed);
+    let logs_reserve = previous_logs.as_ref().map_or(0, |p| p.max_bytes);
     let mut pending: Vec<Pending> = Vec::new();
+    let mut pending_bytes = 0usize;
     let mut ready: Vec<RestartEvent> = Vec::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
@@ -164,7 +206,9 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                     });
                     if wait_for_events || logs.is_some() {
                         let events_until = wait_for_events.then(|| Instant::now() + EVENT_WAIT);
-                        pending.push(Pending { ev, events_until, logs });
+                        let bytes = ev.approx_bytes() + if logs.is_some() { logs_reserve } else { 0 };
+                        pending_bytes += bytes;
+                        pending.push(Pending { ev, events_until, logs, bytes });
                     } else {
                         ready.push(ev);
                     }
@@ -174,29 +218,109 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             _ = tick.tick(), if !pending.is_empty() || !open || storm.is_some() => {}
         }
         // Forward what waited long enough or found its explanation, and whose logs are fetched
-        // (or failed); everything once closing.
+        // (or failed); everything once closing; past the budget, the oldest first until it fits.
         let now = Instant::now();
-        let mut i = 0;
-        while i < pending.len() {
-            let p = &mut pending[i];
+        let mut kept = Vec::with_capacity(pending.len());
+        for mut p in pending.drain(..) {
             if p.events_until.is_some() {
                 classify(&mut p.ev, &store);
             }
-            if open && !p.done(now) {
-                i += 1;
+            let waits = open && !p.done(now);
+            let early = waits && pending_bytes > budget;
+            if waits && !early {
+                kept.push(p);
                 continue;
             }
-            let Pending { mut ev, logs, .. } = pending.swap_remove(i);
+            pending_bytes -= p.bytes;
+            if early {
+                usage.shed.fetch_add(1, Ordering::Relaxed);
+            }
+            let Pending { mut ev, logs, .. } = p;
             if let Some(handle) = logs {
-                attach_logs(&mut ev, handle, metrics.as_deref()).await;
+                attach_logs(&mut ev, handle, if early { "over_budget" } else { "shutdown" }, metrics.as_deref()).await;
             }
             ready.push(ev);
         }
+        pending = kept;
+        usage.bytes.store(pending_bytes as u64, Ordering::Relaxed);
         let closing = !open && pending.is_empty();
         for (ev, records) in release(storm.as_mut(), &mut ready, now, closing) {
             if !forward(&tx, &progress, ev, records).await {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::SlimTerminated;
+
+    /// A restart killed by a signal with nothing more said: worth waiting for an Event. Its
+    /// termination message makes it about 4.5 KiB.
+    fn killed(i: u32) -> RestartEvent {
+        RestartEvent {
+            pod: crate::event::PodInfo {
+                namespace: "shop".into(),
+                name: format!("api-{i}"),
+                uid: format!("uid-{i}"),
+                ..Default::default()
+            },
+            container: crate::event::ContainerInfo { name: "app".into(), ..Default::default() },
+            restart_count: 1,
+            missed: 0,
+            terminated: Some(SlimTerminated { exit_code: 137, message: Some("m".repeat(4096)), ..Default::default() }),
+            current: Default::default(),
+            observed_at: jiff::Timestamp::now(),
+            detected_late: false,
+            cause: crate::event::Cause::Unknown,
+            pod_reason: None,
+            coalesced: None,
+            previous_logs: None,
+        }
+    }
+
+    /// Runs the stage over `n` such restarts with a budget of `budget` bytes; returns how many came
+    /// out and the waiting records' use.
+    async fn flood(n: u32, budget: usize) -> (usize, Arc<BudgetUsage>) {
+        let (in_tx, in_rx) = mpsc::channel(n as usize);
+        let (out_tx, mut out_rx) = mpsc::channel(n as usize);
+        let usage = Arc::new(BudgetUsage::default());
+        let opts = Enrichment {
+            events: Some(Arc::new(EventStore::default())),
+            pending_budget_bytes: budget,
+            pending_usage: usage.clone(),
+            ..Default::default()
+        };
+        assert!(causes::restart_worth_waiting_for_events(&killed(0)), "the flood must wait for Events");
+        let stage = tokio::spawn(run(in_rx, out_tx, opts));
+        for i in 0..n {
+            in_tx.send(killed(i)).await.unwrap();
+        }
+        drop(in_tx);
+        stage.await.unwrap();
+        let mut out = 0;
+        while out_rx.recv().await.is_some() {
+            out += 1;
+        }
+        (out, usage)
+    }
+
+    #[tokio::test]
+    async fn past_their_byte_budget_waiting_records_go_on_early_and_none_is_lost() {
+        let (out, usage) = flood(40, 16 * 1024).await;
+        assert_eq!(out, 40, "every record goes on");
+        let early = usage.shed.load(Ordering::Relaxed);
+        assert!(early >= 30, "at most about 4 of 4.5 KiB fit in 16 KiB: {early} released early");
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(usage.budget_bytes.load(Ordering::Relaxed), 16 * 1024);
+    }
+
+    #[tokio::test]
+    async fn within_the_budget_records_wait_for_their_events() {
+        let (out, usage) = flood(40, PENDING_BUDGET_BYTES).await;
+        assert_eq!(out, 40);
+        assert_eq!(usage.shed.load(Ordering::Relaxed), 0);
     }
 }

@@ -7,18 +7,19 @@
 //!
 //! Its state is bounded in bytes (`STORM_BUDGET_BYTES`): each window's key and the record it holds
 //! count. A restart that would take the state past the budget (a new window, or a bigger record to
-//! hold) is emitted at once, uncoalesced, and counted (`StormUsage::over_budget`): past its budget,
+//! hold) is emitted at once, uncoalesced, and counted (`BudgetUsage::shed`): past its budget,
 //! storm control degrades to one record per restart, the contract without it; it never grows.
 //!
 //! Off by default: one record per restart is the contract. Pure: the caller supplies the time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::BudgetUsage;
 use crate::event::{Cause, RestartEvent};
 
 /// The default budget of storm control's state, in bytes.
@@ -59,17 +60,6 @@ struct Window {
     records: u64,
 }
 
-/// What storm control's state uses, shared with the metrics.
-#[derive(Debug, Default)]
-pub struct StormUsage {
-    /// Bytes of the state now.
-    pub bytes: AtomicU64,
-    /// Its budget.
-    pub budget_bytes: AtomicU64,
-    /// Restarts emitted uncoalesced because holding them would have passed the budget.
-    pub over_budget: AtomicU64,
-}
-
 /// A record to emit and how many detected records it stands for (itself included).
 pub type Emit = (RestartEvent, u64);
 
@@ -80,7 +70,7 @@ pub struct StormControl {
     /// Bytes of `windows` (keys and held records), kept up to date at each change.
     bytes: usize,
     budget: usize,
-    usage: Arc<StormUsage>,
+    usage: Arc<BudgetUsage>,
 }
 
 impl StormControl {
@@ -89,13 +79,13 @@ impl StormControl {
     }
 
     pub fn with_budget(window: Duration, budget_bytes: usize) -> Self {
-        let usage = Arc::new(StormUsage::default());
+        let usage = Arc::new(BudgetUsage::default());
         usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
         StormControl { window, windows: HashMap::new(), bytes: 0, budget: budget_bytes, usage }
     }
 
     /// Its use against its budget, for the metrics.
-    pub fn usage(&self) -> Arc<StormUsage> {
+    pub fn usage(&self) -> Arc<BudgetUsage> {
         self.usage.clone()
     }
 
@@ -111,7 +101,7 @@ impl StormControl {
 
     /// The restart goes out at once: holding it would pass the budget.
     fn over_budget(&self, ev: RestartEvent) -> Option<RestartEvent> {
-        self.usage.over_budget.fetch_add(1, Ordering::Relaxed);
+        self.usage.shed.fetch_add(1, Ordering::Relaxed);
         Some(ev)
     }
 
@@ -289,7 +279,7 @@ mod tests {
             assert!(sc.bytes() <= budget, "{} > {budget}", sc.bytes());
         }
         assert_eq!(emitted, offered, "a first restart is always emitted at once");
-        let over = usage.over_budget.load(Ordering::Relaxed);
+        let over = usage.shed.load(Ordering::Relaxed);
         assert!(over > 0 && over < offered, "{over}");
         assert_eq!(usage.bytes.load(Ordering::Relaxed), sc.bytes() as u64);
         assert_eq!(usage.budget_bytes.load(Ordering::Relaxed), budget as u64);
@@ -297,7 +287,7 @@ mod tests {
         let mut big = ev("deploy-0-y", "deploy-0", "app", Cause::AppError, 2);
         big.previous_logs = Some("x".repeat(budget));
         assert!(sc.offer(big, t0).is_some());
-        assert_eq!(usage.over_budget.load(Ordering::Relaxed), over + 1);
+        assert_eq!(usage.shed.load(Ordering::Relaxed), over + 1);
         // The windows end without restarts: the state shrinks back to nothing...
         assert!(sc.tick(t0 + Duration::from_secs(60)).is_empty());
         assert_eq!(sc.bytes(), 0);
