@@ -413,6 +413,7 @@ async fn spawn(
     };
     let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
         let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
+        opts.metrics.observe_owner_index(index.usage());
         side_watches.spawn(crate::enrich::owners::watch(
             client.clone(),
             index.clone(),

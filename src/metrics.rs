@@ -172,6 +172,22 @@ impl Metrics {
         );
     }
 
+    /// The owner index's use against its budget, and the links it did not keep past it.
+    pub fn observe_owner_index(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
+            "owners.index",
+            (
+                "Estimated bytes of the owner index (ReplicaSet -> Deployment and Job -> CronJob links).",
+                "The owner index's budget, in bytes: past it, new links are not kept.",
+            ),
+            (
+                "owners.unindexed",
+                "ReplicaSet or Job links not kept past the budget (their Deployment is named by the naming rule, without uid).",
+            ),
+            usage,
+        );
+    }
+
     /// Storm control's use against its budget, and the restarts it let through past it.
     pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
         self.observe_usage(

@@ -7,8 +7,14 @@
 //! `replicasets.apps` and `jobs.batch`), the agent says so once and falls back to Kubernetes' own
 //! naming rule for Deployments (ReplicaSet = `<deployment>-<pod-template-hash>`, name only); a
 //! CronJob is then not named.
+//!
+//! The index is bounded in bytes (`OWNER_INDEX_BUDGET_BYTES`, about 100,000 links): past it, a new
+//! link is not kept and counted (`BudgetUsage::shed`); the pods of that ReplicaSet get their
+//! Deployment's name by the naming rule, without its uid, and a Job's pods no CronJob. Links leave
+//! when their ReplicaSet or Job is deleted, which makes room again.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -20,6 +26,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use super::BudgetUsage;
 use crate::event::{OwnerRef, Owners};
 use crate::kube_errors::{Failure, classify};
 use crate::pod::SlimPod;
@@ -82,13 +89,58 @@ impl Link {
     }
 }
 
-/// uid of a ReplicaSet or Job -> its controlling Deployment or CronJob.
+/// The default budget of the owner index, in bytes.
+pub const OWNER_INDEX_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+
+/// What one link occupies: both uids, the owner's name, and the map entry.
+fn link_bytes(uid: &str, owner: &OwnerRef) -> usize {
+    uid.len()
+        + owner.name.len()
+        + owner.uid.as_ref().map_or(0, String::len)
+        + std::mem::size_of::<(String, OwnerRef)>()
+        + std::mem::size_of::<u64>()
+}
+
 #[derive(Debug, Default)]
+struct Links {
+    map: HashMap<String, OwnerRef>,
+    bytes: usize,
+}
+
+impl Links {
+    fn remove(&mut self, uid: &str) {
+        if let Some(old) = self.map.remove(uid) {
+            self.bytes -= link_bytes(uid, &old);
+        }
+    }
+}
+
+/// uid of a ReplicaSet or Job -> its controlling Deployment or CronJob.
+#[derive(Debug)]
 pub struct OwnerIndex {
-    links: Mutex<HashMap<String, OwnerRef>>,
+    links: Mutex<Links>,
+    budget: usize,
+    usage: Arc<BudgetUsage>,
+}
+
+impl Default for OwnerIndex {
+    fn default() -> Self {
+        Self::with_budget(OWNER_INDEX_BUDGET_BYTES)
+    }
 }
 
 impl OwnerIndex {
+    pub fn with_budget(budget_bytes: usize) -> Self {
+        let usage = Arc::new(BudgetUsage::default());
+        usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
+        OwnerIndex { links: Mutex::default(), budget: budget_bytes, usage }
+    }
+
+    /// Its use against its budget, for the metrics.
+    pub fn usage(&self) -> Arc<BudgetUsage> {
+        self.usage.clone()
+    }
+
     fn controller(meta: &ObjectMeta, kind: &str) -> Option<OwnerRef> {
         meta.owner_references
             .as_ref()?
@@ -100,24 +152,28 @@ impl OwnerIndex {
     fn apply(&self, meta: &ObjectMeta, link: Link) {
         let Some(uid) = meta.uid.clone() else { return };
         let Ok(mut links) = self.links.lock() else { return };
-        match Self::controller(meta, link.owner_kind()) {
-            Some(owner) => {
-                links.insert(uid, owner);
-            }
-            None => {
-                links.remove(&uid);
+        links.remove(&uid);
+        if let Some(owner) = Self::controller(meta, link.owner_kind()) {
+            let bytes = link_bytes(&uid, &owner);
+            if links.bytes + bytes > self.budget {
+                self.usage.shed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                links.bytes += bytes;
+                links.map.insert(uid, owner);
             }
         }
+        self.usage.bytes.store(links.bytes as u64, Ordering::Relaxed);
     }
 
     fn delete(&self, meta: &ObjectMeta) {
         if let (Some(uid), Ok(mut links)) = (meta.uid.as_ref(), self.links.lock()) {
             links.remove(uid);
+            self.usage.bytes.store(links.bytes as u64, Ordering::Relaxed);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.links.lock().map(|l| l.len()).unwrap_or(0)
+        self.links.lock().map(|l| l.map.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,7 +184,7 @@ impl OwnerIndex {
     pub fn complete(&self, owners: &mut Owners) {
         let Ok(links) = self.links.lock() else { return };
         let lookup =
-            |r: &Option<OwnerRef>| r.as_ref().and_then(|r| r.uid.as_ref()).and_then(|uid| links.get(uid)).cloned();
+            |r: &Option<OwnerRef>| r.as_ref().and_then(|r| r.uid.as_ref()).and_then(|uid| links.map.get(uid)).cloned();
         if let Some(dep) = lookup(&owners.replicaset) {
             owners.deployment = Some(dep);
         }
@@ -192,5 +248,62 @@ async fn watch_one<K>(
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, ?link, "Owner watch error; retrying with backoff."),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn replicaset(i: u32) -> ObjectMeta {
+        ObjectMeta {
+            uid: Some(format!("00000000-0000-0000-0000-{i:012}")),
+            owner_references: Some(vec![OwnerReference {
+                kind: "Deployment".into(),
+                name: format!("deploy-{i}"),
+                uid: format!("11111111-0000-0000-0000-{i:012}"),
+                controller: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    fn owners_of(i: u32) -> Owners {
+        let rs = replicaset(i);
+        Owners { replicaset: Some(OwnerRef { name: format!("deploy-{i}-abc"), uid: rs.uid }), ..Default::default() }
+    }
+
+    #[test]
+    fn past_its_byte_budget_the_index_keeps_no_new_link_counts_it_and_makes_room_on_delete() {
+        let budget = 16 * 1024;
+        let index = OwnerIndex::with_budget(budget);
+        let usage = index.usage();
+        for i in 0..1_000 {
+            index.apply(&replicaset(i), Link::ReplicaSetToDeployment);
+            assert!(usage.bytes.load(Ordering::Relaxed) as usize <= budget);
+        }
+        let kept = index.len();
+        assert!(kept > 10 && kept < 1_000, "{kept}");
+        assert_eq!(usage.shed.load(Ordering::Relaxed), 1_000 - kept as u64);
+        // A kept link names the Deployment with its uid; a shed one leaves the naming rule's work.
+        let mut first = owners_of(0);
+        index.complete(&mut first);
+        assert_eq!(first.deployment.unwrap().uid.as_deref(), Some("11111111-0000-0000-0000-000000000000"));
+        let mut last = owners_of(999);
+        index.complete(&mut last);
+        assert_eq!(last.deployment, None);
+        // Re-applying a kept link does not count it twice; deleting makes room for a new one.
+        let before = usage.bytes.load(Ordering::Relaxed);
+        index.apply(&replicaset(0), Link::ReplicaSetToDeployment);
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), before);
+        index.delete(&replicaset(0));
+        assert!(usage.bytes.load(Ordering::Relaxed) < before);
+        index.apply(&replicaset(999), Link::ReplicaSetToDeployment);
+        let mut last = owners_of(999);
+        index.complete(&mut last);
+        assert_eq!(last.deployment.map(|d| d.name), Some("deploy-999".to_owned()));
+        assert!(usage.bytes.load(Ordering::Relaxed) as usize <= budget);
     }
 }
