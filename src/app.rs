@@ -379,6 +379,7 @@ async fn spawn(
     let (export_tx, export_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
     let (detected_tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
     let mut delivery = Delivery::default();
+    opts.metrics.observe_export_queue(delivery.progress.queue.usage());
     let exporter =
         tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.progress.clone(), opts.metrics.clone()));
 

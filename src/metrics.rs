@@ -188,6 +188,19 @@ impl Metrics {
         );
     }
 
+    /// The export queue's use against its byte budget, and the waits for room in it.
+    pub fn observe_export_queue(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
+            "queue",
+            (
+                "Estimated bytes of the records in the export queue (channel, batch being filled, batches in flight).",
+                "The export queue's budget, in bytes: past it, the pipeline waits (backpressure).",
+            ),
+            ("queue.full_waits", "Records that waited for room in the export queue's byte budget."),
+            usage,
+        );
+    }
+
     /// Storm control's use against its budget, and the restarts it let through past it.
     pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
         self.observe_usage(

@@ -82,6 +82,7 @@ async fn forward(
     records: u64,
 ) -> bool {
     progress.coalesced.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
+    progress.queue.reserve(&ev).await;
     tx.send(ev).await.is_ok()
 }
 

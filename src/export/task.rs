@@ -9,6 +9,12 @@
 //! collector would otherwise bound the throughput); records of different batches may therefore
 //! arrive out of order. While that many batches are in flight (e.g. retrying through an outage),
 //! nothing more is taken off the channel, so it fills and the producer waits.
+//!
+//! The queue (the channel, the batch being filled and the batches in flight) is also bounded in
+//! bytes ([`QueueBytes`], `DEFAULT_QUEUE_BUDGET_BYTES`): records with previous logs are large, and
+//! the channel's bound counts records. The enrichment stage reserves each record's bytes before it
+//! sends it, waiting while the queue is full (backpressure, counted); the export task gives them
+//! back when the record's batch is settled.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +36,79 @@ pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// Batches the OTLP exporter may have in flight at once.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Default budget of the export queue, in bytes.
+pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+
+/// The export queue's byte budget: permits of 1 KiB, reserved by the producer for each record it
+/// sends, given back by the export task when the record's batch settles. A record larger than the
+/// whole budget reserves all of it (it then travels alone). Use and waits are in `usage`.
+#[derive(Debug)]
+pub struct QueueBytes {
+    permits: tokio::sync::Semaphore,
+    budget_kib: u32,
+    /// KiB reserved and not yet given back (what the task gives back never exceeds it, so a
+    /// producer that does not reserve, such as replay, leaves the budget untouched).
+    reserved_kib: AtomicU64,
+    usage: Arc<crate::enrich::BudgetUsage>,
+}
+
+impl Default for QueueBytes {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE_BUDGET_BYTES)
+    }
+}
+
+impl QueueBytes {
+    pub fn new(budget_bytes: usize) -> Self {
+        let budget_kib = u32::try_from(budget_bytes / 1024).unwrap_or(u32::MAX).max(1);
+        let usage = Arc::new(crate::enrich::BudgetUsage::default());
+        usage.budget_bytes.store(u64::from(budget_kib) * 1024, Ordering::Relaxed);
+        QueueBytes {
+            permits: tokio::sync::Semaphore::new(budget_kib as usize),
+            budget_kib,
+            reserved_kib: AtomicU64::new(0),
+            usage,
+        }
+    }
+
+    /// What a record reserves, in KiB (rounded up, at most the whole budget).
+    pub fn kib_of(&self, ev: &RestartEvent) -> u32 {
+        u32::try_from(ev.approx_bytes().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.budget_kib)
+    }
+
+    /// Reserves room for `ev`, waiting while the queue is full (counted in `usage.shed`).
+    pub async fn reserve(&self, ev: &RestartEvent) {
+        let kib = self.kib_of(ev);
+        let permit = match self.permits.try_acquire_many(kib) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.usage.shed.fetch_add(1, Ordering::Relaxed);
+                self.permits.acquire_many(kib).await.ok()
+            }
+        };
+        if let Some(p) = permit {
+            p.forget();
+            let now = self.reserved_kib.fetch_add(u64::from(kib), Ordering::Relaxed) + u64::from(kib);
+            self.usage.bytes.store(now * 1024, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives back the room of records whose batch settled.
+    pub fn release(&self, kib: u64) {
+        let mut back = 0;
+        let _ = self.reserved_kib.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+            back = kib.min(r);
+            Some(r - back)
+        });
+        self.permits.add_permits(back as usize);
+        self.usage.bytes.store(self.reserved_kib.load(Ordering::Relaxed) * 1024, Ordering::Relaxed);
+    }
+
+    /// Its use against its budget, for the metrics.
+    pub fn usage(&self) -> Arc<crate::enrich::BudgetUsage> {
+        self.usage.clone()
+    }
+}
 
 /// Batching settings.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +143,8 @@ pub struct ExportProgress {
     pub failed: AtomicU64,
     /// Records represented by another record (storm control), settled without an export of their own.
     pub coalesced: AtomicU64,
+    /// The export queue's byte budget, shared by the producer and the export task.
+    pub queue: QueueBytes,
 }
 
 impl ExportProgress {
@@ -128,10 +209,11 @@ impl Input {
 fn settle(
     report: &mut ExportReport,
     name: &'static str,
-    n: u64,
+    (n, kib): (u64, u64),
     result: Result<(), ExportError>,
     progress: &ExportProgress,
 ) {
+    progress.queue.release(kib);
     match result {
         Ok(()) => {
             report.exported += n;
@@ -222,9 +304,10 @@ async fn run_sequential(
         }
         let batch = batcher.take();
         let n = batch.len() as u64;
+        let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
         metrics.queue_out(n);
         let result = exporter.export(&batch).await;
-        settle(&mut report, exporter.name(), n, result, &progress);
+        settle(&mut report, exporter.name(), (n, kib), result, &progress);
     }
     report
 }
@@ -248,17 +331,18 @@ async fn run_concurrent(
         if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
             let batch = batcher.take();
             let n = batch.len() as u64;
+            let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
             metrics.queue_out(n);
             let exp = exporter.clone();
-            in_flight.push(async move { (n, exp.export(&batch).await) });
+            in_flight.push(async move { ((n, kib), exp.export(&batch).await) });
             continue;
         }
         if !open && batcher.is_empty() && in_flight.is_empty() {
             break;
         }
         tokio::select! {
-            Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&mut report, "otlp", n, result, &progress);
+            Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&mut report, "otlp", counts, result, &progress);
             }
             item = rx.recv(), if open && !batcher.full() => match item {
                 Some(ev) => batcher.push(ev),
@@ -268,4 +352,53 @@ async fn run_concurrent(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    fn record(previous_logs_bytes: usize) -> RestartEvent {
+        RestartEvent {
+            pod: Default::default(),
+            container: Default::default(),
+            restart_count: 1,
+            missed: 0,
+            terminated: None,
+            current: Default::default(),
+            observed_at: jiff::Timestamp::now(),
+            detected_late: false,
+            cause: crate::event::Cause::AppError,
+            pod_reason: None,
+            coalesced: None,
+            previous_logs: Some("x".repeat(previous_logs_bytes)),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_producer_wait_until_a_batch_settles() {
+        let queue = QueueBytes::new(64 * 1024);
+        let usage = queue.usage();
+        let big = record(15 * 1024); // 16 KiB with the record itself
+        assert_eq!(queue.kib_of(&big), 16);
+        for _ in 0..4 {
+            assert!(queue.reserve(&big).now_or_never().is_some(), "room for four");
+        }
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), 64 * 1024);
+        assert!(queue.reserve(&big).now_or_never().is_none(), "the fifth waits");
+        assert_eq!(usage.shed.load(Ordering::Relaxed), 1);
+        queue.release(16);
+        assert!(queue.reserve(&big).now_or_never().is_some(), "a settled record made room");
+        // Giving back more than was reserved (a producer that does not reserve) grows nothing.
+        queue.release(1_000_000);
+        assert_eq!(usage.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(queue.permits.available_permits(), 64);
+        // A record larger than the whole budget still passes, alone.
+        let huge = record(1024 * 1024);
+        assert_eq!(queue.kib_of(&huge), 64);
+        assert!(queue.reserve(&huge).now_or_never().is_some());
+        assert!(queue.reserve(&record(0)).now_or_never().is_none());
+    }
 }
