@@ -1,0 +1,162 @@
+//! Event storm: the agent's memory while the kubelets flood the API server with probe Events.
+//!
+//! Run: `cargo bench --bench event_storm`. On the v1.35 cluster of tests/support (kwok nodes),
+//! `BENCH_STORM_PODS` pods (default 100,000; 3 containers each) get 8 Events each with 1 KB
+//! messages: 6 `Unhealthy` probe failures (half readiness, half liveness) and 2 liveness `Killing`
+//! Events, the ones the agent keeps. Then the agent starts (the release binary, cluster mode, every
+//! watch on: pods, Events, owners) and, once it has listed, `BENCH_STORM_RATE` new Events per second
+//! (default 2,000, same mix) arrive for `BENCH_STORM_SECS` (default 600). The agent's RSS is
+//! sampled every second; the bench prints its peak and the samples as CSV (`BENCH_STORM_CSV`,
+//! default target/event-storm.csv) for `benches/plot_rss.py`.
+
+#[path = "support/bench_cluster.rs"]
+mod bench_cluster;
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use bench_cluster::{BenchCluster, CONCURRENCY, populate, rss_mib};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// (namespace, name, uid, node) of a pod.
+type PodRef = (String, String, String, String);
+
+/// The `k`th Event of a storm about `pod`: 1 KB of probe output in each message.
+fn event(pod: &PodRef, k: usize) -> Event {
+    let (ns, name, uid, node) = pod;
+    let output = "x".repeat(1000);
+    let (reason, message) = match k % 8 {
+        0..=2 => ("Unhealthy", format!("Readiness probe failed: HTTP probe failed with statuscode: 503 {output}")),
+        3..=5 => ("Unhealthy", format!("Liveness probe failed: Get \"http://10.0.0.1:8080/healthz\": {output}")),
+        _ => ("Killing", format!("Container app failed liveness probe, will be restarted {output}")),
+    };
+    let now = jiff::Timestamp::now().to_string();
+    serde_json::from_value(json!({
+        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "fieldPath": "spec.containers{app}"},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": now, "lastTimestamp": now,
+    }))
+    .unwrap()
+}
+
+async fn create_events(client: &Client, pods: &[PodRef], from: usize, n: usize) {
+    futures::stream::iter(from..from + n)
+        .map(|k| {
+            let pod = &pods[k % pods.len()];
+            let api: Api<Event> = Api::namespaced(client.clone(), &pod.0);
+            async move { api.create(&PostParams::default(), &event(pod, k / pods.len())).await.map(|_| ()) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let pods_n = env_usize("BENCH_STORM_PODS", 100_000);
+    let rate = env_usize("BENCH_STORM_RATE", 2_000);
+    let secs = env_usize("BENCH_STORM_SECS", 600);
+    let csv = std::env::var("BENCH_STORM_CSV").unwrap_or_else(|_| "target/event-storm.csv".into());
+    let cluster = BenchCluster::start("storm", 50, &[]);
+    let client = cluster.client().await;
+    let t = Instant::now();
+    populate(&client, pods_n, cluster.nodes).await;
+    eprintln!("{pods_n} pods running after {:.0} s", t.elapsed().as_secs_f64());
+    let all: Api<Pod> = Api::all(client.clone());
+    let pods: Vec<PodRef> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let m = p.metadata;
+            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+            (m.namespace.unwrap(), m.name.unwrap(), m.uid.unwrap(), node)
+        })
+        .collect();
+    let t = Instant::now();
+    create_events(&client, &pods, 0, pods.len() * 8).await;
+    eprintln!("{} Events created in {:.0} s", pods.len() * 8, t.elapsed().as_secs_f64());
+
+    let agent_path = cluster.dir.join("restart-watcher");
+    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agent_path).unwrap();
+    let mut agent = std::process::Command::new(&agent_path)
+        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--exporter", "console"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = agent.id();
+    let started = Instant::now();
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (samples, sampling) = (samples.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss_mib(pid)));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let stderr = agent.stderr.take().unwrap();
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("Initial list complete") {
+                let _ = listed_tx.send(());
+                break;
+            }
+        }
+        for _ in lines {} // keep draining the agent's log
+    });
+    listed.await.expect("the agent ended before its initial list was complete");
+    let listed_at = started.elapsed().as_secs_f64();
+    let rss_after_list = rss_mib(pid);
+
+    // The storm: `rate` Events a second for `secs` seconds.
+    tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
+    let storm_start = Instant::now();
+    let mut sent = pods.len() * 8;
+    for s in 0..secs {
+        create_events(&client, &pods, sent, rate).await;
+        sent += rate;
+        let due = storm_start + Duration::from_secs(s as u64 + 1);
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let achieved = (sent - pods.len() * 8) as f64 / storm_start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    let samples = samples.lock().unwrap().clone();
+    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    let mut out = String::from("seconds,rss_mib\n");
+    for (t, rss) in &samples {
+        out.push_str(&format!("{t:.1},{rss:.1}\n"));
+    }
+    std::fs::write(&csv, out).unwrap();
+    println!();
+    println!("| pods | Events before | storm | agent RSS after list | agent peak RSS | samples |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {pods_n} | {} (8 per pod, 1 KB messages) | {achieved:.0} Events/s for {secs} s | {rss_after_list:.1} MiB (at {listed_at:.0} s) | {peak:.1} MiB | {csv} |",
+        pods.len() * 8
+    );
+}

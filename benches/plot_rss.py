@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Plots RSS over time from a bench's CSV (seconds,rss_mib) to a PNG, with a line at a bound.
+
+    python3 benches/plot_rss.py target/event-storm.csv docs/event-storm-rss.png "Event storm" 64
+
+Needs matplotlib (pip install matplotlib); the benches themselves do not."""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+src, out, title = sys.argv[1], sys.argv[2], sys.argv[3]
+bound = float(sys.argv[4]) if len(sys.argv) > 4 else None
+rows = list(csv.DictReader(open(src)))
+xs = [float(r["seconds"]) for r in rows]
+ys = [float(r["rss_mib"]) for r in rows]
+fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+ax.plot(xs, ys, label="agent RSS")
+if bound is not None:
+    ax.axhline(bound, color="red", linestyle="--", label=f"bound {bound:g} MiB")
+ax.set_xlabel("seconds since the agent started")
+ax.set_ylabel("RSS (MiB)")
+ax.set_ylim(bottom=0)
+ax.set_title(title)
+ax.legend(loc="lower right")
+fig.tight_layout()
+fig.savefig(out)
