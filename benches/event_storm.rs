@@ -54,7 +54,22 @@ async fn create_events(client: &Client, pods: &[PodRef], from: usize, n: usize) 
         .map(|k| {
             let pod = &pods[k % pods.len()];
             let api: Api<Event> = Api::namespaced(client.clone(), &pod.0);
-            async move { api.create(&PostParams::default(), &event(pod, k / pods.len())).await.map(|_| ()) }
+            async move {
+                // A connection the server closes under load (hyper's IncompleteMessage) is retried.
+                let ev = event(pod, k / pods.len());
+                let mut tries = 0;
+                loop {
+                    match api.create(&PostParams::default(), &ev).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) if tries < 5 => {
+                            tries += 1;
+                            eprintln!("creating an Event failed ({e}); retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
@@ -90,43 +105,55 @@ async fn main() {
     create_events(&client, &pods, 0, pods.len() * 8).await;
     eprintln!("{} Events created in {:.0} s", pods.len() * 8, t.elapsed().as_secs_f64());
 
-    let agent_path = cluster.dir.join("restart-watcher");
-    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agent_path).unwrap();
-    let mut agent = std::process::Command::new(&agent_path)
-        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--exporter", "console"])
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = agent.id();
+    // This build, and with BENCH_STORM_BASELINE another agent binary beside it (an older commit's
+    // release build), through the same storm.
+    let mut agents = vec![("this build".to_owned(), cluster.dir.join("restart-watcher"))];
+    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agents[0].1).unwrap();
+    if let Ok(baseline) = std::env::var("BENCH_STORM_BASELINE") {
+        agents.push(("baseline".to_owned(), baseline.into()));
+    }
     let started = Instant::now();
-    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    let mut children = vec![];
+    for (_, path) in &agents {
+        let mut child = std::process::Command::new(path)
+            .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--exporter", "console"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (listed_tx, listed) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line.contains("Initial list complete") {
+                    let _ = listed_tx.send(());
+                    break;
+                }
+            }
+            for _ in lines {} // keep draining the agent's log
+        });
+        children.push((child, listed));
+    }
+    let pids: Vec<u32> = children.iter().map(|(c, _)| c.id()).collect();
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, Vec<f64>)>::new()));
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
-        let (samples, sampling) = (samples.clone(), sampling.clone());
+        let (samples, sampling, pids) = (samples.clone(), sampling.clone(), pids.clone());
         std::thread::spawn(move || {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss_mib(pid)));
+                let rss = pids.iter().map(|p| rss_mib(*p)).collect();
+                samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss));
                 std::thread::sleep(Duration::from_secs(1));
             }
         })
     };
-    let stderr = agent.stderr.take().unwrap();
-    let (listed_tx, listed) = tokio::sync::oneshot::channel();
-    tokio::task::spawn_blocking(move || {
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref().map_while(Result::ok) {
-            if line.contains("Initial list complete") {
-                let _ = listed_tx.send(());
-                break;
-            }
-        }
-        for _ in lines {} // keep draining the agent's log
-    });
-    listed.await.expect("the agent ended before its initial list was complete");
-    let listed_at = started.elapsed().as_secs_f64();
-    let rss_after_list = rss_mib(pid);
+    let mut after_list = vec![];
+    for ((_, listed), pid) in children.iter_mut().zip(&pids) {
+        listed.await.expect("an agent ended before its initial list was complete");
+        after_list.push((started.elapsed().as_secs_f64(), rss_mib(*pid)));
+    }
 
     // The storm: `rate` Events a second for `secs` seconds.
     tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
@@ -142,21 +169,35 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
-    let _ = agent.kill();
-    let _ = agent.wait();
+    for (mut child, _) in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     let samples = samples.lock().unwrap().clone();
-    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
-    let mut out = String::from("seconds,rss_mib\n");
+    let mut out = String::from("seconds");
+    for (label, _) in &agents {
+        out.push_str(&format!(",{}", label.replace(' ', "_")));
+    }
+    out.push('\n');
     for (t, rss) in &samples {
-        out.push_str(&format!("{t:.1},{rss:.1}\n"));
+        out.push_str(&format!("{t:.1}"));
+        for r in rss {
+            out.push_str(&format!(",{r:.1}"));
+        }
+        out.push('\n');
     }
     std::fs::write(&csv, out).unwrap();
     println!();
-    println!("| pods | Events before | storm | agent RSS after list | agent peak RSS | samples |");
+    println!("| agent | pods | Events before | storm | RSS after its list | peak RSS |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| {pods_n} | {} (8 per pod, 1 KB messages) | {achieved:.0} Events/s for {secs} s | {rss_after_list:.1} MiB (at {listed_at:.0} s) | {peak:.1} MiB | {csv} |",
-        pods.len() * 8
-    );
+    for (i, (label, _)) in agents.iter().enumerate() {
+        let peak = samples.iter().map(|s| s.1[i]).fold(0.0, f64::max);
+        let (listed_at, rss) = after_list[i];
+        println!(
+            "| {label} | {pods_n} | {} (8 per pod, 1 KB messages) | {achieved:.0} Events/s for {secs} s | {rss:.1} MiB (at {listed_at:.0} s) | {peak:.1} MiB |",
+            pods.len() * 8
+        );
+    }
+    println!("samples: {csv}");
 }

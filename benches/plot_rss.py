@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plots RSS over time from a bench's CSV (seconds,rss_mib) to a PNG, with a line at a bound.
+"""Plots RSS over time from a bench's CSV (seconds, then one column of MiB per agent) to a PNG,
+with a line at a bound.
 
     python3 benches/plot_rss.py target/event-storm.csv docs/event-storm-rss.png "Event storm" 64
 
@@ -16,9 +17,9 @@ src, out, title = sys.argv[1], sys.argv[2], sys.argv[3]
 bound = float(sys.argv[4]) if len(sys.argv) > 4 else None
 rows = list(csv.DictReader(open(src)))
 xs = [float(r["seconds"]) for r in rows]
-ys = [float(r["rss_mib"]) for r in rows]
 fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
-ax.plot(xs, ys, label="agent RSS")
+for column in [c for c in rows[0] if c != "seconds"]:
+    ax.plot(xs, [float(r[column]) for r in rows], label=column.replace("_", " "))
 if bound is not None:
     ax.axhline(bound, color="red", linestyle="--", label=f"bound {bound:g} MiB")
 ax.set_xlabel("seconds since the agent started")
