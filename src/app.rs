@@ -17,7 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
-use crate::detector::{Detector, KindFilter};
+use crate::detector::{Detection, Detector};
 use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig, ExportProgress, ExportReport};
 use crate::replay::{self, ReplayError, ReplayStats};
@@ -25,7 +25,7 @@ use crate::replay::{self, ReplayError, ReplayStats};
 /// Settings of a replay run.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
-    pub kinds: KindFilter,
+    pub detection: Detection,
     pub channel_capacity_events: usize,
     pub batch: BatchConfig,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -40,7 +40,7 @@ pub struct ReplayOptions {
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
-            kinds: KindFilter::default(),
+            detection: Detection::default(),
             channel_capacity_events: task::DEFAULT_CHANNEL_CAPACITY_EVENTS,
             batch: BatchConfig::default(),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::noop()),
@@ -86,7 +86,7 @@ pub async fn replay(
     let mut reader = {
         let (metrics, detected, opts) = (opts.metrics.clone(), detected.clone(), opts.clone());
         tokio::task::spawn_blocking(move || {
-            let mut detector = Detector::new(opts.kinds);
+            let mut detector = Detector::with(&opts.detection);
             detector.set_catch_up(opts.catch_up_since);
             let mut stats = ReplayStats::default();
             let emit = |ev: crate::event::RestartEvent| {

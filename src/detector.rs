@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use crate::enrich::{causes, owners};
-use crate::event::{ContainerInfo, ContainerKind, CurrentState, PodInfo, RestartEvent};
+use crate::event::{ContainerInfo, ContainerKind, CurrentState, Episode, EventKind, EventKinds, PodInfo, RestartEvent};
+use crate::failures::{self, EpisodeStep};
 use crate::pod::{SlimContainerStatus, SlimPod};
 
 /// Which container kinds the detector reports. All restartable kinds by default.
@@ -58,11 +59,40 @@ impl KindFilter {
     }
 }
 
+/// `Tracked::flags`: the container is in a start-failure episode.
+const IN_EPISODE: u8 = 1;
+/// `Tracked::flags`: the episode's opening was reported and its state is kept in `episodes`, so
+/// its end is reported too.
+const EPISODE_KEPT: u8 = 2;
+/// `Tracked::flags`: a terminal failure of the container was accounted (reported or baselined).
+const FAILED: u8 = 4;
+
+/// `PodState::flags`: a duplicate container name was warned about (once per pod).
+const WARNED_DUPLICATE: u8 = 1;
+/// `PodState::flags`: the pod's eviction was accounted (reported or baselined).
+const EVICTED: u8 = 2;
+
+/// The default budget of the start-failure episodes kept for their closing records, in bytes.
+pub const EPISODE_BUDGET_BYTES: usize = 2 * 1024 * 1024;
+/// What one kept episode costs: its key and state in the map, with the map's overhead.
+pub const EPISODE_ENTRY_BYTES: usize = 64;
+
+/// What the detector reports: container kinds, event kinds, and the redaction of the kubelet
+/// messages it copies.
+#[derive(Clone, Debug, Default)]
+pub struct Detection {
+    pub kinds: KindFilter,
+    pub events: EventKinds,
+    pub redactions: Vec<regex::Regex>,
+}
+
 /// What the detector remembers of one container.
 #[derive(Debug)]
 struct Tracked {
     name: Box<str>,
     kind: ContainerKind,
+    /// Bits: `IN_EPISODE`, `EPISODE_KEPT`, `FAILED` (in the padding: no extra bytes).
+    flags: u8,
     restart_count: u32,
 }
 
@@ -72,8 +102,18 @@ struct PodState {
     containers: Vec<Tracked>,
     /// The relist generation in which the pod was last seen.
     seen_in: u32,
-    /// A duplicate container name was warned about (once per pod).
-    warned_duplicate: bool,
+    /// Bits: `WARNED_DUPLICATE`, `EVICTED`.
+    flags: u8,
+}
+
+/// A start-failure episode whose opening was reported: what its closing record needs.
+#[derive(Debug)]
+struct EpisodeState {
+    started_at: Timestamp,
+    attempts: u32,
+    /// Index in `failures::START_FAILURE_REASONS` of the reason that opened it, and of the last one.
+    first: u8,
+    last: u8,
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -84,6 +124,11 @@ pub struct DetectorStats {
     pub resets: u64,
     pub pods_dropped: u64,
     pub objects_without_uid: u64,
+    /// Start failures, their ends, terminal failures and evictions reported.
+    pub failures: u64,
+    /// Start-failure episodes opened while the kept episodes were at their budget: their end is
+    /// not reported.
+    pub episodes_over_budget: u64,
 }
 
 /// The restart detector. See the module docs for its rules.
@@ -91,15 +136,66 @@ pub struct DetectorStats {
 pub struct Detector {
     pods: HashMap<u128, PodState>,
     kinds: KindFilter,
+    events: EventKinds,
     catch_up_since: Option<Timestamp>,
     generation: u32,
     in_relist: bool,
     stats: DetectorStats,
+    /// Episodes whose opening was reported, by (pod key, container index).
+    episodes: HashMap<(u128, u16), EpisodeState>,
+    /// 0: `EPISODE_BUDGET_BYTES`.
+    episode_budget_bytes: usize,
+    /// Applied to the kubelet's messages copied into records.
+    redactions: Vec<regex::Regex>,
+}
+
+/// What one observation found, before it becomes a record.
+struct Found<'a> {
+    event: EventKind,
+    status: Option<&'a SlimContainerStatus>,
+    kind: ContainerKind,
+    missed: u32,
+    late: bool,
+    episode: Option<Episode>,
 }
 
 impl Detector {
     pub fn new(kinds: KindFilter) -> Self {
         Detector { kinds, ..Default::default() }
+    }
+
+    pub fn with(detection: &Detection) -> Self {
+        Detector {
+            kinds: detection.kinds,
+            events: detection.events,
+            redactions: detection.redactions.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Which event kinds are reported (all by default). The others are still tracked, silently.
+    pub fn set_events(&mut self, events: EventKinds) {
+        self.events = events;
+    }
+
+    /// Patterns whose matches are replaced with `[REDACTED]` in the kubelet messages a record
+    /// carries (start failures, evictions).
+    pub fn set_redactions(&mut self, redactions: Vec<regex::Regex>) {
+        self.redactions = redactions;
+    }
+
+    /// The budget of the episodes kept for their closing records, in bytes (0: the default).
+    pub fn set_episode_budget(&mut self, bytes: usize) {
+        self.episode_budget_bytes = bytes;
+    }
+
+    /// Bytes of the kept episodes, against their budget.
+    pub fn episode_usage(&self) -> (usize, usize) {
+        (self.episodes.len() * EPISODE_ENTRY_BYTES, self.episode_budget())
+    }
+
+    fn episode_budget(&self) -> usize {
+        if self.episode_budget_bytes == 0 { EPISODE_BUDGET_BYTES } else { self.episode_budget_bytes }
     }
 
     /// Turns catch-up on: a container first seen with a last termination later than `since` is
@@ -132,18 +228,25 @@ impl Detector {
     }
 
     /// The fast path: when an update of a known pod shows exactly the counts already accounted
-    /// for (the common case: readiness, IPs, conditions), marks the pod seen and returns `true`;
-    /// the caller then need not decode the rest of the object. Returns `false` when the update
-    /// must go through [`Detector::apply`] (unknown pod, a count changed, a new container).
+    /// for (the common case: readiness, IPs, conditions), and nothing that may be another failure,
+    /// marks the pod seen and returns `true`; the caller then need not decode the rest of the
+    /// object. Returns `false` when the update must go through [`Detector::apply`] (unknown pod, a
+    /// count changed, a new container, a failure, an open start-failure episode).
     pub fn unchanged(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
         let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
             return false;
         };
+        if probe.may_show_failure() {
+            return false;
+        }
         let generation = self.generation;
         let kinds = self.kinds;
         let Some(state) = self.pods.get_mut(&pod_key(uid)) else {
             return false;
         };
+        if state.containers.iter().any(|t| t.flags & IN_EPISODE != 0) {
+            return false;
+        }
         let same = |statuses: &[crate::pod::ProbeCount<'_>], app: bool| {
             statuses.iter().all(|c| {
                 let tracked = state.containers.iter().find(|t| {
@@ -170,9 +273,9 @@ impl Detector {
     /// only sets the baseline, and the probe has all a baseline needs (uid, container names and
     /// counts, which init containers are sidecars). Returns `true` when the baseline was set; the
     /// caller then need not decode the rest. `false` (nothing done) for a known pod, with catch-up on,
-    /// or without a uid.
+    /// without a uid, or when the object may show a failure (its baseline needs the full object).
     pub fn baseline_new(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
-        if self.catch_up_since.is_some() {
+        if self.catch_up_since.is_some() || probe.may_show_failure() {
             return false;
         }
         let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
@@ -192,11 +295,16 @@ impl Detector {
         for (c, kind) in init.chain(app).filter(|(_, kind)| kinds.allows(*kind)) {
             // The first status of a duplicated name counts, as in `observe`.
             if !containers.iter().any(|t| t.kind == kind && *t.name == *c.name) {
-                containers.push(Tracked { name: c.name.as_ref().into(), kind, restart_count: c.restart_count });
+                containers.push(Tracked {
+                    name: c.name.as_ref().into(),
+                    kind,
+                    flags: 0,
+                    restart_count: c.restart_count,
+                });
             }
         }
         containers.shrink_to_fit();
-        self.pods.insert(key, PodState { containers, seen_in: self.generation, warned_duplicate: false });
+        self.pods.insert(key, PodState { containers, seen_in: self.generation, flags: 0 });
         self.stats.observations += 1;
         true
     }
@@ -213,7 +321,8 @@ impl Detector {
     }
 
     /// The (re)list is complete (kube watcher `InitDone`): pods missing from it were deleted while
-    /// nobody watched. Returns how many were dropped.
+    /// nobody watched. Returns how many were dropped. Their open episodes are dropped unreported:
+    /// how they ended is not known.
     pub fn end_relist(&mut self) -> usize {
         if !self.in_relist {
             return 0;
@@ -223,6 +332,10 @@ impl Detector {
         let before = self.pods.len();
         self.pods.retain(|_, p| p.seen_in == generation);
         let dropped = before - self.pods.len();
+        if dropped > 0 && !self.episodes.is_empty() {
+            let pods = &self.pods;
+            self.episodes.retain(|(key, _), _| pods.contains_key(key));
+        }
         self.stats.pods_dropped += dropped as u64;
         dropped
     }
@@ -235,15 +348,25 @@ impl Detector {
         };
         let key = pod_key(uid);
         let generation = self.generation;
+        let since = self.catch_up_since;
+        let episode_budget = self.episode_budget();
         let known = self.pods.contains_key(&key);
-        let mut rises: Vec<(&SlimContainerStatus, ContainerKind, u32, bool)> = Vec::new();
+        let eviction = failures::eviction(pod);
+        let mut found: Vec<Found<'_>> = Vec::new();
+        let mut evicted_now = false;
         {
             let state = self.pods.entry(key).or_insert_with(|| PodState {
                 containers: Vec::new(),
                 seen_in: generation,
-                warned_duplicate: false,
+                flags: 0,
             });
             state.seen_in = generation;
+            if let Some(e) = &eviction
+                && state.flags & EVICTED == 0
+            {
+                state.flags |= EVICTED;
+                evicted_now = known || since.is_some_and(|s| e.at.is_some_and(|at| at > s));
+            }
             let mut seen: Vec<(&str, ContainerKind)> = Vec::new();
             for (status, kind) in statuses(pod) {
                 if !self.kinds.allows(kind) {
@@ -252,8 +375,8 @@ impl Detector {
                 // Container names are unique in a valid pod; in malformed input, the first status
                 // of a name counts and the others are ignored (else each would move the count).
                 if seen.contains(&(status.name.as_str(), kind)) {
-                    if !state.warned_duplicate {
-                        state.warned_duplicate = true;
+                    if state.flags & WARNED_DUPLICATE == 0 {
+                        state.flags |= WARNED_DUPLICATE;
                         tracing::warn!(
                             pod = format!("{}/{}", pod.namespace(), pod.name()),
                             container = status.name,
@@ -264,23 +387,123 @@ impl Detector {
                 }
                 seen.push((status.name.as_str(), kind));
                 let new = status.restart_count;
-                match state.containers.iter_mut().find(|t| t.kind == kind && *t.name == *status.name) {
-                    Some(t) => {
+                let index = match state.containers.iter().position(|t| t.kind == kind && *t.name == *status.name) {
+                    Some(i) => {
+                        let t = &mut state.containers[i];
                         if new > t.restart_count {
-                            rises.push((status, kind, new - t.restart_count - 1, false));
+                            found.push(Found::restart(status, kind, new - t.restart_count - 1, false));
                         } else if new < t.restart_count {
                             self.stats.resets += 1;
                         }
                         t.restart_count = new;
+                        i
                     }
                     None => {
                         if known && new > 0 {
                             // The pod was known before this container's status appeared: count from 0.
-                            rises.push((status, kind, new - 1, false));
-                        } else if !known && new > 0 && is_after_checkpoint(status, self.catch_up_since) {
-                            rises.push((status, kind, 0, true));
+                            found.push(Found::restart(status, kind, new - 1, false));
+                        } else if !known && new > 0 && is_after_checkpoint(status, since) {
+                            found.push(Found::restart(status, kind, 0, true));
                         }
-                        state.containers.push(Tracked { name: status.name.as_str().into(), kind, restart_count: new });
+                        state.containers.push(Tracked {
+                            name: status.name.as_str().into(),
+                            kind,
+                            flags: 0,
+                            restart_count: new,
+                        });
+                        state.containers.len() - 1
+                    }
+                };
+                // A container first seen in a pod first seen is a baseline: reported only with
+                // catch-up, when it happened after the checkpoint.
+                let baseline = !known;
+                let t = &mut state.containers[index];
+                let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
+
+                // Start failures: one record when an episode opens, one when it ends.
+                let waiting = status.state.waiting.as_ref().and_then(|w| w.reason.as_deref());
+                match failures::episode_step(waiting, status.state.name().is_some()) {
+                    EpisodeStep::Failing => {
+                        let reason = waiting.unwrap_or_default();
+                        let code = reason_code(reason);
+                        if t.flags & IN_EPISODE == 0 {
+                            t.flags |= IN_EPISODE;
+                            let created_after = since.is_some_and(|s| pod.metadata.created_at.is_some_and(|c| c > s));
+                            if !baseline || created_after {
+                                if self.episodes.len() < episode_budget / EPISODE_ENTRY_BYTES {
+                                    self.episodes.insert(
+                                        slot,
+                                        EpisodeState { started_at: observed_at, attempts: 1, first: code, last: code },
+                                    );
+                                    t.flags |= EPISODE_KEPT;
+                                } else {
+                                    self.stats.episodes_over_budget += 1;
+                                }
+                                found.push(Found {
+                                    event: EventKind::StartFailure,
+                                    status: Some(status),
+                                    kind,
+                                    missed: 0,
+                                    late: baseline,
+                                    episode: Some(Episode {
+                                        reason: reason.to_owned(),
+                                        started_at: observed_at,
+                                        attempts: 1,
+                                        outcome: None,
+                                    }),
+                                });
+                            }
+                        } else if let Some(e) = self.episodes.get_mut(&slot) {
+                            if e.last != code && failures::is_new_attempt(reason) {
+                                e.attempts = e.attempts.saturating_add(1);
+                            }
+                            e.last = code;
+                        }
+                    }
+                    EpisodeStep::Transient => {}
+                    EpisodeStep::Started => {
+                        if t.flags & IN_EPISODE != 0 {
+                            if let Some(e) = self.episodes.remove(&slot) {
+                                found.push(Found::episode_end(status, kind, &e, "started"));
+                            }
+                            t.flags &= !(IN_EPISODE | EPISODE_KEPT);
+                        }
+                    }
+                }
+
+                // Terminal failures: a failed container that will not be restarted, once. Those
+                // of an evicted pod are the eviction; those killed by a deletion are silent.
+                if t.flags & FAILED == 0
+                    && let Some(term) = status.state.terminated.as_ref().filter(|t| failures::is_failed(t))
+                    && failures::will_not_restart(pod, kind)
+                {
+                    if eviction.is_some() {
+                        t.flags |= FAILED;
+                    } else if !failures::killed_by_deletion(pod, term) {
+                        t.flags |= FAILED;
+                        let after = matches!((since, term.finished_at), (Some(s), Some(f)) if f > s);
+                        if !baseline || after {
+                            found.push(Found {
+                                event: EventKind::Failure,
+                                status: Some(status),
+                                kind,
+                                missed: 0,
+                                late: baseline,
+                                episode: None,
+                            });
+                        }
+                    }
+                }
+            }
+            if deleted {
+                // The pod went away: its open episodes end with it.
+                for (index, t) in state.containers.iter().enumerate() {
+                    let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
+                    if t.flags & EPISODE_KEPT != 0
+                        && let Some(e) = self.episodes.remove(&slot)
+                    {
+                        let status = statuses(pod).find(|(s, k)| *k == t.kind && *s.name == *t.name).map(|(s, _)| s);
+                        found.push(Found { status, ..Found::episode_end_of(t, &e, "pod_deleted") });
                     }
                 }
             }
@@ -290,16 +513,127 @@ impl Detector {
             self.pods.remove(&key);
             self.stats.pods_dropped += 1;
         }
-        if rises.is_empty() {
+        if evicted_now {
+            found.push(Found {
+                event: EventKind::Eviction,
+                status: None,
+                kind: ContainerKind::App,
+                missed: 0,
+                late: !known,
+                episode: None,
+            });
+        }
+        found.retain(|f| self.events.allows(f.event));
+        if found.is_empty() {
             return Vec::new();
         }
-        self.stats.restarts += rises.len() as u64;
+        for f in &found {
+            match f.event {
+                EventKind::Restart => self.stats.restarts += 1,
+                _ => self.stats.failures += 1,
+            }
+        }
         let info = pod_info(pod, uid);
-        rises
-            .into_iter()
-            .map(|(status, kind, missed, late)| restart_event(&info, pod, status, kind, missed, late, observed_at))
-            .collect()
+        found.into_iter().map(|f| self.record(&info, pod, f, eviction.as_ref(), observed_at)).collect()
     }
+
+    /// Builds the record of what an observation found.
+    fn record(
+        &self,
+        info: &PodInfo,
+        pod: &SlimPod,
+        f: Found<'_>,
+        eviction: Option<&failures::Eviction>,
+        observed_at: Timestamp,
+    ) -> RestartEvent {
+        let mut ev = match f.status {
+            Some(status) => restart_event(info, pod, status, f.kind, f.missed, f.late, observed_at),
+            None => RestartEvent {
+                container: ContainerInfo::default(),
+                ..restart_event(info, pod, &SlimContainerStatus::default(), f.kind, 0, f.late, observed_at)
+            },
+        };
+        ev.event = f.event;
+        match f.event {
+            EventKind::Restart => {}
+            EventKind::StartFailure | EventKind::StartFailureEnded => {
+                ev.terminated = None;
+                if let Some(e) = &f.episode {
+                    ev.cause = failures::start_failure_cause(&e.reason);
+                }
+                ev.current.message = ev.current.message.as_deref().map(|m| self.redact(m));
+                ev.episode = f.episode.map(Box::new);
+            }
+            EventKind::Failure => {
+                let term = f.status.and_then(|s| s.state.terminated.clone());
+                ev.cause = causes::classify_from_status(term.as_ref(), pod.status.reason.as_deref());
+                ev.terminated = term;
+            }
+            EventKind::Eviction => {
+                ev.terminated = None;
+                ev.current = CurrentState::default();
+                if let Some(e) = eviction {
+                    ev.cause = e.cause;
+                    let message = e.message.as_deref().map(|m| self.redact(m));
+                    ev.eviction = Some(Box::new(failures::Eviction { message, ..e.clone() }));
+                }
+            }
+        }
+        ev
+    }
+
+    fn redact(&self, message: &str) -> String {
+        let text = crate::enrich::prevlogs::redact_and_cap(message, &self.redactions, usize::MAX);
+        crate::export::convert::cap_utf8(&text, failures::STATUS_MESSAGE_MAX_BYTES).to_owned()
+    }
+}
+
+impl<'a> Found<'a> {
+    fn restart(status: &'a SlimContainerStatus, kind: ContainerKind, missed: u32, late: bool) -> Self {
+        Found { event: EventKind::Restart, status: Some(status), kind, missed, late, episode: None }
+    }
+
+    fn episode_end(
+        status: &'a SlimContainerStatus,
+        kind: ContainerKind,
+        e: &EpisodeState,
+        outcome: &'static str,
+    ) -> Self {
+        Found { status: Some(status), kind, ..Self::ended(e, outcome) }
+    }
+
+    fn episode_end_of(t: &Tracked, e: &EpisodeState, outcome: &'static str) -> Self {
+        Found { kind: t.kind, ..Self::ended(e, outcome) }
+    }
+
+    fn ended(e: &EpisodeState, outcome: &'static str) -> Self {
+        Found {
+            event: EventKind::StartFailureEnded,
+            status: None,
+            kind: ContainerKind::App,
+            missed: 0,
+            late: false,
+            episode: Some(Episode {
+                reason: failures::START_FAILURE_REASONS
+                    .get(usize::from(e.first))
+                    .copied()
+                    .unwrap_or_default()
+                    .to_owned(),
+                started_at: e.started_at,
+                attempts: e.attempts,
+                outcome: Some(outcome),
+            }),
+        }
+    }
+}
+
+/// The index of a start-failure reason in `failures::START_FAILURE_REASONS`.
+fn reason_code(reason: &str) -> u8 {
+    failures::START_FAILURE_REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(u8::MAX)
 }
 
 fn is_after_checkpoint(status: &SlimContainerStatus, since: Option<Timestamp>) -> bool {
@@ -379,5 +713,8 @@ fn restart_event(
         pod_reason: pod.status.reason.clone(),
         coalesced: None,
         previous_logs: None,
+        event: EventKind::Restart,
+        episode: None,
+        eviction: None,
     }
 }

@@ -63,11 +63,17 @@ pub enum Cause {
     Signal,
     Evicted,
     Preempted,
+    /// Start failures: the image cannot be pulled (or its name is invalid).
+    ImagePull,
+    /// Start failures: the container's configuration cannot be built (a missing Secret or ConfigMap key).
+    ConfigError,
+    /// Start failures: the runtime cannot create or run the container.
+    RuntimeError,
     Unknown,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 9] = [
+    pub const ALL: [Cause; 12] = [
         Cause::OomKilled,
         Cause::LivenessProbe,
         Cause::StartupProbe,
@@ -76,6 +82,9 @@ impl Cause {
         Cause::Signal,
         Cause::Evicted,
         Cause::Preempted,
+        Cause::ImagePull,
+        Cause::ConfigError,
+        Cause::RuntimeError,
         Cause::Unknown,
     ];
 
@@ -89,6 +98,24 @@ impl Cause {
             Cause::Signal => "signal",
             Cause::Evicted => "evicted",
             Cause::Preempted => "preempted",
+            Cause::ImagePull => "image_pull",
+            Cause::ConfigError => "config_error",
+            Cause::RuntimeError => "runtime_error",
+            Cause::Unknown => "unknown",
+        }
+    }
+
+    /// The kind of fault (`restart_watcher.cause.category`): evictions and runtime errors are the
+    /// infrastructure's, image and configuration errors the deployment's, OOM kills a resource
+    /// limit's, the rest the application's.
+    pub fn category(self) -> &'static str {
+        match self {
+            Cause::OomKilled => "resource",
+            Cause::LivenessProbe | Cause::StartupProbe | Cause::AppError | Cause::Completed | Cause::Signal => {
+                "application"
+            }
+            Cause::ImagePull | Cause::ConfigError => "configuration",
+            Cause::Evicted | Cause::Preempted | Cause::RuntimeError => "infrastructure",
             Cause::Unknown => "unknown",
         }
     }
@@ -103,6 +130,107 @@ impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Which fact a record states: its `event_name`, span name and severity follow from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// A container restarted (`restartCount` rose).
+    Restart,
+    /// A container cannot start (`ErrImagePull`, `CreateContainerConfigError`, ...): one per episode.
+    StartFailure,
+    /// A start-failure episode ended: the container started, or its pod went away.
+    StartFailureEnded,
+    /// A container failed and will not be restarted (`restartPolicy: Never`, a failed pod).
+    Failure,
+    /// A pod was evicted or preempted.
+    Eviction,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Restart,
+        EventKind::StartFailure,
+        EventKind::StartFailureEnded,
+        EventKind::Failure,
+        EventKind::Eviction,
+    ];
+
+    /// The name `--events` and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Restart => "restart",
+            EventKind::StartFailure => "start_failure",
+            EventKind::StartFailureEnded => "start_failure_ended",
+            EventKind::Failure => "failure",
+            EventKind::Eviction => "eviction",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// `LogRecord.event_name` and the span event's name.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            EventKind::Restart => crate::keys::EVENT_NAME,
+            EventKind::StartFailure => crate::keys::EVENT_NAME_START_FAILURE,
+            EventKind::StartFailureEnded => crate::keys::EVENT_NAME_START_FAILURE_ENDED,
+            EventKind::Failure => crate::keys::EVENT_NAME_FAILURE,
+            EventKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
+        }
+    }
+
+    pub fn span_name(self) -> &'static str {
+        match self {
+            EventKind::Restart | EventKind::Failure => crate::keys::SPAN_NAME,
+            EventKind::StartFailure | EventKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
+            EventKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which event kinds are emitted (`--events`): all by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKinds(u8);
+
+impl Default for EventKinds {
+    fn default() -> Self {
+        EventKinds::from_kinds(&EventKind::ALL)
+    }
+}
+
+impl EventKinds {
+    pub fn from_kinds(kinds: &[EventKind]) -> Self {
+        EventKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u8))
+    }
+    pub fn restarts_only() -> Self {
+        EventKinds::from_kinds(&[EventKind::Restart])
+    }
+    pub fn allows(self, kind: EventKind) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+}
+
+/// A start-failure episode, as far as a record says: when it was first seen, how many attempts
+/// were observed, and (on the closing record) how it ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Episode {
+    /// The waiting reason that opened it.
+    pub reason: String,
+    pub started_at: Timestamp,
+    /// Observed moves into a failing reason other than a back-off (a lower bound: the kubelet
+    /// retries without changing the status when the reason stays the same).
+    pub attempts: u32,
+    /// `started` or `pod_deleted`, on the closing record.
+    pub outcome: Option<&'static str>,
 }
 
 /// The signal that ended a process: the runtime's `signal` field, else `exit code - 128` for
@@ -169,11 +297,13 @@ pub fn exit_code_meaning(code: i32) -> Option<&'static str> {
     })
 }
 
-/// Severity number of a record: ERROR (17) for OOM kills, INFO (9) for clean exits, else WARN (13).
-pub fn severity(cause: Cause) -> (i32, &'static str) {
-    match cause {
-        Cause::OomKilled => (17, "ERROR"),
-        Cause::Completed => (9, "INFO"),
+/// Severity number of a record: ERROR (17) for OOM kills, INFO (9) for clean exits and the end of
+/// a start-failure episode, else WARN (13).
+pub fn severity(event: EventKind, cause: Cause) -> (i32, &'static str) {
+    match (event, cause) {
+        (EventKind::StartFailureEnded, _) => (9, "INFO"),
+        (_, Cause::OomKilled) => (17, "ERROR"),
+        (_, Cause::Completed) => (9, "INFO"),
         _ => (13, "WARN"),
     }
 }
@@ -231,6 +361,8 @@ pub struct CurrentState {
 /// One detected restart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RestartEvent {
+    /// What the record states: a restart, a start failure, a terminal failure, an eviction.
+    pub event: EventKind,
     pub pod: PodInfo,
     pub container: ContainerInfo,
     /// The new `restartCount`.
@@ -251,6 +383,10 @@ pub struct RestartEvent {
     pub coalesced: Option<u32>,
     /// Opt-in: the last log lines of the instance that died (redacted, capped).
     pub previous_logs: Option<String>,
+    /// Start failures: the episode.
+    pub episode: Option<Box<Episode>>,
+    /// Evictions: the reason, message and time.
+    pub eviction: Option<Box<crate::failures::Eviction>>,
 }
 
 /// Heap bytes of an optional string.
@@ -293,7 +429,14 @@ impl RestartEvent {
         let terminated =
             self.terminated.as_ref().map_or(0, |t| opt_len(&t.reason) + opt_len(&t.message) + opt_len(&t.container_id));
         let current = opt_len(&self.current.reason) + opt_len(&self.current.message);
+        let episode = self.episode.as_ref().map_or(0, |e| std::mem::size_of::<Episode>() + e.reason.len());
+        let eviction = self
+            .eviction
+            .as_ref()
+            .map_or(0, |e| std::mem::size_of::<crate::failures::Eviction>() + e.reason.len() + opt_len(&e.message));
         std::mem::size_of::<Self>()
+            + episode
+            + eviction
             + pod
             + container
             + terminated
@@ -308,8 +451,16 @@ impl RestartEvent {
     }
 
     /// When the old instance died: `finishedAt`, else the detection time.
+    /// When it happened: the termination's end for restarts and failures, the eviction's time
+    /// where the status gives it, else when it was observed.
     pub fn time(&self) -> Timestamp {
-        self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
+        match self.event {
+            EventKind::Restart | EventKind::Failure => {
+                self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
+            }
+            EventKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
+            EventKind::StartFailure | EventKind::StartFailureEnded => self.observed_at,
+        }
     }
 
     /// The deterministic restart id: one termination, whichever agent replica or incarnation
@@ -320,13 +471,31 @@ impl RestartEvent {
     }
 
     fn digest(&self) -> [u8; 32] {
-        restart_digest(&self.pod.uid, &self.container.name, self.restart_count, self.terminated.as_ref())
+        match self.event {
+            EventKind::Restart => {
+                restart_digest(&self.pod.uid, &self.container.name, self.restart_count, self.terminated.as_ref())
+            }
+            EventKind::Failure => record_digest(
+                self.event,
+                &self.pod.uid,
+                &self.container.name,
+                self.restart_count,
+                self.terminated.as_ref(),
+            ),
+            // One per episode (the count at which it happened), one per pod.
+            EventKind::StartFailure | EventKind::StartFailureEnded | EventKind::Eviction => {
+                record_digest(self.event, &self.pod.uid, &self.container.name, self.restart_count, None)
+            }
+        }
     }
 
-    /// `k8s.container.restart_count` of the instance that died: the new count minus one (the
-    /// attempt number that instance ran as, as its own logs carry it).
+    /// `k8s.container.restart_count` of the instance the record is about: for a restart, that of
+    /// the instance that died (the new count minus one); otherwise the current count.
     pub fn terminated_restart_count(&self) -> u32 {
-        self.restart_count.saturating_sub(1)
+        match self.event {
+            EventKind::Restart => self.restart_count.saturating_sub(1),
+            _ => self.restart_count,
+        }
     }
 
     /// Trace id: the pod UID's 16 bytes, so every restart of a pod lands in one trace.
@@ -363,12 +532,37 @@ pub fn restart_digest(
     restart_count: u32,
     terminated: Option<&SlimTerminated>,
 ) -> [u8; 32] {
+    digest_with(None, pod_uid, container, restart_count, terminated)
+}
+
+/// The digest of a record other than a restart: the restart's fields, prefixed by the event kind,
+/// so that ids never collide across kinds.
+fn record_digest(
+    event: EventKind,
+    pod_uid: &str,
+    container: &str,
+    restart_count: u32,
+    terminated: Option<&SlimTerminated>,
+) -> [u8; 32] {
+    digest_with(Some(event), pod_uid, container, restart_count, terminated)
+}
+
+fn digest_with(
+    event: Option<EventKind>,
+    pod_uid: &str,
+    container: &str,
+    restart_count: u32,
+    terminated: Option<&SlimTerminated>,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut field = |tag: u8, bytes: &[u8]| {
         h.update([tag]);
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
     };
+    if let Some(event) = event {
+        field(b'k', event.as_str().as_bytes());
+    }
     field(b'u', pod_uid.as_bytes());
     field(b'c', container.as_bytes());
     let id = terminated.and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty());

@@ -8,8 +8,20 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 /// The OTel event name of a restart record (`LogRecord.event_name`) and of its span event.
 pub const EVENT_NAME: &str = "restart_watcher.container.restart";
+/// The event name of a start failure: a container that cannot start (one per episode).
+pub const EVENT_NAME_START_FAILURE: &str = "restart_watcher.container.start_failure";
+/// The event name of the end of a start-failure episode (the container started, or its pod went).
+pub const EVENT_NAME_START_FAILURE_ENDED: &str = "restart_watcher.container.start_failure_ended";
+/// The event name of a container that failed and will not be restarted.
+pub const EVENT_NAME_FAILURE: &str = "restart_watcher.container.failure";
+/// The event name of a pod's eviction or preemption.
+pub const EVENT_NAME_EVICTION: &str = "restart_watcher.pod.eviction";
 /// The name of the span covering the life of the terminated container instance (low cardinality).
 pub const SPAN_NAME: &str = "container run";
+/// The name of the span of a start-failure episode.
+pub const SPAN_NAME_START_FAILURE: &str = "container start";
+/// The name of the span of an eviction.
+pub const SPAN_NAME_EVICTION: &str = "pod eviction";
 /// Instrumentation scope name: the agent's own identity.
 pub const SCOPE_NAME: &str = "restart-watcher";
 /// Instrumentation scope version.
@@ -70,6 +82,21 @@ pub const CAUSE: &str = "restart_watcher.cause";
 pub const CRASH_LOOP_BACK_OFF: &str = "restart_watcher.crash_loop.back_off";
 /// Opt-in: the last log lines of the terminated instance (redacted, capped).
 pub const PREVIOUS_LOGS: &str = "restart_watcher.previous_logs";
+/// What kind of fault the cause is: `application`, `resource`, `configuration`, `infrastructure`
+/// or `unknown`.
+pub const CAUSE_CATEGORY: &str = "restart_watcher.cause.category";
+/// The kubelet's message of a start failure, or the eviction's message (redacted, capped).
+pub const STATUS_MESSAGE: &str = "restart_watcher.status.message";
+/// Start failures: the observed attempts of the episode (int).
+pub const START_FAILURE_ATTEMPTS: &str = "restart_watcher.start_failure.attempts";
+/// Start failures: the waiting reason that opened the episode.
+pub const START_FAILURE_REASON: &str = "restart_watcher.start_failure.reason";
+/// The end of a start-failure episode: how long it lasted, in seconds (double).
+pub const START_FAILURE_DURATION: &str = "restart_watcher.start_failure.duration";
+/// The end of a start-failure episode: `started` or `pod_deleted`.
+pub const START_FAILURE_OUTCOME: &str = "restart_watcher.start_failure.outcome";
+/// Evictions: the `DisruptionTarget` condition's reason, else the pod's `status.reason`.
+pub const EVICTION_REASON: &str = "restart_watcher.eviction.reason";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

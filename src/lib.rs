@@ -41,6 +41,7 @@ pub mod detector;
 pub mod enrich;
 pub mod event;
 pub mod export;
+pub mod failures;
 pub mod keys;
 pub mod kube_errors;
 pub mod logging;

@@ -177,7 +177,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         None => None,
     };
     let opts = ReplayOptions {
-        kinds: args.detection.kind_filter(),
+        detection: args.detection.detection(Vec::new()),
         batch: args.output.batch(),
         metrics,
         catch_up_since,

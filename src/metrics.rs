@@ -33,6 +33,7 @@ pub enum MetricsError {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     restarts_detected: Counter<u64>,
+    failures_detected: Counter<u64>,
     records_exported: Counter<u64>,
     records_retried: Counter<u64>,
     records_dropped: Counter<u64>,
@@ -56,6 +57,10 @@ impl Metrics {
             restarts_detected: counter(
                 "restarts.detected",
                 "Container restarts detected, by container kind and cause.",
+            ),
+            failures_detected: counter(
+                "failures.detected",
+                "Start failures, their ends, terminal failures and evictions detected, by event and cause.",
             ),
             records_exported: counter("records.exported", "Records accepted by the collector, by signal."),
             records_retried: counter(
@@ -220,6 +225,11 @@ impl Metrics {
     }
 
     pub fn restart_detected(&self, ev: &RestartEvent) {
+        if ev.event != crate::event::EventKind::Restart {
+            self.failures_detected
+                .add(1, &[KeyValue::new("event", ev.event.as_str()), KeyValue::new("cause", ev.cause.as_str())]);
+            return;
+        }
         self.restarts_detected
             .add(1, &[KeyValue::new("kind", ev.kind().as_str()), KeyValue::new("cause", ev.cause.as_str())]);
         if let Some(finished) = ev.terminated.as_ref().and_then(|t| t.finished_at).filter(|_| !ev.detected_late) {

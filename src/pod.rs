@@ -40,6 +40,14 @@ pub struct SlimMeta {
     pub meta: ObjectMeta,
     pub labels: Option<Box<RawValue>>,
     pub owner_references: Option<Box<RawValue>>,
+    /// `creationTimestamp`: with catch-up, a start failure of a pod created after the checkpoint is
+    /// reported late.
+    pub created_at: Option<Timestamp>,
+    /// `deletionTimestamp`: set when the pod is being deleted; containers killed by the deletion
+    /// are not failures.
+    pub deleted_at: Option<Timestamp>,
+    /// `deletionGracePeriodSeconds`: `deleted_at` minus this is when the deletion was asked for.
+    pub deletion_grace_seconds: Option<i64>,
 }
 
 /// An ownerReference, as far as the agent reads it.
@@ -64,6 +72,9 @@ pub struct OwnerFields {
 pub struct SlimPodSpec {
     #[serde(default, deserialize_with = "lenient_string")]
     pub node_name: Option<String>,
+    /// `Always` (the default), `OnFailure` or `Never`: whether a terminated container is restarted.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub restart_policy: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub init_containers: Vec<SlimInitContainer>,
 }
@@ -82,11 +93,41 @@ pub struct SlimInitContainer {
 #[serde(rename_all = "camelCase")]
 pub struct SlimPodStatus {
     #[serde(default, deserialize_with = "lenient_string")]
+    pub phase: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub message: Option<String>,
+    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions).
+    #[serde(default, rename = "conditions", deserialize_with = "disruption_condition")]
+    pub disruption: Option<SlimCondition>,
     #[serde(default)]
     pub container_statuses: Vec<SlimContainerStatus>,
     #[serde(default)]
     pub init_container_statuses: Vec<SlimContainerStatus>,
+}
+
+/// A pod condition (only `DisruptionTarget` is kept).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimCondition {
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub last_transition_time: Option<Timestamp>,
+}
+
+/// The `DisruptionTarget` condition of `status.conditions`, when it is `True`; malformed
+/// conditions read as none.
+fn disruption_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SlimCondition>, D::Error> {
+    let conditions: Vec<SlimCondition> = lenient(d)?;
+    Ok(conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
 }
 
 /// One container's status.
@@ -253,6 +294,12 @@ struct MetaFields {
     annotations: Option<KeptAnnotations>,
     #[serde(default)]
     owner_references: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    creation_timestamp: Option<Timestamp>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    deletion_timestamp: Option<Timestamp>,
+    #[serde(default, deserialize_with = "lenient")]
+    deletion_grace_period_seconds: Option<i64>,
 }
 
 /// Annotations, keeping only the `resource.opentelemetry.io/*` entries.
@@ -300,6 +347,9 @@ pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Slim
         },
         labels: m.labels,
         owner_references: m.owner_references,
+        created_at: m.creation_timestamp,
+        deleted_at: m.deletion_timestamp,
+        deletion_grace_seconds: m.deletion_grace_period_seconds,
     })
 }
 
@@ -388,6 +438,11 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
         }
     }
     d.deserialize_any(V)
+}
+
+/// [`lenient_string`] read as an RFC 3339 time; anything else reads as absent.
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    Ok(lenient_string(d)?.and_then(|s| s.parse().ok()))
 }
 
 fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -508,24 +563,31 @@ impl PodProbe<'_> {
     }
 }
 
-/// `metadata.uid` only.
+/// `metadata.uid`, and whether the pod is being deleted.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProbeMeta<'a> {
     #[serde(default, borrow)]
     pub uid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub deletion_timestamp: Option<IgnoredAny>,
 }
 
-/// Container names and counts only.
+/// Container names, counts and state summaries, and the pod's phase and reason.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeStatus<'a> {
+    #[serde(default, borrow)]
+    pub phase: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub reason: Option<IgnoredAny>,
     #[serde(default, borrow)]
     pub container_statuses: Vec<ProbeCount<'a>>,
     #[serde(default, borrow)]
     pub init_container_statuses: Vec<ProbeCount<'a>>,
 }
 
-/// One container's name and `restartCount`.
+/// One container's name, `restartCount` and what its state says about failures.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeCount<'a> {
@@ -533,4 +595,46 @@ pub struct ProbeCount<'a> {
     pub name: std::borrow::Cow<'a, str>,
     #[serde(default, deserialize_with = "non_negative_count")]
     pub restart_count: u32,
+    #[serde(default, borrow)]
+    pub state: ProbeState<'a>,
+}
+
+/// `state`, reduced to the waiting reason and the termination's exit code and reason.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProbeState<'a> {
+    #[serde(default, borrow)]
+    pub waiting: Option<ProbeReason<'a>>,
+    #[serde(default, borrow)]
+    pub terminated: Option<ProbeReason<'a>>,
+}
+
+/// A state's reason (and exit code, for `terminated`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReason<'a> {
+    #[serde(default, borrow)]
+    pub reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub exit_code: i64,
+}
+
+impl PodProbe<'_> {
+    /// Whether the object may show a failure other than a restart: a start failure, a failed
+    /// termination, a failed or reasoned pod, or a deletion. Such objects take the full path.
+    pub fn may_show_failure(&self) -> bool {
+        let s = &self.status;
+        self.metadata.deletion_timestamp.is_some()
+            || s.reason.is_some()
+            || s.phase.as_deref() == Some("Failed")
+            || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
+                c.state
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|w| w.reason.as_deref().is_some_and(crate::failures::is_start_failure))
+                    || c.state
+                        .terminated
+                        .as_ref()
+                        .is_some_and(|t| crate::failures::is_failed_exit(t.exit_code, t.reason.as_deref()))
+            })
+    }
 }

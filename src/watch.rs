@@ -21,7 +21,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::detector::KindFilter;
+use crate::detector::Detection;
 use crate::event::RestartEvent;
 use crate::kube_errors::{Failure, advice, classify, classify_watcher};
 use crate::pod::SlimPod;
@@ -43,7 +43,7 @@ pub struct WatchScope {
     pub field_selector: Option<String>,
     /// Node mode: only pods with `spec.nodeName` = this.
     pub node_name: Option<String>,
-    pub kinds: KindFilter,
+    pub detection: Detection,
     /// How to list and watch (strategy, timeouts, jitter).
     pub tuning: WatchTuning,
 }
@@ -431,7 +431,7 @@ pub struct WatchTask {
 /// the scope's health.
 pub async fn run(task: WatchTask, stop: CancellationToken) {
     let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
-    let mut watch = ScopeWatch::new(scope.kinds, catch_up_since);
+    let mut watch = ScopeWatch::new(&scope.detection, catch_up_since);
     let stream = tuned_watcher(api, scope.selectors(), scope.tuning, scope.node_name.is_none(), description.clone())
         .take_until(stop.clone().cancelled_owned());
     let mut stream = std::pin::pin!(stream);

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use kube::runtime::watcher;
 
 use crate::checkpoint::catch_up_since;
-use crate::detector::{Detector, KindFilter};
+use crate::detector::{Detection, Detector};
 use crate::event::RestartEvent;
 use crate::pod::SlimPod;
 
@@ -55,8 +55,8 @@ pub struct ScopeWatch {
 impl ScopeWatch {
     /// A scope about to list for the first time, catching up from `catch_up_since` (the
     /// checkpoint's window) when there is one.
-    pub fn new(kinds: KindFilter, catch_up_since: Option<Timestamp>) -> Self {
-        let mut detector = Detector::new(kinds);
+    pub fn new(detection: &Detection, catch_up_since: Option<Timestamp>) -> Self {
+        let mut detector = Detector::with(detection);
         detector.set_catch_up(catch_up_since);
         ScopeWatch { detector, listed: false, last_event_at: None }
     }
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_initial_list_is_a_silent_baseline_without_a_checkpoint() {
-        let mut scope = ScopeWatch::new(KindFilter::default(), None);
+        let mut scope = ScopeWatch::new(&Detection::default(), None);
         let (got, last) = run(
             &mut scope,
             vec![(Event::Init, T0), (Event::InitApply(pod("a", 3, "2026-11-20T09:59:00Z")), T0), (Event::InitDone, T0)],
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_initial_list_catches_up_from_the_checkpoint_then_stops_catching_up() {
-        let mut scope = ScopeWatch::new(KindFilter::default(), Some(t("2026-11-20T09:00:00Z")));
+        let mut scope = ScopeWatch::new(&Detection::default(), Some(t("2026-11-20T09:00:00Z")));
         let (got, _) = run(
             &mut scope,
             vec![
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_relist_catches_up_on_pods_that_died_while_the_watch_was_down() {
-        let mut scope = ScopeWatch::new(KindFilter::default(), None);
+        let mut scope = ScopeWatch::new(&Detection::default(), None);
         run(&mut scope, vec![(Event::Init, T0), (Event::InitApply(pod("a", 0, T0)), T0), (Event::InitDone, T0)]);
         // The watch breaks after an event at 10:05; the relist comes at 10:20 with a pod created and
         // crashed meanwhile (10:10), and one that died long before the outage.
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn relisting_the_same_state_reports_nothing_and_drops_what_is_gone() {
-        let mut scope = ScopeWatch::new(KindFilter::default(), None);
+        let mut scope = ScopeWatch::new(&Detection::default(), None);
         let list = |at: &'static str| {
             vec![
                 (Event::Init, at),
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_restart_during_a_relist_is_reported_once() {
-        let mut scope = ScopeWatch::new(KindFilter::default(), None);
+        let mut scope = ScopeWatch::new(&Detection::default(), None);
         run(&mut scope, vec![(Event::Init, T0), (Event::InitApply(pod("a", 1, T0)), T0), (Event::InitDone, T0)]);
         let at = "2026-11-20T10:01:00Z";
         let (got, _) = run(

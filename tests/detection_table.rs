@@ -5,6 +5,7 @@ mod support;
 use jiff::Timestamp;
 use restart_watcher::detector::{Detector, KindFilter};
 use restart_watcher::event::{Cause, ContainerKind, RestartEvent};
+use serde_json::json;
 use support::{PodB, c, pod};
 
 enum Step {
@@ -275,4 +276,375 @@ fn deleted_pods_release_their_state() {
         d.delete(&p.slim(), Timestamp::now());
     }
     assert_eq!((d.pods(), d.containers()), (0, 0));
+}
+
+/// (event kind, container, cause, detected late) of a record other than a restart.
+type WantF = (&'static str, &'static str, Cause, bool);
+
+fn failures_summary(events: &[RestartEvent]) -> Vec<WantF> {
+    events
+        .iter()
+        .map(|e| {
+            let name: &'static str = Box::leak(e.container.name.clone().into_boxed_str());
+            (e.event.as_str(), name, e.cause, e.detected_late)
+        })
+        .collect()
+}
+
+const PULL: &str = "Back-off pulling image \"registry.example.com/web:404\"";
+
+/// One case per row of the "Beyond restarts" table of `docs/detection.md`.
+#[test]
+fn failure_table() {
+    let p = || pod("88888888-8888-8888-8888-888888888888");
+    let evicted = json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                        "lastTransitionTime": T1}]});
+    let drained = json!({"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                        "message": "Eviction API: evicting", "lastTransitionTime": T1}]});
+    let preempted = json!({"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                        "message": "default-scheduler: preempting to accommodate a higher priority pod", "lastTransitionTime": T1}]});
+    let deleting = json!({"deletionTimestamp": "2026-11-20T10:00:30Z", "deletionGracePeriodSeconds": 30});
+    let creating = || c("web", 0).waiting_msg("ContainerCreating", "");
+    let cases: Vec<(&str, Vec<Step>, Vec<WantF>)> = vec![
+        (
+            "a container of a known pod waiting with a start-failure reason opens an episode: one record",
+            vec![Apply(p().app(creating())), Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL)))],
+            vec![("start_failure", "web", Cause::ImagePull, false)],
+        ),
+        (
+            "the episode going on (ErrImagePull, ImagePullBackOff, again) adds nothing",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL))),
+                Apply(p().app(c("web", 0).waiting_msg("ImagePullBackOff", PULL))),
+                Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL))),
+                Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL))),
+            ],
+            vec![("start_failure", "web", Cause::ImagePull, false)],
+        ),
+        (
+            "the container running ends the episode: one closing record",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(c("web", 0).waiting_msg("CreateContainerConfigError", "couldn't find key db-url"))),
+                Apply(p().app(c("web", 0))),
+                Apply(p().app(c("web", 0))),
+            ],
+            vec![
+                ("start_failure", "web", Cause::ConfigError, false),
+                ("start_failure_ended", "web", Cause::ConfigError, false),
+            ],
+        ),
+        (
+            "the pod deleted during an episode ends it: one closing record",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(c("web", 0).waiting_msg("ImagePullBackOff", PULL))),
+                Delete(p().app(c("web", 0).waiting_msg("ImagePullBackOff", PULL))),
+            ],
+            vec![
+                ("start_failure", "web", Cause::ImagePull, false),
+                ("start_failure_ended", "web", Cause::ImagePull, false),
+            ],
+        ),
+        (
+            "CreateContainerError and RunContainerError are runtime errors",
+            vec![
+                Apply(p().app(creating()).app(c("sidecar", 0))),
+                Apply(
+                    p().app(c("web", 0).waiting_msg("CreateContainerError", "no command specified"))
+                        .app(c("sidecar", 0).waiting_msg("RunContainerError", "exec: not found")),
+                ),
+            ],
+            vec![
+                ("start_failure", "web", Cause::RuntimeError, false),
+                ("start_failure", "sidecar", Cause::RuntimeError, false),
+            ],
+        ),
+        (
+            "CrashLoopBackOff is not a start failure",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Apply(p().app(c("web", 1).died("Error", 1, T0).waiting("CrashLoopBackOff"))),
+            ],
+            vec![("restart", "web", Cause::AppError, false)],
+        ),
+        (
+            "ContainerCreating and PodInitializing are silent, and do not end an episode",
+            vec![
+                Apply(p().app(c("web", 0).waiting_msg("PodInitializing", ""))),
+                Apply(p().app(creating())),
+                Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL))),
+                Apply(p().app(creating())),
+                Apply(p().app(c("web", 0).waiting_msg("ErrImagePull", PULL))),
+            ],
+            vec![("start_failure", "web", Cause::ImagePull, false)],
+        ),
+        (
+            "a pod first seen in an episode is a baseline: silent, and so is that episode's end",
+            vec![Apply(p().app(c("web", 0).waiting_msg("ImagePullBackOff", PULL))), Apply(p().app(c("web", 0)))],
+            vec![],
+        ),
+        (
+            "a restartPolicy Never container that exits non-zero is a failure",
+            vec![
+                Apply(p().never().app(c("job", 0))),
+                Apply(p().never().app(c("job", 0).ended("Error", 3, T0)).status(json!({"phase": "Failed"}))),
+            ],
+            vec![("failure", "job", Cause::AppError, false)],
+        ),
+        (
+            "an OOM-killed restartPolicy Never container is a failure",
+            vec![Apply(p().never().app(c("job", 0))), Apply(p().never().app(c("job", 0).ended("OOMKilled", 137, T0)))],
+            vec![("failure", "job", Cause::OomKilled, false)],
+        ),
+        (
+            "a restartPolicy Never container that exits 0 is silent (a Job that succeeds)",
+            vec![
+                Apply(p().never().app(c("job", 0))),
+                Apply(p().never().app(c("job", 0).ended("Completed", 0, T0)).status(json!({"phase": "Succeeded"}))),
+            ],
+            vec![],
+        ),
+        (
+            "a failed container of a pod whose phase is Failed is a failure whatever the restart policy",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Apply(
+                    p().app(c("web", 0).ended("Error", 137, T0))
+                        .status(json!({"phase": "Failed", "reason": "DeadlineExceeded"})),
+                ),
+            ],
+            vec![("failure", "web", Cause::Signal, false)],
+        ),
+        (
+            "a terminated container of a running restartPolicy Always pod is silent: it restarts",
+            vec![Apply(p().app(c("web", 0))), Apply(p().app(c("web", 0).ended("Error", 1, T0)))],
+            vec![],
+        ),
+        (
+            "a failure seen again is reported once",
+            vec![
+                Apply(p().never().app(c("job", 0))),
+                Apply(p().never().app(c("job", 0).ended("Error", 3, T0))),
+                Apply(p().never().app(c("job", 0).ended("Error", 3, T0)).status(json!({"phase": "Failed"}))),
+                Delete(p().never().app(c("job", 0).ended("Error", 3, T0)).status(json!({"phase": "Failed"}))),
+            ],
+            vec![("failure", "job", Cause::AppError, false)],
+        ),
+        (
+            "a container killed by the pod's deletion is silent (kubectl delete pod)",
+            vec![
+                Apply(p().never().app(c("job", 0))),
+                Apply(p().never().meta(deleting.clone()).app(c("job", 0).ended("Error", 143, "2026-11-20T10:00:02Z"))),
+                Delete(p().never().meta(deleting.clone()).app(c("job", 0).ended("Error", 143, "2026-11-20T10:00:02Z"))),
+            ],
+            vec![],
+        ),
+        (
+            "a pod deleted after its container failed still reports the failure",
+            vec![
+                Apply(p().never().app(c("job", 0))),
+                Delete(p().never().meta(deleting.clone()).app(c("job", 0).ended("Error", 2, "2026-11-20T09:59:00Z"))),
+            ],
+            vec![("failure", "job", Cause::AppError, false)],
+        ),
+        (
+            "an init container that completes is silent; one that fails in a Never pod is a failure",
+            vec![
+                Apply(p().never().init(c("migrate", 0)).init(c("seed", 0)).app(creating())),
+                Apply(
+                    p().never()
+                        .init(c("migrate", 0).ended("Completed", 0, T0))
+                        .init(c("seed", 0).ended("Error", 1, T0))
+                        .app(creating()),
+                ),
+            ],
+            vec![("failure", "seed", Cause::AppError, false)],
+        ),
+        (
+            "a native sidecar stopped at the pod's end is silent",
+            vec![
+                Apply(p().never().sidecar(c("envoy", 0)).app(c("job", 0))),
+                Apply(
+                    p().never()
+                        .sidecar(c("envoy", 0).ended("Error", 143, T0))
+                        .app(c("job", 0).ended("Completed", 0, T0))
+                        .status(json!({"phase": "Succeeded"})),
+                ),
+            ],
+            vec![],
+        ),
+        (
+            "a pod evicted by the kubelet is one eviction record, and its killed containers no failure",
+            vec![
+                Apply(p().app(c("web", 0)).app(c("envoy", 0))),
+                Apply(
+                    p().app(c("web", 0).ended("Error", 137, T1))
+                        .app(c("envoy", 0).ended("Error", 137, T1))
+                        .status(evicted.clone()),
+                ),
+                Apply(
+                    p().app(c("web", 0).ended("Error", 137, T1))
+                        .app(c("envoy", 0).ended("Error", 137, T1))
+                        .status(evicted.clone()),
+                ),
+            ],
+            vec![("eviction", "", Cause::Evicted, false)],
+        ),
+        (
+            "a pod evicted through the Eviction API (a drain) is one eviction record",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Apply(p().app(c("web", 0)).status(drained.clone())),
+                Delete(
+                    p().meta(deleting.clone())
+                        .app(c("web", 0).ended("Error", 143, "2026-11-20T10:00:05Z"))
+                        .status(drained.clone()),
+                ),
+            ],
+            vec![("eviction", "", Cause::Evicted, false)],
+        ),
+        (
+            "a pod preempted by the scheduler is one eviction record with cause preempted",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Delete(p().meta(deleting.clone()).app(c("web", 0)).status(preempted.clone())),
+            ],
+            vec![("eviction", "", Cause::Preempted, false)],
+        ),
+        (
+            "a pod first seen evicted is a baseline: silent",
+            vec![Apply(p().app(c("web", 0).ended("Error", 137, T1)).status(evicted.clone()))],
+            vec![],
+        ),
+        (
+            "a pod deleted without a disruption condition is silent (rollouts, scale-downs, kubectl delete)",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Apply(p().meta(deleting.clone()).app(c("web", 0))),
+                Delete(p().meta(deleting.clone()).app(c("web", 0).ended("Error", 143, "2026-11-20T10:00:01Z"))),
+            ],
+            vec![],
+        ),
+    ];
+    for (name, steps, want) in cases {
+        let mut d = Detector::new(KindFilter::default());
+        let got = failures_summary(&run(&mut d, steps));
+        assert_eq!(got, want, "case: {name}");
+    }
+}
+
+#[test]
+fn a_start_failure_episode_counts_its_attempts_and_reports_its_duration_on_the_closing_record() {
+    let p = || pod("99999999-9999-9999-9999-999999999999");
+    let mut d = Detector::new(KindFilter::default());
+    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+    d.apply(&p().app(c("web", 0).waiting_msg("ContainerCreating", "")).slim(), at("2026-11-20T10:00:00Z"));
+    let opened = d.apply(&p().app(c("web", 0).waiting_msg("ErrImagePull", PULL)).slim(), at("2026-11-20T10:00:01Z"));
+    for (i, reason) in ["ImagePullBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImagePull"].iter().enumerate() {
+        let t = at("2026-11-20T10:00:10Z") + jiff::SignedDuration::from_secs(i as i64 * 10);
+        assert!(d.apply(&p().app(c("web", 0).waiting_msg(reason, PULL)).slim(), t).is_empty());
+    }
+    let closed = d.apply(&p().app(c("web", 0)).slim(), at("2026-11-20T10:02:01Z"));
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].current.message.as_deref(), Some(PULL));
+    let e = closed[0].episode.as_ref().unwrap();
+    assert_eq!((e.reason.as_str(), e.attempts, e.outcome), ("ErrImagePull", 3, Some("started")));
+    assert_eq!(closed[0].observed_at.duration_since(e.started_at).as_secs(), 120);
+    assert_ne!(opened[0].restart_id(), closed[0].restart_id(), "the opening and the closing records are two records");
+}
+
+#[test]
+fn start_failure_messages_are_redacted_and_capped() {
+    let p = || pod("aaaaaaaa-9999-9999-9999-999999999999");
+    let mut d = Detector::with(&restart_watcher::detector::Detection {
+        redactions: restart_watcher::enrich::prevlogs::compile_redactions(&["password=\\S+".into()]).unwrap(),
+        ..Default::default()
+    });
+    d.apply(&p().app(c("web", 0).waiting_msg("ContainerCreating", "")).slim(), Timestamp::now());
+    let long = format!("secret password=hunter2 {}", "x".repeat(5000));
+    let got = d.apply(&p().app(c("web", 0).waiting_msg("CreateContainerConfigError", &long)).slim(), Timestamp::now());
+    let msg = got[0].current.message.as_deref().unwrap();
+    assert!(msg.starts_with("secret [REDACTED] xxx"), "{msg}");
+    assert_eq!(msg.len(), restart_watcher::failures::STATUS_MESSAGE_MAX_BYTES);
+}
+
+#[test]
+fn catch_up_reports_failures_and_evictions_after_the_checkpoint_once_and_late() {
+    let checkpoint: Timestamp = "2026-11-20T10:02:00Z".parse().unwrap();
+    let mut d = Detector::new(KindFilter::default());
+    d.set_catch_up(Some(checkpoint));
+    let evicted_at = |t: &str| {
+        json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True",
+            "reason": "TerminationByKubelet", "lastTransitionTime": t}]})
+    };
+    let steps = vec![
+        // before the checkpoint: the previous incarnation reported them
+        Apply(pod("bbbbbbbb-0000-0000-0000-000000000001").never().app(c("old", 0).ended("Error", 1, T0))),
+        Apply(pod("bbbbbbbb-0000-0000-0000-000000000002").app(c("old", 0)).status(evicted_at(T0))),
+        Apply(
+            pod("bbbbbbbb-0000-0000-0000-000000000003")
+                .meta(json!({"creationTimestamp": T0}))
+                .app(c("old", 0).waiting_msg("ErrImagePull", PULL)),
+        ),
+        // after it: reported late, once
+        Apply(pod("bbbbbbbb-0000-0000-0000-000000000004").never().app(c("new", 0).ended("Error", 1, T1))),
+        Apply(pod("bbbbbbbb-0000-0000-0000-000000000004").never().app(c("new", 0).ended("Error", 1, T1))),
+        Apply(pod("bbbbbbbb-0000-0000-0000-000000000005").app(c("new", 0)).status(evicted_at(T1))),
+        Apply(
+            pod("bbbbbbbb-0000-0000-0000-000000000006")
+                .meta(json!({"creationTimestamp": T1}))
+                .app(c("new", 0).waiting_msg("ErrImagePull", PULL)),
+        ),
+    ];
+    assert_eq!(
+        failures_summary(&run(&mut d, steps)),
+        vec![
+            ("failure", "new", Cause::AppError, true),
+            ("eviction", "", Cause::Evicted, true),
+            ("start_failure", "new", Cause::ImagePull, true),
+        ]
+    );
+}
+
+#[test]
+fn events_restart_alone_keeps_to_restarts() {
+    let mut d = Detector::with(&restart_watcher::detector::Detection {
+        events: restart_watcher::event::EventKinds::restarts_only(),
+        ..Default::default()
+    });
+    let p = || pod("cccccccc-0000-0000-0000-000000000001");
+    let steps = vec![
+        Apply(p().never().app(c("web", 0).waiting_msg("ContainerCreating", "")).app(c("job", 0))),
+        Apply(p().never().app(c("web", 0).waiting_msg("ErrImagePull", PULL)).app(c("job", 0).ended("Error", 1, T0))),
+        Apply(
+            p().never()
+                .app(c("web", 0))
+                .app(c("job", 0).ended("Error", 1, T0))
+                .status(json!({"reason": "Evicted", "phase": "Failed"})),
+        ),
+    ];
+    assert_eq!(failures_summary(&run(&mut d, steps)), vec![]);
+}
+
+#[test]
+fn kept_episodes_stay_within_their_byte_budget_and_past_it_lose_only_their_closing_record() {
+    let mut d = Detector::new(KindFilter::default());
+    let budget = 10 * restart_watcher::detector::EPISODE_ENTRY_BYTES;
+    d.set_episode_budget(budget);
+    let uid = |i: u32| format!("dddddddd-0000-0000-0000-{i:012}");
+    let mut opened = 0;
+    for i in 0..50 {
+        d.apply(&pod(&uid(i)).app(c("web", 0).waiting_msg("ContainerCreating", "")).slim(), Timestamp::now());
+        opened +=
+            d.apply(&pod(&uid(i)).app(c("web", 0).waiting_msg("ErrImagePull", PULL)).slim(), Timestamp::now()).len();
+        assert!(d.episode_usage().0 <= budget);
+    }
+    assert_eq!(opened, 50, "every episode is reported when it opens");
+    assert_eq!(d.stats().episodes_over_budget, 40);
+    let closed: usize = (0..50).map(|i| d.apply(&pod(&uid(i)).app(c("web", 0)).slim(), Timestamp::now()).len()).sum();
+    assert_eq!(closed, 10, "only the kept episodes have a closing record");
+    assert_eq!(d.episode_usage().0, 0);
 }

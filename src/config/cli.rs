@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::detector::KindFilter;
-use crate::event::ContainerKind;
+use crate::event::{ContainerKind, EventKind, EventKinds};
 use crate::export::Signals;
 use crate::export::convert::MappingConfig;
 
@@ -300,12 +300,49 @@ pub struct DetectionArgs {
         default_value = "app,init,sidecar"
     )]
     pub container_kinds: Vec<KindArg>,
+
+    /// Event kinds to emit, comma-separated: `restart`, `start_failure`, `start_failure_ended`,
+    /// `failure`, `eviction`, or `all`. `--events restart` keeps to restarts alone.
+    #[arg(long, env = "RESTART_WATCHER_EVENTS", value_delimiter = ',', default_value = "all", value_parser = parse_event_kind)]
+    pub events: Vec<EventKindArg>,
+}
+
+/// An `--events` value: one event kind, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKindArg {
+    All,
+    One(EventKind),
+}
+
+fn parse_event_kind(s: &str) -> Result<EventKindArg, String> {
+    if s == "all" {
+        return Ok(EventKindArg::All);
+    }
+    EventKind::parse(s).map(EventKindArg::One).ok_or_else(|| {
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("{s:?} is not an event kind; use all or some of: {}", names.join(", "))
+    })
 }
 
 impl DetectionArgs {
     pub fn kind_filter(&self) -> KindFilter {
         let kinds: Vec<ContainerKind> = self.container_kinds.iter().map(|k| k.kind()).collect();
         KindFilter::from_kinds(&kinds)
+    }
+
+    /// The event kinds `--events` selects.
+    pub fn event_kinds(&self) -> EventKinds {
+        if self.events.contains(&EventKindArg::All) {
+            return EventKinds::default();
+        }
+        let kinds: Vec<EventKind> =
+            self.events.iter().filter_map(|e| if let EventKindArg::One(k) = e { Some(*k) } else { None }).collect();
+        EventKinds::from_kinds(&kinds)
+    }
+
+    /// What the detector reports, with the redactions applied to the kubelet messages it copies.
+    pub fn detection(&self, redactions: Vec<regex::Regex>) -> crate::detector::Detection {
+        crate::detector::Detection { kinds: self.kind_filter(), events: self.event_kinds(), redactions }
     }
 }
 

@@ -169,7 +169,9 @@ pub fn watch_scope(args: &RunArgs) -> WatchScope {
         label_selector: args.label_selector.clone(),
         field_selector: args.field_selector.clone(),
         node_name,
-        kinds: args.detection.kind_filter(),
+        detection: args
+            .detection
+            .detection(crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).unwrap_or_default()),
         tuning: crate::watch::WatchTuning {
             list_strategy: args.list_strategy,
             watch_timeout: args.watch_timeout,

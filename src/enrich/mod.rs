@@ -33,7 +33,7 @@ pub mod storm;
 
 pub use events::EventStore;
 
-use crate::event::RestartEvent;
+use crate::event::{EventKind, RestartEvent};
 
 /// Longest wait for a late Event before a record is classified from what is known.
 pub const EVENT_WAIT: Duration = Duration::from_secs(3);
@@ -180,6 +180,10 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
     let classify = |ev: &mut RestartEvent, store: &Option<Arc<EventStore>>| {
+        // Start failures and evictions are classified by the detector from their reasons.
+        if !matches!(ev.event, EventKind::Restart | EventKind::Failure) {
+            return;
+        }
         let Some(store) = store else {
             ev.cause = causes::restart_cause(ev, &[]);
             return;
@@ -199,9 +203,11 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                     }
                     classify(&mut ev, &store);
                     let wait_for_events = store.is_some()
+                        && matches!(ev.event, EventKind::Restart | EventKind::Failure)
                         && causes::restart_worth_waiting_for_events(&ev)
                         && ev.cause == causes::restart_cause_from_status(&ev);
-                    let logs = previous_logs.as_ref().map(|p| {
+                    // Previous logs are those of a restarted container's dead instance.
+                    let logs = previous_logs.as_ref().filter(|_| ev.event == EventKind::Restart).map(|p| {
                         let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
                         tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
                     });
@@ -279,6 +285,9 @@ mod tests {
             pod_reason: None,
             coalesced: None,
             previous_logs: None,
+            event: crate::event::EventKind::Restart,
+            episode: None,
+            eviction: None,
         }
     }
 

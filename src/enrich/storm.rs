@@ -20,13 +20,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::BudgetUsage;
-use crate::event::{Cause, RestartEvent};
+use crate::event::{Cause, EventKind, RestartEvent};
 
 /// The default budget of storm control's state, in bytes.
 pub const STORM_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
+    event: EventKind,
     namespace: String,
     workload: String,
     container: String,
@@ -48,7 +49,13 @@ impl Key {
 fn key(ev: &RestartEvent) -> Key {
     let o = &ev.pod.owners;
     let workload = super::owners::workload(o).map(|r| r.name.clone()).unwrap_or_else(|| format!("pod/{}", ev.pod.name));
-    Key { namespace: ev.pod.namespace.clone(), workload, container: ev.container.name.clone(), cause: ev.cause }
+    Key {
+        event: ev.event,
+        namespace: ev.pod.namespace.clone(),
+        workload,
+        container: ev.container.name.clone(),
+        cause: ev.cause,
+    }
 }
 
 struct Window {
@@ -216,6 +223,9 @@ mod tests {
             pod_reason: None,
             coalesced: None,
             previous_logs: None,
+            event: crate::event::EventKind::Restart,
+            episode: None,
+            eviction: None,
         }
     }
 

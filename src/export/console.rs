@@ -1,16 +1,33 @@
-//! The `console` exporter: one readable line per restart, for people at a terminal.
+//! The `console` exporter: one readable line per record, for people at a terminal.
 //!
 //! `2026-11-20T10:03:20Z shop/checkout-7d9f8-x2x4q checkout restarted #4: Error (exit code 2), 2 missed, now CrashLoopBackOff`
+//! `2026-11-20T10:04:00Z shop/search-5c7d-q8x2z search failed to start: ImagePullBackOff: Back-off pulling image "..."`
+//! `2026-11-20T10:05:00Z shop/report-29kx7 report failed, not restarted: Error (exit code 3)`
+//! `2026-11-20T10:06:00Z shop/cache-0 was evicted (TerminationByKubelet): The node was low on resource: memory.`
 
-use crate::event::{ContainerKind, RestartEvent, signal_name};
+use crate::event::{ContainerKind, EventKind, RestartEvent, signal_name};
 
-/// Formats one restart as a console line (no trailing newline).
+/// Formats one record as a console line (no trailing newline).
 pub fn line(ev: &RestartEvent) -> String {
-    let mut s = format!("{} {}/{} {}", ev.time(), ev.pod.namespace, ev.pod.name, ev.container.name);
+    let mut s = format!("{} {}/{}", ev.time(), ev.pod.namespace, ev.pod.name);
+    if !ev.container.name.is_empty() {
+        s.push_str(&format!(" {}", ev.container.name));
+    }
     if ev.kind() != ContainerKind::App {
         s.push_str(&format!(" ({})", ev.kind()));
     }
-    s.push_str(&format!(" restarted #{}: ", ev.restart_count));
+    match ev.event {
+        EventKind::Restart => s.push_str(&format!(" restarted #{}: ", ev.restart_count)),
+        EventKind::Failure => s.push_str(" failed, not restarted: "),
+        EventKind::StartFailure | EventKind::StartFailureEnded | EventKind::Eviction => {
+            s.push(' ');
+            s.push_str(&crate::export::convert::predicate(ev));
+            if ev.detected_late {
+                s.push_str(", detected late");
+            }
+            return s;
+        }
+    }
     match &ev.terminated {
         Some(t) => {
             s.push_str(t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated"));

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
-use crate::event::{Owners, PodInfo, RestartEvent, severity, signal_name};
+use crate::event::{EventKind, Owners, PodInfo, RestartEvent, severity, signal_name};
 use crate::keys;
 
 /// Settings of the mapping that come from configuration.
@@ -43,6 +43,14 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        ..Default::default()
+    }
+}
+
+pub fn kv_double(key: &str, value: f64) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(value)) }),
         ..Default::default()
     }
 }
@@ -115,10 +123,16 @@ pub fn split_image(image: &str) -> (&str, Option<&str>) {
 pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyValue> {
     let pod = &ev.pod;
     let c = &ev.container;
+    // An eviction is the pod's: it names no container.
+    let instance = if c.name.is_empty() {
+        format!("{}.{}", pod.namespace, pod.name)
+    } else {
+        format!("{}.{}.{}", pod.namespace, pod.name, c.name)
+    };
     let mut attrs = vec![
         kv_str(keys::SERVICE_NAME, service_name(pod, &c.name)),
         kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
-        kv_str(keys::SERVICE_INSTANCE_ID, format!("{}.{}.{}", pod.namespace, pod.name, c.name)),
+        kv_str(keys::SERVICE_INSTANCE_ID, instance),
     ];
     if let Some(cluster) = &cfg.cluster_name {
         attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
@@ -129,8 +143,10 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
     if let Some(node) = &pod.node_name {
         attrs.push(kv_str(keys::K8S_NODE_NAME, node.as_str()));
     }
-    attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
-    attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.terminated_restart_count())));
+    if !c.name.is_empty() {
+        attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
+        attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.terminated_restart_count())));
+    }
     if let Some(id) = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty()) {
         let (runtime, bare) = split_container_id(id);
         attrs.push(kv_str(keys::CONTAINER_ID, bare));
@@ -193,10 +209,32 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
         attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_REASON, reason));
     }
+    if let Some(e) = &ev.episode {
+        attrs.push(kv_str(keys::START_FAILURE_REASON, e.reason.as_str()));
+        attrs.push(kv_int(keys::START_FAILURE_ATTEMPTS, i64::from(e.attempts)));
+        if ev.event == EventKind::StartFailure
+            && let Some(msg) = ev.current.message.as_deref().filter(|m| !m.is_empty())
+        {
+            attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
+        }
+        if let Some(outcome) = e.outcome {
+            attrs.push(kv_str(keys::START_FAILURE_OUTCOME, outcome));
+            let seconds = ev.observed_at.duration_since(e.started_at).as_secs_f64().max(0.0);
+            attrs.push(kv_double(keys::START_FAILURE_DURATION, seconds));
+        }
+    }
+    if let Some(e) = &ev.eviction {
+        attrs.push(kv_str(keys::EVICTION_REASON, e.reason.as_str()));
+        if let Some(msg) = e.message.as_deref() {
+            attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
+        }
+    }
     if let Some(back_off) = ev.current.back_off {
         attrs.push(kv_int(keys::CRASH_LOOP_BACK_OFF, back_off.as_secs() as i64));
     }
-    attrs.push(kv_str(keys::CONTAINER_KIND, ev.kind().as_str()));
+    if !ev.container.name.is_empty() {
+        attrs.push(kv_str(keys::CONTAINER_KIND, ev.kind().as_str()));
+    }
     if let Some(sig) = ev.signal() {
         attrs.push(kv_int(keys::TERMINATION_SIGNAL, i64::from(sig)));
         if let Some(name) = signal_name(sig) {
@@ -220,12 +258,15 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(logs) = ev.previous_logs.as_deref().filter(|l| !l.is_empty()) {
         attrs.push(kv_str(keys::PREVIOUS_LOGS, logs));
     }
-    attrs.push(kv_int(keys::RESTART_COUNT, i64::from(ev.restart_count)));
+    if ev.event == EventKind::Restart {
+        attrs.push(kv_int(keys::RESTART_COUNT, i64::from(ev.restart_count)));
+    }
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
     if ev.detected_late {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));
     }
     attrs.push(kv_str(keys::CAUSE, ev.cause.as_str()));
+    attrs.push(kv_str(keys::CAUSE_CATEGORY, ev.cause.category()));
     attrs
 }
 
@@ -243,33 +284,80 @@ pub fn cap_utf8(s: &str, max: usize) -> &str {
 
 /// The body sentence, as the schema gives it:
 /// `container checkout in pod shop/checkout-x restarted: OOMKilled (exit code 137), restart #4`,
-/// followed, where the exit code says more than the reason, by its meaning in plain words.
+/// followed, where the exit code says more than the reason, by its meaning in plain words. The
+/// other kinds follow the same pattern (`failed to start: ...`, `failed and will not be
+/// restarted: ...`, `pod shop/x was evicted: ...`).
 pub fn body(ev: &RestartEvent) -> String {
-    let what = match &ev.terminated {
-        Some(t) => {
-            let reason = t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
-            format!("{reason} (exit code {})", t.exit_code)
-        }
-        None => "reason unknown".to_owned(),
-    };
+    if ev.event == EventKind::Eviction {
+        return format!("pod {}/{} {}", ev.pod.namespace, ev.pod.name, predicate(ev));
+    }
     let kind = match ev.kind() {
         crate::event::ContainerKind::App => String::new(),
         k => format!("{k} "),
     };
-    let mut s = format!(
-        "{kind}container {} in pod {}/{} restarted: {what}, restart #{}",
-        ev.container.name, ev.pod.namespace, ev.pod.name, ev.restart_count
-    );
-    if ev.missed > 0 {
-        s.push_str(&format!(" ({} earlier restarts missed)", ev.missed));
-    }
-    if let Some(t) = &ev.terminated {
+    let mut s =
+        format!("{kind}container {} in pod {}/{} {}", ev.container.name, ev.pod.namespace, ev.pod.name, predicate(ev));
+    if let Some(t) = ev.terminated.as_ref().filter(|_| matches!(ev.event, EventKind::Restart | EventKind::Failure)) {
         let self_explained = matches!(t.reason.as_deref(), Some("OOMKilled") | Some("Completed"));
         if let Some(meaning) = crate::event::exit_code_meaning(t.exit_code).filter(|_| !self_explained) {
             s.push_str(&format!("; exit code {}: {meaning}", t.exit_code));
         }
     }
     s
+}
+
+/// What happened, after the subject: `restarted: Error (exit code 1), restart #3`, `failed to
+/// start: ImagePullBackOff: ...`, `was evicted (TerminationByKubelet): ...`.
+pub fn predicate(ev: &RestartEvent) -> String {
+    match ev.event {
+        EventKind::Restart => {
+            let mut s = format!("restarted: {}, restart #{}", termination(ev), ev.restart_count);
+            if ev.missed > 0 {
+                s.push_str(&format!(" ({} earlier restarts missed)", ev.missed));
+            }
+            s
+        }
+        EventKind::Failure => format!("failed and will not be restarted: {}", termination(ev)),
+        EventKind::StartFailure => {
+            let reason = ev.current.reason.as_deref().unwrap_or("start failure");
+            match ev.current.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => format!("failed to start: {reason}: {m}"),
+                None => format!("failed to start: {reason}"),
+            }
+        }
+        EventKind::StartFailureEnded => {
+            let (reason, attempts, outcome, since) = match &ev.episode {
+                Some(e) => (e.reason.as_str(), e.attempts, e.outcome.unwrap_or("started"), e.started_at),
+                None => ("start failure", 1, "started", ev.observed_at),
+            };
+            let took = ev.observed_at.duration_since(since).as_secs().max(0);
+            let end =
+                if outcome == "pod_deleted" { "stopped failing to start: its pod was deleted" } else { "started" };
+            format!("{end} after {reason} for {took}s ({attempts} attempts observed)")
+        }
+        EventKind::Eviction => {
+            let verb = if ev.cause == crate::event::Cause::Preempted { "preempted" } else { "evicted" };
+            let mut s = format!("was {verb}");
+            if let Some(e) = &ev.eviction {
+                s.push_str(&format!(" ({})", e.reason));
+                if let Some(m) = e.message.as_deref() {
+                    s.push_str(&format!(": {m}"));
+                }
+            }
+            s
+        }
+    }
+}
+
+/// `OOMKilled (exit code 137)`, or `reason unknown`.
+fn termination(ev: &RestartEvent) -> String {
+    match &ev.terminated {
+        Some(t) => {
+            let reason = t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
+            format!("{reason} (exit code {})", t.exit_code)
+        }
+        None => "reason unknown".to_owned(),
+    }
 }
 
 fn nanos(t: Timestamp) -> u64 {
@@ -286,7 +374,7 @@ fn scope() -> InstrumentationScope {
 
 /// The log record of one restart.
 pub fn log_record(ev: &RestartEvent) -> LogRecord {
-    let (severity_number, severity_text) = severity(ev.cause);
+    let (severity_number, severity_text) = severity(ev.event, ev.cause);
     LogRecord {
         time_unix_nano: nanos(ev.time()),
         observed_time_unix_nano: nanos(ev.observed_at),
@@ -297,7 +385,7 @@ pub fn log_record(ev: &RestartEvent) -> LogRecord {
         flags: TRACE_FLAG_SAMPLED,
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
-        event_name: keys::EVENT_NAME.to_owned(),
+        event_name: ev.event.event_name().to_owned(),
         ..Default::default()
     }
 }
@@ -305,8 +393,12 @@ pub fn log_record(ev: &RestartEvent) -> LogRecord {
 /// The span of the terminated instance, with its span event.
 pub fn span(ev: &RestartEvent) -> Span {
     let end = ev.time();
-    let start = ev.terminated.as_ref().and_then(|t| t.started_at).filter(|s| *s <= end).unwrap_or(end);
-    let status = if ev.cause.is_clean() {
+    let start = match ev.event {
+        EventKind::StartFailureEnded => ev.episode.as_ref().map(|e| e.started_at),
+        _ => ev.terminated.as_ref().and_then(|t| t.started_at),
+    };
+    let start = start.filter(|s| *s <= end).unwrap_or(end);
+    let status = if ev.cause.is_clean() || ev.event == EventKind::StartFailureEnded {
         Status { code: status::StatusCode::Unset as i32, ..Default::default() }
     } else {
         Status { code: status::StatusCode::Error as i32, message: ev.cause.as_str().to_owned() }
@@ -315,14 +407,14 @@ pub fn span(ev: &RestartEvent) -> Span {
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
         flags: TRACE_FLAG_SAMPLED,
-        name: keys::SPAN_NAME.to_owned(),
+        name: ev.event.span_name().to_owned(),
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: nanos(start),
         end_time_unix_nano: nanos(end),
         attributes: vec![kv_str(keys::RESTART_ID, ev.restart_id())],
         events: vec![span::Event {
             time_unix_nano: nanos(end),
-            name: keys::EVENT_NAME.to_owned(),
+            name: ev.event.event_name().to_owned(),
             attributes: record_attributes(ev),
             ..Default::default()
         }],

@@ -374,6 +374,9 @@ mod tests {
             pod_reason: None,
             coalesced: None,
             previous_logs: Some("x".repeat(previous_logs_bytes)),
+            event: crate::event::EventKind::Restart,
+            episode: None,
+            eviction: None,
         }
     }
 

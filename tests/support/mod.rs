@@ -32,6 +32,19 @@ impl C {
         self.state = json!({"waiting": {"reason": reason, "message": "back-off 40s restarting failed container"}});
         self
     }
+    /// Sets the current state to waiting with `reason` and the kubelet's `message`.
+    pub fn waiting_msg(mut self, reason: &str, message: &str) -> C {
+        self.state = json!({"waiting": {"reason": reason, "message": message}});
+        self
+    }
+    /// Sets the current state to terminated (a container that ended and has not restarted).
+    pub fn ended(mut self, reason: &str, exit_code: i32, finished_at: &str) -> C {
+        self.state = json!({"terminated": {
+            "reason": reason, "exitCode": exit_code,
+            "startedAt": "2026-11-20T09:00:00Z", "finishedAt": finished_at,
+            "containerID": format!("containerd://{}{}-end", self.name, self.restarts)}});
+        self
+    }
     fn status(&self) -> Value {
         let mut v = json!({"name": self.name, "restartCount": self.restarts, "ready": true,
                            "image": format!("registry.example.com/{}:1.0", self.name),
@@ -57,6 +70,8 @@ pub struct PodB {
     pub sidecars: Vec<&'static str>,
     pub ephemeral: Vec<C>,
     pub extra_status: Value,
+    pub extra_meta: Value,
+    pub restart_policy: Option<&'static str>,
     pub with_status: bool,
 }
 
@@ -70,6 +85,8 @@ pub fn pod(uid: &str) -> PodB {
         sidecars: vec![],
         ephemeral: vec![],
         extra_status: json!({}),
+        extra_meta: json!({}),
+        restart_policy: None,
         with_status: true,
     }
 }
@@ -103,6 +120,25 @@ impl PodB {
                                    "podIP": if ready {"10.0.0.1"} else {"10.0.0.2"}});
         self
     }
+    /// `spec.restartPolicy: Never`.
+    pub fn never(mut self) -> Self {
+        self.restart_policy = Some("Never");
+        self
+    }
+    /// Sets (or adds) fields of the status: `phase`, `reason`, `message`, `conditions`.
+    pub fn status(mut self, fields: Value) -> Self {
+        if let (Some(into), Some(from)) = (self.extra_status.as_object_mut(), fields.as_object()) {
+            into.extend(from.clone());
+        }
+        self
+    }
+    /// Sets (or adds) metadata fields: `creationTimestamp`, `deletionTimestamp`, ...
+    pub fn meta(mut self, fields: Value) -> Self {
+        if let (Some(into), Some(from)) = (self.extra_meta.as_object_mut(), fields.as_object()) {
+            into.extend(from.clone());
+        }
+        self
+    }
     pub fn without_status(mut self) -> Self {
         self.with_status = false;
         self
@@ -127,6 +163,14 @@ impl PodB {
             "spec": {"nodeName": "node-a", "initContainers": init_specs,
                      "containers": self.app.iter().map(|c| json!({"name": c.name, "image": "x"})).collect::<Vec<_>>()},
         });
+        if let Some(policy) = self.restart_policy {
+            v["spec"]["restartPolicy"] = json!(policy);
+        }
+        if let Some(extra) = self.extra_meta.as_object() {
+            for (k, val) in extra {
+                v["metadata"][k] = val.clone();
+            }
+        }
         if self.with_status {
             let mut status = json!({
                 "phase": "Running",
