@@ -305,3 +305,109 @@ fn otlp_json_uses_lower_camel_case_and_hex_ids() {
     assert_eq!(rec["spanId"], hex(&ev.span_id()));
     assert_eq!(rec["severityNumber"], 17);
 }
+
+/// The records of the other kinds, from one pod: a start failure, its end, a terminal failure of a
+/// second container, then the pod's eviction.
+fn other_kinds() -> Vec<RestartEvent> {
+    let p = || pod(UID).named("shop", "search-5c7d-q8x2z").never();
+    let mut d = Detector::default();
+    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+    let mut out = Vec::new();
+    out.extend(d.apply(
+        &p().app(c("search", 0).waiting_msg("ContainerCreating", "")).app(c("job", 0)).slim(),
+        at("2026-11-20T10:00:00Z"),
+    ));
+    out.extend(d.apply(
+        &p().app(c("search", 0).waiting_msg("ErrImagePull", "not found")).app(c("job", 0)).slim(),
+        at("2026-11-20T10:00:05Z"),
+    ));
+    out.extend(d.apply(
+        &p().app(c("search", 0)).app(c("job", 0).ended("Error", 3, "2026-11-20T10:01:00Z")).slim(),
+        at("2026-11-20T10:01:35Z"),
+    ));
+    let evicted = json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+        "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "lastTransitionTime": "2026-11-20T10:02:00Z"}]});
+    out.extend(
+        d.apply(
+            &p().app(c("search", 0).ended("Error", 137, "2026-11-20T10:02:01Z"))
+                .app(c("job", 0).ended("Error", 3, "2026-11-20T10:01:00Z"))
+                .status(evicted)
+                .slim(),
+            at("2026-11-20T10:02:05Z"),
+        ),
+    );
+    out
+}
+
+#[test]
+fn each_kind_has_its_event_name_severity_span_and_attributes() {
+    let evs = other_kinds();
+    let names: Vec<&str> = evs.iter().map(|e| convert::log_record(e).event_name).map(|n| &*n.leak()).collect();
+    assert_eq!(
+        names,
+        vec![
+            keys::EVENT_NAME_START_FAILURE,
+            keys::EVENT_NAME_START_FAILURE_ENDED,
+            keys::EVENT_NAME_FAILURE,
+            keys::EVENT_NAME_EVICTION
+        ]
+    );
+    let severities: Vec<i32> = evs.iter().map(|e| convert::log_record(e).severity_number).collect();
+    assert_eq!(severities, vec![13, 9, 13, 13]);
+    let spans: Vec<String> = evs.iter().map(|e| convert::span(e).name).collect();
+    assert_eq!(
+        spans,
+        vec![keys::SPAN_NAME_START_FAILURE, keys::SPAN_NAME_START_FAILURE, keys::SPAN_NAME, keys::SPAN_NAME_EVICTION]
+    );
+
+    let start = attrs(&convert::record_attributes(&evs[0]));
+    assert_eq!(start[keys::CAUSE], s("image_pull"));
+    assert_eq!(start[keys::CAUSE_CATEGORY], s("configuration"));
+    assert_eq!(start[keys::K8S_CONTAINER_STATUS_REASON], s("ErrImagePull"));
+    assert_eq!(start[keys::STATUS_MESSAGE], s("not found"));
+    assert_eq!(start[keys::START_FAILURE_ATTEMPTS], Value::IntValue(1));
+    assert!(!start.contains_key(keys::PROCESS_EXIT_CODE) && !start.contains_key(keys::RESTART_COUNT));
+    assert_eq!(
+        convert::body(&evs[0]),
+        "container search in pod shop/search-5c7d-q8x2z failed to start: ErrImagePull: not found"
+    );
+
+    let ended = attrs(&convert::record_attributes(&evs[1]));
+    assert_eq!(ended[keys::START_FAILURE_OUTCOME], s("started"));
+    assert_eq!(ended[keys::START_FAILURE_DURATION], Value::DoubleValue(90.0));
+    let span = convert::span(&evs[1]);
+    assert_eq!(span.end_time_unix_nano - span.start_time_unix_nano, 90_000_000_000, "the span covers the episode");
+
+    let failure = attrs(&convert::record_attributes(&evs[2]));
+    assert_eq!(failure[keys::PROCESS_EXIT_CODE], Value::IntValue(3));
+    assert_eq!(failure[keys::CAUSE], s("app_error"));
+    assert_eq!(failure[keys::CAUSE_CATEGORY], s("application"));
+    let res = attrs(&convert::resource_attributes(&evs[2], &MappingConfig::default()));
+    assert_eq!(res[keys::K8S_CONTAINER_RESTART_COUNT], Value::IntValue(0), "the failed instance is the first");
+    assert_eq!(
+        convert::body(&evs[2]),
+        "container job in pod shop/search-5c7d-q8x2z failed and will not be restarted: Error (exit code 3)"
+    );
+
+    let eviction = attrs(&convert::record_attributes(&evs[3]));
+    assert_eq!(eviction[keys::CAUSE], s("evicted"));
+    assert_eq!(eviction[keys::CAUSE_CATEGORY], s("infrastructure"));
+    assert_eq!(eviction[keys::EVICTION_REASON], s("TerminationByKubelet"));
+    assert!(!eviction.contains_key(keys::CONTAINER_KIND));
+    let res = attrs(&convert::resource_attributes(&evs[3], &MappingConfig::default()));
+    assert!(!res.contains_key(keys::K8S_CONTAINER_NAME), "an eviction is the pod's");
+    assert_eq!(res[keys::SERVICE_INSTANCE_ID], s("shop.search-5c7d-q8x2z"));
+    assert_eq!(
+        convert::body(&evs[3]),
+        "pod shop/search-5c7d-q8x2z was evicted (TerminationByKubelet): The node was low on resource: memory."
+    );
+    let condition_time: Timestamp = "2026-11-20T10:02:00Z".parse().unwrap();
+    assert_eq!(
+        convert::log_record(&evs[3]).time_unix_nano as i128,
+        condition_time.as_nanosecond(),
+        "the condition's time"
+    );
+
+    let ids: std::collections::HashSet<String> = evs.iter().map(RestartEvent::restart_id).collect();
+    assert_eq!(ids.len(), 4, "every record has its own id");
+}

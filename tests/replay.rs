@@ -285,3 +285,57 @@ fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() 
         assert_eq!(stats.pod_observations, 4);
     }
 }
+
+#[test]
+fn replay_fast_paths_never_skip_a_start_failure_its_end_a_failure_or_an_eviction() {
+    use restart_watcher::detector::Detector;
+    use serde_json::json;
+    let ev = |uid: &str, policy: &str, state: serde_json::Value, status: serde_json::Value| {
+        let mut st =
+            json!({"phase": "Running", "containerStatuses": [{"name": "web", "restartCount": 0, "state": state}]});
+        for (k, v) in status.as_object().unwrap() {
+            st[k] = v.clone();
+        }
+        json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": format!("p-{uid}"), "namespace": "ns", "uid": uid},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "web"}]}, "status": st}})
+        .to_string()
+    };
+    let (a, b, c) = (
+        "eeeeeeee-0000-0000-0000-000000000001",
+        "eeeeeeee-0000-0000-0000-000000000002",
+        "eeeeeeee-0000-0000-0000-000000000003",
+    );
+    let running = json!({"running": {}});
+    let pulling = |r: &str| json!({"waiting": {"reason": r, "message": "pull failed"}});
+    let failed = json!({"terminated": {"exitCode": 3, "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z"}});
+    let none = json!({});
+    let stream = [
+        ev(a, "Always", json!({"waiting": {"reason": "ContainerCreating"}}), none.clone()),
+        ev(a, "Always", pulling("ErrImagePull"), none.clone()),
+        ev(a, "Always", pulling("ImagePullBackOff"), none.clone()),
+        ev(a, "Always", running.clone(), none.clone()),
+        ev(a, "Always", running.clone(), none.clone()),
+        ev(b, "Never", running.clone(), none.clone()),
+        ev(b, "Never", failed.clone(), json!({"phase": "Failed"})),
+        ev(b, "Never", failed.clone(), json!({"phase": "Failed"})),
+        ev(c, "Always", running.clone(), none.clone()),
+        ev(c, "Always", running.clone(), json!({"phase": "Failed", "reason": "Evicted", "message": "disk"})),
+    ]
+    .join("\n");
+    let mut d = Detector::default();
+    let mut got = Vec::new();
+    restart_watcher::replay::replay(
+        stream.as_bytes(),
+        "t",
+        &mut d,
+        jiff::Timestamp::now,
+        |e| {
+            got.push(e.event.as_str());
+            true
+        },
+        &mut Default::default(),
+    )
+    .unwrap();
+    assert_eq!(got, vec!["start_failure", "start_failure_ended", "failure", "eviction"]);
+}

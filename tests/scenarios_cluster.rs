@@ -185,7 +185,7 @@ fn a_native_sidecar_restart_is_reported_as_a_sidecar() {
 }
 
 #[test]
-fn a_drained_node_evicts_its_pods_without_restart_records() {
+fn a_drained_node_reports_one_eviction_per_evicted_pod_and_no_restart() {
     // A cluster of its own: draining a node of the shared one would evict other tests' pods.
     let k = Cluster::start(&["--nodes", "node-x,node-y"]);
     let ns = "s-drain";
@@ -195,13 +195,32 @@ fn a_drained_node_evicts_its_pods_without_restart_records() {
     let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
     agent.wait_ready();
     let on_x = k.kubectl(&["-n", ns, "get", "pods", "--field-selector", "spec.nodeName=node-x", "-o", "name"]);
+    let mut on_x: Vec<String> = on_x.lines().map(|l| l.trim_start_matches("pod/").to_owned()).collect();
+    assert!(!on_x.is_empty(), "the scheduler spread the pods over both nodes");
     k.kubectl(&["drain", "node-x", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"]);
     k.wait_for("every pod on node-y", || {
         k.kubectl(&["-n", ns, "get", "pods", "--field-selector", "spec.nodeName=node-x", "-o", "name"]).is_empty()
     });
     k.wait_pods_running(ns, "app=web", 4);
-    assert!(!on_x.is_empty() || k.pods(ns, "app=web").len() == 4, "the scheduler spread the pods");
-    assert_eq!(summaries(agent.settle(QUIET)), vec![], "evicted pods are not restarts");
+    // The Eviction API marks each pod with a DisruptionTarget condition before deleting it.
+    let mut got: Vec<(String, String, String)> = agent
+        .settle(QUIET)
+        .iter()
+        .map(|r| {
+            (
+                r["eventName"].as_str().unwrap_or_default().to_owned(),
+                attr(res(r), "k8s.pod.name").as_str().unwrap_or_default().to_owned(),
+                attr(&r["attributes"], "restart_watcher.eviction.reason").as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    on_x.sort();
+    let want: Vec<(String, String, String)> = on_x
+        .iter()
+        .map(|p| ("restart_watcher.pod.eviction".to_owned(), p.clone(), "EvictionByEvictionAPI".to_owned()))
+        .collect();
+    assert_eq!(got, want, "one eviction per pod drained from node-x, and no restart");
 }
 
 #[test]

@@ -1,0 +1,345 @@
+//! Failures that are not restarts, end to end on the real v1.35 control plane
+//! (tests/support/cluster.sh): pods made by the real Deployment, ReplicaSet and Job controllers,
+//! started by kwok's simulated kubelets. The test plays the kubelet only where kwok cannot: a
+//! container that fails to start (a pod annotated `rw.test/hold` is left Pending by kwok, and the
+//! test writes the waiting reason the kubelet would), a container that exits, and the kubelet's
+//! eviction. Each scenario asserts the exact records, nothing more, and that the replay of the same
+//! API server's watch stream, recorded by `kubectl get pods --watch --output-watch-events`, gives
+//! the same records.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cluster::{Agent, Cluster, attr, now_rfc3339};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// How long a scenario listens for records that must not come.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// (event name, pod, container, cause) of a record.
+type Rec = (String, String, String, String);
+
+fn recs(records: &[Value]) -> Vec<Rec> {
+    records
+        .iter()
+        .map(|r| {
+            let res = &r["resource"]["attributes"];
+            (
+                r["eventName"].as_str().unwrap_or_default().to_owned(),
+                attr(res, "k8s.pod.name").as_str().unwrap_or_default().to_owned(),
+                attr(res, "k8s.container.name").as_str().unwrap_or_default().to_owned(),
+                attr(&r["attributes"], "restart_watcher.cause").as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn rec(event: &str, pod: &str, container: &str, cause: &str) -> Rec {
+    (format!("restart_watcher.{event}"), pod.to_owned(), container.to_owned(), cause.to_owned())
+}
+
+fn apply(k: &Cluster, obj: Value) {
+    k.kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+}
+
+/// Waits until `n` pods match `selector` (in any phase); returns their names.
+fn wait_pods(k: &Cluster, ns: &str, selector: &str, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    k.wait_for(&format!("{n} pods {selector} in {ns}"), || {
+        names = k.pods(ns, selector);
+        names.len() == n
+    });
+    names
+}
+
+/// Plays the kubelet failing to start `container` of a Pending pod: its status says waiting with
+/// `reason` and `message`.
+fn fail_to_start(k: &Cluster, ns: &str, pod: &str, container: &str, image: &str, reason: &str, message: &str) {
+    let patch = json!({"status": {"phase": "Pending", "containerStatuses": [{
+        "name": container, "image": image, "imageID": "", "ready": false, "started": false, "restartCount": 0,
+        "state": {"waiting": {"reason": reason, "message": message}}}]}});
+    status_patch(k, ns, pod, &patch);
+}
+
+/// Plays the kubelet when every container of a pod has ended and the pod is over: `phase`, the
+/// containers' terminated states, and `extra` status fields (an eviction's reason and condition).
+fn end_pod(k: &Cluster, ns: &str, pod: &str, phase: &str, ended: &[(&str, &str, i32)], extra: Value) {
+    let obj = k.get_pod(ns, pod);
+    let mut status = obj["status"].clone();
+    let now = now_rfc3339();
+    for c in status["containerStatuses"].as_array_mut().expect("container statuses") {
+        if let Some((_, reason, code)) = ended.iter().find(|(name, _, _)| c["name"] == *name) {
+            let started = c["state"]["running"]["startedAt"].clone();
+            c["state"] = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
+                "finishedAt": now, "containerID": c["containerID"].clone()}});
+            c["ready"] = json!(false);
+            c["started"] = json!(false);
+        }
+    }
+    status["phase"] = json!(phase);
+    for (key, value) in extra.as_object().into_iter().flatten() {
+        status[key] = value.clone();
+    }
+    status_patch(k, ns, pod, &json!({"status": status}));
+}
+
+fn status_patch(k: &Cluster, ns: &str, pod: &str, patch: &Value) {
+    k.kubectl(&["-n", ns, "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
+}
+
+/// The API server's watch stream of a namespace, recorded by `kubectl get pods --watch
+/// --output-watch-events -o json` as a user would record it; stopped (killed) when dropped.
+struct Recorder {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Recorder {
+    fn start(k: &Cluster, ns: &str) -> Recorder {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recordings");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{ns}.watch.json"));
+        let file = std::fs::File::create(&path).unwrap();
+        let child = Command::new(k.var("KUBECTL"))
+            .arg("--kubeconfig")
+            .arg(k.admin())
+            .args(["-n", ns, "get", "pods", "--watch", "--output-watch-events", "-o", "json"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get --watch");
+        let recorder = Recorder { child, path };
+        // The initial list is written first: wait for it (an empty namespace writes nothing).
+        std::thread::sleep(Duration::from_millis(500));
+        recorder
+    }
+
+    /// Stops recording and replays the stream through the agent's `replay`: its records.
+    fn replay(mut self) -> Vec<Value> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+            .args(["replay", "--exporter", "otlp-json", "--signals", "logs"])
+            .arg(&self.path)
+            .output()
+            .expect("run restart-watcher replay");
+        assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut records = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Value = serde_json::from_str(line).expect("OTLP/JSON line");
+            for rl in v["resourceLogs"].as_array().into_iter().flatten() {
+                for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                    for r in sl["logRecords"].as_array().into_iter().flatten() {
+                        let mut r = r.clone();
+                        r["resource"] = rl["resource"].clone();
+                        records.push(r);
+                    }
+                }
+            }
+        }
+        records
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts the agent's records, and the same from the replay of the recorded stream.
+fn assert_live_and_replayed(agent: &mut Agent, recorder: Recorder, want: &[Rec]) {
+    assert_eq!(recs(agent.settle(QUIET)), want, "live records");
+    assert_eq!(recs(&recorder.replay()), want, "replayed records");
+}
+
+#[test]
+fn a_deployment_with_a_missing_image_reports_one_start_failure_per_pod_and_its_end_on_scale_down() {
+    let k = Cluster::shared();
+    let ns = "f-image";
+    k.create_namespace(ns);
+    let image = "registry.example.com/search:does-not-exist";
+    apply(
+        k,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "search", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "search"}},
+            "template": {"metadata": {"labels": {"app": "search"}, "annotations": {"rw.test/hold": "image"}},
+                "spec": {"containers": [{"name": "search", "image": image}]}}}}),
+    );
+    let pods = wait_pods(k, ns, "app=search", 2);
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    let msg = format!("failed to pull and unpack image \"{image}\": not found");
+    for pod in &pods {
+        fail_to_start(k, ns, pod, "search", image, "ErrImagePull", &msg);
+        fail_to_start(k, ns, pod, "search", image, "ImagePullBackOff", &format!("Back-off pulling image \"{image}\""));
+        fail_to_start(k, ns, pod, "search", image, "ErrImagePull", &msg);
+    }
+    agent.wait_records(2, WAIT);
+    k.kubectl(&["-n", ns, "scale", "deployment/search", "--replicas=0"]);
+    k.wait_for("no pods left", || k.pods(ns, "app=search").is_empty());
+    agent.wait_records(4, WAIT);
+    let mut want: Vec<Rec> = pods.iter().map(|p| rec("container.start_failure", p, "search", "image_pull")).collect();
+    want.extend(pods.iter().map(|p| rec("container.start_failure_ended", p, "search", "image_pull")));
+    let mut got = recs(&agent.records);
+    got[2..].sort();
+    want[2..].sort();
+    assert_eq!(got, want);
+    for r in &agent.records[..2] {
+        assert_eq!(attr(&r["attributes"], "restart_watcher.status.message"), msg.as_str());
+        assert_eq!(attr(&r["attributes"], "k8s.container.status.reason"), "ErrImagePull");
+        assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "search");
+    }
+    for r in &agent.records[2..] {
+        assert_eq!(attr(&r["attributes"], "restart_watcher.start_failure.outcome"), "pod_deleted");
+        assert_eq!(attr(&r["attributes"], "restart_watcher.start_failure.attempts"), 2);
+    }
+    // The replay exports in one batch, grouped by resource (pod): the same records, in another order.
+    let mut replayed = recs(&recorder.replay());
+    replayed.sort();
+    want.sort();
+    assert_eq!(replayed, want, "replayed records");
+    assert_eq!(recs(agent.settle(QUIET)).len(), 4, "nothing else");
+}
+
+#[test]
+fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
+    let k = Cluster::shared();
+    let ns = "f-config";
+    k.create_namespace(ns);
+    apply(
+        k,
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "api", "namespace": ns, "labels": {"app": "api"}, "annotations": {"rw.test/hold": "config"}},
+        "spec": {"containers": [{"name": "api", "image": "registry.example.com/api:1.0",
+            "env": [{"name": "DB_URL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "db-url"}}}]}]}}),
+    );
+    wait_pods(k, ns, "app=api", 1);
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    let msg = "couldn't find key db-url in ConfigMap f-config/app-config";
+    fail_to_start(k, ns, "api", "api", "registry.example.com/api:1.0", "CreateContainerConfigError", msg);
+    agent.wait_records(1, WAIT);
+    // The fix: the key is created, and the kubelet's next attempt starts the container.
+    k.kubectl(&["-n", ns, "create", "configmap", "app-config", "--from-literal=db-url=postgres://db"]);
+    k.kubectl(&["-n", ns, "annotate", "pod", "api", "rw.test/hold-"]);
+    k.wait_running(ns, "api");
+    agent.wait_records(2, WAIT);
+    assert_live_and_replayed(
+        &mut agent,
+        recorder,
+        &[
+            rec("container.start_failure", "api", "api", "config_error"),
+            rec("container.start_failure_ended", "api", "api", "config_error"),
+        ],
+    );
+    assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.status.message"), msg);
+    assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.cause.category"), "configuration");
+    assert_eq!(attr(&agent.records[1]["attributes"], "restart_watcher.start_failure.outcome"), "started");
+}
+
+#[test]
+fn a_never_job_pod_exiting_3_is_one_failure_and_a_pod_exiting_0_is_silent() {
+    let k = Cluster::shared();
+    let ns = "f-job";
+    k.create_namespace(ns);
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    apply(
+        k,
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": ns},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "migrate", "image": "registry.example.com/migrate:1.0"}]}}}}),
+    );
+    // A one-off pod with an init container (kwok completes it, exit 0) whose app exits 0.
+    apply(
+        k,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "oneoff", "namespace": ns},
+        "spec": {"restartPolicy": "Never", "initContainers": [{"name": "setup", "image": "registry.example.com/setup:1.0"}],
+            "containers": [{"name": "task", "image": "registry.example.com/task:1.0"}]}}),
+    );
+    let job_pod = k.wait_pods_running(ns, "job-name=migrate", 1).remove(0);
+    k.wait_running(ns, "oneoff");
+    end_pod(k, ns, &job_pod, "Failed", &[("migrate", "Error", 3)], json!({}));
+    end_pod(k, ns, "oneoff", "Succeeded", &[("task", "Completed", 0)], json!({}));
+    k.kubectl(&["-n", ns, "wait", "--for=condition=Failed", "job/migrate", "--timeout=60s"]);
+    agent.wait_records(1, WAIT);
+    assert_live_and_replayed(&mut agent, recorder, &[rec("container.failure", &job_pod, "migrate", "app_error")]);
+    let r = &agent.records[0];
+    assert_eq!(attr(&r["attributes"], restart_watcher::keys::PROCESS_EXIT_CODE), 3);
+    assert_eq!(attr(&r["resource"]["attributes"], "k8s.job.name"), "migrate");
+    assert_eq!(r["severityText"], "WARN");
+}
+
+#[test]
+fn an_oom_killed_never_pod_is_one_failure_and_kubectl_delete_pod_is_silent() {
+    let k = Cluster::shared();
+    let ns = "f-oom";
+    k.create_namespace(ns);
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    apply(
+        k,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "batch", "namespace": ns},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "batch", "image": "registry.example.com/batch:1.0"}]}}),
+    );
+    k.create_pod(ns, "doomed", "node-a", json!({}), &["web"]);
+    k.wait_running(ns, "batch");
+    end_pod(k, ns, "batch", "Failed", &[("batch", "OOMKilled", 137)], json!({}));
+    agent.wait_records(1, WAIT);
+    k.kubectl(&["-n", ns, "delete", "pod", "doomed", "--wait=true"]);
+    assert_live_and_replayed(&mut agent, recorder, &[rec("container.failure", "batch", "batch", "oom_killed")]);
+    assert_eq!(agent.records[0]["severityText"], "ERROR");
+    assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.cause.category"), "resource");
+}
+
+#[test]
+fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() {
+    let k = Cluster::shared();
+    let ns = "f-evict";
+    k.create_namespace(ns);
+    apply(
+        k,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "cache", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cache"}},
+            "template": {"metadata": {"labels": {"app": "cache"}},
+                "spec": {"containers": [{"name": "cache", "image": "registry.example.com/cache:1.0"},
+                                        {"name": "exporter", "image": "registry.example.com/exporter:1.0"}]}}}}),
+    );
+    let pod = k.wait_pods_running(ns, "app=cache", 1).remove(0);
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    // What the kubelet writes when it evicts a pod under memory pressure.
+    let message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi.";
+    end_pod(
+        k,
+        ns,
+        &pod,
+        "Failed",
+        &[("cache", "Error", 137), ("exporter", "Error", 137)],
+        json!({"reason": "Evicted", "message": message,
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                "message": message, "lastTransitionTime": now_rfc3339()}]}),
+    );
+    agent.wait_records(1, WAIT);
+    // The ReplicaSet controller replaces the pod: a new pod, no record.
+    k.wait_for("a replacement pod", || k.pods(ns, "app=cache").len() == 2);
+    assert_live_and_replayed(&mut agent, recorder, &[rec("pod.eviction", &pod, "", "evicted")]);
+    let r = &agent.records[0];
+    assert_eq!(attr(&r["attributes"], "restart_watcher.eviction.reason"), "TerminationByKubelet");
+    assert_eq!(attr(&r["attributes"], "restart_watcher.cause.category"), "infrastructure");
+    assert_eq!(attr(&r["attributes"], "restart_watcher.status.message"), message);
+    assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "cache");
+}
