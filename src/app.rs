@@ -412,6 +412,11 @@ async fn spawn(
     } else {
         None
     };
+    let episodes = &opts.scope.detection.episodes;
+    if episodes.budget_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        episodes.budget_bytes.store(crate::detector::EPISODE_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    opts.metrics.observe_episodes(episodes.clone());
     let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
         let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
         opts.metrics.observe_owner_index(index.usage());

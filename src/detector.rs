@@ -19,10 +19,12 @@
 //! `docs/performance.md`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
 
-use crate::enrich::{causes, owners};
+use crate::enrich::{BudgetUsage, causes, owners};
 use crate::event::{ContainerInfo, ContainerKind, CurrentState, Episode, EventKind, EventKinds, PodInfo, RestartEvent};
 use crate::failures::{self, EpisodeStep};
 use crate::pod::{SlimContainerStatus, SlimPod};
@@ -84,6 +86,9 @@ pub struct Detection {
     pub kinds: KindFilter,
     pub events: EventKinds,
     pub redactions: Vec<regex::Regex>,
+    /// The kept start-failure episodes against their budget, shared by the detectors of every
+    /// scope and with the metrics.
+    pub episodes: Arc<BudgetUsage>,
 }
 
 /// What the detector remembers of one container.
@@ -143,8 +148,10 @@ pub struct Detector {
     stats: DetectorStats,
     /// Episodes whose opening was reported, by (pod key, container index).
     episodes: HashMap<(u128, u16), EpisodeState>,
-    /// 0: `EPISODE_BUDGET_BYTES`.
-    episode_budget_bytes: usize,
+    /// Their bytes against the budget (0: `EPISODE_BUDGET_BYTES`), shared; and how many of
+    /// `episodes` are counted in it.
+    episode_usage: Arc<BudgetUsage>,
+    episodes_counted: usize,
     /// Applied to the kubelet's messages copied into records.
     redactions: Vec<regex::Regex>,
 }
@@ -169,6 +176,7 @@ impl Detector {
             kinds: detection.kinds,
             events: detection.events,
             redactions: detection.redactions.clone(),
+            episode_usage: detection.episodes.clone(),
             ..Default::default()
         }
     }
@@ -186,16 +194,41 @@ impl Detector {
 
     /// The budget of the episodes kept for their closing records, in bytes (0: the default).
     pub fn set_episode_budget(&mut self, bytes: usize) {
-        self.episode_budget_bytes = bytes;
+        self.episode_usage.budget_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Bytes of the kept episodes, against their budget.
+    /// Bytes of the kept episodes (of every detector sharing the budget), against their budget.
     pub fn episode_usage(&self) -> (usize, usize) {
-        (self.episodes.len() * EPISODE_ENTRY_BYTES, self.episode_budget())
+        (self.episode_usage.bytes.load(Ordering::Relaxed) as usize, self.episode_budget())
     }
 
     fn episode_budget(&self) -> usize {
-        if self.episode_budget_bytes == 0 { EPISODE_BUDGET_BYTES } else { self.episode_budget_bytes }
+        match self.episode_usage.budget_bytes.load(Ordering::Relaxed) {
+            0 => EPISODE_BUDGET_BYTES,
+            b => usize::try_from(b).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Whether one more episode fits in the shared budget, `kept` being this detector's episodes of
+    /// which `counted` are in the shared count.
+    fn episode_fits(usage: &BudgetUsage, kept: usize, counted: usize) -> bool {
+        let shared = usage.bytes.load(Ordering::Relaxed) as usize;
+        let budget = match usage.budget_bytes.load(Ordering::Relaxed) {
+            0 => EPISODE_BUDGET_BYTES,
+            b => usize::try_from(b).unwrap_or(usize::MAX),
+        };
+        shared + kept.saturating_sub(counted) * EPISODE_ENTRY_BYTES + EPISODE_ENTRY_BYTES <= budget
+    }
+
+    /// Brings the shared count up to date with `episodes`.
+    fn count_episodes(&mut self) {
+        let now = self.episodes.len();
+        if now > self.episodes_counted {
+            self.episode_usage.bytes.fetch_add(((now - self.episodes_counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+        } else if now < self.episodes_counted {
+            self.episode_usage.bytes.fetch_sub(((self.episodes_counted - now) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+        }
+        self.episodes_counted = now;
     }
 
     /// Turns catch-up on: a container first seen with a last termination later than `since` is
@@ -335,6 +368,7 @@ impl Detector {
         if dropped > 0 && !self.episodes.is_empty() {
             let pods = &self.pods;
             self.episodes.retain(|(key, _), _| pods.contains_key(key));
+            self.count_episodes();
         }
         self.stats.pods_dropped += dropped as u64;
         dropped
@@ -349,7 +383,6 @@ impl Detector {
         let key = pod_key(uid);
         let generation = self.generation;
         let since = self.catch_up_since;
-        let episode_budget = self.episode_budget();
         let known = self.pods.contains_key(&key);
         let eviction = failures::eviction(pod);
         let mut found: Vec<Found<'_>> = Vec::new();
@@ -430,7 +463,7 @@ impl Detector {
                             t.flags |= IN_EPISODE;
                             let created_after = since.is_some_and(|s| pod.metadata.created_at.is_some_and(|c| c > s));
                             if !baseline || created_after {
-                                if self.episodes.len() < episode_budget / EPISODE_ENTRY_BYTES {
+                                if Self::episode_fits(&self.episode_usage, self.episodes.len(), self.episodes_counted) {
                                     self.episodes.insert(
                                         slot,
                                         EpisodeState { started_at: observed_at, attempts: 1, first: code, last: code },
@@ -438,6 +471,7 @@ impl Detector {
                                     t.flags |= EPISODE_KEPT;
                                 } else {
                                     self.stats.episodes_over_budget += 1;
+                                    self.episode_usage.shed.fetch_add(1, Ordering::Relaxed);
                                 }
                                 found.push(Found {
                                     event: EventKind::StartFailure,
@@ -513,6 +547,7 @@ impl Detector {
             self.pods.remove(&key);
             self.stats.pods_dropped += 1;
         }
+        self.count_episodes();
         if evicted_now {
             found.push(Found {
                 event: EventKind::Eviction,

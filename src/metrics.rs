@@ -206,6 +206,20 @@ impl Metrics {
         );
     }
 
+    /// The start-failure episodes kept for their closing records, against their budget, and the
+    /// episodes past it (reported when they open, not when they end).
+    pub fn observe_episodes(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
+            "episodes",
+            (
+                "Bytes of the start-failure episodes kept for their closing records.",
+                "Their budget, in bytes: past it, a new episode is reported when it opens but not when it ends.",
+            ),
+            ("episodes.over_budget", "Start-failure episodes opened past the budget: their end is not reported."),
+            usage,
+        );
+    }
+
     /// Storm control's use against its budget, and the restarts it let through past it.
     pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
         self.observe_usage(

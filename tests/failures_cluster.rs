@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cluster::{Agent, Cluster, attr, now_rfc3339};
+use cluster::{Agent, Cluster, attr, http_get, now_rfc3339};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -229,6 +229,23 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
     let msg = "couldn't find key db-url in ConfigMap f-config/app-config";
     fail_to_start(k, ns, "api", "api", "registry.example.com/api:1.0", "CreateContainerConfigError", msg);
     agent.wait_records(1, WAIT);
+    // The open episode is kept for its closing record, within its budget; the metrics say so.
+    let admin = agent.admin_addr();
+    let metric = |name: &str, labels: &str| {
+        let (_, text) = http_get(&admin, "/metrics");
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let entry = restart_watcher::detector::EPISODE_ENTRY_BYTES.to_string();
+    assert_eq!(metric("restart_watcher_episodes_usage_bytes", ""), Some(entry));
+    let budget = restart_watcher::detector::EPISODE_BUDGET_BYTES.to_string();
+    assert_eq!(metric("restart_watcher_episodes_limit_bytes", ""), Some(budget));
+    assert_eq!(
+        metric("restart_watcher_failures_detected_total", "cause=\"config_error\",event=\"start_failure\""),
+        Some("1".to_owned())
+    );
     // The fix: the key is created, and the kubelet's next attempt starts the container.
     k.kubectl(&["-n", ns, "create", "configmap", "app-config", "--from-literal=db-url=postgres://db"]);
     k.kubectl(&["-n", ns, "annotate", "pod", "api", "rw.test/hold-"]);
@@ -245,6 +262,7 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
     assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.status.message"), msg);
     assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.cause.category"), "configuration");
     assert_eq!(attr(&agent.records[1]["attributes"], "restart_watcher.start_failure.outcome"), "started");
+    assert_eq!(metric("restart_watcher_episodes_usage_bytes", ""), Some("0".to_owned()), "the ended episode is let go");
 }
 
 #[test]

@@ -342,7 +342,12 @@ impl DetectionArgs {
 
     /// What the detector reports, with the redactions applied to the kubelet messages it copies.
     pub fn detection(&self, redactions: Vec<regex::Regex>) -> crate::detector::Detection {
-        crate::detector::Detection { kinds: self.kind_filter(), events: self.event_kinds(), redactions }
+        crate::detector::Detection {
+            kinds: self.kind_filter(),
+            events: self.event_kinds(),
+            redactions,
+            episodes: Default::default(),
+        }
     }
 }
 

@@ -333,7 +333,8 @@ pub fn predicate(ev: &RestartEvent) -> String {
             let took = ev.observed_at.duration_since(since).as_secs().max(0);
             let end =
                 if outcome == "pod_deleted" { "stopped failing to start: its pod was deleted" } else { "started" };
-            format!("{end} after {reason} for {took}s ({attempts} attempts observed)")
+            let plural = if attempts == 1 { "" } else { "s" };
+            format!("{end} after {reason} for {took}s ({attempts} attempt{plural} observed)")
         }
         EventKind::Eviction => {
             let verb = if ev.cause == crate::event::Cause::Preempted { "preempted" } else { "evicted" };
