@@ -5,7 +5,7 @@ Output format: what `kubectl get pods -A --watch --output-watch-events -o json` 
 pretty-printed watch event after another), with Pods shaped as a real API server writes them
 (managedFields, last-applied annotation, defaulted fields, resourceVersions).
 
-What happens in it (the restarts a correct agent reports are listed in README.md and asserted by
+What happens in it (the records a correct agent reports are listed in README.md and asserted by
 tests/replay.rs):
   1. shop/checkout (Deployment) crash-loops: exit 2 four times, the last observation jumping by 2;
   2. shop/cart (Deployment) is OOMKilled (exit 137, reason OOMKilled);
@@ -15,7 +15,14 @@ tests/replay.rs):
   5. the watch is restarted: every pod comes again as ADDED, unchanged (a relist: no new restarts);
   6. shop/db-0 (StatefulSet) is deleted and recreated under the same name with a new uid, and the
      new pod's container is killed with exit 137 without OOMKilled (a liveness kill, not an OOM);
-  7. noise that must stay silent: readiness flips, a scale-down deletion, a finished Job pod.
+  7. noise that must stay silent: readiness flips, a scale-down deletion, a finished Job pod;
+  8. shop/search is rolled out with an image tag that does not exist: ErrImagePull, ImagePullBackOff,
+     ErrImagePull again (one start failure);
+  9. shop/payments cannot start for a missing ConfigMap key (CreateContainerConfigError), then the
+     key is created and it starts (a start failure, and its end);
+ 10. batch/db-migrate (Job, restartPolicy Never) exits 3 (a failure: it will not be restarted);
+ 11. shop/cache is evicted by the kubelet under memory pressure (an eviction; its killed container
+     is not a failure of its own).
 
 Regenerate: python3 examples/gen_shop_stream.py > examples/shop-cluster.watch.json
 """
@@ -224,6 +231,79 @@ db2 = running(db2, [cstatus("postgres", DB, started=230)], ip="10.244.1.9")
 emit("MODIFIED", db2)
 db2 = running(db2, [cstatus("postgres", DB, 1, ("Error", 137, 230, 300, {}), started=301)], ip="10.244.1.9")
 emit("MODIFIED", db2)
+
+# 8. shop/search: a tag that does not exist. The pod never starts.
+SEARCH = "registry.example.com/shop/search:3.1.0-typo"
+search = pod("shop", "search-7b5d9c4f6-k8r2v", 8, [("search", SEARCH)], ("ReplicaSet", "search-7b5d9c4f6"),
+             labels={"app.kubernetes.io/name": "search", "pod-template-hash": "7b5d9c4f6"})
+emit("ADDED", search)
+
+
+def written(p, sec):
+    """Dates the kubelet's last status write (its managedFields entry), as the API server does."""
+    p["metadata"]["managedFields"][1]["time"] = ts(sec)
+    return p
+
+
+def waiting(p, name, image, reason, message, at):
+    p = written(copy.deepcopy(p), at)
+    p["metadata"]["resourceVersion"] = next_rv()
+    p["status"].update({"phase": "Pending", "hostIP": "172.18.0.2", "startTime": ts(1),
+                        "containerStatuses": [{"image": image, "imageID": "", "lastState": {}, "name": name,
+                                               "ready": False, "restartCount": 0, "started": False,
+                                               "state": {"waiting": {"reason": reason, "message": message}}}]})
+    return p
+
+
+pull = f'failed to pull and unpack image "{SEARCH}": not found'
+for reason, message, at in (("ErrImagePull", pull, 312), ("ImagePullBackOff", f'Back-off pulling image "{SEARCH}"', 313),
+                            ("ErrImagePull", pull, 330)):
+    search = waiting(search, "search", SEARCH, reason, message, at)
+    emit("MODIFIED", search)
+
+# 9. shop/payments: a missing ConfigMap key, then fixed.
+PAY = "registry.example.com/shop/payments:5.2.0"
+payments = pod("shop", "payments-84f6d7c9b-w6n4t", 9, [("payments", PAY)], ("ReplicaSet", "payments-84f6d7c9b"),
+               labels={"app.kubernetes.io/name": "payments", "pod-template-hash": "84f6d7c9b"})
+emit("ADDED", payments)
+payments = waiting(payments, "payments", PAY, "CreateContainerConfigError",
+                   "couldn't find key STRIPE_URL in ConfigMap shop/payments-config", 322)
+emit("MODIFIED", payments)
+payments = written(running(payments, [cstatus("payments", PAY, started=340)], ip="10.244.0.31"), 340)
+emit("MODIFIED", payments)
+
+# 10. batch/db-migrate: a Job pod with restartPolicy Never exits 3.
+MIGRATE = "registry.example.com/batch/db-migrate:2.0.0"
+migrate = pod("batch", "db-migrate-5n2xq", 10, [("migrate", MIGRATE)], ("Job", "db-migrate"),
+              labels={"job-name": "db-migrate"}, restart_policy="Never")
+emit("ADDED", migrate)
+migrate = running(migrate, [cstatus("migrate", MIGRATE, started=350)], ip="10.244.0.32")
+emit("MODIFIED", migrate)
+migrate = copy.deepcopy(migrate)
+migrate["metadata"]["resourceVersion"] = next_rv()
+migrate["status"]["phase"] = "Failed"
+migrate["status"]["containerStatuses"][0].update({"ready": False, "started": False, "state": {"terminated": {
+    "containerID": migrate["status"]["containerStatuses"][0]["containerID"], "exitCode": 3, "reason": "Error",
+    "message": "migration 0042_add_index failed: relation \"orders\" does not exist",
+    "startedAt": ts(350), "finishedAt": ts(362)}}})
+emit("MODIFIED", migrate)
+
+# 11. shop/cache: evicted by the kubelet under memory pressure.
+CACHE = "redis:7.4"
+cache = pod("shop", "cache-6f9b8d7c5-p3m8x", 11, [("redis", CACHE)], ("ReplicaSet", "cache-6f9b8d7c5"),
+            labels={"app.kubernetes.io/name": "cache", "pod-template-hash": "6f9b8d7c5"}, node="node-b")
+emit("ADDED", cache)
+cache = running(cache, [cstatus("redis", CACHE, started=360)], ip="10.244.1.12")
+emit("MODIFIED", cache)
+cache = copy.deepcopy(cache)
+cache["metadata"]["resourceVersion"] = next_rv()
+evict_msg = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 84Mi. Container redis was using 1.9Gi, request is 512Mi."
+cache["status"].update({"phase": "Failed", "reason": "Evicted", "message": evict_msg})
+cache["status"]["conditions"].append({"lastProbeTime": None, "lastTransitionTime": ts(380), "message": evict_msg,
+                                      "reason": "TerminationByKubelet", "status": "True", "type": "DisruptionTarget"})
+cache["status"]["containerStatuses"][0].update({"ready": False, "started": False, "state": {"terminated": {
+    "exitCode": 137, "reason": "Error", "startedAt": ts(360), "finishedAt": ts(381)}}})
+emit("MODIFIED", cache)
 
 # A bookmark, as a watch with allowWatchBookmarks sends.
 events.append({"type": "BOOKMARK", "object": {"apiVersion": "v1", "kind": "Pod",

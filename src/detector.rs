@@ -101,6 +101,9 @@ struct Tracked {
     restart_count: u32,
 }
 
+// The flags live in padding: a tracked container costs what it did before them.
+const _: () = assert!(std::mem::size_of::<Tracked>() == 24);
+
 /// What the detector remembers of one pod.
 #[derive(Debug)]
 struct PodState {
@@ -224,9 +227,13 @@ impl Detector {
     fn count_episodes(&mut self) {
         let now = self.episodes.len();
         if now > self.episodes_counted {
-            self.episode_usage.bytes.fetch_add(((now - self.episodes_counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+            self.episode_usage
+                .bytes
+                .fetch_add(((now - self.episodes_counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
         } else if now < self.episodes_counted {
-            self.episode_usage.bytes.fetch_sub(((self.episodes_counted - now) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+            self.episode_usage
+                .bytes
+                .fetch_sub(((self.episodes_counted - now) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
         }
         self.episodes_counted = now;
     }
@@ -385,6 +392,9 @@ impl Detector {
         let since = self.catch_up_since;
         let known = self.pods.contains_key(&key);
         let eviction = failures::eviction(pod);
+        // When the status was written (the time of a start failure), and when a deletion was asked for.
+        let status_at = pod.metadata.status_written_at.unwrap_or(observed_at);
+        let deletion_asked_at = failures::deletion_asked_at(pod).unwrap_or(observed_at);
         let mut found: Vec<Found<'_>> = Vec::new();
         let mut evicted_now = false;
         {
@@ -466,7 +476,7 @@ impl Detector {
                                 if Self::episode_fits(&self.episode_usage, self.episodes.len(), self.episodes_counted) {
                                     self.episodes.insert(
                                         slot,
-                                        EpisodeState { started_at: observed_at, attempts: 1, first: code, last: code },
+                                        EpisodeState { started_at: status_at, attempts: 1, first: code, last: code },
                                     );
                                     t.flags |= EPISODE_KEPT;
                                 } else {
@@ -481,7 +491,8 @@ impl Detector {
                                     late: baseline,
                                     episode: Some(Episode {
                                         reason: reason.to_owned(),
-                                        started_at: observed_at,
+                                        started_at: status_at,
+                                        ended_at: status_at,
                                         attempts: 1,
                                         outcome: None,
                                     }),
@@ -498,7 +509,7 @@ impl Detector {
                     EpisodeStep::Started => {
                         if t.flags & IN_EPISODE != 0 {
                             if let Some(e) = self.episodes.remove(&slot) {
-                                found.push(Found::episode_end(status, kind, &e, "started"));
+                                found.push(Found::episode_end(status, kind, &e, "started", status_at));
                             }
                             t.flags &= !(IN_EPISODE | EPISODE_KEPT);
                         }
@@ -537,7 +548,7 @@ impl Detector {
                         && let Some(e) = self.episodes.remove(&slot)
                     {
                         let status = statuses(pod).find(|(s, k)| *k == t.kind && *s.name == *t.name).map(|(s, _)| s);
-                        found.push(Found { status, ..Found::episode_end_of(t, &e, "pod_deleted") });
+                        found.push(Found { status, ..Found::episode_end_of(t, &e, "pod_deleted", deletion_asked_at) });
                     }
                 }
             }
@@ -633,15 +644,16 @@ impl<'a> Found<'a> {
         kind: ContainerKind,
         e: &EpisodeState,
         outcome: &'static str,
+        at: Timestamp,
     ) -> Self {
-        Found { status: Some(status), kind, ..Self::ended(e, outcome) }
+        Found { status: Some(status), kind, ..Self::ended(e, outcome, at) }
     }
 
-    fn episode_end_of(t: &Tracked, e: &EpisodeState, outcome: &'static str) -> Self {
-        Found { kind: t.kind, ..Self::ended(e, outcome) }
+    fn episode_end_of(t: &Tracked, e: &EpisodeState, outcome: &'static str, at: Timestamp) -> Self {
+        Found { kind: t.kind, ..Self::ended(e, outcome, at) }
     }
 
-    fn ended(e: &EpisodeState, outcome: &'static str) -> Self {
+    fn ended(e: &EpisodeState, outcome: &'static str, at: Timestamp) -> Self {
         Found {
             event: EventKind::StartFailureEnded,
             status: None,
@@ -655,6 +667,7 @@ impl<'a> Found<'a> {
                     .unwrap_or_default()
                     .to_owned(),
                 started_at: e.started_at,
+                ended_at: at.max(e.started_at),
                 attempts: e.attempts,
                 outcome: Some(outcome),
             }),

@@ -219,13 +219,16 @@ impl EventKinds {
     }
 }
 
-/// A start-failure episode, as far as a record says: when it was first seen, how many attempts
-/// were observed, and (on the closing record) how it ended.
+/// A start-failure episode, as far as a record says: when it started and ended, how many attempts
+/// were observed, and (on the closing record) how it ended. Its times are those of the status
+/// writes that showed it (`managedFields`), else when the agent saw them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Episode {
     /// The waiting reason that opened it.
     pub reason: String,
     pub started_at: Timestamp,
+    /// When it ended (on the closing record; the opening record's is `started_at`).
+    pub ended_at: Timestamp,
     /// Observed moves into a failing reason other than a back-off (a lower bound: the kubelet
     /// retries without changing the status when the reason stays the same).
     pub attempts: u32,
@@ -459,7 +462,8 @@ impl RestartEvent {
                 self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
             }
             EventKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
-            EventKind::StartFailure | EventKind::StartFailureEnded => self.observed_at,
+            EventKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
+            EventKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
         }
     }
 

@@ -98,12 +98,17 @@ pub fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
 /// asked for (`deletionTimestamp - deletionGracePeriodSeconds`), or its end is unknown on a pod
 /// being deleted.
 pub fn killed_by_deletion(pod: &SlimPod, t: &SlimTerminated) -> bool {
-    let Some(deleted_at) = pod.metadata.deleted_at else {
+    let Some(asked_at) = deletion_asked_at(pod) else {
         return false;
     };
-    let grace = jiff::SignedDuration::from_secs(pod.metadata.deletion_grace_seconds.unwrap_or(0).max(0));
-    let asked_at = deleted_at.checked_sub(grace).unwrap_or(deleted_at);
     t.finished_at.is_none_or(|finished| finished >= asked_at)
+}
+
+/// When the pod's deletion was asked for: `deletionTimestamp - deletionGracePeriodSeconds`.
+pub fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
+    let deleted_at = pod.metadata.deleted_at?;
+    let grace = jiff::SignedDuration::from_secs(pod.metadata.deletion_grace_seconds.unwrap_or(0).max(0));
+    Some(deleted_at.checked_sub(grace).unwrap_or(deleted_at))
 }
 
 /// A pod's eviction or preemption, as its status shows it.

@@ -48,6 +48,10 @@ pub struct SlimMeta {
     pub deleted_at: Option<Timestamp>,
     /// `deletionGracePeriodSeconds`: `deleted_at` minus this is when the deletion was asked for.
     pub deletion_grace_seconds: Option<i64>,
+    /// The latest `managedFields[].time` of a `status` subresource write: when the status (the
+    /// kubelet's, usually) was last written. The time of a start failure, which the status does
+    /// not otherwise date.
+    pub status_written_at: Option<Timestamp>,
 }
 
 /// An ownerReference, as far as the agent reads it.
@@ -300,6 +304,113 @@ struct MetaFields {
     deletion_timestamp: Option<Timestamp>,
     #[serde(default, deserialize_with = "lenient")]
     deletion_grace_period_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "status_write_time")]
+    managed_fields: Option<Timestamp>,
+}
+
+/// One `managedFields` entry, as far as [`status_write_time`] reads it: its `time` if it is a
+/// write through the `status` subresource. Everything else (`fieldsV1`, most of a Pod's bytes) is
+/// skipped without being built; an entry that is not an object reads as none.
+struct StatusWrite(Option<Timestamp>);
+
+impl<'de> Deserialize<'de> for StatusWrite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StatusWrite;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a managedFields entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut time, mut status) = (None, false);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "time" => time = map.next_value::<LenientTime>()?.0,
+                        "subresource" => status = map.next_value::<LenientTime>()?.1.as_deref() == Some("status"),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(StatusWrite(time.filter(|_| status)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(StatusWrite(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StatusWrite(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, parsed as a time where it is one: (the time, the string).
+struct LenientTime(Option<Timestamp>, Option<String>);
+
+impl<'de> Deserialize<'de> for LenientTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = lenient_string(d)?;
+        Ok(LenientTime(s.as_deref().and_then(|s| s.parse().ok()), s))
+    }
+}
+
+/// The latest time of the `managedFields` entries written through the `status` subresource;
+/// anything malformed reads as none.
+fn status_write_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Timestamp>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of managedFields entries")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut latest: Option<Timestamp> = None;
+            while let Some(StatusWrite(time)) = seq.next_element::<StatusWrite>()? {
+                latest = latest.max(time);
+            }
+            Ok(latest)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Annotations, keeping only the `resource.opentelemetry.io/*` entries.
@@ -350,6 +461,7 @@ pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Slim
         created_at: m.creation_timestamp,
         deleted_at: m.deletion_timestamp,
         deletion_grace_seconds: m.deletion_grace_period_seconds,
+        status_written_at: m.managed_fields,
     })
 }
 
@@ -510,6 +622,23 @@ mod tests {
         assert!(pod.status.container_statuses.is_empty());
         let pod: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u"},"status":{"phase":"Pending"}}"#).unwrap();
         assert!(pod.status.container_statuses.is_empty());
+    }
+
+    #[test]
+    fn the_latest_status_write_is_read_from_managed_fields_and_malformed_entries_are_skipped() {
+        let pod: SlimPod = serde_json::from_str(
+            r#"{"metadata":{"uid":"u","managedFields":[
+                {"manager":"kube-controller-manager","operation":"Update","time":"2026-11-20T10:09:00Z","fieldsV1":{"f:spec":{}}},
+                {"manager":"kubelet","operation":"Update","subresource":"status","time":"2026-11-20T10:05:00Z","fieldsV1":{"f:status":{}}},
+                {"manager":"kwok","subresource":"status","time":"2026-11-20T10:06:00Z"},
+                {"manager":"x","subresource":"status","time":"not a time"},
+                "garbage", 7, null]}}"#,
+        )
+        .unwrap();
+        assert_eq!(pod.metadata.status_written_at, Some("2026-11-20T10:06:00Z".parse().unwrap()));
+        let pod: SlimPod =
+            serde_json::from_str(r#"{"metadata":{"uid":"u","managedFields":{"not":"a list"}}}"#).unwrap();
+        assert_eq!(pod.metadata.status_written_at, None);
     }
 
     #[test]

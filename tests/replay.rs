@@ -16,7 +16,7 @@ fn stdout_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
-/// (pod, container, restart_count, reason, exit code) of every log record in OTLP/JSON output.
+/// (pod, container, restart_count, reason, exit code) of every restart record in OTLP/JSON output.
 fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
     let mut recs = Vec::new();
     for line in stdout_lines(out) {
@@ -25,6 +25,15 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
             continue;
         };
         for rl in rls.as_array().unwrap() {
+            let restarts: Vec<&serde_json::Value> = rl["scopeLogs"][0]["logRecords"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["eventName"] == restart_watcher::keys::EVENT_NAME)
+                .collect();
+            if restarts.is_empty() {
+                continue;
+            }
             let attr = |list: &serde_json::Value, key: &str| -> serde_json::Value {
                 list.as_array()
                     .unwrap()
@@ -41,7 +50,7 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
             );
             let container = attr(res, "k8s.container.name")["stringValue"].as_str().unwrap().to_owned();
             let instance: i64 = attr(res, "k8s.container.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
-            for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
+            for rec in restarts {
                 let a = &rec["attributes"];
                 let count: i64 =
                     attr(a, "restart_watcher.restart_count")["intValue"].as_str().unwrap().parse().unwrap();
@@ -78,7 +87,7 @@ fn real_apiserver_recording_yields_exactly_its_four_restarts() {
 }
 
 #[test]
-fn shipped_example_yields_the_restarts_its_story_tells() {
+fn shipped_example_yields_the_restarts_and_failures_its_story_tells() {
     let out = replay(&["examples/shop-cluster.watch.json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
@@ -91,8 +100,15 @@ fn shipped_example_yields_the_restarts_its_story_tells() {
             "2026-11-20T10:02:30Z shop/frontend-5d4c8b7a9-h8j3n envoy (sidecar) restarted #1: Error (exit code 143, SIGTERM)",
             "2026-11-20T10:03:15Z shop/checkout-6c9d7f5b8-q2x7m checkout restarted #4: Error (exit code 2), 1 missed, now CrashLoopBackOff",
             "2026-11-20T10:05:00Z shop/db-0 postgres restarted #1: Error (exit code 137, SIGKILL)",
+            "2026-11-20T10:05:12Z shop/search-7b5d9c4f6-k8r2v search failed to start: ErrImagePull: failed to pull and unpack image \"registry.example.com/shop/search:3.1.0-typo\": not found",
+            "2026-11-20T10:05:22Z shop/payments-84f6d7c9b-w6n4t payments failed to start: CreateContainerConfigError: couldn't find key STRIPE_URL in ConfigMap shop/payments-config",
+            "2026-11-20T10:05:40Z shop/payments-84f6d7c9b-w6n4t payments started after CreateContainerConfigError for 18s (1 attempt observed)",
+            "2026-11-20T10:06:02Z batch/db-migrate-5n2xq migrate failed, not restarted: Error (exit code 3)",
+            "2026-11-20T10:06:20Z shop/cache-6f9b8d7c5-p3m8x was evicted (TerminationByKubelet): The node was low on resource: memory. Threshold quantity: 100Mi, available: 84Mi. Container redis was using 1.9Gi, request is 512Mi.",
         ]
     );
+    let restarts_only = replay(&["examples/shop-cluster.watch.json", "--events", "restart"]);
+    assert_eq!(stdout_lines(&restarts_only).len(), 7, "--events restart keeps to the seven restarts");
 }
 
 #[test]
@@ -126,7 +142,7 @@ fn replay_reads_standard_input_and_pretty_or_compact_json() {
     child.stdin.take().unwrap().write_all(compact.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(stdout_lines(&out).len(), 7);
+    assert_eq!(stdout_lines(&out).len(), 12);
 }
 
 #[test]

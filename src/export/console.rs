@@ -42,7 +42,7 @@ pub fn line(ev: &RestartEvent) -> String {
     if ev.missed > 0 {
         s.push_str(&format!(", {} missed", ev.missed));
     }
-    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
+    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty() && ev.event == EventKind::Restart) {
         s.push_str(&format!(", now {reason}"));
     }
     if ev.detected_late {

@@ -219,7 +219,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
         }
         if let Some(outcome) = e.outcome {
             attrs.push(kv_str(keys::START_FAILURE_OUTCOME, outcome));
-            let seconds = ev.observed_at.duration_since(e.started_at).as_secs_f64().max(0.0);
+            let seconds = e.ended_at.duration_since(e.started_at).as_secs_f64().max(0.0);
             attrs.push(kv_double(keys::START_FAILURE_DURATION, seconds));
         }
     }
@@ -326,11 +326,15 @@ pub fn predicate(ev: &RestartEvent) -> String {
             }
         }
         EventKind::StartFailureEnded => {
-            let (reason, attempts, outcome, since) = match &ev.episode {
-                Some(e) => (e.reason.as_str(), e.attempts, e.outcome.unwrap_or("started"), e.started_at),
-                None => ("start failure", 1, "started", ev.observed_at),
+            let (reason, attempts, outcome, took) = match &ev.episode {
+                Some(e) => (
+                    e.reason.as_str(),
+                    e.attempts,
+                    e.outcome.unwrap_or("started"),
+                    e.ended_at.duration_since(e.started_at).as_secs().max(0),
+                ),
+                None => ("start failure", 1, "started", 0),
             };
-            let took = ev.observed_at.duration_since(since).as_secs().max(0);
             let end =
                 if outcome == "pod_deleted" { "stopped failing to start: its pod was deleted" } else { "started" };
             let plural = if attempts == 1 { "" } else { "s" };
