@@ -355,3 +355,23 @@ fn replay_fast_paths_never_skip_a_start_failure_its_end_a_failure_or_an_eviction
     .unwrap();
     assert_eq!(got, vec!["start_failure", "start_failure_ended", "failure", "eviction"]);
 }
+
+#[test]
+fn a_v1_35_recording_of_failures_yields_exactly_its_start_failures_failures_and_eviction() {
+    let out = replay(&["tests/fixtures/failures-v1.35-watch.json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout_lines(&out),
+        vec![
+            "2026-11-27T03:46:08Z f-config/api api failed to start: CreateContainerConfigError: couldn't find key db-url in ConfigMap f-config/app-config",
+            "2026-11-27T03:46:09Z f-config/api api started after CreateContainerConfigError for 1s (1 attempt observed)",
+            "2026-11-27T03:46:08Z f-image/search-b579db6fd-c5pwc search failed to start: ErrImagePull: failed to pull and unpack image \"registry.example.com/search:does-not-exist\": not found",
+            "2026-11-27T03:46:09Z f-image/search-b579db6fd-xsdsr search failed to start: ErrImagePull: failed to pull and unpack image \"registry.example.com/search:does-not-exist\": not found",
+            "2026-11-27T03:46:09Z f-image/search-b579db6fd-c5pwc search stopped failing to start: its pod was deleted after ErrImagePull for 1s (2 attempts observed)",
+            "2026-11-27T03:46:09Z f-image/search-b579db6fd-xsdsr search stopped failing to start: its pod was deleted after ErrImagePull for 0s (2 attempts observed)",
+            "2026-11-27T03:46:14Z f-job/migrate-btfzh migrate failed, not restarted: Error (exit code 3)",
+            "2026-11-27T03:46:19Z f-oom/batch batch failed, not restarted: OOMKilled (exit code 137, SIGKILL)",
+            "2026-11-27T03:46:14Z f-evict/cache-84c9487f-swrbk was evicted (TerminationByKubelet): The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi.",
+        ]
+    );
+}
