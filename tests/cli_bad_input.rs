@@ -94,3 +94,14 @@ fn unknown_container_kind_is_rejected_with_the_expected_values() {
     let err = stderr(&out);
     assert!(err.contains("--container-kinds") && err.contains("app, init, sidecar"), "{err}");
 }
+
+#[test]
+fn unknown_event_kind_is_rejected_with_the_expected_values() {
+    let out = replay_bytes(b"", &["--events", "restart,crash"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--events") && err.contains("restart, start_failure, start_failure_ended, failure, eviction"),
+        "{err}"
+    );
+}

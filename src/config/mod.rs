@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use cli::{ExporterKind, OutputArgs, RunArgs};
 
 use crate::checkpoint::CheckpointStore;
+use crate::event::EventKind;
 use crate::export::otlp::OtlpConfig;
 use crate::watch::WatchScope;
 
@@ -261,6 +262,9 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
             format!("Lease {}", args.checkpoint_lease)
         },
     ));
+    let events = args.detection.event_kinds();
+    let emitted: Vec<&str> = EventKind::ALL.iter().filter(|k| events.allows(**k)).map(|k| k.as_str()).collect();
+    summary.push(("records", emitted.join(", ")));
     summary.push(("admin server", args.admin_listen.to_string()));
     Ok(summary)
 }
@@ -380,6 +384,11 @@ mod tests {
         let get = |k: &str| summary.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
         assert_eq!(get("exporter").as_deref(), Some("otlp"));
         assert_eq!(get("scope").as_deref(), Some("shop"));
+        assert_eq!(
+            get("records").as_deref(),
+            Some("restart, start_failure, start_failure_ended, failure, eviction"),
+            "every kind by default"
+        );
         assert_eq!(get("node mode").as_deref(), Some("n1"));
         assert!(get("otlp").is_some_and(|e| e.starts_with("logs=http://c:4317 (grpc")), "{summary:?}");
     }

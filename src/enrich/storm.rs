@@ -262,6 +262,26 @@ mod tests {
     }
 
     #[test]
+    fn each_event_kind_has_its_own_windows() {
+        let t0 = Instant::now();
+        let mut sc = StormControl::new(Duration::from_secs(60));
+        let start_failure = |pod: &str| RestartEvent {
+            event: crate::event::EventKind::StartFailure,
+            ..ev(pod, "search", "search", Cause::ImagePull, 0)
+        };
+        // a bad image rolled out to 100 pods: one start failure at once, the rest coalesced
+        assert!(sc.offer(start_failure("search-0"), t0).is_some());
+        for i in 1..100 {
+            assert!(sc.offer(start_failure(&format!("search-{i}")), t0).is_none());
+        }
+        // a restart of the same workload and container is another fact: at once
+        assert!(sc.offer(ev("search-0", "search", "search", Cause::ImagePull, 1), t0).is_some());
+        let out = sc.tick(t0 + Duration::from_secs(60));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.event, out[0].0.coalesced), (crate::event::EventKind::StartFailure, Some(99)));
+    }
+
+    #[test]
     fn missed_restarts_count_in_what_a_record_stands_for_and_drain_loses_nothing() {
         let t0 = Instant::now();
         let mut sc = StormControl::new(Duration::from_secs(60));
