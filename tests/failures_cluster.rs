@@ -154,6 +154,14 @@ impl Drop for Recorder {
     }
 }
 
+/// Starts recording the namespace's stream, then the agent on it; returns both once it watches.
+fn watch(k: &Cluster, ns: &str) -> (Recorder, Agent) {
+    let recorder = Recorder::start(k, ns);
+    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    agent.wait_ready();
+    (recorder, agent)
+}
+
 /// Asserts the agent's records, and the same from the replay of the recorded stream.
 fn assert_live_and_replayed(agent: &mut Agent, recorder: Recorder, want: &[Rec]) {
     assert_eq!(recs(agent.settle(QUIET)), want, "live records");
@@ -174,9 +182,7 @@ fn a_deployment_with_a_missing_image_reports_one_start_failure_per_pod_and_its_e
                 "spec": {"containers": [{"name": "search", "image": image}]}}}}),
     );
     let pods = wait_pods(k, ns, "app=search", 2);
-    let recorder = Recorder::start(k, ns);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let (recorder, mut agent) = watch(k, ns);
     let msg = format!("failed to pull and unpack image \"{image}\": not found");
     for pod in &pods {
         fail_to_start(k, ns, pod, "search", image, "ErrImagePull", &msg);
@@ -223,9 +229,7 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
             "env": [{"name": "DB_URL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "db-url"}}}]}]}}),
     );
     wait_pods(k, ns, "app=api", 1);
-    let recorder = Recorder::start(k, ns);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let (recorder, mut agent) = watch(k, ns);
     let msg = "couldn't find key db-url in ConfigMap f-config/app-config";
     fail_to_start(k, ns, "api", "api", "registry.example.com/api:1.0", "CreateContainerConfigError", msg);
     agent.wait_records(1, WAIT);
@@ -270,9 +274,7 @@ fn a_never_job_pod_exiting_3_is_one_failure_and_a_pod_exiting_0_is_silent() {
     let k = Cluster::shared();
     let ns = "f-job";
     k.create_namespace(ns);
-    let recorder = Recorder::start(k, ns);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let (recorder, mut agent) = watch(k, ns);
     apply(
         k,
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": ns},
@@ -304,9 +306,7 @@ fn an_oom_killed_never_pod_is_one_failure_and_kubectl_delete_pod_is_silent() {
     let k = Cluster::shared();
     let ns = "f-oom";
     k.create_namespace(ns);
-    let recorder = Recorder::start(k, ns);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let (recorder, mut agent) = watch(k, ns);
     apply(
         k,
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "batch", "namespace": ns},
@@ -336,9 +336,7 @@ fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() 
                                         {"name": "exporter", "image": "registry.example.com/exporter:1.0"}]}}}}),
     );
     let pod = k.wait_pods_running(ns, "app=cache", 1).remove(0);
-    let recorder = Recorder::start(k, ns);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let (recorder, mut agent) = watch(k, ns);
     // What the kubelet writes when it evicts a pod under memory pressure.
     let message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi.";
     end_pod(

@@ -67,6 +67,30 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
     recs
 }
 
+/// Runs `stream` through the library's replay with `detector`: what `map` makes of each record, and
+/// the stats.
+fn replay_lib<T>(
+    mut detector: restart_watcher::detector::Detector,
+    stream: &str,
+    map: impl Fn(&restart_watcher::event::RestartEvent) -> T,
+) -> (Vec<T>, restart_watcher::replay::ReplayStats) {
+    let mut got = Vec::new();
+    let mut stats = Default::default();
+    restart_watcher::replay::replay(
+        stream.as_bytes(),
+        "t",
+        &mut detector,
+        jiff::Timestamp::now,
+        |e| {
+            got.push(map(&e));
+            true
+        },
+        &mut stats,
+    )
+    .unwrap();
+    (got, stats)
+}
+
 fn r(pod: &str, c: &str, n: i64, reason: &str, code: i64) -> (String, String, i64, String, i64) {
     (pod.to_owned(), c.to_owned(), n, reason.to_owned(), code)
 }
@@ -282,21 +306,7 @@ fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() 
             vec![(ContainerKind::Sidecar, 3, 0), (ContainerKind::App, 7, 1)],
         ),
     ] {
-        let mut d = Detector::new(kinds);
-        let mut got = Vec::new();
-        let mut stats = Default::default();
-        restart_watcher::replay::replay(
-            stream.as_bytes(),
-            "t",
-            &mut d,
-            jiff::Timestamp::now,
-            |e| {
-                got.push((e.kind(), e.restart_count, e.missed));
-                true
-            },
-            &mut stats,
-        )
-        .unwrap();
+        let (got, stats) = replay_lib(Detector::new(kinds), &stream, |e| (e.kind(), e.restart_count, e.missed));
         assert_eq!(got, want, "{kinds:?}");
         assert_eq!(stats.pod_observations, 4);
     }
@@ -339,20 +349,7 @@ fn replay_fast_paths_never_skip_a_start_failure_its_end_a_failure_or_an_eviction
         ev(c, "Always", running.clone(), json!({"phase": "Failed", "reason": "Evicted", "message": "disk"})),
     ]
     .join("\n");
-    let mut d = Detector::default();
-    let mut got = Vec::new();
-    restart_watcher::replay::replay(
-        stream.as_bytes(),
-        "t",
-        &mut d,
-        jiff::Timestamp::now,
-        |e| {
-            got.push(e.event.as_str());
-            true
-        },
-        &mut Default::default(),
-    )
-    .unwrap();
+    let (got, _) = replay_lib(Detector::default(), &stream, |e| e.event.as_str());
     assert_eq!(got, vec!["start_failure", "start_failure_ended", "failure", "eviction"]);
 }
 
