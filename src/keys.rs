@@ -34,6 +34,7 @@ pub const SERVICE_NAME: &str = semconv::SERVICE_NAME;
 pub const SERVICE_NAMESPACE: &str = semconv::SERVICE_NAMESPACE;
 pub const SERVICE_INSTANCE_ID: &str = semconv::SERVICE_INSTANCE_ID;
 pub const K8S_CLUSTER_NAME: &str = semconv::K8S_CLUSTER_NAME;
+pub const K8S_CLUSTER_UID: &str = semconv::K8S_CLUSTER_UID;
 pub const K8S_NAMESPACE_NAME: &str = semconv::K8S_NAMESPACE_NAME;
 pub const K8S_POD_NAME: &str = semconv::K8S_POD_NAME;
 pub const K8S_POD_UID: &str = semconv::K8S_POD_UID;

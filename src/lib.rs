@@ -36,6 +36,7 @@
 pub mod admin;
 pub mod app;
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 pub mod detector;
 pub mod enrich;

@@ -84,7 +84,15 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     }
     let telemetry = Arc::new(SelfTelemetry::new(config::self_metrics_config(&args)?.as_ref())?);
     let metrics = telemetry.metrics.clone();
-    let exporter = config::exporter(&args.output, metrics.clone())?;
+    let mut exporter = config::exporter(&args.output, metrics.clone())?;
+    if let Some(name) =
+        args.output.cluster_name.as_deref().filter(|n| restart_watcher::cluster::is_placeholder_cluster_name(n))
+    {
+        tracing::warn!(
+            cluster_name = name,
+            "--cluster-name is left at a placeholder: set it to this cluster's name (k8s.cluster.name), or records of several clusters look alike."
+        );
+    }
     let export_in_flight = match &exporter {
         Exporter::Otlp(otlp) => Some(otlp.in_flight()),
         _ => None,
@@ -100,6 +108,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let server = kube_config.cluster_url.to_string();
     let namespace = config::own_namespace(&args, &kube_config);
     let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
+    exporter.set_cluster_uid(restart_watcher::cluster::cluster_uid(&client).await);
     let store = config::checkpoint_store(&args, &client, namespace);
     let redactions =
         restart_watcher::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cluster::{Agent, Cluster, kubectl_bin, now_rfc3339, status};
+use cluster::{Agent, Cluster, attr, kubectl_bin, now_rfc3339, status};
 use serde_json::{Value, json};
 
 /// The pinned Kubernetes version of the schema validation.
@@ -197,6 +197,11 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
         );
         assert!(!logs.contains("No RBAC access to events"), "{logs}");
         assert!(!logs.contains("No RBAC access to replicasets"), "{logs}");
+        assert!(!logs.contains("No RBAC access to namespace kube-system"), "{logs}");
+    }
+    let cluster_uid = k.kubectl(&["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"]);
+    for rec in agent.records.iter().chain(&node_agent.records) {
+        assert_eq!(attr(&rec["resource"]["attributes"], "k8s.cluster.uid"), cluster_uid.as_str(), "{rec}");
     }
 
     // Without the leases rule: catch-up is off, said once, restarts still reported.
@@ -221,6 +226,28 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
         "{logs}"
     );
     drop(no_lease);
+
+    // Without the kube-system namespace rule: no k8s.cluster.uid, said once, restarts still reported.
+    k.kubectl(&[
+        "patch",
+        "clusterrole",
+        "restart-watcher",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/rules/4"}]"#,
+    ]);
+    let mut no_uid = as_sa(&["--no-checkpoint"]);
+    no_uid.wait_ready();
+    k.set_status(ns, "api-1", json!([status("api", 3, Some(("Error", 1, &now_rfc3339())))]));
+    no_uid.wait_records(1, Duration::from_secs(30));
+    assert_eq!(
+        no_uid.logs_text().matches("No RBAC access to namespace kube-system").count(),
+        1,
+        "{}",
+        no_uid.logs_text()
+    );
+    assert!(no_uid.records.iter().all(|r| attr(&r["resource"]["attributes"], "k8s.cluster.uid").is_null()));
+    drop(no_uid);
 
     // Without the pods rule: the agent cannot start, and says which rule it needs.
     k.kubectl(&[

@@ -48,13 +48,17 @@ fn s(v: &str) -> Value {
 
 #[test]
 fn resource_is_the_restarted_container() {
-    let cfg =
-        MappingConfig { cluster_name: Some("prod-eu".into()), pod_label_keys: vec!["team".into(), "absent".into()] };
+    let cfg = MappingConfig {
+        cluster_name: Some("prod-eu".into()),
+        cluster_uid: Some("7b3c1f2e-0c4d-4e5f-8a9b-0123456789ab".into()),
+        pod_label_keys: vec!["team".into(), "absent".into()],
+    };
     let r = attrs(&convert::resource_attributes(&oom_event(), &cfg));
     assert_eq!(r[keys::SERVICE_NAME], s("checkout"), "deployment name from the ReplicaSet's pod-template-hash");
     assert_eq!(r[keys::SERVICE_NAMESPACE], s("shop"));
     assert_eq!(r[keys::SERVICE_INSTANCE_ID], s("shop.checkout-7d9f8-x2x4q.checkout"));
     assert_eq!(r[keys::K8S_CLUSTER_NAME], s("prod-eu"));
+    assert_eq!(r[keys::K8S_CLUSTER_UID], s("7b3c1f2e-0c4d-4e5f-8a9b-0123456789ab"));
     assert_eq!(r[keys::K8S_NAMESPACE_NAME], s("shop"));
     assert_eq!(r[keys::K8S_POD_NAME], s("checkout-7d9f8-x2x4q"));
     assert_eq!(r[keys::K8S_POD_UID], s(UID));
@@ -373,6 +377,7 @@ fn each_kind_has_its_event_name_severity_span_and_attributes() {
     );
 
     let ended = attrs(&convert::record_attributes(&evs[1]));
+    assert!(!ended.contains_key(keys::ERROR_TYPE), "the end of an episode is no error");
     assert_eq!(ended[keys::START_FAILURE_OUTCOME], s("started"));
     assert_eq!(ended[keys::START_FAILURE_DURATION], Value::DoubleValue(90.0));
     let span = convert::span(&evs[1]);

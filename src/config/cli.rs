@@ -424,6 +424,7 @@ impl OutputArgs {
     pub fn mapping(&self) -> MappingConfig {
         MappingConfig {
             cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
+            cluster_uid: None,
             pod_label_keys: self.pod_label_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         }
     }

@@ -24,6 +24,8 @@ use crate::keys;
 pub struct MappingConfig {
     /// `k8s.cluster.name`, when configured.
     pub cluster_name: Option<String>,
+    /// `k8s.cluster.uid`: the `kube-system` namespace's uid, read at start (live watch only).
+    pub cluster_uid: Option<String>,
     /// Pod label keys copied as `k8s.pod.label.<key>` (opt-in: labels can be high-cardinality).
     pub pod_label_keys: Vec<String>,
 }
@@ -137,6 +139,9 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
     if let Some(cluster) = &cfg.cluster_name {
         attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
     }
+    if let Some(uid) = &cfg.cluster_uid {
+        attrs.push(kv_str(keys::K8S_CLUSTER_UID, uid.as_str()));
+    }
     attrs.push(kv_str(keys::K8S_NAMESPACE_NAME, pod.namespace.as_str()));
     attrs.push(kv_str(keys::K8S_POD_NAME, pod.name.as_str()));
     attrs.push(kv_str(keys::K8S_POD_UID, pod.uid.as_str()));
@@ -200,7 +205,8 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
         }
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
-    if !ev.cause.is_clean() {
+    // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
+    if !ev.cause.is_clean() && ev.event != EventKind::StartFailureEnded {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
     }
     if let Some(state) = ev.current.state {

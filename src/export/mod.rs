@@ -65,6 +65,15 @@ pub enum Exporter {
 }
 
 impl Exporter {
+    /// Sets `k8s.cluster.uid` on the resource of every record it writes (console lines have none).
+    pub fn set_cluster_uid(&mut self, uid: Option<String>) {
+        match self {
+            Exporter::Console { .. } => {}
+            Exporter::OtlpJson { mapping, .. } => mapping.cluster_uid = uid,
+            Exporter::Otlp(otlp) => otlp.set_cluster_uid(uid),
+        }
+    }
+
     /// A short name for logs and metrics labels.
     pub fn name(&self) -> &'static str {
         match self {

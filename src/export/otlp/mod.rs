@@ -180,6 +180,11 @@ impl InFlight {
 }
 
 impl OtlpExporter {
+    /// Sets `k8s.cluster.uid` on the resource of the records it sends.
+    pub fn set_cluster_uid(&mut self, uid: Option<String>) {
+        self.mapping.cluster_uid = uid;
+    }
+
     pub fn new(
         cfg: OtlpConfig,
         signals: Signals,
