@@ -51,3 +51,4 @@ pub mod pod;
 pub mod replay;
 pub mod watch;
 pub mod watch_step;
+pub mod workload_metrics;

@@ -85,6 +85,9 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let telemetry = Arc::new(SelfTelemetry::new(config::self_metrics_config(&args)?.as_ref())?);
     let metrics = telemetry.metrics.clone();
     let mut exporter = config::exporter(&args.output, metrics.clone())?;
+    if args.workload_metrics {
+        metrics.enable_workload_metrics(args.workload_metrics_max_series as usize);
+    }
     if let Some(name) =
         args.output.cluster_name.as_deref().filter(|n| restart_watcher::cluster::is_placeholder_cluster_name(n))
     {

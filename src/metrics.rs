@@ -44,6 +44,10 @@ pub struct Metrics {
     watch_relists: Counter<u64>,
     watch_errors: Counter<u64>,
     previous_logs_fetches: Counter<u64>,
+    container_restarts: Counter<u64>,
+    container_failures: Counter<u64>,
+    /// `--workload-metrics`: the series of the two counters above, capped; unset when off.
+    workload_series: std::sync::Arc<std::sync::OnceLock<std::sync::Mutex<crate::workload_metrics::SeriesCap>>>,
     /// For the instruments observed from a store (`observe_event_store`).
     meter: Meter,
 }
@@ -88,7 +92,54 @@ impl Metrics {
                 "previous_logs.fetches",
                 "Fetches of the previous instance's logs, by outcome (ok, timeout, forbidden, error, shutdown).",
             ),
+            container_restarts: counter(
+                "container.restarts",
+                "Opt-in (--workload-metrics): container restarts by namespace, workload kind, workload, container and cause.",
+            ),
+            container_failures: counter(
+                "container.failures",
+                "Opt-in (--workload-metrics): start failures, their ends, terminal failures and evictions by namespace, workload kind, workload, container, event and cause.",
+            ),
+            workload_series: Default::default(),
             meter: meter.clone(),
+        }
+    }
+
+    /// Turns the per-workload counters on, with at most `max_series` series (see
+    /// `workload_metrics`).
+    pub fn enable_workload_metrics(&self, max_series: usize) {
+        let _ = self.workload_series.set(std::sync::Mutex::new(crate::workload_metrics::SeriesCap::new(max_series)));
+    }
+
+    /// Counts a record per workload, when `--workload-metrics` is on: once its cause is decided
+    /// (after the Events are consulted), before storm control coalesces anything.
+    pub fn count_per_workload(&self, ev: &RestartEvent) {
+        let Some(cap) = self.workload_series.get() else {
+            return;
+        };
+        let admitted = match cap.lock() {
+            Ok(mut cap) => cap.admit(ev),
+            Err(poisoned) => poisoned.into_inner().admit(ev),
+        };
+        if admitted.first_overflow {
+            tracing::warn!(
+                max_series = self.workload_series.get().and_then(|c| c.lock().ok().map(|c| c.series())),
+                "The per-workload counters reached their series cap: new series count under namespace, workload and container \"other\" (raise --workload-metrics-max-series)."
+            );
+        }
+        let l = admitted.labels;
+        let mut labels = vec![
+            KeyValue::new("namespace", l.namespace),
+            KeyValue::new("workload_kind", l.workload_kind),
+            KeyValue::new("workload", l.workload),
+            KeyValue::new("container", l.container),
+            KeyValue::new("cause", ev.cause.as_str()),
+        ];
+        if ev.event == crate::event::EventKind::Restart {
+            self.container_restarts.add(1 + u64::from(ev.missed), &labels);
+        } else {
+            labels.push(KeyValue::new("event", ev.event.as_str()));
+            self.container_failures.add(1, &labels);
         }
     }
 

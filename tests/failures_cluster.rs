@@ -359,3 +359,83 @@ fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() 
     assert_eq!(attr(&r["attributes"], "restart_watcher.status.message"), message);
     assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "cache");
 }
+
+/// The value of the series of `name` whose labels include all of `labels`, from `/metrics`.
+fn series(admin: &str, name: &str, labels: &[(&str, &str)]) -> Option<String> {
+    let (_, text) = http_get(admin, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_cap() {
+    let k = Cluster::shared();
+    let ns = "f-metrics";
+    k.create_namespace(ns);
+    for name in ["api", "web", "db"] {
+        apply(
+            k,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": format!("registry.example.com/{name}:1.0")}]}}}}),
+        );
+    }
+    apply(
+        k,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "once", "namespace": ns},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "task", "image": "registry.example.com/task:1.0"}]}}),
+    );
+    let pod = |app: &str| k.wait_pods_running(ns, &format!("app={app}"), 1).remove(0);
+    let (api, web, db) = (pod("api"), pod("web"), pod("db"));
+    k.wait_running(ns, "once");
+    let mut agent = Agent::start(
+        Path::new(k.admin()),
+        &["-n", ns, "--no-checkpoint", "--workload-metrics", "--workload-metrics-max-series", "3"],
+    );
+    agent.wait_ready();
+    k.crash(ns, &api, "app", "Error", 1);
+    k.crash(ns, &api, "app", "Error", 1);
+    k.crash(ns, &web, "app", "Error", 1);
+    agent.wait_records(3, WAIT);
+    end_pod(k, ns, "once", "Failed", &[("task", "Error", 2)], json!({}));
+    agent.wait_records(4, WAIT);
+    // The fourth series is past the cap of 3: it counts under "other".
+    k.crash(ns, &db, "app", "OOMKilled", 137);
+    agent.wait_records(5, WAIT);
+    let admin = agent.admin_addr();
+    let restarts = "restart_watcher_container_restarts_total";
+    fn of<'a>(ns: &'a str, workload: &'a str) -> [(&'a str, &'a str); 5] {
+        [
+            ("namespace", ns),
+            ("workload_kind", "Deployment"),
+            ("workload", workload),
+            ("container", "app"),
+            ("cause", "app_error"),
+        ]
+    }
+    assert_eq!(series(&admin, restarts, &of(ns, "api")), Some("2".into()));
+    assert_eq!(series(&admin, restarts, &of(ns, "web")), Some("1".into()));
+    let failure = [
+        ("namespace", ns),
+        ("workload_kind", "Pod"),
+        ("workload", "once"),
+        ("container", "task"),
+        ("event", "failure"),
+        ("cause", "app_error"),
+    ];
+    assert_eq!(series(&admin, "restart_watcher_container_failures_total", &failure), Some("1".into()));
+    let other = [
+        ("namespace", "other"),
+        ("workload_kind", "other"),
+        ("workload", "other"),
+        ("container", "other"),
+        ("cause", "oom_killed"),
+    ];
+    assert_eq!(series(&admin, restarts, &other), Some("1".into()));
+    assert_eq!(series(&admin, restarts, &[("workload", "db")]), None, "past the cap, no series of its own");
+    assert_eq!(agent.logs_text().matches("reached their series cap").count(), 1, "said once");
+}

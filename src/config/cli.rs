@@ -149,6 +149,17 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
     pub no_owner_watch: bool,
 
+    /// Count restarts and failures per workload in `/metrics` (opt-in):
+    /// `restart_watcher_container_restarts_total` and `restart_watcher_container_failures_total`,
+    /// labelled by namespace, workload kind, workload, container and cause.
+    #[arg(long, env = "RESTART_WATCHER_WORKLOAD_METRICS")]
+    pub workload_metrics: bool,
+
+    /// The cap on those counters' series (1 to 1900): past it, new series count under `other`.
+    #[arg(long, env = "RESTART_WATCHER_WORKLOAD_METRICS_MAX_SERIES", default_value_t = crate::workload_metrics::DEFAULT_MAX_SERIES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=crate::workload_metrics::MAX_MAX_SERIES as i64))]
+    pub workload_metrics_max_series: u32,
+
     /// Storm control (opt-in): per (workload, container, cause), emit the first restart at once and
     /// then at most one record per window, carrying how many restarts it stands for
     /// (`restart_watcher.restarts.coalesced`), e.g. `60s` (0s = off, up to 24h). Off by default: one record per restart.

@@ -217,6 +217,9 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                         pending_bytes += bytes;
                         pending.push(Pending { ev, events_until, logs, bytes });
                     } else {
+                        if let Some(m) = &metrics {
+                            m.count_per_workload(&ev);
+                        }
                         ready.push(ev);
                     }
                 }
@@ -245,6 +248,9 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             let Pending { mut ev, logs, .. } = p;
             if let Some(handle) = logs {
                 attach_logs(&mut ev, handle, if early { "over_budget" } else { "shutdown" }, metrics.as_deref()).await;
+            }
+            if let Some(m) = &metrics {
+                m.count_per_workload(&ev);
             }
             ready.push(ev);
         }
