@@ -19,6 +19,9 @@ pub enum Failure {
 }
 
 impl Failure {
+    pub const ALL: [Failure; 5] =
+        [Failure::Unreachable, Failure::Unauthorized, Failure::Forbidden, Failure::Expired, Failure::Other];
+
     /// A low-cardinality label for metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -57,7 +57,7 @@ impl Metrics {
         let counter = |name: &str, desc: &'static str| {
             meter.u64_counter(format!("{PREFIX}.{name}")).with_description(desc).build()
         };
-        Metrics {
+        let metrics = Metrics {
             restarts_detected: counter(
                 "restarts.detected",
                 "Container restarts detected, by container kind and cause.",
@@ -102,7 +102,14 @@ impl Metrics {
             ),
             workload_series: Default::default(),
             meter: meter.clone(),
+        };
+        // Counters an alert or a dashboard reads from the start: present at 0 before their first
+        // increase, so `increase()` sees that one too.
+        metrics.watch_relists.add(0, &[]);
+        for failure in crate::kube_errors::Failure::ALL {
+            metrics.watch_errors.add(0, &[KeyValue::new("failure", failure.as_str())]);
         }
+        metrics
     }
 
     /// Turns the per-workload counters on, with at most `max_series` series (see

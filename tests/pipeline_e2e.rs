@@ -209,3 +209,247 @@ fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
     // The agent's own logs never go through its OTLP path: only restart records arrived as logs.
     assert!(fc.log_records().iter().all(|r| r.event_name == keys::EVENT_NAME));
 }
+
+/// Every metric and every label the Grafana dashboard (`deploy/grafana/restart-watcher.json`)
+/// queries, checked against the `/metrics` of an agent that exported (once with a retry, once
+/// dropped by the collector), counted restarts and a failure per workload, and watched.
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
+    let k = Cluster::shared();
+    let fc = FakeCollector::start_blocking();
+    let ns = "e2e-dashboard";
+    k.create_namespace(ns);
+    k.create_pod(ns, "api-1", "node-a", json!({}), &["api"]);
+    k.set_status(ns, "api-1", json!([status("api", 0, None)]));
+    k.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "once", "namespace": ns},
+                "spec": {"nodeName": "node-a", "restartPolicy": "Never",
+                         "containers": [{"name": "task", "image": "registry.example.com/task:1.0"}]}})
+            .to_string(),
+        ),
+    );
+    k.wait_running(ns, "once");
+    let mut agent = Agent::start_raw(
+        Path::new(k.admin()),
+        &[
+            "-n",
+            ns,
+            "--no-checkpoint",
+            "--otlp-endpoint",
+            &fc.endpoint(),
+            "--workload-metrics",
+            "--batch-max-records",
+            "1",
+        ],
+    );
+    let admin = agent.admin_addr();
+    agent.wait_ready();
+    k.set_status(ns, "api-1", json!([status("api", 1, Some(("OOMKilled", 137, &now_rfc3339())))]));
+    fc.wait_log_records(1, WAIT);
+    fc.fail_next("logs", 1, || tonic::Status::unavailable("collector restarting"));
+    k.set_status(ns, "api-1", json!([status("api", 2, Some(("Error", 1, &now_rfc3339())))]));
+    fc.wait_log_records(2, WAIT);
+    fc.fail_next("logs", 1, || tonic::Status::invalid_argument("bad record"));
+    k.set_status(ns, "api-1", json!([status("api", 3, Some(("Error", 1, &now_rfc3339())))]));
+    let ended = json!([{"name": "task", "restartCount": 0, "image": "registry.example.com/task:1.0",
+        "state": {"terminated": {"exitCode": 2, "reason": "Error", "finishedAt": now_rfc3339()}}}]);
+    k.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "pod",
+        "once",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &json!({"status": {"phase": "Failed", "containerStatuses": ended}}).to_string(),
+    ]);
+    fc.wait_log_records(3, WAIT);
+
+    let metrics = {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (_, text) = http_get(&admin, "/metrics");
+            if text.contains("restart_watcher_records_dropped_total{")
+                && text.contains("restart_watcher_container_failures_total{")
+            {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}\nlogs:\n{}", agent.logs_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("deploy/grafana/restart-watcher.json").unwrap()).unwrap();
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((t["expr"].as_str().unwrap().to_owned(), t["legendFormat"].as_str().unwrap_or("").to_owned()));
+        }
+    }
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["definition"].as_str() {
+            queries.push((q.to_owned(), String::new()));
+        }
+    }
+    assert!(queries.len() >= 15, "{queries:?}");
+    let metric_re = regex::Regex::new(r"restart_watcher_[a-z_]+").unwrap();
+    let by_re = regex::Regex::new(r"by \(([^)]*)\)").unwrap();
+    let matcher_re = regex::Regex::new(r"\{([a-z_]+)=").unwrap();
+    let legend_re = regex::Regex::new(r"\{\{([a-z_]+)\}\}").unwrap();
+    let label_values_re = regex::Regex::new(r"label_values\([a-z_]+, ([a-z_]+)\)").unwrap();
+    let mut checked = BTreeSet::new();
+    for (expr, legend) in &queries {
+        let names: Vec<&str> = metric_re.find_iter(expr).map(|m| m.as_str()).collect();
+        assert!(!names.is_empty(), "a panel query reads no restart_watcher metric: {expr}");
+        for name in &names {
+            assert!(
+                metrics.lines().any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+                "the dashboard queries {name}, which /metrics does not have:\n{metrics}"
+            );
+        }
+        let mut labels: Vec<String> = by_re
+            .captures_iter(expr)
+            .flat_map(|c| c[1].split(',').map(|l| l.trim().to_owned()).collect::<Vec<_>>())
+            .collect();
+        labels.extend(matcher_re.captures_iter(expr).map(|c| c[1].to_owned()));
+        labels.extend(legend_re.captures_iter(legend).map(|c| c[1].to_owned()));
+        labels.extend(label_values_re.captures_iter(expr).map(|c| c[1].to_owned()));
+        for label in labels.iter().filter(|l| !l.is_empty()) {
+            let found = names.iter().any(|name| {
+                metrics.lines().any(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("{label}=\"")))
+            });
+            assert!(found, "the dashboard groups {names:?} by {label}, which none of their series has:\n{metrics}");
+            checked.insert(label.clone());
+        }
+    }
+    for label in
+        ["namespace", "workload_kind", "workload", "container", "cause", "event", "signal", "reason", "failure"]
+    {
+        assert!(checked.contains(label), "the dashboard uses {label}");
+    }
+    documented_promql_and_rules_hold_on(&metrics);
+}
+
+/// Runs the shipped alerting rules and every ```promql query of docs/operations.md with promtool on
+/// the per-workload series of `metrics` (a real agent's `/metrics`): each series is 0 for 10
+/// minutes, then its scraped value for 10 more; the rules and queries are evaluated at 20 minutes,
+/// and their results must be what the scraped values give.
+fn documented_promql_and_rules_hold_on(metrics: &str) {
+    use std::collections::BTreeMap;
+    let promtool = cluster::go_tool("prometheus", "promtool");
+    let rules = std::fs::canonicalize("deploy/prometheus/restart-watcher-rules.yaml").unwrap();
+    let out = std::process::Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The scraped series: (metric, labels, value).
+    let series_re =
+        regex::Regex::new(r#"^(restart_watcher_container_(?:restarts|failures)_total)\{(.*)\} (\S+)$"#).unwrap();
+    let label_re = regex::Regex::new(r#"([a-z_]+)="([^"]*)""#).unwrap();
+    let scraped: Vec<(String, BTreeMap<String, String>, f64)> = metrics
+        .lines()
+        .filter_map(|l| series_re.captures(l))
+        .map(|c| {
+            let labels = label_re.captures_iter(&c[2]).map(|l| (l[1].to_owned(), l[2].to_owned())).collect();
+            (c[1].to_owned(), labels, c[3].parse().unwrap())
+        })
+        .collect();
+    assert!(scraped.len() >= 3, "{metrics}");
+    let selector = |metric: &str, labels: &BTreeMap<String, String>| {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{metric}{{{}}}", l.join(","))
+    };
+    // `sum by (L...) (increase(M[range]))` over the scraped series: one sample per group.
+    let grouped = |metric: &str, by: &[&str], keep: &dyn Fn(&BTreeMap<String, String>) -> bool| {
+        let mut groups: BTreeMap<BTreeMap<String, String>, f64> = BTreeMap::new();
+        for (_, labels, value) in scraped.iter().filter(|(m, l, _)| m == metric && keep(l)) {
+            let key = by.iter().map(|b| ((*b).to_owned(), labels[*b].clone())).collect();
+            *groups.entry(key).or_default() += value;
+        }
+        groups
+    };
+    let docs = std::fs::read_to_string("docs/operations.md").unwrap();
+    let shape = regex::Regex::new(r"^sum by \(([a-z_, ]+)\) \(increase\((restart_watcher_[a-z_]+)\[1h\]\)\)$").unwrap();
+    let mut expr_tests = Vec::new();
+    for block in docs.split("```promql\n").skip(1) {
+        let query = block.split("```").next().unwrap().trim();
+        let c = shape.captures(query).unwrap_or_else(|| {
+            panic!("a documented query of another shape needs its expected result in this test: {query}")
+        });
+        let by: Vec<&str> = c.get(1).unwrap().as_str().split(", ").collect();
+        let samples: Vec<serde_json::Value> = grouped(&c[2], &by, &|_| true)
+            .into_iter()
+            .map(|(labels, value)| json!({"labels": selector("", &labels), "value": value}))
+            .collect();
+        assert!(!samples.is_empty(), "the scraped series give {query} no result: {metrics}");
+        expr_tests.push(json!({"expr": query, "eval_time": "20m", "exp_samples": samples}));
+    }
+    assert_eq!(expr_tests.len(), 2, "the two documented queries");
+    // The alerts the rules must raise on those series.
+    let restarting: Vec<serde_json::Value> = grouped(
+        "restart_watcher_container_restarts_total",
+        &["namespace", "workload_kind", "workload", "container"],
+        &|_| true,
+    )
+    .into_iter()
+    .filter(|(_, v)| *v >= 3.0)
+    .map(|(l, v)| {
+        let summary = format!(
+            "{}/{}: container {} restarted {v} times in 15 minutes",
+            l["namespace"], l["workload"], l["container"]
+        );
+        let mut labels: serde_json::Map<String, serde_json::Value> =
+            l.into_iter().map(|(k, v)| (k, v.into())).collect();
+        labels.insert("severity".into(), "warning".into());
+        json!({"exp_labels": labels, "exp_annotations": {"summary": summary}})
+    })
+    .collect();
+    assert!(!restarting.is_empty(), "a container restarted three times: {metrics}");
+    let failing: Vec<serde_json::Value> = grouped(
+        "restart_watcher_container_failures_total",
+        &["namespace", "workload_kind", "workload", "container", "event"],
+        &|l| l["event"] == "start_failure" || l["event"] == "failure",
+    )
+    .into_iter()
+    .map(|(l, _)| {
+        let summary = format!("{}/{}: container {}: {}", l["namespace"], l["workload"], l["container"], l["event"]);
+        let mut labels: serde_json::Map<String, serde_json::Value> =
+            l.into_iter().map(|(k, v)| (k, v.into())).collect();
+        labels.insert("severity".into(), "warning".into());
+        json!({"exp_labels": labels, "exp_annotations": {"summary": summary}})
+    })
+    .collect();
+    assert!(!failing.is_empty(), "a container failed: {metrics}");
+    let input: Vec<serde_json::Value> =
+        scraped.iter().map(|(m, l, v)| json!({"series": selector(m, l), "values": format!("0x10 {v}x10")})).collect();
+    let test = json!({
+        "rule_files": [rules],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input,
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": "ContainerRestartingOften", "exp_alerts": restarting},
+                {"eval_time": "20m", "alertname": "ContainerFailing", "exp_alerts": failing},
+            ],
+            "promql_expr_test": expr_tests,
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("promql-test.yaml");
+    std::fs::write(&file, test.to_string()).unwrap();
+    let out = std::process::Command::new(&promtool).args(["test", "rules"]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}\ntest file: {test:#}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -18,7 +18,7 @@ fi
 # (Jaeger v2, VictoriaLogs), built from pinned Go modules and cached by version in
 # ~/.cache/restart-watcher (cold: about 14 minutes on 2 cores); then the collector distribution
 # the project ships (otel-collector/build.sh, cold: about 3 minutes).
-tests/support/build-go-tools.sh kube kwok jaeger victorialogs >/dev/null
+tests/support/build-go-tools.sh kube kwok jaeger victorialogs prometheus >/dev/null
 otel-collector/build.sh >/dev/null
 
 # A real OTLP collector for the export tests: rotel (its wheel ships the rotel-agent binary), and
