@@ -417,8 +417,8 @@ fn documented_promql_and_rules_hold_on(metrics: &str) {
         &["namespace", "workload_kind", "workload", "container", "event"],
         &|l| l["event"] == "start_failure" || l["event"] == "failure",
     )
-    .into_iter()
-    .map(|(l, _)| {
+    .into_keys()
+    .map(|l| {
         let summary = format!("{}/{}: container {}: {}", l["namespace"], l["workload"], l["container"], l["event"]);
         let mut labels: serde_json::Map<String, serde_json::Value> =
             l.into_iter().map(|(k, v)| (k, v.into())).collect();
