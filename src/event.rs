@@ -633,6 +633,35 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+impl RestartEvent {
+    /// A restart (count 1) of `container` in pod `namespace/pod` with `cause`, for unit tests.
+    pub(crate) fn sample(namespace: &str, pod: &str, container: &str, cause: Cause) -> Self {
+        RestartEvent {
+            event: EventKind::Restart,
+            pod: PodInfo {
+                namespace: namespace.into(),
+                name: pod.into(),
+                uid: format!("uid-{pod}"),
+                ..Default::default()
+            },
+            container: ContainerInfo { name: container.into(), ..Default::default() },
+            restart_count: 1,
+            missed: 0,
+            terminated: None,
+            current: Default::default(),
+            observed_at: Timestamp::now(),
+            detected_late: false,
+            cause,
+            pod_reason: None,
+            coalesced: None,
+            previous_logs: None,
+            episode: None,
+            eviction: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

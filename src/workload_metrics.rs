@@ -118,34 +118,12 @@ impl SeriesCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Cause, ContainerInfo, PodInfo};
+    use crate::event::Cause;
 
     fn ev(ns: &str, pod: &str, deployment: Option<&str>, cause: Cause) -> RestartEvent {
-        RestartEvent {
-            event: EventKind::Restart,
-            pod: PodInfo {
-                namespace: ns.into(),
-                name: pod.into(),
-                owners: Owners {
-                    deployment: deployment.map(|d| OwnerRef { name: d.into(), uid: None }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            container: ContainerInfo { name: "app".into(), ..Default::default() },
-            restart_count: 1,
-            missed: 0,
-            terminated: None,
-            current: Default::default(),
-            observed_at: jiff::Timestamp::now(),
-            detected_late: false,
-            cause,
-            pod_reason: None,
-            coalesced: None,
-            previous_logs: None,
-            episode: None,
-            eviction: None,
-        }
+        let mut ev = RestartEvent::sample(ns, pod, "app", cause);
+        ev.pod.owners.deployment = deployment.map(|d| OwnerRef { name: d.into(), uid: None });
+        ev
     }
 
     #[test]

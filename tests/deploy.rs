@@ -141,6 +141,16 @@ fn every_shipped_collector_config_passes_the_built_collectors_validation() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Removes rule `index` of a Role (in namespace restart-watcher) or ClusterRole, as an admin would.
+fn remove_rule(k: &Cluster, kind: &str, name: &str, index: usize) {
+    let patch = format!(r#"[{{"op":"remove","path":"/rules/{index}"}}]"#);
+    let mut args = vec!["patch", kind, name, "--type=json", "-p", &patch];
+    if kind == "role" {
+        args.splice(0..0, ["-n", "restart-watcher"]);
+    }
+    k.kubectl(&args);
+}
+
 fn sa_kubeconfig(k: &Cluster, name: &str, token: &str) -> std::path::PathBuf {
     let admin = std::fs::read_to_string(k.admin()).unwrap();
     let path = k.dir.join(format!("{name}.kubeconfig"));
@@ -205,16 +215,7 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     }
 
     // Without the leases rule: catch-up is off, said once, restarts still reported.
-    k.kubectl(&[
-        "-n",
-        "restart-watcher",
-        "patch",
-        "role",
-        "restart-watcher-checkpoint",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/rules/0"}]"#,
-    ]);
+    remove_rule(k, "role", "restart-watcher-checkpoint", 0);
     let mut no_lease = as_sa(&[]);
     no_lease.wait_ready();
     k.set_status(ns, "api-1", json!([status("api", 2, Some(("Error", 1, &now_rfc3339())))]));
@@ -228,14 +229,7 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     drop(no_lease);
 
     // Without the kube-system namespace rule: no k8s.cluster.uid, said once, restarts still reported.
-    k.kubectl(&[
-        "patch",
-        "clusterrole",
-        "restart-watcher",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/rules/4"}]"#,
-    ]);
+    remove_rule(k, "clusterrole", "restart-watcher", 4);
     let mut no_uid = as_sa(&["--no-checkpoint"]);
     no_uid.wait_ready();
     k.set_status(ns, "api-1", json!([status("api", 3, Some(("Error", 1, &now_rfc3339())))]));
@@ -250,14 +244,7 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     drop(no_uid);
 
     // Without the pods rule: the agent cannot start, and says which rule it needs.
-    k.kubectl(&[
-        "patch",
-        "clusterrole",
-        "restart-watcher",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/rules/0"}]"#,
-    ]);
+    remove_rule(k, "clusterrole", "restart-watcher", 0);
     let mut no_pods = as_sa(&["--no-checkpoint"]);
     assert_ne!(no_pods.wait_exit(Duration::from_secs(30)), Some(0));
     let logs = no_pods.logs_text();

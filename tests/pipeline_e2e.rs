@@ -17,16 +17,30 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[test]
-fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
+/// The agent on namespace `ns` (no checkpoint), exporting to the fake collector, with `extra` flags.
+fn agent_to(k: &Cluster, ns: &str, fc: &FakeCollector, extra: &[&str]) -> Agent {
+    let endpoint = fc.endpoint();
+    let mut args = vec!["-n", ns, "--no-checkpoint", "--otlp-endpoint", &endpoint];
+    args.extend_from_slice(extra);
+    Agent::start_raw(Path::new(k.admin()), &args)
+}
+
+/// The shared cluster, a fake collector, and in a new namespace `ns` a running pod with one
+/// container (restart count 0); returns the pod's uid too.
+fn cluster_collector_and_pod(ns: &str, pod: &str, container: &str) -> (&'static Cluster, FakeCollector, String) {
     let k = Cluster::shared();
     let fc = FakeCollector::start_blocking();
-    let ns = "e2e-live";
     k.create_namespace(ns);
-    let uid = k.create_pod(ns, "pay-1", "node-a", json!({}), &["pay"]);
-    k.set_status(ns, "pay-1", json!([status("pay", 0, None)]));
-    let mut agent =
-        Agent::start_raw(Path::new(k.admin()), &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &fc.endpoint()]);
+    let uid = k.create_pod(ns, pod, "node-a", json!({}), &[container]);
+    k.set_status(ns, pod, json!([status(container, 0, None)]));
+    (k, fc, uid)
+}
+
+#[test]
+fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
+    let (k, fc, uid) = cluster_collector_and_pod("e2e-live", "pay-1", "pay");
+    let ns = "e2e-live";
+    let mut agent = agent_to(k, ns, &fc, &[]);
     let admin = agent.admin_addr();
     agent.wait_ready();
     assert_eq!(http_get(&admin, "/readyz").0, 200);
@@ -104,22 +118,7 @@ fn every_restart_arrives_after_an_outage_longer_than_the_queue_holds() {
         k.create_pod(ns, p, "node-a", json!({}), &["w"]);
         k.set_status(ns, p, json!([status("w", 0, None)]));
     }
-    let mut agent = Agent::start_raw(
-        Path::new(k.admin()),
-        &[
-            "-n",
-            ns,
-            "--no-checkpoint",
-            "--otlp-endpoint",
-            &fc.endpoint(),
-            "--queue-capacity",
-            "2",
-            "--batch-max-records",
-            "1",
-            "--signals",
-            "logs",
-        ],
-    );
+    let mut agent = agent_to(k, ns, &fc, &["--queue-capacity", "2", "--batch-max-records", "1", "--signals", "logs"]);
     agent.wait_ready();
     fc.set_down(true);
     for round in 1..=2 {
@@ -152,17 +151,10 @@ fn every_restart_arrives_after_an_outage_longer_than_the_queue_holds() {
 
 #[test]
 fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
-    let k = Cluster::shared();
-    let fc = FakeCollector::start_blocking();
+    let (k, fc, _) = cluster_collector_and_pod("e2e-shutdown", "s-1", "s");
     fc.set_down(true);
     let ns = "e2e-shutdown";
-    k.create_namespace(ns);
-    k.create_pod(ns, "s-1", "node-a", json!({}), &["s"]);
-    k.set_status(ns, "s-1", json!([status("s", 0, None)]));
-    let mut agent = Agent::start_raw(
-        Path::new(k.admin()),
-        &["-n", ns, "--no-checkpoint", "--otlp-endpoint", &fc.endpoint(), "--shutdown-grace", "1s"],
-    );
+    let mut agent = agent_to(k, ns, &fc, &["--shutdown-grace", "1s"]);
     agent.wait_ready();
     k.set_status(ns, "s-1", json!([status("s", 1, Some(("Error", 1, &now_rfc3339())))]));
     agent.wait_log("Export failed; retrying", WAIT);
@@ -174,25 +166,9 @@ fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
 
 #[test]
 fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
-    let k = Cluster::shared();
-    let fc = FakeCollector::start_blocking();
+    let (k, fc, _) = cluster_collector_and_pod("e2e-selfmetrics", "m-1", "m");
     let ns = "e2e-selfmetrics";
-    k.create_namespace(ns);
-    k.create_pod(ns, "m-1", "node-a", json!({}), &["m"]);
-    k.set_status(ns, "m-1", json!([status("m", 0, None)]));
-    let mut agent = Agent::start_raw(
-        Path::new(k.admin()),
-        &[
-            "-n",
-            ns,
-            "--no-checkpoint",
-            "--otlp-endpoint",
-            &fc.endpoint(),
-            "--otlp-headers",
-            "x-tenant=t1",
-            "--self-metrics-otlp",
-        ],
-    );
+    let mut agent = agent_to(k, ns, &fc, &["--otlp-headers", "x-tenant=t1", "--self-metrics-otlp"]);
     agent.wait_ready();
     k.set_status(ns, "m-1", json!([status("m", 1, Some(("Error", 1, &now_rfc3339())))]));
     fc.wait_log_records(1, WAIT);
@@ -215,12 +191,8 @@ fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
 /// dropped by the collector), counted restarts and a failure per workload, and watched.
 #[test]
 fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
-    let k = Cluster::shared();
-    let fc = FakeCollector::start_blocking();
+    let (k, fc, _) = cluster_collector_and_pod("e2e-dashboard", "api-1", "api");
     let ns = "e2e-dashboard";
-    k.create_namespace(ns);
-    k.create_pod(ns, "api-1", "node-a", json!({}), &["api"]);
-    k.set_status(ns, "api-1", json!([status("api", 0, None)]));
     k.kubectl_stdin(
         &["apply", "-f", "-"],
         Some(
@@ -231,19 +203,7 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
         ),
     );
     k.wait_running(ns, "once");
-    let mut agent = Agent::start_raw(
-        Path::new(k.admin()),
-        &[
-            "-n",
-            ns,
-            "--no-checkpoint",
-            "--otlp-endpoint",
-            &fc.endpoint(),
-            "--workload-metrics",
-            "--batch-max-records",
-            "1",
-        ],
-    );
+    let mut agent = agent_to(k, ns, &fc, &["--workload-metrics", "--batch-max-records", "1"]);
     let admin = agent.admin_addr();
     agent.wait_ready();
     k.set_status(ns, "api-1", json!([status("api", 1, Some(("OOMKilled", 137, &now_rfc3339())))]));

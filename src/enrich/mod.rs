@@ -274,26 +274,9 @@ mod tests {
     /// termination message makes it about 4.5 KiB.
     fn killed(i: u32) -> RestartEvent {
         RestartEvent {
-            pod: crate::event::PodInfo {
-                namespace: "shop".into(),
-                name: format!("api-{i}"),
-                uid: format!("uid-{i}"),
-                ..Default::default()
-            },
-            container: crate::event::ContainerInfo { name: "app".into(), ..Default::default() },
-            restart_count: 1,
-            missed: 0,
             terminated: Some(SlimTerminated { exit_code: 137, message: Some("m".repeat(4096)), ..Default::default() }),
-            current: Default::default(),
-            observed_at: jiff::Timestamp::now(),
-            detected_late: false,
             cause: crate::event::Cause::Unknown,
-            pod_reason: None,
-            coalesced: None,
-            previous_logs: None,
-            event: crate::event::EventKind::Restart,
-            episode: None,
-            eviction: None,
+            ..RestartEvent::sample("shop", &format!("api-{i}"), "app", crate::event::Cause::Unknown)
         }
     }
 

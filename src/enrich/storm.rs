@@ -198,35 +198,13 @@ impl StormControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ContainerInfo, OwnerRef, PodInfo};
+    use crate::event::OwnerRef;
 
     fn ev(pod: &str, deployment: &str, container: &str, cause: Cause, n: u32) -> RestartEvent {
-        RestartEvent {
-            pod: PodInfo {
-                namespace: "shop".into(),
-                name: pod.into(),
-                uid: format!("uid-{pod}"),
-                owners: crate::event::Owners {
-                    deployment: Some(OwnerRef { name: deployment.into(), uid: None }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            container: ContainerInfo { name: container.into(), ..Default::default() },
-            restart_count: n,
-            missed: 0,
-            terminated: None,
-            current: Default::default(),
-            observed_at: jiff::Timestamp::now(),
-            detected_late: false,
-            cause,
-            pod_reason: None,
-            coalesced: None,
-            previous_logs: None,
-            event: crate::event::EventKind::Restart,
-            episode: None,
-            eviction: None,
-        }
+        let mut ev = RestartEvent::sample("shop", pod, container, cause);
+        ev.pod.owners.deployment = Some(OwnerRef { name: deployment.into(), uid: None });
+        ev.restart_count = n;
+        ev
     }
 
     #[test]

@@ -362,21 +362,8 @@ mod tests {
 
     fn record(previous_logs_bytes: usize) -> RestartEvent {
         RestartEvent {
-            pod: Default::default(),
-            container: Default::default(),
-            restart_count: 1,
-            missed: 0,
-            terminated: None,
-            current: Default::default(),
-            observed_at: jiff::Timestamp::now(),
-            detected_late: false,
-            cause: crate::event::Cause::AppError,
-            pod_reason: None,
-            coalesced: None,
             previous_logs: Some("x".repeat(previous_logs_bytes)),
-            event: crate::event::EventKind::Restart,
-            episode: None,
-            eviction: None,
+            ..RestartEvent::sample("", "", "", crate::event::Cause::AppError)
         }
     }
 
