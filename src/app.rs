@@ -346,6 +346,12 @@ async fn load(
         _ = stop.cancelled() => return Ok(None),
     }
     let catch_up = match store.load().await {
+        _ if matches!(store, CheckpointStore::Disabled) => {
+            tracing::info!(
+                "Catch-up is off (--no-checkpoint): restarts during the agent's own downtime are not reported."
+            );
+            None
+        }
         Ok(Some(t)) => {
             tracing::info!(checkpoint = %t, store = store.describe(), "Catching up on restarts since the checkpoint.");
             Some(catch_up_since(t))
@@ -384,6 +390,16 @@ async fn spawn(
         tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.progress.clone(), opts.metrics.clone()));
 
     let mut side_watches = Stage::new("side watches", stop);
+    if !opts.use_events {
+        tracing::info!(
+            "Events are off (--no-events): causes come from the container status alone (no liveness_probe, startup_probe, or Event-based evicted and preempted)."
+        );
+    }
+    if !opts.use_owner_watch {
+        tracing::info!(
+            "The owner watch is off (--no-owner-watch): Deployments are named by the ReplicaSet naming rule, without uid, and CronJobs are not named."
+        );
+    }
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
     let event_store = if opts.use_events && crate::enrich::events::events_allowed(&event_apis).await {
         let store = Arc::new(crate::enrich::EventStore::default());

@@ -111,7 +111,13 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let server = kube_config.cluster_url.to_string();
     let namespace = config::own_namespace(&args, &kube_config);
     let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
-    exporter.set_cluster_uid(restart_watcher::cluster::cluster_uid(&client).await);
+    if args.no_cluster_uid {
+        tracing::info!(
+            "The cluster uid is off (--no-cluster-uid): records carry k8s.cluster.name only, no k8s.cluster.uid."
+        );
+    } else {
+        exporter.set_cluster_uid(restart_watcher::cluster::cluster_uid(&client).await);
+    }
     let store = config::checkpoint_store(&args, &client, namespace);
     let redactions =
         restart_watcher::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;

@@ -23,22 +23,9 @@ fn render(variant: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The rendered objects as JSON values (PyYAML reads the multi-document YAML).
+/// The rendered objects as JSON values.
 fn objects(yaml: &str) -> Vec<Value> {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "PyYAML (installed by tests/support/install-test-deps.sh) could not read the rendered YAML"
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    cluster::yaml_objects(yaml)
 }
 
 #[test]
@@ -152,10 +139,7 @@ fn remove_rule(k: &Cluster, kind: &str, name: &str, index: usize) {
 }
 
 fn sa_kubeconfig(k: &Cluster, name: &str, token: &str) -> std::path::PathBuf {
-    let admin = std::fs::read_to_string(k.admin()).unwrap();
-    let path = k.dir.join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, admin.replace(k.var("ADMIN_TOKEN"), token)).unwrap();
-    path
+    k.token_kubeconfig(name, token)
 }
 
 #[test]

@@ -149,6 +149,10 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
     pub no_owner_watch: bool,
 
+    /// Do not read the `kube-system` namespace's uid: records carry no `k8s.cluster.uid`.
+    #[arg(long, env = "RESTART_WATCHER_NO_CLUSTER_UID")]
+    pub no_cluster_uid: bool,
+
     /// Count restarts and failures per workload in `/metrics` (opt-in):
     /// `restart_watcher_container_restarts_total` and `restart_watcher_container_failures_total`,
     /// labelled by namespace, workload kind, workload, container and cause.

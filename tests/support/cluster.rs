@@ -257,6 +257,14 @@ impl Cluster {
         path
     }
 
+    /// A kubeconfig like the admin's, authenticating with `token` (a ServiceAccount's).
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(self.admin()).unwrap();
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, admin.replace(self.var("ADMIN_TOKEN"), token.trim())).unwrap();
+        path
+    }
+
     /// Compacts etcd to its current revision: older resourceVersions now answer 410 Gone.
     pub fn compact_etcd(&self) {
         let endpoint = self.var("ETCD_ENDPOINT");
@@ -283,6 +291,22 @@ impl Drop for Cluster {
         let _ = Command::new("tests/support/cluster.sh").arg("stop").arg(&self.dir).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Multi-document YAML (rendered manifests) as JSON values, read by PyYAML (installed by
+/// tests/support/install-test-deps.sh).
+pub fn yaml_objects(yaml: &str) -> Vec<Value> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "PyYAML (installed by tests/support/install-test-deps.sh) could not read the YAML");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A container status as kubelet writes it.
@@ -324,14 +348,26 @@ impl Agent {
         Agent::start_raw(kubeconfig, &all)
     }
 
+    /// [`Agent::start`] with these environment variables too (settings as a ConfigMap gives them).
+    pub fn start_env(kubeconfig: &Path, args: &[&str], env: &[(String, String)]) -> Agent {
+        let mut all = vec!["--exporter", "otlp-json", "--signals", "logs"];
+        all.extend_from_slice(args);
+        Agent::spawn(kubeconfig, &all, env)
+    }
+
     /// Runs the agent with exactly these flags (plus the kubeconfig and a port-0 admin server).
     pub fn start_raw(kubeconfig: &Path, args: &[&str]) -> Agent {
+        Agent::spawn(kubeconfig, args, &[])
+    }
+
+    fn spawn(kubeconfig: &Path, args: &[&str], env: &[(String, String)]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RESTART_WATCHER_LOG", "info,restart_watcher=debug")
             .env_remove("KUBECONFIG")
             .stdout(Stdio::piped())

@@ -18,11 +18,11 @@ fi
 # (Jaeger v2, VictoriaLogs), built from pinned Go modules and cached by version in
 # ~/.cache/restart-watcher (cold: about 14 minutes on 2 cores); then the collector distribution
 # the project ships (otel-collector/build.sh, cold: about 3 minutes).
-tests/support/build-go-tools.sh kube kwok jaeger victorialogs prometheus >/dev/null
+tests/support/build-go-tools.sh kube kwok jaeger victorialogs prometheus helm >/dev/null
 otel-collector/build.sh >/dev/null
 
 # A real OTLP collector for the export tests: rotel (its wheel ships the rotel-agent binary), and
 # kubernetes-validate for the manifest checks. Pinned so CI is reproducible.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-  rotel==0.0.1a15 kubernetes-validate==1.31.0 PyYAML==6.0.2
+  rotel==0.0.1a15 kubernetes-validate==1.35.0 PyYAML==6.0.2
 python3 -c 'import os, rotel; p = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"); assert os.access(p, os.X_OK), p'

@@ -1,0 +1,175 @@
+{{/* The objects' name: the release's when it says restart-watcher, else <release>-restart-watcher. */}}
+{{- define "rw.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The labels on every object (those of deploy/base). */}}
+{{- define "rw.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+{{- end -}}
+
+{{/* The agent pods' labels, and the selector. */}}
+{{- define "rw.selector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{/* The settings, as the agent's environment variables (docs/configuration.md). */}}
+{{- define "rw.settings" -}}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .Values.otlp.endpoint | quote }}
+{{- with .Values.otlp.compression }}
+OTEL_EXPORTER_OTLP_COMPRESSION: {{ . | quote }}
+{{- end }}
+RESTART_WATCHER_LOG_FORMAT: {{ .Values.logFormat | quote }}
+{{- with .Values.clusterName }}
+RESTART_WATCHER_CLUSTER_NAME: {{ . | quote }}
+{{- end }}
+{{- if not .Values.features.events }}
+RESTART_WATCHER_NO_EVENTS: "true"
+{{- end }}
+{{- if not .Values.features.owners }}
+RESTART_WATCHER_NO_OWNER_WATCH: "true"
+{{- end }}
+{{- if gt (int .Values.features.previousLogs.lines) 0 }}
+RESTART_WATCHER_PREVIOUS_LOGS_LINES: {{ .Values.features.previousLogs.lines | quote }}
+{{- with .Values.features.previousLogs.redact }}
+RESTART_WATCHER_PREVIOUS_LOGS_REDACT: {{ join "\n" . | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.features.stormWindow }}
+RESTART_WATCHER_STORM_WINDOW: {{ . | quote }}
+{{- end }}
+{{- if .Values.features.workloadMetrics }}
+RESTART_WATCHER_WORKLOAD_METRICS: "true"
+{{- end }}
+{{- if not .Values.features.clusterUid }}
+RESTART_WATCHER_NO_CLUSTER_UID: "true"
+{{- end }}
+{{- if not .Values.features.checkpoint }}
+RESTART_WATCHER_NO_CHECKPOINT: "true"
+{{- end }}
+{{- if ne .Values.events "all" }}
+RESTART_WATCHER_EVENTS: {{ .Values.events | quote }}
+{{- end }}
+{{- if .Values.otlp.tls.secretName }}
+OTEL_EXPORTER_OTLP_CERTIFICATE: /etc/restart-watcher/tls/ca.crt
+{{- if .Values.otlp.tls.clientCertificate }}
+OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: /etc/restart-watcher/tls/tls.crt
+OTEL_EXPORTER_OTLP_CLIENT_KEY: /etc/restart-watcher/tls/tls.key
+{{- end }}
+{{- end }}
+{{- range $k, $v := .Values.extraEnv }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The settings ConfigMap's name: it changes with its content, so a change rolls the pods. */}}
+{{- define "rw.settingsName" -}}
+{{- printf "%s-settings-%s" (include "rw.fullname" .) (include "rw.settings" . | sha256sum | trunc 10) -}}
+{{- end -}}
+
+{{/* The agent's pod spec, for the Deployment and the DaemonSet. */}}
+{{- define "rw.podSpec" -}}
+serviceAccountName: {{ include "rw.fullname" . }}
+automountServiceAccountToken: true
+terminationGracePeriodSeconds: 30
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if eq .Values.mode "daemonset" }}
+tolerations:
+  - operator: Exists
+{{- else if .Values.tolerations }}
+tolerations:
+  {{- toYaml .Values.tolerations | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: restart-watcher
+    image: {{ printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) | quote }}
+    {{- if ne .Values.image.pullPolicy "IfNotPresent" }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    {{- end }}
+    args: ["run"]
+    envFrom:
+      - configMapRef:
+          name: {{ include "rw.settingsName" . }}
+    env:
+      {{- if eq .Values.mode "daemonset" }}
+      - name: NODE_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: spec.nodeName
+      {{- end }}
+      - name: POD_NAMESPACE
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.namespace
+      - name: POD_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: metadata.name
+      {{- if .Values.otlp.headersSecret.name }}
+      - name: OTEL_EXPORTER_OTLP_HEADERS
+        valueFrom:
+          secretKeyRef:
+            name: {{ .Values.otlp.headersSecret.name }}
+            key: {{ .Values.otlp.headersSecret.key }}
+      {{- end }}
+    ports:
+      - name: admin
+        containerPort: 9090
+        protocol: TCP
+    livenessProbe:
+      httpGet:
+        path: /livez
+        port: admin
+      periodSeconds: 10
+      failureThreshold: 6
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: admin
+      periodSeconds: 5
+    resources:
+      {{- toYaml .Values.resources | nindent 6 }}
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+    {{- if .Values.otlp.tls.secretName }}
+    volumeMounts:
+      - name: otlp-tls
+        mountPath: /etc/restart-watcher/tls
+        readOnly: true
+    {{- end }}
+{{- if .Values.otlp.tls.secretName }}
+volumes:
+  - name: otlp-tls
+    secret:
+      secretName: {{ .Values.otlp.tls.secretName }}
+{{- end }}
+{{- end -}}
