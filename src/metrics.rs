@@ -46,6 +46,7 @@ pub struct Metrics {
     previous_logs_fetches: Counter<u64>,
     container_restarts: Counter<u64>,
     container_failures: Counter<u64>,
+    node_restarts: Counter<u64>,
     /// `--workload-metrics`: the series of the two counters above, capped; unset when off.
     workload_series: std::sync::Arc<std::sync::OnceLock<std::sync::Mutex<crate::workload_metrics::SeriesCap>>>,
     /// For the instruments observed from a store (`observe_event_store`).
@@ -100,6 +101,10 @@ impl Metrics {
                 "container.failures",
                 "Opt-in (--workload-metrics): start failures, their ends, terminal failures and evictions by namespace, workload kind, workload, container, event and cause.",
             ),
+            node_restarts: counter(
+                "node.restarts",
+                "Opt-in (--workload-metrics): container restarts by node and cause.",
+            ),
             workload_series: Default::default(),
             meter: meter.clone(),
         };
@@ -124,9 +129,9 @@ impl Metrics {
         let Some(cap) = self.workload_series.get() else {
             return;
         };
-        let admitted = match cap.lock() {
-            Ok(mut cap) => cap.admit(ev),
-            Err(poisoned) => poisoned.into_inner().admit(ev),
+        let (admitted, node) = {
+            let mut cap = cap.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (cap.admit(ev), cap.admit_node(ev))
         };
         if admitted.first_overflow {
             tracing::warn!(
@@ -144,6 +149,10 @@ impl Metrics {
         ];
         if ev.event == crate::event::EventKind::Restart {
             self.container_restarts.add(1 + u64::from(ev.missed), &labels);
+            self.node_restarts.add(
+                1 + u64::from(ev.missed),
+                &[KeyValue::new("node", node), KeyValue::new("cause", ev.cause.as_str())],
+            );
         } else {
             labels.push(KeyValue::new("event", ev.event.as_str()));
             self.container_failures.add(1, &labels);

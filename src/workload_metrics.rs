@@ -1,7 +1,8 @@
 //! Opt-in per-workload counters for Prometheus users (`--workload-metrics`):
 //! `restart_watcher_container_restarts_total{namespace, workload_kind, workload, container, cause}`
 //! and, for the records that are not restarts,
-//! `restart_watcher_container_failures_total{namespace, workload_kind, workload, container, event, cause}`.
+//! `restart_watcher_container_failures_total{namespace, workload_kind, workload, container, event, cause}`;
+//! and restarts by node, `restart_watcher_node_restarts_total{node, cause}`.
 //!
 //! Their labels come from the cluster, so their series are capped (`SeriesCap`, pure): past the
 //! cap, a new series is counted under `other` for namespace, workload kind, workload and container
@@ -76,6 +77,8 @@ pub struct SeriesCap {
     max: usize,
     seen: HashSet<(WorkloadLabels, EventKind, crate::event::Cause)>,
     overflowed: bool,
+    /// The node counter's series, under the same cap of their own.
+    nodes: HashSet<(String, crate::event::Cause)>,
 }
 
 /// What [`SeriesCap::admit`] decided.
@@ -88,7 +91,7 @@ pub struct Admitted {
 
 impl SeriesCap {
     pub fn new(max: usize) -> Self {
-        SeriesCap { max: max.clamp(1, MAX_MAX_SERIES), seen: HashSet::new(), overflowed: false }
+        SeriesCap { max: max.clamp(1, MAX_MAX_SERIES), seen: HashSet::new(), overflowed: false, nodes: HashSet::new() }
     }
 
     /// The labels to count `ev` under: its own while the series fit under the cap (or the series
@@ -107,6 +110,19 @@ impl SeriesCap {
         let first_overflow = !self.overflowed;
         self.overflowed = true;
         Admitted { labels: WorkloadLabels::other(), first_overflow }
+    }
+
+    /// The `node` label to count `ev` under: its node (`none` before it is scheduled) while the node
+    /// series fit under the cap (or exist already), else `other`.
+    pub fn admit_node(&mut self, ev: &RestartEvent) -> String {
+        let node = ev.pod.node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "none".to_owned());
+        let key = (node, ev.cause);
+        if self.nodes.contains(&key) || self.nodes.len() < self.max {
+            let node = key.0.clone();
+            self.nodes.insert(key);
+            return node;
+        }
+        OTHER.to_owned()
     }
 
     /// Series admitted under their own labels.
@@ -152,5 +168,19 @@ mod tests {
         assert_eq!(cap.admit(&ev("shop", "api-3", Some("api"), Cause::AppError)).labels.workload, "api");
         assert_eq!(cap.series(), 2);
         assert_eq!(SeriesCap::new(1_000_000).max, MAX_MAX_SERIES, "never above the SDK's own limit");
+    }
+
+    #[test]
+    fn nodes_past_the_cap_count_as_other() {
+        let mut cap = SeriesCap::new(1);
+        let on = |node: &str| {
+            let mut e = ev("shop", "api-1", Some("api"), Cause::AppError);
+            e.pod.node_name = Some(node.into());
+            e
+        };
+        assert_eq!(cap.admit_node(&on("node-a")), "node-a");
+        assert_eq!(cap.admit_node(&on("node-a")), "node-a");
+        assert_eq!(cap.admit_node(&on("node-b")), OTHER);
+        assert_eq!(cap.admit_node(&ev("shop", "api-2", None, Cause::AppError)), OTHER, "unscheduled, past the cap");
     }
 }

@@ -262,6 +262,24 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
         queries[3]
     );
 
+    // The Grafana dashboard's logs panel: its LogsQL finds the record, with the fields it shows.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("deploy/grafana/restart-watcher.json").unwrap()).unwrap();
+    let logs_queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["datasource"]["type"] == "victoriametrics-logs-datasource")
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(logs_queries.len(), 1, "the dashboard's logs panel");
+    for q in &logs_queries {
+        let found = vlogs.query(q);
+        let rec = found.iter().find(|r| r["k8s.pod.name"] == pod.as_str()).unwrap_or_else(|| panic!("{q}: {found:#?}"));
+        assert_eq!(rec["restart_watcher.cause"], "app_error", "{q}: {rec:#?}");
+        assert!(rec["trace_id"].as_str().is_some_and(|t| !t.is_empty()), "{q}: {rec:#?}");
+    }
+
     // What the agent sent, every documented attribute of it stored as sent: k8s_attributes added its
     // own (part-of) but changed nothing the agent set.
     let sent = raw_records(&raw);

@@ -438,4 +438,12 @@ fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_
     assert_eq!(series(&admin, restarts, &other), Some("1".into()));
     assert_eq!(series(&admin, restarts, &[("workload", "db")]), None, "past the cap, no series of its own");
     assert_eq!(agent.logs_text().matches("reached their series cap").count(), 1, "said once");
+    // By node: the four restarts, whichever nodes the scheduler chose.
+    let (_, text) = http_get(&admin, "/metrics");
+    let by_node: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("restart_watcher_node_restarts_total{") && l.contains("node=\"node-"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(by_node, 4.0, "{text}");
 }
