@@ -14,9 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-# The test cluster (Kubernetes v1.35 + etcd 3.6 + kwok) and the backends of the end-to-end tests
-# (Jaeger v2, VictoriaLogs), built from pinned Go modules and cached by version in
-# ~/.cache/restart-watcher (cold: about 14 minutes on 2 cores); then the collector distribution
+# The test cluster (Kubernetes v1.35 + etcd 3.6 + kwok), the backends of the end-to-end tests
+# (Jaeger v2, VictoriaLogs), promtool (the alerting rules) and helm (the chart), built from pinned
+# Go modules and cached by version in ~/.cache/restart-watcher (cold: about 20 minutes on 2
+# cores: promtool about 4 of them, helm about 1); then the collector distribution
 # the project ships (otel-collector/build.sh, cold: about 3 minutes).
 tests/support/build-go-tools.sh kube kwok jaeger victorialogs prometheus helm >/dev/null
 otel-collector/build.sh >/dev/null
