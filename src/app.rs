@@ -345,13 +345,11 @@ async fn load(
         },
         _ = stop.cancelled() => return Ok(None),
     }
+    if matches!(store, CheckpointStore::Disabled) {
+        tracing::info!("Catch-up is off (--no-checkpoint): restarts during the agent's own downtime are not reported.");
+        return Ok(Some(Loaded { catch_up: None, store }));
+    }
     let catch_up = match store.load().await {
-        _ if matches!(store, CheckpointStore::Disabled) => {
-            tracing::info!(
-                "Catch-up is off (--no-checkpoint): restarts during the agent's own downtime are not reported."
-            );
-            None
-        }
         Ok(Some(t)) => {
             tracing::info!(checkpoint = %t, store = store.describe(), "Catching up on restarts since the checkpoint.");
             Some(catch_up_since(t))

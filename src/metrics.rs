@@ -129,13 +129,13 @@ impl Metrics {
         let Some(cap) = self.workload_series.get() else {
             return;
         };
-        let (admitted, node) = {
+        let (admitted, node, series) = {
             let mut cap = cap.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (cap.admit(ev), cap.admit_node(ev))
+            (cap.admit(ev), cap.admit_node(ev), cap.series())
         };
         if admitted.first_overflow {
             tracing::warn!(
-                max_series = self.workload_series.get().and_then(|c| c.lock().ok().map(|c| c.series())),
+                series,
                 "The per-workload counters reached their series cap: new series count under namespace, workload and container \"other\" (raise --workload-metrics-max-series)."
             );
         }

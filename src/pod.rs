@@ -347,8 +347,8 @@ impl<'de> Deserialize<'de> for StatusWrite {
                 let (mut time, mut status) = (None, false);
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "time" => time = map.next_value::<LenientTime>()?.0,
-                        "subresource" => status = map.next_value::<LenientTime>()?.1.as_deref() == Some("status"),
+                        "time" => time = map.next_value::<LenientStr>()?.0.and_then(|s| s.parse().ok()),
+                        "subresource" => status = map.next_value::<LenientStr>()?.0.as_deref() == Some("status"),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -369,13 +369,12 @@ impl<'de> Deserialize<'de> for StatusWrite {
     }
 }
 
-/// A string, parsed as a time where it is one: (the time, the string).
-struct LenientTime(Option<Timestamp>, Option<String>);
+/// [`lenient_string`] as a type, for a map visitor's values.
+struct LenientStr(Option<String>);
 
-impl<'de> Deserialize<'de> for LenientTime {
+impl<'de> Deserialize<'de> for LenientStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = lenient_string(d)?;
-        Ok(LenientTime(s.as_deref().and_then(|s| s.parse().ok()), s))
+        lenient_string(d).map(LenientStr)
     }
 }
 
