@@ -3,6 +3,8 @@
 //! Ready means: every watch scope finished its initial list, and the exporter is not stuck on one
 //! batch for longer than [`EXPORT_STUCK_THRESHOLD`] (a collector down for minutes makes the agent
 //! unready, which shows in `kubectl get pods` without restarting it: liveness stays green).
+//! A standby (`--leader-elect`) is ready once its initial lists are complete: it is a hot
+//! standby, able to take over at once; the body says which role it has.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,21 +40,28 @@ pub struct Readiness {
     pub watch: Arc<crate::watch::WatchStats>,
     /// The OTLP exports in progress, when exporting over OTLP.
     pub export_in_flight: Option<Arc<crate::export::otlp::InFlight>>,
+    /// This replica's role (`--leader-elect`); `None`: it always leads.
+    pub role: Option<tokio::sync::watch::Receiver<crate::leader::Role>>,
 }
 
 impl Readiness {
-    /// `Ok` when ready, else the reason.
-    pub fn check(&self) -> Result<(), String> {
+    /// `Ok` with the role when ready, else the reason.
+    pub fn check(&self) -> Result<&'static str, String> {
         let listed = self.watch.scopes_listed.load(std::sync::atomic::Ordering::Relaxed);
         if listed < self.scopes {
             return Err(format!("initial list not complete ({listed} of {} scopes)", self.scopes));
+        }
+        match self.role.as_ref().map(|r| *r.borrow()) {
+            None => {}
+            Some(crate::leader::Role::Standby) => return Ok("ready (standby: the leader exports)"),
+            Some(crate::leader::Role::Leader) => {}
         }
         let stuck =
             self.export_in_flight.as_ref().and_then(|f| f.oldest()).filter(|s| s.elapsed() > EXPORT_STUCK_THRESHOLD);
         if let Some(since) = stuck {
             return Err(format!("the exporter has been retrying one batch for {} s", since.elapsed().as_secs()));
         }
-        Ok(())
+        Ok(if self.role.is_some() { "ready (leader)" } else { "ready" })
     }
 }
 
@@ -96,7 +105,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> (StatusCode, [(&'stati
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, String) {
     match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Ok(state) => (StatusCode::OK, format!("{state}\n")),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }

@@ -161,6 +161,10 @@ pub struct RunOptions {
     pub storm_window: Option<std::time::Duration>,
     /// Opt-in: fetch the previous instance's last log lines.
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
+    /// `--leader-elect`: the election Lease. Without it, this replica always leads.
+    pub election: Option<crate::leader::Election>,
+    /// This replica's role, published for readiness and metrics (set by the election).
+    pub role: tokio::sync::watch::Sender<crate::leader::Role>,
 }
 
 /// What a live run did. `restarts_detected = exported + failed + undelivered`, counted in records
@@ -172,6 +176,8 @@ pub struct RunReport {
     pub failed: u64,
     /// Represented by another record (storm control).
     pub coalesced: u64,
+    /// Let go by a standby to the leader (`--leader-elect`).
+    pub handed_off: u64,
     /// Detected but neither exported nor counted as failed when the grace period ended.
     pub undelivered: u64,
     /// A task ended abnormally (a panic): the process must exit non-zero.
@@ -179,18 +185,20 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The report from the live counts: `detected = exported + failed + coalesced + undelivered`
-    /// by construction, whatever happened to the export task.
+    /// The report from the live counts: `detected = exported + failed + coalesced + handed_off +
+    /// undelivered` by construction, whatever happened to the export task.
     pub fn from_progress(detected: u64, progress: &ExportProgress, abnormal: bool) -> Self {
         let exported = progress.exported.load(Ordering::Relaxed);
         let failed = progress.failed.load(Ordering::Relaxed);
         let coalesced = progress.coalesced.load(Ordering::Relaxed);
+        let handed_off = progress.handed_off.load(Ordering::Relaxed);
         RunReport {
             restarts_detected: detected,
             exported,
             failed,
             coalesced,
-            undelivered: detected.saturating_sub(exported + failed + coalesced),
+            handed_off,
+            undelivered: detected.saturating_sub(exported + failed + coalesced + handed_off),
             abnormal,
         }
     }
@@ -218,9 +226,9 @@ pub async fn finish_export(
 }
 
 /// The delivery accounting of a live run, in one place: how many records the watches handed to
-/// the pipeline (`sent`), how many of them are settled (exported, failed and counted, or
-/// represented by another record), and whether every scope's watch is live. The checkpoint may
-/// advance only while [`Delivery::all_settled`] holds.
+/// the pipeline (`sent`), how many of them are settled (exported, failed and counted, represented
+/// by another record, or handed off to the leader), which are still in flight by second, and
+/// whether every scope's watch is live. The checkpoint advances to [`Delivery::watermark`].
 #[derive(Clone, Debug, Default)]
 pub struct Delivery {
     pub sent: Arc<AtomicU64>,
@@ -236,10 +244,20 @@ impl Delivery {
         health
     }
 
-    /// Every watch is live and every record handed over is settled.
-    pub fn all_settled(&self) -> bool {
+    /// Every scope's watch is live (listed, not relisting).
+    fn all_live(&self) -> bool {
         self.scopes.iter().all(|h| h.live.load(Ordering::Relaxed))
-            && self.sent.load(Ordering::Relaxed) == self.progress.settled()
+    }
+
+    /// The checkpoint the pipeline allows now: while every watch is live, the start of the oldest
+    /// second with a record in flight, or `now` when none is; `None` while a watch is not live (a
+    /// relist may still find restarts of the gap).
+    pub fn watermark(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.all_live() {
+            return None;
+        }
+        let oldest = self.progress.in_flight.oldest().and_then(|s| Timestamp::from_second(s).ok());
+        Some(oldest.map_or(now, |o| o.min(now)))
     }
 }
 
@@ -317,17 +335,31 @@ pub async fn run(
     let Some(loaded) = load(&client, &opts, store, &stop).await? else {
         return Ok(RunReport::default());
     };
-    let mut pipeline = spawn(&client, &opts, exporter, loaded.catch_up, &stop).await;
     let store = Arc::new(loaded.store);
-    let checkpointer =
-        tokio::spawn(checkpointer(store.clone(), pipeline.delivery.clone(), pipeline.watches.stop.clone()));
+    // The election outlives the shutdown: a leader releases the Lease only once it has exported
+    // what it holds and written its last checkpoint.
+    let election_stop = CancellationToken::new();
+    let election =
+        opts.election.clone().map(|e| tokio::spawn(crate::leader::run(e, opts.role.clone(), election_stop.clone())));
+    let mut pipeline = spawn(&client, &opts, exporter, loaded.catch_up, store.clone(), &stop).await;
+    let checkpointer = tokio::spawn(checkpointer(
+        store.clone(),
+        pipeline.delivery.clone(),
+        opts.role.subscribe(),
+        pipeline.watches.stop.clone(),
+    ));
 
     // Run until asked to stop (or every watch ended, which only happens if the exporter died).
     tokio::select! {
         _ = stop.cancelled() => {}
         _ = pipeline.watches.ended() => {}
     }
-    Ok(shutdown(pipeline, checkpointer, &store, opts.shutdown_grace, &opts.watch_stats).await)
+    let report = shutdown(pipeline, checkpointer, &store, &opts).await;
+    election_stop.cancel();
+    if let Some(task) = election {
+        let _ = task.await;
+    }
+    Ok(report)
 }
 
 /// Load: checks that every scope can be listed (bounded by [`STARTUP_LIST_TIMEOUT`]), then reads
@@ -378,6 +410,7 @@ async fn spawn(
     opts: &RunOptions,
     exporter: Exporter,
     catch_up: Option<Timestamp>,
+    checkpoint: Arc<CheckpointStore>,
     stop: &CancellationToken,
 ) -> Pipeline {
     let (export_tx, export_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
@@ -462,7 +495,31 @@ async fn spawn(
             usage
         },
     };
-    let enricher = tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
+    // With leader election, the gate between enrichment and export lets only the leader export.
+    let enricher = match opts.election {
+        None => tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment)),
+        Some(_) => {
+            let (gate_tx, gate_rx) = mpsc::channel(GATE_CAPACITY_EVENTS);
+            let usage = Arc::new(crate::enrich::BudgetUsage::default());
+            opts.metrics.observe_standby_buffer(usage.clone());
+            let gate = crate::leader::Gate {
+                role: opts.role.subscribe(),
+                checkpoint,
+                progress: delivery.progress.clone(),
+                usage,
+                budget_bytes: crate::leader::STANDBY_BUFFER_BUDGET_BYTES,
+            };
+            tokio::spawn(async move {
+                let gate = tokio::spawn(crate::leader::gate(gate_rx, export_tx, gate));
+                crate::enrich::run(detected_rx, gate_tx, enrichment).await;
+                if let Err(e) = gate.await
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            })
+        }
+    };
 
     let mut watches = Stage::new("pod watches", stop);
     for (api, description) in opts.scope.apis(client) {
@@ -474,6 +531,7 @@ async fn spawn(
             catch_up_since: catch_up,
             tx: detected_tx.clone(),
             sent: delivery.sent.clone(),
+            progress: delivery.progress.clone(),
             stats: opts.watch_stats.clone(),
             health: delivery.add_scope(),
             metrics: opts.metrics.clone(),
@@ -483,25 +541,42 @@ async fn spawn(
     Pipeline { watches, side_watches, enricher, exporter, delivery }
 }
 
-/// The checkpointer: every [`crate::checkpoint::CHECKPOINT_INTERVAL`], while every record handed
-/// over is settled and every watch is live, writes the time up to which nothing is in flight.
-async fn checkpointer(store: Arc<CheckpointStore>, delivery: Delivery, stop: CancellationToken) {
+/// Capacity of the channel between enrichment and the leader gate, in records (the export queue
+/// behind it holds the rest).
+const GATE_CAPACITY_EVENTS: usize = 64;
+
+/// The checkpointer: every [`crate::checkpoint::CHECKPOINT_INTERVAL`], while this replica leads
+/// and every watch is live, writes the time before which every record handed over is settled
+/// ([`Delivery::watermark`]) when it has moved on. A sustained crash loop keeps records in flight
+/// at every instant; the watermark still advances behind them.
+async fn checkpointer(
+    store: Arc<CheckpointStore>,
+    delivery: Delivery,
+    role: tokio::sync::watch::Receiver<crate::leader::Role>,
+    stop: CancellationToken,
+) {
     if matches!(*store, CheckpointStore::Disabled) {
         return;
     }
     let mut tick = tokio::time::interval(crate::checkpoint::CHECKPOINT_INTERVAL);
     let mut warned = false;
+    let mut written: Option<Timestamp> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let now = Timestamp::now();
-        if !delivery.all_settled() {
+        if *role.borrow() != crate::leader::Role::Leader {
             continue;
         }
-        match store.save(now).await {
-            Ok(()) => warned = false,
+        let Some(mark) = delivery.watermark(Timestamp::now()).filter(|m| written.is_none_or(|w| *m > w)) else {
+            continue;
+        };
+        match store.save(mark).await {
+            Ok(()) => {
+                warned = false;
+                written = Some(mark);
+            }
             Err(e @ CheckpointError::Forbidden { .. }) => {
                 tracing::warn!(error = %e, "Catch-up is off.");
                 break;
@@ -522,9 +597,9 @@ async fn shutdown(
     pipeline: Pipeline,
     checkpointer: JoinHandle<()>,
     store: &CheckpointStore,
-    grace: std::time::Duration,
-    stats: &crate::watch::WatchStats,
+    opts: &RunOptions,
 ) -> RunReport {
+    let (grace, stats) = (opts.shutdown_grace, &opts.watch_stats);
     tracing::info!(grace_secs = grace.as_secs_f64(), "Shutting down: stopping the watch, draining the queue.");
     let Pipeline { watches, side_watches, enricher, exporter, delivery } = pipeline;
     let deadline = tokio::time::Instant::now() + grace;
@@ -538,8 +613,9 @@ async fn shutdown(
     let _ = checkpointer.await;
     let (_, export_panicked) = finish_export(exporter, deadline).await;
     let abnormal = panicked || export_panicked;
-    if delivery.all_settled()
-        && let Err(e) = store.save(Timestamp::now()).await
+    if *opts.role.borrow() == crate::leader::Role::Leader
+        && let Some(mark) = delivery.watermark(Timestamp::now())
+        && let Err(e) = store.save(mark).await
     {
         tracing::warn!(error = %e, "Cannot write the final checkpoint.");
     }
@@ -573,6 +649,27 @@ pub async fn stop_on_signal(stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpoint_advances_behind_a_sustained_crash_loop_and_never_passes_a_record_in_flight() {
+        let mut delivery = Delivery::default();
+        let health = delivery.add_scope();
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        assert_eq!(delivery.watermark(at(0)), None, "not before the watch is live");
+        health.live.store(true, Ordering::Relaxed);
+        assert_eq!(delivery.watermark(at(0)), Some(at(0)), "nothing in flight: now");
+        // A record every second, each settled three seconds later: always some in flight.
+        let in_flight = &delivery.progress.in_flight;
+        for now in 0..20 {
+            in_flight.add(at(now).as_second(), 1);
+            if now >= 3 {
+                in_flight.settle(at(now - 3).as_second(), 1);
+                assert_eq!(delivery.watermark(at(now)), Some(at(now - 2)), "the oldest still in flight");
+            }
+        }
+        health.live.store(false, Ordering::Relaxed);
+        assert_eq!(delivery.watermark(at(20)), None, "not while a relist may find the gap's restarts");
+    }
 
     #[tokio::test]
     async fn a_panic_in_the_export_task_keeps_its_counts_and_is_reported_as_abnormal() {

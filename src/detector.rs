@@ -764,5 +764,6 @@ fn restart_event(
         event: EventKind::Restart,
         episode: None,
         eviction: None,
+        in_flight_since: None,
     }
 }

@@ -390,6 +390,9 @@ pub struct RestartEvent {
     pub episode: Option<Box<Episode>>,
     /// Evictions: the reason, message and time.
     pub eviction: Option<Box<crate::failures::Eviction>>,
+    /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
+    /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
+    pub in_flight_since: Option<Timestamp>,
 }
 
 /// Heap bytes of an optional string.
@@ -465,6 +468,11 @@ impl RestartEvent {
             EventKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
             EventKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
         }
+    }
+
+    /// The second under which the record counts as in flight (see `in_flight_since`).
+    pub fn in_flight_second(&self) -> i64 {
+        self.in_flight_since.unwrap_or(self.observed_at).as_second()
     }
 
     /// The deterministic restart id: one termination, whichever agent replica or incarnation
@@ -657,6 +665,7 @@ impl RestartEvent {
             previous_logs: None,
             episode: None,
             eviction: None,
+            in_flight_since: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //!         owners, storm control, previous logs) -> [export channel] -> export::task (Batcher)
 //!         -> export::Exporter (otlp | console | otlp-json)
 //!         side watches: Events -> enrich::EventStore; ReplicaSet/Job metadata -> OwnerIndex
+//!         with --leader-elect: enrich::run -> leader::gate (leader: forward; standby: buffer)
+//!         -> [export channel]
 //!         app::checkpointer writes the catch-up checkpoint while app::Delivery is all settled
 //! replay: recording -> replay (probe decode; no relist step, no enrichment: causes from the
 //!         status alone, no owner watches, no storm control, no previous logs)
@@ -27,6 +29,8 @@
 //! - [`watch_step`]: one scope's relist and catch-up bookkeeping around the detector (pure);
 //! - [`watch`]: the live kube-rs watch: pulls events through [`watch_step`], forwards restarts;
 //! - [`checkpoint`]: the catch-up checkpoint (Lease or file);
+//! - [`leader`]: `--leader-elect`: election on a Lease (pure rules, thin loop) and the gate that
+//!   lets only the leader export while a standby keeps a bounded buffer;
 //! - [`kube_errors`]: API errors turned into messages that say what to fix;
 //! - [`app`]: wiring and ordered shutdown;
 //! - [`config`]: the command line and environment (`config::cli`), selector syntax
@@ -45,6 +49,7 @@ pub mod export;
 pub mod failures;
 pub mod keys;
 pub mod kube_errors;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod pod;

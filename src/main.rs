@@ -14,6 +14,7 @@ use restart_watcher::checkpoint::CheckpointStore;
 use restart_watcher::config::cli::{Cli, Command, ReplayArgs, RunArgs};
 use restart_watcher::config::{self, ConfigError};
 use restart_watcher::export::Exporter;
+use restart_watcher::leader::Role;
 use restart_watcher::metrics::{Metrics, SelfTelemetry};
 use restart_watcher::watch::WatchStats;
 use tokio_util::sync::CancellationToken;
@@ -103,8 +104,15 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let scope = config::watch_scope(&args);
     let stop = CancellationToken::new();
     let watch_stats = Arc::new(WatchStats::default());
-    let readiness =
-        Readiness { scopes: scope.namespaces.len().max(1) as u64, watch: watch_stats.clone(), export_in_flight };
+    let initial_role = if args.leader_elect { Role::Standby } else { Role::Leader };
+    let (role, _) = tokio::sync::watch::channel(initial_role);
+    metrics.observe_leader(role.subscribe());
+    let readiness = Readiness {
+        scopes: scope.namespaces.len().max(1) as u64,
+        watch: watch_stats.clone(),
+        export_in_flight,
+        role: args.leader_elect.then(|| role.subscribe()),
+    };
     let (_, admin_task) = admin::serve(args.admin_listen, telemetry.clone(), readiness, stop.clone()).await?;
 
     let kube_config = config::kube_config(&args).await?;
@@ -117,6 +125,13 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         );
     } else {
         exporter.set_cluster_uid(restart_watcher::cluster::cluster_uid(&client).await);
+    }
+    let election = config::election(&args, &client, &namespace);
+    if let Some(e) = &election
+        && let Err(e) = e.preflight().await
+    {
+        eprintln!("restart-watcher: {e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
     }
     let store = config::checkpoint_store(&args, &client, namespace);
     let redactions =
@@ -141,6 +156,8 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
                 redactions,
             )
         }),
+        election,
+        role,
     };
     tokio::spawn(app::stop_on_signal(stop.clone()));
     let result = app::run(client, opts, exporter, store, stop.clone()).await;
@@ -153,6 +170,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         exported = report.exported,
         failed = report.failed,
         coalesced = report.coalesced,
+        handed_off = report.handed_off,
         undelivered = report.undelivered,
         "Stopped."
     );

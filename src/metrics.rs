@@ -300,6 +300,33 @@ impl Metrics {
         );
     }
 
+    /// `--leader-elect`: the standby buffer's use against its budget, and the records evicted past
+    /// it (the leader delivers them; they are lost only if it dies before its checkpoint covers them).
+    pub fn observe_standby_buffer(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+        self.observe_usage(
+            "standby.buffer",
+            (
+                "Estimated bytes of the records a standby keeps until the leader's checkpoint covers them.",
+                "The standby buffer's budget, in bytes: past it, the oldest records go.",
+            ),
+            (
+                "standby.evicted",
+                "Records a standby let go past its buffer's budget before the leader's checkpoint covered them.",
+            ),
+            usage,
+        );
+    }
+
+    /// Whether this replica leads (1: it exports) or stands by (0). Always 1 without
+    /// `--leader-elect`.
+    pub fn observe_leader(&self, role: tokio::sync::watch::Receiver<crate::leader::Role>) {
+        self.meter
+            .u64_observable_gauge(format!("{PREFIX}.leader"))
+            .with_description("1 while this replica leads and exports, 0 while it stands by (--leader-elect).")
+            .with_callback(move |o| o.observe(u64::from(*role.borrow() == crate::leader::Role::Leader), &[]))
+            .build();
+    }
+
     /// Instruments that record nowhere (replay, tests).
     pub fn noop() -> Self {
         Metrics::new(&SdkMeterProvider::builder().build().meter("restart-watcher"))

@@ -421,6 +421,8 @@ pub struct WatchTask {
     pub catch_up_since: Option<Timestamp>,
     pub tx: mpsc::Sender<RestartEvent>,
     pub sent: Arc<AtomicU64>,
+    /// Where each record handed over counts as in flight until settled (the checkpoint's watermark).
+    pub progress: Arc<crate::export::task::ExportProgress>,
     pub stats: Arc<WatchStats>,
     pub health: Arc<ScopeHealth>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -430,7 +432,8 @@ pub struct WatchTask {
 /// The bookkeeping is [`ScopeWatch`]'s; this loop pulls events, logs, forwards restarts and keeps
 /// the scope's health.
 pub async fn run(task: WatchTask, stop: CancellationToken) {
-    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, stats, health, metrics } = task;
+    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, progress, stats, health, metrics } =
+        task;
     let mut watch = ScopeWatch::new(&scope.detection, catch_up_since);
     let stream = tuned_watcher(api, scope.selectors(), scope.tuning, scope.node_name.is_none(), description.clone())
         .take_until(stop.clone().cancelled_owned());
@@ -466,8 +469,12 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         for ev in step.restarts {
             stats.restarts.fetch_add(1, Ordering::Relaxed);
             metrics.restart_detected(&ev);
-            // Waits while the channel is full: backpressure onto the watch.
+            // Counted in flight before it can be settled; waits while the channel is full:
+            // backpressure onto the watch.
+            let second = ev.in_flight_second();
+            progress.in_flight.add(second, 1);
             if tx.send(ev).await.is_err() {
+                progress.in_flight.settle(second, 1);
                 tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
                 return;
             }

@@ -129,6 +129,31 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_CHECKPOINT")]
     pub no_checkpoint: bool,
 
+    /// High availability: run two or more replicas; they elect a leader with a Lease in the
+    /// agent's namespace. All watch and detect; only the leader exports, a standby keeps a bounded
+    /// buffer and takes over when the Lease expires. Needs the checkpoint Lease; not in node mode.
+    #[arg(long, env = "RESTART_WATCHER_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the election Lease (`--leader-elect`).
+    #[arg(long, env = "RESTART_WATCHER_LEADER_ELECT_LEASE", default_value = crate::leader::DEFAULT_LEASE_NAME)]
+    pub leader_elect_lease: String,
+
+    /// How long a Lease not renewed stays its holder's (`--leader-elect`; 3s to 5m): a standby
+    /// takes over this long after the leader dies.
+    #[arg(long, env = "RESTART_WATCHER_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_election_period)]
+    pub leader_elect_lease_duration: Duration,
+
+    /// A leader that could not renew the Lease for this long stops exporting (`--leader-elect`;
+    /// less than the lease duration minus the retry period).
+    #[arg(long, env = "RESTART_WATCHER_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_election_period)]
+    pub leader_elect_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and a standby looks at it (`--leader-elect`; less than
+    /// the renew deadline).
+    #[arg(long, env = "RESTART_WATCHER_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_election_period)]
+    pub leader_elect_retry_period: Duration,
+
     /// Capacity of the queue between detection and export, in records (1 to 1048576); when full,
     /// the watch waits.
     #[arg(long, env = "RESTART_WATCHER_QUEUE_CAPACITY", default_value_t = crate::export::task::DEFAULT_CHANNEL_CAPACITY_EVENTS as u32,
@@ -233,6 +258,9 @@ fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
 }
 fn parse_list_jitter(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::ZERO, MAX_LIST_JITTER)
+}
+fn parse_election_period(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::from_millis(100), crate::leader::MAX_LEASE_DURATION)
 }
 fn parse_grace(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::ZERO, MAX_SHUTDOWN_GRACE)

@@ -50,10 +50,55 @@ pub enum ConfigError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error("--leader-elect: {0}")]
+    LeaderElect(String),
     #[error(
         "no Kubernetes configuration found: set --kubeconfig or $KUBECONFIG, or run in a cluster with a service account: {0}"
     )]
     NoKubeConfig(#[source] kube::config::InferConfigError),
+}
+
+/// `--leader-elect` needs the checkpoint Lease (a standby lets go of what it covers), one agent
+/// per scope (not node mode, where each node has its own agent), and a timing in which a leader
+/// steps down before a standby can take over.
+fn check_leader_elect(args: &RunArgs) -> Result<(), ConfigError> {
+    let why = if args.node_name.is_some() {
+        Some("node mode (--node-name / NODE_NAME) runs one agent per node: drop --leader-elect".to_owned())
+    } else if args.no_checkpoint {
+        Some("the standby relies on the leader's checkpoint: drop --no-checkpoint".to_owned())
+    } else if args.checkpoint_file.is_some() {
+        Some("replicas share the checkpoint through its Lease: drop --checkpoint-file".to_owned())
+    } else if args.leader_elect_lease.is_empty() || args.leader_elect_lease == args.checkpoint_lease {
+        Some("--leader-elect-lease must be set and differ from --checkpoint-lease".to_owned())
+    } else {
+        leader_timing(args).check().err()
+    };
+    why.map_or(Ok(()), |w| Err(ConfigError::LeaderElect(w)))
+}
+
+/// The election's timing from the flags.
+pub fn leader_timing(args: &RunArgs) -> crate::leader::Timing {
+    crate::leader::Timing {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    }
+}
+
+/// This replica's identity in Leases: the pod name (downward API), else the host name.
+pub fn identity() -> String {
+    std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "restart-watcher".into())
+}
+
+/// The election, with `--leader-elect`.
+pub fn election(args: &RunArgs, client: &kube::Client, namespace: &str) -> Option<crate::leader::Election> {
+    args.leader_elect.then(|| crate::leader::Election {
+        api: kube::Api::namespaced(client.clone(), namespace),
+        namespace: namespace.to_owned(),
+        name: args.leader_elect_lease.clone(),
+        identity: identity(),
+        timing: leader_timing(args),
+    })
 }
 
 /// A checkpoint file can be written only in a directory that exists: checked before any work.
@@ -193,8 +238,7 @@ pub fn checkpoint_store(args: &RunArgs, client: &kube::Client, namespace: String
         Some(node) => format!("{}-{node}", args.checkpoint_lease),
         None => args.checkpoint_lease.clone(),
     };
-    let identity =
-        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "restart-watcher".into());
+    let identity = identity();
     CheckpointStore::Lease {
         api: Box::new(kube::Api::namespaced(client.clone(), &namespace)),
         namespace,
@@ -223,6 +267,9 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
         check_checkpoint_file(path)?;
     }
     crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact)?;
+    if args.leader_elect {
+        check_leader_elect(args)?;
+    }
     let kind = args.output.exporter_kind();
     let mut summary = vec![("exporter", format!("{kind:?}").to_lowercase())];
     if kind == ExporterKind::Otlp {
@@ -262,6 +309,16 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
             format!("Lease {}", args.checkpoint_lease)
         },
     ));
+    if args.leader_elect {
+        let t = leader_timing(args);
+        summary.push((
+            "leader election",
+            format!(
+                "Lease {}, lease duration {:?}, renew deadline {:?}, retry period {:?}",
+                args.leader_elect_lease, t.lease_duration, t.renew_deadline, t.retry_period
+            ),
+        ));
+    }
     let events = args.detection.event_kinds();
     let emitted: Vec<&str> = EventKind::ALL.iter().filter(|k| events.allows(**k)).map(|k| k.as_str()).collect();
     summary.push(("records", emitted.join(", ")));

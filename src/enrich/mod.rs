@@ -82,6 +82,7 @@ async fn forward(
     records: u64,
 ) -> bool {
     progress.coalesced.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
+    progress.in_flight.settle(ev.in_flight_second(), records.saturating_sub(1));
     progress.queue.reserve(&ev).await;
     tx.send(ev).await.is_ok()
 }
@@ -145,13 +146,14 @@ fn release(
     ready: &mut Vec<RestartEvent>,
     now: Instant,
     closing: bool,
+    in_flight: &crate::export::task::InFlightBySecond,
 ) -> Vec<(RestartEvent, u64)> {
     let Some(sc) = storm else {
         return ready.drain(..).map(|ev| (ev, 1)).collect();
     };
     let mut out: Vec<(RestartEvent, u64)> = Vec::new();
     for ev in ready.drain(..) {
-        out.extend(sc.offer(ev, now).map(|ev| (ev, 1)));
+        out.extend(sc.offer_in_flight(ev, now, Some(in_flight)).map(|ev| (ev, 1)));
     }
     out.extend(sc.tick(now));
     if closing {
@@ -257,7 +259,7 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         pending = kept;
         usage.bytes.store(pending_bytes as u64, Ordering::Relaxed);
         let closing = !open && pending.is_empty();
-        for (ev, records) in release(storm.as_mut(), &mut ready, now, closing) {
+        for (ev, records) in release(storm.as_mut(), &mut ready, now, closing, &progress.in_flight) {
             if !forward(&tx, &progress, ev, records).await {
                 return;
             }

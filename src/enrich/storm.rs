@@ -65,6 +65,9 @@ struct Window {
     count: u32,
     /// Records held (for the pipeline's accounting).
     records: u64,
+    /// When the oldest record the window holds counts as in flight: all its records count there
+    /// until the record that stands for them is settled, so the checkpoint cannot pass them.
+    since: Option<jiff::Timestamp>,
 }
 
 /// A record to emit and how many detected records it stands for (itself included).
@@ -114,6 +117,16 @@ impl StormControl {
 
     /// Offers a restart; returns what to emit now (the restart itself, or nothing when held).
     pub fn offer(&mut self, ev: RestartEvent, now: Instant) -> Option<RestartEvent> {
+        self.offer_in_flight(ev, now, None)
+    }
+
+    /// [`StormControl::offer`], moving a held record's in-flight count to its window's oldest.
+    pub fn offer_in_flight(
+        &mut self,
+        mut ev: RestartEvent,
+        now: Instant,
+        in_flight: Option<&crate::export::task::InFlightBySecond>,
+    ) -> Option<RestartEvent> {
         let k = key(&ev);
         let stands_for = 1 + ev.missed;
         let ev_bytes = ev.approx_bytes();
@@ -126,6 +139,11 @@ impl StormControl {
                 }
                 w.count += stands_for;
                 w.records += 1;
+                let since = *w.since.get_or_insert(ev.in_flight_since.unwrap_or(ev.observed_at));
+                if let Some(f) = in_flight {
+                    f.shift(ev.in_flight_second(), since.as_second(), 1);
+                }
+                ev.in_flight_since = Some(since);
                 w.held = Some(ev);
                 self.set_bytes(after);
                 None
@@ -138,7 +156,8 @@ impl StormControl {
                 if bytes + cost > budget {
                     return self.over_budget(ev);
                 }
-                self.windows.insert(k, Window { ends: now + self.window, held: None, count: 0, records: 0 });
+                self.windows
+                    .insert(k, Window { ends: now + self.window, held: None, count: 0, records: 0, since: None });
                 self.set_bytes(bytes + cost);
                 Some(ev)
             }
@@ -162,6 +181,7 @@ impl StormControl {
                     out.push((ev, w.records));
                     w.count = 0;
                     w.records = 0;
+                    w.since = None;
                     w.ends = now + window;
                     true
                 }
@@ -205,6 +225,33 @@ mod tests {
         ev.pod.owners.deployment = Some(OwnerRef { name: deployment.into(), uid: None });
         ev.restart_count = n;
         ev
+    }
+
+    #[test]
+    fn held_records_count_in_flight_at_their_window_oldest_until_the_record_standing_for_them_settles() {
+        let in_flight = crate::export::task::InFlightBySecond::default();
+        let mut sc = StormControl::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let base = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let mut emitted = Vec::new();
+        for i in 0..5i64 {
+            let ev = RestartEvent {
+                observed_at: base + jiff::SignedDuration::from_secs(i),
+                ..RestartEvent::sample("shop", "api-1", "app", crate::event::Cause::AppError)
+            };
+            in_flight.add(ev.in_flight_second(), 1);
+            emitted.extend(sc.offer_in_flight(ev, t0, Some(&in_flight)));
+        }
+        assert_eq!(emitted.len(), 1, "the first at once");
+        assert_eq!(in_flight.oldest(), Some(base.as_second()));
+        in_flight.settle(emitted[0].in_flight_second(), 1);
+        assert_eq!(in_flight.oldest(), Some(base.as_second() + 1), "the four held count at the oldest of them");
+        let (ev, records) = sc.tick(t0 + Duration::from_secs(61)).pop().unwrap();
+        assert_eq!((records, ev.in_flight_second()), (4, base.as_second() + 1));
+        in_flight.settle(ev.in_flight_second(), records - 1); // coalesced, at forward
+        assert_eq!(in_flight.oldest(), Some(base.as_second() + 1), "the record standing for them is in flight");
+        in_flight.settle(ev.in_flight_second(), 1); // exported
+        assert_eq!(in_flight.oldest(), None);
     }
 
     #[test]

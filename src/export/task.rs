@@ -137,23 +137,76 @@ pub struct ExportReport {
 /// survive the export task being aborted at the end of a shutdown grace, or panicking.
 #[derive(Debug, Default)]
 pub struct ExportProgress {
+    /// Records handed to the pipeline and not yet settled, by the second they count in: the
+    /// checkpoint advances up to the oldest.
+    pub in_flight: InFlightBySecond,
     /// Records exported (accepted by the receiver).
     pub exported: AtomicU64,
     /// Records that failed for good (counted, not retried).
     pub failed: AtomicU64,
     /// Records represented by another record (storm control), settled without an export of their own.
     pub coalesced: AtomicU64,
+    /// Records a standby let go to the leader (`--leader-elect`): covered by the leader's
+    /// checkpoint, evicted past the standby buffer's budget, or kept when the standby stopped.
+    pub handed_off: AtomicU64,
     /// The export queue's byte budget, shared by the producer and the export task.
     pub queue: QueueBytes,
 }
 
 impl ExportProgress {
-    /// Every record whose fate is settled: exported, failed, or coalesced. The checkpoint advances
+    /// Every record whose fate is settled: exported, failed, coalesced, or handed off to the
+    /// leader. The checkpoint advances
     /// only when this equals the number of records handed to the pipeline.
     pub fn settled(&self) -> u64 {
         self.exported.load(Ordering::Relaxed)
             + self.failed.load(Ordering::Relaxed)
             + self.coalesced.load(Ordering::Relaxed)
+            + self.handed_off.load(Ordering::Relaxed)
+    }
+}
+
+/// Records in flight by second (see [`RestartEvent::in_flight_second`]). Its size is bounded by the
+/// records in flight, which the export queue's budget bounds.
+#[derive(Debug, Default)]
+pub struct InFlightBySecond {
+    seconds: std::sync::Mutex<std::collections::BTreeMap<i64, u64>>,
+}
+
+impl InFlightBySecond {
+    fn with<R>(&self, f: impl FnOnce(&mut std::collections::BTreeMap<i64, u64>) -> R) -> R {
+        f(&mut self.seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// `n` records of `second` are handed to the pipeline.
+    pub fn add(&self, second: i64, n: u64) {
+        if n > 0 {
+            self.with(|m| *m.entry(second).or_default() += n);
+        }
+    }
+
+    /// `n` records of `second` are settled (more than were added is ignored: replay adds none).
+    pub fn settle(&self, second: i64, n: u64) {
+        self.with(|m| {
+            if let Some(count) = m.get_mut(&second) {
+                *count = count.saturating_sub(n);
+                if *count == 0 {
+                    m.remove(&second);
+                }
+            }
+        });
+    }
+
+    /// `n` records of `from` now count in `to` (storm control holding them in a window).
+    pub fn shift(&self, from: i64, to: i64, n: u64) {
+        if from != to {
+            self.settle(from, n);
+            self.add(to, n);
+        }
+    }
+
+    /// The oldest second with a record in flight.
+    pub fn oldest(&self) -> Option<i64> {
+        self.with(|m| m.keys().next().copied())
     }
 }
 
@@ -209,11 +262,14 @@ impl Input {
 fn settle(
     report: &mut ExportReport,
     name: &'static str,
-    (n, kib): (u64, u64),
+    (n, kib, seconds): (u64, u64, Vec<i64>),
     result: Result<(), ExportError>,
     progress: &ExportProgress,
 ) {
     progress.queue.release(kib);
+    for second in seconds {
+        progress.in_flight.settle(second, 1);
+    }
     match result {
         Ok(()) => {
             report.exported += n;
@@ -305,9 +361,10 @@ async fn run_sequential(
         let batch = batcher.take();
         let n = batch.len() as u64;
         let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
+        let seconds = batch.iter().map(RestartEvent::in_flight_second).collect();
         metrics.queue_out(n);
         let result = exporter.export(&batch).await;
-        settle(&mut report, exporter.name(), (n, kib), result, &progress);
+        settle(&mut report, exporter.name(), (n, kib, seconds), result, &progress);
     }
     report
 }
@@ -332,9 +389,10 @@ async fn run_concurrent(
             let batch = batcher.take();
             let n = batch.len() as u64;
             let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
+            let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
             metrics.queue_out(n);
             let exp = exporter.clone();
-            in_flight.push(async move { ((n, kib), exp.export(&batch).await) });
+            in_flight.push(async move { ((n, kib, seconds), exp.export(&batch).await) });
             continue;
         }
         if !open && batcher.is_empty() && in_flight.is_empty() {
