@@ -54,8 +54,10 @@ fn the_agent_pods_are_hardened_and_probed() {
         let objs = objects(&render(variant));
         let w = objs.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == "restart-watcher").unwrap();
         if kind == "Deployment" {
-            assert_eq!(w["spec"]["strategy"]["type"], "Recreate");
-            assert_eq!(w["spec"]["replicas"], 1);
+            // Two replicas with leader election: a new standby is up before an old replica stops.
+            assert_eq!(w["spec"]["strategy"]["type"], "RollingUpdate");
+            assert_eq!(w["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+            assert_eq!(w["spec"]["replicas"], 2);
         }
         assert!(
             !objs.iter().any(|o| o["kind"] == if kind == "Deployment" { "DaemonSet" } else { "Deployment" }),
@@ -88,6 +90,10 @@ fn the_agent_pods_are_hardened_and_probed() {
             })
             .unwrap();
         assert_eq!(settings["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector:4317");
+        // Node mode runs one agent per node: no election (the agent refuses both at once).
+        let elect = if kind == "Deployment" { "true" } else { "false" };
+        assert_eq!(settings["data"]["RESTART_WATCHER_LEADER_ELECT"], elect, "{variant}");
+        assert!(env.contains(&"POD_NAME"), "the identity in the Leases");
     }
 }
 

@@ -58,6 +58,8 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "features.owners=false",
         "features.clusterUid=false",
         "features.checkpoint=false",
+        "leaderElection.enabled=false",
+        "replicas=1",
     ];
     let opt_in = vec![
         "features.previousLogs.lines=20",
@@ -104,6 +106,8 @@ fn the_chart_passes_helm_lint_and_its_schema_refuses_bad_values_by_name() {
         ("events=restarts", "events"),
         ("featurez.events=false", "featurez"),
         ("clusterName=my cluster", "clusterName"),
+        ("replicas=0", "replicas"),
+        ("leaderElection.leaseDuration=soon", "leaseDuration"),
     ] {
         let out = helm(&["template", "rw", CHART, "--kube-version", KUBE_VERSION, "--set", set]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -112,6 +116,19 @@ fn the_chart_passes_helm_lint_and_its_schema_refuses_bad_values_by_name() {
             err.contains("values don't meet the specifications of the schema") && err.contains(names),
             "{set}: {err}"
         );
+    }
+    // What the schema cannot say, the templates refuse with what to change.
+    for (set, says) in [
+        (vec!["features.checkpoint=false"], "leaderElection.enabled needs features.checkpoint"),
+        (vec!["leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
+    ] {
+        let mut args = vec!["template", "rw", CHART, "--kube-version", KUBE_VERSION];
+        for s in &set {
+            args.extend(["--set", s]);
+        }
+        let out = helm(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{set:?}: {err}");
     }
 }
 
@@ -242,6 +259,9 @@ fn helm_install_runs_the_agent_as_the_charts_service_account_without_a_403_in_ea
         assert_eq!(agent.terminate(), Some(0), "{name}: {}", agent.logs_text());
         let logs = agent.logs_text();
         assert!(!logs.contains("Forbidden"), "{name}: no 403 with the chart's RBAC:\n{logs}");
+        if !name.contains("all-off") && !name.contains("daemonset") {
+            assert!(logs.contains("Became the leader"), "{name}: the chart's default elects a leader\n{logs}");
+        }
         let uid = attr(&agent.records[0]["resource"]["attributes"], "k8s.cluster.uid");
         if name.starts_with("all-off") {
             assert_eq!(logs.matches("Events are off").count(), 1, "{name}: said once\n{logs}");

@@ -53,6 +53,18 @@ RESTART_WATCHER_NO_CLUSTER_UID: "true"
 {{- if not .Values.features.checkpoint }}
 RESTART_WATCHER_NO_CHECKPOINT: "true"
 {{- end }}
+{{- if and (eq .Values.mode "deployment") .Values.leaderElection.enabled }}
+RESTART_WATCHER_LEADER_ELECT: "true"
+{{- with .Values.leaderElection.leaseDuration }}
+RESTART_WATCHER_LEADER_ELECT_LEASE_DURATION: {{ . | quote }}
+{{- end }}
+{{- with .Values.leaderElection.renewDeadline }}
+RESTART_WATCHER_LEADER_ELECT_RENEW_DEADLINE: {{ . | quote }}
+{{- end }}
+{{- with .Values.leaderElection.retryPeriod }}
+RESTART_WATCHER_LEADER_ELECT_RETRY_PERIOD: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if ne .Values.events "all" }}
 RESTART_WATCHER_EVENTS: {{ .Values.events | quote }}
 {{- end }}
@@ -96,9 +108,20 @@ tolerations:
 tolerations:
   {{- toYaml .Values.tolerations | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- if .Values.affinity }}
 affinity:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .Values.affinity | nindent 2 }}
+{{- else if and (eq .Values.mode "deployment") (gt (int .Values.replicas) 1) }}
+# The replicas on different nodes where possible: a node's loss takes one at most.
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "rw.selector" . | nindent 14 }}
 {{- end }}
 securityContext:
   runAsNonRoot: true
