@@ -169,5 +169,17 @@ fn the_standby_takes_over_from_a_killed_leader_and_every_restart_is_delivered() 
     assert!(b.logs_text().contains("Released the leadership"));
     c.wait_log("Became the leader", WAIT);
     assert_eq!(lease(k, ns)["spec"]["holderIdentity"], "agent-c");
+    // A standby that stops leaves what it kept to the leader: nothing undelivered, exit 0.
+    let mut d = replica(k, ns, "agent-d");
+    d.wait_log("Standing by", WAIT);
+    d.wait_ready();
+    let before = c.settle(Duration::from_millis(500)).len();
+    k.crash(ns, &pods[0], "api", "Error", 1);
+    c.wait_records(before + 1, WAIT);
+    let admin_d = d.admin_addr();
+    k.wait_for("the standby keeps the restart", || gauge(&admin_d, "restart_watcher_standby_buffer_usage_bytes") > 0);
+    assert_eq!(d.terminate(), Some(0), "{}", d.logs_text());
+    assert!(d.records.is_empty(), "a standby exports nothing");
+    assert!(d.logs_text().contains("Stopping as a standby"), "{}", d.logs_text());
     assert_eq!(c.terminate(), Some(0));
 }

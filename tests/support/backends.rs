@@ -11,10 +11,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A free loopback port. These Go servers take fixed addresses, so the port is picked here (bound at
-/// port 0, then released) and handed to them.
+/// A free loopback port. These Go servers take fixed addresses, so the port is picked here and
+/// handed to them: a random one below the kernel's ephemeral range that can be bound now. (A port
+/// the kernel handed out for port 0 and that was released can go to the next process binding port
+/// 0 before the server binds it; below the range no port-0 bind takes it.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    (0..1000)
+        .map(|_| fastrand::u16(10000..low.max(10001)))
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// The collector binary, built (and cached) from the manifest on first use.

@@ -51,7 +51,28 @@ done
 kubectl=${bin[kubectl]}
 
 command -v openssl >/dev/null || { echo "cluster.sh: openssl is needed (apt-get install openssl)" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# A free port below the kernel's ephemeral range: a port the kernel handed out for port 0 and that
+# was closed again can be handed to the next process binding port 0 (a backend of a test running
+# beside this one) before the server here binds it. Below the range, no port-0 bind takes it.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randint(10000, max(10001, low - 1))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+PY
+}
 
 mkdir -p "$dir"
 cd "$dir"
