@@ -88,10 +88,13 @@ fn build_stream(pods: usize, updates_per_pod: usize) -> (Vec<u8>, usize) {
             }
             pod["metadata"]["resourceVersion"] = (1000 + n).to_string().into();
             pod["status"]["containerStatuses"][0]["restartCount"] = restarts.into();
-            let ev = serde_json::json!({"type": if u == 0 { "ADDED" } else { "MODIFIED" }, "object": pod});
+            // As the API server writes it: the type first (a decoder of the adjacently tagged
+            // `WatchEvent` then reads the object without buffering it).
             let start = out.len();
-            serde_json::to_writer(&mut out, &ev).unwrap();
-            out.push(b'\n');
+            let kind = if u == 0 { "ADDED" } else { "MODIFIED" };
+            out.extend_from_slice(format!("{{\"type\":\"{kind}\",\"object\":").as_bytes());
+            serde_json::to_writer(&mut out, &pod).unwrap();
+            out.extend_from_slice(b"}\n");
             sizes += out.len() - start;
         }
     }
