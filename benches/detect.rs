@@ -229,7 +229,11 @@ fn main() {
     println!("| path (one core) | updates/s | µs per event | slower than the replay path |");
     println!("|---|---|---|---|");
     for (name, m) in [("watch updates", &watch), ("first sightings", &first)] {
-        println!("| replay: probe, slim decode where needed, detect ({name}) | {:.0} | {:.2} | 1.0x |", m.slim_rate, 1e6 / m.slim_rate);
+        println!(
+            "| replay: probe, slim decode where needed, detect ({name}) | {:.0} | {:.2} | 1.0x |",
+            m.slim_rate,
+            1e6 / m.slim_rate
+        );
         println!(
             "| live: kube's WatchEvent<SlimPod> decode, detect ({name}) | {:.0} | {:.2} | {:.1}x |",
             m.live_rate,
