@@ -24,7 +24,7 @@ use serde_json::json;
 #[path = "support/bench_cluster.rs"]
 mod bench_cluster;
 
-use bench_cluster::{BenchCluster, CONCURRENCY, populate, rss_mib};
+use bench_cluster::{BenchCluster, CONCURRENCY, peak_rss_mib, populate, rss_mib};
 
 /// Simulated nodes the pods are spread over.
 const NODES: usize = 50;
@@ -45,6 +45,33 @@ fn main() {
     let mut rows = Vec::new();
     for n in sizes {
         rows.push(rt.block_on(measure(n, updates)));
+    }
+    // For the growth plot (benches/plot_growth.py).
+    let mut csv = String::from(
+        "pods,agent_list_s,agent_rss_mib,agent_peak_mib,arenas2_rss_mib,arenas2_peak_mib,baseline_list_s,baseline_rss_mib\n",
+    );
+    for r in &rows {
+        csv.push_str(&format!(
+            "{},{:.2},{:.1},{:.1},{:.1},{:.1},{:.2},{:.1}\n",
+            r.pods,
+            r.agent_list_secs,
+            r.agent_rss_mib,
+            r.agent_peak_mib,
+            r.arenas2_rss_mib,
+            r.arenas2_peak_mib,
+            r.base_list_secs,
+            r.base_rss_mib
+        ));
+    }
+    std::fs::write("target/watch-growth.csv", csv).unwrap();
+    println!();
+    println!("| pods | agent: peak RSS during the list | agent, MALLOC_ARENA_MAX=2: RSS after list | its peak |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            r.pods, r.agent_peak_mib, r.arenas2_rss_mib, r.arenas2_peak_mib
+        );
     }
     println!();
     println!(
@@ -69,6 +96,11 @@ struct Row {
     pods: usize,
     agent_list_secs: f64,
     agent_rss_mib: f64,
+    /// Peak RSS (`VmHWM`) by the end of the initial list.
+    agent_peak_mib: f64,
+    /// The same agent with glibc's malloc held to 2 arenas (`MALLOC_ARENA_MAX=2`).
+    arenas2_rss_mib: f64,
+    arenas2_peak_mib: f64,
     base_list_secs: f64,
     base_rss_mib: f64,
     restarts_per_sec: f64,
@@ -84,15 +116,20 @@ async fn measure(pods: usize, updates: usize) -> Row {
     eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
 
     // The agent.
+    let start_agent = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+            .args(["run", "--kubeconfig", &kubeconfig, "--no-checkpoint", "--exporter", "console"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let t = Instant::now();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
-        .args(["run", "--kubeconfig", &kubeconfig, "--no-checkpoint", "--exporter", "console"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut agent = start_agent(&[]);
     wait_line(&mut agent, "Initial list complete", Duration::from_secs(600));
     let agent_list_secs = t.elapsed().as_secs_f64();
+    let agent_peak_mib = peak_rss_mib(agent.id());
     std::thread::sleep(Duration::from_secs(2));
     let agent_rss_mib = rss_mib(agent.id());
     // Restarts under a burst of status updates.
@@ -113,6 +150,14 @@ async fn measure(pods: usize, updates: usize) -> Row {
     let restarts_per_sec = reported.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     let _ = agent.kill();
 
+    // The same agent, glibc's malloc held to 2 arenas (an environment setting, no code).
+    let mut arenas2 = start_agent(&[("MALLOC_ARENA_MAX", "2")]);
+    wait_line(&mut arenas2, "Initial list complete", Duration::from_secs(600));
+    let arenas2_peak_mib = peak_rss_mib(arenas2.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let arenas2_rss_mib = rss_mib(arenas2.id());
+    let _ = arenas2.kill();
+
     // The baseline, alone.
     let t = Instant::now();
     let mut base = Command::new(std::env::current_exe().unwrap())
@@ -128,7 +173,17 @@ async fn measure(pods: usize, updates: usize) -> Row {
     let _ = base.kill();
 
     drop(cluster);
-    Row { pods, agent_list_secs, agent_rss_mib, base_list_secs, base_rss_mib, restarts_per_sec }
+    Row {
+        pods,
+        agent_list_secs,
+        agent_rss_mib,
+        agent_peak_mib,
+        arenas2_rss_mib,
+        arenas2_peak_mib,
+        base_list_secs,
+        base_rss_mib,
+        restarts_per_sec,
+    }
 }
 
 fn statuses(restarts: u32) -> serde_json::Value {

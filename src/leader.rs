@@ -312,9 +312,7 @@ async fn look(election: &Election, role: &watch::Sender<Role>, seen: &mut Seen) 
         Ok(lease) => lease,
         Err(e) => {
             let e = election.err("get", e);
-            if !std::mem::replace(&mut seen.warned, true) {
-                tracing::warn!(error = %e, "Cannot read the election Lease; retrying.");
-            }
+            report(&e, &mut seen.warned, "Cannot read the election Lease; retrying.");
             if seen.renewed.is_some_and(|at| now.duration_since(at) > timing.renew_deadline) {
                 seen.renewed = None;
                 step_down("could not renew the Lease within the renew deadline");
@@ -349,9 +347,7 @@ async fn look(election: &Election, role: &watch::Sender<Role>, seen: &mut Seen) 
                 // Another replica wrote the Lease first: look again at once.
                 Ok(false) => Duration::from_millis(50),
                 Err(e) => {
-                    if !std::mem::replace(&mut seen.warned, true) {
-                        tracing::warn!(error = %e, "Cannot write the election Lease; retrying.");
-                    }
+                    report(&e, &mut seen.warned, "Cannot write the election Lease; retrying.");
                     if seen.renewed.is_some_and(|at| now.duration_since(at) > timing.renew_deadline) {
                         seen.renewed = None;
                         step_down("could not renew the Lease within the renew deadline");
@@ -369,6 +365,18 @@ async fn look(election: &Election, role: &watch::Sender<Role>, seen: &mut Seen) 
             }
             recheck_in.max(Duration::from_millis(50))
         }
+    }
+}
+
+/// Logs an election error once per streak of failures: at error level when RBAC forbids it (no
+/// replica can lead until it is fixed, and records wait in the standby buffers), else a warning.
+fn report(e: &LeaderError, warned: &mut bool, what: &str) {
+    if std::mem::replace(warned, true) {
+        tracing::debug!(error = %e, "{what}");
+    } else if matches!(e, LeaderError::Forbidden { .. }) {
+        tracing::error!(error = %e, "{what}");
+    } else {
+        tracing::warn!(error = %e, "{what}");
     }
 }
 
