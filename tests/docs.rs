@@ -113,6 +113,21 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         (vec!["--watch-timeout", "2h"], vec![], "--watch-timeout"),
         (vec!["--list-jitter", "1h"], vec![], "--list-jitter"),
         (vec!["--list-strategy", "etcd"], vec![], "--list-strategy"),
+        (vec!["--leader-elect", "--node-name", "node-1"], vec![], "--leader-elect: node mode"),
+        (vec!["--leader-elect", "--no-checkpoint"], vec![], "drop --no-checkpoint"),
+        (vec!["--leader-elect", "--checkpoint-file", "/tmp/rw.checkpoint"], vec![], "drop --checkpoint-file"),
+        (
+            vec!["--leader-elect", "--leader-elect-lease", "restart-watcher-checkpoint"],
+            vec![],
+            "differ from --checkpoint-lease",
+        ),
+        (
+            vec!["--leader-elect", "--leader-elect-renew-deadline", "14s"],
+            vec![],
+            "renew deadline < lease duration - retry period",
+        ),
+        (vec![], vec![("RESTART_WATCHER_LEADER_ELECT", "true"), ("NODE_NAME", "node-1")], "--leader-elect: node mode"),
+        (vec!["--leader-elect-lease-duration", "1h"], vec![], "--leader-elect-lease-duration"),
     ];
     for (args, env, setting) in cases {
         for sub in ["check-config", "run"] {
