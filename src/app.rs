@@ -225,13 +225,11 @@ pub async fn finish_export(
     }
 }
 
-/// The delivery accounting of a live run, in one place: how many records the watches handed to
-/// the pipeline (`sent`), how many of them are settled (exported, failed and counted, represented
-/// by another record, or handed off to the leader), which are still in flight by second, and
-/// whether every scope's watch is live. The checkpoint advances to [`Delivery::watermark`].
+/// The delivery accounting of a live run, in one place: how many records are settled (exported,
+/// failed and counted, represented by another record, or handed off to the leader), which are
+/// still in flight by second, and whether every scope's watch is live. The checkpoint advances to [`Delivery::watermark`].
 #[derive(Clone, Debug, Default)]
 pub struct Delivery {
-    pub sent: Arc<AtomicU64>,
     pub progress: Arc<ExportProgress>,
     scopes: Vec<Arc<crate::watch::ScopeHealth>>,
 }
@@ -530,7 +528,6 @@ async fn spawn(
             server: opts.server.clone(),
             catch_up_since: catch_up,
             tx: detected_tx.clone(),
-            sent: delivery.sent.clone(),
             progress: delivery.progress.clone(),
             stats: opts.watch_stats.clone(),
             health: delivery.add_scope(),

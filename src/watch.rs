@@ -420,7 +420,6 @@ pub struct WatchTask {
     /// Catch-up for the initial list (from the checkpoint).
     pub catch_up_since: Option<Timestamp>,
     pub tx: mpsc::Sender<RestartEvent>,
-    pub sent: Arc<AtomicU64>,
     /// Where each record handed over counts as in flight until settled (the checkpoint's watermark).
     pub progress: Arc<crate::export::task::ExportProgress>,
     pub stats: Arc<WatchStats>,
@@ -432,8 +431,7 @@ pub struct WatchTask {
 /// The bookkeeping is [`ScopeWatch`]'s; this loop pulls events, logs, forwards restarts and keeps
 /// the scope's health.
 pub async fn run(task: WatchTask, stop: CancellationToken) {
-    let WatchTask { api, description, scope, server, catch_up_since, tx, sent, progress, stats, health, metrics } =
-        task;
+    let WatchTask { api, description, scope, server, catch_up_since, tx, progress, stats, health, metrics } = task;
     let mut watch = ScopeWatch::new(&scope.detection, catch_up_since);
     let stream = tuned_watcher(api, scope.selectors(), scope.tuning, scope.node_name.is_none(), description.clone())
         .take_until(stop.clone().cancelled_owned());
@@ -478,7 +476,6 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
                 tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
                 return;
             }
-            sent.fetch_add(1, Ordering::Relaxed);
             metrics.queue_in(1);
         }
     }
