@@ -15,8 +15,8 @@
 //! - a container that appears later in a pod already known (its status was not yet written when the
 //!   pod was first seen) counts from 0, so restarts it already shows are reported.
 //!
-//! Memory: one small entry per pod plus ~24 bytes and the name per container (see
-//! `docs/performance.md`).
+//! Memory: a 40-byte map entry per pod, the container names shared by the pods of a template
+//! (`tracked`; see `docs/performance.md`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +28,10 @@ use crate::enrich::{BudgetUsage, causes, owners};
 use crate::event::{ContainerInfo, ContainerKind, CurrentState, Episode, EventKind, EventKinds, PodInfo, RestartEvent};
 use crate::failures::{self, EpisodeStep};
 use crate::pod::{SlimContainerStatus, SlimPod};
+
+mod tracked;
+
+use tracked::{PodKey, Pods};
 
 /// Which container kinds the detector reports. All restartable kinds by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,17 +65,17 @@ impl KindFilter {
     }
 }
 
-/// `Tracked::flags`: the container is in a start-failure episode.
+/// `Slot::flags`: the container is in a start-failure episode.
 const IN_EPISODE: u8 = 1;
-/// `Tracked::flags`: the episode's opening was reported and its state is kept in `episodes`, so
+/// `Slot::flags`: the episode's opening was reported and its state is kept in `episodes`, so
 /// its end is reported too.
 const EPISODE_KEPT: u8 = 2;
-/// `Tracked::flags`: a terminal failure of the container was accounted (reported or baselined).
+/// `Slot::flags`: a terminal failure of the container was accounted (reported or baselined).
 const FAILED: u8 = 4;
 
-/// `PodState::flags`: a duplicate container name was warned about (once per pod).
+/// `tracked::PodState::flags`: a duplicate container name was warned about (once per pod).
 const WARNED_DUPLICATE: u8 = 1;
-/// `PodState::flags`: the pod's eviction was accounted (reported or baselined).
+/// `tracked::PodState::flags`: the pod's eviction was accounted (reported or baselined).
 const EVICTED: u8 = 2;
 
 /// The default budget of the start-failure episodes kept for their closing records, in bytes.
@@ -89,29 +93,6 @@ pub struct Detection {
     /// The kept start-failure episodes against their budget, shared by the detectors of every
     /// scope and with the metrics.
     pub episodes: Arc<BudgetUsage>,
-}
-
-/// What the detector remembers of one container.
-#[derive(Debug)]
-struct Tracked {
-    name: Box<str>,
-    kind: ContainerKind,
-    /// Bits: `IN_EPISODE`, `EPISODE_KEPT`, `FAILED` (in the padding: no extra bytes).
-    flags: u8,
-    restart_count: u32,
-}
-
-// The flags live in padding: a tracked container costs what it did before them.
-const _: () = assert!(std::mem::size_of::<Tracked>() == 24);
-
-/// What the detector remembers of one pod.
-#[derive(Debug)]
-struct PodState {
-    containers: Vec<Tracked>,
-    /// The relist generation in which the pod was last seen.
-    seen_in: u32,
-    /// Bits: `WARNED_DUPLICATE`, `EVICTED`.
-    flags: u8,
 }
 
 /// A start-failure episode whose opening was reported: what its closing record needs.
@@ -142,7 +123,7 @@ pub struct DetectorStats {
 /// The restart detector. See the module docs for its rules.
 #[derive(Debug, Default)]
 pub struct Detector {
-    pods: HashMap<u128, PodState>,
+    pods: Pods,
     kinds: KindFilter,
     events: EventKinds,
     catch_up_since: Option<Timestamp>,
@@ -150,7 +131,7 @@ pub struct Detector {
     in_relist: bool,
     stats: DetectorStats,
     /// Episodes whose opening was reported, by (pod key, container index).
-    episodes: HashMap<(u128, u16), EpisodeState>,
+    episodes: HashMap<(PodKey, u16), EpisodeState>,
     /// Their bytes against the budget (0: `EPISODE_BUDGET_BYTES`), shared; and how many of
     /// `episodes` are counted in it.
     episode_usage: Arc<BudgetUsage>,
@@ -259,7 +240,12 @@ impl Detector {
 
     /// Number of containers tracked.
     pub fn containers(&self) -> usize {
-        self.pods.values().map(|p| p.containers.len()).sum()
+        self.pods.containers()
+    }
+
+    /// Number of distinct container lists (names and kinds) interned: about one per pod template.
+    pub fn shapes(&self) -> usize {
+        self.pods.shapes()
     }
 
     /// A pod was added or modified (or listed).
@@ -281,19 +267,21 @@ impl Detector {
         }
         let generation = self.generation;
         let kinds = self.kinds;
-        let Some(state) = self.pods.get_mut(&pod_key(uid)) else {
+        let Some(pod) = self.pods.get_mut(PodKey::of_uid(uid)) else {
             return false;
         };
-        if state.containers.iter().any(|t| t.flags & IN_EPISODE != 0) {
+        if pod.any_flag(IN_EPISODE) {
             return false;
         }
         let same = |statuses: &[crate::pod::ProbeCount<'_>], app: bool| {
             statuses.iter().all(|c| {
-                let tracked = state.containers.iter().find(|t| {
-                    *t.name == *c.name && if app { t.kind == ContainerKind::App } else { t.kind != ContainerKind::App }
-                });
+                let tracked = if app {
+                    pod.find(&c.name, ContainerKind::App)
+                } else {
+                    pod.find(&c.name, ContainerKind::Init).or_else(|| pod.find(&c.name, ContainerKind::Sidecar))
+                };
                 match tracked {
-                    Some(t) => t.restart_count == c.restart_count,
+                    Some(i) => pod.slot(i).restart_count == c.restart_count,
                     // Not tracked: fine only if no kind it could be is reported.
                     None if app => !kinds.app,
                     None => !kinds.init && !kinds.sidecar,
@@ -301,7 +289,7 @@ impl Detector {
             })
         };
         if same(&probe.status.container_statuses, true) && same(&probe.status.init_container_statuses, false) {
-            state.seen_in = generation;
+            pod.state.seen_in = generation;
             self.stats.observations += 1;
             true
         } else {
@@ -321,8 +309,8 @@ impl Detector {
         let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
             return false;
         };
-        let key = pod_key(uid);
-        if self.pods.contains_key(&key) {
+        let key = PodKey::of_uid(uid);
+        if self.pods.contains(&key) {
             return false;
         }
         let kinds = self.kinds;
@@ -331,20 +319,14 @@ impl Detector {
             (c, kind)
         });
         let app = probe.status.container_statuses.iter().map(|c| (c, ContainerKind::App));
-        let mut containers: Vec<Tracked> = Vec::new();
+        let mut containers: Vec<(&str, ContainerKind, u32)> = Vec::new();
         for (c, kind) in init.chain(app).filter(|(_, kind)| kinds.allows(*kind)) {
             // The first status of a duplicated name counts, as in `observe`.
-            if !containers.iter().any(|t| t.kind == kind && *t.name == *c.name) {
-                containers.push(Tracked {
-                    name: c.name.as_ref().into(),
-                    kind,
-                    flags: 0,
-                    restart_count: c.restart_count,
-                });
+            if !containers.iter().any(|(name, k, _)| *k == kind && **name == *c.name) {
+                containers.push((&c.name, kind, c.restart_count));
             }
         }
-        containers.shrink_to_fit();
-        self.pods.insert(key, PodState { containers, seen_in: self.generation, flags: 0 });
+        self.pods.insert(key, &containers, self.generation);
         self.stats.observations += 1;
         true
     }
@@ -369,12 +351,10 @@ impl Detector {
         }
         self.in_relist = false;
         let generation = self.generation;
-        let before = self.pods.len();
-        self.pods.retain(|_, p| p.seen_in == generation);
-        let dropped = before - self.pods.len();
+        let dropped = self.pods.retain(|p| p.seen_in == generation);
         if dropped > 0 && !self.episodes.is_empty() {
             let pods = &self.pods;
-            self.episodes.retain(|(key, _), _| pods.contains_key(key));
+            self.episodes.retain(|(key, _), _| pods.contains(key));
             self.count_episodes();
         }
         self.stats.pods_dropped += dropped as u64;
@@ -387,10 +367,10 @@ impl Detector {
             self.stats.objects_without_uid += 1;
             return Vec::new();
         };
-        let key = pod_key(uid);
+        let key = PodKey::of_uid(uid);
         let generation = self.generation;
         let since = self.catch_up_since;
-        let known = self.pods.contains_key(&key);
+        let known = self.pods.contains(&key);
         let eviction = failures::eviction(pod);
         // When the status was written (the time of a start failure), and when a deletion was asked for.
         let status_at = pod.metadata.status_written_at.unwrap_or(observed_at);
@@ -398,18 +378,26 @@ impl Detector {
         let mut found: Vec<Found<'_>> = Vec::new();
         let mut evicted_now = false;
         {
-            let state = self.pods.entry(key).or_insert_with(|| PodState {
-                containers: Vec::new(),
-                seen_in: generation,
-                flags: 0,
-            });
-            state.seen_in = generation;
+            let mut state = self.pods.get_or_insert(key, generation);
+            state.state.seen_in = generation;
             if let Some(e) = &eviction
-                && state.flags & EVICTED == 0
+                && state.state.flags & EVICTED == 0
             {
-                state.flags |= EVICTED;
+                state.state.flags |= EVICTED;
                 evicted_now = known || since.is_some_and(|s| e.at.is_some_and(|at| at > s));
             }
+            // Containers not tracked yet join the pod's shape first, in one step; they count from 0.
+            let tracked_before = state.len();
+            let mut joining: Vec<(&str, ContainerKind)> = Vec::new();
+            for (status, kind) in statuses(pod) {
+                if self.kinds.allows(kind)
+                    && state.find(&status.name, kind).is_none()
+                    && !joining.contains(&(&status.name, kind))
+                {
+                    joining.push((&status.name, kind));
+                }
+            }
+            state.add(&joining);
             let mut seen: Vec<(&str, ContainerKind)> = Vec::new();
             for (status, kind) in statuses(pod) {
                 if !self.kinds.allows(kind) {
@@ -418,8 +406,8 @@ impl Detector {
                 // Container names are unique in a valid pod; in malformed input, the first status
                 // of a name counts and the others are ignored (else each would move the count).
                 if seen.contains(&(status.name.as_str(), kind)) {
-                    if state.flags & WARNED_DUPLICATE == 0 {
-                        state.flags |= WARNED_DUPLICATE;
+                    if state.state.flags & WARNED_DUPLICATE == 0 {
+                        state.state.flags |= WARNED_DUPLICATE;
                         tracing::warn!(
                             pod = format!("{}/{}", pod.namespace(), pod.name()),
                             container = status.name,
@@ -430,37 +418,26 @@ impl Detector {
                 }
                 seen.push((status.name.as_str(), kind));
                 let new = status.restart_count;
-                let index = match state.containers.iter().position(|t| t.kind == kind && *t.name == *status.name) {
-                    Some(i) => {
-                        let t = &mut state.containers[i];
-                        if new > t.restart_count {
-                            found.push(Found::restart(status, kind, new - t.restart_count - 1, false));
-                        } else if new < t.restart_count {
-                            self.stats.resets += 1;
-                        }
-                        t.restart_count = new;
-                        i
-                    }
-                    None => {
-                        if known && new > 0 {
-                            // The pod was known before this container's status appeared: count from 0.
-                            found.push(Found::restart(status, kind, new - 1, false));
-                        } else if !known && new > 0 && is_after_checkpoint(status, since) {
-                            found.push(Found::restart(status, kind, 0, true));
-                        }
-                        state.containers.push(Tracked {
-                            name: status.name.as_str().into(),
-                            kind,
-                            flags: 0,
-                            restart_count: new,
-                        });
-                        state.containers.len() - 1
-                    }
+                let Some(index) = state.find(&status.name, kind) else {
+                    continue;
                 };
+                let mut t = state.slot(index);
+                if index < tracked_before {
+                    if new > t.restart_count {
+                        found.push(Found::restart(status, kind, new - t.restart_count - 1, false));
+                    } else if new < t.restart_count {
+                        self.stats.resets += 1;
+                    }
+                } else if known && new > 0 {
+                    // The pod was known before this container's status appeared: count from 0.
+                    found.push(Found::restart(status, kind, new - 1, false));
+                } else if !known && new > 0 && is_after_checkpoint(status, since) {
+                    found.push(Found::restart(status, kind, 0, true));
+                }
+                t.restart_count = new;
                 // A container first seen in a pod first seen is a baseline: reported only with
                 // catch-up, when it happened after the checkpoint.
                 let baseline = !known;
-                let t = &mut state.containers[index];
                 let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
 
                 // Start failures: one record when an episode opens, one when it ends.
@@ -539,20 +516,21 @@ impl Detector {
                         }
                     }
                 }
+                state.set_slot(index, t);
             }
             if deleted {
                 // The pod went away: its open episodes end with it.
-                for (index, t) in state.containers.iter().enumerate() {
+                for index in 0..state.len() {
                     let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
-                    if t.flags & EPISODE_KEPT != 0
+                    if state.slot(index).flags & EPISODE_KEPT != 0
                         && let Some(e) = self.episodes.remove(&slot)
                     {
-                        let status = statuses(pod).find(|(s, k)| *k == t.kind && *s.name == *t.name).map(|(s, _)| s);
-                        found.push(Found { status, ..Found::episode_end_of(t, &e, "pod_deleted", deletion_asked_at) });
+                        let (name, kind) = (state.name(index), state.kind(index));
+                        let status = statuses(pod).find(|(s, k)| *k == kind && *s.name == *name).map(|(s, _)| s);
+                        found.push(Found { status, kind, ..Found::ended(&e, "pod_deleted", deletion_asked_at) });
                     }
                 }
             }
-            state.containers.shrink_to_fit();
         }
         if deleted {
             self.pods.remove(&key);
@@ -649,10 +627,6 @@ impl<'a> Found<'a> {
         Found { status: Some(status), kind, ..Self::ended(e, outcome, at) }
     }
 
-    fn episode_end_of(t: &Tracked, e: &EpisodeState, outcome: &'static str, at: Timestamp) -> Self {
-        Found { kind: t.kind, ..Self::ended(e, outcome, at) }
-    }
-
     fn ended(e: &EpisodeState, outcome: &'static str, at: Timestamp) -> Self {
         Found {
             event: EventKind::StartFailureEnded,
@@ -699,12 +673,6 @@ fn statuses(pod: &SlimPod) -> impl Iterator<Item = (&SlimContainerStatus, Contai
     });
     let app = pod.status.container_statuses.iter().map(|s| (s, ContainerKind::App));
     init.chain(app)
-}
-
-/// Map key of a pod: the UID's 128 bits when it is a UUID (it always is from a real API server),
-/// else a hash of it.
-fn pod_key(uid: &str) -> u128 {
-    u128::from_be_bytes(crate::event::trace_id_for_pod(uid))
 }
 
 /// Identity and workload of the pod, copied out for the record.

@@ -278,6 +278,48 @@ fn deleted_pods_release_their_state() {
     assert_eq!((d.pods(), d.containers()), (0, 0));
 }
 
+#[test]
+fn containers_past_the_third_of_a_pod_are_tracked_like_the_first() {
+    // The state of a pod's first three containers sits in its map entry, the rest beside it.
+    let mut d = Detector::new(KindFilter::default());
+    let p = |counts: [u32; 6]| {
+        let mut b = pod("66666666-6666-6666-6666-666666666666");
+        for (i, n) in counts.into_iter().enumerate() {
+            let name: &'static str = ["a", "b", "c", "d", "e", "f"][i];
+            b = b.app(if n > 0 { c(name, n).died("Error", 1, T0) } else { c(name, n) });
+        }
+        b
+    };
+    let steps = vec![Apply(p([0, 0, 0, 0, 0, 0])), Apply(p([0, 0, 1, 0, 3, 0])), Apply(p([0, 0, 1, 0, 4, 1]))];
+    assert_eq!(
+        summary(&run(&mut d, steps)),
+        vec![
+            ("c", APP, 1, 0, Cause::AppError, false),
+            ("e", APP, 3, 2, Cause::AppError, false),
+            ("e", APP, 4, 0, Cause::AppError, false),
+            ("f", APP, 1, 0, Cause::AppError, false),
+        ]
+    );
+    assert_eq!((d.pods(), d.containers(), d.shapes()), (1, 6, 1));
+}
+
+#[test]
+fn the_pods_of_a_template_share_their_container_names() {
+    let mut d = Detector::new(KindFilter::default());
+    let now = Timestamp::now();
+    for i in 0..100u32 {
+        let uid = format!("{i:08x}-0000-0000-0000-000000000000");
+        d.apply(&pod(&uid).app(c("web", 0)).app(c("proxy", 0)).slim(), now);
+    }
+    // One pod whose second container's status appears later: its own list, then back to none.
+    let late = "ffffffff-0000-0000-0000-000000000000";
+    d.apply(&pod(late).app(c("web", 0)).slim(), now);
+    assert_eq!(d.shapes(), 2);
+    let events = d.apply(&pod(late).app(c("web", 0)).app(c("proxy", 2).died("Error", 1, T0)).slim(), now);
+    assert_eq!(summary(&events), vec![("proxy", APP, 2, 1, Cause::AppError, false)]);
+    assert_eq!((d.pods(), d.containers(), d.shapes()), (101, 202, 1));
+}
+
 /// (event kind, container, cause, detected late) of a record other than a restart.
 type WantF = (&'static str, &'static str, Cause, bool);
 
