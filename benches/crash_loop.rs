@@ -21,55 +21,14 @@ mod fake_collector;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bench_cluster::{BenchCluster, CONCURRENCY, populate, rss_mib};
+use bench_cluster::{
+    BenchCluster, CONCURRENCY, RssSampler, accounted, crash, env_usize, http_get, metric_sum, populate, rss_mib,
+    write_rss_csv,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client};
-use serde_json::json;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Plays the kubelet restarting the `app` container of `pod` for the `n`th time.
-async fn crash(client: &Client, ns: &str, pod: &str, n: u32) -> bool {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let now = jiff::Timestamp::now().to_string();
-    let running = |name: &str, image: &str, restarts: u32| {
-        json!({"name": name, "image": image, "imageID": "", "ready": true, "started": true,
-               "restartCount": restarts, "containerID": format!("containerd://{pod}-{name}-{restarts}"),
-               "state": {"running": {"startedAt": now}}})
-    };
-    let mut app = running("app", "registry.example.com/app:1.0", n);
-    app["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now,
-                                             "containerID": format!("containerd://{pod}-app-{}", n - 1)}});
-    let patch = json!({"status": {"containerStatuses": [app, running("envoy", "envoyproxy/envoy:v1.31.0", 0)]}});
-    for _ in 0..5 {
-        if api.patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
-/// A counter's total over its series, from the agent's `/metrics`.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf
-}
+use kube::Api;
+use kube::api::ListParams;
 
 #[tokio::main]
 async fn main() {
@@ -128,17 +87,7 @@ async fn main() {
     }
     let started = Instant::now();
     let pid = agent.id();
-    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (samples, sampling) = (samples.clone(), sampling.clone());
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss_mib(pid)));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
+    let sampler = RssSampler::start(vec![pid], started, Duration::from_secs(1));
     listed.await.expect("the agent ended before its initial list was complete");
     let after_list = rss_mib(pid);
     tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
@@ -185,44 +134,24 @@ async fn main() {
     // Settle: every restart written accounted for by a delivered record, or 5 minutes.
     let deadline = Instant::now() + Duration::from_secs(300);
     let accounted = loop {
-        let mut by_id: HashMap<String, i64> = HashMap::new();
-        for r in fc.log_records() {
-            let id = fake_collector::str_attr(&r.attributes, restart_watcher::keys::RESTART_ID).unwrap_or_default();
-            let missed = r
-                .attributes
-                .iter()
-                .find(|a| a.key == restart_watcher::keys::RESTARTS_MISSED)
-                .and_then(|a| a.value.as_ref()?.value.clone())
-                .and_then(|v| match v {
-                    opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i) => Some(i),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            by_id.insert(id, 1 + missed);
-        }
-        let accounted: i64 = by_id.values().sum();
+        let records = fc.log_records();
+        let (accounted, distinct) = accounted(&records);
         if accounted as usize >= written || Instant::now() > deadline {
-            break (accounted, by_id.len(), fc.log_records().len());
+            break (accounted, distinct, records.len());
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     let metrics = http_get(&admin, "/metrics");
     let relisted = metric_sum(&metrics, "restart_watcher_watch_relists_total");
     let waits = metric_sum(&metrics, "restart_watcher_queue_full_waits_total");
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
+    let samples = sampler.stop();
     let _ = agent.kill();
     let _ = agent.wait();
 
-    let samples = samples.lock().unwrap().clone();
-    let mut out = String::from("seconds,this_build\n");
-    for (t, rss) in &samples {
-        out.push_str(&format!("{t:.1},{rss:.1}\n"));
-    }
-    std::fs::write(&csv, out).unwrap();
-    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    write_rss_csv(&csv, &["this build"], &samples);
+    let peak = samples.iter().map(|s| s.1[0]).fold(0.0, f64::max);
     let peak_down =
-        samples.iter().filter(|s| s.0 >= loop_at && up_at.is_none_or(|u| s.0 <= u)).map(|s| s.1).fold(0.0, f64::max);
+        samples.iter().filter(|s| s.0 >= loop_at && up_at.is_none_or(|u| s.0 <= u)).map(|s| s.1[0]).fold(0.0, f64::max);
     let (accounted, distinct, received) = accounted;
     println!();
     let down_for = up_at.map_or(loop_secs, |u| u - loop_at);

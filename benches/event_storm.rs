@@ -15,62 +15,31 @@ mod bench_cluster;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use bench_cluster::{BenchCluster, CONCURRENCY, populate, rss_mib};
+use bench_cluster::{
+    BenchCluster, CONCURRENCY, RssSampler, create_event, env_usize, kubelet_event, populate, rss_mib, write_rss_csv,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
-use serde_json::json;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// (namespace, name, uid, node) of a pod.
 type PodRef = (String, String, String, String);
 
 /// The `k`th Event of a storm about `pod`: 1 KB of probe output in each message.
 fn event(pod: &PodRef, k: usize) -> Event {
-    let (ns, name, uid, node) = pod;
     let output = "x".repeat(1000);
     let (reason, message) = match k % 8 {
         0..=2 => ("Unhealthy", format!("Readiness probe failed: HTTP probe failed with statuscode: 503 {output}")),
         3..=5 => ("Unhealthy", format!("Liveness probe failed: Get \"http://10.0.0.1:8080/healthz\": {output}")),
         _ => ("Killing", format!("Container app failed liveness probe, will be restarted {output}")),
     };
-    let now = jiff::Timestamp::now().to_string();
-    serde_json::from_value(json!({
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "fieldPath": "spec.containers{app}"},
-        "reason": reason, "message": message, "type": "Warning", "count": 1,
-        "source": {"component": "kubelet", "host": node},
-        "firstTimestamp": now, "lastTimestamp": now,
-    }))
-    .unwrap()
+    kubelet_event((&pod.0, &pod.1, &pod.2, &pod.3), reason, message)
 }
 
 async fn create_events(client: &Client, pods: &[PodRef], from: usize, n: usize) {
     futures::stream::iter(from..from + n)
-        .map(|k| {
-            let pod = &pods[k % pods.len()];
-            let api: Api<Event> = Api::namespaced(client.clone(), &pod.0);
-            async move {
-                // A connection the server closes under load (hyper's IncompleteMessage) is retried.
-                let ev = event(pod, k / pods.len());
-                let mut tries = 0;
-                loop {
-                    match api.create(&PostParams::default(), &ev).await {
-                        Ok(_) => return Ok(()),
-                        Err(e) if tries < 5 => {
-                            tries += 1;
-                            eprintln!("creating an Event failed ({e}); retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        })
+        .map(|k| async move { create_event(client, &event(&pods[k % pods.len()], k / pods.len())).await })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await
@@ -137,18 +106,7 @@ async fn main() {
         children.push((child, listed));
     }
     let pids: Vec<u32> = children.iter().map(|(c, _)| c.id()).collect();
-    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, Vec<f64>)>::new()));
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (samples, sampling, pids) = (samples.clone(), sampling.clone(), pids.clone());
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let rss = pids.iter().map(|p| rss_mib(*p)).collect();
-                samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
+    let sampler = RssSampler::start(pids.clone(), started, Duration::from_secs(1));
     let mut after_list = vec![];
     for ((_, listed), pid) in children.iter_mut().zip(&pids) {
         listed.await.expect("an agent ended before its initial list was complete");
@@ -167,27 +125,13 @@ async fn main() {
     }
     let achieved = (sent - pods.len() * 8) as f64 / storm_start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
+    let samples = sampler.stop();
     for (mut child, _) in children {
         let _ = child.kill();
         let _ = child.wait();
     }
-
-    let samples = samples.lock().unwrap().clone();
-    let mut out = String::from("seconds");
-    for (label, _) in &agents {
-        out.push_str(&format!(",{}", label.replace(' ', "_")));
-    }
-    out.push('\n');
-    for (t, rss) in &samples {
-        out.push_str(&format!("{t:.1}"));
-        for r in rss {
-            out.push_str(&format!(",{r:.1}"));
-        }
-        out.push('\n');
-    }
-    std::fs::write(&csv, out).unwrap();
+    let labels: Vec<&str> = agents.iter().map(|(l, _)| l.as_str()).collect();
+    write_rss_csv(&csv, &labels, &samples);
     println!();
     println!("| agent | pods | Events before | storm | RSS after its list | peak RSS |");
     println!("|---|---|---|---|---|---|");

@@ -148,3 +148,167 @@ fn proc_status_mib(pid: u32, field: &str) -> f64 {
         status.lines().find(|l| l.starts_with(field)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     kb / 1024.0
 }
+
+/// A number from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// RSS samples: (seconds since the start, MiB per process).
+pub type RssSamples = Vec<(f64, Vec<f64>)>;
+
+/// Samples the RSS of processes every `every` on a thread of its own, from `started`.
+pub struct RssSampler {
+    samples: std::sync::Arc<std::sync::Mutex<RssSamples>>,
+    sampling: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start(pids: Vec<u32>, started: std::time::Instant, every: Duration) -> RssSampler {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let thread = {
+            let (samples, sampling) = (samples.clone(), sampling.clone());
+            std::thread::spawn(move || {
+                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rss = pids.iter().map(|p| rss_mib(*p)).collect();
+                    samples.lock().unwrap().push((started.elapsed().as_secs_f64(), rss));
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        RssSampler { samples, sampling, thread: Some(thread) }
+    }
+
+    /// The samples so far: (seconds since `started`, MiB per process).
+    pub fn samples(&self) -> RssSamples {
+        self.samples.lock().unwrap().clone()
+    }
+
+    /// Stops sampling; returns every sample.
+    pub fn stop(mut self) -> RssSamples {
+        self.sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.samples()
+    }
+}
+
+/// Writes samples as the CSV `benches/plot_rss.py` reads: `seconds`, then a column per label.
+pub fn write_rss_csv(path: &str, labels: &[&str], samples: &[(f64, Vec<f64>)]) {
+    let mut out = String::from("seconds");
+    for label in labels {
+        out.push_str(&format!(",{}", label.replace(' ', "_")));
+    }
+    out.push('\n');
+    for (t, rss) in samples {
+        out.push_str(&format!("{t:.1}"));
+        for r in rss {
+            out.push_str(&format!(",{r:.1}"));
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Plays the kubelet restarting the `app` container of `pod` for the `n`th time: one status
+/// write raising its `restartCount`, with a new `lastState.terminated`. Retried 5 times.
+pub async fn crash(client: &Client, ns: &str, pod: &str, n: u32) -> bool {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let now = jiff::Timestamp::now().to_string();
+    let running = |name: &str, image: &str, restarts: u32| {
+        json!({"name": name, "image": image, "imageID": "", "ready": true, "started": true,
+               "restartCount": restarts, "containerID": format!("containerd://{pod}-{name}-{restarts}"),
+               "state": {"running": {"startedAt": now}}})
+    };
+    let mut app = running("app", "registry.example.com/app:1.0", n);
+    app["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now,
+                                             "containerID": format!("containerd://{pod}-app-{}", n - 1)}});
+    let patch = json!({"status": {"containerStatuses": [app, running("envoy", "envoyproxy/envoy:v1.31.0", 0)]}});
+    for _ in 0..5 {
+        if api.patch_status(pod, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// A kubelet Event about container `app` of a pod (namespace, name, uid, node).
+pub fn kubelet_event(
+    pod: (&str, &str, &str, &str),
+    reason: &str,
+    message: String,
+) -> k8s_openapi::api::core::v1::Event {
+    let (ns, name, uid, node) = pod;
+    let now = jiff::Timestamp::now().to_string();
+    serde_json::from_value(json!({
+        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "fieldPath": "spec.containers{app}"},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": now, "lastTimestamp": now,
+    }))
+    .unwrap()
+}
+
+/// Creates an Event; a connection the server closes under load (hyper's IncompleteMessage) is
+/// retried, 5 times.
+pub async fn create_event(client: &Client, ev: &k8s_openapi::api::core::v1::Event) -> Result<(), kube::Error> {
+    let api: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), ev.metadata.namespace.as_deref().unwrap_or("default"));
+    let mut tries = 0;
+    loop {
+        match api.create(&PostParams::default(), ev).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 5 => {
+                tries += 1;
+                eprintln!("creating an Event failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A counter's or gauge's total over its series, from an agent's `/metrics`.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The body of a plain HTTP GET (empty when nothing answers).
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf
+}
+
+/// Restarts accounted for by delivered records: each distinct restart id counts itself and its
+/// `restarts.missed`. Returns (restarts accounted, distinct records).
+pub fn accounted(records: &[opentelemetry_proto::tonic::logs::v1::LogRecord]) -> (i64, usize) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let attr = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord, key: &str| {
+        r.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()?.value.clone())
+    };
+    let mut by_id: HashMap<String, i64> = HashMap::new();
+    for r in records {
+        let id = match attr(r, restart_watcher::keys::RESTART_ID) {
+            Some(Value::StringValue(s)) => s,
+            _ => String::new(),
+        };
+        let missed = match attr(r, restart_watcher::keys::RESTARTS_MISSED) {
+            Some(Value::IntValue(i)) => i,
+            _ => 0,
+        };
+        by_id.insert(id, 1 + missed);
+    }
+    (by_id.values().sum(), by_id.len())
+}

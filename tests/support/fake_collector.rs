@@ -120,8 +120,38 @@ pub struct FakeCollector {
     pub addr: SocketAddr,
     pub state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
     /// Keeps a private runtime alive when started from synchronous code.
     _runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Serves `state` on `listener` until the sender is used or dropped.
+fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let svc = Svc(state);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(
+                LogsServiceServer::new(svc.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(64 << 20),
+            )
+            .add_service(
+                TraceServiceServer::new(svc.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(64 << 20),
+            )
+            .add_service(MetricsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (tx, task)
 }
 
 impl FakeCollector {
@@ -130,28 +160,32 @@ impl FakeCollector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
-        let svc = Svc(state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(
-                    LogsServiceServer::new(svc.clone())
-                        .accept_compressed(CompressionEncoding::Gzip)
-                        .max_decoding_message_size(64 << 20),
-                )
-                .add_service(
-                    TraceServiceServer::new(svc.clone())
-                        .accept_compressed(CompressionEncoding::Gzip)
-                        .max_decoding_message_size(64 << 20),
-                )
-                .add_service(MetricsServiceServer::new(svc).accept_compressed(CompressionEncoding::Gzip))
-                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        FakeCollector { addr, state, stop: Some(tx), _runtime: None }
+        let (tx, task) = serve(listener, state.clone());
+        FakeCollector { addr, state, stop: Some(tx), serving: Some(task), _runtime: None }
+    }
+
+    /// Restarts as a collector process does: the listener and every connection go away (what was
+    /// received is kept), nothing listens for `down`, then it serves again on the same address.
+    pub async fn restart(&mut self, down: Duration) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.serving.take() {
+            // A graceful stop waits for open connections; a crashed process does not.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        tokio::time::sleep(down).await;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let (tx, task) = serve(listener, self.state.clone());
+        (self.stop, self.serving) = (Some(tx), Some(task));
     }
 
     /// Starts on a runtime of its own (for synchronous tests).

@@ -1,0 +1,303 @@
+//! Soak: the agent's memory over a long run of a busy cluster, and that it delivers every restart.
+//!
+//! Run: `cargo bench --bench soak` (about 25 minutes with the defaults: a 20-minute soak). The
+//! issue's 2-hour soak: `BENCH_SOAK_SECS=7200 cargo bench --bench soak`.
+//!
+//! On the v1.35 cluster of tests/support (kwok nodes), `BENCH_SOAK_PODS` pods run (default 20,000;
+//! 2 app + 1 init containers each). The agent (the release binary, cluster mode, every watch on:
+//! pods, Events, owners) exports over OTLP/gRPC to a collector (the tests' fake OTLP server). Then,
+//! every second for `BENCH_SOAK_SECS` seconds (default 1,200):
+//!
+//! - `BENCH_SOAK_CHURN` pods are created and as many deleted (default 100 each; each lives
+//!   `CHURN_LIFETIME_SECS`);
+//! - a Deployment (of 0 replicas: its ReplicaSet is all the owner index sees) is created and
+//!   one deleted, after `OWNER_LIFETIME_SECS`, with its ReplicaSet (the owner index's churn);
+//! - `BENCH_SOAK_RESTARTS` containers restart (default 50), each with the kubelet's two Events
+//!   (a liveness probe failure with 1 KB of probe output, then `Killing`), then the status write;
+//! - the collector is restarted twice, at a third and two thirds of the run (its listener and
+//!   connections gone for `BENCH_SOAK_COLLECTOR_DOWN_SECS`, default 15).
+//!
+//! The agent's RSS is sampled every 5 s (CSV in `BENCH_SOAK_CSV`, default target/soak.csv, for
+//! `benches/plot_rss.py`), its Event store and owner index against their budgets every 10 s. The
+//! bench fails when a restart written is not accounted for by a delivered record, when the RSS
+//! leaves ±10% of its value `BENCH_SOAK_WARMUP_SECS` into the run (default 600 s, or a quarter of a
+//! shorter run), or when a store passes its budget. A machine too slow for the rates runs each
+//! second's work to its end and the table gives the rates achieved.
+
+#[path = "support/bench_cluster.rs"]
+mod bench_cluster;
+#[path = "../tests/support/fake_collector.rs"]
+mod fake_collector;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench_cluster::{
+    BenchCluster, CONCURRENCY, NAMESPACES, RssSampler, accounted, crash, create_event, env_usize, http_get,
+    kubelet_event, metric_sum, pod_json, populate, rss_mib, write_rss_csv,
+};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+
+/// How long a churned pod lives before the bench deletes it.
+const CHURN_LIFETIME_SECS: usize = 30;
+/// How long a Deployment lives before the bench deletes it.
+const OWNER_LIFETIME_SECS: usize = 60;
+/// The RSS band the soak must stay in, around its value after the warm-up.
+const RSS_BAND: f64 = 0.10;
+
+/// (namespace, name, uid, node) of a pod.
+type PodRef = (String, String, String, String);
+
+/// One write of a second's work.
+enum Op {
+    Create(usize),
+    Delete(String),
+    CreateOwner(usize),
+    DeleteOwner(usize),
+    Restart(usize, u32),
+}
+
+/// The stores whose budgets the soak watches: (usage metric, limit metric).
+const STORES: [(&str, &str); 2] = [
+    ("restart_watcher_events_store_usage_bytes", "restart_watcher_events_store_limit_bytes"),
+    ("restart_watcher_owners_index_usage_bytes", "restart_watcher_owners_index_limit_bytes"),
+];
+
+async fn run_op(client: &Client, op: Op, base: &[PodRef], owner: &str, nodes: usize) -> (u8, bool) {
+    let churn_ns = NAMESPACES[0];
+    match op {
+        Op::Create(seq) => {
+            let mut pod = pod_json(churn_ns, seq, owner, nodes);
+            pod.metadata.name = Some(format!("churn-{seq:08}"));
+            let api: Api<Pod> = Api::namespaced(client.clone(), churn_ns);
+            (0, api.create(&PostParams::default(), &pod).await.is_ok())
+        }
+        Op::Delete(name) => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), churn_ns);
+            let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+            (1, api.delete(&name, &now).await.is_ok())
+        }
+        Op::CreateOwner(seq) => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACES[1]);
+            let labels = serde_json::json!({"app": format!("soak-{seq}")});
+            let d = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("soak-{seq:08}")},
+                "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}}}
+            }))
+            .unwrap();
+            (4, api.create(&PostParams::default(), &d).await.is_ok())
+        }
+        Op::DeleteOwner(seq) => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACES[1]);
+            (4, api.delete(&format!("soak-{seq:08}"), &DeleteParams::background()).await.is_ok())
+        }
+        Op::Restart(i, n) => {
+            let (ns, name, uid, node) = &base[i];
+            let pod = (ns.as_str(), name.as_str(), uid.as_str(), node.as_str());
+            let output = "x".repeat(1000);
+            let probe = format!("Liveness probe failed: Get \"http://10.0.0.1:8080/healthz\": {output}");
+            let killing = "Container app failed liveness probe, will be restarted".to_owned();
+            let events = create_event(client, &kubelet_event(pod, "Unhealthy", probe)).await.is_ok()
+                & create_event(client, &kubelet_event(pod, "Killing", killing)).await.is_ok();
+            (2 + u8::from(!events), crash(client, ns, name, n).await)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let pods_n = env_usize("BENCH_SOAK_PODS", 20_000);
+    let secs = env_usize("BENCH_SOAK_SECS", 1_200);
+    let warmup = env_usize("BENCH_SOAK_WARMUP_SECS", (secs / 4).min(600));
+    let churn = env_usize("BENCH_SOAK_CHURN", 100);
+    let restarts = env_usize("BENCH_SOAK_RESTARTS", 50);
+    let down = Duration::from_secs(env_usize("BENCH_SOAK_COLLECTOR_DOWN_SECS", 15) as u64);
+    let csv = std::env::var("BENCH_SOAK_CSV").unwrap_or_else(|_| "target/soak.csv".into());
+    let cluster = BenchCluster::start("soak", 20, &[]);
+    let nodes = cluster.nodes;
+    let client = cluster.client().await;
+    let t = Instant::now();
+    populate(&client, pods_n, nodes).await;
+    eprintln!("{pods_n} pods running after {:.0} s", t.elapsed().as_secs_f64());
+    let all: Api<Pod> = Api::all(client.clone());
+    let base: Vec<PodRef> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let m = p.metadata;
+            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+            (m.namespace.unwrap(), m.name.unwrap(), m.uid.unwrap(), node)
+        })
+        .collect();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACES[0]);
+    let owner = cms.get("app-owner").await.unwrap().metadata.uid.unwrap();
+
+    let fc = Arc::new(tokio::sync::Mutex::new(fake_collector::FakeCollector::start().await));
+    let endpoint = fc.lock().await.endpoint();
+    let admin = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let agent_bin = cluster.dir.join("restart-watcher");
+    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agent_bin).unwrap();
+    let mut agent = std::process::Command::new(&agent_bin)
+        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", &endpoint])
+        .args(["--admin-listen", &admin])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = agent.stderr.take().unwrap();
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut listed_tx = Some(listed_tx);
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Initial list complete")
+                && let Some(tx) = listed_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let started = Instant::now();
+    let pid = agent.id();
+    let sampler = RssSampler::start(vec![pid], started, Duration::from_secs(5));
+    listed.await.expect("the agent ended before its initial list was complete");
+    let after_list = rss_mib(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
+
+    let load_start = Instant::now();
+    let load_at = started.elapsed().as_secs_f64();
+    let mut counts: HashMap<usize, u32> = HashMap::new();
+    let (mut next_restart, mut seq) = (0usize, 0usize);
+    let mut live: VecDeque<(usize, String)> = VecDeque::new();
+    // Successes by op kind: creations, deletions, restarts written, restarts whose Events failed,
+    // Deployments created or deleted.
+    let mut done = [0usize; 5];
+    let mut store_peaks = [(0.0f64, 0.0f64); 2];
+    let mut restarted_collector = vec![];
+    for s in 0..secs {
+        if s == secs / 3 || s == 2 * secs / 3 {
+            let fc = fc.clone();
+            restarted_collector.push(started.elapsed().as_secs_f64());
+            tokio::spawn(async move { fc.lock().await.restart(down).await });
+        }
+        let mut ops: Vec<Op> = Vec::with_capacity(2 * churn + restarts);
+        for _ in 0..churn {
+            ops.push(Op::Create(seq));
+            live.push_back((s, format!("churn-{seq:08}")));
+            seq += 1;
+        }
+        while live.front().is_some_and(|(at, _)| at + CHURN_LIFETIME_SECS <= s) {
+            ops.push(Op::Delete(live.pop_front().unwrap().1));
+        }
+        ops.push(Op::CreateOwner(s));
+        if s >= OWNER_LIFETIME_SECS {
+            ops.push(Op::DeleteOwner(s - OWNER_LIFETIME_SECS));
+        }
+        for _ in 0..restarts {
+            let i = next_restart % base.len();
+            next_restart += 1;
+            let n = counts.entry(i).or_insert(0);
+            *n += 1;
+            ops.push(Op::Restart(i, *n));
+        }
+        let results: Vec<(u8, bool)> = futures::stream::iter(ops)
+            .map(|op| run_op(&client, op, &base, &owner, nodes))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (kind, ok) in results {
+            match (kind, ok) {
+                (3, ok) => {
+                    done[3] += 1;
+                    done[2] += usize::from(ok);
+                }
+                (k, true) => done[usize::from(k)] += 1,
+                _ => {}
+            }
+        }
+        if s % 10 == 0 {
+            let metrics = http_get(&admin, "/metrics");
+            for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
+                *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
+            }
+        }
+        if s % 60 == 0 {
+            eprintln!("{s} s: {done:?} done, RSS {:.1} MiB", rss_mib(pid));
+        }
+        tokio::time::sleep_until((load_start + Duration::from_secs(s as u64 + 1)).into()).await;
+    }
+    let load_secs = load_start.elapsed().as_secs_f64();
+    let load_end = started.elapsed().as_secs_f64();
+
+    // Settle: every restart written accounted for by a delivered record, or 5 minutes.
+    let written = done[2];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (accounted, distinct) = loop {
+        let (accounted, distinct) = accounted(&fc.lock().await.log_records());
+        if accounted as usize >= written || Instant::now() > deadline {
+            break (accounted, distinct);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    let metrics = http_get(&admin, "/metrics");
+    for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
+        *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
+    }
+    let samples = sampler.stop();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    write_rss_csv(&csv, &["this build"], &samples);
+
+    let warm_at = load_at + warmup as f64;
+    let in_load: Vec<f64> = samples.iter().filter(|s| s.0 >= warm_at && s.0 <= load_end).map(|s| s.1[0]).collect();
+    let reference = in_load.first().copied().unwrap_or(f64::NAN);
+    let (low, high) = in_load.iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    let drift = ((high - reference) / reference).max((reference - low) / reference);
+    let rate = |n: usize| n as f64 / load_secs;
+    println!();
+    println!(
+        "| pods | soak | created/s | deleted/s | restarts/s (2 Events each) | collector restarts | RSS after list | RSS at {warmup} s | RSS after it, min to max | widest drift |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {pods_n} | {load_secs:.0} s | {:.0} | {:.0} | {:.1} | {} ({:.0} s down each) | {after_list:.1} MiB | {reference:.1} MiB | {low:.1} to {high:.1} MiB | {:+.1}% |",
+        rate(done[0]),
+        rate(done[1]),
+        rate(written),
+        restarted_collector.len(),
+        down.as_secs_f64(),
+        drift * 100.0
+    );
+    println!();
+    println!("| store | peak use | budget |");
+    println!("|---|---|---|");
+    for ((usage, _), (peak, limit)) in STORES.iter().zip(store_peaks) {
+        println!("| {usage} | {:.2} MiB | {:.0} MiB |", peak / 1048576.0, limit / 1048576.0);
+    }
+    println!();
+    println!(
+        "restarts written {written} (Events failed for {}); accounted for by delivered records {accounted} ({distinct} distinct)",
+        done[3]
+    );
+    println!(
+        "samples: {csv} (load from {load_at:.0} s to {load_end:.0} s, collector restarted at {restarted_collector:.0?} s)"
+    );
+    assert!(accounted as usize >= written, "every restart written is delivered: {accounted} of {written}");
+    assert!(drift <= RSS_BAND, "the RSS stays within ±10% of its value after the warm-up: drift {drift:.3}");
+    for ((usage, _), (peak, limit)) in STORES.iter().zip(store_peaks) {
+        assert!(peak <= limit, "{usage} stays within its budget: {peak} of {limit}");
+    }
+}
