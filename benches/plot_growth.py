@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots how the cost of the initial list grows with the pods, from target/watch-growth.csv (written
-by `cargo bench --bench watch_apiserver`): RSS after the list and its peak for the agent (and with
-MALLOC_ARENA_MAX=2), RSS of the naive reflector, and the list times, on log-log axes.
+by `cargo bench --bench watch_apiserver`): RSS after the list and its peak for the agent (and the
+other builds of BENCH_WATCH_AGENTS), RSS of the naive reflector, and the list times, on log-log axes.
 
     python3 benches/plot_growth.py target/watch-growth.csv docs/watch-growth.png
 
@@ -19,10 +19,11 @@ rows = list(csv.DictReader(open(src)))
 pods = [int(r["pods"]) for r in rows]
 col = lambda name: [float(r[name]) for r in rows]  # noqa: E731
 fig, (mem, time) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+others = [c[: -len("_rss_mib")] for c in rows[0] if c.endswith("_rss_mib") and c not in ("agent_rss_mib", "baseline_rss_mib")]
 for name, label in [
     ("agent_rss_mib", "agent: RSS after the list"),
     ("agent_peak_mib", "agent: peak RSS during the list"),
-    ("arenas2_rss_mib", "agent, MALLOC_ARENA_MAX=2: RSS after"),
+] + [(f"{o}_rss_mib", f"{o.replace('_', ' ')}: RSS after the list") for o in others] + [
     ("baseline_rss_mib", "naive reflector (full Pods): RSS after"),
 ]:
     mem.plot(pods, col(name), marker="o", label=label)

@@ -7,6 +7,9 @@
 //!
 //! Run: `cargo bench --bench watch_apiserver` (env `BENCH_WATCH_PODS`, default `10000,100000`;
 //! `BENCH_UPDATES`, default 5000). Needs the cluster of tests/support (built on first use).
+//! `BENCH_WATCH_AGENTS=label=path,...` also lists with other agent binaries (an older commit's
+//! release build) or settings (`label=env:NAME=VALUE`: this build with that variable), on the
+//! same cluster in the same run: their list time, RSS after the list and peak.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -41,37 +44,48 @@ fn main() {
         .map(|s| s.trim().parse().expect("BENCH_WATCH_PODS: comma-separated pod counts"))
         .collect();
     let updates: usize = std::env::var("BENCH_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let others: Vec<(String, String)> = std::env::var("BENCH_WATCH_AGENTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let (label, path) = s.split_once('=').expect("BENCH_WATCH_AGENTS: label=path,...");
+            (label.trim().replace(' ', "_"), path.trim().to_owned())
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut rows = Vec::new();
     for n in sizes {
-        rows.push(rt.block_on(measure(n, updates)));
+        rows.push(rt.block_on(measure(n, updates, &others)));
     }
     // For the growth plot (benches/plot_growth.py).
-    let mut csv = String::from(
-        "pods,agent_list_s,agent_rss_mib,agent_peak_mib,arenas2_rss_mib,arenas2_peak_mib,baseline_list_s,baseline_rss_mib\n",
-    );
+    let mut csv = String::from("pods,agent_list_s,agent_rss_mib,agent_peak_mib,baseline_list_s,baseline_rss_mib");
+    for (label, _) in &others {
+        csv.push_str(&format!(",{label}_list_s,{label}_rss_mib,{label}_peak_mib"));
+    }
+    csv.push('\n');
     for r in &rows {
         csv.push_str(&format!(
-            "{},{:.2},{:.1},{:.1},{:.1},{:.1},{:.2},{:.1}\n",
-            r.pods,
-            r.agent_list_secs,
-            r.agent_rss_mib,
-            r.agent_peak_mib,
-            r.arenas2_rss_mib,
-            r.arenas2_peak_mib,
-            r.base_list_secs,
-            r.base_rss_mib
+            "{},{:.2},{:.1},{:.1},{:.2},{:.1}",
+            r.pods, r.agent_list_secs, r.agent_rss_mib, r.agent_peak_mib, r.base_list_secs, r.base_rss_mib
         ));
+        for o in &r.others {
+            csv.push_str(&format!(",{:.2},{:.1},{:.1}", o.list_secs, o.rss_mib, o.peak_mib));
+        }
+        csv.push('\n');
     }
     std::fs::write("target/watch-growth.csv", csv).unwrap();
     println!();
-    println!("| pods | agent: peak RSS during the list | agent, MALLOC_ARENA_MAX=2: RSS after list | its peak |");
-    println!("|---|---|---|---|");
+    println!("| pods | agent | initial list | RSS after the list | peak RSS during the list |");
+    println!("|---|---|---|---|---|");
     for r in &rows {
-        println!(
-            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
-            r.pods, r.agent_peak_mib, r.arenas2_rss_mib, r.arenas2_peak_mib
-        );
+        let this = Listed { list_secs: r.agent_list_secs, rss_mib: r.agent_rss_mib, peak_mib: r.agent_peak_mib };
+        for (label, o) in std::iter::once("this build")
+            .chain(others.iter().map(|(l, _)| l.as_str()))
+            .zip(std::iter::once(&this).chain(&r.others))
+        {
+            println!("| {} | {label} | {:.1} s | {:.1} MiB | {:.1} MiB |", r.pods, o.list_secs, o.rss_mib, o.peak_mib);
+        }
     }
     println!();
     println!(
@@ -98,15 +112,21 @@ struct Row {
     agent_rss_mib: f64,
     /// Peak RSS (`VmHWM`) by the end of the initial list.
     agent_peak_mib: f64,
-    /// The same agent with glibc's malloc held to 2 arenas (`MALLOC_ARENA_MAX=2`).
-    arenas2_rss_mib: f64,
-    arenas2_peak_mib: f64,
+    /// The other builds of `BENCH_WATCH_AGENTS`, in order.
+    others: Vec<Listed>,
     base_list_secs: f64,
     base_rss_mib: f64,
     restarts_per_sec: f64,
 }
 
-async fn measure(pods: usize, updates: usize) -> Row {
+/// What one agent's initial list cost.
+struct Listed {
+    list_secs: f64,
+    rss_mib: f64,
+    peak_mib: f64,
+}
+
+async fn measure(pods: usize, updates: usize, others: &[(String, String)]) -> Row {
     let cluster = BenchCluster::start(&format!("watch-{pods}"), NODES, &[]);
     let kubeconfig = cluster.kubeconfig().to_owned();
     let client = cluster.client().await;
@@ -116,8 +136,8 @@ async fn measure(pods: usize, updates: usize) -> Row {
     eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
 
     // The agent.
-    let start_agent = |env: &[(&str, &str)]| {
-        Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+    let start_agent = |bin: &str, env: &[(&str, &str)]| {
+        Command::new(bin)
             .args(["run", "--kubeconfig", &kubeconfig, "--no-checkpoint", "--exporter", "console"])
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -126,7 +146,7 @@ async fn measure(pods: usize, updates: usize) -> Row {
             .unwrap()
     };
     let t = Instant::now();
-    let mut agent = start_agent(&[]);
+    let mut agent = start_agent(env!("CARGO_BIN_EXE_restart-watcher"), &[]);
     wait_line(&mut agent, "Initial list complete", Duration::from_secs(600));
     let agent_list_secs = t.elapsed().as_secs_f64();
     let agent_peak_mib = peak_rss_mib(agent.id());
@@ -150,13 +170,22 @@ async fn measure(pods: usize, updates: usize) -> Row {
     let restarts_per_sec = reported.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     let _ = agent.kill();
 
-    // The same agent, glibc's malloc held to 2 arenas (an environment setting, no code).
-    let mut arenas2 = start_agent(&[("MALLOC_ARENA_MAX", "2")]);
-    wait_line(&mut arenas2, "Initial list complete", Duration::from_secs(600));
-    let arenas2_peak_mib = peak_rss_mib(arenas2.id());
-    std::thread::sleep(Duration::from_secs(2));
-    let arenas2_rss_mib = rss_mib(arenas2.id());
-    let _ = arenas2.kill();
+    // The other builds or settings, one after the other.
+    let mut listed = vec![];
+    for (_, what) in others {
+        let t = Instant::now();
+        let mut other = match what.strip_prefix("env:").and_then(|e| e.split_once('=')) {
+            Some((name, value)) => start_agent(env!("CARGO_BIN_EXE_restart-watcher"), &[(name, value)]),
+            None => start_agent(what, &[]),
+        };
+        wait_line(&mut other, "Initial list complete", Duration::from_secs(600));
+        let list_secs = t.elapsed().as_secs_f64();
+        let peak_mib = peak_rss_mib(other.id());
+        std::thread::sleep(Duration::from_secs(2));
+        listed.push(Listed { list_secs, rss_mib: rss_mib(other.id()), peak_mib });
+        let _ = other.kill();
+        let _ = other.wait();
+    }
 
     // The baseline, alone.
     let t = Instant::now();
@@ -178,8 +207,7 @@ async fn measure(pods: usize, updates: usize) -> Row {
         agent_list_secs,
         agent_rss_mib,
         agent_peak_mib,
-        arenas2_rss_mib,
-        arenas2_peak_mib,
+        others: listed,
         base_list_secs,
         base_rss_mib,
         restarts_per_sec,
