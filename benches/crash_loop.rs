@@ -22,13 +22,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bench_cluster::{
-    BenchCluster, CONCURRENCY, RssSampler, accounted, crash, env_usize, http_get, metric_sum, populate, rss_mib,
+    BenchAgent, BenchCluster, CONCURRENCY, RssSampler, accounted, crash, env_usize, metric_sum, populated, rss_mib,
     write_rss_csv,
 };
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 
 #[tokio::main]
 async fn main() {
@@ -38,57 +35,13 @@ async fn main() {
     let down_secs = env_usize("BENCH_CRASH_DOWN_SECS", 120);
     let csv = std::env::var("BENCH_CRASH_CSV").unwrap_or_else(|_| "target/crash-loop.csv".into());
     let cluster = BenchCluster::start("crashloop", 20, &[]);
-    let client = cluster.client().await;
-    let t = Instant::now();
-    populate(&client, pods_n, cluster.nodes).await;
-    eprintln!("{pods_n} pods running after {:.0} s", t.elapsed().as_secs_f64());
-    let all: Api<Pod> = Api::all(client.clone());
-    let pods: Vec<(String, String)> = all
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| (p.metadata.namespace.unwrap(), p.metadata.name.unwrap()))
-        .collect();
-
+    let (client, pods) = populated(&cluster, pods_n).await;
     let fc = fake_collector::FakeCollector::start().await;
-    let admin = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let agent_bin = cluster.dir.join("restart-watcher");
-    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agent_bin).unwrap();
-    let mut agent = std::process::Command::new(&agent_bin)
-        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", &fc.endpoint()])
-        .args(["--admin-listen", &admin])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = agent.stderr.take().unwrap();
-    let (listed_tx, listed) = tokio::sync::oneshot::channel();
-    let relists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let relists = relists.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            let mut listed_tx = Some(listed_tx);
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Initial list complete") {
-                    if let Some(tx) = listed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                } else if line.contains("elist") {
-                    relists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        });
-    }
+    let mut agent = BenchAgent::start(&cluster, &fc.endpoint());
     let started = Instant::now();
-    let pid = agent.id();
+    let pid = agent.pid();
     let sampler = RssSampler::start(vec![pid], started, Duration::from_secs(1));
-    listed.await.expect("the agent ended before its initial list was complete");
+    agent.listed().await;
     let after_list = rss_mib(pid);
     tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
 
@@ -117,7 +70,7 @@ async fn main() {
         let ok = futures::stream::iter(batch)
             .map(|(i, n)| {
                 let client = client.clone();
-                let (ns, name) = pods[i].clone();
+                let (ns, name) = (pods[i].0.clone(), pods[i].1.clone());
                 async move { crash(&client, &ns, &name, n).await }
             })
             .buffer_unordered(CONCURRENCY)
@@ -141,12 +94,12 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let metrics = http_get(&admin, "/metrics");
+    let metrics = agent.metrics();
     let relisted = metric_sum(&metrics, "restart_watcher_watch_relists_total");
     let waits = metric_sum(&metrics, "restart_watcher_queue_full_waits_total");
     let samples = sampler.stop();
-    let _ = agent.kill();
-    let _ = agent.wait();
+    let relists = agent.relists.load(std::sync::atomic::Ordering::Relaxed);
+    drop(agent);
 
     write_rss_csv(&csv, &["this build"], &samples);
     let peak = samples.iter().map(|s| s.1[0]).fold(0.0, f64::max);
@@ -162,7 +115,7 @@ async fn main() {
     println!(
         "| {pods_n} | {written} in {loop_secs:.0} s ({achieved:.0}/s) | the first {down_for:.0} s | {after_list:.1} MiB | {peak_down:.1} MiB | {peak:.1} MiB | {relisted} | {waits} | {accounted} ({distinct} / {received}) |"
     );
-    println!("log lines naming a relist: {}", relists.load(std::sync::atomic::Ordering::Relaxed));
+    println!("log lines naming a relist: {}", relists);
     println!("samples: {csv} (crash loop from {loop_at:.0} s, collector back at {:.0} s)", up_at.unwrap_or(0.0));
     assert!(accounted as usize >= written, "every restart written is accounted for: {accounted} of {written}");
 }

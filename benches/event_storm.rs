@@ -16,15 +16,12 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use bench_cluster::{
-    BenchCluster, CONCURRENCY, RssSampler, create_event, env_usize, kubelet_event, populate, rss_mib, write_rss_csv,
+    BenchCluster, CONCURRENCY, PodRef, RssSampler, create_event, env_usize, kubelet_event, populated, rss_mib,
+    write_rss_csv,
 };
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::ListParams;
-use kube::{Api, Client};
-
-/// (namespace, name, uid, node) of a pod.
-type PodRef = (String, String, String, String);
+use k8s_openapi::api::core::v1::Event;
+use kube::Client;
 
 /// The `k`th Event of a storm about `pod`: 1 KB of probe output in each message.
 fn event(pod: &PodRef, k: usize) -> Event {
@@ -53,23 +50,7 @@ async fn main() {
     let secs = env_usize("BENCH_STORM_SECS", 600);
     let csv = std::env::var("BENCH_STORM_CSV").unwrap_or_else(|_| "target/event-storm.csv".into());
     let cluster = BenchCluster::start("storm", 50, &[]);
-    let client = cluster.client().await;
-    let t = Instant::now();
-    populate(&client, pods_n, cluster.nodes).await;
-    eprintln!("{pods_n} pods running after {:.0} s", t.elapsed().as_secs_f64());
-    let all: Api<Pod> = Api::all(client.clone());
-    let pods: Vec<PodRef> = all
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| {
-            let m = p.metadata;
-            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
-            (m.namespace.unwrap(), m.name.unwrap(), m.uid.unwrap(), node)
-        })
-        .collect();
+    let (client, pods) = populated(&cluster, pods_n).await;
     let t = Instant::now();
     create_events(&client, &pods, 0, pods.len() * 8).await;
     eprintln!("{} Events created in {:.0} s", pods.len() * 8, t.elapsed().as_secs_f64());

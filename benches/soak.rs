@@ -34,13 +34,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_cluster::{
-    BenchCluster, CONCURRENCY, NAMESPACES, RssSampler, accounted, crash, create_event, env_usize, http_get,
-    kubelet_event, metric_sum, pod_json, populate, rss_mib, write_rss_csv,
+    BenchAgent, BenchCluster, CONCURRENCY, NAMESPACES, PodRef, RssSampler, accounted, crash, create_event, env_usize,
+    kubelet_event, metric_sum, pod_json, populated, rss_mib, write_rss_csv,
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 /// How long a churned pod lives before the bench deletes it.
@@ -49,9 +49,6 @@ const CHURN_LIFETIME_SECS: usize = 30;
 const OWNER_LIFETIME_SECS: usize = 60;
 /// The RSS band the soak must stay in, around its value after the warm-up.
 const RSS_BAND: f64 = 0.10;
-
-/// (namespace, name, uid, node) of a pod.
-type PodRef = (String, String, String, String);
 
 /// One write of a second's work.
 enum Op {
@@ -122,58 +119,17 @@ async fn main() {
     let csv = std::env::var("BENCH_SOAK_CSV").unwrap_or_else(|_| "target/soak.csv".into());
     let cluster = BenchCluster::start("soak", 20, &[]);
     let nodes = cluster.nodes;
-    let client = cluster.client().await;
-    let t = Instant::now();
-    populate(&client, pods_n, nodes).await;
-    eprintln!("{pods_n} pods running after {:.0} s", t.elapsed().as_secs_f64());
-    let all: Api<Pod> = Api::all(client.clone());
-    let base: Vec<PodRef> = all
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| {
-            let m = p.metadata;
-            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
-            (m.namespace.unwrap(), m.name.unwrap(), m.uid.unwrap(), node)
-        })
-        .collect();
+    let (client, base) = populated(&cluster, pods_n).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACES[0]);
     let owner = cms.get("app-owner").await.unwrap().metadata.uid.unwrap();
 
     let fc = Arc::new(tokio::sync::Mutex::new(fake_collector::FakeCollector::start().await));
     let endpoint = fc.lock().await.endpoint();
-    let admin = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let agent_bin = cluster.dir.join("restart-watcher");
-    std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &agent_bin).unwrap();
-    let mut agent = std::process::Command::new(&agent_bin)
-        .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", &endpoint])
-        .args(["--admin-listen", &admin])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = agent.stderr.take().unwrap();
-    let (listed_tx, listed) = tokio::sync::oneshot::channel();
-    tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut listed_tx = Some(listed_tx);
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Initial list complete")
-                && let Some(tx) = listed_tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let mut agent = BenchAgent::start(&cluster, &endpoint);
     let started = Instant::now();
-    let pid = agent.id();
+    let pid = agent.pid();
     let sampler = RssSampler::start(vec![pid], started, Duration::from_secs(5));
-    listed.await.expect("the agent ended before its initial list was complete");
+    agent.listed().await;
     let after_list = rss_mib(pid);
     tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
 
@@ -229,7 +185,7 @@ async fn main() {
             }
         }
         if s % 10 == 0 {
-            let metrics = http_get(&admin, "/metrics");
+            let metrics = agent.metrics();
             for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
                 *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
             }
@@ -252,13 +208,12 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
-    let metrics = http_get(&admin, "/metrics");
+    let metrics = agent.metrics();
     for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
         *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
     }
     let samples = sampler.stop();
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     write_rss_csv(&csv, &["this build"], &samples);
 
     let warm_at = load_at + warmup as f64;

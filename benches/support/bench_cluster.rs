@@ -312,3 +312,97 @@ pub fn accounted(records: &[opentelemetry_proto::tonic::logs::v1::LogRecord]) ->
     }
     (by_id.values().sum(), by_id.len())
 }
+
+/// (namespace, name, uid, node) of a pod.
+pub type PodRef = (String, String, String, String);
+
+/// Creates `pods` pods on the cluster (see [`populate`]) and lists them back.
+pub async fn populated(cluster: &BenchCluster, pods: usize) -> (Client, Vec<PodRef>) {
+    let client = cluster.client().await;
+    let t = std::time::Instant::now();
+    populate(&client, pods, cluster.nodes).await;
+    eprintln!("{pods} pods running after {:.0} s", t.elapsed().as_secs_f64());
+    let all: Api<Pod> = Api::all(client.clone());
+    let refs = all
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let m = p.metadata;
+            let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+            (m.namespace.unwrap(), m.name.unwrap(), m.uid.unwrap(), node)
+        })
+        .collect();
+    (client, refs)
+}
+
+/// The agent under a bench: the release binary, cluster mode, every watch on, exporting over
+/// OTLP/gRPC to `endpoint`, its admin server on a free loopback port. Killed on drop.
+pub struct BenchAgent {
+    pub child: std::process::Child,
+    pub admin: String,
+    /// Log lines that named a relist.
+    pub relists: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    listed: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl BenchAgent {
+    pub fn start(cluster: &BenchCluster, endpoint: &str) -> BenchAgent {
+        let admin = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let bin = cluster.dir.join("restart-watcher");
+        std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &bin).unwrap();
+        let mut child = Command::new(&bin)
+            .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", endpoint])
+            .args(["--admin-listen", &admin])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (listed_tx, listed) = tokio::sync::oneshot::channel();
+        let relists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = relists.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut listed_tx = Some(listed_tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Initial list complete") {
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                } else if line.contains("elist") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        BenchAgent { child, admin, relists, listed: Some(listed) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the agent's initial list of pods.
+    pub async fn listed(&mut self) {
+        if let Some(listed) = self.listed.take() {
+            listed.await.expect("the agent ended before its initial list was complete");
+        }
+    }
+
+    /// The agent's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin, "/metrics")
+    }
+}
+
+impl Drop for BenchAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
