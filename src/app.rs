@@ -347,12 +347,17 @@ pub async fn run(
         pipeline.watches.stop.clone(),
     ));
 
+    let trim_stop = CancellationToken::new();
+    let trimmer = tokio::spawn(crate::memory::trim_heap_every(crate::memory::HEAP_TRIM_INTERVAL, trim_stop.clone()));
+
     // Run until asked to stop (or every watch ended, which only happens if the exporter died).
     tokio::select! {
         _ = stop.cancelled() => {}
         _ = pipeline.watches.ended() => {}
     }
     let report = shutdown(pipeline, checkpointer, &store, &opts).await;
+    trim_stop.cancel();
+    let _ = trimmer.await;
     election_stop.cancel();
     if let Some(task) = election {
         let _ = task.await;

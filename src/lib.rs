@@ -51,6 +51,7 @@ pub mod keys;
 pub mod kube_errors;
 pub mod leader;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod pod;
 pub mod replay;

@@ -493,10 +493,12 @@ fn report_list_change(change: ListChange, description: &str, stats: &WatchStats,
         }
         ListChange::InitialListComplete { pods, containers } => {
             stats.scopes_listed.fetch_add(1, Ordering::Relaxed);
+            crate::memory::release_free_memory();
             tracing::info!(scope = %description, pods, containers, "Initial list complete; watching.");
         }
         ListChange::RelistComplete { pods, dropped } => {
             stats.pods_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            crate::memory::release_free_memory();
             tracing::info!(scope = %description, pods, dropped, "Relist complete; pods missing from it were dropped.");
         }
     }

@@ -18,9 +18,16 @@ use crate::event::ContainerKind;
 /// Containers whose state is kept inside the pod's map entry; more spill into a side map.
 pub const INLINE_CONTAINERS: usize = 3;
 
-/// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID). Byte-aligned, so
+/// a map entry has no padding; hashed as one `u128`, as the key was before it was packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PodKey([u8; 16]);
+
+impl Hash for PodKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.0));
+    }
+}
 
 impl PodKey {
     pub fn of_uid(uid: &str) -> Self {
