@@ -92,19 +92,12 @@ fn hash_of<'a>(containers: impl Iterator<Item = (&'a str, ContainerKind)>) -> u6
 }
 
 impl Shapes {
-    fn get(&self, id: u32) -> &[Named] {
-        match id.checked_sub(1).and_then(|i| self.slots.get(i as usize)) {
-            Some(Some(shape)) => &shape.containers,
-            _ => &[],
-        }
+    fn shape(&self, id: u32) -> Option<&Shape> {
+        id.checked_sub(1).and_then(|i| self.slots.get(i as usize)?.as_ref())
     }
 
-    /// Shape `id`, held apart from the interner.
-    fn shared(&self, id: u32) -> Arc<[Named]> {
-        match id.checked_sub(1).and_then(|i| self.slots.get(i as usize)) {
-            Some(Some(shape)) => shape.containers.clone(),
-            _ => Arc::from([]),
-        }
+    fn get(&self, id: u32) -> &[Named] {
+        self.shape(id).map_or(&[], |shape| &shape.containers)
     }
 
     /// The id of the shape `containers`, with one more pod on it.
@@ -119,12 +112,10 @@ impl Shapes {
         };
         let bucket = self.by_hash.entry(hash).or_default();
         for &id in bucket.iter() {
-            if let Some(Some(shape)) = self.slots.get(id as usize - 1)
+            if let Some(Some(shape)) = self.slots.get_mut(id as usize - 1)
                 && same(shape)
             {
-                if let Some(Some(shape)) = self.slots.get_mut(id as usize - 1) {
-                    shape.pods = shape.pods.saturating_add(1);
-                }
+                shape.pods = shape.pods.saturating_add(1);
                 return id;
             }
         }
@@ -249,7 +240,10 @@ impl Pods {
             self.spilled.remove(&key);
             self.shapes.release(shape);
         }
-        self.map.shrink_to_fit_if_sparse();
+        // A relist after mass deletions: do not keep the table at its peak size.
+        if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
+        }
         before - self.map.len()
     }
 
@@ -258,20 +252,6 @@ impl Pods {
             self.spilled.remove(key);
         }
         self.shapes.release(state.shape);
-    }
-}
-
-/// Shrinks a map that lost most of its entries (a relist after mass deletions), so a storm does not
-/// leave its peak size behind.
-trait ShrinkIfSparse {
-    fn shrink_to_fit_if_sparse(&mut self);
-}
-
-impl<K: Eq + Hash, V> ShrinkIfSparse for HashMap<K, V> {
-    fn shrink_to_fit_if_sparse(&mut self) {
-        if self.capacity() > 64 && self.len() < self.capacity() / 4 {
-            self.shrink_to_fit();
-        }
     }
 }
 
@@ -332,9 +312,10 @@ impl PodMut<'_> {
         }
         let old = self.state.shape;
         let before = self.shapes.get(old).len();
-        let held = self.shapes.shared(old);
+        // The old shape's names, held apart from the interner (no allocation for a pod's first).
+        let held = self.shapes.shape(old).map(|shape| shape.containers.clone());
         let list: Vec<(&str, ContainerKind)> =
-            held.iter().map(|n| (&*n.name, n.kind)).chain(more.iter().copied()).collect();
+            held.iter().flat_map(|c| c.iter()).map(|n| (&*n.name, n.kind)).chain(more.iter().copied()).collect();
         let new = self.shapes.intern(&list);
         self.shapes.release(old);
         self.state.shape = new;
