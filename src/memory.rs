@@ -4,9 +4,9 @@
 //! decoded page by page, a backlog held while the collector was down, a burst of records), the
 //! process's RSS stays at that high although what is in use is far less. Measured in the soak
 //! bench: a 15-second collector restart left the RSS 12 MiB above its steady value, all of it
-//! free heap. So after every list, and every [`HEAP_TRIM_INTERVAL`], the agent asks glibc to give
-//! the free pages of every arena back (`malloc_trim`): the RSS follows what is in use; nothing in
-//! use moves.
+//! free heap. So after every list, after every export burst (`export::task::BURST_RECORDS`), and
+//! every [`HEAP_TRIM_INTERVAL`], the agent asks glibc to give the free pages of every arena back
+//! (`malloc_trim`): the RSS follows what is in use; nothing in use moves.
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@ use crate::event::RestartEvent;
 /// Default capacity of the channel between the detector and the exporter, in events.
 pub const DEFAULT_CHANNEL_CAPACITY_EVENTS: usize = 4_096;
 /// Default largest batch, in events.
-pub const DEFAULT_BATCH_MAX_RECORDS: usize = 512;
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 128;
 /// Default longest wait between a batch's first event and its export.
 pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 
@@ -38,6 +38,10 @@ pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Default budget of the export queue, in bytes.
 pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+/// Records exported without the exporter going idle that make a burst (a backlog drained after
+/// an outage, a crash-loop storm): when it ends, free heap goes back to the kernel at once rather
+/// than at the next periodic trim (see `crate::memory`).
+pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
 
 /// The export queue's byte budget: permits of 1 KiB, reserved by the producer for each record it
 /// sends, given back by the export task when the record's batch settles. A record larger than the
@@ -298,7 +302,7 @@ struct Batcher {
 impl Batcher {
     fn new(cfg: BatchConfig) -> Self {
         let max_records = cfg.max_records.max(1);
-        Batcher { batch: Vec::with_capacity(max_records), max_records, max_delay: cfg.max_delay, deadline: None }
+        Batcher { batch: Vec::new(), max_records, max_delay: cfg.max_delay, deadline: None }
     }
 
     fn push(&mut self, ev: RestartEvent) {
@@ -321,10 +325,11 @@ impl Batcher {
         !self.batch.is_empty() && (self.full() || closing || self.deadline.is_some_and(|d| d <= Instant::now()))
     }
 
-    /// Takes the batch, leaving an empty one.
+    /// Takes the batch, leaving an empty one (which grows as records come: a batch reserved at its
+    /// largest would hold `max_records` records' room while a handful are in flight).
     fn take(&mut self) -> Vec<RestartEvent> {
         self.deadline = None;
-        std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_records))
+        std::mem::take(&mut self.batch)
     }
 
     /// Resolves at the batch's deadline; never while it has none.
@@ -383,11 +388,13 @@ async fn run_concurrent(
     let mut batcher = Batcher::new(cfg);
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
+    let mut since_idle: u64 = 0;
     loop {
         let due = batcher.due(!open);
         if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
             let batch = batcher.take();
             let n = batch.len() as u64;
+            since_idle += n;
             let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
             let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
             metrics.queue_out(n);
@@ -401,6 +408,12 @@ async fn run_concurrent(
         tokio::select! {
             Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&mut report, "otlp", counts, result, &progress);
+                if in_flight.is_empty() && batcher.is_empty() {
+                    if since_idle >= BURST_RECORDS {
+                        crate::memory::release_free_memory();
+                    }
+                    since_idle = 0;
+                }
             }
             item = rx.recv(), if open && !batcher.full() => match item {
                 Some(ev) => batcher.push(ev),
@@ -423,6 +436,19 @@ mod tests {
             previous_logs: Some("x".repeat(previous_logs_bytes)),
             ..RestartEvent::sample("", "", "", crate::event::Cause::AppError)
         }
+    }
+
+    #[test]
+    fn a_batch_holds_room_only_for_the_records_it_has() {
+        let mut batcher = Batcher::new(BatchConfig { max_records: 65_536, max_delay: Duration::from_secs(1) });
+        assert_eq!(batcher.batch.capacity(), 0, "an empty batch reserves nothing");
+        for _ in 0..3 {
+            batcher.push(record(0));
+        }
+        let taken = batcher.take();
+        assert_eq!(taken.len(), 3);
+        assert!(taken.capacity() < 64, "3 records hold room for {}", taken.capacity());
+        assert_eq!(batcher.batch.capacity(), 0, "the next batch starts empty");
     }
 
     #[test]
