@@ -8,7 +8,8 @@
 //!
 //! - Throughput: `BENCH_RECORDS` (default 200,000) restart records pushed through as fast as the
 //!   channel takes them, logs and traces both on (each restart is one log record and one span),
-//!   and logs only; batches of 512 records.
+//!   and logs only; batches of the agent's default size (`BENCH_BATCH_RECORDS` overrides it), and
+//!   logs + traces in batches of 512 too, the old default, as the baseline in the same run.
 //! - The same through the collector distribution the project ships (`otel-collector/build.sh`),
 //!   receiving OTLP/gRPC and writing every record with its `file` exporter (zstd-compressed
 //!   protobuf), in the same run.
@@ -65,22 +66,27 @@ struct Throughput {
 fn pipeline(
     endpoint: &str,
     signals: Signals,
-    max_delay: Duration,
+    batch: BatchConfig,
 ) -> (mpsc::Sender<RestartEvent>, tokio::task::JoinHandle<task::ExportReport>) {
     let (tx, rx) = mpsc::channel(4096);
-    let batch = BatchConfig { max_records: 512, max_delay };
     let exp = exporter(endpoint, signals);
     let handle = tokio::spawn(task::run(rx, exp, batch, Arc::default(), Arc::new(Metrics::noop())));
     (tx, handle)
 }
 
-fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32) -> Throughput {
+/// Records per batch: the agent's default unless `BENCH_BATCH_RECORDS` says otherwise.
+fn batch_records() -> usize {
+    std::env::var("BENCH_BATCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(task::DEFAULT_BATCH_MAX_RECORDS)
+}
+
+fn throughput(endpoint: &str, n: u32, signals: Signals, collector_pid: u32, max_records: usize) -> Throughput {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let events = fixture::many_restarts(n);
     let (agent0, coll0) = (cpu_secs("self"), cpu_secs(&collector_pid.to_string()));
     let t = Instant::now();
     rt.block_on(async {
-        let (tx, task) = pipeline(endpoint, signals, Duration::from_millis(200));
+        let batch = BatchConfig { max_records, max_delay: Duration::from_millis(200) };
+        let (tx, task) = pipeline(endpoint, signals, batch);
         for ev in events {
             tx.send(ev).await.unwrap();
         }
@@ -105,7 +111,8 @@ fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Du
     const RATE_PER_SEC: u32 = 1000;
     const SECS: u32 = 5;
     rt.block_on(async {
-        let (tx, task) = pipeline(endpoint, Signals { logs: true, traces: false }, delay);
+        let batch = BatchConfig { max_records: batch_records(), max_delay: delay };
+        let (tx, task) = pipeline(endpoint, Signals { logs: true, traces: false }, batch);
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC as u64));
         for i in 1..=RATE_PER_SEC * SECS {
             tick.tick().await;
@@ -142,7 +149,7 @@ fn mapping_only(n: u32) -> f64 {
     let cfg = MappingConfig::default();
     let t = Instant::now();
     let mut bytes = 0usize;
-    for batch in events.chunks(512) {
+    for batch in events.chunks(batch_records()) {
         bytes += restart_watcher::export::convert::logs_request(batch, &cfg).encode_to_vec().len();
         bytes += restart_watcher::export::convert::traces_request(batch, &cfg).encode_to_vec().len();
     }
@@ -156,9 +163,11 @@ fn main() {
         println!("mapping + encoding, logs + traces: {:.0} restarts/s", mapping_only(n));
         return;
     }
+    let records = batch_records();
     let collector = rotel::Rotel::start_with_exporter("blackhole", None);
-    let both = throughput(&collector.grpc_endpoint, n, Signals::default(), collector.pid());
-    let logs = throughput(&collector.grpc_endpoint, n, Signals { logs: true, traces: false }, collector.pid());
+    let both = throughput(&collector.grpc_endpoint, n, Signals::default(), collector.pid(), records);
+    let logs = throughput(&collector.grpc_endpoint, n, Signals { logs: true, traces: false }, collector.pid(), records);
+    let both_512 = throughput(&collector.grpc_endpoint, n, Signals::default(), collector.pid(), 512);
     drop(collector);
     let dir = std::env::temp_dir().join(format!("rw-bench-export-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -176,8 +185,8 @@ fn main() {
     .unwrap();
     let built = backends::Collector::start(&dir, &[config.to_str().unwrap()], None, &[], "");
     let pid = built.server.pid();
-    let both_built = throughput(&built.grpc_endpoint, n, Signals::default(), pid);
-    let logs_built = throughput(&built.grpc_endpoint, n, Signals { logs: true, traces: false }, pid);
+    let both_built = throughput(&built.grpc_endpoint, n, Signals::default(), pid, records);
+    let logs_built = throughput(&built.grpc_endpoint, n, Signals { logs: true, traces: false }, pid, records);
     drop(built);
     let _ = std::fs::remove_dir_all(&dir);
     let fc = FakeCollector::start_blocking();
@@ -185,9 +194,9 @@ fn main() {
     let (p50, p99) = latency(&ep, &fc, Duration::from_millis(200));
     let (p50s, p99s) = latency(&ep, &fc, Duration::from_millis(20));
     println!();
-    println!("| measure (agent on one core, batches of 512) | value |");
+    println!("| measure (agent on one core, batches of {records}) | value |");
     println!("|---|---|");
-    for (name, t) in [("logs + traces", &both), ("logs only", &logs)] {
+    for (name, t) in [("logs + traces", &both), ("logs only", &logs), ("logs + traces, batches of 512", &both_512)] {
         println!("| {name}: restarts/s delivered to rotel ({n} restarts) | {:.0} |", t.per_sec);
         println!(
             "| {name}: agent CPU per restart / its one-core capacity | {:.1} µs / {:.0} restarts/s |",
@@ -204,6 +213,10 @@ fn main() {
         println!("| {name}: agent CPU per restart (built collector) | {:.1} µs |", t.agent_cpu_per_restart_us);
         println!("| {name}: built collector CPU per restart | {:.1} µs |", t.collector_cpu_per_restart_us);
     }
+    println!(
+        "| throughput, batches of {records} / batches of 512 (logs + traces, rotel) | {:.2} |",
+        both.per_sec / both_512.per_sec
+    );
     println!("| latency at 1,000/s, batch delay 200 ms: p50 / p99 | {} ms / {} ms |", p50.as_millis(), p99.as_millis());
     println!(
         "| latency at 1,000/s, batch delay 20 ms: p50 / p99 | {} ms / {} ms |",
