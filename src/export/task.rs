@@ -38,7 +38,7 @@ pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Default budget of the export queue, in bytes.
 pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
-/// Records exported without the exporter going idle that make a burst (a backlog drained after
+/// Records exported without the exporter catching up that make a burst (a backlog drained after
 /// an outage, a crash-loop storm): when it ends, free heap goes back to the kernel at once rather
 /// than at the next periodic trim (see `crate::memory`).
 pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
@@ -374,6 +374,18 @@ async fn run_sequential(
     report
 }
 
+/// After a batch settles: whether a burst just ended, so free heap should go back now. The
+/// exporter has caught up when nothing is in flight and no batch is due; the records sent since it
+/// last caught up (`since_caught_up`, reset here) made a burst if they reach [`BURST_RECORDS`].
+/// The batch being filled does not count: under steady traffic it is never empty, and waiting for
+/// it to be would leave a drained backlog resident until the periodic trim.
+fn burst_ended(since_caught_up: &mut u64, in_flight: usize, batch_due: bool) -> bool {
+    if in_flight > 0 || batch_due {
+        return false;
+    }
+    std::mem::take(since_caught_up) >= BURST_RECORDS
+}
+
 /// The OTLP exporter: up to `MAX_BATCHES_IN_FLIGHT` batches at once. The batch being filled lives
 /// outside the `select!`, so a completion never loses what was collected.
 async fn run_concurrent(
@@ -388,13 +400,13 @@ async fn run_concurrent(
     let mut batcher = Batcher::new(cfg);
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
-    let mut since_idle: u64 = 0;
+    let mut since_caught_up: u64 = 0;
     loop {
         let due = batcher.due(!open);
         if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
             let batch = batcher.take();
             let n = batch.len() as u64;
-            since_idle += n;
+            since_caught_up += n;
             let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
             let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
             metrics.queue_out(n);
@@ -408,11 +420,8 @@ async fn run_concurrent(
         tokio::select! {
             Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&mut report, "otlp", counts, result, &progress);
-                if in_flight.is_empty() && batcher.is_empty() {
-                    if since_idle >= BURST_RECORDS {
-                        crate::memory::release_free_memory();
-                    }
-                    since_idle = 0;
+                if burst_ended(&mut since_caught_up, in_flight.len(), batcher.due(!open)) {
+                    crate::memory::release_free_memory();
                 }
             }
             item = rx.recv(), if open && !batcher.full() => match item {
@@ -435,6 +444,32 @@ mod tests {
         RestartEvent {
             previous_logs: Some("x".repeat(previous_logs_bytes)),
             ..RestartEvent::sample("", "", "", crate::event::Cause::AppError)
+        }
+    }
+
+    #[test]
+    fn a_drained_backlog_ends_a_burst_even_while_records_keep_coming() {
+        let batch = DEFAULT_BATCH_MAX_RECORDS as u64;
+        // (records sent before the settle, batches still in flight, a batch due) -> burst ended?
+        let steps: &[(u64, usize, bool, bool)] = &[
+            // A backlog drains: 8 full batches, 4 at a time, records arriving all along.
+            (4 * batch, 3, true, false),
+            (batch, 3, true, false),
+            (batch, 3, false, false),
+            (batch, 2, false, false),
+            (batch, 1, false, false),
+            (0, 0, false, true), // caught up with a part-filled batch waiting: the burst is over
+            // Steady traffic afterwards: one batch at a time, caught up after each.
+            (batch, 0, false, false),
+            (batch, 0, false, false),
+            (batch, 0, false, false),
+            (batch, 0, false, false),
+            (batch, 0, false, false),
+        ];
+        let mut since = 0;
+        for (i, &(sent, in_flight, due, ended)) in steps.iter().enumerate() {
+            since += sent;
+            assert_eq!(burst_ended(&mut since, in_flight, due), ended, "step {i}");
         }
     }
 
