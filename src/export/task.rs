@@ -38,7 +38,7 @@ pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Default budget of the export queue, in bytes.
 pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
-/// Records exported without the exporter catching up that make a burst (a backlog drained after
+/// Records exported before the exporter catches up (no record waiting) that make a burst (a backlog drained after
 /// an outage, a crash-loop storm): when it ends, free heap goes back to the kernel at once rather
 /// than at the next periodic trim (see `crate::memory`).
 pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
@@ -251,6 +251,11 @@ struct Input {
 }
 
 impl Input {
+    /// No record waits in the channel.
+    fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// The next record; `None` once the channel is closed and empty.
     async fn recv(&mut self) -> Option<RestartEvent> {
         if !self.close.is_cancelled() {
@@ -375,15 +380,14 @@ async fn run_sequential(
 }
 
 /// After a batch settles: whether a burst just ended, so free heap should go back now. The
-/// exporter has caught up when nothing is in flight and no batch is due; the records sent since it
-/// last caught up (`since_caught_up`, reset here) made a burst if they reach [`BURST_RECORDS`].
-/// The batch being filled does not count: under steady traffic it is never empty, and waiting for
-/// it to be would leave a drained backlog resident until the periodic trim.
-fn burst_ended(since_caught_up: &mut u64, in_flight: usize, batch_due: bool) -> bool {
-    if in_flight > 0 || batch_due {
-        return false;
-    }
-    std::mem::take(since_caught_up) >= BURST_RECORDS
+/// exporter has caught up when no records wait (`backlog`: the channel holds some, or a batch is
+/// due); the records sent since it last caught up (`since_caught_up`, reset here) made a burst if
+/// they reach [`BURST_RECORDS`]. Batches still in flight do not count: after an outage each
+/// retries on its own backoff, and one still waiting (up to `retry::BACKOFF_MAX`) would
+/// otherwise keep the drained backlog's memory resident. Nor does the batch being filled: under
+/// steady traffic it is never empty.
+fn burst_ended(since_caught_up: &mut u64, backlog: bool) -> bool {
+    !backlog && std::mem::take(since_caught_up) >= BURST_RECORDS
 }
 
 /// The OTLP exporter: up to `MAX_BATCHES_IN_FLIGHT` batches at once. The batch being filled lives
@@ -420,7 +424,7 @@ async fn run_concurrent(
         tokio::select! {
             Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&mut report, "otlp", counts, result, &progress);
-                if burst_ended(&mut since_caught_up, in_flight.len(), batcher.due(!open)) {
+                if burst_ended(&mut since_caught_up, !rx.is_empty() || batcher.due(!open)) {
                     crate::memory::release_free_memory();
                 }
             }
@@ -450,26 +454,29 @@ mod tests {
     #[test]
     fn a_drained_backlog_ends_a_burst_even_while_records_keep_coming() {
         let batch = DEFAULT_BATCH_MAX_RECORDS as u64;
-        // (records sent before the settle, batches still in flight, a batch due) -> burst ended?
-        let steps: &[(u64, usize, bool, bool)] = &[
-            // A backlog drains: 8 full batches, 4 at a time, records arriving all along.
-            (4 * batch, 3, true, false),
-            (batch, 3, true, false),
-            (batch, 3, false, false),
-            (batch, 2, false, false),
-            (batch, 1, false, false),
-            (0, 0, false, true), // caught up with a part-filled batch waiting: the burst is over
-            // Steady traffic afterwards: one batch at a time, caught up after each.
-            (batch, 0, false, false),
-            (batch, 0, false, false),
-            (batch, 0, false, false),
-            (batch, 0, false, false),
-            (batch, 0, false, false),
+        // (records sent before the settle, records still waiting) -> burst ended?
+        let steps: &[(u64, bool, bool)] = &[
+            // A backlog drains: 8 full batches, 4 at a time, records arriving all along; a batch
+            // from before the outage may still wait on its retry backoff: it does not matter.
+            (4 * batch, true, false),
+            (batch, true, false),
+            (batch, true, false),
+            (batch, true, false),
+            (batch, false, true), // nothing waits (a part-filled batch is not due): it is over
+            // Steady traffic afterwards: one batch at a time, nothing waiting after each.
+            (batch, false, false),
+            (batch, false, false),
+            (batch, false, false),
+            (batch, false, false),
+            (batch, false, false),
+            // A short backlog (under BURST_RECORDS) is not a burst.
+            (batch, true, false),
+            (batch, false, false),
         ];
         let mut since = 0;
-        for (i, &(sent, in_flight, due, ended)) in steps.iter().enumerate() {
+        for (i, &(sent, backlog, ended)) in steps.iter().enumerate() {
             since += sent;
-            assert_eq!(burst_ended(&mut since, in_flight, due), ended, "step {i}");
+            assert_eq!(burst_ended(&mut since, backlog), ended, "step {i}");
         }
     }
 
