@@ -379,15 +379,39 @@ async fn run_sequential(
     report
 }
 
-/// After a batch settles: whether a burst just ended, so free heap should go back now. The
-/// exporter has caught up when no records wait (`backlog`: the channel holds some, or a batch is
-/// due); the records sent since it last caught up (`since_caught_up`, reset here) made a burst if
-/// they reach [`BURST_RECORDS`]. Batches still in flight do not count: after an outage each
-/// retries on its own backoff, and one still waiting (up to `retry::BACKOFF_MAX`) would
-/// otherwise keep the drained backlog's memory resident. Nor does the batch being filled: under
-/// steady traffic it is never empty.
-fn burst_ended(since_caught_up: &mut u64, backlog: bool) -> bool {
-    !backlog && std::mem::take(since_caught_up) >= BURST_RECORDS
+/// When an export burst ends, so free heap should go back to the kernel at once (see
+/// `crate::memory`).
+#[derive(Debug, Default)]
+struct BurstTrim {
+    /// Records sent since the exporter last caught up.
+    since_caught_up: u64,
+    /// A burst ended with batches still in flight: trim again once they have all settled.
+    again_when_settled: bool,
+}
+
+impl BurstTrim {
+    fn sent(&mut self, records: u64) {
+        self.since_caught_up += records;
+    }
+
+    /// After a batch settles: whether to hand free heap back now. The exporter has caught up when
+    /// no record waits (`backlog`: the channel holds some, or a batch is due); the records sent
+    /// since it last did made a burst if they reach [`BURST_RECORDS`]. Batches in flight do not
+    /// hold the trim back: after an outage each retries on its own backoff (up to
+    /// `retry::BACKOFF_MAX`), and waiting for the last would keep the drained backlog resident;
+    /// what they free when they settle goes back with one more trim then. Nor does the batch
+    /// being filled: under steady traffic it is never empty.
+    fn settled(&mut self, backlog: bool, in_flight: usize) -> bool {
+        if !backlog && std::mem::take(&mut self.since_caught_up) >= BURST_RECORDS {
+            self.again_when_settled = in_flight > 0;
+            return true;
+        }
+        if self.again_when_settled && in_flight == 0 {
+            self.again_when_settled = false;
+            return true;
+        }
+        false
+    }
 }
 
 /// The OTLP exporter: up to `MAX_BATCHES_IN_FLIGHT` batches at once. The batch being filled lives
@@ -404,13 +428,13 @@ async fn run_concurrent(
     let mut batcher = Batcher::new(cfg);
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
-    let mut since_caught_up: u64 = 0;
+    let mut burst = BurstTrim::default();
     loop {
         let due = batcher.due(!open);
         if due && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
             let batch = batcher.take();
             let n = batch.len() as u64;
-            since_caught_up += n;
+            burst.sent(n);
             let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
             let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
             metrics.queue_out(n);
@@ -424,7 +448,7 @@ async fn run_concurrent(
         tokio::select! {
             Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&mut report, "otlp", counts, result, &progress);
-                if burst_ended(&mut since_caught_up, !rx.is_empty() || batcher.due(!open)) {
+                if burst.settled(!rx.is_empty() || batcher.due(!open), in_flight.len()) {
                     crate::memory::release_free_memory();
                 }
             }
@@ -454,29 +478,34 @@ mod tests {
     #[test]
     fn a_drained_backlog_ends_a_burst_even_while_records_keep_coming() {
         let batch = DEFAULT_BATCH_MAX_RECORDS as u64;
-        // (records sent before the settle, records still waiting) -> burst ended?
-        let steps: &[(u64, bool, bool)] = &[
+        // (records sent before the settle, records still waiting, batches in flight) -> trim?
+        let steps: &[(u64, bool, usize, bool)] = &[
             // A backlog drains: 8 full batches, 4 at a time, records arriving all along; a batch
-            // from before the outage may still wait on its retry backoff: it does not matter.
-            (4 * batch, true, false),
-            (batch, true, false),
-            (batch, true, false),
-            (batch, true, false),
-            (batch, false, true), // nothing waits (a part-filled batch is not due): it is over
+            // from before the outage still waits on its retry backoff.
+            (4 * batch, true, 3, false),
+            (batch, true, 3, false),
+            (batch, true, 3, false),
+            (batch, true, 3, false),
+            (batch, false, 1, true), // nothing waits (a part-filled batch is not due): it is over
+            (0, false, 1, false),
+            (0, false, 0, true), // the retried batch settled: what it held goes back too
             // Steady traffic afterwards: one batch at a time, nothing waiting after each.
-            (batch, false, false),
-            (batch, false, false),
-            (batch, false, false),
-            (batch, false, false),
-            (batch, false, false),
+            (batch, false, 0, false),
+            (batch, false, 0, false),
+            (batch, false, 0, false),
+            (batch, false, 0, false),
+            (batch, false, 0, false),
             // A short backlog (under BURST_RECORDS) is not a burst.
-            (batch, true, false),
-            (batch, false, false),
+            (batch, true, 1, false),
+            (batch, false, 0, false),
+            // A drain that ends with nothing in flight is one trim.
+            (8 * batch, false, 0, true),
+            (batch, false, 0, false),
         ];
-        let mut since = 0;
-        for (i, &(sent, backlog, ended)) in steps.iter().enumerate() {
-            since += sent;
-            assert_eq!(burst_ended(&mut since, backlog), ended, "step {i}");
+        let mut trim = BurstTrim::default();
+        for (i, &(sent, backlog, in_flight, expected)) in steps.iter().enumerate() {
+            trim.sent(sent);
+            assert_eq!(trim.settled(backlog, in_flight), expected, "step {i}");
         }
     }
 
