@@ -38,9 +38,9 @@ pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Default budget of the export queue, in bytes.
 pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
-/// Records exported before the exporter catches up (no record waiting) that make a burst (a backlog drained after
-/// an outage, a crash-loop storm): when it ends, free heap goes back to the kernel at once rather
-/// than at the next periodic trim (see `crate::memory`).
+/// Records exported before the exporter catches up (no record waiting) that make a burst (a
+/// backlog drained after an outage, a crash-loop storm): when it ends, free heap goes back to the
+/// kernel at once rather than at the next periodic trim (see `BurstTrim`, `crate::memory`).
 pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
 
 /// The export queue's byte budget: permits of 1 KiB, reserved by the producer for each record it
