@@ -466,7 +466,6 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         }
         for ev in step.restarts {
             stats.restarts.fetch_add(1, Ordering::Relaxed);
-            metrics.restart_detected(&ev);
             // Counted in flight before it can be settled; waits while the channel is full:
             // backpressure onto the watch.
             let second = ev.in_flight_second();

@@ -196,6 +196,14 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         }
         ev.cause = causes::restart_cause(ev, &evidence);
     };
+    // Counted once its cause is final (after the Events it waited for), so that the metric's
+    // `cause` is the record's.
+    let count = |ev: &RestartEvent| {
+        if let Some(m) = &metrics {
+            m.restart_detected(ev);
+            m.count_per_workload(ev);
+        }
+    };
     while open || !pending.is_empty() {
         tokio::select! {
             item = rx.recv(), if open && pending.len() < MAX_PENDING => match item {
@@ -219,9 +227,7 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                         pending_bytes += bytes;
                         pending.push(Pending { ev, events_until, logs, bytes });
                     } else {
-                        if let Some(m) = &metrics {
-                            m.count_per_workload(&ev);
-                        }
+                        count(&ev);
                         ready.push(ev);
                     }
                 }
@@ -251,9 +257,7 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             if let Some(handle) = logs {
                 attach_logs(&mut ev, handle, if early { "over_budget" } else { "shutdown" }, metrics.as_deref()).await;
             }
-            if let Some(m) = &metrics {
-                m.count_per_workload(&ev);
-            }
+            count(&ev);
             ready.push(ev);
         }
         pending = kept;
