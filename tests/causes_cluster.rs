@@ -7,7 +7,7 @@ mod cluster;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster::{Agent, Cluster, attr, http_get, now_rfc3339, status};
+use cluster::{Agent, Cluster, attr, now_rfc3339, series, status};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -72,15 +72,10 @@ fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late
     assert_eq!(attr(&rec["attributes"], "error.type"), "liveness_probe");
     assert_eq!(attr(&rec["attributes"], "process.exit.code"), 137);
     // The metric counts it under the record's cause, not the status's alone (a signal).
-    let (_, metrics) = http_get(&agent.admin_addr(), "/metrics");
-    let counted = |cause: &str| {
-        metrics.lines().any(|l| {
-            l.starts_with("restart_watcher_restarts_detected_total{")
-                && l.contains(&format!("cause=\"{cause}\""))
-                && l.ends_with(" 1")
-        })
-    };
-    assert!(counted("liveness_probe") && !counted("signal"), "{metrics}");
+    let admin = agent.admin_addr();
+    let counted = |cause: &str| series(&admin, "restart_watcher_restarts_detected_total", &[("cause", cause)]);
+    assert_eq!(counted("liveness_probe").as_deref(), Some("1"));
+    assert_ne!(counted("signal").as_deref(), Some("1"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cluster::{Agent, Cluster, attr, http_get, now_rfc3339};
+use cluster::{Agent, Cluster, attr, http_get, now_rfc3339, series};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -235,19 +235,13 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
     agent.wait_records(1, WAIT);
     // The open episode is kept for its closing record, within its budget; the metrics say so.
     let admin = agent.admin_addr();
-    let metric = |name: &str, labels: &str| {
-        let (_, text) = http_get(&admin, "/metrics");
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-            .and_then(|l| l.rsplit(' ').next())
-            .map(str::to_owned)
-    };
+    let metric = |name: &str, labels: &[(&str, &str)]| series(&admin, name, labels);
     let entry = restart_watcher::detector::EPISODE_ENTRY_BYTES.to_string();
-    assert_eq!(metric("restart_watcher_episodes_usage_bytes", ""), Some(entry));
+    assert_eq!(metric("restart_watcher_episodes_usage_bytes", &[]), Some(entry));
     let budget = restart_watcher::detector::EPISODE_BUDGET_BYTES.to_string();
-    assert_eq!(metric("restart_watcher_episodes_limit_bytes", ""), Some(budget));
+    assert_eq!(metric("restart_watcher_episodes_limit_bytes", &[]), Some(budget));
     assert_eq!(
-        metric("restart_watcher_failures_detected_total", "cause=\"config_error\",event=\"start_failure\""),
+        metric("restart_watcher_failures_detected_total", &[("cause", "config_error"), ("event", "start_failure")]),
         Some("1".to_owned())
     );
     // The fix: the key is created, and the kubelet's next attempt starts the container.
@@ -266,7 +260,11 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
     assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.status.message"), msg);
     assert_eq!(attr(&agent.records[0]["attributes"], "restart_watcher.cause.category"), "configuration");
     assert_eq!(attr(&agent.records[1]["attributes"], "restart_watcher.start_failure.outcome"), "started");
-    assert_eq!(metric("restart_watcher_episodes_usage_bytes", ""), Some("0".to_owned()), "the ended episode is let go");
+    assert_eq!(
+        metric("restart_watcher_episodes_usage_bytes", &[]),
+        Some("0".to_owned()),
+        "the ended episode is let go"
+    );
 }
 
 #[test]
@@ -358,16 +356,6 @@ fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() 
     assert_eq!(attr(&r["attributes"], "restart_watcher.cause.category"), "infrastructure");
     assert_eq!(attr(&r["attributes"], "restart_watcher.status.message"), message);
     assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "cache");
-}
-
-/// The value of the series of `name` whose labels include all of `labels`, from `/metrics`.
-fn series(admin: &str, name: &str, labels: &[(&str, &str)]) -> Option<String> {
-    let (_, text) = http_get(admin, "/metrics");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .and_then(|l| l.rsplit(' ').next())
-        .map(str::to_owned)
 }
 
 #[test]

@@ -538,6 +538,17 @@ pub fn summaries(records: &[Value]) -> Vec<(String, String, i64, i64, bool)> {
         .collect()
 }
 
+/// The value of the series of `name` whose labels include all of `labels`, from the agent's
+/// `/metrics` at `admin`.
+pub fn series(admin: &str, name: &str, labels: &[(&str, &str)]) -> Option<String> {
+    let (_, text) = http_get(admin, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
 /// A plain HTTP/1.0 GET; returns (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
