@@ -340,6 +340,9 @@ pub async fn populated(cluster: &BenchCluster, pods: usize) -> (Client, Vec<PodR
 
 /// The agent under a bench: the release binary, cluster mode, every watch on, exporting over
 /// OTLP/gRPC to `endpoint`, its admin server on a free loopback port. Killed on drop.
+///
+/// `BENCH_AGENT_WRAP` runs it under a profiler, e.g. `BENCH_AGENT_WRAP="heaptrack -o /tmp/agent"`
+/// for what holds its heap over time; the RSS a bench then reads is the wrapper's, not the agent's.
 pub struct BenchAgent {
     pub child: std::process::Child,
     pub admin: String,
@@ -356,7 +359,17 @@ impl BenchAgent {
         };
         let bin = cluster.dir.join("restart-watcher");
         std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &bin).unwrap();
-        let mut child = Command::new(&bin)
+        let wrap: Vec<String> =
+            std::env::var("BENCH_AGENT_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+        let mut cmd = match wrap.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let mut child = cmd
             .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", endpoint])
             .args(["--admin-listen", &admin])
             .stdout(Stdio::null())
