@@ -31,7 +31,8 @@ use crate::pod::{SlimContainerStatus, SlimPod};
 
 mod tracked;
 
-use tracked::{PodKey, Pods};
+pub use tracked::PodKey;
+use tracked::Pods;
 
 /// Which container kinds the detector reports. All restartable kinds by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

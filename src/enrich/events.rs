@@ -1,7 +1,8 @@
 //! The kubelet's Events about pods: a watch (scoped like the pods; in node mode only that node's
 //! kubelet) feeding a bounded store by pod uid, which classification reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use kube::runtime::watcher::{self, Event};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::causes::{self, PodEvent};
+use super::causes::{self, Kill, NODE_OOM_REASONS, PodEvent, RELEVANT_REASONS};
+use crate::detector::PodKey;
 use crate::kube_errors::{Failure, classify as classify_kube};
 use crate::watch::{WatchTuning, tuned_watcher};
 
@@ -24,6 +26,9 @@ pub const EVENTS_PER_POD: usize = 8;
 pub const EVENT_TTL: Duration = Duration::from_secs(600);
 /// Pods with kept Events at most (memory bound on a large cluster).
 pub const MAX_PODS_WITH_EVENTS: usize = 100_000;
+/// How often the store drops the pods whose Events have all expired (at an insert, at most this
+/// often): a pod that is gone, or quiet, does not hold its entry until the store is full.
+pub const EVENT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The store key of a Node's OOM Events (pod uids never contain `:`).
 pub fn node_key(node: &str) -> String {
@@ -38,27 +43,75 @@ pub const EVENT_STORE_BUDGET_BYTES: usize = 16 << 20;
 /// of the store) come in batches, not at every insert.
 pub const EVENT_STORE_REFILL_PERCENT: usize = 90;
 
-/// Estimated bytes of one kept Event.
-fn event_bytes(e: &PodEvent) -> usize {
-    std::mem::size_of::<PodEvent>() + e.container.as_ref().map_or(0, String::len)
+/// One kept Event as the store holds it: no string, 24 bytes. The container is a hash of its
+/// name, compared with the hash of the restarted container's (two containers of one pod whose
+/// names collide in 64 bits would share their Events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kept {
+    /// When it last happened, in microseconds since the epoch (the API's finest, `MicroTime`).
+    time_us: i64,
+    /// [`container_hash`] of the container its field path names; 0 when it names none.
+    container: u64,
+    /// Its index in [`RELEVANT_REASONS`], or in [`NODE_OOM_REASONS`] when `on_node`.
+    reason: u8,
+    kill: Option<Kill>,
+    on_node: bool,
 }
 
-/// Estimated bytes of one pod's entry without its Events: the key, the queue, the map's slot.
-fn pod_bytes(uid: &str) -> usize {
-    uid.len() + std::mem::size_of::<(String, VecDeque<PodEvent>)>() + std::mem::size_of::<u64>()
+const _: () = assert!(std::mem::size_of::<Kept>() == 24);
+
+/// A container name's hash as [`Kept`] holds it: never 0 (0 is "no container").
+fn container_hash(name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish().max(1)
 }
 
-fn queue_bytes(q: &VecDeque<PodEvent>) -> usize {
-    q.iter().map(event_bytes).sum()
+impl Kept {
+    fn of(ev: &PodEvent) -> Option<Kept> {
+        let reasons: &[&str] = if ev.on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
+        let reason = reasons.iter().position(|r| *r == ev.reason)?;
+        Some(Kept {
+            time_us: ev.time.as_microsecond(),
+            container: ev.container.as_deref().map_or(0, container_hash),
+            reason: u8::try_from(reason).ok()?,
+            kill: ev.kill,
+            on_node: ev.on_node,
+        })
+    }
+
+    /// The Event as classification reads it, naming `container` (whose hash is `hash`) if it
+    /// named a container; `None` if it is about another container.
+    fn event(&self, container: &str, hash: u64) -> Option<PodEvent> {
+        let named = match self.container {
+            0 => None,
+            h if h == hash => Some(container.to_owned()),
+            _ => return None,
+        };
+        let reasons: &[&'static str] = if self.on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
+        Some(PodEvent {
+            reason: reasons.get(usize::from(self.reason))?,
+            kill: self.kill,
+            container: named,
+            time: Timestamp::from_microsecond(self.time_us).ok()?,
+            on_node: self.on_node,
+        })
+    }
+}
+
+/// Estimated bytes of a pod's entry holding `events` Events: the map's slot and its control byte,
+/// and the Events.
+fn entry_bytes(events: usize) -> usize {
+    std::mem::size_of::<(PodKey, Box<[Kept]>)>() + 1 + events * std::mem::size_of::<Kept>()
 }
 
 /// Estimated bytes of the whole store, counted again (after a pass that removed many entries).
-fn store_bytes(pods: &HashMap<String, VecDeque<PodEvent>>) -> usize {
-    pods.iter().map(|(uid, q)| pod_bytes(uid) + queue_bytes(q)).sum()
+fn store_bytes(pods: &HashMap<PodKey, Box<[Kept]>>) -> usize {
+    pods.values().map(|q| entry_bytes(q.len())).sum()
 }
 
 /// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`], within a budget of
-/// estimated bytes.
+/// estimated bytes. Each pod's Events are one exact-size slice, oldest first.
 #[derive(Debug)]
 pub struct EventStore {
     inner: Mutex<Inner>,
@@ -67,9 +120,11 @@ pub struct EventStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    pods: HashMap<String, VecDeque<PodEvent>>,
+    pods: HashMap<PodKey, Box<[Kept]>>,
     bytes: usize,
     evicted: u64,
+    /// When the expired entries were last dropped.
+    swept_at: Option<Timestamp>,
 }
 
 impl Default for EventStore {
@@ -84,36 +139,38 @@ impl EventStore {
     }
 
     /// Keeps `ev` for the pod `uid`, dropping expired and surplus Events, then the oldest Events
-    /// of the store if it is past its budget.
+    /// of the store if it is past its budget. Every [`EVENT_SWEEP_INTERVAL`], it first drops the
+    /// pods whose Events have all expired.
     pub fn insert(&self, uid: &str, ev: PodEvent, now: Timestamp) {
+        let Some(kept) = Kept::of(&ev) else { return };
         let Ok(mut inner) = self.inner.lock() else { return };
-        let Inner { pods, bytes, evicted } = &mut *inner;
-        let ttl = jiff::SignedDuration::try_from(EVENT_TTL).unwrap_or_default();
-        let fresh = |e: &PodEvent| now.duration_since(e.time) < ttl;
-        if pods.len() >= MAX_PODS_WITH_EVENTS && !pods.contains_key(uid) {
-            pods.retain(|_, q| q.iter().any(fresh));
-            *bytes = store_bytes(pods);
+        let sweep = jiff::SignedDuration::try_from(EVENT_SWEEP_INTERVAL).unwrap_or_default();
+        if inner.swept_at.is_none_or(|at| now.duration_since(at) >= sweep) {
+            inner.swept_at = Some(now);
+            expire(&mut inner, now);
+        }
+        let Inner { pods, bytes, evicted, .. } = &mut *inner;
+        let key = PodKey::of_uid(uid);
+        if pods.len() >= MAX_PODS_WITH_EVENTS && !pods.contains_key(&key) {
+            expire_pods(pods, bytes, now);
             if pods.len() >= MAX_PODS_WITH_EVENTS {
                 return;
             }
         }
-        let q = match pods.get_mut(uid) {
-            Some(q) => q,
-            None => {
-                *bytes += pod_bytes(uid);
-                pods.entry(uid.to_owned()).or_default()
-            }
-        };
-        if q.iter().any(|e| e == &ev) {
+        let old = pods.get(&key).map_or(&[][..], |q| &q[..]);
+        if old.contains(&kept) {
             return;
         }
-        let before = queue_bytes(q);
-        q.retain(fresh);
-        q.push_back(ev);
-        while q.len() > EVENTS_PER_POD {
-            q.pop_front();
+        let before = pods.get(&key).map_or(0, |q| entry_bytes(q.len()));
+        let fresh = fresh_at(now);
+        let mut q: Vec<Kept> = Vec::with_capacity(old.len() + 1);
+        q.extend(old.iter().filter(|e| fresh(e)));
+        q.push(kept);
+        if q.len() > EVENTS_PER_POD {
+            q.drain(..q.len() - EVENTS_PER_POD);
         }
-        *bytes = *bytes + queue_bytes(q) - before;
+        *bytes = *bytes + entry_bytes(q.len()) - before;
+        pods.insert(key, q.into_boxed_slice());
         if *bytes > self.budget_bytes {
             *evicted += evict_oldest(pods, bytes, self.budget_bytes / 100 * EVENT_STORE_REFILL_PERCENT);
         }
@@ -133,16 +190,23 @@ impl EventStore {
         self.inner.lock().map(|i| i.evicted).unwrap_or(0)
     }
 
-    /// The Events kept for a pod.
-    pub fn get(&self, uid: &str) -> Vec<PodEvent> {
-        self.inner.lock().ok().and_then(|i| i.pods.get(uid).map(|q| q.iter().cloned().collect())).unwrap_or_default()
+    /// The Events kept for a pod (or under a [`node_key`]) that can be about `container`: those
+    /// that name it, and those that name no container. Oldest first.
+    pub fn get(&self, uid: &str, container: &str) -> Vec<PodEvent> {
+        let hash = container_hash(container);
+        let Ok(inner) = self.inner.lock() else { return Vec::new() };
+        inner
+            .pods
+            .get(&PodKey::of_uid(uid))
+            .map(|q| q.iter().filter_map(|e| e.event(container, hash)).collect())
+            .unwrap_or_default()
     }
 
     pub fn forget(&self, uid: &str) {
         if let Ok(mut inner) = self.inner.lock()
-            && let Some(q) = inner.pods.remove(uid)
+            && let Some(q) = inner.pods.remove(&PodKey::of_uid(uid))
         {
-            inner.bytes = inner.bytes.saturating_sub(pod_bytes(uid) + queue_bytes(&q));
+            inner.bytes = inner.bytes.saturating_sub(entry_bytes(q.len()));
         }
     }
 
@@ -151,27 +215,58 @@ impl EventStore {
     }
 }
 
+/// Whether a kept Event is younger than [`EVENT_TTL`] at `now`.
+fn fresh_at(now: Timestamp) -> impl Fn(&Kept) -> bool {
+    let ttl_us = i64::try_from(EVENT_TTL.as_micros()).unwrap_or(i64::MAX);
+    let now_us = now.as_microsecond();
+    move |e| now_us.saturating_sub(e.time_us) < ttl_us
+}
+
+/// Drops the expired Events, and the pods left without any.
+fn expire_pods(pods: &mut HashMap<PodKey, Box<[Kept]>>, bytes: &mut usize, now: Timestamp) {
+    let fresh = fresh_at(now);
+    pods.retain(|_, q| {
+        if !q.iter().all(&fresh) {
+            *q = q.iter().copied().filter(|e| fresh(e)).collect();
+        }
+        !q.is_empty()
+    });
+    *bytes = store_bytes(pods);
+}
+
+/// [`expire_pods`], then gives the map's room back once it is mostly empty (after a storm, or a
+/// burst of short-lived pods): its table keeps the size of its largest moment otherwise.
+fn expire(inner: &mut Inner, now: Timestamp) {
+    expire_pods(&mut inner.pods, &mut inner.bytes, now);
+    let len = inner.pods.len();
+    if inner.pods.capacity() > 4 * len.max(1024) {
+        inner.pods.shrink_to(2 * len);
+    }
+}
+
 /// Evicts the oldest Events (by their time) until the store holds at most `target` bytes; pods
 /// left without Events go too. Returns how many Events were evicted.
-fn evict_oldest(pods: &mut HashMap<String, VecDeque<PodEvent>>, bytes: &mut usize, target: usize) -> u64 {
-    let mut by_age: Vec<(Timestamp, usize)> = pods.values().flatten().map(|e| (e.time, event_bytes(e))).collect();
-    by_age.sort_unstable_by_key(|(t, _)| *t);
+fn evict_oldest(pods: &mut HashMap<PodKey, Box<[Kept]>>, bytes: &mut usize, target: usize) -> u64 {
+    let mut by_age: Vec<i64> = pods.values().flat_map(|q| q.iter().map(|e| e.time_us)).collect();
+    by_age.sort_unstable();
     // The newest time to evict up to: the oldest Events whose removal brings the store to `target`
     // (a pod's entry freed with its last Event is not counted: a little more may go).
     let mut freed = 0;
     let mut cutoff = None;
-    for (t, b) in by_age {
+    for t in by_age {
         if bytes.saturating_sub(freed) <= target {
             break;
         }
-        freed += b;
+        freed += std::mem::size_of::<Kept>();
         cutoff = Some(t);
     }
     let Some(cutoff) = cutoff else { return 0 };
     let mut evicted = 0u64;
     pods.retain(|_, q| {
         let n = q.len();
-        q.retain(|e| e.time > cutoff);
+        if q.iter().any(|e| e.time_us <= cutoff) {
+            *q = q.iter().copied().filter(|e| e.time_us > cutoff).collect();
+        }
         evicted += (n - q.len()) as u64;
         !q.is_empty()
     });
@@ -411,13 +506,13 @@ mod tests {
         assert!(store.evicted() > 0);
         let last = start + jiff::SignedDuration::from_millis(n - 1);
         assert_eq!(
-            store.get(&format!("pod-{:05}", (n - 1) % 4_000)).last().map(|e| e.time),
+            store.get(&format!("pod-{:05}", (n - 1) % 4_000), "web").last().map(|e| e.time),
             Some(last),
             "the newest stays"
         );
-        assert!(store.get("pod-00000").iter().all(|e| e.time > start), "the oldest went");
+        assert!(store.get("pod-00000", "web").iter().all(|e| e.time > start), "the oldest went");
         // Every kept Event plus every evicted one, plus those a pod's queue limit dropped, is what came in.
-        let kept: usize = (0..4_000).map(|p| store.get(&format!("pod-{p:05}")).len()).sum();
+        let kept: usize = (0..4_000).map(|p| store.get(&format!("pod-{p:05}"), "web").len()).sum();
         assert!(kept as u64 + store.evicted() <= n as u64);
         // The accounting is exact: forgetting every pod brings it back to zero.
         for p in 0..4_000 {
@@ -435,6 +530,66 @@ mod tests {
         }
         assert_eq!(store.evicted(), 0);
         assert_eq!(store.pods(), 1_000);
-        assert!(store.bytes() > 1_000 * std::mem::size_of::<PodEvent>());
+        assert_eq!(store.bytes(), 1_000 * entry_bytes(1));
+    }
+
+    #[test]
+    fn an_event_goes_to_the_container_it_names_and_a_pod_level_one_to_every_container() {
+        let store = EventStore::default();
+        let at: Timestamp = "2026-11-20T10:00:00.123456Z".parse().unwrap();
+        store.insert("uid-1", killing("web", at), at);
+        let evicted = PodEvent::decode("Evicted", "The node was low on resource: memory.", None, at, false).unwrap();
+        store.insert("uid-1", evicted.clone(), at);
+        assert_eq!(store.get("uid-1", "web"), vec![killing("web", at), evicted.clone()], "kept exactly, to the µs");
+        assert_eq!(store.get("uid-1", "sidecar"), vec![evicted]);
+        assert_eq!(store.get("uid-2", "web"), vec![]);
+    }
+
+    #[test]
+    fn a_node_oom_event_is_kept_under_its_node() {
+        let store = EventStore::default();
+        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        let oom = PodEvent::decode("SystemOOM", "System OOM encountered, victim process: app", None, at, true).unwrap();
+        store.insert(&node_key("node-1"), oom.clone(), at);
+        assert_eq!(store.get(&node_key("node-1"), "web"), vec![oom]);
+        assert_eq!(store.get(&node_key("node-2"), "web"), vec![]);
+    }
+
+    #[test]
+    fn the_same_event_twice_is_kept_once_and_a_pod_keeps_its_newest_events() {
+        let store = EventStore::default();
+        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        store.insert("uid-1", killing("web", at), at);
+        store.insert("uid-1", killing("web", at), at);
+        assert_eq!(store.get("uid-1", "web").len(), 1);
+        let times: Vec<Timestamp> = (1..=12).map(|s| at + jiff::SignedDuration::from_secs(s)).collect();
+        for t in &times {
+            store.insert("uid-1", killing("web", *t), *t);
+        }
+        let kept: Vec<Timestamp> = store.get("uid-1", "web").iter().map(|e| e.time).collect();
+        assert_eq!(kept, times[times.len() - EVENTS_PER_POD..]);
+        assert_eq!(store.bytes(), entry_bytes(EVENTS_PER_POD));
+    }
+
+    #[test]
+    fn pods_whose_events_expired_leave_the_store_at_the_next_sweep_and_give_its_room_back() {
+        let store = EventStore::default();
+        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        for i in 0..50_000 {
+            store.insert(&format!("pod-{i}"), killing("web", at), at);
+        }
+        let room = store.inner.lock().unwrap().pods.capacity();
+        assert!(room >= 50_000);
+        // Before the TTL nothing goes, sweep or not.
+        let before_ttl = at + jiff::SignedDuration::try_from(EVENT_TTL - Duration::from_secs(1)).unwrap();
+        store.insert("late", killing("web", before_ttl), before_ttl);
+        assert_eq!(store.pods(), 50_001);
+        // A sweep after the TTL: only the pod with a fresh Event stays, and the table shrinks.
+        let after = before_ttl + jiff::SignedDuration::try_from(EVENT_SWEEP_INTERVAL).unwrap();
+        store.insert("new", killing("web", after), after);
+        assert_eq!(store.pods(), 2);
+        assert_eq!(store.bytes(), 2 * entry_bytes(1));
+        assert!(store.get("pod-0", "web").is_empty());
+        assert!(store.inner.lock().unwrap().pods.capacity() < room / 4);
     }
 }

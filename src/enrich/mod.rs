@@ -190,9 +190,9 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
             ev.cause = causes::restart_cause(ev, &[]);
             return;
         };
-        let mut evidence = store.get(&ev.pod.uid);
+        let mut evidence = store.get(&ev.pod.uid, &ev.container.name);
         if let Some(node) = &ev.pod.node_name {
-            evidence.extend(store.get(&events::node_key(node)));
+            evidence.extend(store.get(&events::node_key(node), &ev.container.name));
         }
         ev.cause = causes::restart_cause(ev, &evidence);
     };
