@@ -521,13 +521,18 @@ mod tests {
         assert_eq!((store.bytes(), store.pods()), (0, 0));
     }
 
-    #[test]
-    fn under_its_budget_the_store_evicts_nothing() {
+    /// A store holding one Killing Event at `at` for each of `pods` pods (`pod-0`...).
+    fn with_pods(pods: usize, at: Timestamp) -> EventStore {
         let store = EventStore::default();
-        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
-        for i in 0..1_000 {
+        for i in 0..pods {
             store.insert(&format!("pod-{i}"), killing("web", at), at);
         }
+        store
+    }
+
+    #[test]
+    fn under_its_budget_the_store_evicts_nothing() {
+        let store = with_pods(1_000, "2026-11-20T10:00:00Z".parse().unwrap());
         assert_eq!(store.evicted(), 0);
         assert_eq!(store.pods(), 1_000);
         assert_eq!(store.bytes(), 1_000 * entry_bytes(1));
@@ -573,11 +578,8 @@ mod tests {
 
     #[test]
     fn pods_whose_events_expired_leave_the_store_at_the_next_sweep_and_give_its_room_back() {
-        let store = EventStore::default();
         let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
-        for i in 0..50_000 {
-            store.insert(&format!("pod-{i}"), killing("web", at), at);
-        }
+        let store = with_pods(50_000, at);
         let room = store.inner.lock().unwrap().pods.capacity();
         assert!(room >= 50_000);
         // Before the TTL nothing goes, sweep or not.
