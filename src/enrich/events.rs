@@ -67,10 +67,14 @@ fn container_hash(name: &str) -> u64 {
     h.finish().max(1)
 }
 
+/// The reasons a kept Event's index points into.
+fn reasons(on_node: bool) -> &'static [&'static str] {
+    if on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS }
+}
+
 impl Kept {
     fn of(ev: &PodEvent) -> Option<Kept> {
-        let reasons: &[&str] = if ev.on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
-        let reason = reasons.iter().position(|r| *r == ev.reason)?;
+        let reason = reasons(ev.on_node).iter().position(|r| *r == ev.reason)?;
         Some(Kept {
             time_us: ev.time.as_microsecond(),
             container: ev.container.as_deref().map_or(0, container_hash),
@@ -88,9 +92,8 @@ impl Kept {
             h if h == hash => Some(container.to_owned()),
             _ => return None,
         };
-        let reasons: &[&'static str] = if self.on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
         Some(PodEvent {
-            reason: reasons.get(usize::from(self.reason))?,
+            reason: reasons(self.on_node).get(usize::from(self.reason))?,
             kill: self.kill,
             container: named,
             time: Timestamp::from_microsecond(self.time_us).ok()?,
@@ -161,7 +164,8 @@ impl EventStore {
         if old.contains(&kept) {
             return;
         }
-        let before = pods.get(&key).map_or(0, |q| entry_bytes(q.len()));
+        // A pod's entry is never empty: no slice means no entry.
+        let before = if old.is_empty() { 0 } else { entry_bytes(old.len()) };
         let fresh = fresh_at(now);
         let mut q: Vec<Kept> = Vec::with_capacity(old.len() + 1);
         q.extend(old.iter().filter(|e| fresh(e)));
