@@ -102,19 +102,66 @@ impl Kept {
     }
 }
 
+/// A pod's kept Events, oldest first, never none: one Event in the map's own slot (most pods hold
+/// one, a restart's `Killing`), more in one exact-size slice. A pod with one Event allocates
+/// nothing of its own: tens of thousands of small, long-lived allocations, replaced at every
+/// restart, are what scatters a heap over pages it cannot give back.
+#[derive(Debug)]
+enum PodEvents {
+    One(Kept),
+    Many(Box<[Kept]>),
+}
+
+impl PodEvents {
+    /// The Events of `kept`; `None` when there are none (no Events, no entry).
+    fn of(kept: Vec<Kept>) -> Option<PodEvents> {
+        match kept[..] {
+            [] => None,
+            [one] => Some(PodEvents::One(one)),
+            _ => Some(PodEvents::Many(kept.into_boxed_slice())),
+        }
+    }
+
+    fn as_slice(&self) -> &[Kept] {
+        match self {
+            PodEvents::One(e) => std::slice::from_ref(e),
+            PodEvents::Many(q) => q,
+        }
+    }
+
+    /// Keeps only the Events `keep` accepts; false when none is left.
+    fn retain(&mut self, keep: impl Fn(&Kept) -> bool) -> bool {
+        let q = self.as_slice();
+        if q.iter().all(&keep) {
+            return true;
+        }
+        match PodEvents::of(q.iter().copied().filter(|e| keep(e)).collect()) {
+            Some(left) => {
+                *self = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+// The map's slot holds one Event in place and no more than a slice's pointer and length besides.
+const _: () = assert!(std::mem::size_of::<PodEvents>() == std::mem::size_of::<Kept>());
+
 /// Estimated bytes of a pod's entry holding `events` Events: the map's slot and its control byte,
-/// and the Events.
+/// and the Events past the first.
 fn entry_bytes(events: usize) -> usize {
-    std::mem::size_of::<(PodKey, Box<[Kept]>)>() + 1 + events * std::mem::size_of::<Kept>()
+    let slice = if events > 1 { events * std::mem::size_of::<Kept>() } else { 0 };
+    std::mem::size_of::<(PodKey, PodEvents)>() + 1 + slice
 }
 
 /// Estimated bytes of the whole store, counted again (after a pass that removed many entries).
-fn store_bytes(pods: &HashMap<PodKey, Box<[Kept]>>) -> usize {
-    pods.values().map(|q| entry_bytes(q.len())).sum()
+fn store_bytes(pods: &HashMap<PodKey, PodEvents>) -> usize {
+    pods.values().map(|q| entry_bytes(q.as_slice().len())).sum()
 }
 
 /// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`], within a budget of
-/// estimated bytes. Each pod's Events are one exact-size slice, oldest first.
+/// estimated bytes. Each pod's Events are a [`PodEvents`], oldest first.
 #[derive(Debug)]
 pub struct EventStore {
     inner: Mutex<Inner>,
@@ -123,7 +170,7 @@ pub struct EventStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    pods: HashMap<PodKey, Box<[Kept]>>,
+    pods: HashMap<PodKey, PodEvents>,
     bytes: usize,
     evicted: u64,
     /// When the expired entries were last dropped.
@@ -160,7 +207,7 @@ impl EventStore {
                 return;
             }
         }
-        let old = pods.get(&key).map_or(&[][..], |q| &q[..]);
+        let old = pods.get(&key).map_or(&[][..], PodEvents::as_slice);
         if old.contains(&kept) {
             return;
         }
@@ -174,7 +221,8 @@ impl EventStore {
             q.drain(..q.len() - EVENTS_PER_POD);
         }
         *bytes = *bytes + entry_bytes(q.len()) - before;
-        pods.insert(key, q.into_boxed_slice());
+        let Some(q) = PodEvents::of(q) else { return };
+        pods.insert(key, q);
         if *bytes > self.budget_bytes {
             *evicted += evict_oldest(pods, bytes, self.budget_bytes / 100 * EVENT_STORE_REFILL_PERCENT);
         }
@@ -202,7 +250,7 @@ impl EventStore {
         inner
             .pods
             .get(&PodKey::of_uid(uid))
-            .map(|q| q.iter().filter_map(|e| e.event(container, hash)).collect())
+            .map(|q| q.as_slice().iter().filter_map(|e| e.event(container, hash)).collect())
             .unwrap_or_default()
     }
 
@@ -210,7 +258,7 @@ impl EventStore {
         if let Ok(mut inner) = self.inner.lock()
             && let Some(q) = inner.pods.remove(&PodKey::of_uid(uid))
         {
-            inner.bytes = inner.bytes.saturating_sub(entry_bytes(q.len()));
+            inner.bytes = inner.bytes.saturating_sub(entry_bytes(q.as_slice().len()));
         }
     }
 
@@ -227,14 +275,9 @@ fn fresh_at(now: Timestamp) -> impl Fn(&Kept) -> bool {
 }
 
 /// Drops the expired Events, and the pods left without any.
-fn expire_pods(pods: &mut HashMap<PodKey, Box<[Kept]>>, bytes: &mut usize, now: Timestamp) {
+fn expire_pods(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, now: Timestamp) {
     let fresh = fresh_at(now);
-    pods.retain(|_, q| {
-        if !q.iter().all(&fresh) {
-            *q = q.iter().copied().filter(|e| fresh(e)).collect();
-        }
-        !q.is_empty()
-    });
+    pods.retain(|_, q| q.retain(&fresh));
     *bytes = store_bytes(pods);
 }
 
@@ -250,8 +293,8 @@ fn expire(inner: &mut Inner, now: Timestamp) {
 
 /// Evicts the oldest Events (by their time) until the store holds at most `target` bytes; pods
 /// left without Events go too. Returns how many Events were evicted.
-fn evict_oldest(pods: &mut HashMap<PodKey, Box<[Kept]>>, bytes: &mut usize, target: usize) -> u64 {
-    let mut by_age: Vec<i64> = pods.values().flat_map(|q| q.iter().map(|e| e.time_us)).collect();
+fn evict_oldest(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, target: usize) -> u64 {
+    let mut by_age: Vec<i64> = pods.values().flat_map(|q| q.as_slice().iter().map(|e| e.time_us)).collect();
     by_age.sort_unstable();
     // The newest time to evict up to: the oldest Events whose removal brings the store to `target`
     // (a pod's entry freed with its last Event is not counted: a little more may go).
@@ -267,12 +310,10 @@ fn evict_oldest(pods: &mut HashMap<PodKey, Box<[Kept]>>, bytes: &mut usize, targ
     let Some(cutoff) = cutoff else { return 0 };
     let mut evicted = 0u64;
     pods.retain(|_, q| {
-        let n = q.len();
-        if q.iter().any(|e| e.time_us <= cutoff) {
-            *q = q.iter().copied().filter(|e| e.time_us > cutoff).collect();
-        }
-        evicted += (n - q.len()) as u64;
-        !q.is_empty()
+        let n = q.as_slice().len();
+        let left = q.retain(|e| e.time_us > cutoff);
+        evicted += (n - if left { q.as_slice().len() } else { 0 }) as u64;
+        left
     });
     *bytes = store_bytes(pods);
     evicted
@@ -597,5 +638,28 @@ mod tests {
         assert_eq!(store.bytes(), 2 * entry_bytes(1));
         assert!(store.get("pod-0", "web").is_empty());
         assert!(store.inner.lock().unwrap().pods.capacity() < room / 4);
+    }
+
+    #[test]
+    fn a_pods_only_event_is_held_in_the_maps_slot_and_an_expiry_down_to_one_puts_it_back_there() {
+        let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        let store = EventStore::default();
+        let in_slot = |store: &EventStore| {
+            matches!(store.inner.lock().unwrap().pods.get(&PodKey::of_uid("uid-1")), Some(PodEvents::One(_)))
+        };
+        store.insert("uid-1", killing("web", at), at);
+        assert!(in_slot(&store));
+        assert_eq!(store.bytes(), std::mem::size_of::<(PodKey, PodEvents)>() + 1, "nothing past the slot");
+        let later = at + jiff::SignedDuration::from_mins(5);
+        store.insert("uid-1", killing("sidecar", later), later);
+        assert!(!in_slot(&store));
+        assert_eq!(store.bytes(), entry_bytes(2));
+        // The first Event expires; a sweep (at another pod's insert) leaves the pod its second.
+        let after_ttl = at + jiff::SignedDuration::try_from(EVENT_TTL).unwrap() + jiff::SignedDuration::from_secs(1);
+        store.insert("uid-2", killing("web", after_ttl), after_ttl);
+        assert!(in_slot(&store));
+        assert_eq!(store.get("uid-1", "sidecar"), vec![killing("sidecar", later)]);
+        assert_eq!(store.get("uid-1", "web"), vec![]);
+        assert_eq!(store.bytes(), 2 * entry_bytes(1));
     }
 }
