@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    restart_watcher::memory::limit_arenas();
     let cli = Cli::parse();
     if let Err(e) = restart_watcher::logging::init(&cli.log, cli.log_format) {
         eprintln!("restart-watcher: {e}");
@@ -107,6 +108,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let initial_role = if args.leader_elect { Role::Standby } else { Role::Leader };
     let (role, _) = tokio::sync::watch::channel(initial_role);
     metrics.observe_leader(role.subscribe());
+    metrics.observe_heap();
     let readiness = Readiness {
         scopes: scope.namespaces.len().max(1) as u64,
         watch: watch_stats.clone(),

@@ -88,6 +88,10 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
     assert_eq!(value("restart_watcher_events_store_limit_bytes"), Some(budget), "{metrics}");
     assert!(value("restart_watcher_events_store_usage_bytes").is_some(), "{metrics}");
     assert_eq!(value("restart_watcher_events_evicted_total").as_deref(), Some("0"), "{metrics}");
+    // The heap: some in use, and mapped at least as much as in use.
+    let bytes = |name: &str| value(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (in_use, mapped) = (bytes("restart_watcher_heap_in_use_bytes"), bytes("restart_watcher_heap_mapped_bytes"));
+    assert!(in_use > 0 && mapped >= in_use, "{metrics}");
     // The records waiting for Events, against their budget.
     let budget = restart_watcher::enrich::PENDING_BUDGET_BYTES.to_string();
     assert_eq!(value("restart_watcher_pending_limit_bytes"), Some(budget), "{metrics}");
