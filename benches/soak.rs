@@ -17,10 +17,15 @@
 //! - the collector is restarted twice, at a third and two thirds of the run (its listener and
 //!   connections gone for `BENCH_SOAK_COLLECTOR_DOWN_SECS`, default 15).
 //!
-//! The agent's RSS is sampled every 5 s (CSV in `BENCH_SOAK_CSV`, default target/soak.csv, for
-//! `benches/plot_rss.py`), its Event store and owner index against their budgets every 10 s. The
+//! `BENCH_SOAK_AGENTS=label=SPEC,...` runs other agents beside this build through the same load,
+//! each with its own collector (restarted at the same moments): an older commit's release build
+//! (`old=/path/to/binary`), this build with a setting (`arenas16=env:MALLOC_ARENA_MAX=16`), or both
+//! (`old1=/path+env:MALLOC_ARENA_MAX=1`). Each agent's RSS is sampled every 5 s (CSV in
+//! `BENCH_SOAK_CSV`, default target/soak.csv, for `benches/plot_rss.py`), its heap in use and
+//! mapped (`restart_watcher_heap_*`, in the `-heap.csv` beside it) and its Event store and owner
+//! index against their budgets every 10 s. The
 //! bench fails when a restart written is not accounted for by a delivered record, when the RSS
-//! leaves ±10% of its value `BENCH_SOAK_WARMUP_SECS` into the run (default 600 s, or a quarter of a
+//! (of this build) leaves ±10% of its value `BENCH_SOAK_WARMUP_SECS` into the run (default 600 s, or a quarter of a
 //! shorter run), or when a store passes its budget. The load lasts `BENCH_SOAK_SECS` of wall time:
 //! a machine too slow for the rates runs each second's work to its end, so it gets through fewer
 //! seconds' worth, and the table gives the rates achieved.
@@ -35,8 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_cluster::{
-    BenchAgent, BenchCluster, CONCURRENCY, NAMESPACES, PodRef, RssSampler, accounted, crash, create_event, env_usize,
-    kubelet_event, metric_sum, pod_json, populated, rss_mib, write_rss_csv,
+    BenchAgent, BenchCluster, CONCURRENCY, NAMESPACES, PodRef, RssSampler, accounted, agent_variants, crash,
+    create_event, env_usize, kubelet_event, metric_sum, pod_json, populated, rss_mib, write_rss_csv,
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -59,6 +64,11 @@ enum Op {
     DeleteOwner(usize),
     Restart(usize, u32),
 }
+
+/// The agent's heap gauges (bytes), sampled beside the RSS.
+const HEAP: [&str; 2] = ["restart_watcher_heap_in_use_bytes", "restart_watcher_heap_mapped_bytes"];
+/// `restart_watcher_`: what the CSV's heap columns leave out of a gauge's name.
+const PREFIX_LEN: usize = 16;
 
 /// The stores whose budgets the soak watches: (usage metric, limit metric).
 const STORES: [(&str, &str); 2] = [
@@ -124,14 +134,28 @@ async fn main() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACES[0]);
     let owner = cms.get("app-owner").await.unwrap().metadata.uid.unwrap();
 
-    let fc = Arc::new(tokio::sync::Mutex::new(fake_collector::FakeCollector::start().await));
-    let endpoint = fc.lock().await.endpoint();
-    let mut agent = BenchAgent::start(&cluster, &endpoint);
+    // This build, and the agents of BENCH_SOAK_AGENTS beside it, each with its own collector.
+    let variants = agent_variants("BENCH_SOAK_AGENTS");
+    let mut labels = vec!["this build".to_owned()];
+    labels.extend(variants.iter().map(|v| v.label.clone()));
+    let mut fcs = vec![];
+    let mut agents = vec![];
+    for variant in std::iter::once(None).chain(variants.iter().map(Some)) {
+        let fc = fake_collector::FakeCollector::start().await;
+        agents.push(match variant {
+            None => BenchAgent::start(&cluster, &fc.endpoint()),
+            Some(v) => BenchAgent::start_variant(&cluster, &fc.endpoint(), v),
+        });
+        fcs.push(Arc::new(tokio::sync::Mutex::new(fc)));
+    }
     let started = Instant::now();
-    let pid = agent.pid();
-    let sampler = RssSampler::start(vec![pid], started, Duration::from_secs(5));
-    agent.listed().await;
-    let after_list = rss_mib(pid);
+    let pids: Vec<u32> = agents.iter().map(BenchAgent::pid).collect();
+    let sampler = RssSampler::start(pids.clone(), started, Duration::from_secs(5));
+    let mut after_list = vec![];
+    for (agent, pid) in agents.iter_mut().zip(&pids) {
+        agent.listed().await;
+        after_list.push(rss_mib(*pid));
+    }
     tokio::time::sleep(Duration::from_secs(5)).await; // the Event and owner watches list too
 
     let load_start = Instant::now();
@@ -142,7 +166,9 @@ async fn main() {
     // Successes by op kind: creations, deletions, restarts written, restarts whose Events failed,
     // Deployments created or deleted.
     let mut done = [0usize; 5];
-    let mut store_peaks = [(0.0f64, 0.0f64); 2];
+    let mut store_peaks = vec![[(0.0f64, 0.0f64); 2]; agents.len()];
+    // Each agent's heap (`restart_watcher_heap_*`): seconds, then in use and mapped, MiB, per agent.
+    let mut heap: Vec<(f64, Vec<f64>)> = vec![];
     let mut restarted_collector = vec![];
     // The load runs for `secs` of wall time, whatever the machine keeps up with; the collector
     // restarts at a third and two thirds of it.
@@ -152,9 +178,11 @@ async fn main() {
     while load_start.elapsed() < run_for {
         if restarts_due.last().is_some_and(|due| load_start.elapsed() >= *due) {
             restarts_due.pop();
-            let fc = fc.clone();
             restarted_collector.push(started.elapsed().as_secs_f64());
-            tokio::spawn(async move { fc.lock().await.restart(down).await });
+            for fc in &fcs {
+                let fc = Arc::clone(fc);
+                tokio::spawn(async move { fc.lock().await.restart(down).await });
+            }
         }
         let mut ops: Vec<Op> = Vec::with_capacity(2 * churn + restarts);
         for _ in 0..churn {
@@ -192,13 +220,17 @@ async fn main() {
             }
         }
         if s.is_multiple_of(10) {
-            let metrics = agent.metrics();
-            for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
-                *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
+            let mut row = vec![];
+            for (agent, peaks) in agents.iter().zip(store_peaks.iter_mut()) {
+                let metrics = agent.metrics();
+                watch_stores(&metrics, peaks);
+                row.extend(HEAP.map(|m| metric_sum(&metrics, m) / 1048576.0));
             }
+            heap.push((started.elapsed().as_secs_f64(), row));
         }
         if s.is_multiple_of(60) {
-            eprintln!("{s} s: {done:?} done, RSS {:.1} MiB", rss_mib(pid));
+            let rss: Vec<String> = pids.iter().map(|p| format!("{:.1}", rss_mib(*p))).collect();
+            eprintln!("{s} s: {done:?} done, RSS {} MiB", rss.join(" / "));
         }
         tokio::time::sleep_until((load_start + Duration::from_secs(s as u64 + 1)).into()).await;
         s += 1;
@@ -206,61 +238,87 @@ async fn main() {
     let load_secs = load_start.elapsed().as_secs_f64();
     let load_end = started.elapsed().as_secs_f64();
 
-    // Settle: every restart written accounted for by a delivered record, or 5 minutes.
+    // Settle: every restart written accounted for by a delivered record, at every agent, or 5 minutes.
     let written = done[2];
     let deadline = Instant::now() + Duration::from_secs(300);
-    let (accounted, distinct) = loop {
-        let (accounted, distinct) = accounted(&fc.lock().await.log_records());
-        if accounted as usize >= written || Instant::now() > deadline {
-            break (accounted, distinct);
+    let delivered = loop {
+        let mut delivered = vec![];
+        for fc in &fcs {
+            delivered.push(accounted(&fc.lock().await.log_records()));
+        }
+        if delivered.iter().all(|(a, _)| *a as usize >= written) || Instant::now() > deadline {
+            break delivered;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
-    let metrics = agent.metrics();
-    for (peak, (usage, limit)) in store_peaks.iter_mut().zip(STORES) {
-        *peak = (peak.0.max(metric_sum(&metrics, usage)), metric_sum(&metrics, limit));
+    for (agent, peaks) in agents.iter().zip(store_peaks.iter_mut()) {
+        watch_stores(&agent.metrics(), peaks);
     }
     let samples = sampler.stop();
-    drop(agent);
-    write_rss_csv(&csv, &["this build"], &samples);
+    drop(agents);
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    write_rss_csv(&csv, &label_refs, &samples);
+    let heap_labels: Vec<String> =
+        labels.iter().flat_map(|l| HEAP.map(|m| format!("{l}_{}", &m[PREFIX_LEN..m.len() - 6]))).collect();
+    let heap_csv = csv.replace(".csv", "-heap.csv");
+    write_rss_csv(&heap_csv, &heap_labels.iter().map(String::as_str).collect::<Vec<_>>(), &heap);
 
     let warm_at = load_at + warmup as f64;
-    let in_load: Vec<f64> = samples.iter().filter(|s| s.0 >= warm_at && s.0 <= load_end).map(|s| s.1[0]).collect();
-    let reference = in_load.first().copied().unwrap_or(f64::NAN);
-    let (low, high) = in_load.iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
-    let drift = ((high - reference) / reference).max((reference - low) / reference);
     let rate = |n: usize| n as f64 / load_secs;
     println!();
     println!(
-        "| pods | soak | created/s | deleted/s | restarts/s (2 Events each) | collector restarts | RSS after list | RSS at {warmup} s | RSS after it, min to max | widest drift |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {pods_n} | {load_secs:.0} s | {:.0} | {:.0} | {:.1} | {} ({:.0} s down each) | {after_list:.1} MiB | {reference:.1} MiB | {low:.1} to {high:.1} MiB | {:+.1}% |",
+        "Load: {:.0} s, {:.0} created/s, {:.0} deleted/s, {:.1} restarts/s (2 Events each), the collector restarted {} times ({:.0} s down each).",
+        load_secs,
         rate(done[0]),
         rate(done[1]),
         rate(written),
         restarted_collector.len(),
-        down.as_secs_f64(),
-        drift * 100.0
+        down.as_secs_f64()
     );
     println!();
-    println!("| store | peak use | budget |");
-    println!("|---|---|---|");
-    for ((usage, _), (peak, limit)) in STORES.iter().zip(store_peaks) {
-        println!("| {usage} | {:.2} MiB | {:.0} MiB |", peak / 1048576.0, limit / 1048576.0);
+    println!(
+        "| agent | pods | RSS after list | RSS at {warmup} s | RSS after it, min to max | widest drift | Event store peak | owner index peak | restarts accounted for (distinct records) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut drifts = vec![];
+    for (k, label) in labels.iter().enumerate() {
+        let in_load: Vec<f64> = samples.iter().filter(|s| s.0 >= warm_at && s.0 <= load_end).map(|s| s.1[k]).collect();
+        let reference = in_load.first().copied().unwrap_or(f64::NAN);
+        let (low, high) = in_load.iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+        let drift = ((high - reference) / reference).max((reference - low) / reference);
+        drifts.push(drift);
+        let [events, owners] =
+            store_peaks[k].map(|(peak, limit)| format!("{:.2} of {:.0} MiB", peak / 1048576.0, limit / 1048576.0));
+        println!(
+            "| {label} | {pods_n} | {:.1} MiB | {reference:.1} MiB | {low:.1} to {high:.1} MiB | {:+.1}% | {events} | {owners} | {} ({}) |",
+            after_list[k],
+            drift * 100.0,
+            delivered[k].0,
+            delivered[k].1
+        );
     }
     println!();
+    println!("restarts written {written} (Events failed for {})", done[3]);
     println!(
-        "restarts written {written} (Events failed for {}); accounted for by delivered records {accounted} ({distinct} distinct)",
-        done[3]
+        "samples: {csv}, heap: {heap_csv} (load from {load_at:.0} s to {load_end:.0} s, collector restarted at {restarted_collector:.0?} s)"
     );
-    println!(
-        "samples: {csv} (load from {load_at:.0} s to {load_end:.0} s, collector restarted at {restarted_collector:.0?} s)"
-    );
-    assert!(accounted as usize >= written, "every restart written is delivered: {accounted} of {written}");
-    assert!(drift <= RSS_BAND, "the RSS stays within ±10% of its value after the warm-up: drift {drift:.3}");
-    for ((usage, _), (peak, limit)) in STORES.iter().zip(store_peaks) {
-        assert!(peak <= limit, "{usage} stays within its budget: {peak} of {limit}");
+    for (label, (accounted, _)) in labels.iter().zip(&delivered) {
+        assert!(
+            *accounted as usize >= written,
+            "{label}: every restart written is delivered: {accounted} of {written}"
+        );
+    }
+    assert!(drifts[0] <= RSS_BAND, "the RSS stays within ±10% of its value after the warm-up: drift {:.3}", drifts[0]);
+    for (label, peaks) in labels.iter().zip(&store_peaks) {
+        for ((usage, _), (peak, limit)) in STORES.iter().zip(peaks) {
+            assert!(peak <= limit, "{label}: {usage} stays within its budget: {peak} of {limit}");
+        }
+    }
+}
+
+/// Keeps the peak use of each store in `peaks`, from an agent's metrics.
+fn watch_stores(metrics: &str, peaks: &mut [(f64, f64); 2]) {
+    for (peak, (usage, limit)) in peaks.iter_mut().zip(STORES) {
+        *peak = (peak.0.max(metric_sum(metrics, usage)), metric_sum(metrics, limit));
     }
 }

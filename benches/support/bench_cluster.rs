@@ -351,14 +351,48 @@ pub struct BenchAgent {
     listed: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
+/// Another agent to run beside this build in a bench: `label=SPEC`, where SPEC joins with `+` a
+/// binary's path (an older commit's release build; this build when none) and `env:NAME=VALUE`
+/// settings, e.g. `old=/tmp/rw-old`, `arenas16=env:MALLOC_ARENA_MAX=16`,
+/// `old1=/tmp/rw-old+env:MALLOC_ARENA_MAX=1`.
+#[derive(Clone, Debug, Default)]
+pub struct AgentVariant {
+    pub label: String,
+    pub bin: Option<std::path::PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The variants listed in the environment variable `var` (comma-separated).
+pub fn agent_variants(var: &str) -> Vec<AgentVariant> {
+    let list = std::env::var(var).unwrap_or_default();
+    let parse = |item: &str| {
+        let (label, spec) = item.split_once('=').unwrap_or_else(|| panic!("{var}: label=SPEC,..., not {item}"));
+        let mut v = AgentVariant { label: label.trim().replace(' ', "_"), ..AgentVariant::default() };
+        for part in spec.split('+').map(str::trim) {
+            match part.strip_prefix("env:").and_then(|kv| kv.split_once('=')) {
+                Some((k, val)) => v.env.push((k.to_owned(), val.to_owned())),
+                None => v.bin = Some(part.into()),
+            }
+        }
+        v
+    };
+    list.split(',').filter(|s| !s.trim().is_empty()).map(parse).collect()
+}
+
 impl BenchAgent {
     pub fn start(cluster: &BenchCluster, endpoint: &str) -> BenchAgent {
+        BenchAgent::start_variant(cluster, endpoint, &AgentVariant { label: "this".into(), ..AgentVariant::default() })
+    }
+
+    /// [`BenchAgent::start`] for another binary or settings.
+    pub fn start_variant(cluster: &BenchCluster, endpoint: &str, variant: &AgentVariant) -> BenchAgent {
         let admin = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let bin = cluster.dir.join("restart-watcher");
-        std::fs::copy(env!("CARGO_BIN_EXE_restart-watcher"), &bin).unwrap();
+        let bin = cluster.dir.join(format!("restart-watcher-{}", variant.label));
+        let source = variant.bin.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_restart-watcher").into());
+        std::fs::copy(&source, &bin).unwrap_or_else(|e| panic!("copying the agent {}: {e}", source.display()));
         let wrap: Vec<String> =
             std::env::var("BENCH_AGENT_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
         let mut cmd = match wrap.split_first() {
@@ -370,6 +404,7 @@ impl BenchAgent {
             None => Command::new(&bin),
         };
         let mut child = cmd
+            .envs(variant.env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--kubeconfig", cluster.kubeconfig(), "--no-checkpoint", "--otlp-endpoint", endpoint])
             .args(["--admin-listen", &admin])
             .stdout(Stdio::null())
