@@ -7,8 +7,9 @@
 //!
 //! Run: `cargo bench --bench watch_apiserver` (env `BENCH_WATCH_PODS`, default `10000,100000`;
 //! `BENCH_UPDATES`, default 5000). Needs the cluster of tests/support (built on first use).
-//! `BENCH_WATCH_AGENTS=label=path,...` also lists with other agent binaries (an older commit's
-//! release build) or settings (`label=env:NAME=VALUE`: this build with that variable), on the
+//! `BENCH_WATCH_AGENTS=label=SPEC,...` also lists with other agent binaries (`label=path`, an older
+//! commit's release build) or settings (`label=env:NAME=VALUE`: this build with that variable; both
+//! joined with `+`; see `bench_cluster::AgentVariant`), on the
 //! same cluster in the same run: their list time, RSS after the list and peak.
 
 use std::io::{BufRead, BufReader};
@@ -27,7 +28,7 @@ use serde_json::json;
 #[path = "support/bench_cluster.rs"]
 mod bench_cluster;
 
-use bench_cluster::{BenchCluster, CONCURRENCY, peak_rss_mib, populate, rss_mib};
+use bench_cluster::{AgentVariant, BenchCluster, CONCURRENCY, agent_variants, peak_rss_mib, populate, rss_mib};
 
 /// Simulated nodes the pods are spread over.
 const NODES: usize = 50;
@@ -44,15 +45,7 @@ fn main() {
         .map(|s| s.trim().parse().expect("BENCH_WATCH_PODS: comma-separated pod counts"))
         .collect();
     let updates: usize = std::env::var("BENCH_UPDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let others: Vec<(String, String)> = std::env::var("BENCH_WATCH_AGENTS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            let (label, path) = s.split_once('=').expect("BENCH_WATCH_AGENTS: label=path,...");
-            (label.trim().replace(' ', "_"), path.trim().to_owned())
-        })
-        .collect();
+    let others = agent_variants("BENCH_WATCH_AGENTS");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut rows = Vec::new();
     for n in sizes {
@@ -60,7 +53,7 @@ fn main() {
     }
     // For the growth plot (benches/plot_growth.py).
     let mut csv = String::from("pods,agent_list_s,agent_rss_mib,agent_peak_mib,baseline_list_s,baseline_rss_mib");
-    for (label, _) in &others {
+    for AgentVariant { label, .. } in &others {
         csv.push_str(&format!(",{label}_list_s,{label}_rss_mib,{label}_peak_mib"));
     }
     csv.push('\n');
@@ -81,7 +74,7 @@ fn main() {
     for r in &rows {
         let this = Listed { list_secs: r.agent_list_secs, rss_mib: r.agent_rss_mib, peak_mib: r.agent_peak_mib };
         for (label, o) in std::iter::once("this build")
-            .chain(others.iter().map(|(l, _)| l.as_str()))
+            .chain(others.iter().map(|v| v.label.as_str()))
             .zip(std::iter::once(&this).chain(&r.others))
         {
             println!("| {} | {label} | {:.1} s | {:.1} MiB | {:.1} MiB |", r.pods, o.list_secs, o.rss_mib, o.peak_mib);
@@ -126,7 +119,7 @@ struct Listed {
     peak_mib: f64,
 }
 
-async fn measure(pods: usize, updates: usize, others: &[(String, String)]) -> Row {
+async fn measure(pods: usize, updates: usize, others: &[AgentVariant]) -> Row {
     let cluster = BenchCluster::start(&format!("watch-{pods}"), NODES, &[]);
     let kubeconfig = cluster.kubeconfig().to_owned();
     let client = cluster.client().await;
@@ -136,17 +129,18 @@ async fn measure(pods: usize, updates: usize, others: &[(String, String)]) -> Ro
     eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
 
     // The agent.
-    let start_agent = |bin: &str, env: &[(&str, &str)]| {
+    let start_agent = |bin: &std::path::Path, env: &[(String, String)]| {
         Command::new(bin)
             .args(["run", "--kubeconfig", &kubeconfig, "--no-checkpoint", "--exporter", "console"])
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
     let t = Instant::now();
-    let mut agent = start_agent(env!("CARGO_BIN_EXE_restart-watcher"), &[]);
+    let this_build = std::path::Path::new(env!("CARGO_BIN_EXE_restart-watcher"));
+    let mut agent = start_agent(this_build, &[]);
     wait_line(&mut agent, "Initial list complete", Duration::from_secs(600));
     let agent_list_secs = t.elapsed().as_secs_f64();
     let agent_peak_mib = peak_rss_mib(agent.id());
@@ -172,12 +166,9 @@ async fn measure(pods: usize, updates: usize, others: &[(String, String)]) -> Ro
 
     // The other builds or settings, one after the other.
     let mut listed = vec![];
-    for (_, what) in others {
+    for variant in others {
         let t = Instant::now();
-        let mut other = match what.strip_prefix("env:").and_then(|e| e.split_once('=')) {
-            Some((name, value)) => start_agent(env!("CARGO_BIN_EXE_restart-watcher"), &[(name, value)]),
-            None => start_agent(what, &[]),
-        };
+        let mut other = start_agent(variant.bin.as_deref().unwrap_or(this_build), &variant.env);
         wait_line(&mut other, "Initial list complete", Duration::from_secs(600));
         let list_secs = t.elapsed().as_secs_f64();
         let peak_mib = peak_rss_mib(other.id());
