@@ -62,7 +62,8 @@ pub fn limit_arenas() {
 pub struct HeapBytes {
     /// Allocated and not yet freed.
     pub in_use: u64,
-    /// Mapped from the kernel for the heap: in use, and free space kept for reuse.
+    /// The heap's address space: in use, and free (kept for reuse, resident or with its pages
+    /// handed back by a trim). Not resident memory: the RSS can be well below it.
     pub mapped: u64,
 }
 

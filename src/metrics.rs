@@ -317,14 +317,17 @@ impl Metrics {
         );
     }
 
-    /// The heap: bytes allocated and in use, and bytes the allocator holds mapped (in use and free
-    /// for reuse). The process's RSS less the binary's pages is about the second; a gap between
-    /// them that grows is fragmentation, not a store. Nothing where the C library is not glibc.
+    /// The heap: bytes allocated and in use, and the heap's address space (in use, and free: kept
+    /// for reuse, or its pages handed back by a trim). What is in use growing is a store or a
+    /// backlog; the RSS growing while it stays flat is the allocator's slack. Nothing where the C
+    /// library is not glibc.
     pub fn observe_heap(&self) {
         type Read = fn(crate::memory::HeapBytes) -> u64;
         let parts: [(&str, &'static str, Read); 2] = [
             ("in_use", "Heap bytes allocated and not yet freed.", |h| h.in_use),
-            ("mapped", "Heap bytes the allocator holds from the kernel: in use, and free for reuse.", |h| h.mapped),
+            ("mapped", "The heap's address space in bytes: in use, and free (for reuse, or handed back).", |h| {
+                h.mapped
+            }),
         ];
         for (name, description, read) in parts {
             self.meter
