@@ -65,10 +65,9 @@ enum Op {
     Restart(usize, u32),
 }
 
-/// The agent's heap gauges (bytes), sampled beside the RSS.
-const HEAP: [&str; 2] = ["restart_watcher_heap_in_use_bytes", "restart_watcher_heap_mapped_bytes"];
-/// `restart_watcher_`: what the CSV's heap columns leave out of a gauge's name.
-const PREFIX_LEN: usize = 16;
+/// The agent's heap gauges (bytes), sampled beside the RSS: (gauge, the CSV column's suffix).
+const HEAP: [(&str, &str); 2] =
+    [("restart_watcher_heap_in_use_bytes", "heap_in_use"), ("restart_watcher_heap_mapped_bytes", "heap_mapped")];
 
 /// The stores whose budgets the soak watches: (usage metric, limit metric).
 const STORES: [(&str, &str); 2] = [
@@ -224,7 +223,7 @@ async fn main() {
             for (agent, peaks) in agents.iter().zip(store_peaks.iter_mut()) {
                 let metrics = agent.metrics();
                 watch_stores(&metrics, peaks);
-                row.extend(HEAP.map(|m| metric_sum(&metrics, m) / 1048576.0));
+                row.extend(HEAP.map(|(gauge, _)| metric_sum(&metrics, gauge) / 1048576.0));
             }
             heap.push((started.elapsed().as_secs_f64(), row));
         }
@@ -259,7 +258,7 @@ async fn main() {
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     write_rss_csv(&csv, &label_refs, &samples);
     let heap_labels: Vec<String> =
-        labels.iter().flat_map(|l| HEAP.map(|m| format!("{l}_{}", &m[PREFIX_LEN..m.len() - 6]))).collect();
+        labels.iter().flat_map(|l| HEAP.map(|(_, column)| format!("{l}_{column}"))).collect();
     let heap_csv = csv.replace(".csv", "-heap.csv");
     write_rss_csv(&heap_csv, &heap_labels.iter().map(String::as_str).collect::<Vec<_>>(), &heap);
 

@@ -129,18 +129,18 @@ impl PodEvents {
         }
     }
 
-    /// Keeps only the Events `keep` accepts; false when none is left.
-    fn retain(&mut self, keep: impl Fn(&Kept) -> bool) -> bool {
+    /// Keeps only the Events `keep` accepts; returns how many are left (0: drop the entry).
+    fn retain(&mut self, keep: impl Fn(&Kept) -> bool) -> usize {
         let q = self.as_slice();
         if q.iter().all(&keep) {
-            return true;
+            return q.len();
         }
         match PodEvents::of(q.iter().copied().filter(|e| keep(e)).collect()) {
             Some(left) => {
                 *self = left;
-                true
+                self.as_slice().len()
             }
-            None => false,
+            None => 0,
         }
     }
 }
@@ -277,7 +277,7 @@ fn fresh_at(now: Timestamp) -> impl Fn(&Kept) -> bool {
 /// Drops the expired Events, and the pods left without any.
 fn expire_pods(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, now: Timestamp) {
     let fresh = fresh_at(now);
-    pods.retain(|_, q| q.retain(&fresh));
+    pods.retain(|_, q| q.retain(&fresh) > 0);
     *bytes = store_bytes(pods);
 }
 
@@ -312,8 +312,8 @@ fn evict_oldest(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, target
     pods.retain(|_, q| {
         let n = q.as_slice().len();
         let left = q.retain(|e| e.time_us > cutoff);
-        evicted += (n - if left { q.as_slice().len() } else { 0 }) as u64;
-        left
+        evicted += (n - left) as u64;
+        left > 0
     });
     *bytes = store_bytes(pods);
     evicted
