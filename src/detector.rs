@@ -452,6 +452,7 @@ impl Detector {
                             let created_after = since.is_some_and(|s| pod.metadata.created_at.is_some_and(|c| c > s));
                             if !baseline || created_after {
                                 if Self::episode_fits(&self.episode_usage, self.episodes.len(), self.episodes_counted) {
+                                    crate::churn::make_room(&mut self.episodes);
                                     self.episodes.insert(
                                         slot,
                                         EpisodeState { started_at: status_at, attempts: 1, first: code, last: code },

@@ -35,11 +35,13 @@
 //! - [`app`]: wiring and ordered shutdown;
 //! - [`config`]: the command line and environment (`config::cli`), selector syntax
 //!   (`config::selectors`), every offline check and the conversion from flags to settings;
-//! - [`logging`]: the agent's own logs.
+//! - [`logging`]: the agent's own logs;
+//! - [`churn`]: maps whose keys come and go keep the size their contents need.
 
 pub mod admin;
 pub mod app;
 pub mod checkpoint;
+pub mod churn;
 pub mod cluster;
 pub mod config;
 pub mod detector;

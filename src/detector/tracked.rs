@@ -199,6 +199,7 @@ impl Pods {
     /// The pod, added without containers if it was not tracked.
     pub fn get_or_insert(&mut self, key: PodKey, generation: u32) -> PodMut<'_> {
         let Pods { map, spilled, shapes } = self;
+        crate::churn::make_room(map);
         let state = map.entry(key).or_insert(PodState {
             shape: 0,
             seen_in: generation,
@@ -341,6 +342,27 @@ mod tests {
 
     fn key(n: u8) -> PodKey {
         PodKey([n; 16])
+    }
+
+    fn key_of(n: u64) -> PodKey {
+        PodKey(u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_ne_bytes())
+    }
+
+    #[test]
+    fn pods_created_and_deleted_at_a_steady_count_keep_the_maps_table_at_its_size() {
+        // 22,500 pods: more than half of the 28,672 a table of 32,768 slots holds.
+        let mut pods = Pods::default();
+        for n in 0..22_500 {
+            pods.insert(key_of(n), &[("app", APP, 0)], 1);
+        }
+        let room = pods.map.capacity();
+        for n in 0..100_000 {
+            pods.remove(&key_of(n));
+            pods.insert(key_of(22_500 + n), &[("app", APP, 0)], 1);
+            assert!(pods.map.capacity() <= room, "the table grew after {n} pods replaced");
+        }
+        assert_eq!(pods.len(), 22_500);
+        assert!(pods.contains(&key_of(122_499)) && !pods.contains(&key_of(99_999)));
     }
 
     #[test]

@@ -222,6 +222,7 @@ impl EventStore {
         }
         *bytes = *bytes + entry_bytes(q.len()) - before;
         let Some(q) = PodEvents::of(q) else { return };
+        crate::churn::make_room(pods);
         pods.insert(key, q);
         if *bytes > self.budget_bytes {
             *evicted += evict_oldest(pods, bytes, self.budget_bytes / 100 * EVENT_STORE_REFILL_PERCENT);

@@ -159,6 +159,7 @@ impl OwnerIndex {
                 self.usage.shed.fetch_add(1, Ordering::Relaxed);
             } else {
                 links.bytes += bytes;
+                crate::churn::make_room(&mut links.map);
                 links.map.insert(uid, owner);
             }
         }

@@ -156,6 +156,7 @@ impl StormControl {
                 if bytes + cost > budget {
                     return self.over_budget(ev);
                 }
+                crate::churn::make_room(&mut self.windows);
                 self.windows
                     .insert(k, Window { ends: now + self.window, held: None, count: 0, records: 0, since: None });
                 self.set_bytes(bytes + cost);
