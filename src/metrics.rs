@@ -42,6 +42,7 @@ pub struct Metrics {
     export_duration: Histogram<f64>,
     detection_latency: Histogram<f64>,
     watch_relists: Counter<u64>,
+    restart_count_resets: Counter<u64>,
     watch_errors: Counter<u64>,
     previous_logs_fetches: Counter<u64>,
     container_restarts: Counter<u64>,
@@ -88,6 +89,10 @@ impl Metrics {
                 .with_boundaries(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0])
                 .build(),
             watch_relists: counter("watch.relists", "Relists of the pod watch (after 410 Gone or a broken watch)."),
+            restart_count_resets: counter(
+                "restart_count.resets",
+                "Falls of a container's restartCount (the kubelet lost its state, or something rewrote the status): the count starts again from the new value, nothing is reported.",
+            ),
             watch_errors: counter("watch.errors", "Pod watch errors, by failure class."),
             previous_logs_fetches: counter(
                 "previous_logs.fetches",
@@ -111,6 +116,7 @@ impl Metrics {
         // Counters an alert or a dashboard reads from the start: present at 0 before their first
         // increase, so `increase()` sees that one too.
         metrics.watch_relists.add(0, &[]);
+        metrics.restart_count_resets.add(0, &[]);
         for failure in crate::kube_errors::Failure::ALL {
             metrics.watch_errors.add(0, &[KeyValue::new("failure", failure.as_str())]);
         }
@@ -395,6 +401,9 @@ impl Metrics {
     }
     pub fn relist(&self) {
         self.watch_relists.add(1, &[]);
+    }
+    pub fn restart_count_resets(&self, n: u64) {
+        self.restart_count_resets.add(n, &[]);
     }
     pub fn previous_logs_fetch(&self, outcome: &'static str) {
         self.previous_logs_fetches.add(1, &[KeyValue::new("outcome", outcome)]);

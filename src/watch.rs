@@ -461,6 +461,9 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         }
         let step = watch.on_watch_event(event, Timestamp::now());
         report_list_change(step.list, &description, &stats, &metrics);
+        if step.resets > 0 {
+            metrics.restart_count_resets(step.resets);
+        }
         if watch.listed() {
             health.live.store(true, Ordering::Relaxed);
         }

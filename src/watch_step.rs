@@ -41,6 +41,8 @@ pub enum ListChange {
 pub struct Step {
     pub restarts: Vec<RestartEvent>,
     pub list: ListChange,
+    /// Containers whose restartCount fell (the baseline reset, nothing reported).
+    pub resets: u64,
 }
 
 /// The state of one scope's watch: its detector, whether its first list is complete, and when the
@@ -69,6 +71,7 @@ impl ScopeWatch {
     /// One watcher event, observed at `now`.
     pub fn on_watch_event(&mut self, event: watcher::Event<SlimPod>, now: Timestamp) -> Step {
         let mut list = ListChange::None;
+        let resets_before = self.detector.stats().resets;
         let restarts = match event {
             watcher::Event::Init => {
                 if self.listed {
@@ -98,7 +101,7 @@ impl ScopeWatch {
             }
         };
         self.last_event_at = Some(now);
-        Step { restarts, list }
+        Step { restarts, list, resets: self.detector.stats().resets - resets_before }
     }
 }
 
@@ -234,5 +237,18 @@ mod tests {
             ],
         );
         assert_eq!(got, vec![(2, false)]);
+    }
+
+    #[test]
+    fn a_falling_restart_count_is_counted_as_a_reset_and_the_next_rise_counts_from_it() {
+        let mut scope = ScopeWatch::new(&Detection::default(), None);
+        run(&mut scope, vec![(Event::Init, T0), (Event::InitApply(pod("a", 5, T0)), T0), (Event::InitDone, T0)]);
+        let at = "2026-11-20T10:01:00Z";
+        let fell = scope.on_watch_event(Event::Apply(pod("a", 0, at)), t(at));
+        assert_eq!((fell.restarts.len(), fell.resets), (0, 1), "a fall reports nothing and counts a reset");
+        let rose = scope.on_watch_event(Event::Apply(pod("a", 2, at)), t(at));
+        assert_eq!(rose.resets, 0);
+        let got: Vec<(u32, u32)> = rose.restarts.iter().map(|r| (r.restart_count, r.missed)).collect();
+        assert_eq!(got, vec![(2, 1)], "the rise from the reset baseline: 2, one missed");
     }
 }
