@@ -117,9 +117,9 @@ async fn main() {
         "| {pods_n} | {written} in {loop_secs:.0} s ({achieved:.0}/s) | the first {down_for:.0} s | {after_list:.1} MiB | {peak_down:.1} MiB | {peak:.1} MiB | {relisted} | {waits} | {accounted} ({distinct} / {received}) |"
     );
     println!("log lines naming a relist: {}", relists);
-    // A restartCount that falls (something rewrote the status: kwok's simulated kubelet, or a
-    // write replayed out of order) resets the count; the next rise counts from 0, so restarts
-    // accounted can exceed those written by what the resets dropped.
+    // A restartCount that falls (kwok, behind on its queue, rewrites a status with its pod-ready
+    // stage: restartCount 0) resets the agent's count to the fallen value; the next rise counts
+    // from there, so restarts accounted can exceed those written by what the resets dropped.
     println!("restartCount falls (resets): {resets}");
     println!("samples: {csv} (crash loop from {loop_at:.0} s, collector back at {:.0} s)", up_at.unwrap_or(0.0));
     assert!(accounted as usize >= written, "every restart written is accounted for: {accounted} of {written}");
