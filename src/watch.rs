@@ -91,13 +91,18 @@ pub struct WatchTuning {
 
 impl WatchTuning {
     /// `cfg` with `strategy`, the page size and the watch timeout.
+    ///
+    /// A list at resourceVersion 0 carries no page size: kube-core leaves `resourceVersion=0` out
+    /// of any list that has a `limit`, which would make it a quorum read from etcd (on servers
+    /// before consistent reads from the cache), the scan that listing from the cache avoids. The
+    /// watch cache answers such a list in one response, as it does the kubelet's.
     pub fn configure(&self, cfg: watcher::Config, strategy: ListStrategy) -> watcher::Config {
         let timeout_secs = u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
-        let cfg = cfg.page_size(LIST_PAGE_SIZE_PODS).timeout(timeout_secs);
+        let cfg = cfg.timeout(timeout_secs);
         match strategy {
-            ListStrategy::Streaming => cfg.streaming_lists(),
-            ListStrategy::WatchCache => cfg.any_semantic(),
-            ListStrategy::PagedQuorum => cfg,
+            ListStrategy::Streaming => cfg.page_size(LIST_PAGE_SIZE_PODS).streaming_lists(),
+            ListStrategy::WatchCache => watcher::Config { page_size: None, ..cfg.any_semantic() },
+            ListStrategy::PagedQuorum => cfg.page_size(LIST_PAGE_SIZE_PODS),
         }
     }
 
@@ -384,18 +389,18 @@ pub struct ScopeHealth {
 pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Result<(), WatchError> {
     for (api, desc) in scope.apis(client) {
         let mut lp = ListParams::default().limit(1);
-        if scope.node_name.is_some() {
-            // From the watch cache (indexed by node): etcd cannot filter on spec.nodeName, and a
-            // quorum read would scan every pod of the cluster to find one of this node.
-            lp = lp.match_any();
-        }
         if let Some(l) = scope.label_selector.as_deref().filter(|l| !l.is_empty()) {
             lp = lp.labels(l);
         }
         if let Some(f) = scope.effective_field_selector() {
             lp = lp.fields(&f);
         }
-        if let Err(source) = api.list(&lp).await {
+        // Node mode lists from the watch cache (indexed by node): etcd cannot filter on
+        // spec.nodeName, and a quorum read would scan every pod of the cluster to find one of this
+        // node.
+        let listed =
+            if scope.node_name.is_some() { list_from_cache(client, &api, &lp).await } else { api.list(&lp).await };
+        if let Err(source) = listed {
             let failure = classify(&source);
             let advice = match (&failure, &source) {
                 (Failure::Other, kube::Error::Api(status)) if status.code == 400 => format!(
@@ -409,6 +414,32 @@ pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Res
         }
     }
     Ok(())
+}
+
+/// A list at `resourceVersion=0` (answered by the watch cache) with `lp`'s selectors and limit.
+/// kube-core drops `resourceVersion=0` from a list with a limit, so the query is completed here.
+async fn list_from_cache(
+    client: &Client,
+    api: &Api<SlimPod>,
+    lp: &ListParams,
+) -> Result<kube::core::ObjectList<SlimPod>, kube::Error> {
+    let mut req = kube::core::Request::new(api.resource_url()).list(lp).map_err(kube::Error::BuildRequest)?;
+    *req.uri_mut() = with_resource_version_zero(req.uri())?;
+    client.request(req).await
+}
+
+/// `uri` with `resourceVersion=0&resourceVersionMatch=NotOlderThan` in place of any resourceVersion.
+fn with_resource_version_zero(uri: &http::Uri) -> Result<http::Uri, kube::Error> {
+    let query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("resourceVersion=") && !p.starts_with("resourceVersionMatch="))
+        .chain(["resourceVersion=0", "resourceVersionMatch=NotOlderThan"])
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&")).parse().map_err(|e: http::uri::InvalidUri| {
+        kube::Error::BuildRequest(kube::core::request::Error::Validation(e.to_string()))
+    })
 }
 
 /// Everything one watch task needs.

@@ -173,8 +173,18 @@ pub fn self_metrics_config(args: &RunArgs) -> Result<Option<crate::export::otlp:
 }
 
 /// The client configuration as kube-rs infers it ($KUBECONFIG, ~/.kube/config, in-cluster), or
-/// from `--kubeconfig` / `--context`.
+/// from `--kubeconfig` / `--context`. Every request carries the agent's `User-Agent`
+/// (`restart-watcher/<version>`), so that the API server's audit log and its priority and fairness
+/// can tell the agent's requests apart.
 pub async fn kube_config(args: &RunArgs) -> Result<kube::Config, ConfigError> {
+    let mut config = inferred_kube_config(args).await?;
+    if let Ok(agent) = http::HeaderValue::from_str(&crate::export::otlp::user_agent()) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
+    Ok(config)
+}
+
+async fn inferred_kube_config(args: &RunArgs) -> Result<kube::Config, ConfigError> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
     let unusable = |setting: String| move |source| ConfigError::KubeconfigUnusable { setting, source };
