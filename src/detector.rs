@@ -101,9 +101,65 @@ pub struct Detection {
 struct EpisodeState {
     started_at: Timestamp,
     attempts: u32,
-    /// Index in `failures::START_FAILURE_REASONS` of the reason that opened it, and of the last one.
+    /// Index in `failures::START_FAILURE_REASONS` of the reason that opened it, and of the last one
+    /// (`NOT_A_START_FAILURE` after a state that is none: the next start failure is an attempt).
     first: u8,
     last: u8,
+}
+
+/// `EpisodeState::last` after a state that is not a start-failure reason.
+const NOT_A_START_FAILURE: u8 = u8::MAX;
+
+/// The episodes whose opening was reported, by (pod key, container index), and their bytes
+/// against the budget shared by the detectors of every scope.
+#[derive(Debug, Default)]
+struct Episodes {
+    map: HashMap<(PodKey, u16), EpisodeState>,
+    /// Their bytes against the budget (0: `EPISODE_BUDGET_BYTES`), shared; and how many of `map`
+    /// are counted in it.
+    usage: Arc<BudgetUsage>,
+    counted: usize,
+}
+
+impl Episodes {
+    fn budget(&self) -> usize {
+        match self.usage.budget_bytes.load(Ordering::Relaxed) {
+            0 => EPISODE_BUDGET_BYTES,
+            b => usize::try_from(b).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Keeps `e` if one more episode fits in the shared budget; else counts it as shed. Returns
+    /// whether it was kept.
+    fn keep(&mut self, slot: (PodKey, u16), e: EpisodeState) -> bool {
+        let shared = self.usage.bytes.load(Ordering::Relaxed) as usize;
+        let uncounted = self.map.len().saturating_sub(self.counted) * EPISODE_ENTRY_BYTES;
+        if shared + uncounted + EPISODE_ENTRY_BYTES > self.budget() {
+            if self.usage.shed.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    budget_bytes = self.budget(),
+                    "The start-failure episodes kept for their closing records reached their budget: episodes opened \
+                     past it are reported, their ends are not (counted in restart_watcher_episodes_over_budget_total and in \
+                     the summary at stop)."
+                );
+            }
+            return false;
+        }
+        crate::churn::make_room(&mut self.map);
+        self.map.insert(slot, e);
+        true
+    }
+
+    /// Brings the shared count up to date with the map.
+    fn count(&mut self) {
+        let now = self.map.len();
+        if now > self.counted {
+            self.usage.bytes.fetch_add(((now - self.counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+        } else if now < self.counted {
+            self.usage.bytes.fetch_sub(((self.counted - now) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
+        }
+        self.counted = now;
+    }
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -131,12 +187,7 @@ pub struct Detector {
     generation: u32,
     in_relist: bool,
     stats: DetectorStats,
-    /// Episodes whose opening was reported, by (pod key, container index).
-    episodes: HashMap<(PodKey, u16), EpisodeState>,
-    /// Their bytes against the budget (0: `EPISODE_BUDGET_BYTES`), shared; and how many of
-    /// `episodes` are counted in it.
-    episode_usage: Arc<BudgetUsage>,
-    episodes_counted: usize,
+    episodes: Episodes,
     /// Applied to the kubelet's messages copied into records.
     redactions: Vec<regex::Regex>,
 }
@@ -161,7 +212,7 @@ impl Detector {
             kinds: detection.kinds,
             events: detection.events,
             redactions: detection.redactions.clone(),
-            episode_usage: detection.episodes.clone(),
+            episodes: Episodes { usage: detection.episodes.clone(), ..Episodes::default() },
             ..Default::default()
         }
     }
@@ -179,45 +230,12 @@ impl Detector {
 
     /// The budget of the episodes kept for their closing records, in bytes (0: the default).
     pub fn set_episode_budget(&mut self, bytes: usize) {
-        self.episode_usage.budget_bytes.store(bytes as u64, Ordering::Relaxed);
+        self.episodes.usage.budget_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// Bytes of the kept episodes (of every detector sharing the budget), against their budget.
     pub fn episode_usage(&self) -> (usize, usize) {
-        (self.episode_usage.bytes.load(Ordering::Relaxed) as usize, self.episode_budget())
-    }
-
-    fn episode_budget(&self) -> usize {
-        match self.episode_usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => EPISODE_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        }
-    }
-
-    /// Whether one more episode fits in the shared budget, `kept` being this detector's episodes of
-    /// which `counted` are in the shared count.
-    fn episode_fits(usage: &BudgetUsage, kept: usize, counted: usize) -> bool {
-        let shared = usage.bytes.load(Ordering::Relaxed) as usize;
-        let budget = match usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => EPISODE_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        };
-        shared + kept.saturating_sub(counted) * EPISODE_ENTRY_BYTES + EPISODE_ENTRY_BYTES <= budget
-    }
-
-    /// Brings the shared count up to date with `episodes`.
-    fn count_episodes(&mut self) {
-        let now = self.episodes.len();
-        if now > self.episodes_counted {
-            self.episode_usage
-                .bytes
-                .fetch_add(((now - self.episodes_counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
-        } else if now < self.episodes_counted {
-            self.episode_usage
-                .bytes
-                .fetch_sub(((self.episodes_counted - now) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
-        }
-        self.episodes_counted = now;
+        (self.episodes.usage.bytes.load(Ordering::Relaxed) as usize, self.episodes.budget())
     }
 
     /// Turns catch-up on: a container first seen with a last termination later than `since` is
@@ -274,22 +292,23 @@ impl Detector {
         if pod.any_flag(IN_EPISODE) {
             return false;
         }
-        let same = |statuses: &[crate::pod::ProbeCount<'_>], app: bool| {
-            statuses.iter().all(|c| {
-                let tracked = if app {
-                    pod.find(&c.name, ContainerKind::App)
-                } else {
-                    pod.find(&c.name, ContainerKind::Init).or_else(|| pod.find(&c.name, ContainerKind::Sidecar))
-                };
-                match tracked {
-                    Some(i) => pod.slot(i).restart_count == c.restart_count,
-                    // Not tracked: fine only if no kind it could be is reported.
-                    None if app => !kinds.app,
-                    None => !kinds.init && !kinds.sidecar,
+        // The statuses come in the order of the pod's shape: each is looked for after the last.
+        let mut next = 0;
+        let mut same = |c: &crate::pod::ProbeCount<'_>, candidates: &[ContainerKind], reported: bool| {
+            match pod.find_near_any(&c.name, candidates, next) {
+                Some(i) => {
+                    next = i + 1;
+                    pod.slot(i).restart_count == c.restart_count
                 }
-            })
+                // Not tracked: fine only if no kind it could be is reported.
+                None => !reported,
+            }
         };
-        if same(&probe.status.container_statuses, true) && same(&probe.status.init_container_statuses, false) {
+        let init = [ContainerKind::Init, ContainerKind::Sidecar];
+        let unchanged =
+            probe.status.init_container_statuses.iter().all(|c| same(c, &init, kinds.init || kinds.sidecar))
+                && probe.status.container_statuses.iter().all(|c| same(c, &[ContainerKind::App], kinds.app));
+        if unchanged {
             pod.state.seen_in = generation;
             self.stats.observations += 1;
             true
@@ -320,10 +339,11 @@ impl Detector {
             (c, kind)
         });
         let app = probe.status.container_statuses.iter().map(|c| (c, ContainerKind::App));
+        let mut names = UniqueContainers::default();
         let mut containers: Vec<(&str, ContainerKind, u32)> = Vec::new();
         for (c, kind) in init.chain(app).filter(|(_, kind)| kinds.allows(*kind)) {
             // The first status of a duplicated name counts, as in `observe`.
-            if !containers.iter().any(|(name, k, _)| *k == kind && **name == *c.name) {
+            if names.push(&c.name, kind) {
                 containers.push((&c.name, kind, c.restart_count));
             }
         }
@@ -353,10 +373,10 @@ impl Detector {
         self.in_relist = false;
         let generation = self.generation;
         let dropped = self.pods.retain(|p| p.seen_in == generation);
-        if dropped > 0 && !self.episodes.is_empty() {
+        if dropped > 0 && !self.episodes.map.is_empty() {
             let pods = &self.pods;
-            self.episodes.retain(|(key, _), _| pods.contains(key));
-            self.count_episodes();
+            self.episodes.map.retain(|(key, _), _| pods.contains(key));
+            self.episodes.count();
         }
         self.stats.pods_dropped += dropped as u64;
         dropped
@@ -388,25 +408,29 @@ impl Detector {
                 evicted_now = known || since.is_some_and(|s| e.at.is_some_and(|at| at > s));
             }
             // Containers not tracked yet join the pod's shape first, in one step; they count from 0.
+            // The statuses come in the order of the shape: each is looked for after the last found.
             let tracked_before = state.len();
-            let mut joining: Vec<(&str, ContainerKind)> = Vec::new();
-            for (status, kind) in statuses(pod) {
-                if self.kinds.allows(kind)
-                    && state.find(&status.name, kind).is_none()
-                    && !joining.contains(&(&status.name, kind))
-                {
-                    joining.push((&status.name, kind));
+            let mut joining = UniqueContainers::default();
+            let mut next = 0;
+            for (status, kind) in statuses(pod).filter(|(_, kind)| self.kinds.allows(*kind)) {
+                match state.find_near(&status.name, kind, next) {
+                    Some(i) => next = i + 1,
+                    None => {
+                        joining.push(&status.name, kind);
+                    }
                 }
             }
-            state.add(&joining);
-            let mut seen: Vec<(&str, ContainerKind)> = Vec::new();
-            for (status, kind) in statuses(pod) {
-                if !self.kinds.allows(kind) {
+            state.add(joining.as_slice());
+            let mut seen = vec![false; state.len()];
+            let mut next = 0;
+            for (status, kind) in statuses(pod).filter(|(_, kind)| self.kinds.allows(*kind)) {
+                let Some(index) = state.find_near(&status.name, kind, next) else {
                     continue;
-                }
+                };
+                next = index + 1;
                 // Container names are unique in a valid pod; in malformed input, the first status
                 // of a name counts and the others are ignored (else each would move the count).
-                if seen.contains(&(status.name.as_str(), kind)) {
+                if std::mem::replace(&mut seen[index], true) {
                     if state.state.flags & WARNED_DUPLICATE == 0 {
                         state.state.flags |= WARNED_DUPLICATE;
                         tracing::warn!(
@@ -417,11 +441,7 @@ impl Detector {
                     }
                     continue;
                 }
-                seen.push((status.name.as_str(), kind));
                 let new = status.restart_count;
-                let Some(index) = state.find(&status.name, kind) else {
-                    continue;
-                };
                 let mut t = state.slot(index);
                 if index < tracked_before {
                     if new > t.restart_count {
@@ -436,83 +456,43 @@ impl Detector {
                     found.push(Found::restart(status, kind, 0, true));
                 }
                 t.restart_count = new;
-                // A container first seen in a pod first seen is a baseline: reported only with
-                // catch-up, when it happened after the checkpoint.
-                let baseline = !known;
-                let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
-
-                // Start failures: one record when an episode opens, one when it ends.
-                let waiting = status.state.waiting.as_ref().and_then(|w| w.reason.as_deref());
-                match failures::episode_step(waiting, status.state.name().is_some()) {
-                    EpisodeStep::Failing => {
-                        let reason = waiting.unwrap_or_default();
-                        let code = reason_code(reason);
-                        if t.flags & IN_EPISODE == 0 {
-                            t.flags |= IN_EPISODE;
-                            let created_after = since.is_some_and(|s| pod.metadata.created_at.is_some_and(|c| c > s));
-                            if !baseline || created_after {
-                                if Self::episode_fits(&self.episode_usage, self.episodes.len(), self.episodes_counted) {
-                                    crate::churn::make_room(&mut self.episodes);
-                                    self.episodes.insert(
-                                        slot,
-                                        EpisodeState { started_at: status_at, attempts: 1, first: code, last: code },
-                                    );
-                                    t.flags |= EPISODE_KEPT;
-                                } else {
-                                    self.stats.episodes_over_budget += 1;
-                                    self.episode_usage.shed.fetch_add(1, Ordering::Relaxed);
-                                }
-                                found.push(Found {
-                                    event: EventKind::StartFailure,
-                                    status: Some(status),
-                                    kind,
-                                    missed: 0,
-                                    late: baseline,
-                                    episode: Some(Episode {
-                                        reason: reason.to_owned(),
-                                        started_at: status_at,
-                                        ended_at: status_at,
-                                        attempts: 1,
-                                        outcome: None,
-                                    }),
-                                });
-                            }
-                        } else if let Some(e) = self.episodes.get_mut(&slot) {
-                            if e.last != code && failures::is_new_attempt(reason) {
-                                e.attempts = e.attempts.saturating_add(1);
-                            }
-                            e.last = code;
-                        }
-                    }
-                    EpisodeStep::Transient => {}
-                    EpisodeStep::Started => {
-                        if t.flags & IN_EPISODE != 0 {
-                            if let Some(e) = self.episodes.remove(&slot) {
-                                found.push(Found::episode_end(status, kind, &e, "started", status_at));
-                            }
-                            t.flags &= !(IN_EPISODE | EPISODE_KEPT);
-                        }
-                    }
+                let in_episode_before = t.flags & IN_EPISODE != 0;
+                let step = EpisodeObservation {
+                    pod,
+                    status,
+                    kind,
+                    slot: (key, u16::try_from(index).unwrap_or(u16::MAX)),
+                    // A container first seen in a pod first seen is a baseline: reported only with
+                    // catch-up, when it happened after the checkpoint.
+                    baseline: !known,
+                    since,
+                    status_at,
+                    deletion_asked_at,
+                    eviction: eviction.as_ref(),
+                };
+                if let Some(f) = step.apply(&mut t.flags, &mut self.episodes, &mut self.stats) {
+                    found.push(f);
                 }
 
                 // Terminal failures: a failed container that will not be restarted, once. Those
-                // of an evicted pod are the eviction; those killed by a deletion are silent.
+                // of an evicted pod are the eviction; those killed by a deletion are silent; one
+                // that never ran ends its start-failure episode instead.
                 if t.flags & FAILED == 0
                     && let Some(term) = status.state.terminated.as_ref().filter(|t| failures::is_failed(t))
                     && failures::will_not_restart(pod, kind)
                 {
-                    if eviction.is_some() {
+                    if eviction.is_some() || (in_episode_before && !failures::ran(term)) {
                         t.flags |= FAILED;
                     } else if !failures::killed_by_deletion(pod, term) {
                         t.flags |= FAILED;
                         let after = matches!((since, term.finished_at), (Some(s), Some(f)) if f > s);
-                        if !baseline || after {
+                        if known || after {
                             found.push(Found {
                                 event: EventKind::Failure,
                                 status: Some(status),
                                 kind,
                                 missed: 0,
-                                late: baseline,
+                                late: !known,
                                 episode: None,
                             });
                         }
@@ -522,14 +502,15 @@ impl Detector {
             }
             if deleted {
                 // The pod went away: its open episodes end with it.
+                let outcome = failures::episode_end_on_deletion(pod);
                 for index in 0..state.len() {
                     let slot = (key, u16::try_from(index).unwrap_or(u16::MAX));
                     if state.slot(index).flags & EPISODE_KEPT != 0
-                        && let Some(e) = self.episodes.remove(&slot)
+                        && let Some(e) = self.episodes.map.remove(&slot)
                     {
                         let (name, kind) = (state.name(index), state.kind(index));
                         let status = statuses(pod).find(|(s, k)| *k == kind && *s.name == *name).map(|(s, _)| s);
-                        found.push(Found { status, kind, ..Found::ended(&e, "pod_deleted", deletion_asked_at) });
+                        found.push(Found { status, kind, ..Found::ended(&e, outcome, deletion_asked_at) });
                     }
                 }
             }
@@ -538,7 +519,7 @@ impl Detector {
             self.pods.remove(&key);
             self.stats.pods_dropped += 1;
         }
-        self.count_episodes();
+        self.episodes.count();
         if evicted_now {
             found.push(Found {
                 event: EventKind::Eviction,
@@ -651,6 +632,131 @@ impl<'a> Found<'a> {
     }
 }
 
+/// One container's observation, as the start-failure rule reads it.
+struct EpisodeObservation<'a> {
+    pod: &'a SlimPod,
+    status: &'a SlimContainerStatus,
+    kind: ContainerKind,
+    slot: (PodKey, u16),
+    baseline: bool,
+    since: Option<Timestamp>,
+    status_at: Timestamp,
+    deletion_asked_at: Timestamp,
+    eviction: Option<&'a failures::Eviction>,
+}
+
+impl<'a> EpisodeObservation<'a> {
+    /// Start failures: one record when an episode opens, one when it ends (`docs/detection.md`,
+    /// "Beyond restarts"). Updates the container's flags and the kept episodes.
+    fn apply(&self, flags: &mut u8, episodes: &mut Episodes, stats: &mut DetectorStats) -> Option<Found<'a>> {
+        let status = self.status;
+        match failures::episode_step(&status.state, status.last_state.terminated.as_ref()) {
+            EpisodeStep::Failing => {
+                let reason = status.state.waiting.as_ref().and_then(|w| w.reason.as_deref()).unwrap_or_default();
+                let code = reason_code(reason);
+                if *flags & IN_EPISODE != 0 {
+                    if let Some(e) = episodes.map.get_mut(&self.slot) {
+                        if e.last != code && failures::is_new_attempt(reason) {
+                            e.attempts = e.attempts.saturating_add(1);
+                        }
+                        e.last = code;
+                    }
+                    return None;
+                }
+                *flags |= IN_EPISODE;
+                let created_after = self.since.is_some_and(|s| self.pod.metadata.created_at.is_some_and(|c| c > s));
+                if self.baseline && !created_after {
+                    return None;
+                }
+                let kept = EpisodeState { started_at: self.status_at, attempts: 1, first: code, last: code };
+                if episodes.keep(self.slot, kept) {
+                    *flags |= EPISODE_KEPT;
+                } else {
+                    stats.episodes_over_budget += 1;
+                }
+                Some(Found {
+                    event: EventKind::StartFailure,
+                    status: Some(status),
+                    kind: self.kind,
+                    missed: 0,
+                    late: self.baseline,
+                    episode: Some(Episode {
+                        reason: reason.to_owned(),
+                        started_at: self.status_at,
+                        ended_at: self.status_at,
+                        attempts: 1,
+                        outcome: None,
+                    }),
+                })
+            }
+            EpisodeStep::Transient => None,
+            EpisodeStep::NotStarted if *flags & IN_EPISODE == 0 => None,
+            EpisodeStep::NotStarted => match failures::episode_end_without_start(self.pod) {
+                Some(outcome) => {
+                    let at = match outcome {
+                        failures::OUTCOME_POD_DELETED => self.deletion_asked_at,
+                        failures::OUTCOME_EVICTED => self.eviction.and_then(|e| e.at).unwrap_or(self.status_at),
+                        _ => self.status_at,
+                    };
+                    self.end(flags, episodes, outcome, at)
+                }
+                None => {
+                    if let Some(e) = episodes.map.get_mut(&self.slot) {
+                        e.last = NOT_A_START_FAILURE;
+                    }
+                    None
+                }
+            },
+            EpisodeStep::Started { .. } if *flags & IN_EPISODE == 0 => None,
+            EpisodeStep::Started { at } => {
+                self.end(flags, episodes, failures::OUTCOME_STARTED, at.unwrap_or(self.status_at))
+            }
+        }
+    }
+
+    /// The open episode ends with `outcome` at `at`: its closing record, if its opening was reported.
+    fn end(&self, flags: &mut u8, episodes: &mut Episodes, outcome: &'static str, at: Timestamp) -> Option<Found<'a>> {
+        *flags &= !(IN_EPISODE | EPISODE_KEPT);
+        let e = episodes.map.remove(&self.slot)?;
+        Some(Found::episode_end(self.status, self.kind, &e, outcome, at))
+    }
+}
+
+/// Containers joining a pod's shape, each once, in the order they come: a linear search while
+/// few (the common case, no allocation beyond the list), a set past [`UniqueContainers::LINEAR`].
+#[derive(Default)]
+struct UniqueContainers<'a> {
+    list: Vec<(&'a str, ContainerKind)>,
+    set: Option<std::collections::HashSet<(&'a str, ContainerKind)>>,
+}
+
+impl<'a> UniqueContainers<'a> {
+    const LINEAR: usize = 16;
+
+    /// Adds the container unless it is there; returns whether it was added.
+    fn push(&mut self, name: &'a str, kind: ContainerKind) -> bool {
+        let item = (name, kind);
+        let fresh = match &mut self.set {
+            Some(set) => set.insert(item),
+            None if self.list.len() < Self::LINEAR => !self.list.contains(&item),
+            None => {
+                let mut set: std::collections::HashSet<_> = self.list.iter().copied().collect();
+                let fresh = set.insert(item);
+                self.set = Some(set);
+                fresh
+            }
+        };
+        if fresh {
+            self.list.push(item);
+        }
+        fresh
+    }
+
+    fn as_slice(&self) -> &[(&'a str, ContainerKind)] {
+        &self.list
+    }
+}
+
 /// The index of a start-failure reason in `failures::START_FAILURE_REASONS`.
 fn reason_code(reason: &str) -> u8 {
     failures::START_FAILURE_REASONS
@@ -709,6 +815,7 @@ fn restart_event(
             kind: Some(kind),
             image: status.image.clone(),
             image_id: status.image_id.clone(),
+            current_id: status.container_id.clone(),
         },
         restart_count: status.restart_count,
         missed,

@@ -349,6 +349,9 @@ pub struct ContainerInfo {
     pub kind: Option<ContainerKind>,
     pub image: String,
     pub image_id: String,
+    /// `containerID` of the current instance (the one started after the restart): part of a
+    /// restart's identity when the status does not name the instance that died.
+    pub current_id: Option<String>,
 }
 
 /// The container's state now (after the restart), e.g. `waiting` / `CrashLoopBackOff`.
@@ -483,21 +486,33 @@ impl RestartEvent {
     }
 
     fn digest(&self) -> [u8; 32] {
+        let id = Identity {
+            event: None,
+            pod_uid: &self.pod.uid,
+            container: &self.container.name,
+            restart_count: self.restart_count,
+            terminated: None,
+            current_id: None,
+            episode_started_at: None,
+        };
         match self.event {
-            EventKind::Restart => {
-                restart_digest(&self.pod.uid, &self.container.name, self.restart_count, self.terminated.as_ref())
+            EventKind::Restart => Identity {
+                terminated: self.terminated.as_ref(),
+                current_id: self.container.current_id.as_deref(),
+                ..id
             }
-            EventKind::Failure => record_digest(
-                self.event,
-                &self.pod.uid,
-                &self.container.name,
-                self.restart_count,
-                self.terminated.as_ref(),
-            ),
-            // One per episode (the count at which it happened), one per pod.
-            EventKind::StartFailure | EventKind::StartFailureEnded | EventKind::Eviction => {
-                record_digest(self.event, &self.pod.uid, &self.container.name, self.restart_count, None)
+            .digest(),
+            EventKind::Failure => {
+                Identity { event: Some(self.event), terminated: self.terminated.as_ref(), ..id }.digest()
             }
+            // One per episode (its container, and when it was first seen), one per pod.
+            EventKind::StartFailure | EventKind::StartFailureEnded => Identity {
+                event: Some(self.event),
+                episode_started_at: self.episode.as_ref().map(|e| e.started_at),
+                ..id
+            }
+            .digest(),
+            EventKind::Eviction => Identity { event: Some(self.event), ..id }.digest(),
         }
     }
 
@@ -532,63 +547,60 @@ impl RestartEvent {
     }
 }
 
-/// SHA-256 of what identifies one termination: the pod uid, the container name, and the dead
-/// instance's `containerID` and `finishedAt` (a container id names one instance; `finishedAt` tells
-/// apart two instances whose ids are missing or reused after the kubelet lost its state). The
-/// `restartCount` goes in only when one of the two is missing, so that the id stays the same for
-/// every observation of one termination and differs between terminations. Fields are length-prefixed
-/// so that no two different inputs hash the same bytes.
-pub fn restart_digest(
-    pod_uid: &str,
-    container: &str,
-    restart_count: u32,
-    terminated: Option<&SlimTerminated>,
-) -> [u8; 32] {
-    digest_with(None, pod_uid, container, restart_count, terminated)
-}
-
-/// The digest of a record other than a restart: the restart's fields, prefixed by the event kind,
-/// so that ids never collide across kinds.
-fn record_digest(
-    event: EventKind,
-    pod_uid: &str,
-    container: &str,
-    restart_count: u32,
-    terminated: Option<&SlimTerminated>,
-) -> [u8; 32] {
-    digest_with(Some(event), pod_uid, container, restart_count, terminated)
-}
-
-fn digest_with(
+/// What identifies one record: SHA-256 of the pod uid, the container name and, for a restart or a
+/// failure, the dead instance's `containerID` and `finishedAt` (a container id names one instance;
+/// `finishedAt` tells apart two instances whose ids are missing or reused after the kubelet lost its
+/// state). The `restartCount` goes in only when one of the two is missing, so that the id stays the
+/// same for every observation of one termination and differs between terminations; when the dead
+/// instance has no id, so does the current instance's id (two restarts with an empty `lastState`
+/// after a `restartCount` reset are two instances). A start failure adds when its episode was first
+/// seen. Records other than restarts are prefixed by their kind, so that ids never collide across
+/// kinds. Fields are length-prefixed so that no two different inputs hash the same bytes.
+#[derive(Clone, Copy)]
+struct Identity<'a> {
     event: Option<EventKind>,
-    pod_uid: &str,
-    container: &str,
+    pod_uid: &'a str,
+    container: &'a str,
     restart_count: u32,
-    terminated: Option<&SlimTerminated>,
-) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut field = |tag: u8, bytes: &[u8]| {
-        h.update([tag]);
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    };
-    if let Some(event) = event {
-        field(b'k', event.as_str().as_bytes());
+    terminated: Option<&'a SlimTerminated>,
+    current_id: Option<&'a str>,
+    episode_started_at: Option<Timestamp>,
+}
+
+impl Identity<'_> {
+    fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let mut field = |tag: u8, bytes: &[u8]| {
+            h.update([tag]);
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        if let Some(event) = self.event {
+            field(b'k', event.as_str().as_bytes());
+        }
+        field(b'u', self.pod_uid.as_bytes());
+        field(b'c', self.container.as_bytes());
+        let id = self.terminated.and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty());
+        let finished = self.terminated.and_then(|t| t.finished_at);
+        if let Some(id) = id {
+            field(b'i', id.as_bytes());
+        }
+        if let Some(finished) = finished {
+            field(b'f', &finished.as_nanosecond().to_be_bytes());
+        }
+        if id.is_none() || finished.is_none() {
+            field(b'n', &self.restart_count.to_be_bytes());
+        }
+        if id.is_none()
+            && let Some(current) = self.current_id.filter(|i| !i.is_empty())
+        {
+            field(b'a', current.as_bytes());
+        }
+        if let Some(started) = self.episode_started_at {
+            field(b's', &started.as_nanosecond().to_be_bytes());
+        }
+        h.finalize().into()
     }
-    field(b'u', pod_uid.as_bytes());
-    field(b'c', container.as_bytes());
-    let id = terminated.and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty());
-    let finished = terminated.and_then(|t| t.finished_at);
-    if let Some(id) = id {
-        field(b'i', id.as_bytes());
-    }
-    if let Some(finished) = finished {
-        field(b'f', &finished.as_nanosecond().to_be_bytes());
-    }
-    if id.is_none() || finished.is_none() {
-        field(b'n', &restart_count.to_be_bytes());
-    }
-    h.finalize().into()
 }
 
 /// The 16 bytes of a pod UID in the API server's canonical form (a lowercase `8-4-4-4-12` UUID);

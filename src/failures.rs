@@ -6,19 +6,26 @@
 use jiff::Timestamp;
 
 use crate::event::{Cause, ContainerKind};
-use crate::pod::{SlimPod, SlimTerminated};
+use crate::pod::{SlimContainerState, SlimPod, SlimTerminated};
 
-/// Waiting reasons that mean the kubelet cannot start the container. `CrashLoopBackOff` is not one:
-/// the container ran, and its restarts are reported as restarts.
-pub const START_FAILURE_REASONS: [&str; 8] = [
+/// Waiting reasons that mean the kubelet cannot start the container: they open a start-failure
+/// episode. The image reasons are the kubelet's `images` errors (`pkg/kubelet/images/types.go`),
+/// the others its container-creation errors (`pkg/kubelet/container/sync_result.go`).
+/// `CrashLoopBackOff` is not one: the container ran, and its restarts are reported as restarts.
+pub const START_FAILURE_REASONS: [&str; 13] = [
     "ErrImagePull",
     "ImagePullBackOff",
     "ErrImageNeverPull",
     "InvalidImageName",
+    "ImageInspectError",
+    "RegistryUnavailable",
+    "SignatureValidationFailed",
     "CreateContainerConfigError",
     "CreateContainerError",
     "RunContainerError",
     "PreCreateHookError",
+    "PreStartHookError",
+    "PostStartHookError",
 ];
 
 /// Waiting reasons that are the kubelet backing off after a failed attempt: moving into one is
@@ -29,8 +36,21 @@ const BACK_OFF_REASONS: [&str; 1] = ["ImagePullBackOff"];
 /// episode (the kubelet passes through them between attempts).
 const TRANSIENT_REASONS: [&str; 2] = ["ContainerCreating", "PodInitializing"];
 
+/// The waiting reason of a container that ran and is backing off before its next restart.
+pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+
+/// Termination reasons of a container that never ran: the runtime could not start its process
+/// (`StartError`: a missing binary, a bad entrypoint), or the kubelet could not find it when the pod
+/// ended (`ContainerStatusUnknown`: it was still waiting to start).
+const NEVER_RAN_REASONS: [&str; 2] = ["StartError", "ContainerStatusUnknown"];
+
 /// Longest kubelet message (waiting message, pod status message) copied into a record, in bytes.
 pub const STATUS_MESSAGE_MAX_BYTES: usize = 1024;
+
+/// Margin for the skew between the node's clock (`finishedAt`) and the API server's
+/// (`deletionTimestamp`, whole seconds): a termination up to this long before the deletion was
+/// asked for is taken as killed by it.
+pub const DELETION_CLOCK_SKEW_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 
 pub fn is_start_failure(reason: &str) -> bool {
     START_FAILURE_REASONS.contains(&reason)
@@ -41,33 +61,91 @@ pub fn is_new_attempt(reason: &str) -> bool {
     is_start_failure(reason) && !BACK_OFF_REASONS.contains(&reason)
 }
 
-/// What a container's current waiting state does to a start-failure episode.
+/// Whether a terminated instance ran: it ended for a reason other than never having started.
+pub fn ran(t: &SlimTerminated) -> bool {
+    !t.reason.as_deref().is_some_and(|r| NEVER_RAN_REASONS.contains(&r))
+}
+
+/// What a container's state does to a start-failure episode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EpisodeStep {
     /// A start failure: opens an episode, or continues the open one.
     Failing,
+    /// Not started, for a reason that opens no episode: a waiting reason the agent does not know,
+    /// `CrashLoopBackOff` after a start error, a termination that never ran. Continues an open
+    /// episode.
+    NotStarted,
     /// Being created: changes nothing.
     Transient,
-    /// Running, terminated, or waiting for another reason (`CrashLoopBackOff`: it ran): ends an
-    /// open episode.
-    Started,
+    /// It ran: running, terminated after running, or `CrashLoopBackOff` after running. Ends an open
+    /// episode, at `at` (when it started, where the status says).
+    Started { at: Option<Timestamp> },
 }
 
-/// The step of a container whose state is `waiting` with `reason` (`None`: not waiting).
-pub fn episode_step(waiting_reason: Option<&str>, has_state: bool) -> EpisodeStep {
-    match waiting_reason {
-        Some(r) if is_start_failure(r) => EpisodeStep::Failing,
-        Some(r) if TRANSIENT_REASONS.contains(&r) || r.is_empty() => EpisodeStep::Transient,
-        Some(_) => EpisodeStep::Started,
-        None if has_state => EpisodeStep::Started,
+/// The step of a container whose current state is `state` and last termination `last`.
+pub fn episode_step(state: &SlimContainerState, last: Option<&SlimTerminated>) -> EpisodeStep {
+    if let Some(w) = &state.waiting {
+        let reason = w.reason.as_deref().unwrap_or("");
+        return match reason {
+            r if is_start_failure(r) => EpisodeStep::Failing,
+            r if r.is_empty() || TRANSIENT_REASONS.contains(&r) => EpisodeStep::Transient,
+            CRASH_LOOP_BACK_OFF => match last {
+                Some(t) if !ran(t) => EpisodeStep::NotStarted,
+                _ => EpisodeStep::Started { at: last.and_then(|t| t.started_at) },
+            },
+            _ => EpisodeStep::NotStarted,
+        };
+    }
+    if let Some(r) = &state.running {
+        return EpisodeStep::Started { at: r.started_at };
+    }
+    match &state.terminated {
+        Some(t) if ran(t) => EpisodeStep::Started { at: t.started_at },
+        Some(_) => EpisodeStep::NotStarted,
         None => EpisodeStep::Transient,
     }
+}
+
+/// The outcome of an episode whose container started.
+pub const OUTCOME_STARTED: &str = "started";
+/// The outcome of an episode whose pod was deleted before its container started.
+pub const OUTCOME_POD_DELETED: &str = "pod_deleted";
+/// The outcome of an episode whose pod was evicted (or preempted) before its container started.
+pub const OUTCOME_EVICTED: &str = "evicted";
+/// The outcome of an episode whose pod failed (its phase `Failed`) before its container started.
+pub const OUTCOME_POD_FAILED: &str = "pod_failed";
+
+/// How an open episode ends when its pod goes away before the container started: `evicted`, or
+/// `pod_deleted` (a deletion was asked for), or `pod_failed` (the pod's phase is `Failed`: a Job's
+/// deadline, say). `None`: the pod lives on and the episode stays open.
+pub fn episode_end_without_start(pod: &SlimPod) -> Option<&'static str> {
+    if eviction(pod).is_some() {
+        Some(OUTCOME_EVICTED)
+    } else if pod.metadata.deleted_at.is_some() {
+        Some(OUTCOME_POD_DELETED)
+    } else if pod.status.phase.as_deref() == Some("Failed") {
+        Some(OUTCOME_POD_FAILED)
+    } else {
+        None
+    }
+}
+
+/// How an open episode ends when its pod is deleted: `evicted` when the pod shows an eviction,
+/// else `pod_deleted`.
+pub fn episode_end_on_deletion(pod: &SlimPod) -> &'static str {
+    if eviction(pod).is_some() { OUTCOME_EVICTED } else { OUTCOME_POD_DELETED }
 }
 
 /// The cause of a start failure, from its waiting reason.
 pub fn start_failure_cause(reason: &str) -> Cause {
     match reason {
-        "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName" => Cause::ImagePull,
+        "ErrImagePull"
+        | "ImagePullBackOff"
+        | "ErrImageNeverPull"
+        | "InvalidImageName"
+        | "ImageInspectError"
+        | "RegistryUnavailable"
+        | "SignatureValidationFailed" => Cause::ImagePull,
         "CreateContainerConfigError" => Cause::ConfigError,
         _ => Cause::RuntimeError,
     }
@@ -95,12 +173,14 @@ pub fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
 }
 
 /// Whether the termination was caused by the pod's deletion: it ended after the deletion was
-/// asked for (`deletionTimestamp - deletionGracePeriodSeconds`), or its end is unknown on a pod
-/// being deleted.
+/// asked for (`deletionTimestamp - deletionGracePeriodSeconds`, less
+/// [`DELETION_CLOCK_SKEW_MARGIN`] for the node's clock), or its end is unknown on a pod being
+/// deleted.
 pub fn killed_by_deletion(pod: &SlimPod, t: &SlimTerminated) -> bool {
     let Some(asked_at) = deletion_asked_at(pod) else {
         return false;
     };
+    let asked_at = asked_at.checked_sub(DELETION_CLOCK_SKEW_MARGIN).unwrap_or(asked_at);
     t.finished_at.is_none_or(|finished| finished >= asked_at)
 }
 
@@ -129,7 +209,7 @@ pub struct Eviction {
 /// condition. A deletion without that condition (rollouts, scale-downs, `kubectl delete`) is none.
 pub fn eviction(pod: &SlimPod) -> Option<Eviction> {
     let status = &pod.status;
-    let condition = status.disruption.as_ref();
+    let condition = status.conditions.disruption.as_ref();
     let pod_reason = status.reason.as_deref().filter(|r| matches!(*r, "Evicted" | "Preempting"));
     if condition.is_none() && pod_reason.is_none() {
         return None;
@@ -160,19 +240,63 @@ mod tests {
 
     #[test]
     fn episode_steps() {
-        for (reason, has_state, step) in [
-            (Some("ErrImagePull"), true, EpisodeStep::Failing),
-            (Some("ImagePullBackOff"), true, EpisodeStep::Failing),
-            (Some("CreateContainerConfigError"), true, EpisodeStep::Failing),
-            (Some("ContainerCreating"), true, EpisodeStep::Transient),
-            (Some("PodInitializing"), true, EpisodeStep::Transient),
-            (Some("CrashLoopBackOff"), true, EpisodeStep::Started),
-            (None, true, EpisodeStep::Started),
-            (None, false, EpisodeStep::Transient),
+        let t = |s: &str| -> Option<Timestamp> { Some(s.parse().unwrap()) };
+        let started = "2026-11-20T10:00:21Z";
+        let error_last = r#"{"terminated":{"reason":"Error","exitCode":1,"startedAt":"2026-11-20T10:00:21Z"}}"#;
+        let start_error_last = r#"{"terminated":{"reason":"StartError","exitCode":128}}"#;
+        for (state, last, step) in [
+            (r#"{"waiting":{"reason":"ErrImagePull"}}"#, "{}", EpisodeStep::Failing),
+            (r#"{"waiting":{"reason":"ImagePullBackOff"}}"#, "{}", EpisodeStep::Failing),
+            (r#"{"waiting":{"reason":"CreateContainerConfigError"}}"#, "{}", EpisodeStep::Failing),
+            (r#"{"waiting":{"reason":"ImageInspectError"}}"#, "{}", EpisodeStep::Failing),
+            (r#"{"waiting":{"reason":"RegistryUnavailable"}}"#, "{}", EpisodeStep::Failing),
+            (r#"{"waiting":{"reason":"ContainerCreating"}}"#, "{}", EpisodeStep::Transient),
+            (r#"{"waiting":{"reason":"PodInitializing"}}"#, "{}", EpisodeStep::Transient),
+            (r#"{"waiting":{}}"#, "{}", EpisodeStep::Transient),
+            // A reason the agent does not know keeps an open episode open, and opens none.
+            (r#"{"waiting":{"reason":"SomeFutureReason"}}"#, "{}", EpisodeStep::NotStarted),
+            (r#"{"waiting":{"reason":"CrashLoopBackOff"}}"#, error_last, EpisodeStep::Started { at: t(started) }),
+            (r#"{"waiting":{"reason":"CrashLoopBackOff"}}"#, "{}", EpisodeStep::Started { at: None }),
+            // A missing binary: the restart's instance never ran.
+            (r#"{"waiting":{"reason":"CrashLoopBackOff"}}"#, start_error_last, EpisodeStep::NotStarted),
+            (r#"{"running":{"startedAt":"2026-11-20T10:00:21Z"}}"#, "{}", EpisodeStep::Started { at: t(started) }),
+            (r#"{"running":{}}"#, "{}", EpisodeStep::Started { at: None }),
+            (error_last, "{}", EpisodeStep::Started { at: t(started) }),
+            (start_error_last, "{}", EpisodeStep::NotStarted),
+            // The kubelet's final status for a container still waiting when its pod went away.
+            (r#"{"terminated":{"reason":"ContainerStatusUnknown","exitCode":137}}"#, "{}", EpisodeStep::NotStarted),
+            ("{}", "{}", EpisodeStep::Transient),
         ] {
-            assert_eq!(episode_step(reason, has_state), step, "{reason:?}");
+            let state: SlimContainerState = serde_json::from_str(state).unwrap();
+            let last: SlimContainerState = serde_json::from_str(last).unwrap();
+            assert_eq!(episode_step(&state, last.terminated.as_ref()), step, "{state:?} after {last:?}");
         }
         assert!(is_new_attempt("ErrImagePull") && !is_new_attempt("ImagePullBackOff"));
+        assert!(!is_new_attempt("SomeFutureReason"));
+    }
+
+    #[test]
+    fn an_episode_ends_without_a_start_only_when_its_pod_goes_away() {
+        let cases = [
+            (r#"{"status":{"phase":"Pending"}}"#, None),
+            (r#"{"status":{"phase":"Failed","reason":"DeadlineExceeded"}}"#, Some("pod_failed")),
+            (
+                r#"{"metadata":{"deletionTimestamp":"2026-11-20T10:00:30Z"},"status":{"phase":"Failed"}}"#,
+                Some("pod_deleted"),
+            ),
+            (
+                r#"{"metadata":{"deletionTimestamp":"2026-11-20T10:00:30Z"},"status":{"phase":"Failed","reason":"Evicted"}}"#,
+                Some("evicted"),
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(episode_end_without_start(&pod(json)), want, "{json}");
+        }
+        assert_eq!(episode_end_on_deletion(&pod(r#"{"status":{"phase":"Pending"}}"#)), "pod_deleted");
+        let evicted = pod(
+            r#"{"status":{"conditions":[{"type":"DisruptionTarget","status":"True","reason":"EvictionByEvictionAPI"}]}}"#,
+        );
+        assert_eq!(episode_end_on_deletion(&evicted), "evicted");
     }
 
     #[test]
@@ -198,7 +322,9 @@ mod tests {
             |s: &str| SlimTerminated { finished_at: Some(s.parse().unwrap()), exit_code: 143, ..Default::default() };
         assert!(killed_by_deletion(&p, &at("2026-01-01T00:00:05Z")));
         assert!(killed_by_deletion(&p, &at("2026-01-01T00:00:00Z")), "at the request");
-        assert!(!killed_by_deletion(&p, &at("2025-12-31T23:59:59Z")), "before the request");
+        // The node's clock a second behind the API server's, and deletion times in whole seconds.
+        assert!(killed_by_deletion(&p, &at("2025-12-31T23:59:59Z")), "within the skew margin");
+        assert!(!killed_by_deletion(&p, &at("2025-12-31T23:59:57Z")), "before the request and its margin");
         assert!(killed_by_deletion(&p, &SlimTerminated::default()));
         assert!(!killed_by_deletion(&pod(r#"{"metadata":{"uid":"u"}}"#), &SlimTerminated::default()));
     }

@@ -124,9 +124,10 @@ pub struct SlimPodStatus {
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
-    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions).
-    #[serde(default, rename = "conditions", deserialize_with = "disruption_condition")]
-    pub disruption: Option<SlimCondition>,
+    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions), and the latest time
+    /// a condition changed.
+    #[serde(default, deserialize_with = "slim_conditions")]
+    pub conditions: SlimConditions,
     #[serde(default)]
     pub container_statuses: Vec<SlimContainerStatus>,
     #[serde(default)]
@@ -149,11 +150,21 @@ pub struct SlimCondition {
     pub last_transition_time: Option<Timestamp>,
 }
 
-/// The `DisruptionTarget` condition of `status.conditions`, when it is `True`; malformed
-/// conditions read as none.
-fn disruption_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SlimCondition>, D::Error> {
+/// What the agent reads of `status.conditions`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlimConditions {
+    /// The `DisruptionTarget` condition, when it is `True`.
+    pub disruption: Option<SlimCondition>,
+    /// The latest `lastTransitionTime` of any condition: a time the recording itself gives.
+    pub latest_transition: Option<Timestamp>,
+}
+
+/// The conditions as far as [`SlimConditions`] keeps them; malformed conditions read as none.
+fn slim_conditions<'de, D: Deserializer<'de>>(d: D) -> Result<SlimConditions, D::Error> {
     let conditions: Vec<SlimCondition> = lenient(d)?;
-    Ok(conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
+    let latest_transition = conditions.iter().filter_map(|c| c.last_transition_time).max();
+    let disruption = conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    Ok(SlimConditions { disruption, latest_transition })
 }
 
 /// One container's status.
@@ -171,6 +182,9 @@ pub struct SlimContainerStatus {
     pub state: SlimContainerState,
     #[serde(default, deserialize_with = "lenient")]
     pub last_state: SlimContainerState,
+    /// `containerID`: the current instance (the one that runs, or the last one that ran).
+    #[serde(default, rename = "containerID", deserialize_with = "lenient_string")]
+    pub container_id: Option<String>,
 }
 
 /// `state` / `lastState`: at most one of the three is set.
@@ -180,9 +194,17 @@ pub struct SlimContainerState {
     #[serde(default)]
     pub waiting: Option<SlimWaiting>,
     #[serde(default)]
-    pub running: Option<IgnoredAny>,
+    pub running: Option<SlimRunning>,
     #[serde(default)]
     pub terminated: Option<SlimTerminated>,
+}
+
+/// `state.running`: when it started.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimRunning {
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
 }
 
 /// `state.waiting`.
@@ -275,6 +297,32 @@ impl SlimPod {
             .init_containers
             .iter()
             .any(|c| c.name == init_container && c.restart_policy.as_deref() == Some("Always"))
+    }
+
+    /// The latest time the object itself gives: its creation, the asking of its deletion
+    /// (`deletionTimestamp` less the grace period: the timestamp is in the future), its last status
+    /// write, its conditions' transitions, and its containers' starts and ends. What a replay dates
+    /// an observation by.
+    pub fn latest_time(&self) -> Option<Timestamp> {
+        let m = &self.metadata;
+        let deletion_asked = m.deleted_at.map(|d| {
+            let grace = jiff::SignedDuration::from_secs(m.deletion_grace_seconds.unwrap_or(0).max(0));
+            d.checked_sub(grace).unwrap_or(d)
+        });
+        let containers = self.status.container_statuses.iter().chain(&self.status.init_container_statuses);
+        let container_times = containers.flat_map(|c| {
+            let states = [&c.state, &c.last_state];
+            states.into_iter().flat_map(|st| {
+                let running = st.running.as_ref().and_then(|r| r.started_at);
+                let ended = st.terminated.as_ref().map_or([None, None], |t| [t.started_at, t.finished_at]);
+                [running, ended[0], ended[1]]
+            })
+        });
+        [m.created_at, deletion_asked, m.status_written_at, self.status.conditions.latest_transition]
+            .into_iter()
+            .chain(container_times)
+            .flatten()
+            .max()
     }
 }
 
@@ -689,10 +737,74 @@ pub struct ProbeStatus<'a> {
     pub phase: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub reason: Option<IgnoredAny>,
+    /// Whether a `DisruptionTarget` condition is `True` (an eviction or preemption under way).
+    #[serde(default, rename = "conditions", deserialize_with = "disruption_target")]
+    pub disruption_target: bool,
     #[serde(default, borrow)]
     pub container_statuses: Vec<ProbeCount<'a>>,
     #[serde(default, borrow)]
     pub init_container_statuses: Vec<ProbeCount<'a>>,
+}
+
+/// Whether `status.conditions` holds a `True` `DisruptionTarget`, read without allocating;
+/// anything malformed reads as no.
+fn disruption_target<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Condition(bool);
+    impl<'de> Deserialize<'de> for Condition {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Condition;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a pod condition")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let (mut disruption, mut true_) = (false, false);
+                    while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                        let value = map.next_value::<LenientStr>()?.0;
+                        match key.as_ref() {
+                            "type" => disruption = value.as_deref() == Some("DisruptionTarget"),
+                            "status" => true_ = value.as_deref() == Some("True"),
+                            _ => {}
+                        }
+                    }
+                    Ok(Condition(disruption && true_))
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Condition(false))
+                }
+                fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                    Ok(Condition(false))
+                }
+                numbers_and_null_read_as!(Condition(false));
+            }
+            d.deserialize_any(V)
+        }
+    }
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of pod conditions")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut any = false;
+            while let Some(Condition(c)) = seq.next_element::<Condition>()? {
+                any |= c;
+            }
+            Ok(any)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(false)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(false)
+        }
+        numbers_and_null_read_as!(false);
+    }
+    d.deserialize_any(V)
 }
 
 /// One container's name, `restartCount` and what its state says about failures.
@@ -728,11 +840,13 @@ pub struct ProbeReason<'a> {
 
 impl PodProbe<'_> {
     /// Whether the object may show a failure other than a restart: a start failure, a failed
-    /// termination, a failed or reasoned pod, or a deletion. Such objects take the full path.
+    /// termination, a failed or reasoned pod, a disruption (eviction, preemption) or a deletion.
+    /// Such objects take the full path.
     pub fn may_show_failure(&self) -> bool {
         let s = &self.status;
         self.metadata.deletion_timestamp.is_some()
             || s.reason.is_some()
+            || s.disruption_target
             || s.phase.as_deref() == Some("Failed")
             || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
                 c.state

@@ -690,3 +690,195 @@ fn kept_episodes_stay_within_their_byte_budget_and_past_it_lose_only_their_closi
     assert_eq!(closed, 10, "only the kept episodes have a closing record");
     assert_eq!(d.episode_usage().0, 0);
 }
+
+/// (event kind, container, cause, outcome of an episode's end) of each record.
+fn episodes_summary(events: &[RestartEvent]) -> Vec<(&'static str, String, Cause, Option<&'static str>)> {
+    events
+        .iter()
+        .map(|e| (e.event.as_str(), e.container.name.clone(), e.cause, e.episode.as_ref().and_then(|x| x.outcome)))
+        .collect()
+}
+
+fn start_failure(container: &str, cause: Cause) -> (&'static str, String, Cause, Option<&'static str>) {
+    ("start_failure", container.to_owned(), cause, None)
+}
+
+fn ended(container: &str, cause: Cause, outcome: &'static str) -> (&'static str, String, Cause, Option<&'static str>) {
+    ("start_failure_ended", container.to_owned(), cause, Some(outcome))
+}
+
+#[test]
+fn a_pod_deleted_evicted_or_failed_during_an_image_pull_failure_never_started() {
+    let p = || pod("eeeeeeee-0000-0000-0000-000000000001");
+    let deleting = json!({"deletionTimestamp": "2026-11-20T10:00:30Z", "deletionGracePeriodSeconds": 30});
+    let creating = || c("web", 0).waiting_msg("ContainerCreating", "");
+    let pulling = || c("web", 0).waiting_msg("ImagePullBackOff", PULL);
+    // The kubelet's final status: the waiting container becomes terminated, unknown, 137.
+    let gone = || c("web", 0).ended_unstarted("ContainerStatusUnknown", 137);
+    let drained = json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+        "reason": "EvictionByEvictionAPI", "lastTransitionTime": T1}]});
+    let cases: Vec<(&str, Vec<Step>, Vec<_>)> = vec![
+        (
+            "a rollback or kubectl delete: the final status, then DELETED",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(pulling())),
+                Apply(p().meta(deleting.clone()).app(pulling())),
+                Apply(p().meta(deleting.clone()).app(gone()).status(json!({"phase": "Failed"}))),
+                Delete(p().meta(deleting.clone()).app(gone()).status(json!({"phase": "Failed"}))),
+            ],
+            vec![start_failure("web", Cause::ImagePull), ended("web", Cause::ImagePull, "pod_deleted")],
+        ),
+        (
+            "DELETED straight from the episode",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(pulling())),
+                Delete(p().meta(deleting.clone()).app(pulling())),
+            ],
+            vec![start_failure("web", Cause::ImagePull), ended("web", Cause::ImagePull, "pod_deleted")],
+        ),
+        (
+            "a drain: the eviction, and the episode ends evicted",
+            vec![
+                Apply(p().app(creating())),
+                Apply(p().app(pulling())),
+                Apply(p().meta(deleting.clone()).app(gone()).status(drained.clone())),
+                Delete(p().meta(deleting.clone()).app(gone()).status(drained.clone())),
+            ],
+            vec![
+                start_failure("web", Cause::ImagePull),
+                ended("web", Cause::ImagePull, "evicted"),
+                ("eviction", String::new(), Cause::Evicted, None),
+            ],
+        ),
+        (
+            "a Job's deadline: the pod fails, its container never ran, no failure record",
+            vec![
+                Apply(p().never().app(creating())),
+                Apply(p().never().app(pulling())),
+                Apply(p().never().app(gone()).status(json!({"phase": "Failed", "reason": "DeadlineExceeded"}))),
+            ],
+            vec![start_failure("web", Cause::ImagePull), ended("web", Cause::ImagePull, "pod_failed")],
+        ),
+    ];
+    for (name, steps, want) in cases {
+        let mut d = Detector::new(KindFilter::default());
+        assert_eq!(episodes_summary(&run(&mut d, steps)), want, "case: {name}");
+    }
+}
+
+#[test]
+fn waiting_reasons_outside_the_list_continue_an_episode_and_never_start_it() {
+    let p = || pod("eeeeeeee-0000-0000-0000-000000000002");
+    let waiting = |r: &str| p().app(c("web", 0).waiting_msg(r, "pulling"));
+    let steps = vec![
+        Apply(p().app(c("web", 0).waiting_msg("ContainerCreating", ""))),
+        Apply(waiting("ErrImagePull")),
+        Apply(waiting("ImageInspectError")),
+        Apply(waiting("RegistryUnavailable")),
+        Apply(waiting("ImagePullBackOff")),
+        Apply(waiting("SomeReasonOfAFutureKubelet")),
+        Apply(waiting("ErrImagePull")),
+        Apply(p().app(c("web", 0))),
+    ];
+    let mut d = Detector::new(KindFilter::default());
+    let got = run(&mut d, steps);
+    assert_eq!(
+        episodes_summary(&got),
+        vec![start_failure("web", Cause::ImagePull), ended("web", Cause::ImagePull, "started")]
+    );
+    // ErrImagePull, ImageInspectError, RegistryUnavailable, and ErrImagePull after the unknown reason.
+    assert_eq!(got[1].episode.as_ref().unwrap().attempts, 4);
+    // A reason the agent does not know opens nothing.
+    let mut d = Detector::new(KindFilter::default());
+    let q = || pod("eeeeeeee-0000-0000-0000-000000000003");
+    let steps = vec![
+        Apply(q().app(c("web", 0).waiting_msg("ContainerCreating", ""))),
+        Apply(q().app(c("web", 0).waiting_msg("SomeReasonOfAFutureKubelet", ""))),
+        Apply(q().app(c("web", 0))),
+    ];
+    assert_eq!(episodes_summary(&run(&mut d, steps)), vec![]);
+}
+
+#[test]
+fn a_missing_binary_is_one_episode_whose_restarts_are_runtime_errors_and_never_a_start() {
+    let p = || pod("eeeeeeee-0000-0000-0000-000000000004");
+    let run_error = |n: u32| {
+        let c = c("web", n).waiting_msg("RunContainerError", "exec: \"/app\": stat /app: no such file or directory");
+        if n == 0 { c } else { c.died_unstarted("StartError", 128) }
+    };
+    let back_off = |n: u32| c("web", n).died_unstarted("StartError", 128).waiting("CrashLoopBackOff");
+    let steps = vec![
+        Apply(p().app(c("web", 0).waiting_msg("ContainerCreating", ""))),
+        Apply(p().app(run_error(0))),
+        Apply(p().app(back_off(1))),
+        Apply(p().app(run_error(1))),
+        Apply(p().app(back_off(2))),
+        Apply(p().app(run_error(2))),
+    ];
+    let mut d = Detector::new(KindFilter::default());
+    let got = run(&mut d, steps);
+    assert_eq!(
+        episodes_summary(&got),
+        vec![
+            start_failure("web", Cause::RuntimeError),
+            ("restart", "web".to_owned(), Cause::RuntimeError, None),
+            ("restart", "web".to_owned(), Cause::RuntimeError, None),
+        ]
+    );
+}
+
+#[test]
+fn two_episodes_and_two_unnamed_restarts_after_a_reset_never_share_an_id() {
+    let p = || pod("eeeeeeee-0000-0000-0000-000000000005");
+    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+    let mut d = Detector::new(KindFilter::default());
+    let mut got = Vec::new();
+    got.extend(d.apply(&p().app(c("web", 0).waiting_msg("ContainerCreating", "")).slim(), at("2026-11-20T10:00:00Z")));
+    // Two episodes at restart count 0: a pull failure, a start, a second pull failure, a start.
+    for (open, close) in
+        [("2026-11-20T10:00:10Z", "2026-11-20T10:01:00Z"), ("2026-11-20T10:02:00Z", "2026-11-20T10:03:00Z")]
+    {
+        got.extend(d.apply(&p().app(c("web", 0).waiting_msg("ErrImagePull", PULL)).slim(), at(open)));
+        got.extend(d.apply(&p().app(c("web", 0).running_since(close)).slim(), at(close)));
+    }
+    // Two restarts #1 with an empty lastState, the count reset between them: two instances.
+    got.extend(d.apply(&p().app(c("web", 1).id("containerd://aaaa")).slim(), at("2026-11-20T10:04:00Z")));
+    got.extend(d.apply(&p().app(c("web", 0).id("containerd://bbbb")).slim(), at("2026-11-20T10:05:00Z")));
+    got.extend(d.apply(&p().app(c("web", 1).id("containerd://cccc")).slim(), at("2026-11-20T10:06:00Z")));
+    let kinds: Vec<&str> = got.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["start_failure", "start_failure_ended", "start_failure", "start_failure_ended", "restart", "restart"]
+    );
+    let ids: std::collections::BTreeSet<String> = got.iter().map(|e| e.restart_id()).collect();
+    assert_eq!(ids.len(), got.len(), "every record its own id");
+    // An observation of the same restart again, by another replica: the same id.
+    let mut replica = Detector::new(KindFilter::default());
+    replica.apply(&p().app(c("web", 0).id("containerd://bbbb")).slim(), at("2026-11-20T10:05:00Z"));
+    let again = replica.apply(&p().app(c("web", 1).id("containerd://cccc")).slim(), at("2026-11-20T10:06:30Z"));
+    assert_eq!(again[0].restart_id(), got[5].restart_id());
+}
+
+#[test]
+fn a_termination_a_second_before_the_deletion_by_the_nodes_clock_is_the_deletion() {
+    let p = || pod("eeeeeeee-0000-0000-0000-000000000006").never();
+    // Deletion asked at 10:00:00 (API server); the node's clock is a second behind.
+    let deleting = json!({"deletionTimestamp": "2026-11-20T10:00:30Z", "deletionGracePeriodSeconds": 30});
+    let steps = vec![
+        Apply(p().app(c("job", 0))),
+        Apply(p().meta(deleting.clone()).app(c("job", 0).ended("Error", 143, "2026-11-20T09:59:59Z"))),
+        Delete(p().meta(deleting.clone()).app(c("job", 0).ended("Error", 143, "2026-11-20T09:59:59Z"))),
+    ];
+    let mut d = Detector::new(KindFilter::default());
+    assert_eq!(failures_summary(&run(&mut d, steps)), vec![]);
+    // A failure well before the deletion is still one.
+    let q = || pod("eeeeeeee-0000-0000-0000-000000000007").never();
+    let steps = vec![
+        Apply(q().app(c("job", 0))),
+        Delete(q().meta(deleting.clone()).app(c("job", 0).ended("Error", 2, "2026-11-20T09:59:50Z"))),
+    ];
+    let mut d = Detector::new(KindFilter::default());
+    assert_eq!(failures_summary(&run(&mut d, steps)), vec![("failure", "job", Cause::AppError, false)]);
+}

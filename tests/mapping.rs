@@ -325,10 +325,14 @@ fn other_kinds() -> Vec<RestartEvent> {
         &p().app(c("search", 0).waiting_msg("ErrImagePull", "not found")).app(c("job", 0)).slim(),
         at("2026-11-20T10:00:05Z"),
     ));
-    out.extend(d.apply(
-        &p().app(c("search", 0)).app(c("job", 0).ended("Error", 3, "2026-11-20T10:01:00Z")).slim(),
-        at("2026-11-20T10:01:35Z"),
-    ));
+    out.extend(
+        d.apply(
+            &p().app(c("search", 0).running_since("2026-11-20T10:01:35Z"))
+                .app(c("job", 0).ended("Error", 3, "2026-11-20T10:01:00Z"))
+                .slim(),
+            at("2026-11-20T10:01:40Z"),
+        ),
+    );
     let evicted = json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
         "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "lastTransitionTime": "2026-11-20T10:02:00Z"}]});
     out.extend(

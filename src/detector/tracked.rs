@@ -270,9 +270,22 @@ impl PodMut<'_> {
         self.shapes.get(self.state.shape).len()
     }
 
-    /// The index of the container `name` of `kind`.
-    pub fn find(&self, name: &str, kind: ContainerKind) -> Option<usize> {
-        self.shapes.get(self.state.shape).iter().position(|n| n.kind == kind && *n.name == *name)
+    /// The index of the container `name` of `kind`, looking at index `hint` first: a pod lists its containers in the order of
+    /// its shape, so the caller that walks the statuses passes the index after the last one found,
+    /// and a pod's containers are found in linear time however many it has.
+    pub fn find_near(&self, name: &str, kind: ContainerKind, hint: usize) -> Option<usize> {
+        self.find_near_any(name, &[kind], hint)
+    }
+
+    /// [`PodMut::find_near`] for a container of any of `kinds` (an init container's status does
+    /// not say whether it is a native sidecar).
+    pub fn find_near_any(&self, name: &str, kinds: &[ContainerKind], hint: usize) -> Option<usize> {
+        let shape = self.shapes.get(self.state.shape);
+        let is = |n: &Named| kinds.contains(&n.kind) && *n.name == *name;
+        match shape.get(hint) {
+            Some(n) if is(n) => Some(hint),
+            _ => shape.iter().position(is),
+        }
     }
 
     pub fn name(&self, index: usize) -> &str {
@@ -373,7 +386,12 @@ mod tests {
         }
         assert_eq!((pods.len(), pods.containers(), pods.shapes()), (10, 30, 1));
         let pod = pods.get_mut(key(7)).unwrap();
-        assert_eq!((pod.find("app", APP), pod.find("app", INIT), pod.find("proxy", APP)), (Some(1), None, Some(2)));
+        assert_eq!(
+            (pod.find_near("app", APP, 0), pod.find_near("app", INIT, 1), pod.find_near("proxy", APP, 2)),
+            (Some(1), None, Some(2)),
+            "found from any hint"
+        );
+        assert_eq!(pod.find_near_any("init", &[INIT, APP], 2), Some(0));
         assert_eq!(pod.slot(1).restart_count, 7);
         for n in 0..9 {
             pods.remove(&key(n));

@@ -131,6 +131,8 @@ pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Opt
     match t.reason.as_deref() {
         Some("OOMKilled") => Cause::OomKilled,
         Some("Evicted") => Cause::Evicted,
+        // The runtime could not start the process (a missing binary, a bad entrypoint): exit 128.
+        Some("StartError") => Cause::RuntimeError,
         Some("Completed") if t.exit_code == 0 => Cause::Completed,
         _ if t.exit_code == 0 && t.signal.is_none() => Cause::Completed,
         _ if t.signal.is_some() || t.exit_code > 128 => Cause::Signal,
@@ -163,7 +165,7 @@ pub fn classify(
 ) -> Cause {
     let status = classify_from_status(terminated, pod_reason);
     // The runtime's own verdict is authoritative for OOM kills and clean exits.
-    if matches!(status, Cause::OomKilled | Cause::Completed | Cause::Evicted | Cause::Preempted) {
+    if matches!(status, Cause::OomKilled | Cause::Completed | Cause::Evicted | Cause::Preempted | Cause::RuntimeError) {
         return status;
     }
     let finished = terminated.and_then(|t| t.finished_at);

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 
 use crate::event::{EventKind, Owners, PodInfo, RestartEvent, severity, signal_name};
-use crate::keys;
+use crate::{failures, keys};
 
 /// Settings of the mapping that come from configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -336,13 +336,17 @@ pub fn predicate(ev: &RestartEvent) -> String {
                 Some(e) => (
                     e.reason.as_str(),
                     e.attempts,
-                    e.outcome.unwrap_or("started"),
+                    e.outcome.unwrap_or(failures::OUTCOME_STARTED),
                     e.ended_at.duration_since(e.started_at).as_secs().max(0),
                 ),
-                None => ("start failure", 1, "started", 0),
+                None => ("start failure", 1, failures::OUTCOME_STARTED, 0),
             };
-            let end =
-                if outcome == "pod_deleted" { "stopped failing to start: its pod was deleted" } else { "started" };
+            let end = match outcome {
+                failures::OUTCOME_POD_DELETED => "stopped failing to start: its pod was deleted",
+                failures::OUTCOME_EVICTED => "stopped failing to start: its pod was evicted",
+                failures::OUTCOME_POD_FAILED => "stopped failing to start: its pod failed",
+                _ => "started",
+            };
             let plural = if attempts == 1 { "" } else { "s" };
             format!("{end} after {reason} for {took}s ({attempts} attempt{plural} observed)")
         }

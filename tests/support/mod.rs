@@ -11,11 +11,12 @@ pub struct C {
     pub restarts: u32,
     pub last: Option<Value>,
     pub state: Value,
+    pub id: Option<String>,
 }
 
 /// A container `name` with `restarts`, running, no last termination.
 pub fn c(name: &'static str, restarts: u32) -> C {
-    C { name, restarts, last: None, state: json!({"running": {"startedAt": "2026-11-20T10:00:00Z"}}) }
+    C { name, restarts, last: None, state: json!({"running": {"startedAt": "2026-11-20T10:00:00Z"}}), id: None }
 }
 
 impl C {
@@ -25,6 +26,11 @@ impl C {
             "reason": reason, "exitCode": exit_code,
             "startedAt": "2026-11-20T09:00:00Z", "finishedAt": finished_at,
             "containerID": format!("containerd://{}{}", self.name, self.restarts)}}));
+        self
+    }
+    /// Sets the current state to running since `started_at`.
+    pub fn running_since(mut self, started_at: &str) -> C {
+        self.state = json!({"running": {"startedAt": started_at}});
         self
     }
     /// Sets the current state to waiting with `reason`.
@@ -45,6 +51,25 @@ impl C {
             "containerID": format!("containerd://{}{}-end", self.name, self.restarts)}});
         self
     }
+    /// Sets the container's `lastState.terminated` to a termination of `reason` that never ran
+    /// (`StartError`), with no `startedAt`.
+    pub fn died_unstarted(mut self, reason: &str, exit_code: i32) -> C {
+        self.last = Some(json!({"terminated": {"reason": reason, "exitCode": exit_code,
+            "finishedAt": "2026-11-20T10:00:00Z"}}));
+        self
+    }
+    /// Sets the current state to terminated without having run (the kubelet's final status of a
+    /// container still waiting when its pod went away: `ContainerStatusUnknown`, 137).
+    pub fn ended_unstarted(mut self, reason: &str, exit_code: i32) -> C {
+        self.state = json!({"terminated": {"reason": reason, "exitCode": exit_code,
+            "message": "The container could not be located when the pod was terminated"}});
+        self
+    }
+    /// Sets the status's `containerID` (the current instance).
+    pub fn id(mut self, container_id: &str) -> C {
+        self.id = Some(container_id.to_owned());
+        self
+    }
     fn status(&self) -> Value {
         let mut v = json!({"name": self.name, "restartCount": self.restarts, "ready": true,
                            "image": format!("registry.example.com/{}:1.0", self.name),
@@ -54,6 +79,9 @@ impl C {
             v["lastState"] = last.clone();
         } else {
             v["lastState"] = json!({});
+        }
+        if let Some(id) = &self.id {
+            v["containerID"] = json!(id);
         }
         v
     }
