@@ -56,8 +56,10 @@ impl Default for ReplayOptions {
 /// stopped the reading, if any.
 #[derive(Debug)]
 pub struct ReplayOutcome {
-    /// What the reader saw; empty when it was still blocked reading at a signal.
+    /// What the reader saw (up to its last read when it was still blocked reading at a signal).
     pub stats: ReplayStats,
+    /// Start-failure episodes opened past their budget: their ends were not reported.
+    pub episode_ends_unreported: u64,
     pub report: RunReport,
     pub first_export_error: Option<crate::export::ExportError>,
     pub error: Option<ReplayError>,
@@ -83,8 +85,13 @@ pub async fn replay(
     let exporter_task =
         tokio::spawn(task::run_until(rx, exporter, opts.batch, progress.clone(), opts.metrics.clone(), close.clone()));
     let detected = Arc::new(AtomicU64::new(0));
+    // What the reader has read so far, before each read of the input: a reader blocked on a pipe
+    // at a signal still has its counts reported. `stopping` ends it at its next read.
+    let read_so_far = Arc::new(std::sync::Mutex::new(ReplayStats::default()));
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut reader = {
         let (metrics, detected, opts) = (opts.metrics.clone(), detected.clone(), opts.clone());
+        let (read_so_far, stopping) = (read_so_far.clone(), stopping.clone());
         tokio::task::spawn_blocking(move || {
             let mut detector = Detector::with(&opts.detection);
             detector.set_catch_up(opts.catch_up_since);
@@ -96,7 +103,11 @@ pub async fn replay(
                 detected.fetch_add(u64::from(sent), Ordering::Relaxed);
                 sent
             };
-            let result = replay::replay_bounded(
+            let before_read = |s: &ReplayStats| {
+                *read_so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = *s;
+                !stopping.load(Ordering::Relaxed)
+            };
+            let result = replay::replay_with(
                 input,
                 &source_name,
                 opts.max_value_bytes,
@@ -104,6 +115,7 @@ pub async fn replay(
                 Timestamp::now,
                 emit,
                 &mut stats,
+                before_read,
             );
             (result, stats)
             // `tx` is dropped here: the export task drains what is queued and ends.
@@ -113,30 +125,43 @@ pub async fn replay(
         read = &mut reader => (Some(read), false),
         _ = stop.cancelled() => {
             tracing::info!("Stopping the replay: exporting what was detected.");
+            stopping.store(true, Ordering::Relaxed);
             close.cancel();
             (None, true)
         }
     };
     let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
     let (export, abnormal) = finish_export(exporter_task, deadline).await;
+    // Interrupted: the reader stops at its next read, or at its next record once the export task
+    // has let go of the channel; its counts are those it reached (from its last read, if it stays
+    // blocked on a pipe).
+    let read = match read {
+        Some(read) => Some(read),
+        None => tokio::time::timeout(READER_STOP_WAIT, &mut reader).await.ok(),
+    };
     let (result, stats, reader_panicked) = match read {
         Some(Ok((result, stats))) => (result, stats, false),
         Some(Err(join)) => {
             tracing::error!(error = %join, "The replay reader ended abnormally.");
             (Ok(()), ReplayStats::default(), join.is_panic())
         }
-        None => (Ok(()), ReplayStats::default(), false),
+        None => (Ok(()), *read_so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner), false),
     };
     // Records sent after the channel closed were refused and are not counted as detected.
     let error = result.err().filter(|e| !(interrupted && matches!(e, ReplayError::SinkClosed)));
     ReplayOutcome {
         stats,
+        episode_ends_unreported: opts.detection.episodes.shed.load(Ordering::Relaxed),
         report: RunReport::from_progress(detected.load(Ordering::Relaxed), &progress, abnormal || reader_panicked),
         first_export_error: export.and_then(|r| r.first_error),
         error,
         interrupted,
     }
 }
+
+/// How long an interrupted replay waits, once the export has ended, for its reader to stop (a
+/// reader blocked reading a pipe is left behind: the process exits).
+pub const READER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long the first pod list may take before the agent gives up at startup.
 pub const STARTUP_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -103,6 +103,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         _ => None,
     };
     let scope = config::watch_scope(&args);
+    let episodes = scope.detection.episodes.clone();
     let stop = CancellationToken::new();
     let watch_stats = Arc::new(WatchStats::default());
     let initial_role = if args.leader_elect { Role::Standby } else { Role::Leader };
@@ -174,6 +175,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         coalesced = report.coalesced,
         handed_off = report.handed_off,
         undelivered = report.undelivered,
+        episode_ends_unreported = episodes.shed.load(std::sync::atomic::Ordering::Relaxed),
         "Stopped."
     );
     if report.abnormal {
@@ -181,11 +183,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if report.undelivered > 0 || report.failed > 0 {
-        tracing::error!(
-            undelivered = report.undelivered,
-            failed = report.failed,
-            "Some restart records were not delivered."
-        );
+        tracing::error!(undelivered = report.undelivered, failed = report.failed, "Some records were not delivered.");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -239,6 +237,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         exported = r.exported,
         failed = r.failed,
         undelivered = r.undelivered,
+        episode_ends_unreported = outcome.episode_ends_unreported,
         interrupted = outcome.interrupted,
         "Replay finished."
     );
@@ -249,11 +248,11 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         anyhow::bail!("a task of the replay ended abnormally (see the log); counts above are those it reached");
     }
     if let Some(e) = outcome.first_export_error {
-        anyhow::bail!("{} restart records could not be exported: {e}", r.failed);
+        anyhow::bail!("{} records could not be exported: {e}", r.failed);
     }
     if r.undelivered > 0 {
         anyhow::bail!(
-            "{} restart records were still undelivered at the end of the shutdown grace ({:?}); raise --shutdown-grace or check the collector",
+            "{} records were still undelivered at the end of the shutdown grace ({:?}); raise --shutdown-grace or check the collector",
             r.undelivered,
             args.shutdown_grace
         );

@@ -137,7 +137,8 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Feeds a recorded stream through `detector`, handing each restart to `emit` as soon as it is
-/// detected, and counting what it saw in `stats`. `now` gives the observation time. Stops at the
+/// detected, and counting what it saw in `stats`. Observations are dated by the recording's own
+/// times ([`RecordingClock`]); `now` only until the recording has given one. Stops at the
 /// first malformed JSON value, after everything before it was emitted; `emit` returning `false`
 /// stops the replay (`SinkClosed`). One value may be at most [`DEFAULT_MAX_VALUE_BYTES`].
 pub fn replay<R: Read>(
@@ -160,6 +161,23 @@ pub fn replay<R: Read>(
 /// splits it. Memory is bounded by the largest value: input that cannot start a JSON value fails
 /// on its first bytes, and a value larger than `max_value_bytes` fails as soon as it is.
 pub fn replay_bounded<R: Read>(
+    input: R,
+    source_name: &str,
+    max_value_bytes: usize,
+    detector: &mut Detector,
+    now: impl FnMut() -> Timestamp,
+    emit: impl FnMut(RestartEvent) -> bool,
+    stats: &mut ReplayStats,
+) -> Result<(), ReplayError> {
+    replay_with(input, source_name, max_value_bytes, detector, now, emit, stats, |_| true)
+}
+
+/// [`replay_bounded`], calling `before_read` with the counts so far before each read of the input
+/// (everything read before has been handled by then): a caller whose reader may stay blocked on a
+/// pipe keeps the counts it can report. `before_read` returning `false` ends the replay there
+/// (interrupted), with `Ok`.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_with<R: Read>(
     mut input: R,
     source_name: &str,
     max_value_bytes: usize,
@@ -167,6 +185,7 @@ pub fn replay_bounded<R: Read>(
     mut now: impl FnMut() -> Timestamp,
     mut emit: impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
+    mut before_read: impl FnMut(&ReplayStats) -> bool,
 ) -> Result<(), ReplayError> {
     // `buf[..len]` holds unparsed input; `buf[len..]` is room to read into (zeroed once, not per read).
     let mut buf: Vec<u8> = vec![0; READ_CHUNK_BYTES];
@@ -175,12 +194,16 @@ pub fn replay_bounded<R: Read>(
     // Bytes of `buf` known to be valid UTF-8, and the buffered length at which to parse next.
     let (mut utf8_ok, mut parse_at) = (0, 0);
     let mut at_start = true;
+    let mut clock = RecordingClock::default();
     let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
-        handle(envelope, offset, detector, &mut now, &mut emit, stats)
+        handle(envelope, offset, detector, &mut clock, &mut now, &mut emit, stats)
     };
     loop {
         if buf.len() - len < READ_CHUNK_BYTES / 2 {
             buf.resize(buf.len() * 2, 0);
+        }
+        if !before_read(stats) {
+            return Ok(());
         }
         let n = loop {
             match input.read(&mut buf[len..]) {
@@ -382,9 +405,27 @@ fn place(buf: &[u8], at: usize, base: Position) -> (usize, usize, usize) {
     (p.byte, p.line + 1, p.column + 1)
 }
 
+/// The time of a recording: the latest time its objects have given so far ([`SlimPod::latest_time`]).
+/// A replay dates each observation by it, never by the time of the replay: a recording of
+/// `kubectl get -o json` (without `managedFields`) then still gives episodes their duration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordingClock {
+    latest: Option<Timestamp>,
+}
+
+impl RecordingClock {
+    /// Moves the clock to `pod`'s latest time if that is later; returns the clock (`None` while no
+    /// object has given a time).
+    pub fn observe(&mut self, pod: &SlimPod) -> Option<Timestamp> {
+        self.latest = self.latest.max(pod.latest_time());
+        self.latest
+    }
+}
+
 /// What a replayed value feeds the detector with; counts what it skips.
 struct Sink<'a, N, E> {
     detector: &'a mut Detector,
+    clock: &'a mut RecordingClock,
     now: &'a mut N,
     emit: &'a mut E,
     stats: &'a mut ReplayStats,
@@ -405,7 +446,7 @@ impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
             );
             return Ok(());
         }
-        let now = (self.now)();
+        let now = self.clock.observe(pod).unwrap_or_else(|| (self.now)());
         let events = if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) };
         for ev in events {
             self.stats.restarts += 1;
@@ -421,11 +462,12 @@ fn handle(
     mut envelope: Envelope,
     offset: usize,
     detector: &mut Detector,
+    clock: &mut RecordingClock,
     now: &mut impl FnMut() -> Timestamp,
     emit: &mut impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut sink = Sink { detector, now, emit, stats, offset };
+    let mut sink = Sink { detector, clock, now, emit, stats, offset };
     // A watch event has an object or a watch event type; a Kubernetes Event also has a `type`
     // (Normal, Warning) but is an object with a kind of its own.
     let is_watch_event = envelope.object.is_some()

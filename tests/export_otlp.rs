@@ -325,7 +325,7 @@ fn replay_to_a_collector_that_is_down_ends_after_the_grace_and_reports_undeliver
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("detected=4 exported=0 failed=0 undelivered=4"), "{err}");
-    assert!(err.contains("4 restart records were still undelivered"), "{err}");
+    assert!(err.contains("4 records were still undelivered"), "{err}");
 }
 
 #[test]
@@ -346,6 +346,58 @@ fn replay_stops_on_sigterm_and_reports_what_it_delivered() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "interrupted before the input ended: {err}");
     assert!(err.contains("detected=4 exported=4 failed=0 undelivered=0") && err.contains("interrupted=true"), "{err}");
+    // The reader, blocked on the open pipe, still reports what it read.
+    assert!(err.contains("values=16 pod_observations=16"), "{err}");
+}
+
+/// The number after `key=` in the agent's log.
+fn logged(err: &str, key: &str) -> u64 {
+    let at = err.rfind(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key}= in {err}")) + key.len() + 2;
+    err[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_replay_stopped_while_its_records_wait_for_the_collector_reports_what_it_read_and_detected() {
+    use std::io::Write;
+    let fc = FakeCollector::start_blocking();
+    fc.set_down(true);
+    // 10,000 pods, each seen running and then restarted: 10,000 records, more than the queue holds.
+    let mut input = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..10_000u32 {
+        for (restarts, last) in [
+            (0, serde_json::json!({})),
+            (
+                1,
+                serde_json::json!({"terminated": {"exitCode": 1,
+            "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z", "containerID": format!("containerd://{i}")}}),
+            ),
+        ] {
+            let ev = serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+                "metadata": {"name": format!("p-{i}"), "namespace": "ns", "uid": format!("00000000-0000-0000-0000-{i:012}")},
+                "status": {"containerStatuses": [{"name": "web", "restartCount": restarts, "lastState": last,
+                    "state": {"running": {}}}]}}});
+            writeln!(input, "{ev}").unwrap();
+        }
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        .args(["replay", input.path().to_str().unwrap(), "--exporter", "otlp", "--otlp-endpoint", &fc.endpoint()])
+        .args(["--otlp-timeout", "500", "--shutdown-grace", "1s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The queue is full and the reader waits on it.
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = process::wait_or_kill(child, Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let (values, observations, detected) =
+        (logged(&err, "values"), logged(&err, "pod_observations"), logged(&err, "detected"));
+    assert!(detected > 0 && detected < 10_000, "{err}");
+    // Each record came from the second observation of its pod: the counts add up.
+    assert!(observations >= 2 * detected && values == observations, "{err}");
+    assert!(err.contains(&format!("undelivered={detected}")), "{err}");
 }
 
 /// `n` restarts, each carrying `log_bytes` of previous logs (big records).

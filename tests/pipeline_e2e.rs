@@ -165,7 +165,7 @@ fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
     assert_eq!(agent.terminate(), Some(1));
     let logs = agent.logs_text();
     assert!(logs.contains("undelivered=1"), "{logs}");
-    assert!(logs.contains("Some restart records were not delivered"), "{logs}");
+    assert!(logs.contains("Some records were not delivered"), "{logs}");
 }
 
 #[test]

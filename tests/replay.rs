@@ -372,3 +372,33 @@ fn a_v1_35_recording_of_failures_yields_exactly_its_start_failures_failures_and_
         ]
     );
 }
+
+#[test]
+fn episodes_past_their_budget_have_their_missing_ends_counted_in_the_log_and_the_summary() {
+    use std::io::Write;
+    // 2 MiB of kept episodes hold 32,768; 33,000 pods fail to pull, then start.
+    let pods = 33_000u32;
+    let mut input = tempfile::NamedTempFile::new().unwrap();
+    for state in [
+        serde_json::json!({"waiting": {"reason": "ContainerCreating"}}),
+        serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}),
+        serde_json::json!({"running": {"startedAt": "2026-11-20T10:01:00Z"}}),
+    ] {
+        for i in 0..pods {
+            let ev = serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+                "metadata": {"name": format!("p-{i}"), "namespace": "ns", "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                             "creationTimestamp": "2026-11-20T10:00:00Z"},
+                "status": {"containerStatuses": [{"name": "web", "restartCount": 0, "state": state}]}}});
+            writeln!(input, "{ev}").unwrap();
+        }
+    }
+    let out = replay(&[input.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout_lines(&out);
+    let opened = lines.iter().filter(|l| l.contains("failed to start")).count();
+    let ended = lines.iter().filter(|l| l.contains(" started after ")).count();
+    assert_eq!((opened, ended), (33_000, 32_768));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reached their budget"), "the log says so: {err}");
+    assert!(err.contains("episode_ends_unreported=232"), "the summary counts them: {err}");
+}

@@ -1,0 +1,149 @@
+//! Live and replay give the same records for the same stream.
+//!
+//! A replay reads a recording with its own decoder and fast paths (a probe of each value, the full
+//! object only where something may have changed); a live watch gets each object decoded whole by
+//! kube-runtime and stepped through `ScopeWatch`. Each committed recording goes through both, dated
+//! by the same recording clock, and must give exactly the same records.
+
+use jiff::Timestamp;
+use kube::runtime::watcher;
+use restart_watcher::detector::{Detection, Detector};
+use restart_watcher::event::RestartEvent;
+use restart_watcher::pod::SlimPod;
+use restart_watcher::replay::{RecordingClock, ReplayStats};
+use restart_watcher::watch_step::ScopeWatch;
+use serde_json::Value;
+
+/// Every committed recording that an API server (or kubectl) wrote. The adversarial fixtures are
+/// malformed on purpose: a live watch never decodes them.
+const RECORDINGS: &[&str] = &[
+    "examples/shop-cluster.watch.json",
+    "tests/fixtures/failures-v1.35-watch.json",
+    "tests/fixtures/real-apiserver-watch.json",
+];
+
+/// A time that no recording holds: a record dated by it was dated by the wall clock.
+fn wall_clock() -> Timestamp {
+    "2099-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn replayed(stream: &str) -> Vec<RestartEvent> {
+    let mut detector = Detector::with(&Detection::default());
+    let mut got = Vec::new();
+    let mut stats = ReplayStats::default();
+    restart_watcher::replay::replay(
+        stream.as_bytes(),
+        "recording",
+        &mut detector,
+        wall_clock,
+        |e| {
+            got.push(e);
+            true
+        },
+        &mut stats,
+    )
+    .unwrap();
+    got
+}
+
+/// The stream as kube-runtime hands a live watch its events: each object decoded whole, a list as
+/// `Init`, `InitApply`..., `InitDone`.
+fn live(stream: &str) -> Vec<RestartEvent> {
+    let mut scope = ScopeWatch::new(&Detection::default(), None);
+    let mut clock = RecordingClock::default();
+    let mut got = Vec::new();
+    let mut step = |event: watcher::Event<SlimPod>, clock: &mut RecordingClock| {
+        let now = match &event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => clock.observe(p),
+            _ => None,
+        };
+        got.extend(scope.on_watch_event(event, now.unwrap_or_else(wall_clock)).restarts);
+    };
+    for value in serde_json::Deserializer::from_str(stream).into_iter::<Value>() {
+        let value = value.unwrap();
+        let pod = |v: &Value| serde_json::from_value::<SlimPod>(v.clone()).unwrap();
+        match (value["type"].as_str(), value["kind"].as_str()) {
+            (Some("ADDED" | "MODIFIED"), _) => step(watcher::Event::Apply(pod(&value["object"])), &mut clock),
+            (Some("DELETED"), _) => step(watcher::Event::Delete(pod(&value["object"])), &mut clock),
+            (Some(_), _) => {}
+            (None, Some("PodList" | "List")) => {
+                step(watcher::Event::Init, &mut clock);
+                for item in value["items"].as_array().unwrap() {
+                    step(watcher::Event::InitApply(pod(item)), &mut clock);
+                }
+                step(watcher::Event::InitDone, &mut clock);
+            }
+            (None, _) => step(watcher::Event::Apply(pod(&value)), &mut clock),
+        }
+    }
+    got
+}
+
+fn same_records(name: &str, stream: &str) -> usize {
+    let (replayed, live) = (replayed(stream), live(stream));
+    assert_eq!(replayed, live, "{name}: replay and live differ");
+    assert!(replayed.iter().all(|r| r.observed_at != wall_clock()), "{name}: dated by the wall clock");
+    replayed.len()
+}
+
+#[test]
+fn every_committed_recording_gives_the_same_records_live_and_replayed() {
+    for path in RECORDINGS {
+        let stream = std::fs::read_to_string(path).unwrap();
+        let n = same_records(path, &stream);
+        assert!(n > 0, "{path} yields records");
+    }
+}
+
+#[test]
+fn an_update_that_only_adds_a_disruption_condition_is_a_preemption_live_and_replayed() {
+    let pod = |conditions: Value| {
+        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "ffffffff-0000-0000-0000-000000000001",
+                         "creationTimestamp": "2026-11-20T10:00:00Z"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "web"}]},
+            "status": {"phase": "Running", "conditions": conditions, "containerStatuses": [{"name": "web",
+                "restartCount": 0, "state": {"running": {"startedAt": "2026-11-20T10:00:05Z"}}}]}}})
+        .to_string()
+    };
+    let ready = serde_json::json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-20T10:00:06Z"}]);
+    let preempted = serde_json::json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-20T10:00:06Z"},
+        {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+         "message": "default-scheduler: preempting to accommodate a higher priority pod",
+         "lastTransitionTime": "2026-11-20T10:05:00Z"}]);
+    let stream = [pod(ready), pod(preempted)].join("\n");
+    assert_eq!(same_records("preemption", &stream), 1);
+    let records = replayed(&stream);
+    assert_eq!((records[0].event.as_str(), records[0].cause.as_str()), ("eviction", "preempted"));
+}
+
+#[test]
+fn a_recording_without_managed_fields_dates_an_episode_by_its_own_times() {
+    // As `kubectl get pods -w -o json` prints it (no managedFields since 1.21): the pull fails
+    // (the Ready condition moves at 10:00:02), then the container runs from 10:00:23.
+    let pod = |state: Value, ready_at: &str| {
+        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "search-1", "namespace": "shop", "uid": "ffffffff-0000-0000-0000-000000000002",
+                         "creationTimestamp": "2026-11-20T10:00:00Z"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "search"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": ready_at}],
+                       "containerStatuses": [{"name": "search", "restartCount": 0, "state": state}]}}})
+        .to_string()
+    };
+    let stream = [
+        pod(serde_json::json!({"waiting": {"reason": "ContainerCreating"}}), "2026-11-20T10:00:00Z"),
+        pod(serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}), "2026-11-20T10:00:02Z"),
+        pod(
+            serde_json::json!({"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}),
+            "2026-11-20T10:00:02Z",
+        ),
+        pod(serde_json::json!({"running": {"startedAt": "2026-11-20T10:00:23Z"}}), "2026-11-20T10:00:24Z"),
+    ]
+    .join("\n");
+    assert_eq!(same_records("episode", &stream), 2);
+    let records = replayed(&stream);
+    let e = records[1].episode.as_ref().unwrap();
+    let t = |s: &str| -> Timestamp { s.parse().unwrap() };
+    assert_eq!((e.started_at, e.ended_at), (t("2026-11-20T10:00:02Z"), t("2026-11-20T10:00:23Z")));
+    assert_eq!(records[0].observed_at, t("2026-11-20T10:00:02Z"), "the opening is dated by the recording");
+}
