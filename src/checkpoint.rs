@@ -92,7 +92,11 @@ impl CheckpointStore {
                 }
             }
         };
-        raw.trim().parse::<Timestamp>().map(Some).map_err(|_| CheckpointError::Malformed { location, value: raw })
+        let stored = raw
+            .trim()
+            .parse::<Timestamp>()
+            .map_err(|_| CheckpointError::Malformed { location: location.clone(), value: raw })?;
+        Ok(Some(in_force(stored, Timestamp::now(), &location)))
     }
 
     /// Writes the checkpoint.
@@ -155,8 +159,45 @@ fn kube_err(source: kube::Error, namespace: &str, name: &str, verb: &'static str
     }
 }
 
+/// The checkpoint in force for a `stored` one read at `now`: a time in the future (a clock set wrong
+/// when it was written, or a hand edit) would turn catch-up off until then, so it counts as `now`,
+/// said in the log.
+pub fn in_force(stored: Timestamp, now: Timestamp, location: &str) -> Timestamp {
+    if stored <= now {
+        return stored;
+    }
+    tracing::warn!(checkpoint = %stored, now = %now, location,
+        "The checkpoint is in the future (a clock set wrong, or an edit); catching up from now instead.");
+    now
+}
+
 /// The time from which catch-up reports first-seen terminations, for a stored checkpoint.
 pub fn catch_up_since(checkpoint: Timestamp) -> Timestamp {
     let margin = jiff::SignedDuration::try_from(CATCH_UP_MARGIN).unwrap_or_default();
     checkpoint.checked_sub(margin).unwrap_or(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_in_the_future_counts_as_now_and_one_in_the_past_is_kept() {
+        let now: Timestamp = "2026-12-06T12:00:00Z".parse().unwrap();
+        let past: Timestamp = "2026-12-06T11:00:00Z".parse().unwrap();
+        let future: Timestamp = "2099-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(in_force(past, now, "file f"), past);
+        assert_eq!(in_force(now, now, "file f"), now);
+        assert_eq!(in_force(future, now, "file f"), now);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_file_dated_2099_is_read_as_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint");
+        std::fs::write(&path, "2099-01-01T00:00:00Z\n").unwrap();
+        let before = Timestamp::now();
+        let read = CheckpointStore::File(path).load().await.unwrap().unwrap();
+        assert!(read >= before && read <= Timestamp::now(), "{read}");
+    }
 }

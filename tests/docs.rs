@@ -83,6 +83,11 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         (
             vec!["--otlp-endpoint", "http://c", "--otlp-certificate", "/nonexistent/ca.pem"],
             vec![],
+            "--otlp-certificate",
+        ),
+        (
+            vec![],
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"), ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")],
             "OTEL_EXPORTER_OTLP_CERTIFICATE",
         ),
         (
@@ -93,13 +98,13 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         (vec!["--label-selector", "app in prod"], vec![], "--label-selector"),
         (vec!["--field-selector", "spec.nodeName"], vec![], "--field-selector"),
         (vec!["--namespace", "Shop_1"], vec![], "--namespace"),
-        (vec!["--otlp-endpoint", "http://h:99999"], vec![], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (vec!["--otlp-endpoint", "http://h:99999"], vec![], "--otlp-endpoint"),
         (
             vec!["--otlp-endpoint", "https://c", "--otlp-certificate", "Cargo.toml"],
             vec![],
-            "OTEL_EXPORTER_OTLP_CERTIFICATE: Cargo.toml is not PEM",
+            "--otlp-certificate: Cargo.toml is not PEM",
         ),
-        (vec!["--otlp-endpoint", "http://c", "--otlp-timeout", "99999999999"], vec![], "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        (vec!["--otlp-endpoint", "http://c", "--otlp-timeout", "99999999999"], vec![], "--otlp-timeout"),
         (vec!["--batch-max-delay", "18446744073709549568s"], vec![], "--batch-max-delay"),
         (vec!["--shutdown-grace", "100000h"], vec![], "--shutdown-grace"),
         (vec!["--storm-window", "1e30s"], vec![], "--storm-window"),

@@ -280,26 +280,39 @@ fn parse_previous_logs_timeout(s: &str) -> Result<Duration, String> {
 pub fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < min || d > max {
-        return Err(format!("{s:?} is out of range; expected {min:?} to {max:?}"));
+        return Err(format!("{s:?} is out of range; expected {} to {}", human(min), human(max)));
     }
     Ok(d)
 }
 
-/// Parses `10s`, `500ms`, `2m`, or a bare number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration; expected e.g. 10s, 500ms, 2m"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration; expected e.g. 10s, 500ms, 2m, 1h"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("{s:?} has an unknown unit; expected ms, s or m")),
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} has an unknown unit; expected ms, s, m or h")),
     };
     std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A duration as the flags write it: `24h`, `10m`, `290s`, `500ms`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_owned(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -544,8 +557,26 @@ macro_rules! otlp_signal_args {
         }
 
         impl $name {
-            /// The settings as given, before resolution.
+            /// The settings as given, before resolution, with the flags that gave them (a value
+            /// that differs from its variable's came from the command line, which wins).
             pub fn raw(&self) -> crate::export::otlp::RawSignalSettings {
+                use std::ffi::OsStr;
+                let mut flags = Vec::new();
+                let mut given = |setting: &str, value: Option<&OsStr>| {
+                    let env = concat!("OTEL_EXPORTER_OTLP_", $env).to_owned() + setting;
+                    if value.is_some_and(|v| std::env::var_os(&env).as_deref() != Some(v)) {
+                        flags.push((env, format!("--otlp-{}{}", $flag, setting.to_ascii_lowercase().replace('_', "-"))));
+                    }
+                };
+                given("ENDPOINT", self.endpoint.as_deref().map(OsStr::new));
+                given("PROTOCOL", self.protocol.as_deref().map(OsStr::new));
+                given("HEADERS", self.headers.as_deref().map(OsStr::new));
+                given("COMPRESSION", self.compression.as_deref().map(OsStr::new));
+                given("TIMEOUT", self.timeout.as_deref().map(OsStr::new));
+                given("INSECURE", self.insecure.as_deref().map(OsStr::new));
+                given("CERTIFICATE", self.certificate.as_deref().map(|p| p.as_os_str()));
+                given("CLIENT_CERTIFICATE", self.client_certificate.as_deref().map(|p| p.as_os_str()));
+                given("CLIENT_KEY", self.client_key.as_deref().map(|p| p.as_os_str()));
                 crate::export::otlp::RawSignalSettings {
                     endpoint: self.endpoint.clone(),
                     protocol: self.protocol.clone(),
@@ -556,6 +587,7 @@ macro_rules! otlp_signal_args {
                     certificate: self.certificate.clone(),
                     client_certificate: self.client_certificate.clone(),
                     client_key: self.client_key.clone(),
+                    flags,
                 }
             }
         }

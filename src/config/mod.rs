@@ -439,6 +439,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_otlp_setting_given_as_a_flag_is_named_by_the_flag() {
+        let e = validate(&args(&["--otlp-endpoint", "http://c:4317", "--otlp-timeout", "ten"])).unwrap_err();
+        assert!(e.to_string().starts_with("--otlp-timeout: \"ten\" is not a timeout"), "{e}");
+        let e = validate(&args(&["--otlp-logs-endpoint", "http://c:99999"])).unwrap_err();
+        assert!(e.to_string().starts_with("--otlp-logs-endpoint:"), "{e}");
+    }
+
+    #[test]
+    fn a_warning_about_a_setting_both_signals_read_is_said_once() {
+        let cfg =
+            otlp_config(&args(&["--otlp-endpoint", "http://c:4317", "--otlp-compression", "brotli"]).output).unwrap();
+        let about = cfg.notes.iter().filter(|n| n.contains("unknown compression")).count();
+        assert_eq!(about, 1, "{:?}", cfg.notes);
+    }
+
+    #[test]
+    fn durations_take_the_units_the_docs_write_their_bounds_in() {
+        let a = args(&["--storm-window", "24h", "--watch-timeout", "1h"]);
+        assert_eq!(a.storm_window, Some(std::time::Duration::from_secs(24 * 3600)));
+        assert_eq!(a.watch_timeout, std::time::Duration::from_secs(3600));
+        let e = cli::parse_duration_in("25h", std::time::Duration::ZERO, cli::MAX_STORM_WINDOW).unwrap_err();
+        assert_eq!(e, "\"25h\" is out of range; expected 0s to 24h");
+        assert!(cli::parse_duration("1d").unwrap_err().contains("expected ms, s, m or h"));
+    }
+
+    #[test]
     fn a_bad_redaction_is_refused() {
         let e = validate(&args(&["--previous-logs-redact", "a(b"])).unwrap_err();
         assert!(matches!(e, ConfigError::Redaction(_)), "{e}");

@@ -60,6 +60,36 @@ pub struct RawSignalSettings {
     pub certificate: Option<PathBuf>,
     pub client_certificate: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// The settings given as flags, by variable: `(OTEL_EXPORTER_OTLP_TIMEOUT, --otlp-timeout)`.
+    /// A message about such a setting names the flag.
+    pub flags: Vec<(String, String)>,
+}
+
+impl RawSignalSettings {
+    /// The name to use in messages for the setting whose variable is `env`: its flag if the value
+    /// came from the command line.
+    fn name_of(&self, env: &'static str) -> Setting {
+        match self.flags.iter().find(|(e, _)| e == env) {
+            Some((_, flag)) => Setting::Flag(flag.clone()),
+            None => Setting::Env(env),
+        }
+    }
+}
+
+/// Where a setting came from, as a message names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Env(&'static str),
+    Flag(String),
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Env(e) => f.write_str(e),
+            Setting::Flag(flag) => f.write_str(flag),
+        }
+    }
 }
 
 /// A validated signal configuration.
@@ -82,26 +112,26 @@ pub enum ConfigError {
     #[error(
         "{setting}: {value:?} is not a valid OTLP endpoint ({why}); expected a URL like http://otel-collector:4317"
     )]
-    Endpoint { setting: &'static str, value: String, why: String },
+    Endpoint { setting: Setting, value: String, why: String },
     #[error(
         "{setting}: {value:?} is not a valid header list; expected key1=value1,key2=value2 (keys: lowercase ASCII letters, digits, '-', '_', '.')"
     )]
-    Headers { setting: &'static str, value: String },
+    Headers { setting: Setting, value: String },
     #[error(
         "{setting}: {value:?} is not a timeout; expected whole milliseconds from 0 (no limit) to 3600000, e.g. 10000"
     )]
-    Timeout { setting: &'static str, value: String },
+    Timeout { setting: Setting, value: String },
     #[error("{setting}: {} is not PEM (expected a {expected} block, \"-----BEGIN ...\")", path.display())]
-    NotPem { setting: &'static str, path: PathBuf, expected: &'static str },
+    NotPem { setting: Setting, path: PathBuf, expected: &'static str },
     #[error("{setting}: cannot read {path}: {source}")]
     File {
-        setting: &'static str,
+        setting: Setting,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("{setting}: a client certificate needs a client key too (and the other way round)")]
-    HalfIdentity { setting: &'static str },
+    HalfIdentity { setting: Setting },
 }
 
 /// Validates one signal's settings: its own (`specific`, env vars with `prefix`, e.g.
@@ -114,7 +144,7 @@ pub fn resolve(
     prefix: &'static str,
     warnings: &mut Vec<String>,
 ) -> Result<Option<SignalConfig>, ConfigError> {
-    let (endpoint, endpoint_setting) = pick(&specific.endpoint, &generic.endpoint, endpoint_name, prefix);
+    let (endpoint, endpoint_setting) = pick(specific, generic, |r| &r.endpoint, endpoint_name, prefix);
     let Some(endpoint) = endpoint.map(|e| e.trim()).filter(|e| !e.is_empty()) else {
         return Ok(None);
     };
@@ -137,7 +167,7 @@ pub fn resolve_or_default(
         Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
         Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
     };
-    let cfg = resolve_at(specific, generic, prefix, default, endpoint_name(prefix), false, warnings)?;
+    let cfg = resolve_at(specific, generic, prefix, default, Setting::Env(endpoint_name(prefix)), false, warnings)?;
     Ok((cfg, true))
 }
 
@@ -146,15 +176,16 @@ const GENERIC: &str = "OTEL_EXPORTER_OTLP";
 /// A setting's value: the signal's own, else the generic one; with the name of the variable it
 /// came from.
 fn pick<'a, T>(
-    s: &'a Option<T>,
-    g: &'a Option<T>,
+    specific: &'a RawSignalSettings,
+    generic: &'a RawSignalSettings,
+    field: impl Fn(&RawSignalSettings) -> &Option<T>,
     name: fn(&'static str) -> &'static str,
     prefix: &'static str,
-) -> (Option<&'a T>, &'static str) {
-    match (s, g) {
-        (Some(v), _) => (Some(v), name(prefix)),
-        (None, Some(v)) => (Some(v), name(GENERIC)),
-        (None, None) => (None, name(prefix)),
+) -> (Option<&'a T>, Setting) {
+    match (field(specific), field(generic)) {
+        (Some(v), _) => (Some(v), specific.name_of(name(prefix))),
+        (None, Some(v)) => (Some(v), generic.name_of(name(GENERIC))),
+        (None, None) => (None, specific.name_of(name(prefix))),
     }
 }
 
@@ -164,7 +195,7 @@ fn protocol(
     prefix: &'static str,
     warnings: &mut Vec<String>,
 ) -> Protocol {
-    let (value, setting) = pick(&specific.protocol, &generic.protocol, protocol_name, prefix);
+    let (value, setting) = pick(specific, generic, |r| &r.protocol, protocol_name, prefix);
     match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("grpc") => Protocol::Grpc,
         Some("http/protobuf") => Protocol::HttpProtobuf,
@@ -184,12 +215,12 @@ fn resolve_at(
     generic: &RawSignalSettings,
     prefix: &'static str,
     endpoint: &str,
-    endpoint_setting: &'static str,
+    endpoint_setting: Setting,
     own_endpoint: bool,
     warnings: &mut Vec<String>,
 ) -> Result<SignalConfig, ConfigError> {
     let protocol = protocol(specific, generic, prefix, warnings);
-    let (insecure, insecure_setting) = pick(&specific.insecure, &generic.insecure, insecure_name, prefix);
+    let (insecure, insecure_setting) = pick(specific, generic, |r| &r.insecure, insecure_name, prefix);
     let insecure = match insecure.map(|v| v.trim()) {
         None | Some("") => false,
         Some(v) if v.eq_ignore_ascii_case("true") => true,
@@ -205,15 +236,14 @@ fn resolve_at(
         let path = if prefix.ends_with("TRACES") { "v1/traces" } else { "v1/logs" };
         endpoint = format!("{}/{path}", endpoint.trim_end_matches('/'));
     }
-    let (headers, headers_setting) = pick(&specific.headers, &generic.headers, headers_name, prefix);
+    let (headers, headers_setting) = pick(specific, generic, |r| &r.headers, headers_name, prefix);
     let headers = match headers {
         None => Vec::new(),
         Some(h) => {
             parse_headers(h).ok_or_else(|| ConfigError::Headers { setting: headers_setting, value: h.clone() })?
         }
     };
-    let (compression, compression_setting) =
-        pick(&specific.compression, &generic.compression, compression_name, prefix);
+    let (compression, compression_setting) = pick(specific, generic, |r| &r.compression, compression_name, prefix);
     let gzip = match compression.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("none") => false,
         Some("gzip") => true,
@@ -224,7 +254,7 @@ fn resolve_at(
             false
         }
     };
-    let (timeout, timeout_setting) = pick(&specific.timeout_ms, &generic.timeout_ms, timeout_name, prefix);
+    let (timeout, timeout_setting) = pick(specific, generic, |r| &r.timeout_ms, timeout_name, prefix);
     let timeout = match timeout.map(|t| t.trim()) {
         None | Some("") => Some(DEFAULT_TIMEOUT),
         Some(v) => match v.parse::<u64>() {
@@ -233,10 +263,10 @@ fn resolve_at(
             _ => return Err(ConfigError::Timeout { setting: timeout_setting, value: v.to_owned() }),
         },
     };
-    let ca_pem = read_pem(pick(&specific.certificate, &generic.certificate, certificate_name, prefix), "CERTIFICATE")?;
-    let cert = pick(&specific.client_certificate, &generic.client_certificate, client_certificate_name, prefix);
-    let key = pick(&specific.client_key, &generic.client_key, client_key_name, prefix);
-    let cert_setting = cert.1;
+    let ca_pem = read_pem(pick(specific, generic, |r| &r.certificate, certificate_name, prefix), "CERTIFICATE")?;
+    let cert = pick(specific, generic, |r| &r.client_certificate, client_certificate_name, prefix);
+    let key = pick(specific, generic, |r| &r.client_key, client_key_name, prefix);
+    let cert_setting = cert.1.clone();
     let identity_pem = match (read_pem(cert, "CERTIFICATE")?, read_pem(key, "PRIVATE KEY")?) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -247,7 +277,7 @@ fn resolve_at(
 
 /// The endpoint as a URL: without a scheme, `https://`, or `http://` when `insecure` is set. It
 /// must be http or https with a host, and a port (if any) from 1 to 65535.
-fn endpoint_url(endpoint: &str, insecure: bool, setting: &'static str) -> Result<String, ConfigError> {
+fn endpoint_url(endpoint: &str, insecure: bool, setting: Setting) -> Result<String, ConfigError> {
     let endpoint = if endpoint.contains("://") {
         endpoint.to_owned()
     } else if insecure {
@@ -255,7 +285,7 @@ fn endpoint_url(endpoint: &str, insecure: bool, setting: &'static str) -> Result
     } else {
         format!("https://{endpoint}")
     };
-    let bad = |why: String| ConfigError::Endpoint { setting, value: endpoint.clone(), why };
+    let bad = |why: String| ConfigError::Endpoint { setting: setting.clone(), value: endpoint.clone(), why };
     let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
     // `Uri` accepts any digits as a port (and then reports none): check it here.
     let host_port = uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default()).unwrap_or_default();
@@ -273,11 +303,12 @@ fn endpoint_url(endpoint: &str, insecure: bool, setting: &'static str) -> Result
 /// The contents of a PEM file setting, if set; it must hold a block whose label ends with
 /// `expected` (`CERTIFICATE`, `PRIVATE KEY`: also `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
 fn read_pem(
-    (path, setting): (Option<&PathBuf>, &'static str),
+    (path, setting): (Option<&PathBuf>, Setting),
     expected: &'static str,
 ) -> Result<Option<Vec<u8>>, ConfigError> {
     let Some(p) = path else { return Ok(None) };
-    let bytes = std::fs::read(p).map_err(|source| ConfigError::File { setting, path: p.clone(), source })?;
+    let bytes =
+        std::fs::read(p).map_err(|source| ConfigError::File { setting: setting.clone(), path: p.clone(), source })?;
     let text = String::from_utf8_lossy(&bytes);
     let is_pem = text.lines().any(|l| {
         l.trim()
@@ -383,6 +414,9 @@ impl OtlpConfig {
                 ));
             }
         }
+        // A generic setting that both signals read is said once, not once per signal.
+        let mut said = std::collections::HashSet::new();
+        notes.retain(|n| said.insert(n.clone()));
         Ok(OtlpConfig { logs: l.map(|(c, _)| c), traces: t.map(|(c, _)| c), notes })
     }
 
