@@ -87,7 +87,10 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         ),
         (
             vec![],
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"), ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+            ],
             "OTEL_EXPORTER_OTLP_CERTIFICATE",
         ),
         (

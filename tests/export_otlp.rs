@@ -3,6 +3,8 @@
 
 #[path = "support/fake_collector.rs"]
 mod fake_collector;
+#[path = "support/fake_http_receiver.rs"]
+mod fake_http_receiver;
 #[path = "support/fixture.rs"]
 mod fixture;
 #[path = "support/process.rs"]
@@ -462,4 +464,70 @@ async fn every_export_says_who_sends_it() {
     let logs = fc.state.logs.lock().unwrap();
     let ua = logs[0].0.get("user-agent").unwrap().to_str().unwrap().to_owned();
     assert!(ua.starts_with(&format!("restart-watcher/{}", env!("CARGO_PKG_VERSION"))), "{ua}");
+}
+
+/// Runs `events` through the export task to `exporter`, in batches of 128: the report.
+async fn through_the_task(exporter: OtlpExporter, events: Vec<RestartEvent>) -> task::ExportReport {
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    let progress = Arc::new(task::ExportProgress::default());
+    let batch = BatchConfig { max_records: 128, max_delay: Duration::from_millis(20) };
+    let run =
+        tokio::spawn(task::run(rx, Exporter::Otlp(Box::new(exporter)), batch, progress, Arc::new(Metrics::noop())));
+    for ev in events {
+        tx.send(ev).await.unwrap();
+    }
+    drop(tx);
+    run.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_the_receiver_fails_alone_and_the_rest_of_its_batch_is_delivered() {
+    let fc = FakeCollector::start().await;
+    fc.set_max_request_bytes(Some(4 * 1024 * 1024));
+    let mut events = many_restarts(11);
+    events[5].previous_logs = Some("x".repeat(5 * 1024 * 1024));
+    let report = through_the_task(exporter(&fc, LOGS_ONLY, |_| {}), events).await;
+    assert_eq!((report.exported, report.failed), (10, 1), "{report:?}");
+    assert_eq!(fc.log_records().len(), 10, "what the receiver stored is what counts as exported");
+    assert!(matches!(report.first_error, Some(ExportError::Rejected { code: "too_large", .. })));
+}
+
+fn http_exporter(endpoint: &str) -> OtlpExporter {
+    let generic = RawSignalSettings {
+        endpoint: Some(endpoint.to_owned()),
+        protocol: Some("http/protobuf".into()),
+        timeout_ms: Some("2000".into()),
+        ..Default::default()
+    };
+    let cfg = OtlpConfig::from_generic(&generic).unwrap();
+    OtlpExporter::new(cfg, LOGS_ONLY, MappingConfig::default(), Arc::new(Metrics::noop())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_whose_body_is_not_protobuf_is_a_delivery() {
+    use fake_http_receiver::{Body, FakeHttpReceiver};
+    for body in [Body::Json, Body::Garbage] {
+        let rx = FakeHttpReceiver::start().await;
+        *rx.state.body.lock().unwrap() = body;
+        let report = through_the_task(http_exporter(&rx.endpoint()), many_restarts(300)).await;
+        assert_eq!((report.exported, report.failed), (300, 0), "{body:?}: {report:?}");
+        assert_eq!(rx.records_taken("logs"), 300);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_takes_only_small_requests_is_sent_requests_of_the_size_it_takes() {
+    use fake_http_receiver::FakeHttpReceiver;
+    let rx = FakeHttpReceiver::start().await;
+    *rx.state.max_records.lock().unwrap() = Some(5);
+    let report = through_the_task(http_exporter(&rx.endpoint()), many_restarts(10_000)).await;
+    assert_eq!((report.exported, report.failed), (10_000, 0), "{report:?}");
+    assert_eq!(rx.records_taken("logs"), 10_000);
+    let refused = rx.state.requests.lock().unwrap().iter().filter(|(_, _, status)| *status == 413).count();
+    // The first batches find the limit (a few refusals while the requests halve); every later
+    // batch is split before it goes. Before, each of the 79 batches was refused and split anew:
+    // 7,365 requests for these 10,000 records.
+    eprintln!("10,000 records to a receiver taking 5 a request: {} requests, {refused} refused", rx.requests("logs"));
+    assert!(refused <= 4 * 8, "{refused} refusals");
+    assert!(rx.requests("logs") <= 10_000 / 4 + 4 * 8 + 79, "{} requests", rx.requests("logs"));
 }

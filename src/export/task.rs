@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::otlp::BatchOutcome;
 use super::{ExportError, Exporter};
 use crate::event::RestartEvent;
 
@@ -268,30 +269,38 @@ impl Input {
     }
 }
 
+/// A batch of `n` records settled: `outcome` says how many failed for good, the rest were exported.
 fn settle(
     report: &mut ExportReport,
     name: &'static str,
     (n, kib, seconds): (u64, u64, Vec<i64>),
-    result: Result<(), ExportError>,
+    outcome: BatchOutcome,
     progress: &ExportProgress,
 ) {
     progress.queue.release(kib);
     for second in seconds {
         progress.in_flight.settle(second, 1);
     }
-    match result {
-        Ok(()) => {
-            report.exported += n;
-            progress.exported.fetch_add(n, Ordering::Relaxed);
-        }
-        Err(e) => {
-            report.failed += n;
-            progress.failed.fetch_add(n, Ordering::Relaxed);
-            tracing::error!(exporter = name, records = n, error = %e, "Records could not be exported.");
-            report.first_error.get_or_insert(e);
-        }
+    let failed = outcome.failed.min(n);
+    report.exported += n - failed;
+    progress.exported.fetch_add(n - failed, Ordering::Relaxed);
+    if failed > 0 {
+        report.failed += failed;
+        progress.failed.fetch_add(failed, Ordering::Relaxed);
+    }
+    if let Some(e) = outcome.error {
+        tracing::error!(exporter = name, records = failed, of = n, error = %e, "Records could not be exported.");
+        report.first_error.get_or_insert(e);
     }
     report.batches += 1;
+}
+
+/// A text exporter's result: the whole batch, or none of it.
+fn all_or_nothing(n: u64, result: Result<(), ExportError>) -> BatchOutcome {
+    match result {
+        Ok(()) => BatchOutcome::default(),
+        Err(e) => BatchOutcome { failed: n, error: Some(e) },
+    }
 }
 
 /// The batch being filled: records in arrival order, due when full, when its first record has
@@ -373,8 +382,8 @@ async fn run_sequential(
         let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
         let seconds = batch.iter().map(RestartEvent::in_flight_second).collect();
         metrics.queue_out(n);
-        let result = exporter.export(&batch).await;
-        settle(&mut report, exporter.name(), (n, kib, seconds), result, &progress);
+        let outcome = all_or_nothing(n, exporter.export(&batch).await);
+        settle(&mut report, exporter.name(), (n, kib, seconds), outcome, &progress);
     }
     report
 }
@@ -439,15 +448,15 @@ async fn run_concurrent(
             let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
             metrics.queue_out(n);
             let exp = exporter.clone();
-            in_flight.push(async move { ((n, kib, seconds), exp.export(&batch).await) });
+            in_flight.push(async move { ((n, kib, seconds), exp.export_batch(&batch).await) });
             continue;
         }
         if !open && batcher.is_empty() && in_flight.is_empty() {
             break;
         }
         tokio::select! {
-            Some((counts, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&mut report, "otlp", counts, result, &progress);
+            Some((counts, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&mut report, "otlp", counts, outcome, &progress);
                 if burst.settled(!rx.is_empty() || batcher.due(!open), in_flight.len()) {
                     crate::memory::release_free_memory();
                 }

@@ -4,7 +4,7 @@
 //!
 //! | HTTP | gRPC equivalent | what the exporter does |
 //! |---|---|---|
-//! | 200 | OK | partial success read from the body |
+//! | 2xx | OK | partial success read from the body; a body that is not protobuf is a success, said once |
 //! | 429 | RESOURCE_EXHAUSTED (+ `Retry-After` as RetryInfo) | retried |
 //! | 502, 503, 504 | UNAVAILABLE (+ `Retry-After`) | retried |
 //! | 413 | RESOURCE_EXHAUSTED, "request too large" | split and retried |
@@ -39,6 +39,8 @@ pub struct HttpClient {
     headers: http::HeaderMap,
     gzip: bool,
     timeout: Option<Duration>,
+    /// A success with an unreadable body was said in the log (once per client).
+    warned_undecodable: std::sync::atomic::AtomicBool,
 }
 
 impl HttpClient {
@@ -75,6 +77,7 @@ impl HttpClient {
             headers,
             gzip: cfg.gzip,
             timeout: cfg.timeout,
+            warned_undecodable: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -105,7 +108,16 @@ impl HttpClient {
             None => call.await?,
         };
         if parts.status.is_success() {
-            return Resp::decode(bytes).map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")));
+            // A 2xx is the receiver's word that it took the request, whatever its body says: a
+            // body that is not protobuf (`{}` from a proxy, a JSON-only receiver) is a success
+            // with no partial-success details, said once.
+            return Ok(Resp::decode(bytes).unwrap_or_else(|e| {
+                if !self.warned_undecodable.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(endpoint = %self.uri, status = %parts.status, error = %e,
+                        "The receiver answered success with a body that is not an OTLP protobuf response; taken as delivered (partial successes, if any, are not seen).");
+                }
+                Resp::default()
+            }));
         }
         Err(status_for(parts.status, &parts.headers, &bytes))
     }

@@ -54,6 +54,8 @@ enum Transport {
 struct SignalClient {
     cfg: SignalConfig,
     transport: Transport,
+    /// The largest request the receiver takes, as far as it has said.
+    limit: RequestLimit,
 }
 
 /// What a receiver answered: how many records it rejected, and why.
@@ -65,7 +67,7 @@ impl SignalClient {
             Protocol::Grpc => Self::grpc(&cfg)?,
             Protocol::HttpProtobuf => Transport::Http(Box::new(http::HttpClient::new(&cfg, &user_agent())?)),
         };
-        Ok(SignalClient { cfg, transport })
+        Ok(SignalClient { cfg, transport, limit: RequestLimit::default() })
     }
 
     fn grpc(cfg: &SignalConfig) -> Result<Transport, ExportError> {
@@ -213,33 +215,46 @@ impl OtlpExporter {
     }
 
     /// Exports a batch: every enabled signal, each retried until it succeeds or fails for good.
+    /// `Err` with the first permanent failure if any record could not go (see [`Self::export_batch`]
+    /// for how many).
     pub async fn export(&self, batch: &[RestartEvent]) -> Result<(), ExportError> {
+        self.export_batch(batch).await.error.map_or(Ok(()), Err)
+    }
+
+    /// Exports a batch: every enabled signal, each retried until it succeeds or fails for good.
+    /// A record that fails for good (refused alone as too large, or in a part the receiver
+    /// rejects) fails alone: the rest of the batch is delivered and counted as delivered. A record
+    /// counts as failed when any of its signals failed.
+    pub async fn export_batch(&self, batch: &[RestartEvent]) -> BatchOutcome {
         let id = self.in_flight.begin();
+        let mut failed = vec![false; batch.len()];
         // The signals go out one after the other, each retried on its own: a batch's two requests
         // (the records converted and encoded) are never in memory at once. With every batch in
         // flight at once when a collector comes back, that halves the drain's peak; a second
         // round trip per batch costs no throughput while batches are in flight side by side.
-        let logs = async {
-            let Some(client) = &self.logs else { return Ok(()) };
+        let mut error = None;
+        if let Some(client) = &self.logs {
             let build = |part: &[RestartEvent]| convert::logs_request(part, &self.mapping);
-            deliver(client, "logs", batch, &self.metrics, build, |r| client.export_logs(r)).await
-        };
-        let traces = async {
-            let Some(client) = &self.traces else { return Ok(()) };
+            let e = deliver(client, "logs", batch, &self.metrics, build, |r| client.export_logs(r), &mut failed).await;
+            error = error.or(e);
+        }
+        if let Some(client) = &self.traces {
             let build = |part: &[RestartEvent]| convert::traces_request(part, &self.mapping);
-            deliver(client, "traces", batch, &self.metrics, build, |r| client.export_traces(r)).await
-        };
-        let (logs, traces) = (logs.await, traces.await);
-        let first_err = logs.err().or(traces.err());
+            let e =
+                deliver(client, "traces", batch, &self.metrics, build, |r| client.export_traces(r), &mut failed).await;
+            error = error.or(e);
+        }
         self.in_flight.end(id);
-        first_err.map_or(Ok(()), Err)
+        BatchOutcome { failed: failed.iter().filter(|f| **f).count() as u64, error }
     }
 }
 
-/// Sends `batch` as requests of at most [`MAX_REQUEST_BYTES`]: split in halves before sending
+/// Sends `batch` as requests of at most the client's request limit (at first
+/// [`MAX_REQUEST_BYTES`], then what the receiver is seen to take): split in halves before sending
 /// while too big, and again when the receiver says a request is too large, down to one record
 /// (which is dropped and counted only if even alone it is refused for its size). Every part is
-/// sent; the first permanent failure is returned.
+/// sent; the records of parts that fail for good are marked in `failed`, and the first permanent
+/// failure is returned.
 async fn deliver<R, B, F, Fut>(
     client: &SignalClient,
     signal: &'static str,
@@ -247,35 +262,41 @@ async fn deliver<R, B, F, Fut>(
     metrics: &Metrics,
     build: B,
     call: F,
-) -> Result<(), ExportError>
+    failed: &mut [bool],
+) -> Option<ExportError>
 where
     R: prost::Message,
     B: Fn(&[RestartEvent]) -> R,
     F: Fn(R) -> Fut,
     Fut: std::future::Future<Output = Result<Partial, tonic::Status>>,
 {
-    let mut parts: Vec<&[RestartEvent]> = vec![batch];
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..batch.len());
     let mut first_err = None;
-    while let Some(part) = parts.pop() {
+    while let Some(range) = parts.pop() {
+        let part = &batch[range.clone()];
         let req = build(part);
-        if part.len() > 1 && req.encoded_len() > MAX_REQUEST_BYTES {
-            push_halves(&mut parts, part);
+        let size = req.encoded_len();
+        if part.len() > 1 && size > client.limit.bytes() {
+            push_halves(&mut parts, range);
             continue;
         }
         match send(client, signal, part.len() as u64, metrics, &call, req, || build(part)).await {
             Ok(()) => {}
             Err(Failure::TooLarge(_)) if part.len() > 1 => {
+                client.limit.refused(size, &client.cfg.endpoint, signal);
                 tracing::debug!(
                     signal,
                     records = part.len(),
                     "The receiver refused the request as too large; splitting it."
                 );
-                push_halves(&mut parts, part);
+                push_halves(&mut parts, range);
             }
             Err(Failure::TooLarge(status)) => {
                 metrics.dropped(signal, "too_large", 1);
-                tracing::error!(signal, endpoint = %client.cfg.endpoint, message = status.message(),
-                    "The receiver refuses even a single record as too large; it is dropped (raise the receiver's request size limit).");
+                tracing::error!(signal, endpoint = %client.cfg.endpoint, message = status.message(), bytes = size,
+                    "The receiver refuses even a single record as too large; it is dropped, the rest of its batch goes on (raise the receiver's request size limit).");
+                failed[range].fill(true);
                 first_err.get_or_insert(ExportError::Rejected {
                     signal,
                     endpoint: client.cfg.endpoint.clone(),
@@ -284,18 +305,79 @@ where
                 });
             }
             Err(Failure::Rejected(e)) => {
+                failed[range].fill(true);
                 first_err.get_or_insert(e);
             }
         }
     }
-    first_err.map_or(Ok(()), Err)
+    first_err
 }
 
 /// Queues the two halves of `part`, the first half to go first.
-fn push_halves<'a>(parts: &mut Vec<&'a [RestartEvent]>, part: &'a [RestartEvent]) {
-    let (a, b) = part.split_at(part.len() / 2);
-    parts.push(b);
-    parts.push(a);
+fn push_halves(parts: &mut Vec<std::ops::Range<usize>>, part: std::ops::Range<usize>) {
+    let mid = part.start + part.len() / 2;
+    parts.push(mid..part.end);
+    parts.push(part.start..mid);
+}
+
+/// What became of a batch sent over OTLP: how many of its records failed for good (the others
+/// were delivered), and the first permanent failure.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub failed: u64,
+    pub error: Option<ExportError>,
+}
+
+/// The largest request a receiver is seen to take, in encoded bytes: [`MAX_REQUEST_BYTES`] until
+/// it refuses one as too large, then just under the smallest size it refused, so that later batches
+/// are split before they go instead of each being refused and split again. The receiver's limit
+/// may be raised: what was learned is forgotten after [`LEARNED_LIMIT_TTL`].
+#[derive(Debug)]
+pub struct RequestLimit {
+    /// (bytes, learned at); `None`: nothing learned.
+    learned: std::sync::Mutex<Option<(usize, Instant)>>,
+}
+
+/// How long a learned request limit is kept.
+pub const LEARNED_LIMIT_TTL: Duration = Duration::from_secs(600);
+
+impl Default for RequestLimit {
+    fn default() -> Self {
+        RequestLimit { learned: std::sync::Mutex::new(None) }
+    }
+}
+
+impl RequestLimit {
+    /// The limit in force.
+    pub fn bytes(&self) -> usize {
+        let mut learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *learned {
+            Some((bytes, at)) if at.elapsed() < LEARNED_LIMIT_TTL => bytes,
+            Some(_) => {
+                *learned = None;
+                tracing::info!("Trying the largest requests again after {} s.", LEARNED_LIMIT_TTL.as_secs());
+                MAX_REQUEST_BYTES
+            }
+            None => MAX_REQUEST_BYTES,
+        }
+    }
+
+    /// The receiver refused a request of `size` bytes as too large.
+    pub fn refused(&self, size: usize, endpoint: &str, signal: &'static str) {
+        let mut learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = learned.map_or(MAX_REQUEST_BYTES, |(b, _)| b);
+        let limit = size.saturating_sub(1).min(now);
+        if limit < now {
+            tracing::warn!(
+                signal,
+                endpoint,
+                refused_bytes = size,
+                limit_bytes = limit,
+                "The receiver refuses requests this large; sending smaller ones (raise its request size limit for fewer requests)."
+            );
+        }
+        *learned = Some((limit, Instant::now()));
+    }
 }
 
 /// Why a request was not delivered.
