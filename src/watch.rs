@@ -54,6 +54,12 @@ pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
 /// Node mode's default [`WatchTuning::jitter`]: a DaemonSet rollout or an API server restart
 /// spreads the agents' lists over this window.
 pub const NODE_MODE_DEFAULT_JITTER: Duration = Duration::from_secs(10);
+/// How long a streaming list may go without an event before its end (the initial-events-end
+/// bookmark) has come: past it, the server is taken not to serve streaming lists (an older server,
+/// or a proxy that drops `sendInitialEvents`, streams a plain watch whose list never ends) and the
+/// watch lists instead. A real streaming list sends its objects from the watch cache without a
+/// pause, then its end at once.
+pub const STREAMING_LIST_QUIET_BOUND: Duration = Duration::from_secs(10);
 /// The reconnect backoff before jitter: client-go's reflector backoff (0.8 s doubling to 30 s).
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(800);
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -279,21 +285,61 @@ where
         inner: WatchStream<K>,
         strategy: ListStrategy,
         listed: bool,
+        /// A streaming list has started and its end has not come.
+        streaming_list_open: bool,
+        warned_no_end: bool,
         start_delay: Option<Duration>,
     }
     let strategy = tuning.initial_strategy(cluster_wide);
     let inner = open_watch(&api, &base, tuning, strategy, &what);
     // Agents started together (a DaemonSet rollout) list one by one.
     let start_delay = (!tuning.jitter.is_zero()).then(|| tuning.jitter.mul_f64(fastrand::f64()));
-    let state = State { api, base, tuning, what, inner, strategy, listed: false, start_delay };
+    let state = State {
+        api,
+        base,
+        tuning,
+        what,
+        inner,
+        strategy,
+        listed: false,
+        streaming_list_open: false,
+        warned_no_end: false,
+        start_delay,
+    };
     futures::stream::unfold(state, |mut st| async move {
         if let Some(delay) = st.start_delay.take() {
             tokio::time::sleep(delay).await;
         }
         loop {
-            let item = st.inner.next().await?;
+            let item = if st.streaming_list_open {
+                match tokio::time::timeout(STREAMING_LIST_QUIET_BOUND, st.inner.next()).await {
+                    Ok(item) => item?,
+                    Err(_) => {
+                        // A server that ignores sendInitialEvents (an older one, or a proxy) streams a
+                        // plain watch: its list never ends, and the agent would never be ready.
+                        if st.tuning.list_strategy.falls_back() {
+                            st.strategy = ListStrategy::FALLBACK;
+                            st.streaming_list_open = false;
+                            tracing::warn!(what = %st.what, strategy = st.strategy.as_str(),
+                                quiet_secs = STREAMING_LIST_QUIET_BOUND.as_secs(),
+                                "The API server's streaming list went quiet without its end (the initial-events-end bookmark): it does not serve streaming lists (an older server, or a proxy that drops sendInitialEvents); listing instead.");
+                            st.inner = open_watch(&st.api, &st.base, st.tuning, st.strategy, &st.what);
+                        } else if !std::mem::replace(&mut st.warned_no_end, true) {
+                            tracing::warn!(what = %st.what, quiet_secs = STREAMING_LIST_QUIET_BOUND.as_secs(),
+                                "The API server's streaming list went quiet without its end, and --list-strategy streaming is forced: still waiting (use auto to fall back to a list).");
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                st.inner.next().await?
+            };
             match &item {
-                Ok(watcher::Event::InitDone) => st.listed = true,
+                Ok(watcher::Event::Init) => st.streaming_list_open = st.strategy == ListStrategy::Streaming,
+                Ok(watcher::Event::InitDone) => {
+                    st.listed = true;
+                    st.streaming_list_open = false;
+                }
                 Err(e)
                     if st.tuning.list_strategy.falls_back()
                         && st.strategy == ListStrategy::Streaming
@@ -303,9 +349,12 @@ where
                     st.strategy = ListStrategy::FALLBACK;
                     tracing::info!(what = %st.what, strategy = st.strategy.as_str(), error = %e,
                         "The API server does not serve streaming lists; listing instead.");
+                    st.streaming_list_open = false;
                     st.inner = open_watch(&st.api, &st.base, st.tuning, st.strategy, &st.what);
                     continue;
                 }
+                // The watcher starts over after an error: its next list opens with `Init` again.
+                Err(_) => st.streaming_list_open = false,
                 _ => {}
             }
             return Some((item, st));
