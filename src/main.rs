@@ -262,8 +262,9 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     if let Some(store) = checkpoint {
-        // Everything the stream showed has been handed over.
-        store.save(jiff::Timestamp::now()).await?;
+        // Everything the stream showed has been handed over, up to the recording's own time (a
+        // later recording of the same cluster then catches up from there).
+        store.save(outcome.stats.clock.now().unwrap_or_else(jiff::Timestamp::now)).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

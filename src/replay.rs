@@ -67,6 +67,8 @@ pub struct ReplayStats {
     pub bookmarks: u64,
     /// Restart events detected.
     pub restarts: u64,
+    /// The recording's time: the latest time its objects gave.
+    pub clock: RecordingClock,
 }
 
 /// Everything a watch stream's value can be: a watch event, a Pod, a list, or a Status.
@@ -194,9 +196,8 @@ pub fn replay_with<R: Read>(
     // Bytes of `buf` known to be valid UTF-8, and the buffered length at which to parse next.
     let (mut utf8_ok, mut parse_at) = (0, 0);
     let mut at_start = true;
-    let mut clock = RecordingClock::default();
     let mut sink = |envelope: Envelope, offset: usize, detector: &mut Detector, stats: &mut ReplayStats| {
-        handle(envelope, offset, detector, &mut clock, &mut now, &mut emit, stats)
+        handle(envelope, offset, detector, &mut now, &mut emit, stats)
     };
     loop {
         if buf.len() - len < READ_CHUNK_BYTES / 2 {
@@ -408,12 +409,17 @@ fn place(buf: &[u8], at: usize, base: Position) -> (usize, usize, usize) {
 /// The time of a recording: the latest time its objects have given so far ([`SlimPod::latest_time`]).
 /// A replay dates each observation by it, never by the time of the replay: a recording of
 /// `kubectl get -o json` (without `managedFields`) then still gives episodes their duration.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordingClock {
     latest: Option<Timestamp>,
 }
 
 impl RecordingClock {
+    /// The latest time the recording has given (`None`: none yet).
+    pub fn now(&self) -> Option<Timestamp> {
+        self.latest
+    }
+
     /// Moves the clock to `pod`'s latest time if that is later; returns the clock (`None` while no
     /// object has given a time).
     pub fn observe(&mut self, pod: &SlimPod) -> Option<Timestamp> {
@@ -425,7 +431,6 @@ impl RecordingClock {
 /// What a replayed value feeds the detector with; counts what it skips.
 struct Sink<'a, N, E> {
     detector: &'a mut Detector,
-    clock: &'a mut RecordingClock,
     now: &'a mut N,
     emit: &'a mut E,
     stats: &'a mut ReplayStats,
@@ -446,7 +451,7 @@ impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
             );
             return Ok(());
         }
-        let now = self.clock.observe(pod).unwrap_or_else(|| (self.now)());
+        let now = self.stats.clock.observe(pod).unwrap_or_else(|| (self.now)());
         let events = if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) };
         for ev in events {
             self.stats.restarts += 1;
@@ -462,12 +467,11 @@ fn handle(
     mut envelope: Envelope,
     offset: usize,
     detector: &mut Detector,
-    clock: &mut RecordingClock,
     now: &mut impl FnMut() -> Timestamp,
     emit: &mut impl FnMut(RestartEvent) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    let mut sink = Sink { detector, clock, now, emit, stats, offset };
+    let mut sink = Sink { detector, now, emit, stats, offset };
     // A watch event has an object or a watch event type; a Kubernetes Event also has a `type`
     // (Normal, Warning) but is an object with a kind of its own.
     let is_watch_event = envelope.object.is_some()
