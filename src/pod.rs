@@ -101,7 +101,7 @@ pub struct SlimPodSpec {
     /// `Always` (the default), `OnFailure` or `Never`: whether a terminated container is restarted.
     #[serde(default, deserialize_with = "lenient_string")]
     pub restart_policy: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_objects")]
     pub init_containers: Vec<SlimInitContainer>,
 }
 
@@ -109,8 +109,9 @@ pub struct SlimPodSpec {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimInitContainer {
+    #[serde(default, deserialize_with = "lenient_string_or_empty")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub restart_policy: Option<String>,
 }
 
@@ -138,15 +139,15 @@ pub struct SlimPodStatus {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimCondition {
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "lenient_string_or_empty")]
     pub type_: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string_or_empty")]
     pub status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_time")]
     pub last_transition_time: Option<Timestamp>,
 }
 
@@ -161,7 +162,7 @@ pub struct SlimConditions {
 
 /// The conditions as far as [`SlimConditions`] keeps them; malformed conditions read as none.
 fn slim_conditions<'de, D: Deserializer<'de>>(d: D) -> Result<SlimConditions, D::Error> {
-    let conditions: Vec<SlimCondition> = lenient(d)?;
+    let conditions: Vec<SlimCondition> = lenient_objects(d)?;
     let latest_transition = conditions.iter().filter_map(|c| c.last_transition_time).max();
     let disruption = conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
     Ok(SlimConditions { disruption, latest_transition })
@@ -178,9 +179,9 @@ pub struct SlimContainerStatus {
     pub image: String,
     #[serde(default, rename = "imageID", deserialize_with = "lenient_string_or_empty")]
     pub image_id: String,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
     pub state: SlimContainerState,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
     pub last_state: SlimContainerState,
     /// `containerID`: the current instance (the one that runs, or the last one that ran).
     #[serde(default, rename = "containerID", deserialize_with = "lenient_string")]
@@ -191,11 +192,11 @@ pub struct SlimContainerStatus {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimContainerState {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_object")]
     pub waiting: Option<SlimWaiting>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_object")]
     pub running: Option<SlimRunning>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_terminated")]
     pub terminated: Option<SlimTerminated>,
 }
 
@@ -203,7 +204,7 @@ pub struct SlimContainerState {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimRunning {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_time")]
     pub started_at: Option<Timestamp>,
 }
 
@@ -211,9 +212,9 @@ pub struct SlimRunning {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimWaiting {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
 }
 
@@ -223,18 +224,64 @@ pub struct SlimWaiting {
 pub struct SlimTerminated {
     #[serde(default)]
     pub exit_code: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_i32")]
     pub signal: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_time")]
     pub started_at: Option<Timestamp>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_time")]
     pub finished_at: Option<Timestamp>,
-    #[serde(default, rename = "containerID")]
+    #[serde(default, rename = "containerID", deserialize_with = "lenient_string")]
     pub container_id: Option<String>,
+}
+
+/// A termination as read, its exit code apart: `Some(None)` is an exit code that is not an int32.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadTerminated {
+    #[serde(default, deserialize_with = "some_lenient_i32")]
+    exit_code: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "lenient_i32")]
+    signal: Option<i32>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    reason: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    message: Option<String>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    started_at: Option<Timestamp>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    finished_at: Option<Timestamp>,
+    #[serde(default, rename = "containerID", deserialize_with = "lenient_string")]
+    container_id: Option<String>,
+}
+
+fn some_lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    lenient_i32(d).map(Some)
+}
+
+/// A termination whose exit code cannot be read is no termination: an exit code made up (0) would
+/// read as a clean exit. Any other field read wrong reads as absent.
+fn lenient_terminated<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SlimTerminated>, D::Error> {
+    let Some(t) = lenient_object::<D, ReadTerminated>(d)? else {
+        return Ok(None);
+    };
+    let exit_code = match t.exit_code {
+        None => 0,
+        Some(Some(code)) => code,
+        Some(None) => return Ok(None),
+    };
+    Ok(Some(SlimTerminated {
+        exit_code,
+        signal: t.signal,
+        reason: t.reason,
+        message: t.message,
+        started_at: t.started_at,
+        finished_at: t.finished_at,
+        container_id: t.container_id,
+    }))
 }
 
 impl SlimContainerState {
@@ -567,6 +614,109 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
             Ok(Some(s))
         }
         numbers_and_null_read_as!(None);
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A JSON object read as `T`, anything else (a string, a number, null, a list) as `None`, without
+/// building a `Value`: `T`'s fields must each read leniently themselves (then `T` cannot fail on a
+/// wrong type, and a wrong-typed field reads as absent while its siblings are kept).
+struct LenientObject<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObject<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = LenientObject<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| LenientObject(Some(t)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LenientObject(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(LenientObject(None))
+            }
+            numbers_and_null_read_as!(LenientObject(None));
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+fn lenient_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    LenientObject::deserialize(d).map(|o| o.0)
+}
+
+fn lenient_object_or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    lenient_object(d).map(Option::unwrap_or_default)
+}
+
+/// A list of objects read as `T`s (the elements that are not objects are skipped); anything but a
+/// list reads as none.
+fn lenient_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of objects")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(LenientObject(item)) = seq.next_element::<LenientObject<T>>()? {
+                out.extend(item);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        numbers_and_null_read_as!(Vec::new());
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
+/// A whole number in the int32 range, else absent (a string, a float, an object...).
+fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<i32>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an int32")
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(i32::try_from(n).ok())
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(i32::try_from(n).ok())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
             Ok(None)
