@@ -476,29 +476,56 @@ impl<'de> Deserialize<'de> for LenientStr {
 /// The latest time of the `managedFields` entries written through the `status` subresource;
 /// anything malformed reads as none.
 fn status_write_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Timestamp>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of managedFields entries")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut latest: Option<Timestamp> = None;
-            while let Some(StatusWrite(time)) = seq.next_element::<StatusWrite>()? {
-                latest = latest.max(time);
-            }
-            Ok(latest)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        numbers_and_null_read_as!(None);
+    fold_list(d, None, |latest, StatusWrite(time)| latest.max(time))
+}
+
+/// A JSON list read element by element as `T`, folded into `init`; anything but a list reads as
+/// `init`, skipped without being built.
+fn fold_list<'de, D, T, A>(d: D, init: A, fold: fn(A, T) -> A) -> Result<A, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T, A> {
+        init: A,
+        fold: fn(A, T) -> A,
     }
-    d.deserialize_any(V)
+    impl<'de, T: Deserialize<'de>, A> Visitor<'de> for V<T, A> {
+        type Value = A;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<A, S::Error> {
+            let mut acc = self.init;
+            while let Some(item) = seq.next_element::<T>()? {
+                acc = (self.fold)(acc, item);
+            }
+            Ok(acc)
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<A, M::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(self.init)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<A, E> {
+            Ok(self.init)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<A, E> {
+            Ok(self.init)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<A, E> {
+            Ok(self.init)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<A, E> {
+            Ok(self.init)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<A, E> {
+            Ok(self.init)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<A, E> {
+            Ok(self.init)
+        }
+    }
+    d.deserialize_any(V { init, fold })
 }
 
 /// Annotations, keeping only the `resource.opentelemetry.io/*` entries.
@@ -666,29 +693,10 @@ fn lenient_object_or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + De
 /// A list of objects read as `T`s (the elements that are not objects are skipped); anything but a
 /// list reads as none.
 fn lenient_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    struct V<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of objects")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(LenientObject(item)) = seq.next_element::<LenientObject<T>>()? {
-                out.extend(item);
-            }
-            Ok(out)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(Vec::new())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        numbers_and_null_read_as!(Vec::new());
-    }
-    d.deserialize_any(V(std::marker::PhantomData))
+    fold_list(d, Vec::new(), |mut out, LenientObject(item)| {
+        out.extend(item);
+        out
+    })
 }
 
 /// A whole number in the int32 range, else absent (a string, a float, an object...).
@@ -932,29 +940,7 @@ fn disruption_target<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
             d.deserialize_any(V)
         }
     }
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of pod conditions")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut any = false;
-            while let Some(Condition(c)) = seq.next_element::<Condition>()? {
-                any |= c;
-            }
-            Ok(any)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(false)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(false)
-        }
-        numbers_and_null_read_as!(false);
-    }
-    d.deserialize_any(V)
+    fold_list(d, false, |any, Condition(c)| any || c)
 }
 
 /// One container's name, `restartCount` and what its state says about failures.
