@@ -300,7 +300,9 @@ fn many_containers() {
     };
     let (small, large) = (per_container_update(2_500), per_container_update(10_000));
     println!();
-    println!("| one pod, {QUIET} quiet updates and {RESTARTS} restarts | 2,500 containers | 10,000 containers | ratio |");
+    println!(
+        "| one pod, {QUIET} quiet updates and {RESTARTS} restarts | 2,500 containers | 10,000 containers | ratio |"
+    );
     println!("|---|---|---|---|");
     println!("| µs per update and container | {:.3} | {:.3} | {:.2}x |", small * 1e6, large * 1e6, large / small);
 }

@@ -32,12 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_collector::FakeCollector;
-use restart_watcher::event::RestartEvent;
 use restart_watcher::export::convert::MappingConfig;
 use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings};
 use restart_watcher::export::task::{self, BatchConfig};
 use restart_watcher::export::{Exporter, Signals};
 use restart_watcher::metrics::Metrics;
+use restart_watcher::record::Record;
 use tokio::sync::mpsc;
 
 fn exporter(endpoint: &str, signals: Signals) -> Exporter {
@@ -67,7 +67,7 @@ fn pipeline(
     endpoint: &str,
     signals: Signals,
     batch: BatchConfig,
-) -> (mpsc::Sender<RestartEvent>, tokio::task::JoinHandle<task::ExportReport>) {
+) -> (mpsc::Sender<Record>, tokio::task::JoinHandle<task::ExportReport>) {
     let (tx, rx) = mpsc::channel(4096);
     let exp = exporter(endpoint, signals);
     let handle = tokio::spawn(task::run(rx, exp, batch, Arc::default(), Arc::new(Metrics::noop())));
@@ -120,7 +120,7 @@ fn latency(endpoint: &str, fc: &FakeCollector, delay: Duration) -> (Duration, Du
         for i in 1..=RATE_PER_SEC * SECS {
             tick.tick().await;
             sent_at.lock().unwrap().push(Instant::now());
-            tx.send(RestartEvent { restart_count: 1_000_000 + i, ..tpl.clone() }).await.unwrap();
+            tx.send(Record { restart_count: 1_000_000 + i, ..tpl.clone() }).await.unwrap();
         }
         drop(tx);
         task.await.unwrap();

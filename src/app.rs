@@ -96,7 +96,7 @@ pub async fn replay(
             let mut detector = Detector::with(&opts.detection);
             detector.set_catch_up(opts.catch_up_since);
             let mut stats = ReplayStats::default();
-            let emit = |ev: crate::event::RestartEvent| {
+            let emit = |ev: crate::record::Record| {
                 metrics.restart_detected(&ev);
                 metrics.queue_in(1);
                 let sent = tx.blocking_send(ev).is_ok();
@@ -460,12 +460,12 @@ async fn spawn(
         );
     }
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
-    let event_store = if opts.use_events && crate::enrich::events::events_allowed(&event_apis).await {
-        let store = Arc::new(crate::enrich::EventStore::default());
+    let event_store = if opts.use_events && crate::enrich::kube_events::events_allowed(&event_apis).await {
+        let store = Arc::new(crate::enrich::KubeEventStore::default());
         opts.metrics.observe_event_store(store.clone());
         for (api, _) in event_apis {
             let node = opts.scope.node_name.clone();
-            side_watches.spawn(crate::enrich::events::watch_events(
+            side_watches.spawn(crate::enrich::kube_events::watch_events(
                 api,
                 node,
                 store.clone(),
@@ -473,9 +473,9 @@ async fn spawn(
                 side_watches.stop.clone(),
             ));
         }
-        let node_events = kube::Api::namespaced(client.clone(), crate::enrich::events::NODE_EVENTS_NAMESPACE);
-        if crate::enrich::events::node_events_allowed(&node_events).await {
-            side_watches.spawn(crate::enrich::events::watch_node_events(
+        let node_events = kube::Api::namespaced(client.clone(), crate::enrich::kube_events::NODE_EVENTS_NAMESPACE);
+        if crate::enrich::kube_events::node_events_allowed(&node_events).await {
+            side_watches.spawn(crate::enrich::kube_events::watch_node_events(
                 node_events,
                 opts.scope.node_name.clone(),
                 store.clone(),
@@ -506,7 +506,7 @@ async fn spawn(
         None
     };
     let enrichment = crate::enrich::Enrichment {
-        events: event_store,
+        kube_events: event_store,
         owners: owner_index,
         storm: opts.storm_window.map(|window| {
             let storm = crate::enrich::storm::StormControl::new(window);

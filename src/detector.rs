@@ -1,4 +1,4 @@
-//! The detector: pure and synchronous. Observations of Pods in, `RestartEvent`s out.
+//! The detector: pure and synchronous. Observations of Pods in, `Record`s out.
 //!
 //! It keeps, per `(pod uid, container kind, container name)`, the last `restartCount` it accounted for,
 //! and nothing else: no Pod objects. It is level-triggered: it compares what it sees with what it
@@ -25,9 +25,9 @@ use std::sync::atomic::Ordering;
 use jiff::Timestamp;
 
 use crate::enrich::{BudgetUsage, causes, owners};
-use crate::event::{ContainerInfo, ContainerKind, CurrentState, Episode, EventKind, EventKinds, PodInfo, RestartEvent};
 use crate::failures::{self, EpisodeStep};
 use crate::pod::{SlimContainerStatus, SlimPod};
+use crate::record::{ContainerInfo, ContainerKind, CurrentState, Episode, PodInfo, Record, RecordKind, RecordKinds};
 
 mod tracked;
 
@@ -89,7 +89,7 @@ pub const EPISODE_ENTRY_BYTES: usize = 64;
 #[derive(Clone, Debug, Default)]
 pub struct Detection {
     pub kinds: KindFilter,
-    pub events: EventKinds,
+    pub records: RecordKinds,
     pub redactions: Vec<regex::Regex>,
     /// The kept start-failure episodes against their budget, shared by the detectors of every
     /// scope and with the metrics.
@@ -182,7 +182,7 @@ pub struct DetectorStats {
 pub struct Detector {
     pods: Pods,
     kinds: KindFilter,
-    events: EventKinds,
+    records: RecordKinds,
     catch_up_since: Option<Timestamp>,
     generation: u32,
     in_relist: bool,
@@ -194,7 +194,7 @@ pub struct Detector {
 
 /// What one observation found, before it becomes a record.
 struct Found<'a> {
-    event: EventKind,
+    what: RecordKind,
     status: Option<&'a SlimContainerStatus>,
     kind: ContainerKind,
     missed: u32,
@@ -210,7 +210,7 @@ impl Detector {
     pub fn with(detection: &Detection) -> Self {
         Detector {
             kinds: detection.kinds,
-            events: detection.events,
+            records: detection.records,
             redactions: detection.redactions.clone(),
             episodes: Episodes { usage: detection.episodes.clone(), ..Episodes::default() },
             ..Default::default()
@@ -218,8 +218,8 @@ impl Detector {
     }
 
     /// Which event kinds are reported (all by default). The others are still tracked, silently.
-    pub fn set_events(&mut self, events: EventKinds) {
-        self.events = events;
+    pub fn set_records(&mut self, records: RecordKinds) {
+        self.records = records;
     }
 
     /// Patterns whose matches are replaced with `[REDACTED]` in the kubelet messages a record
@@ -268,7 +268,7 @@ impl Detector {
     }
 
     /// A pod was added or modified (or listed).
-    pub fn apply(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<RestartEvent> {
+    pub fn apply(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<Record> {
         self.observe(pod, observed_at, false)
     }
 
@@ -353,7 +353,7 @@ impl Detector {
     }
 
     /// A pod was deleted: its final object is compared, then its state is dropped.
-    pub fn delete(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<RestartEvent> {
+    pub fn delete(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<Record> {
         self.observe(pod, observed_at, true)
     }
 
@@ -382,7 +382,7 @@ impl Detector {
         dropped
     }
 
-    fn observe(&mut self, pod: &SlimPod, observed_at: Timestamp, deleted: bool) -> Vec<RestartEvent> {
+    fn observe(&mut self, pod: &SlimPod, observed_at: Timestamp, deleted: bool) -> Vec<Record> {
         self.stats.observations += 1;
         let Some(uid) = pod.uid() else {
             self.stats.objects_without_uid += 1;
@@ -488,7 +488,7 @@ impl Detector {
                         let after = matches!((since, term.finished_at), (Some(s), Some(f)) if f > s);
                         if known || after {
                             found.push(Found {
-                                event: EventKind::Failure,
+                                what: RecordKind::Failure,
                                 status: Some(status),
                                 kind,
                                 missed: 0,
@@ -522,7 +522,7 @@ impl Detector {
         self.episodes.count();
         if evicted_now {
             found.push(Found {
-                event: EventKind::Eviction,
+                what: RecordKind::Eviction,
                 status: None,
                 kind: ContainerKind::App,
                 missed: 0,
@@ -530,13 +530,13 @@ impl Detector {
                 episode: None,
             });
         }
-        found.retain(|f| self.events.allows(f.event));
+        found.retain(|f| self.records.allows(f.what));
         if found.is_empty() {
             return Vec::new();
         }
         for f in &found {
-            match f.event {
-                EventKind::Restart => self.stats.restarts += 1,
+            match f.what {
+                RecordKind::Restart => self.stats.restarts += 1,
                 _ => self.stats.failures += 1,
             }
         }
@@ -552,18 +552,18 @@ impl Detector {
         f: Found<'_>,
         eviction: Option<&failures::Eviction>,
         observed_at: Timestamp,
-    ) -> RestartEvent {
+    ) -> Record {
         let mut ev = match f.status {
-            Some(status) => restart_event(info, pod, status, f.kind, f.missed, f.late, observed_at),
-            None => RestartEvent {
+            Some(status) => record_of(info, pod, status, f.kind, f.missed, f.late, observed_at),
+            None => Record {
                 container: ContainerInfo::default(),
-                ..restart_event(info, pod, &SlimContainerStatus::default(), f.kind, 0, f.late, observed_at)
+                ..record_of(info, pod, &SlimContainerStatus::default(), f.kind, 0, f.late, observed_at)
             },
         };
-        ev.event = f.event;
-        match f.event {
-            EventKind::Restart => {}
-            EventKind::StartFailure | EventKind::StartFailureEnded => {
+        ev.kind = f.what;
+        match f.what {
+            RecordKind::Restart => {}
+            RecordKind::StartFailure | RecordKind::StartFailureEnded => {
                 ev.terminated = None;
                 if let Some(e) = &f.episode {
                     ev.cause = failures::start_failure_cause(&e.reason);
@@ -571,12 +571,12 @@ impl Detector {
                 ev.current.message = ev.current.message.as_deref().map(|m| self.redact(m));
                 ev.episode = f.episode.map(Box::new);
             }
-            EventKind::Failure => {
+            RecordKind::Failure => {
                 let term = f.status.and_then(|s| s.state.terminated.clone());
                 ev.cause = causes::classify_from_status(term.as_ref(), pod.status.reason.as_deref());
                 ev.terminated = term;
             }
-            EventKind::Eviction => {
+            RecordKind::Eviction => {
                 ev.terminated = None;
                 ev.current = CurrentState::default();
                 if let Some(e) = eviction {
@@ -597,7 +597,7 @@ impl Detector {
 
 impl<'a> Found<'a> {
     fn restart(status: &'a SlimContainerStatus, kind: ContainerKind, missed: u32, late: bool) -> Self {
-        Found { event: EventKind::Restart, status: Some(status), kind, missed, late, episode: None }
+        Found { what: RecordKind::Restart, status: Some(status), kind, missed, late, episode: None }
     }
 
     fn episode_end(
@@ -612,7 +612,7 @@ impl<'a> Found<'a> {
 
     fn ended(e: &EpisodeState, outcome: &'static str, at: Timestamp) -> Self {
         Found {
-            event: EventKind::StartFailureEnded,
+            what: RecordKind::StartFailureEnded,
             status: None,
             kind: ContainerKind::App,
             missed: 0,
@@ -675,7 +675,7 @@ impl<'a> EpisodeObservation<'a> {
                     stats.episodes_over_budget += 1;
                 }
                 Some(Found {
-                    event: EventKind::StartFailure,
+                    what: RecordKind::StartFailure,
                     status: Some(status),
                     kind: self.kind,
                     missed: 0,
@@ -797,7 +797,7 @@ pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
     }
 }
 
-fn restart_event(
+fn record_of(
     info: &PodInfo,
     pod: &SlimPod,
     status: &SlimContainerStatus,
@@ -805,10 +805,10 @@ fn restart_event(
     missed: u32,
     detected_late: bool,
     observed_at: Timestamp,
-) -> RestartEvent {
+) -> Record {
     let terminated = status.last_state.terminated.clone();
     let cause = causes::classify_from_status(terminated.as_ref(), pod.status.reason.as_deref());
-    RestartEvent {
+    Record {
         pod: info.clone(),
         container: ContainerInfo {
             name: status.name.clone(),
@@ -838,7 +838,7 @@ fn restart_event(
         pod_reason: pod.status.reason.clone(),
         coalesced: None,
         previous_logs: None,
-        event: EventKind::Restart,
+        kind: RecordKind::Restart,
         episode: None,
         eviction: None,
         in_flight_since: None,

@@ -5,8 +5,8 @@
 
 use jiff::Timestamp;
 
-use crate::event::{Cause, ContainerKind};
 use crate::pod::{SlimContainerState, SlimPod, SlimTerminated};
+use crate::record::{Cause, ContainerKind};
 
 /// Waiting reasons that mean the kubelet cannot start the container: they open a start-failure
 /// episode. The image reasons are the kubelet's `images` errors (`pkg/kubelet/images/types.go`),

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointStore;
 use crate::enrich::BudgetUsage;
-use crate::event::RestartEvent;
 use crate::export::task::ExportProgress;
 use crate::kube_errors::{Failure, classify};
+use crate::record::Record;
 
 /// Default name of the election Lease (in the agent's namespace, beside the checkpoint Lease).
 pub const DEFAULT_LEASE_NAME: &str = "restart-watcher-leader";
@@ -383,7 +383,7 @@ fn report(e: &LeaderError, warned: &mut bool, what: &str) {
 /// Records detected while standing by, oldest first, within a byte budget.
 #[derive(Debug)]
 pub struct StandbyBuffer {
-    records: VecDeque<(RestartEvent, usize)>,
+    records: VecDeque<(Record, usize)>,
     bytes: usize,
     budget_bytes: usize,
 }
@@ -406,7 +406,7 @@ impl StandbyBuffer {
     }
 
     /// Keeps `ev`; past the budget the oldest records go. Returns their in-flight seconds.
-    pub fn push(&mut self, ev: RestartEvent) -> Vec<i64> {
+    pub fn push(&mut self, ev: Record) -> Vec<i64> {
         let size = ev.approx_bytes();
         self.bytes += size;
         self.records.push_back((ev, size));
@@ -439,7 +439,7 @@ impl StandbyBuffer {
     }
 
     /// Everything kept, oldest first.
-    pub fn take_all(&mut self) -> Vec<RestartEvent> {
+    pub fn take_all(&mut self) -> Vec<Record> {
         self.bytes = 0;
         self.records.drain(..).map(|(ev, _)| ev).collect()
     }
@@ -463,7 +463,7 @@ pub struct Gate {
 /// covers (read every checkpoint interval). On becoming the leader, exports what the checkpoint
 /// does not cover, then forwards. Ends when `rx` closes; a standby then leaves what it kept to the
 /// leader. Every record let go is settled in `progress.handed_off`, so the counts add up.
-pub async fn gate(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, mut g: Gate) {
+pub async fn gate(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, mut g: Gate) {
     let mut buffer = StandbyBuffer::new(g.budget_bytes);
     g.usage.budget_bytes.store(g.budget_bytes as u64, Ordering::Relaxed);
     let mut tick = tokio::time::interval(crate::checkpoint::CHECKPOINT_INTERVAL);
@@ -504,7 +504,7 @@ pub async fn gate(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<Restart
     }
     if !buffer.is_empty() {
         tracing::info!(records = buffer.len(), "Stopping as a standby: the leader delivers what this replica kept.");
-        let seconds: Vec<i64> = buffer.take_all().iter().map(RestartEvent::in_flight_second).collect();
+        let seconds: Vec<i64> = buffer.take_all().iter().map(Record::in_flight_second).collect();
         hand_off(&seconds);
     }
     g.usage.bytes.store(0, Ordering::Relaxed);
@@ -521,7 +521,7 @@ fn hand_off(progress: &ExportProgress, seconds: &[i64]) -> u64 {
 
 /// This replica now leads: lets go of what the old leader's checkpoint covers and exports the
 /// rest, oldest first. `false` when the export queue is gone.
-async fn take_over(buffer: &mut StandbyBuffer, g: &Gate, tx: &mpsc::Sender<RestartEvent>) -> bool {
+async fn take_over(buffer: &mut StandbyBuffer, g: &Gate, tx: &mpsc::Sender<Record>) -> bool {
     let checkpoint = g.checkpoint.load().await.ok().flatten();
     let covered = hand_off(&g.progress, &checkpoint.map_or_else(Vec::new, |c| buffer.prune(c)));
     let kept = buffer.take_all();
@@ -651,10 +651,10 @@ mod tests {
         }
     }
 
-    fn observed(i: u32, at_s: i64) -> RestartEvent {
-        RestartEvent {
+    fn observed(i: u32, at_s: i64) -> Record {
+        Record {
             observed_at: at(at_s),
-            ..RestartEvent::sample("shop", &format!("api-{i}"), "app", crate::event::Cause::AppError)
+            ..Record::sample("shop", &format!("api-{i}"), "app", crate::record::Cause::AppError)
         }
     }
 
@@ -673,8 +673,8 @@ mod tests {
     }
 
     struct UnderTest {
-        tx: mpsc::Sender<RestartEvent>,
-        out: mpsc::Receiver<RestartEvent>,
+        tx: mpsc::Sender<Record>,
+        out: mpsc::Receiver<Record>,
         role: watch::Sender<Role>,
         progress: Arc<ExportProgress>,
         usage: Arc<BudgetUsage>,

@@ -5,7 +5,7 @@
 //!         relists, catch-up) -> [detected channel] -> enrich::run (causes from enrich::events,
 //!         owners, storm control, previous logs) -> [export channel] -> export::task (Batcher)
 //!         -> export::Exporter (otlp | console | otlp-json)
-//!         side watches: Events -> enrich::EventStore; ReplicaSet/Job metadata -> OwnerIndex
+//!         side watches: Events -> enrich::KubeEventStore; ReplicaSet/Job metadata -> OwnerIndex
 //!         with --leader-elect: enrich::run -> leader::gate (leader: forward; standby: buffer)
 //!         -> [export channel]
 //!         app::checkpointer writes the catch-up checkpoint while app::Delivery is all settled
@@ -17,7 +17,7 @@
 //! Layout:
 //! - [`pod`]: the slim Pod, decoding only the fields the agent uses;
 //! - [`detector`]: pure restart detection (`docs/detection.md`);
-//! - [`event`]: the restart event model, status-only classification, deterministic ids;
+//! - [`record`]: the record model (what the agent emits: restarts, start failures, failures, evictions), deterministic ids;
 //! - [`enrich`]: the stage that classifies, names owners, coalesces storms and attaches previous
 //!   logs, with what it reads: `enrich::events` (the Events watch and store), `enrich::causes`
 //!   (every cause rule, pure), `enrich::owners` (every owner rule and the metadata watches),
@@ -46,7 +46,6 @@ pub mod cluster;
 pub mod config;
 pub mod detector;
 pub mod enrich;
-pub mod event;
 pub mod export;
 pub mod failures;
 pub mod keys;
@@ -56,6 +55,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod pod;
+pub mod record;
 pub mod replay;
 pub mod watch;
 pub mod watch_step;

@@ -11,7 +11,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::event::RestartEvent;
+use crate::record::Record;
 
 /// Prefix of every instrument.
 pub const PREFIX: &str = "restart_watcher";
@@ -74,8 +74,8 @@ impl Metrics {
                 "Records in export attempts that failed and were retried, by signal and gRPC reason.",
             ),
             records_dropped: counter("records.dropped", "Records dropped for good, by signal and reason."),
-            queue_in: counter("queue.in", "Restart events put on the export queue."),
-            queue_out: counter("queue.out", "Restart events taken off the export queue."),
+            queue_in: counter("queue.in", "Records put on the export queue."),
+            queue_out: counter("queue.out", "Records taken off the export queue."),
             export_duration: meter
                 .f64_histogram(format!("{PREFIX}.export.duration"))
                 .with_unit("s")
@@ -131,7 +131,7 @@ impl Metrics {
 
     /// Counts a record per workload, when `--workload-metrics` is on: once its cause is decided
     /// (after the Events are consulted), before storm control coalesces anything.
-    pub fn count_per_workload(&self, ev: &RestartEvent) {
+    pub fn count_per_workload(&self, ev: &Record) {
         let Some(cap) = self.workload_series.get() else {
             return;
         };
@@ -153,14 +153,14 @@ impl Metrics {
             KeyValue::new("container", l.container),
             KeyValue::new("cause", ev.cause.as_str()),
         ];
-        if ev.event == crate::event::EventKind::Restart {
+        if ev.kind == crate::record::RecordKind::Restart {
             self.container_restarts.add(1 + u64::from(ev.missed), &labels);
             self.node_restarts.add(
                 1 + u64::from(ev.missed),
                 &[KeyValue::new("node", node), KeyValue::new("cause", ev.cause.as_str())],
             );
         } else {
-            labels.push(KeyValue::new("event", ev.event.as_str()));
+            labels.push(KeyValue::new("event", ev.kind.as_str()));
             self.container_failures.add(1, &labels);
         }
     }
@@ -213,7 +213,7 @@ impl Metrics {
     }
 
     /// The Event store's use against its budget, and its evictions.
-    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::EventStore>) {
+    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::KubeEventStore>) {
         let (used, evicted) = (store.clone(), store.clone());
         self.observe_budget(
             "events.store",
@@ -364,14 +364,14 @@ impl Metrics {
         Metrics::new(&SdkMeterProvider::builder().build().meter("restart-watcher"))
     }
 
-    pub fn restart_detected(&self, ev: &RestartEvent) {
-        if ev.event != crate::event::EventKind::Restart {
+    pub fn restart_detected(&self, ev: &Record) {
+        if ev.kind != crate::record::RecordKind::Restart {
             self.failures_detected
-                .add(1, &[KeyValue::new("event", ev.event.as_str()), KeyValue::new("cause", ev.cause.as_str())]);
+                .add(1, &[KeyValue::new("event", ev.kind.as_str()), KeyValue::new("cause", ev.cause.as_str())]);
             return;
         }
         self.restarts_detected
-            .add(1, &[KeyValue::new("kind", ev.kind().as_str()), KeyValue::new("cause", ev.cause.as_str())]);
+            .add(1, &[KeyValue::new("kind", ev.container_kind().as_str()), KeyValue::new("cause", ev.cause.as_str())]);
         if let Some(finished) = ev.terminated.as_ref().and_then(|t| t.finished_at).filter(|_| !ev.detected_late) {
             // A negative latency is clock skew between the node and the agent: count it as immediate.
             let secs = ev.observed_at.duration_since(finished).as_secs_f64().max(0.0);

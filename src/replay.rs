@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::detector::Detector;
-use crate::event::RestartEvent;
 use crate::pod::{PodProbe, SlimPod, SlimPodSpec, SlimPodStatus};
+use crate::record::Record;
 
 /// Errors that stop a replay.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
-    /// The consumer of restart events went away (the export task ended).
+    /// The consumer of records went away (the export task ended).
     #[error("the export pipeline closed before the replay ended")]
     SinkClosed,
 }
@@ -65,7 +65,7 @@ pub struct ReplayStats {
     pub error_events: u64,
     /// BOOKMARK watch events.
     pub bookmarks: u64,
-    /// Restart events detected.
+    /// Records detected.
     pub restarts: u64,
     /// The recording's time: the latest time its objects gave.
     pub clock: RecordingClock,
@@ -148,7 +148,7 @@ pub fn replay<R: Read>(
     source_name: &str,
     detector: &mut Detector,
     now: impl FnMut() -> Timestamp,
-    emit: impl FnMut(RestartEvent) -> bool,
+    emit: impl FnMut(Record) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
     replay_bounded(input, source_name, DEFAULT_MAX_VALUE_BYTES, detector, now, emit, stats)
@@ -168,7 +168,7 @@ pub fn replay_bounded<R: Read>(
     max_value_bytes: usize,
     detector: &mut Detector,
     now: impl FnMut() -> Timestamp,
-    emit: impl FnMut(RestartEvent) -> bool,
+    emit: impl FnMut(Record) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
     replay_with(input, source_name, max_value_bytes, detector, now, emit, stats, |_| true)
@@ -185,7 +185,7 @@ pub fn replay_with<R: Read>(
     max_value_bytes: usize,
     detector: &mut Detector,
     mut now: impl FnMut() -> Timestamp,
-    mut emit: impl FnMut(RestartEvent) -> bool,
+    mut emit: impl FnMut(Record) -> bool,
     stats: &mut ReplayStats,
     mut before_read: impl FnMut(&ReplayStats) -> bool,
 ) -> Result<(), ReplayError> {
@@ -438,7 +438,7 @@ struct Sink<'a, N, E> {
     offset: usize,
 }
 
-impl<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool> Sink<'_, N, E> {
+impl<N: FnMut() -> Timestamp, E: FnMut(Record) -> bool> Sink<'_, N, E> {
     /// An observation (or the final object of a deletion) through the detector; its restarts out.
     fn observe(&mut self, pod: &crate::pod::SlimPod, deleted: bool) -> Result<(), ReplayError> {
         self.stats.pod_observations += 1;
@@ -468,7 +468,7 @@ fn handle(
     offset: usize,
     detector: &mut Detector,
     now: &mut impl FnMut() -> Timestamp,
-    emit: &mut impl FnMut(RestartEvent) -> bool,
+    emit: &mut impl FnMut(Record) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
     let mut sink = Sink { detector, now, emit, stats, offset };
@@ -515,7 +515,7 @@ fn handle(
 }
 
 /// A watch event `{"type": ..., "object": ...}`.
-fn handle_watch_event<N: FnMut() -> Timestamp, E: FnMut(RestartEvent) -> bool>(
+fn handle_watch_event<N: FnMut() -> Timestamp, E: FnMut(Record) -> bool>(
     event_type: &str,
     object: Option<Box<Envelope>>,
     offset: usize,

@@ -22,9 +22,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::Detection;
-use crate::event::RestartEvent;
 use crate::kube_errors::{Failure, advice, classify, classify_watcher};
 use crate::pod::SlimPod;
+use crate::record::Record;
 use crate::watch_step::{ListChange, ScopeWatch};
 
 /// Page size of the initial list and relists, in pods (bounds the memory of one list response).
@@ -417,7 +417,7 @@ pub enum WatchError {
 /// Counters shared by the watch tasks, the checkpointer and the metrics.
 #[derive(Debug, Default)]
 pub struct WatchStats {
-    pub events: AtomicU64,
+    pub watch_events: AtomicU64,
     pub relists: AtomicU64,
     pub errors: AtomicU64,
     pub pods_dropped: AtomicU64,
@@ -499,7 +499,7 @@ pub struct WatchTask {
     pub server: String,
     /// Catch-up for the initial list (from the checkpoint).
     pub catch_up_since: Option<Timestamp>,
-    pub tx: mpsc::Sender<RestartEvent>,
+    pub tx: mpsc::Sender<Record>,
     /// Where each record handed over counts as in flight until settled (the checkpoint's watermark).
     pub progress: Arc<crate::export::task::ExportProgress>,
     pub stats: Arc<WatchStats>,
@@ -535,7 +535,7 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
                 continue;
             }
         };
-        stats.events.fetch_add(1, Ordering::Relaxed);
+        stats.watch_events.fetch_add(1, Ordering::Relaxed);
         if last_failure.take().is_some() {
             tracing::info!(scope = %description, "Watch recovered.");
         }

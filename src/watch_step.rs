@@ -18,8 +18,8 @@ use kube::runtime::watcher;
 
 use crate::checkpoint::catch_up_since;
 use crate::detector::{Detection, Detector};
-use crate::event::RestartEvent;
 use crate::pod::SlimPod;
+use crate::record::Record;
 
 /// What an event did to the list, for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum ListChange {
 /// What one watcher event produced.
 #[derive(Debug)]
 pub struct Step {
-    pub restarts: Vec<RestartEvent>,
+    pub restarts: Vec<Record>,
     pub list: ListChange,
     /// Containers whose restartCount fell (the baseline reset, nothing reported).
     pub resets: u64,

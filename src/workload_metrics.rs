@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use crate::event::{EventKind, OwnerRef, Owners, RestartEvent};
+use crate::record::{OwnerRef, Owners, Record, RecordKind};
 
 /// The default cap on the series of the two counters together.
 pub const DEFAULT_MAX_SERIES: usize = 1000;
@@ -34,7 +34,7 @@ pub struct WorkloadLabels {
 
 impl WorkloadLabels {
     /// The workload of a record: its most specific known controller, else the pod itself.
-    pub fn of(ev: &RestartEvent) -> Self {
+    pub fn of(ev: &Record) -> Self {
         let (workload_kind, workload) = match workload(&ev.pod.owners) {
             Some((kind, r)) => (kind, r.name.clone()),
             None => ("Pod", ev.pod.name.clone()),
@@ -75,10 +75,10 @@ fn workload(o: &Owners) -> Option<(&'static str, &OwnerRef)> {
 #[derive(Debug)]
 pub struct SeriesCap {
     max: usize,
-    seen: HashSet<(WorkloadLabels, EventKind, crate::event::Cause)>,
+    seen: HashSet<(WorkloadLabels, RecordKind, crate::record::Cause)>,
     overflowed: bool,
     /// The node counter's series, under the same cap of their own.
-    nodes: HashSet<(String, crate::event::Cause)>,
+    nodes: HashSet<(String, crate::record::Cause)>,
 }
 
 /// What [`SeriesCap::admit`] decided.
@@ -96,9 +96,9 @@ impl SeriesCap {
 
     /// The labels to count `ev` under: its own while the series fit under the cap (or the series
     /// exists already), else `other`.
-    pub fn admit(&mut self, ev: &RestartEvent) -> Admitted {
+    pub fn admit(&mut self, ev: &Record) -> Admitted {
         let labels = WorkloadLabels::of(ev);
-        let key = (labels, ev.event, ev.cause);
+        let key = (labels, ev.kind, ev.cause);
         if self.seen.contains(&key) {
             return Admitted { labels: key.0, first_overflow: false };
         }
@@ -114,7 +114,7 @@ impl SeriesCap {
 
     /// The `node` label to count `ev` under: its node (`none` before it is scheduled) while the node
     /// series fit under the cap (or exist already), else `other`.
-    pub fn admit_node(&mut self, ev: &RestartEvent) -> String {
+    pub fn admit_node(&mut self, ev: &Record) -> String {
         let node = ev.pod.node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "none".to_owned());
         let key = (node, ev.cause);
         if self.nodes.contains(&key) || self.nodes.len() < self.max {
@@ -134,10 +134,10 @@ impl SeriesCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Cause;
+    use crate::record::Cause;
 
-    fn ev(ns: &str, pod: &str, deployment: Option<&str>, cause: Cause) -> RestartEvent {
-        let mut ev = RestartEvent::sample(ns, pod, "app", cause);
+    fn ev(ns: &str, pod: &str, deployment: Option<&str>, cause: Cause) -> Record {
+        let mut ev = Record::sample(ns, pod, "app", cause);
         ev.pod.owners.deployment = deployment.map(|d| OwnerRef { name: d.into(), uid: None });
         ev
     }

@@ -4,7 +4,7 @@ mod support;
 
 use jiff::Timestamp;
 use restart_watcher::detector::{Detector, KindFilter};
-use restart_watcher::event::{Cause, ContainerKind, RestartEvent};
+use restart_watcher::record::{Cause, ContainerKind, Record};
 use serde_json::json;
 use support::{PodB, c, pod};
 
@@ -23,7 +23,7 @@ const APP: ContainerKind = ContainerKind::App;
 const T0: &str = "2026-11-20T10:00:00Z";
 const T1: &str = "2026-11-20T10:05:00Z";
 
-fn run(detector: &mut Detector, steps: Vec<Step>) -> Vec<RestartEvent> {
+fn run(detector: &mut Detector, steps: Vec<Step>) -> Vec<Record> {
     let now: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
     let mut out = Vec::new();
     for step in steps {
@@ -39,12 +39,12 @@ fn run(detector: &mut Detector, steps: Vec<Step>) -> Vec<RestartEvent> {
     out
 }
 
-fn summary(events: &[RestartEvent]) -> Vec<Want> {
+fn summary(events: &[Record]) -> Vec<Want> {
     events
         .iter()
         .map(|e| {
             let name: &'static str = Box::leak(e.container.name.clone().into_boxed_str());
-            (name, e.kind(), e.restart_count, e.missed, e.cause, e.detected_late)
+            (name, e.container_kind(), e.restart_count, e.missed, e.cause, e.detected_late)
         })
         .collect()
 }
@@ -323,12 +323,12 @@ fn the_pods_of_a_template_share_their_container_names() {
 /// (event kind, container, cause, detected late) of a record other than a restart.
 type WantF = (&'static str, &'static str, Cause, bool);
 
-fn failures_summary(events: &[RestartEvent]) -> Vec<WantF> {
+fn failures_summary(events: &[Record]) -> Vec<WantF> {
     events
         .iter()
         .map(|e| {
             let name: &'static str = Box::leak(e.container.name.clone().into_boxed_str());
-            (e.event.as_str(), name, e.cause, e.detected_late)
+            (e.kind.as_str(), name, e.cause, e.detected_late)
         })
         .collect()
 }
@@ -654,7 +654,7 @@ fn catch_up_reports_failures_and_evictions_after_the_checkpoint_once_and_late() 
 #[test]
 fn events_restart_alone_keeps_to_restarts() {
     let mut d = Detector::with(&restart_watcher::detector::Detection {
-        events: restart_watcher::event::EventKinds::restarts_only(),
+        records: restart_watcher::record::RecordKinds::restarts_only(),
         ..Default::default()
     });
     let p = || pod("cccccccc-0000-0000-0000-000000000001");
@@ -692,10 +692,10 @@ fn kept_episodes_stay_within_their_byte_budget_and_past_it_lose_only_their_closi
 }
 
 /// (event kind, container, cause, outcome of an episode's end) of each record.
-fn episodes_summary(events: &[RestartEvent]) -> Vec<(&'static str, String, Cause, Option<&'static str>)> {
+fn episodes_summary(events: &[Record]) -> Vec<(&'static str, String, Cause, Option<&'static str>)> {
     events
         .iter()
-        .map(|e| (e.event.as_str(), e.container.name.clone(), e.cause, e.episode.as_ref().and_then(|x| x.outcome)))
+        .map(|e| (e.kind.as_str(), e.container.name.clone(), e.cause, e.episode.as_ref().and_then(|x| x.outcome)))
         .collect()
 }
 
@@ -847,7 +847,7 @@ fn two_episodes_and_two_unnamed_restarts_after_a_reset_never_share_an_id() {
     got.extend(d.apply(&p().app(c("web", 1).id("containerd://aaaa")).slim(), at("2026-11-20T10:04:00Z")));
     got.extend(d.apply(&p().app(c("web", 0).id("containerd://bbbb")).slim(), at("2026-11-20T10:05:00Z")));
     got.extend(d.apply(&p().app(c("web", 1).id("containerd://cccc")).slim(), at("2026-11-20T10:06:00Z")));
-    let kinds: Vec<&str> = got.iter().map(|e| e.event.as_str()).collect();
+    let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
         ["start_failure", "start_failure_ended", "start_failure", "start_failure_ended", "restart", "restart"]

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use fake_collector::{FakeCollector, str_attr};
 use fixture::{fixture_restarts, many_restarts};
-use restart_watcher::event::RestartEvent;
 use restart_watcher::export::convert::{self, MappingConfig};
 use restart_watcher::export::otlp::{OtlpConfig, OtlpExporter, RawSignalSettings, resolve};
 use restart_watcher::export::task::{self, BatchConfig};
 use restart_watcher::export::{ExportError, Exporter, Signals};
 use restart_watcher::keys;
 use restart_watcher::metrics::Metrics;
+use restart_watcher::record::Record;
 use tokio::sync::mpsc;
 use tonic::Code;
 
@@ -92,7 +92,7 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     let report = task.await.unwrap();
     assert_eq!((report.exported, report.failed), (40, 0));
     let mut ids: Vec<_> = fc.log_records().iter().map(|r| str_attr(&r.attributes, keys::RESTART_ID).unwrap()).collect();
-    let mut want: Vec<_> = events.iter().map(RestartEvent::restart_id).collect();
+    let mut want: Vec<_> = events.iter().map(Record::restart_id).collect();
     ids.sort();
     want.sort();
     assert_eq!(ids, want, "every record once");
@@ -403,7 +403,7 @@ fn a_replay_stopped_while_its_records_wait_for_the_collector_reports_what_it_rea
 }
 
 /// `n` restarts, each carrying `log_bytes` of previous logs (big records).
-fn big_restarts(n: u32, log_bytes: usize) -> Vec<RestartEvent> {
+fn big_restarts(n: u32, log_bytes: usize) -> Vec<Record> {
     many_restarts(n)
         .into_iter()
         .map(|mut ev| {
@@ -467,7 +467,7 @@ async fn every_export_says_who_sends_it() {
 }
 
 /// Runs `events` through the export task to `exporter`, in batches of 128: the report.
-async fn through_the_task(exporter: OtlpExporter, events: Vec<RestartEvent>) -> task::ExportReport {
+async fn through_the_task(exporter: OtlpExporter, events: Vec<Record>) -> task::ExportReport {
     let (tx, rx) = mpsc::channel(events.len().max(1));
     let progress = Arc::new(task::ExportProgress::default());
     let batch = BatchConfig { max_records: 128, max_delay: Duration::from_millis(20) };

@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use restart_watcher::detector::Detector;
-use restart_watcher::event::{Cause, OwnerRef, Owners, PodInfo, RestartEvent, hex};
 use restart_watcher::export::convert::{self, MappingConfig};
 use restart_watcher::keys;
+use restart_watcher::record::{Cause, OwnerRef, Owners, PodInfo, Record, hex};
 use serde_json::json;
 use support::{c, pod};
 
 const UID: &str = "4239abf7-1206-49a7-8747-9f93b9b7d16d";
 
-fn oom_event() -> RestartEvent {
+fn oom_event() -> Record {
     let mut p = pod(UID).named("shop", "checkout-7d9f8-x2x4q").app(c("checkout", 3)).json();
     p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-7d9f8",
                                                "uid": "rs-uid", "controller": true}]);
@@ -312,7 +312,7 @@ fn otlp_json_uses_lower_camel_case_and_hex_ids() {
 
 /// The records of the other kinds, from one pod: a start failure, its end, a terminal failure of a
 /// second container, then the pod's eviction.
-fn other_kinds() -> Vec<RestartEvent> {
+fn other_kinds() -> Vec<Record> {
     let p = || pod(UID).named("shop", "search-5c7d-q8x2z").never();
     let mut d = Detector::default();
     let at = |s: &str| -> Timestamp { s.parse().unwrap() };
@@ -417,6 +417,6 @@ fn each_kind_has_its_event_name_severity_span_and_attributes() {
         "the condition's time"
     );
 
-    let ids: std::collections::HashSet<String> = evs.iter().map(RestartEvent::restart_id).collect();
+    let ids: std::collections::HashSet<String> = evs.iter().map(Record::restart_id).collect();
     assert_eq!(ids.len(), 4, "every record has its own id");
 }

@@ -84,7 +84,7 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_owned)
     };
-    let budget = restart_watcher::enrich::events::EVENT_STORE_BUDGET_BYTES.to_string();
+    let budget = restart_watcher::enrich::kube_events::EVENT_STORE_BUDGET_BYTES.to_string();
     assert_eq!(value("restart_watcher_events_store_limit_bytes"), Some(budget), "{metrics}");
     assert!(value("restart_watcher_events_store_usage_bytes").is_some(), "{metrics}");
     assert_eq!(value("restart_watcher_events_evicted_total").as_deref(), Some("0"), "{metrics}");

@@ -16,8 +16,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use restart_watcher::enrich::prevlogs::{FetchError, PREVIOUS_LOGS_CONCURRENCY, PreviousLogs, compile_redactions};
 use restart_watcher::enrich::{self, Enrichment};
-use restart_watcher::event::RestartEvent;
 use restart_watcher::metrics::SelfTelemetry;
+use restart_watcher::record::Record;
 use tokio::sync::mpsc;
 
 #[derive(Default)]
@@ -110,7 +110,7 @@ async fn fetches_are_capped_in_concurrency() {
     assert!(seen.max_in_flight.load(Ordering::SeqCst) <= PREVIOUS_LOGS_CONCURRENCY);
 }
 
-fn restart_of(pod: &str) -> RestartEvent {
+fn restart_of(pod: &str) -> Record {
     let mut ev = fixture::fixture_restarts().remove(1); // exit 2: the status decides, no wait for Events
     ev.pod.name = pod.to_owned();
     ev

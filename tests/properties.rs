@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 use jiff::Timestamp;
 use proptest::prelude::*;
 use restart_watcher::detector::Detector;
-use restart_watcher::event::RestartEvent;
 use restart_watcher::pod::SlimPod;
+use restart_watcher::record::Record;
 use restart_watcher::replay::{ReplayError, ReplayStats, replay_bounded};
 use serde_json::json;
 
@@ -98,7 +98,7 @@ impl World {
 }
 
 /// Runs `ops`; returns the events and, per (uid, container), the total rise the model expects.
-fn run_ops(ops: &[Op]) -> (Vec<RestartEvent>, BTreeMap<(String, String), u64>) {
+fn run_ops(ops: &[Op]) -> (Vec<Record>, BTreeMap<(String, String), u64>) {
     let mut d = Detector::default();
     let mut w = World { uid_seq: 0, uid: World::uid(0), epoch: [0; 2], step: 0 };
     // What the detector should have accounted for: None = not seen since creation (baseline next).

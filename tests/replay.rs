@@ -72,7 +72,7 @@ fn records(out: &Output) -> Vec<(String, String, i64, String, i64)> {
 fn replay_lib<T>(
     mut detector: restart_watcher::detector::Detector,
     stream: &str,
-    map: impl Fn(&restart_watcher::event::RestartEvent) -> T,
+    map: impl Fn(&restart_watcher::record::Record) -> T,
 ) -> (Vec<T>, restart_watcher::replay::ReplayStats) {
     let mut got = Vec::new();
     let mut stats = Default::default();
@@ -281,7 +281,7 @@ fn replay_with_a_checkpoint_file_catches_up_on_first_sightings_and_writes_the_ch
 #[test]
 fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() {
     use restart_watcher::detector::{Detector, KindFilter};
-    use restart_watcher::event::ContainerKind;
+    use restart_watcher::record::ContainerKind;
     let pod = |sidecar: u32, init: u32, app: u32| {
         let st = |name: &str, n: u32| {
             serde_json::json!({"name": name, "restartCount": n,
@@ -307,7 +307,8 @@ fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() 
             vec![(ContainerKind::Sidecar, 3, 0), (ContainerKind::App, 7, 1)],
         ),
     ] {
-        let (got, stats) = replay_lib(Detector::new(kinds), &stream, |e| (e.kind(), e.restart_count, e.missed));
+        let (got, stats) =
+            replay_lib(Detector::new(kinds), &stream, |e| (e.container_kind(), e.restart_count, e.missed));
         assert_eq!(got, want, "{kinds:?}");
         assert_eq!(stats.pod_observations, 4);
     }
@@ -350,7 +351,7 @@ fn replay_fast_paths_never_skip_a_start_failure_its_end_a_failure_or_an_eviction
         ev(c, "Always", running.clone(), json!({"phase": "Failed", "reason": "Evicted", "message": "disk"})),
     ]
     .join("\n");
-    let (got, _) = replay_lib(Detector::default(), &stream, |e| e.event.as_str());
+    let (got, _) = replay_lib(Detector::default(), &stream, |e| e.kind.as_str());
     assert_eq!(got, vec!["start_failure", "start_failure_ended", "failure", "eviction"]);
 }
 

@@ -8,8 +8,8 @@
 use jiff::Timestamp;
 use kube::runtime::watcher;
 use restart_watcher::detector::{Detection, Detector};
-use restart_watcher::event::RestartEvent;
 use restart_watcher::pod::SlimPod;
+use restart_watcher::record::Record;
 use restart_watcher::replay::{RecordingClock, ReplayStats};
 use restart_watcher::watch_step::ScopeWatch;
 use serde_json::Value;
@@ -27,7 +27,7 @@ fn wall_clock() -> Timestamp {
     "2099-01-01T00:00:00Z".parse().unwrap()
 }
 
-fn replayed(stream: &str) -> Vec<RestartEvent> {
+fn replayed(stream: &str) -> Vec<Record> {
     let mut detector = Detector::with(&Detection::default());
     let mut got = Vec::new();
     let mut stats = ReplayStats::default();
@@ -48,7 +48,7 @@ fn replayed(stream: &str) -> Vec<RestartEvent> {
 
 /// The stream as kube-runtime hands a live watch its events: each object decoded whole, a list as
 /// `Init`, `InitApply`..., `InitDone`.
-fn live(stream: &str) -> Vec<RestartEvent> {
+fn live(stream: &str) -> Vec<Record> {
     let mut scope = ScopeWatch::new(&Detection::default(), None);
     let mut clock = RecordingClock::default();
     let mut got = Vec::new();
@@ -114,7 +114,7 @@ fn an_update_that_only_adds_a_disruption_condition_is_a_preemption_live_and_repl
     let stream = [pod(ready), pod(preempted)].join("\n");
     assert_eq!(same_records("preemption", &stream), 1);
     let records = replayed(&stream);
-    assert_eq!((records[0].event.as_str(), records[0].cause.as_str()), ("eviction", "preempted"));
+    assert_eq!((records[0].kind.as_str(), records[0].cause.as_str()), ("eviction", "preempted"));
 }
 
 #[test]

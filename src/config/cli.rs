@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::detector::KindFilter;
-use crate::event::{ContainerKind, EventKind, EventKinds};
 use crate::export::Signals;
 use crate::export::convert::MappingConfig;
+use crate::record::{ContainerKind, RecordKind, RecordKinds};
 
 /// Every Kubernetes container restart as one OpenTelemetry event.
 #[derive(Debug, Parser)]
@@ -359,23 +359,23 @@ pub struct DetectionArgs {
 
     /// Event kinds to emit, comma-separated: `restart`, `start_failure`, `start_failure_ended`,
     /// `failure`, `eviction`, or `all`. `--events restart` keeps to restarts alone.
-    #[arg(long, env = "RESTART_WATCHER_EVENTS", value_delimiter = ',', default_value = "all", value_parser = parse_event_kind)]
-    pub events: Vec<EventKindArg>,
+    #[arg(long, env = "RESTART_WATCHER_EVENTS", value_delimiter = ',', default_value = "all", value_parser = parse_record_kind)]
+    pub events: Vec<RecordKindArg>,
 }
 
 /// An `--events` value: one event kind, or all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKindArg {
+pub enum RecordKindArg {
     All,
-    One(EventKind),
+    One(RecordKind),
 }
 
-fn parse_event_kind(s: &str) -> Result<EventKindArg, String> {
+fn parse_record_kind(s: &str) -> Result<RecordKindArg, String> {
     if s == "all" {
-        return Ok(EventKindArg::All);
+        return Ok(RecordKindArg::All);
     }
-    EventKind::parse(s).map(EventKindArg::One).ok_or_else(|| {
-        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    RecordKind::parse(s).map(RecordKindArg::One).ok_or_else(|| {
+        let names: Vec<&str> = RecordKind::ALL.iter().map(|k| k.as_str()).collect();
         format!("{s:?} is not an event kind; use all or some of: {}", names.join(", "))
     })
 }
@@ -386,21 +386,21 @@ impl DetectionArgs {
         KindFilter::from_kinds(&kinds)
     }
 
-    /// The event kinds `--events` selects.
-    pub fn event_kinds(&self) -> EventKinds {
-        if self.events.contains(&EventKindArg::All) {
-            return EventKinds::default();
+    /// The record kinds `--events` selects.
+    pub fn record_kinds(&self) -> RecordKinds {
+        if self.events.contains(&RecordKindArg::All) {
+            return RecordKinds::default();
         }
-        let kinds: Vec<EventKind> =
-            self.events.iter().filter_map(|e| if let EventKindArg::One(k) = e { Some(*k) } else { None }).collect();
-        EventKinds::from_kinds(&kinds)
+        let kinds: Vec<RecordKind> =
+            self.events.iter().filter_map(|e| if let RecordKindArg::One(k) = e { Some(*k) } else { None }).collect();
+        RecordKinds::from_kinds(&kinds)
     }
 
     /// What the detector reports, with the redactions applied to the kubelet messages it copies.
     pub fn detection(&self, redactions: Vec<regex::Regex>) -> crate::detector::Detection {
         crate::detector::Detection {
             kinds: self.kind_filter(),
-            events: self.event_kinds(),
+            records: self.record_kinds(),
             redactions,
             episodes: Default::default(),
         }

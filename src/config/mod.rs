@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use cli::{ExporterKind, OutputArgs, RunArgs};
 
 use crate::checkpoint::CheckpointStore;
-use crate::event::EventKind;
 use crate::export::otlp::OtlpConfig;
+use crate::record::RecordKind;
 use crate::watch::WatchScope;
 
 /// A setting that cannot work. The message says which setting and what it expects.
@@ -329,8 +329,8 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
             ),
         ));
     }
-    let events = args.detection.event_kinds();
-    let emitted: Vec<&str> = EventKind::ALL.iter().filter(|k| events.allows(**k)).map(|k| k.as_str()).collect();
+    let events = args.detection.record_kinds();
+    let emitted: Vec<&str> = RecordKind::ALL.iter().filter(|k| events.allows(**k)).map(|k| k.as_str()).collect();
     summary.push(("records", emitted.join(", ")));
     summary.push(("admin server", args.admin_listen.to_string()));
     Ok(summary)

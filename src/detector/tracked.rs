@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::event::ContainerKind;
+use crate::record::ContainerKind;
 
 /// Containers whose state is kept inside the pod's map entry; more spill into a side map.
 pub const INLINE_CONTAINERS: usize = 3;
@@ -31,7 +31,7 @@ impl Hash for PodKey {
 
 impl PodKey {
     pub fn of_uid(uid: &str) -> Self {
-        PodKey(crate::event::trace_id_for_pod(uid))
+        PodKey(crate::record::trace_id_for_pod(uid))
     }
 }
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::event::{Cause, RestartEvent};
 use crate::pod::SlimTerminated;
+use crate::record::{Cause, Record};
 
 /// A kubelet (or scheduler, or node) Event about a pod, reduced to what classification reads:
 /// no message is kept (probe output makes messages of a kilobyte, and a storm brings thousands).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodEvent {
+pub struct KubeEvent {
     /// One of [`RELEVANT_REASONS`] or [`NODE_OOM_REASONS`].
     pub reason: &'static str,
     /// For a `Killing` Event: which probe its message names, if any.
@@ -38,7 +38,7 @@ pub enum Kill {
     Other,
 }
 
-impl PodEvent {
+impl KubeEvent {
     /// The Event as classification keeps it, or `None` for a reason it does not read (including
     /// `Unhealthy`: a failing probe kills nothing by itself; readiness failures never do).
     pub fn decode(
@@ -47,7 +47,7 @@ impl PodEvent {
         container: Option<String>,
         time: Timestamp,
         on_node: bool,
-    ) -> Option<PodEvent> {
+    ) -> Option<KubeEvent> {
         let reasons: &[&'static str] = if on_node { &NODE_OOM_REASONS } else { &RELEVANT_REASONS };
         let reason = *reasons.iter().find(|r| **r == reason)?;
         let kill = (reason == "Killing").then(|| {
@@ -60,7 +60,7 @@ impl PodEvent {
                 Kill::Other
             }
         });
-        Some(PodEvent { reason, kill, container, time, on_node })
+        Some(KubeEvent { reason, kill, container, time, on_node })
     }
 }
 
@@ -96,10 +96,10 @@ pub fn container_of_field_path(field_path: &str) -> Option<&str> {
 
 /// The Events that can explain a termination of `container` at `finished`.
 fn near<'a>(
-    events: &'a [PodEvent],
+    events: &'a [KubeEvent],
     container: &'a str,
     finished: Option<Timestamp>,
-) -> impl Iterator<Item = &'a PodEvent> {
+) -> impl Iterator<Item = &'a KubeEvent> {
     events.iter().filter(move |e| {
         let same_container = e.container.as_deref().is_none_or(|c| c == container);
         let in_window = match finished {
@@ -141,17 +141,17 @@ pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Opt
 }
 
 /// The cause of a detected restart from its status alone.
-pub fn restart_cause_from_status(ev: &RestartEvent) -> Cause {
+pub fn restart_cause_from_status(ev: &Record) -> Cause {
     classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref())
 }
 
 /// The cause of a detected restart from its status and the recent Events of its pod.
-pub fn restart_cause(ev: &RestartEvent, events: &[PodEvent]) -> Cause {
+pub fn restart_cause(ev: &Record, events: &[KubeEvent]) -> Cause {
     classify(ev.terminated.as_ref(), ev.pod_reason.as_deref(), &ev.container.name, events)
 }
 
 /// Whether a detected restart is worth waiting for a late Event: its status leaves the cause open.
-pub fn restart_worth_waiting_for_events(ev: &RestartEvent) -> bool {
+pub fn restart_worth_waiting_for_events(ev: &Record) -> bool {
     worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
 }
 
@@ -161,7 +161,7 @@ pub fn classify(
     terminated: Option<&SlimTerminated>,
     pod_reason: Option<&str>,
     container: &str,
-    events: &[PodEvent],
+    events: &[KubeEvent],
 ) -> Cause {
     let status = classify_from_status(terminated, pod_reason);
     // The runtime's own verdict is authoritative for OOM kills and clean exits.
@@ -292,19 +292,19 @@ mod tests {
         }
     }
 
-    fn ev(reason: &str, message: &str, container: Option<&str>, at: &str) -> PodEvent {
-        PodEvent::decode(reason, message, container.map(Into::into), at.parse().unwrap(), false).unwrap()
+    fn ev(reason: &str, message: &str, container: Option<&str>, at: &str) -> KubeEvent {
+        KubeEvent::decode(reason, message, container.map(Into::into), at.parse().unwrap(), false).unwrap()
     }
 
     /// An Event about the pod's Node.
-    fn node_ev(reason: &str, message: &str, at: &str) -> PodEvent {
-        PodEvent::decode(reason, message, None, at.parse().unwrap(), true).unwrap()
+    fn node_ev(reason: &str, message: &str, at: &str) -> KubeEvent {
+        KubeEvent::decode(reason, message, None, at.parse().unwrap(), true).unwrap()
     }
 
     #[test]
     fn events_keep_no_message_and_probe_failures_that_kill_nothing_are_dropped_at_decode() {
         let at: Timestamp = "2026-11-20T09:59:50Z".parse().unwrap();
-        let decode = |reason: &str, message: &str| PodEvent::decode(reason, message, None, at, false);
+        let decode = |reason: &str, message: &str| KubeEvent::decode(reason, message, None, at, false);
         let cases = [
             ("Killing", LIVENESS, Some(Some(Kill::LivenessProbe))),
             ("Killing", STARTUP, Some(Some(Kill::StartupProbe))),
@@ -322,8 +322,8 @@ mod tests {
                 assert_eq!(e.reason, reason);
             }
         }
-        assert!(PodEvent::decode("OOMKilling", "x", None, at, true).is_some());
-        assert!(PodEvent::decode("Killing", "x", None, at, true).is_none(), "a Node's Killing is not kept");
+        assert!(KubeEvent::decode("OOMKilling", "x", None, at, true).is_some());
+        assert!(KubeEvent::decode("Killing", "x", None, at, true).is_none(), "a Node's Killing is not kept");
     }
 
     const LIVENESS: &str = "Container web failed liveness probe, will be restarted";
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn classification_table_including_the_misleading_137s() {
-        type Case<'a> = (&'a str, SlimTerminated, Option<&'a str>, Vec<PodEvent>, Cause);
+        type Case<'a> = (&'a str, SlimTerminated, Option<&'a str>, Vec<KubeEvent>, Cause);
         let cases: Vec<Case> = vec![
             ("137 with OOMKilled is an OOM kill", term("OOMKilled", 137, None), None, vec![], Cause::OomKilled),
             (
@@ -380,7 +380,7 @@ mod tests {
                 "Unhealthy alone (probe failing, no kill) does not change the cause",
                 term("Error", 1, None),
                 None,
-                PodEvent::decode(
+                KubeEvent::decode(
                     "Unhealthy",
                     "Liveness probe failed: HTTP 500",
                     Some("web".into()),

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! watch tasks -> [detected channel] -> enricher -> [export channel] -> export task
-//!                                         ^ EventStore <- Events watch
+//!                                         ^ KubeEventStore <- Events watch
 //!                                         ^ OwnerIndex <- ReplicaSet/Job metadata watch
 //! ```
 //!
@@ -26,14 +26,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub mod causes;
-pub mod events;
+pub mod kube_events;
 pub mod owners;
 pub mod prevlogs;
 pub mod storm;
 
-pub use events::EventStore;
+pub use kube_events::KubeEventStore;
 
-use crate::event::{EventKind, RestartEvent};
+use crate::record::{Record, RecordKind};
 
 /// Longest wait for a late Event before a record is classified from what is known.
 pub const EVENT_WAIT: Duration = Duration::from_secs(3);
@@ -60,7 +60,7 @@ pub struct BudgetUsage {
 /// Options of the enrichment stage.
 #[derive(Default)]
 pub struct Enrichment {
-    pub events: Option<Arc<EventStore>>,
+    pub kube_events: Option<Arc<KubeEventStore>>,
     pub owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
     pub storm: Option<crate::enrich::storm::StormControl>,
     /// Opt-in: the previous instance's last log lines.
@@ -76,9 +76,9 @@ pub struct Enrichment {
 
 /// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
 async fn forward(
-    tx: &mpsc::Sender<RestartEvent>,
+    tx: &mpsc::Sender<Record>,
     progress: &crate::export::task::ExportProgress,
-    ev: RestartEvent,
+    ev: Record,
     records: u64,
 ) -> bool {
     progress.coalesced.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
@@ -92,7 +92,7 @@ type LogsFetch = tokio::task::JoinHandle<Result<String, prevlogs::FetchError>>;
 
 /// A record waiting for a late Event, or for its previous logs.
 struct Pending {
-    ev: RestartEvent,
+    ev: Record,
     events_until: Option<Instant>,
     logs: Option<LogsFetch>,
     /// What it counts against the budget: the record, and the cap of the logs being fetched.
@@ -113,7 +113,7 @@ impl Pending {
 /// with `unfinished`: `shutdown`, or `over_budget` for a record released early) and counts the
 /// outcome.
 async fn attach_logs(
-    ev: &mut RestartEvent,
+    ev: &mut Record,
     handle: LogsFetch,
     unfinished: &'static str,
     metrics: Option<&crate::metrics::Metrics>,
@@ -143,15 +143,15 @@ async fn attach_logs(
 /// within its window (everything it holds once `closing`); without it, everything ready.
 fn release(
     storm: Option<&mut storm::StormControl>,
-    ready: &mut Vec<RestartEvent>,
+    ready: &mut Vec<Record>,
     now: Instant,
     closing: bool,
     in_flight: &crate::export::task::InFlightBySecond,
-) -> Vec<(RestartEvent, u64)> {
+) -> Vec<(Record, u64)> {
     let Some(sc) = storm else {
         return ready.drain(..).map(|ev| (ev, 1)).collect();
     };
-    let mut out: Vec<(RestartEvent, u64)> = Vec::new();
+    let mut out: Vec<(Record, u64)> = Vec::new();
     for ev in ready.drain(..) {
         out.extend(sc.offer_in_flight(ev, now, Some(in_flight)).map(|ev| (ev, 1)));
     }
@@ -162,9 +162,9 @@ fn release(
     out
 }
 
-pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartEvent>, opts: Enrichment) {
+pub async fn run(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, opts: Enrichment) {
     let Enrichment {
-        events: store,
+        kube_events: store,
         owners,
         mut storm,
         previous_logs,
@@ -178,12 +178,12 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
     let logs_reserve = previous_logs.as_ref().map_or(0, |p| p.max_bytes);
     let mut pending: Vec<Pending> = Vec::new();
     let mut pending_bytes = 0usize;
-    let mut ready: Vec<RestartEvent> = Vec::new();
+    let mut ready: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
-    let classify = |ev: &mut RestartEvent, store: &Option<Arc<EventStore>>| {
+    let classify = |ev: &mut Record, store: &Option<Arc<KubeEventStore>>| {
         // Start failures and evictions are classified by the detector from their reasons.
-        if !matches!(ev.event, EventKind::Restart | EventKind::Failure) {
+        if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) {
             return;
         }
         let Some(store) = store else {
@@ -192,13 +192,13 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
         };
         let mut evidence = store.get(&ev.pod.uid, &ev.container.name);
         if let Some(node) = &ev.pod.node_name {
-            evidence.extend(store.get(&events::node_key(node), &ev.container.name));
+            evidence.extend(store.get(&kube_events::node_key(node), &ev.container.name));
         }
         ev.cause = causes::restart_cause(ev, &evidence);
     };
     // Counted once its cause is final (after the Events it waited for), so that the metric's
     // `cause` is the record's.
-    let count = |ev: &RestartEvent| {
+    let count = |ev: &Record| {
         if let Some(m) = &metrics {
             m.restart_detected(ev);
             m.count_per_workload(ev);
@@ -213,11 +213,11 @@ pub async fn run(mut rx: mpsc::Receiver<RestartEvent>, tx: mpsc::Sender<RestartE
                     }
                     classify(&mut ev, &store);
                     let wait_for_events = store.is_some()
-                        && matches!(ev.event, EventKind::Restart | EventKind::Failure)
+                        && matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)
                         && causes::restart_worth_waiting_for_events(&ev)
                         && ev.cause == causes::restart_cause_from_status(&ev);
                     // Previous logs are those of a restarted container's dead instance.
-                    let logs = previous_logs.as_ref().filter(|_| ev.event == EventKind::Restart).map(|p| {
+                    let logs = previous_logs.as_ref().filter(|_| ev.kind == RecordKind::Restart).map(|p| {
                         let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
                         tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
                     });
@@ -278,11 +278,11 @@ mod tests {
 
     /// A restart killed by a signal with nothing more said: worth waiting for an Event. Its
     /// termination message makes it about 4.5 KiB.
-    fn killed(i: u32) -> RestartEvent {
-        RestartEvent {
+    fn killed(i: u32) -> Record {
+        Record {
             terminated: Some(SlimTerminated { exit_code: 137, message: Some("m".repeat(4096)), ..Default::default() }),
-            cause: crate::event::Cause::Unknown,
-            ..RestartEvent::sample("shop", &format!("api-{i}"), "app", crate::event::Cause::Unknown)
+            cause: crate::record::Cause::Unknown,
+            ..Record::sample("shop", &format!("api-{i}"), "app", crate::record::Cause::Unknown)
         }
     }
 
@@ -293,7 +293,7 @@ mod tests {
         let (out_tx, mut out_rx) = mpsc::channel(n as usize);
         let usage = Arc::new(BudgetUsage::default());
         let opts = Enrichment {
-            events: Some(Arc::new(EventStore::default())),
+            kube_events: Some(Arc::new(KubeEventStore::default())),
             pending_budget_bytes: budget,
             pending_usage: usage.clone(),
             ..Default::default()

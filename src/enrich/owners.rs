@@ -27,9 +27,9 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::BudgetUsage;
-use crate::event::{OwnerRef, Owners};
 use crate::kube_errors::{Failure, classify};
 use crate::pod::SlimPod;
+use crate::record::{OwnerRef, Owners};
 use crate::watch::{WatchTuning, tuned_watcher};
 
 /// The workload chain from ownerReferences. The Deployment of a ReplicaSet follows the name rule

@@ -20,14 +20,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::BudgetUsage;
-use crate::event::{Cause, EventKind, RestartEvent};
+use crate::record::{Cause, Record, RecordKind};
 
 /// The default budget of storm control's state, in bytes.
 pub const STORM_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    event: EventKind,
+    kind: RecordKind,
     namespace: String,
     workload: String,
     container: String,
@@ -46,11 +46,11 @@ impl Key {
     }
 }
 
-fn key(ev: &RestartEvent) -> Key {
+fn key(ev: &Record) -> Key {
     let o = &ev.pod.owners;
     let workload = super::owners::workload(o).map(|r| r.name.clone()).unwrap_or_else(|| format!("pod/{}", ev.pod.name));
     Key {
-        event: ev.event,
+        kind: ev.kind,
         namespace: ev.pod.namespace.clone(),
         workload,
         container: ev.container.name.clone(),
@@ -60,7 +60,7 @@ fn key(ev: &RestartEvent) -> Key {
 
 struct Window {
     ends: Instant,
-    held: Option<RestartEvent>,
+    held: Option<Record>,
     /// Restarts held (a record with `missed` counts for 1 + missed).
     count: u32,
     /// Records held (for the pipeline's accounting).
@@ -71,7 +71,7 @@ struct Window {
 }
 
 /// A record to emit and how many detected records it stands for (itself included).
-pub type Emit = (RestartEvent, u64);
+pub type Emit = (Record, u64);
 
 /// The coalescer.
 pub struct StormControl {
@@ -110,30 +110,30 @@ impl StormControl {
     }
 
     /// The restart goes out at once: holding it would pass the budget.
-    fn over_budget(&self, ev: RestartEvent) -> Option<RestartEvent> {
+    fn over_budget(&self, ev: Record) -> Option<Record> {
         self.usage.shed.fetch_add(1, Ordering::Relaxed);
         Some(ev)
     }
 
     /// Offers a restart; returns what to emit now (the restart itself, or nothing when held).
-    pub fn offer(&mut self, ev: RestartEvent, now: Instant) -> Option<RestartEvent> {
+    pub fn offer(&mut self, ev: Record, now: Instant) -> Option<Record> {
         self.offer_in_flight(ev, now, None)
     }
 
     /// [`StormControl::offer`], moving a held record's in-flight count to its window's oldest.
     pub fn offer_in_flight(
         &mut self,
-        mut ev: RestartEvent,
+        mut ev: Record,
         now: Instant,
         in_flight: Option<&crate::export::task::InFlightBySecond>,
-    ) -> Option<RestartEvent> {
+    ) -> Option<Record> {
         let k = key(&ev);
         let stands_for = 1 + ev.missed;
         let ev_bytes = ev.approx_bytes();
         let (budget, bytes) = (self.budget, self.bytes);
         match self.windows.get_mut(&k) {
             Some(w) if now < w.ends => {
-                let after = bytes - w.held.as_ref().map_or(0, RestartEvent::approx_bytes) + ev_bytes;
+                let after = bytes - w.held.as_ref().map_or(0, Record::approx_bytes) + ev_bytes;
                 if after > budget {
                     return self.over_budget(ev);
                 }
@@ -219,10 +219,10 @@ impl StormControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::OwnerRef;
+    use crate::record::OwnerRef;
 
-    fn ev(pod: &str, deployment: &str, container: &str, cause: Cause, n: u32) -> RestartEvent {
-        let mut ev = RestartEvent::sample("shop", pod, container, cause);
+    fn ev(pod: &str, deployment: &str, container: &str, cause: Cause, n: u32) -> Record {
+        let mut ev = Record::sample("shop", pod, container, cause);
         ev.pod.owners.deployment = Some(OwnerRef { name: deployment.into(), uid: None });
         ev.restart_count = n;
         ev
@@ -236,9 +236,9 @@ mod tests {
         let base = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let mut emitted = Vec::new();
         for i in 0..5i64 {
-            let ev = RestartEvent {
+            let ev = Record {
                 observed_at: base + jiff::SignedDuration::from_secs(i),
-                ..RestartEvent::sample("shop", "api-1", "app", crate::event::Cause::AppError)
+                ..Record::sample("shop", "api-1", "app", crate::record::Cause::AppError)
             };
             in_flight.add(ev.in_flight_second(), 1);
             emitted.extend(sc.offer_in_flight(ev, t0, Some(&in_flight)));
@@ -291,8 +291,8 @@ mod tests {
     fn each_event_kind_has_its_own_windows() {
         let t0 = Instant::now();
         let mut sc = StormControl::new(Duration::from_secs(60));
-        let start_failure = |pod: &str| RestartEvent {
-            event: crate::event::EventKind::StartFailure,
+        let start_failure = |pod: &str| Record {
+            kind: crate::record::RecordKind::StartFailure,
             ..ev(pod, "search", "search", Cause::ImagePull, 0)
         };
         // a bad image rolled out to 100 pods: one start failure at once, the rest coalesced
@@ -304,7 +304,7 @@ mod tests {
         assert!(sc.offer(ev("search-0", "search", "search", Cause::ImagePull, 1), t0).is_some());
         let out = sc.tick(t0 + Duration::from_secs(60));
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].0.event, out[0].0.coalesced), (crate::event::EventKind::StartFailure, Some(99)));
+        assert_eq!((out[0].0.kind, out[0].0.coalesced), (crate::record::RecordKind::StartFailure, Some(99)));
     }
 
     #[test]

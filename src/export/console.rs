@@ -5,21 +5,21 @@
 //! `2026-11-20T10:05:00Z shop/report-29kx7 report failed, not restarted: Error (exit code 3)`
 //! `2026-11-20T10:06:00Z shop/cache-0 was evicted (TerminationByKubelet): The node was low on resource: memory.`
 
-use crate::event::{ContainerKind, EventKind, RestartEvent, signal_name};
+use crate::record::{ContainerKind, Record, RecordKind, signal_name};
 
 /// Formats one record as a console line (no trailing newline).
-pub fn line(ev: &RestartEvent) -> String {
+pub fn line(ev: &Record) -> String {
     let mut s = format!("{} {}/{}", ev.time(), ev.pod.namespace, ev.pod.name);
     if !ev.container.name.is_empty() {
         s.push_str(&format!(" {}", ev.container.name));
     }
-    if ev.kind() != ContainerKind::App {
-        s.push_str(&format!(" ({})", ev.kind()));
+    if ev.container_kind() != ContainerKind::App {
+        s.push_str(&format!(" ({})", ev.container_kind()));
     }
-    match ev.event {
-        EventKind::Restart => s.push_str(&format!(" restarted #{}: ", ev.restart_count)),
-        EventKind::Failure => s.push_str(" failed, not restarted: "),
-        EventKind::StartFailure | EventKind::StartFailureEnded | EventKind::Eviction => {
+    match ev.kind {
+        RecordKind::Restart => s.push_str(&format!(" restarted #{}: ", ev.restart_count)),
+        RecordKind::Failure => s.push_str(" failed, not restarted: "),
+        RecordKind::StartFailure | RecordKind::StartFailureEnded | RecordKind::Eviction => {
             s.push(' ');
             s.push_str(&crate::export::convert::predicate(ev));
             if ev.detected_late {
@@ -42,7 +42,7 @@ pub fn line(ev: &RestartEvent) -> String {
     if ev.missed > 0 {
         s.push_str(&format!(", {} missed", ev.missed));
     }
-    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty() && ev.event == EventKind::Restart) {
+    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty() && ev.kind == RecordKind::Restart) {
         s.push_str(&format!(", now {reason}"));
     }
     if ev.detected_late {

@@ -1,4 +1,4 @@
-//! Pure mapping: `RestartEvent`s to OTLP messages (`ExportLogsServiceRequest`,
+//! Pure mapping: `Record`s to OTLP messages (`ExportLogsServiceRequest`,
 //! `ExportTraceServiceRequest`), exactly as `docs/events.md` describes. No I/O.
 //!
 //! The resource is the restarted container, not the agent, so records are grouped by resource here
@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
-use crate::event::{EventKind, Owners, PodInfo, RestartEvent, severity, signal_name};
+use crate::record::{Owners, PodInfo, Record, RecordKind, severity, signal_name};
 use crate::{failures, keys};
 
 /// Settings of the mapping that come from configuration.
@@ -122,7 +122,7 @@ pub fn split_image(image: &str) -> (&str, Option<&str>) {
 }
 
 /// The resource of a restart record: the restarted container.
-pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyValue> {
+pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     let pod = &ev.pod;
     let c = &ev.container;
     // An eviction is the pod's: it names no container.
@@ -197,7 +197,7 @@ pub fn resource_attributes(ev: &RestartEvent, cfg: &MappingConfig) -> Vec<KeyVal
 }
 
 /// The record attributes: what happened (not who).
-pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
+pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(16);
     if let Some(t) = &ev.terminated {
         if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
@@ -206,7 +206,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
-    if !ev.cause.is_clean() && ev.event != EventKind::StartFailureEnded {
+    if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
     }
     if let Some(state) = ev.current.state {
@@ -218,7 +218,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(e) = &ev.episode {
         attrs.push(kv_str(keys::START_FAILURE_REASON, e.reason.as_str()));
         attrs.push(kv_int(keys::START_FAILURE_ATTEMPTS, i64::from(e.attempts)));
-        if ev.event == EventKind::StartFailure
+        if ev.kind == RecordKind::StartFailure
             && let Some(msg) = ev.current.message.as_deref().filter(|m| !m.is_empty())
         {
             attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
@@ -239,7 +239,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
         attrs.push(kv_int(keys::CRASH_LOOP_BACK_OFF, back_off.as_secs() as i64));
     }
     if !ev.container.name.is_empty() {
-        attrs.push(kv_str(keys::CONTAINER_KIND, ev.kind().as_str()));
+        attrs.push(kv_str(keys::CONTAINER_KIND, ev.container_kind().as_str()));
     }
     if let Some(sig) = ev.signal() {
         attrs.push(kv_int(keys::TERMINATION_SIGNAL, i64::from(sig)));
@@ -264,7 +264,7 @@ pub fn record_attributes(ev: &RestartEvent) -> Vec<KeyValue> {
     if let Some(logs) = ev.previous_logs.as_deref().filter(|l| !l.is_empty()) {
         attrs.push(kv_str(keys::PREVIOUS_LOGS, logs));
     }
-    if ev.event == EventKind::Restart {
+    if ev.kind == RecordKind::Restart {
         attrs.push(kv_int(keys::RESTART_COUNT, i64::from(ev.restart_count)));
     }
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
@@ -293,19 +293,19 @@ pub fn cap_utf8(s: &str, max: usize) -> &str {
 /// followed, where the exit code says more than the reason, by its meaning in plain words. The
 /// other kinds follow the same pattern (`failed to start: ...`, `failed and will not be
 /// restarted: ...`, `pod shop/x was evicted: ...`).
-pub fn body(ev: &RestartEvent) -> String {
-    if ev.event == EventKind::Eviction {
+pub fn body(ev: &Record) -> String {
+    if ev.kind == RecordKind::Eviction {
         return format!("pod {}/{} {}", ev.pod.namespace, ev.pod.name, predicate(ev));
     }
-    let kind = match ev.kind() {
-        crate::event::ContainerKind::App => String::new(),
+    let kind = match ev.container_kind() {
+        crate::record::ContainerKind::App => String::new(),
         k => format!("{k} "),
     };
     let mut s =
         format!("{kind}container {} in pod {}/{} {}", ev.container.name, ev.pod.namespace, ev.pod.name, predicate(ev));
-    if let Some(t) = ev.terminated.as_ref().filter(|_| matches!(ev.event, EventKind::Restart | EventKind::Failure)) {
+    if let Some(t) = ev.terminated.as_ref().filter(|_| matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)) {
         let self_explained = matches!(t.reason.as_deref(), Some("OOMKilled") | Some("Completed"));
-        if let Some(meaning) = crate::event::exit_code_meaning(t.exit_code).filter(|_| !self_explained) {
+        if let Some(meaning) = crate::record::exit_code_meaning(t.exit_code).filter(|_| !self_explained) {
             s.push_str(&format!("; exit code {}: {meaning}", t.exit_code));
         }
     }
@@ -314,24 +314,24 @@ pub fn body(ev: &RestartEvent) -> String {
 
 /// What happened, after the subject: `restarted: Error (exit code 1), restart #3`, `failed to
 /// start: ImagePullBackOff: ...`, `was evicted (TerminationByKubelet): ...`.
-pub fn predicate(ev: &RestartEvent) -> String {
-    match ev.event {
-        EventKind::Restart => {
+pub fn predicate(ev: &Record) -> String {
+    match ev.kind {
+        RecordKind::Restart => {
             let mut s = format!("restarted: {}, restart #{}", termination(ev), ev.restart_count);
             if ev.missed > 0 {
                 s.push_str(&format!(" ({} earlier restarts missed)", ev.missed));
             }
             s
         }
-        EventKind::Failure => format!("failed and will not be restarted: {}", termination(ev)),
-        EventKind::StartFailure => {
+        RecordKind::Failure => format!("failed and will not be restarted: {}", termination(ev)),
+        RecordKind::StartFailure => {
             let reason = ev.current.reason.as_deref().unwrap_or("start failure");
             match ev.current.message.as_deref().filter(|m| !m.is_empty()) {
                 Some(m) => format!("failed to start: {reason}: {m}"),
                 None => format!("failed to start: {reason}"),
             }
         }
-        EventKind::StartFailureEnded => {
+        RecordKind::StartFailureEnded => {
             let (reason, attempts, outcome, took) = match &ev.episode {
                 Some(e) => (
                     e.reason.as_str(),
@@ -350,8 +350,8 @@ pub fn predicate(ev: &RestartEvent) -> String {
             let plural = if attempts == 1 { "" } else { "s" };
             format!("{end} after {reason} for {took}s ({attempts} attempt{plural} observed)")
         }
-        EventKind::Eviction => {
-            let verb = if ev.cause == crate::event::Cause::Preempted { "preempted" } else { "evicted" };
+        RecordKind::Eviction => {
+            let verb = if ev.cause == crate::record::Cause::Preempted { "preempted" } else { "evicted" };
             let mut s = format!("was {verb}");
             if let Some(e) = &ev.eviction {
                 s.push_str(&format!(" ({})", e.reason));
@@ -365,7 +365,7 @@ pub fn predicate(ev: &RestartEvent) -> String {
 }
 
 /// `OOMKilled (exit code 137)`, or `reason unknown`.
-fn termination(ev: &RestartEvent) -> String {
+fn termination(ev: &Record) -> String {
     match &ev.terminated {
         Some(t) => {
             let reason = t.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
@@ -388,8 +388,8 @@ fn scope() -> InstrumentationScope {
 }
 
 /// The log record of one restart.
-pub fn log_record(ev: &RestartEvent) -> LogRecord {
-    let (severity_number, severity_text) = severity(ev.event, ev.cause);
+pub fn log_record(ev: &Record) -> LogRecord {
+    let (severity_number, severity_text) = severity(ev.kind, ev.cause);
     LogRecord {
         time_unix_nano: nanos(ev.time()),
         observed_time_unix_nano: nanos(ev.observed_at),
@@ -400,20 +400,20 @@ pub fn log_record(ev: &RestartEvent) -> LogRecord {
         flags: TRACE_FLAG_SAMPLED,
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
-        event_name: ev.event.event_name().to_owned(),
+        event_name: ev.kind.event_name().to_owned(),
         ..Default::default()
     }
 }
 
 /// The span of the terminated instance, with its span event.
-pub fn span(ev: &RestartEvent) -> Span {
+pub fn span(ev: &Record) -> Span {
     let end = ev.time();
-    let start = match ev.event {
-        EventKind::StartFailureEnded => ev.episode.as_ref().map(|e| e.started_at),
+    let start = match ev.kind {
+        RecordKind::StartFailureEnded => ev.episode.as_ref().map(|e| e.started_at),
         _ => ev.terminated.as_ref().and_then(|t| t.started_at),
     };
     let start = start.filter(|s| *s <= end).unwrap_or(end);
-    let status = if ev.cause.is_clean() || ev.event == EventKind::StartFailureEnded {
+    let status = if ev.cause.is_clean() || ev.kind == RecordKind::StartFailureEnded {
         Status { code: status::StatusCode::Unset as i32, ..Default::default() }
     } else {
         Status { code: status::StatusCode::Error as i32, message: ev.cause.as_str().to_owned() }
@@ -422,14 +422,14 @@ pub fn span(ev: &RestartEvent) -> Span {
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
         flags: TRACE_FLAG_SAMPLED,
-        name: ev.event.span_name().to_owned(),
+        name: ev.kind.span_name().to_owned(),
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: nanos(start),
         end_time_unix_nano: nanos(end),
         attributes: vec![kv_str(keys::RESTART_ID, ev.restart_id())],
         events: vec![span::Event {
             time_unix_nano: nanos(end),
-            name: ev.event.event_name().to_owned(),
+            name: ev.kind.event_name().to_owned(),
             attributes: record_attributes(ev),
             ..Default::default()
         }],
@@ -440,13 +440,13 @@ pub fn span(ev: &RestartEvent) -> Span {
 
 /// Groups items by the resource of their event, keeping first-seen order.
 fn group_by_resource<T>(
-    events: &[RestartEvent],
+    records: &[Record],
     cfg: &MappingConfig,
-    item: impl Fn(&RestartEvent) -> T,
+    item: impl Fn(&Record) -> T,
 ) -> Vec<(Resource, Vec<T>)> {
     let mut groups: Vec<(Resource, Vec<T>)> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    for ev in events {
+    for ev in records {
         let resource = Resource { attributes: resource_attributes(ev, cfg), ..Default::default() };
         let key = resource.encode_to_vec();
         match index.get(&key) {
@@ -461,8 +461,8 @@ fn group_by_resource<T>(
 }
 
 /// One `ExportLogsServiceRequest` for a batch of restarts, one `ResourceLogs` per distinct resource.
-pub fn logs_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportLogsServiceRequest {
-    let resource_logs = group_by_resource(events, cfg, log_record)
+pub fn logs_request(records: &[Record], cfg: &MappingConfig) -> ExportLogsServiceRequest {
+    let resource_logs = group_by_resource(records, cfg, log_record)
         .into_iter()
         .map(|(resource, log_records)| ResourceLogs {
             resource: Some(resource),
@@ -474,8 +474,8 @@ pub fn logs_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportLogsS
 }
 
 /// One `ExportTraceServiceRequest` for a batch of restarts, one `ResourceSpans` per distinct resource.
-pub fn traces_request(events: &[RestartEvent], cfg: &MappingConfig) -> ExportTraceServiceRequest {
-    let resource_spans = group_by_resource(events, cfg, span)
+pub fn traces_request(records: &[Record], cfg: &MappingConfig) -> ExportTraceServiceRequest {
+    let resource_spans = group_by_resource(records, cfg, span)
         .into_iter()
         .map(|(resource, spans)| ResourceSpans {
             resource: Some(resource),

@@ -1,6 +1,6 @@
 //! Exporters: where restart records go, behind one seam.
 //!
-//! The producer (replay or the live watch) hands `RestartEvent`s to a bounded channel; one export
+//! The producer (replay or the live watch) hands `Record`s to a bounded channel; one export
 //! task ([`task::run`]) takes them off in batches and calls [`Exporter::export`]. Each exporter
 //! owns its encoding and its sink. Adding a transport (OTLP/gRPC) means adding a variant here.
 //!
@@ -17,7 +17,7 @@ pub mod task;
 
 use std::io::Write;
 
-use crate::event::RestartEvent;
+use crate::record::Record;
 use convert::MappingConfig;
 
 /// Errors an exporter can report.
@@ -85,7 +85,7 @@ impl Exporter {
 
     /// Exports one batch. Text exporters write and flush the batch before returning, so what was
     /// exported is on the output even if the process stops next.
-    pub async fn export(&mut self, batch: &[RestartEvent]) -> Result<(), ExportError> {
+    pub async fn export(&mut self, batch: &[Record]) -> Result<(), ExportError> {
         if batch.is_empty() {
             return Ok(());
         }

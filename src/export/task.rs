@@ -1,4 +1,4 @@
-//! The export task: takes restart events off the bounded channel in batches and exports them.
+//! The export task: takes records off the bounded channel in batches and exports them.
 //!
 //! A batch closes when it holds `max_records` events or `max_delay` has passed since its first
 //! event, whichever comes first; when the channel closes (every sender dropped), what is left is
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::otlp::BatchOutcome;
 use super::{ExportError, Exporter};
-use crate::event::RestartEvent;
+use crate::record::Record;
 
 /// Default capacity of the channel between the detector and the exporter, in events.
 pub const DEFAULT_CHANNEL_CAPACITY_EVENTS: usize = 4_096;
@@ -77,12 +77,12 @@ impl QueueBytes {
     }
 
     /// What a record reserves, in KiB (rounded up, at most the whole budget).
-    pub fn kib_of(&self, ev: &RestartEvent) -> u32 {
+    pub fn kib_of(&self, ev: &Record) -> u32 {
         u32::try_from(ev.approx_bytes().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.budget_kib)
     }
 
     /// Reserves room for `ev`, waiting while the queue is full (counted in `usage.shed`).
-    pub async fn reserve(&self, ev: &RestartEvent) {
+    pub async fn reserve(&self, ev: &Record) {
         let kib = self.kib_of(ev);
         let permit = match self.permits.try_acquire_many(kib) {
             Ok(p) => Some(p),
@@ -170,7 +170,7 @@ impl ExportProgress {
     }
 }
 
-/// Records in flight by second (see [`RestartEvent::in_flight_second`]). Its size is bounded by the
+/// Records in flight by second (see [`Record::in_flight_second`]). Its size is bounded by the
 /// records in flight, which the export queue's budget bounds.
 #[derive(Debug, Default)]
 pub struct InFlightBySecond {
@@ -218,7 +218,7 @@ impl InFlightBySecond {
 /// Runs until the channel closes; returns what was exported and what failed (also counted, as it
 /// happens, in `progress`).
 pub async fn run(
-    rx: mpsc::Receiver<RestartEvent>,
+    rx: mpsc::Receiver<Record>,
     exporter: Exporter,
     cfg: BatchConfig,
     progress: Arc<ExportProgress>,
@@ -231,7 +231,7 @@ pub async fn run(
 /// is still exported, then the task ends (for a producer that cannot be stopped, such as a
 /// blocking read of stdin).
 pub async fn run_until(
-    rx: mpsc::Receiver<RestartEvent>,
+    rx: mpsc::Receiver<Record>,
     exporter: Exporter,
     cfg: BatchConfig,
     progress: Arc<ExportProgress>,
@@ -247,7 +247,7 @@ pub async fn run_until(
 
 /// The channel, and the token that closes it.
 struct Input {
-    rx: mpsc::Receiver<RestartEvent>,
+    rx: mpsc::Receiver<Record>,
     close: CancellationToken,
 }
 
@@ -258,7 +258,7 @@ impl Input {
     }
 
     /// The next record; `None` once the channel is closed and empty.
-    async fn recv(&mut self) -> Option<RestartEvent> {
+    async fn recv(&mut self) -> Option<Record> {
         if !self.close.is_cancelled() {
             tokio::select! {
                 item = self.rx.recv() => return item,
@@ -306,7 +306,7 @@ fn all_or_nothing(n: u64, result: Result<(), ExportError>) -> BatchOutcome {
 /// The batch being filled: records in arrival order, due when full, when its first record has
 /// waited `max_delay`, or when the input is closed. Both export loops fill batches through it.
 struct Batcher {
-    batch: Vec<RestartEvent>,
+    batch: Vec<Record>,
     max_records: usize,
     max_delay: Duration,
     /// When the batch is due at the latest; set by its first record.
@@ -319,7 +319,7 @@ impl Batcher {
         Batcher { batch: Vec::new(), max_records, max_delay: cfg.max_delay, deadline: None }
     }
 
-    fn push(&mut self, ev: RestartEvent) {
+    fn push(&mut self, ev: Record) {
         if self.batch.is_empty() {
             self.deadline = Some(Instant::now() + self.max_delay);
         }
@@ -341,7 +341,7 @@ impl Batcher {
 
     /// Takes the batch, leaving an empty one (which grows as records come: a batch reserved at its
     /// largest would hold `max_records` records' room while a handful are in flight).
-    fn take(&mut self) -> Vec<RestartEvent> {
+    fn take(&mut self) -> Vec<Record> {
         self.deadline = None;
         std::mem::take(&mut self.batch)
     }
@@ -380,7 +380,7 @@ async fn run_sequential(
         let batch = batcher.take();
         let n = batch.len() as u64;
         let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
-        let seconds = batch.iter().map(RestartEvent::in_flight_second).collect();
+        let seconds = batch.iter().map(Record::in_flight_second).collect();
         metrics.queue_out(n);
         let outcome = all_or_nothing(n, exporter.export(&batch).await);
         settle(&mut report, exporter.name(), (n, kib, seconds), outcome, &progress);
@@ -445,7 +445,7 @@ async fn run_concurrent(
             let n = batch.len() as u64;
             burst.sent(n);
             let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
-            let seconds: Vec<i64> = batch.iter().map(RestartEvent::in_flight_second).collect();
+            let seconds: Vec<i64> = batch.iter().map(Record::in_flight_second).collect();
             metrics.queue_out(n);
             let exp = exporter.clone();
             in_flight.push(async move { ((n, kib, seconds), exp.export_batch(&batch).await) });
@@ -477,10 +477,10 @@ mod tests {
 
     use super::*;
 
-    fn record(previous_logs_bytes: usize) -> RestartEvent {
-        RestartEvent {
+    fn record(previous_logs_bytes: usize) -> Record {
+        Record {
             previous_logs: Some("x".repeat(previous_logs_bytes)),
-            ..RestartEvent::sample("", "", "", crate::event::Cause::AppError)
+            ..Record::sample("", "", "", crate::record::Cause::AppError)
         }
     }
 

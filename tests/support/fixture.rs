@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use restart_watcher::detector::Detector;
-use restart_watcher::event::RestartEvent;
+use restart_watcher::record::Record;
 
 /// The four restarts of `tests/fixtures/real-apiserver-watch.json`, observed at a fixed time.
-pub fn fixture_restarts() -> Vec<RestartEvent> {
+pub fn fixture_restarts() -> Vec<Record> {
     let data = std::fs::read("tests/fixtures/real-apiserver-watch.json").expect("run from the crate root");
     let mut detector = Detector::default();
     let mut out = Vec::new();
@@ -27,7 +27,7 @@ pub fn fixture_restarts() -> Vec<RestartEvent> {
 }
 
 /// `n` distinct restarts (counts 1..=n) of the fixture's first container.
-pub fn many_restarts(n: u32) -> Vec<RestartEvent> {
+pub fn many_restarts(n: u32) -> Vec<Record> {
     let template = fixture_restarts().remove(0);
     (1..=n)
         .map(|i| {
@@ -35,7 +35,7 @@ pub fn many_restarts(n: u32) -> Vec<RestartEvent> {
             let mut terminated = template.terminated.clone().unwrap_or_default();
             terminated.container_id = Some(format!("containerd://{i:064x}"));
             terminated.finished_at = terminated.finished_at.map(|t| t + jiff::SignedDuration::from_secs(i64::from(i)));
-            RestartEvent { restart_count: i, terminated: Some(terminated), ..template.clone() }
+            Record { restart_count: i, terminated: Some(terminated), ..template.clone() }
         })
         .collect()
 }

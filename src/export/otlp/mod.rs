@@ -29,8 +29,8 @@ pub use config::{
 use super::convert::{self, MappingConfig};
 use super::retry::{self, Retry};
 use super::{ExportError, Signals};
-use crate::event::RestartEvent;
 use crate::metrics::Metrics;
+use crate::record::Record;
 
 /// Time allowed to open a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -217,7 +217,7 @@ impl OtlpExporter {
     /// Exports a batch: every enabled signal, each retried until it succeeds or fails for good.
     /// `Err` with the first permanent failure if any record could not go (see [`Self::export_batch`]
     /// for how many).
-    pub async fn export(&self, batch: &[RestartEvent]) -> Result<(), ExportError> {
+    pub async fn export(&self, batch: &[Record]) -> Result<(), ExportError> {
         self.export_batch(batch).await.error.map_or(Ok(()), Err)
     }
 
@@ -225,7 +225,7 @@ impl OtlpExporter {
     /// A record that fails for good (refused alone as too large, or in a part the receiver
     /// rejects) fails alone: the rest of the batch is delivered and counted as delivered. A record
     /// counts as failed when any of its signals failed.
-    pub async fn export_batch(&self, batch: &[RestartEvent]) -> BatchOutcome {
+    pub async fn export_batch(&self, batch: &[Record]) -> BatchOutcome {
         let id = self.in_flight.begin();
         let mut failed = vec![false; batch.len()];
         // The signals go out one after the other, each retried on its own: a batch's two requests
@@ -234,12 +234,12 @@ impl OtlpExporter {
         // round trip per batch costs no throughput while batches are in flight side by side.
         let mut error = None;
         if let Some(client) = &self.logs {
-            let build = |part: &[RestartEvent]| convert::logs_request(part, &self.mapping);
+            let build = |part: &[Record]| convert::logs_request(part, &self.mapping);
             let e = deliver(client, "logs", batch, &self.metrics, build, |r| client.export_logs(r), &mut failed).await;
             error = error.or(e);
         }
         if let Some(client) = &self.traces {
-            let build = |part: &[RestartEvent]| convert::traces_request(part, &self.mapping);
+            let build = |part: &[Record]| convert::traces_request(part, &self.mapping);
             let e =
                 deliver(client, "traces", batch, &self.metrics, build, |r| client.export_traces(r), &mut failed).await;
             error = error.or(e);
@@ -258,7 +258,7 @@ impl OtlpExporter {
 async fn deliver<R, B, F, Fut>(
     client: &SignalClient,
     signal: &'static str,
-    batch: &[RestartEvent],
+    batch: &[Record],
     metrics: &Metrics,
     build: B,
     call: F,
@@ -266,7 +266,7 @@ async fn deliver<R, B, F, Fut>(
 ) -> Option<ExportError>
 where
     R: prost::Message,
-    B: Fn(&[RestartEvent]) -> R,
+    B: Fn(&[Record]) -> R,
     F: Fn(R) -> Fut,
     Fut: std::future::Future<Output = Result<Partial, tonic::Status>>,
 {

@@ -1,7 +1,8 @@
-//! The restart event: plain data describing one observed container restart, and the pure
-//! functions that derive its classified cause, signal, severity and deterministic ids.
+//! The record: plain data describing one observed failure (a restart, a start failure, a failure
+//! that restarts nothing, an eviction), and the pure functions that derive its signal, severity and
+//! deterministic ids.
 //!
-//! A `RestartEvent` holds everything the record mapping (`export::convert`) needs, copied out of the
+//! A `Record` holds everything the record mapping (`export::convert`) needs, copied out of the
 //! Pod at detection time, so no Pod object outlives the observation that produced it.
 
 use std::collections::BTreeMap;
@@ -134,7 +135,7 @@ impl fmt::Display for Cause {
 
 /// Which fact a record states: its `event_name`, span name and severity follow from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
+pub enum RecordKind {
     /// A container restarted (`restartCount` rose).
     Restart,
     /// A container cannot start (`ErrImagePull`, `CreateContainerConfigError`, ...): one per episode.
@@ -147,23 +148,23 @@ pub enum EventKind {
     Eviction,
 }
 
-impl EventKind {
-    pub const ALL: [EventKind; 5] = [
-        EventKind::Restart,
-        EventKind::StartFailure,
-        EventKind::StartFailureEnded,
-        EventKind::Failure,
-        EventKind::Eviction,
+impl RecordKind {
+    pub const ALL: [RecordKind; 5] = [
+        RecordKind::Restart,
+        RecordKind::StartFailure,
+        RecordKind::StartFailureEnded,
+        RecordKind::Failure,
+        RecordKind::Eviction,
     ];
 
     /// The name `--events` and the metrics use.
     pub fn as_str(self) -> &'static str {
         match self {
-            EventKind::Restart => "restart",
-            EventKind::StartFailure => "start_failure",
-            EventKind::StartFailureEnded => "start_failure_ended",
-            EventKind::Failure => "failure",
-            EventKind::Eviction => "eviction",
+            RecordKind::Restart => "restart",
+            RecordKind::StartFailure => "start_failure",
+            RecordKind::StartFailureEnded => "start_failure_ended",
+            RecordKind::Failure => "failure",
+            RecordKind::Eviction => "eviction",
         }
     }
 
@@ -174,24 +175,24 @@ impl EventKind {
     /// `LogRecord.event_name` and the span event's name.
     pub fn event_name(self) -> &'static str {
         match self {
-            EventKind::Restart => crate::keys::EVENT_NAME,
-            EventKind::StartFailure => crate::keys::EVENT_NAME_START_FAILURE,
-            EventKind::StartFailureEnded => crate::keys::EVENT_NAME_START_FAILURE_ENDED,
-            EventKind::Failure => crate::keys::EVENT_NAME_FAILURE,
-            EventKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
+            RecordKind::Restart => crate::keys::EVENT_NAME,
+            RecordKind::StartFailure => crate::keys::EVENT_NAME_START_FAILURE,
+            RecordKind::StartFailureEnded => crate::keys::EVENT_NAME_START_FAILURE_ENDED,
+            RecordKind::Failure => crate::keys::EVENT_NAME_FAILURE,
+            RecordKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
         }
     }
 
     pub fn span_name(self) -> &'static str {
         match self {
-            EventKind::Restart | EventKind::Failure => crate::keys::SPAN_NAME,
-            EventKind::StartFailure | EventKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
-            EventKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
+            RecordKind::Restart | RecordKind::Failure => crate::keys::SPAN_NAME,
+            RecordKind::StartFailure | RecordKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
+            RecordKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
         }
     }
 }
 
-impl fmt::Display for EventKind {
+impl fmt::Display for RecordKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -199,22 +200,22 @@ impl fmt::Display for EventKind {
 
 /// Which event kinds are emitted (`--events`): all by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EventKinds(u8);
+pub struct RecordKinds(u8);
 
-impl Default for EventKinds {
+impl Default for RecordKinds {
     fn default() -> Self {
-        EventKinds::from_kinds(&EventKind::ALL)
+        RecordKinds::from_kinds(&RecordKind::ALL)
     }
 }
 
-impl EventKinds {
-    pub fn from_kinds(kinds: &[EventKind]) -> Self {
-        EventKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u8))
+impl RecordKinds {
+    pub fn from_kinds(kinds: &[RecordKind]) -> Self {
+        RecordKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u8))
     }
     pub fn restarts_only() -> Self {
-        EventKinds::from_kinds(&[EventKind::Restart])
+        RecordKinds::from_kinds(&[RecordKind::Restart])
     }
-    pub fn allows(self, kind: EventKind) -> bool {
+    pub fn allows(self, kind: RecordKind) -> bool {
         self.0 & (1 << kind as u8) != 0
     }
 }
@@ -302,9 +303,9 @@ pub fn exit_code_meaning(code: i32) -> Option<&'static str> {
 
 /// Severity number of a record: ERROR (17) for OOM kills, INFO (9) for clean exits and the end of
 /// a start-failure episode, else WARN (13).
-pub fn severity(event: EventKind, cause: Cause) -> (i32, &'static str) {
+pub fn severity(event: RecordKind, cause: Cause) -> (i32, &'static str) {
     match (event, cause) {
-        (EventKind::StartFailureEnded, _) => (9, "INFO"),
+        (RecordKind::StartFailureEnded, _) => (9, "INFO"),
         (_, Cause::OomKilled) => (17, "ERROR"),
         (_, Cause::Completed) => (9, "INFO"),
         _ => (13, "WARN"),
@@ -366,9 +367,9 @@ pub struct CurrentState {
 
 /// One detected restart.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RestartEvent {
+pub struct Record {
     /// What the record states: a restart, a start failure, a terminal failure, an eviction.
-    pub event: EventKind,
+    pub kind: RecordKind,
     pub pod: PodInfo,
     pub container: ContainerInfo,
     /// The new `restartCount`.
@@ -409,7 +410,7 @@ fn map_bytes(m: &BTreeMap<String, String>) -> usize {
     m.iter().map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>()).sum()
 }
 
-impl RestartEvent {
+impl Record {
     /// What the record occupies, in bytes: the struct and the heap bytes of its strings (the text
     /// of each, not the allocators' rounding). What the byte budgets of the stores holding records
     /// count (storm control, the records waiting for Events).
@@ -455,7 +456,7 @@ impl RestartEvent {
     }
 
     /// Kind as used in the record; `app` when unknown.
-    pub fn kind(&self) -> ContainerKind {
+    pub fn container_kind(&self) -> ContainerKind {
         self.container.kind.unwrap_or(ContainerKind::App)
     }
 
@@ -463,13 +464,13 @@ impl RestartEvent {
     /// When it happened: the termination's end for restarts and failures, the eviction's time
     /// where the status gives it, else when it was observed.
     pub fn time(&self) -> Timestamp {
-        match self.event {
-            EventKind::Restart | EventKind::Failure => {
+        match self.kind {
+            RecordKind::Restart | RecordKind::Failure => {
                 self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
             }
-            EventKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
-            EventKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
-            EventKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
+            RecordKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
+            RecordKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
+            RecordKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
         }
     }
 
@@ -487,7 +488,7 @@ impl RestartEvent {
 
     fn digest(&self) -> [u8; 32] {
         let id = Identity {
-            event: None,
+            kind: None,
             pod_uid: &self.pod.uid,
             container: &self.container.name,
             restart_count: self.restart_count,
@@ -495,32 +496,32 @@ impl RestartEvent {
             current_id: None,
             episode_started_at: None,
         };
-        match self.event {
-            EventKind::Restart => Identity {
+        match self.kind {
+            RecordKind::Restart => Identity {
                 terminated: self.terminated.as_ref(),
                 current_id: self.container.current_id.as_deref(),
                 ..id
             }
             .digest(),
-            EventKind::Failure => {
-                Identity { event: Some(self.event), terminated: self.terminated.as_ref(), ..id }.digest()
+            RecordKind::Failure => {
+                Identity { kind: Some(self.kind), terminated: self.terminated.as_ref(), ..id }.digest()
             }
             // One per episode (its container, and when it was first seen), one per pod.
-            EventKind::StartFailure | EventKind::StartFailureEnded => Identity {
-                event: Some(self.event),
+            RecordKind::StartFailure | RecordKind::StartFailureEnded => Identity {
+                kind: Some(self.kind),
                 episode_started_at: self.episode.as_ref().map(|e| e.started_at),
                 ..id
             }
             .digest(),
-            EventKind::Eviction => Identity { event: Some(self.event), ..id }.digest(),
+            RecordKind::Eviction => Identity { kind: Some(self.kind), ..id }.digest(),
         }
     }
 
     /// `k8s.container.restart_count` of the instance the record is about: for a restart, that of
     /// the instance that died (the new count minus one); otherwise the current count.
     pub fn terminated_restart_count(&self) -> u32 {
-        match self.event {
-            EventKind::Restart => self.restart_count.saturating_sub(1),
+        match self.kind {
+            RecordKind::Restart => self.restart_count.saturating_sub(1),
             _ => self.restart_count,
         }
     }
@@ -558,7 +559,7 @@ impl RestartEvent {
 /// kinds. Fields are length-prefixed so that no two different inputs hash the same bytes.
 #[derive(Clone, Copy)]
 struct Identity<'a> {
-    event: Option<EventKind>,
+    kind: Option<RecordKind>,
     pod_uid: &'a str,
     container: &'a str,
     restart_count: u32,
@@ -575,8 +576,8 @@ impl Identity<'_> {
             h.update((bytes.len() as u64).to_be_bytes());
             h.update(bytes);
         };
-        if let Some(event) = self.event {
-            field(b'k', event.as_str().as_bytes());
+        if let Some(kind) = self.kind {
+            field(b'k', kind.as_str().as_bytes());
         }
         field(b'u', self.pod_uid.as_bytes());
         field(b'c', self.container.as_bytes());
@@ -653,11 +654,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-impl RestartEvent {
+impl Record {
     /// A restart (count 1) of `container` in pod `namespace/pod` with `cause`, for unit tests.
     pub(crate) fn sample(namespace: &str, pod: &str, container: &str, cause: Cause) -> Self {
-        RestartEvent {
-            event: EventKind::Restart,
+        Record {
+            kind: RecordKind::Restart,
             pod: PodInfo {
                 namespace: namespace.into(),
                 name: pod.into(),

@@ -15,7 +15,7 @@ use kube::runtime::watcher::{self, Event};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::causes::{self, Kill, NODE_OOM_REASONS, PodEvent, RELEVANT_REASONS};
+use super::causes::{self, Kill, KubeEvent, NODE_OOM_REASONS, RELEVANT_REASONS};
 use crate::detector::PodKey;
 use crate::kube_errors::{Failure, classify as classify_kube};
 use crate::watch::{WatchTuning, tuned_watcher};
@@ -73,7 +73,7 @@ fn reasons(on_node: bool) -> &'static [&'static str] {
 }
 
 impl Kept {
-    fn of(ev: &PodEvent) -> Option<Kept> {
+    fn of(ev: &KubeEvent) -> Option<Kept> {
         let reason = reasons(ev.on_node).iter().position(|r| *r == ev.reason)?;
         Some(Kept {
             time_us: ev.time.as_microsecond(),
@@ -86,13 +86,13 @@ impl Kept {
 
     /// The Event as classification reads it, naming `container` (whose hash is `hash`) if it
     /// named a container; `None` if it is about another container.
-    fn event(&self, container: &str, hash: u64) -> Option<PodEvent> {
+    fn event(&self, container: &str, hash: u64) -> Option<KubeEvent> {
         let named = match self.container {
             0 => None,
             h if h == hash => Some(container.to_owned()),
             _ => return None,
         };
-        Some(PodEvent {
+        Some(KubeEvent {
             reason: reasons(self.on_node).get(usize::from(self.reason))?,
             kill: self.kill,
             container: named,
@@ -163,7 +163,7 @@ fn store_bytes(pods: &HashMap<PodKey, PodEvents>) -> usize {
 /// Recent relevant Events, by pod uid, and Node OOM Events, by [`node_key`], within a budget of
 /// estimated bytes. Each pod's Events are a [`PodEvents`], oldest first.
 #[derive(Debug)]
-pub struct EventStore {
+pub struct KubeEventStore {
     inner: Mutex<Inner>,
     budget_bytes: usize,
 }
@@ -177,21 +177,21 @@ struct Inner {
     swept_at: Option<Timestamp>,
 }
 
-impl Default for EventStore {
+impl Default for KubeEventStore {
     fn default() -> Self {
-        EventStore::with_budget(EVENT_STORE_BUDGET_BYTES)
+        KubeEventStore::with_budget(EVENT_STORE_BUDGET_BYTES)
     }
 }
 
-impl EventStore {
+impl KubeEventStore {
     pub fn with_budget(budget_bytes: usize) -> Self {
-        EventStore { inner: Mutex::default(), budget_bytes }
+        KubeEventStore { inner: Mutex::default(), budget_bytes }
     }
 
     /// Keeps `ev` for the pod `uid`, dropping expired and surplus Events, then the oldest Events
     /// of the store if it is past its budget. Every [`EVENT_SWEEP_INTERVAL`], it first drops the
     /// pods whose Events have all expired.
-    pub fn insert(&self, uid: &str, ev: PodEvent, now: Timestamp) {
+    pub fn insert(&self, uid: &str, ev: KubeEvent, now: Timestamp) {
         let Some(kept) = Kept::of(&ev) else { return };
         let Ok(mut inner) = self.inner.lock() else { return };
         let sweep = jiff::SignedDuration::try_from(EVENT_SWEEP_INTERVAL).unwrap_or_default();
@@ -229,7 +229,7 @@ impl EventStore {
         }
     }
 
-    /// Estimated bytes held, against [`EventStore::budget_bytes`].
+    /// Estimated bytes held, against [`KubeEventStore::budget_bytes`].
     pub fn bytes(&self) -> usize {
         self.inner.lock().map(|i| i.bytes).unwrap_or(0)
     }
@@ -245,7 +245,7 @@ impl EventStore {
 
     /// The Events kept for a pod (or under a [`node_key`]) that can be about `container`: those
     /// that name it, and those that name no container. Oldest first.
-    pub fn get(&self, uid: &str, container: &str) -> Vec<PodEvent> {
+    pub fn get(&self, uid: &str, container: &str) -> Vec<KubeEvent> {
         let hash = container_hash(container);
         let Ok(inner) = self.inner.lock() else { return Vec::new() };
         inner
@@ -323,7 +323,7 @@ fn evict_oldest(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, target
 /// A core/v1 Event, reduced to what classification reads.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SlimEvent {
+pub struct SlimKubeEvent {
     #[serde(default, deserialize_with = "crate::pod::deserialize_slim_metadata_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -370,7 +370,7 @@ pub struct EventSource {
     pub host: Option<String>,
 }
 
-impl kube::Resource for SlimEvent {
+impl kube::Resource for SlimKubeEvent {
     type DynamicType = ();
     type Scope = k8s_openapi::NamespaceResourceScope;
     fn kind(_: &()) -> std::borrow::Cow<'_, str> {
@@ -393,9 +393,9 @@ impl kube::Resource for SlimEvent {
     }
 }
 
-impl SlimEvent {
+impl SlimKubeEvent {
     /// The Event as classification sees it, if it is about a pod and relevant.
-    pub fn pod_event(&self) -> Option<(String, PodEvent)> {
+    pub fn pod_event(&self) -> Option<(String, KubeEvent)> {
         if self.involved_object.kind.as_deref() != Some("Pod") {
             return None;
         }
@@ -404,20 +404,20 @@ impl SlimEvent {
         let time = self.time()?;
         let container =
             self.involved_object.field_path.as_deref().and_then(causes::container_of_field_path).map(str::to_owned);
-        let ev = PodEvent::decode(reason, self.message.as_deref().unwrap_or(""), container, time, false)?;
+        let ev = KubeEvent::decode(reason, self.message.as_deref().unwrap_or(""), container, time, false)?;
         Some((uid, ev))
     }
 
     /// The Event as classification sees it, if it reports an OOM kill on a Node: the key it is
     /// stored under ([`node_key`]) and the event.
-    pub fn node_oom_event(&self) -> Option<(String, PodEvent)> {
+    pub fn node_oom_event(&self) -> Option<(String, KubeEvent)> {
         if self.involved_object.kind.as_deref() != Some("Node") {
             return None;
         }
         let reason = self.reason.as_deref()?;
         let node = self.involved_object.name.as_deref().filter(|n| !n.is_empty())?;
         let time = self.time()?;
-        let ev = PodEvent::decode(reason, self.message.as_deref().unwrap_or(""), None, time, true)?;
+        let ev = KubeEvent::decode(reason, self.message.as_deref().unwrap_or(""), None, time, true)?;
         Some((node_key(node), ev))
     }
 
@@ -435,7 +435,7 @@ impl SlimEvent {
 pub const EVENT_VERBS: &str = "list,watch";
 
 /// Checks access to Events in each scope; `false` (after saying so once) when RBAC denies it.
-pub async fn events_allowed(apis: &[(Api<SlimEvent>, String)]) -> bool {
+pub async fn events_allowed(apis: &[(Api<SlimKubeEvent>, String)]) -> bool {
     for (api, desc) in apis {
         if let Err(e) = api.list(&ListParams::default().limit(1)).await {
             if classify_kube(&e) == Failure::Forbidden {
@@ -454,9 +454,9 @@ pub async fn events_allowed(apis: &[(Api<SlimEvent>, String)]) -> bool {
 /// Watches pod Events into `store` until `stop`. In node mode only Events from that node's kubelet
 /// (`source.host`) and pod-level Events without a host are kept.
 pub async fn watch_events(
-    api: Api<SlimEvent>,
+    api: Api<SlimKubeEvent>,
     node: Option<String>,
-    store: Arc<EventStore>,
+    store: Arc<KubeEventStore>,
     tuning: WatchTuning,
     stop: CancellationToken,
 ) {
@@ -486,7 +486,7 @@ pub const NODE_EVENTS_NAMESPACE: &str = "default";
 
 /// Checks access to the Node Events; `false` (after saying what is lost and what to grant) when
 /// RBAC denies it.
-pub async fn node_events_allowed(api: &Api<SlimEvent>) -> bool {
+pub async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
     match api.list(&ListParams::default().fields("involvedObject.kind=Node").limit(1)).await {
         Ok(_) => true,
         Err(e) => {
@@ -502,9 +502,9 @@ pub async fn node_events_allowed(api: &Api<SlimEvent>) -> bool {
 /// Watches the Node Events that report OOM kills (`OOMKilling`, `SystemOOM`) into `store` until
 /// `stop`, for the nodes in scope: `node` in node mode, else every node.
 pub async fn watch_node_events(
-    api: Api<SlimEvent>,
+    api: Api<SlimKubeEvent>,
     node: Option<String>,
-    store: Arc<EventStore>,
+    store: Arc<KubeEventStore>,
     tuning: WatchTuning,
     stop: CancellationToken,
 ) {
@@ -534,14 +534,14 @@ pub async fn watch_node_events(
 mod tests {
     use super::*;
 
-    fn killing(container: &str, at: Timestamp) -> PodEvent {
-        PodEvent::decode("Killing", "Container failed liveness probe", Some(container.to_owned()), at, false).unwrap()
+    fn killing(container: &str, at: Timestamp) -> KubeEvent {
+        KubeEvent::decode("Killing", "Container failed liveness probe", Some(container.to_owned()), at, false).unwrap()
     }
 
     #[test]
     fn a_flood_past_the_budget_evicts_the_oldest_events_and_never_grows() {
         let budget = 64 << 10;
-        let store = EventStore::with_budget(budget);
+        let store = KubeEventStore::with_budget(budget);
         let start: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
         let n = 20_000;
         for i in 0..n {
@@ -568,8 +568,8 @@ mod tests {
     }
 
     /// A store holding one Killing Event at `at` for each of `pods` pods (`pod-0`...).
-    fn with_pods(pods: usize, at: Timestamp) -> EventStore {
-        let store = EventStore::default();
+    fn with_pods(pods: usize, at: Timestamp) -> KubeEventStore {
+        let store = KubeEventStore::default();
         for i in 0..pods {
             store.insert(&format!("pod-{i}"), killing("web", at), at);
         }
@@ -586,10 +586,10 @@ mod tests {
 
     #[test]
     fn an_event_goes_to_the_container_it_names_and_a_pod_level_one_to_every_container() {
-        let store = EventStore::default();
+        let store = KubeEventStore::default();
         let at: Timestamp = "2026-11-20T10:00:00.123456Z".parse().unwrap();
         store.insert("uid-1", killing("web", at), at);
-        let evicted = PodEvent::decode("Evicted", "The node was low on resource: memory.", None, at, false).unwrap();
+        let evicted = KubeEvent::decode("Evicted", "The node was low on resource: memory.", None, at, false).unwrap();
         store.insert("uid-1", evicted.clone(), at);
         assert_eq!(store.get("uid-1", "web"), vec![killing("web", at), evicted.clone()], "kept exactly, to the µs");
         assert_eq!(store.get("uid-1", "sidecar"), vec![evicted]);
@@ -598,9 +598,10 @@ mod tests {
 
     #[test]
     fn a_node_oom_event_is_kept_under_its_node() {
-        let store = EventStore::default();
+        let store = KubeEventStore::default();
         let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
-        let oom = PodEvent::decode("SystemOOM", "System OOM encountered, victim process: app", None, at, true).unwrap();
+        let oom =
+            KubeEvent::decode("SystemOOM", "System OOM encountered, victim process: app", None, at, true).unwrap();
         store.insert(&node_key("node-1"), oom.clone(), at);
         assert_eq!(store.get(&node_key("node-1"), "web"), vec![oom]);
         assert_eq!(store.get(&node_key("node-2"), "web"), vec![]);
@@ -608,7 +609,7 @@ mod tests {
 
     #[test]
     fn the_same_event_twice_is_kept_once_and_a_pod_keeps_its_newest_events() {
-        let store = EventStore::default();
+        let store = KubeEventStore::default();
         let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
         store.insert("uid-1", killing("web", at), at);
         store.insert("uid-1", killing("web", at), at);
@@ -644,8 +645,8 @@ mod tests {
     #[test]
     fn a_pods_only_event_is_held_in_the_maps_slot_and_an_expiry_down_to_one_puts_it_back_there() {
         let at: Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
-        let store = EventStore::default();
-        let in_slot = |store: &EventStore| {
+        let store = KubeEventStore::default();
+        let in_slot = |store: &KubeEventStore| {
             matches!(store.inner.lock().unwrap().pods.get(&PodKey::of_uid("uid-1")), Some(PodEvents::One(_)))
         };
         store.insert("uid-1", killing("web", at), at);
