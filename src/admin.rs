@@ -37,9 +37,9 @@ pub enum AdminError {
 pub struct Readiness {
     /// Scopes expected to finish their initial list.
     pub scopes: u64,
-    pub watch: Arc<crate::watch::WatchStats>,
+    pub watch: Arc<crate::accounting::WatchStats>,
     /// The OTLP exports in progress, when exporting over OTLP.
-    pub export_in_flight: Option<Arc<crate::export::otlp::InFlight>>,
+    pub export_in_flight: Option<Arc<crate::accounting::ExportsInFlight>>,
     /// This replica's role (`--leader-elect`); `None`: it always leads.
     pub role: Option<tokio::sync::watch::Receiver<crate::leader::Role>>,
 }

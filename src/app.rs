@@ -16,10 +16,11 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounting::{Delivery, ExportProgress, RunReport};
 use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
 use crate::detector::{Detection, Detector};
 use crate::export::Exporter;
-use crate::export::task::{self, BatchConfig, ExportProgress, ExportReport};
+use crate::export::task::{self, BatchConfig, ExportReport};
 use crate::replay::{self, ReplayError, ReplayStats};
 
 /// Settings of a replay run.
@@ -177,7 +178,7 @@ pub struct RunOptions {
     pub server: String,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Shared with the admin server's readiness.
-    pub watch_stats: std::sync::Arc<crate::watch::WatchStats>,
+    pub watch_stats: std::sync::Arc<crate::accounting::WatchStats>,
     /// Watch the kubelet's Events to classify causes (when RBAC allows).
     pub use_events: bool,
     /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
@@ -190,43 +191,6 @@ pub struct RunOptions {
     pub election: Option<crate::leader::Election>,
     /// This replica's role, published for readiness and metrics (set by the election).
     pub role: tokio::sync::watch::Sender<crate::leader::Role>,
-}
-
-/// What a live run did. `restarts_detected = exported + failed + undelivered`, counted in records
-/// handed to the pipeline.
-#[derive(Debug, Default)]
-pub struct RunReport {
-    pub restarts_detected: u64,
-    pub exported: u64,
-    pub failed: u64,
-    /// Represented by another record (storm control).
-    pub coalesced: u64,
-    /// Let go by a standby to the leader (`--leader-elect`).
-    pub handed_off: u64,
-    /// Detected but neither exported nor counted as failed when the grace period ended.
-    pub undelivered: u64,
-    /// A task ended abnormally (a panic): the process must exit non-zero.
-    pub abnormal: bool,
-}
-
-impl RunReport {
-    /// The report from the live counts: `detected = exported + failed + coalesced + handed_off +
-    /// undelivered` by construction, whatever happened to the export task.
-    pub fn from_progress(detected: u64, progress: &ExportProgress, abnormal: bool) -> Self {
-        let exported = progress.exported.load(Ordering::Relaxed);
-        let failed = progress.failed.load(Ordering::Relaxed);
-        let coalesced = progress.coalesced.load(Ordering::Relaxed);
-        let handed_off = progress.handed_off.load(Ordering::Relaxed);
-        RunReport {
-            restarts_detected: detected,
-            exported,
-            failed,
-            coalesced,
-            handed_off,
-            undelivered: detected.saturating_sub(exported + failed + coalesced + handed_off),
-            abnormal,
-        }
-    }
 }
 
 /// Waits for the export task until `deadline`, then aborts it. Returns its report, if it ended
@@ -247,40 +211,6 @@ pub async fn finish_export(
             exporter.abort();
             (None, false)
         }
-    }
-}
-
-/// The delivery accounting of a live run, in one place: how many records are settled (exported,
-/// failed and counted, represented by another record, or handed off to the leader), which are
-/// still in flight by second, and whether every scope's watch is live. The checkpoint advances to [`Delivery::watermark`].
-#[derive(Clone, Debug, Default)]
-pub struct Delivery {
-    pub progress: Arc<ExportProgress>,
-    scopes: Vec<Arc<crate::watch::ScopeHealth>>,
-}
-
-impl Delivery {
-    /// A new scope to account for; its watch reports its health there.
-    fn add_scope(&mut self) -> Arc<crate::watch::ScopeHealth> {
-        let health = Arc::new(crate::watch::ScopeHealth::default());
-        self.scopes.push(health.clone());
-        health
-    }
-
-    /// Every scope's watch is live (listed, not relisting).
-    fn all_live(&self) -> bool {
-        self.scopes.iter().all(|h| h.live.load(Ordering::Relaxed))
-    }
-
-    /// The checkpoint the pipeline allows now: while every watch is live, the start of the oldest
-    /// second with a record in flight, or `now` when none is; `None` while a watch is not live (a
-    /// relist may still find restarts of the gap).
-    pub fn watermark(&self, now: Timestamp) -> Option<Timestamp> {
-        if !self.all_live() {
-            return None;
-        }
-        let oldest = self.progress.in_flight.oldest().and_then(|s| Timestamp::from_second(s).ok());
-        Some(oldest.map_or(now, |o| o.min(now)))
     }
 }
 
@@ -462,7 +392,7 @@ async fn spawn(
     let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
     let event_store = if opts.use_events && crate::enrich::kube_events::events_allowed(&event_apis).await {
         let store = Arc::new(crate::enrich::KubeEventStore::default());
-        opts.metrics.observe_event_store(store.clone());
+        opts.metrics.observe_event_store(store.usage());
         for (api, _) in event_apis {
             let node = opts.scope.node_name.clone();
             side_watches.spawn(crate::enrich::kube_events::watch_events(
@@ -518,7 +448,7 @@ async fn spawn(
         metrics: Some(opts.metrics.clone()),
         pending_budget_bytes: crate::enrich::PENDING_BUDGET_BYTES,
         pending_usage: {
-            let usage = Arc::new(crate::enrich::BudgetUsage::default());
+            let usage = Arc::new(crate::accounting::BudgetUsage::default());
             opts.metrics.observe_pending(usage.clone());
             usage
         },
@@ -528,7 +458,7 @@ async fn spawn(
         None => tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment)),
         Some(_) => {
             let (gate_tx, gate_rx) = mpsc::channel(GATE_CAPACITY_EVENTS);
-            let usage = Arc::new(crate::enrich::BudgetUsage::default());
+            let usage = Arc::new(crate::accounting::BudgetUsage::default());
             opts.metrics.observe_standby_buffer(usage.clone());
             let gate = crate::leader::Gate {
                 role: opts.role.subscribe(),
@@ -676,27 +606,6 @@ pub async fn stop_on_signal(stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_checkpoint_advances_behind_a_sustained_crash_loop_and_never_passes_a_record_in_flight() {
-        let mut delivery = Delivery::default();
-        let health = delivery.add_scope();
-        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
-        assert_eq!(delivery.watermark(at(0)), None, "not before the watch is live");
-        health.live.store(true, Ordering::Relaxed);
-        assert_eq!(delivery.watermark(at(0)), Some(at(0)), "nothing in flight: now");
-        // A record every second, each settled three seconds later: always some in flight.
-        let in_flight = &delivery.progress.in_flight;
-        for now in 0..20 {
-            in_flight.add(at(now).as_second(), 1);
-            if now >= 3 {
-                in_flight.settle(at(now - 3).as_second(), 1);
-                assert_eq!(delivery.watermark(at(now)), Some(at(now - 2)), "the oldest still in flight");
-            }
-        }
-        health.live.store(false, Ordering::Relaxed);
-        assert_eq!(delivery.watermark(at(20)), None, "not while a relist may find the gap's restarts");
-    }
 
     #[tokio::test]
     async fn a_panic_in_the_export_task_keeps_its_counts_and_is_reported_as_abnormal() {

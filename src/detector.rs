@@ -24,10 +24,11 @@ use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
 
-use crate::enrich::{BudgetUsage, causes, owners};
-use crate::failures::{self, EpisodeStep};
+use crate::accounting::BudgetUsage;
 use crate::pod::{SlimContainerStatus, SlimPod};
 use crate::record::{ContainerInfo, ContainerKind, CurrentState, Episode, PodInfo, Record, RecordKind, RecordKinds};
+use crate::rules::failures::{self, EpisodeStep};
+use crate::rules::{causes, owners};
 
 mod tracked;
 
@@ -281,7 +282,7 @@ impl Detector {
         let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
             return false;
         };
-        if probe.may_show_failure() {
+        if failures::may_show_failure(probe) {
             return false;
         }
         let generation = self.generation;
@@ -323,7 +324,7 @@ impl Detector {
     /// caller then need not decode the rest. `false` (nothing done) for a known pod, with catch-up on,
     /// without a uid, or when the object may show a failure (its baseline needs the full object).
     pub fn baseline_new(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
-        if self.catch_up_since.is_some() || probe.may_show_failure() {
+        if self.catch_up_since.is_some() || failures::may_show_failure(probe) {
             return false;
         }
         let Some(uid) = probe.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
@@ -550,7 +551,7 @@ impl Detector {
         info: &PodInfo,
         pod: &SlimPod,
         f: Found<'_>,
-        eviction: Option<&failures::Eviction>,
+        eviction: Option<&crate::record::Eviction>,
         observed_at: Timestamp,
     ) -> Record {
         let mut ev = match f.status {
@@ -582,7 +583,7 @@ impl Detector {
                 if let Some(e) = eviction {
                     ev.cause = e.cause;
                     let message = e.message.as_deref().map(|m| self.redact(m));
-                    ev.eviction = Some(Box::new(failures::Eviction { message, ..e.clone() }));
+                    ev.eviction = Some(Box::new(crate::record::Eviction { message, ..e.clone() }));
                 }
             }
         }
@@ -590,8 +591,8 @@ impl Detector {
     }
 
     fn redact(&self, message: &str) -> String {
-        let text = crate::enrich::prevlogs::redact_and_cap(message, &self.redactions, usize::MAX);
-        crate::export::convert::cap_utf8(&text, failures::STATUS_MESSAGE_MAX_BYTES).to_owned()
+        let text = crate::rules::text::redact_and_cap(message, &self.redactions, usize::MAX);
+        crate::rules::text::cap_utf8(&text, failures::STATUS_MESSAGE_MAX_BYTES).to_owned()
     }
 }
 
@@ -642,7 +643,7 @@ struct EpisodeObservation<'a> {
     since: Option<Timestamp>,
     status_at: Timestamp,
     deletion_asked_at: Timestamp,
-    eviction: Option<&'a failures::Eviction>,
+    eviction: Option<&'a crate::record::Eviction>,
 }
 
 impl<'a> EpisodeObservation<'a> {

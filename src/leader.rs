@@ -29,9 +29,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounting::BudgetUsage;
+use crate::accounting::ExportProgress;
 use crate::checkpoint::CheckpointStore;
-use crate::enrich::BudgetUsage;
-use crate::export::task::ExportProgress;
 use crate::kube_errors::{Failure, classify};
 use crate::record::Record;
 
@@ -483,7 +483,7 @@ pub async fn gate(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, mut 
                     }
                 }
                 Some(ev) => {
-                    g.progress.queue.release(u64::from(g.progress.queue.kib_of(&ev)));
+                    g.progress.queue.release(u64::from(g.progress.queue.kib_of(ev.approx_bytes())));
                     let evicted = hand_off(&buffer.push(ev));
                     g.usage.shed.fetch_add(evicted, Ordering::Relaxed);
                 }
@@ -533,7 +533,7 @@ async fn take_over(buffer: &mut StandbyBuffer, g: &Gate, tx: &mpsc::Sender<Recor
         "Taking over: exporting the records the old leader's checkpoint does not cover."
     );
     for ev in kept {
-        g.progress.queue.reserve(&ev).await;
+        g.progress.queue.reserve(ev.approx_bytes()).await;
         if tx.send(ev).await.is_err() {
             return false;
         }

@@ -38,6 +38,7 @@
 //! - [`logging`]: the agent's own logs;
 //! - [`churn`]: maps whose keys come and go keep the size their contents need.
 
+pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod checkpoint;
@@ -47,7 +48,6 @@ pub mod config;
 pub mod detector;
 pub mod enrich;
 pub mod export;
-pub mod failures;
 pub mod keys;
 pub mod kube_errors;
 pub mod leader;
@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod pod;
 pub mod record;
 pub mod replay;
+pub mod rules;
 pub mod watch;
 pub mod watch_step;
 pub mod workload_metrics;

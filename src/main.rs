@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use restart_watcher::accounting::WatchStats;
 use restart_watcher::admin::{self, Readiness};
 use restart_watcher::app::{self, ReplayOptions, RunOptions};
 use restart_watcher::checkpoint::CheckpointStore;
@@ -16,7 +17,6 @@ use restart_watcher::config::{self, ConfigError};
 use restart_watcher::export::Exporter;
 use restart_watcher::leader::Role;
 use restart_watcher::metrics::{Metrics, SelfTelemetry};
-use restart_watcher::watch::WatchStats;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code of a configuration the agent cannot run with.
@@ -84,7 +84,10 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     if let Err(e) = config::validate(&args) {
         return Ok(invalid(&e));
     }
-    let telemetry = Arc::new(SelfTelemetry::new(config::self_metrics_config(&args)?.as_ref())?);
+    let telemetry = Arc::new(match config::self_metrics_config(&args)? {
+        Some(cfg) => SelfTelemetry::with_push(restart_watcher::export::otlp::self_metrics::push_reader(&cfg)?)?,
+        None => SelfTelemetry::new()?,
+    });
     let metrics = telemetry.metrics.clone();
     let mut exporter = config::exporter(&args.output, metrics.clone())?;
     if args.workload_metrics {
@@ -108,7 +111,8 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     let watch_stats = Arc::new(WatchStats::default());
     let initial_role = if args.leader_elect { Role::Standby } else { Role::Leader };
     let (role, _) = tokio::sync::watch::channel(initial_role);
-    metrics.observe_leader(role.subscribe());
+    let leads = role.subscribe();
+    metrics.observe_leader(move || *leads.borrow() == Role::Leader);
     metrics.observe_heap();
     let readiness = Readiness {
         scopes: scope.namespaces.len().max(1) as u64,
@@ -138,7 +142,7 @@ async fn watch(args: RunArgs) -> Result<ExitCode> {
     }
     let store = config::checkpoint_store(&args, &client, namespace);
     let redactions =
-        restart_watcher::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;
+        restart_watcher::rules::text::compile_redactions(&args.previous_logs_redact).map_err(ConfigError::from)?;
     let opts = RunOptions {
         scope,
         channel_capacity_events: args.queue_capacity as usize,

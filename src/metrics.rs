@@ -15,16 +15,12 @@ use crate::record::Record;
 
 /// Prefix of every instrument.
 pub const PREFIX: &str = "restart_watcher";
-/// How often pushed metrics are sent with `--self-metrics-otlp`.
-pub const PUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Errors setting the metrics up.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("cannot set up the Prometheus exporter: {0}")]
     Prometheus(String),
-    #[error("cannot set up the OTLP metrics exporter for {endpoint}: {message}")]
-    Otlp { endpoint: String, message: String },
     #[error("cannot encode metrics: {0}")]
     Encode(String),
 }
@@ -190,13 +186,13 @@ impl Metrics {
             .build();
     }
 
-    /// The same, for a store that reports through a [`BudgetUsage`](crate::enrich::BudgetUsage).
+    /// The same, for a store that reports through a [`BudgetUsage`](crate::accounting::BudgetUsage).
     fn observe_usage(
         &self,
         name: &str,
         descriptions: (&'static str, &'static str),
         shed: (&str, &'static str),
-        usage: std::sync::Arc<crate::enrich::BudgetUsage>,
+        usage: std::sync::Arc<crate::accounting::BudgetUsage>,
     ) {
         use std::sync::atomic::Ordering::Relaxed;
         let (used, limit) = (usage.clone(), usage.clone());
@@ -213,9 +209,8 @@ impl Metrics {
     }
 
     /// The Event store's use against its budget, and its evictions.
-    pub fn observe_event_store(&self, store: std::sync::Arc<crate::enrich::KubeEventStore>) {
-        let (used, evicted) = (store.clone(), store.clone());
-        self.observe_budget(
+    pub fn observe_event_store(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
             "events.store",
             (
                 "Estimated bytes held by the Event store.",
@@ -225,17 +220,13 @@ impl Metrics {
                 "events.evicted",
                 "Events evicted from the store past its budget (restarts they would explain are classified from the status).",
             ),
-            [
-                Box::new(move || used.bytes() as u64),
-                Box::new(move || store.budget_bytes() as u64),
-                Box::new(move || evicted.evicted()),
-            ],
+            usage,
         );
     }
 
     /// The records waiting for a late Event or their previous logs, against their budget, and those
     /// sent on early to stay within it.
-    pub fn observe_pending(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_pending(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "pending",
             (
@@ -251,7 +242,7 @@ impl Metrics {
     }
 
     /// The owner index's use against its budget, and the links it did not keep past it.
-    pub fn observe_owner_index(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_owner_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "owners.index",
             (
@@ -267,7 +258,7 @@ impl Metrics {
     }
 
     /// The export queue's use against its byte budget, and the waits for room in it.
-    pub fn observe_export_queue(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_export_queue(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "queue",
             (
@@ -281,7 +272,7 @@ impl Metrics {
 
     /// The start-failure episodes kept for their closing records, against their budget, and the
     /// episodes past it (reported when they open, not when they end).
-    pub fn observe_episodes(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_episodes(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "episodes",
             (
@@ -294,7 +285,7 @@ impl Metrics {
     }
 
     /// Storm control's use against its budget, and the restarts it let through past it.
-    pub fn observe_storm(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_storm(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "storm.state",
             (
@@ -308,7 +299,7 @@ impl Metrics {
 
     /// `--leader-elect`: the standby buffer's use against its budget, and the records evicted past
     /// it (the leader delivers them; they are lost only if it dies before its checkpoint covers them).
-    pub fn observe_standby_buffer(&self, usage: std::sync::Arc<crate::enrich::BudgetUsage>) {
+    pub fn observe_standby_buffer(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "standby.buffer",
             (
@@ -351,11 +342,11 @@ impl Metrics {
 
     /// Whether this replica leads (1: it exports) or stands by (0). Always 1 without
     /// `--leader-elect`.
-    pub fn observe_leader(&self, role: tokio::sync::watch::Receiver<crate::leader::Role>) {
+    pub fn observe_leader(&self, leads: impl Fn() -> bool + Send + Sync + 'static) {
         self.meter
             .u64_observable_gauge(format!("{PREFIX}.leader"))
             .with_description("1 while this replica leads and exports, 0 while it stands by (--leader-elect).")
-            .with_callback(move |o| o.observe(u64::from(*role.borrow() == crate::leader::Role::Leader), &[]))
+            .with_callback(move |o| o.observe(u64::from(leads()), &[]))
             .build();
     }
 
@@ -424,10 +415,19 @@ pub struct SelfTelemetry {
 }
 
 impl SelfTelemetry {
-    /// Sets up the Prometheus reader and, when `otlp` is given, an OTLP/gRPC push reader with the
-    /// same resolved settings as the records (endpoint, headers, TLS, compression, timeout), under
-    /// the resource `service.name=restart-watcher`. Must run inside the Tokio runtime.
-    pub fn new(otlp: Option<&crate::export::otlp::SignalConfig>) -> Result<Self, MetricsError> {
+    /// Sets up the Prometheus reader (what `/metrics` serves), under the resource
+    /// `service.name=restart-watcher`.
+    pub fn new() -> Result<Self, MetricsError> {
+        Self::with_readers(None::<opentelemetry_sdk::metrics::ManualReader>)
+    }
+
+    /// [`SelfTelemetry::new`], and `push` beside the Prometheus reader (the OTLP push of
+    /// `--self-metrics-otlp`, built by `export::otlp::self_metrics`).
+    pub fn with_push(push: impl opentelemetry_sdk::metrics::reader::MetricReader) -> Result<Self, MetricsError> {
+        Self::with_readers(Some(push))
+    }
+
+    fn with_readers(push: Option<impl opentelemetry_sdk::metrics::reader::MetricReader>) -> Result<Self, MetricsError> {
         let registry = prometheus::Registry::new();
         let prom = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -439,22 +439,8 @@ impl SelfTelemetry {
             .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         let mut builder = SdkMeterProvider::builder().with_reader(prom).with_resource(resource);
-        if let Some(cfg) = otlp {
-            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-            let failed = |message: String| MetricsError::Otlp { endpoint: cfg.endpoint.clone(), message };
-            let (channel, metadata) = crate::export::otlp::grpc_channel(cfg).map_err(|e| failed(e.to_string()))?;
-            let mut exporter = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_channel(channel)
-                .with_metadata(metadata)
-                .with_timeout(cfg.timeout.unwrap_or(PUSH_INTERVAL));
-            if cfg.gzip {
-                exporter = exporter.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            let exporter = exporter.build().map_err(|e| failed(e.to_string()))?;
-            let reader =
-                opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).with_interval(PUSH_INTERVAL).build();
-            builder = builder.with_reader(reader);
+        if let Some(push) = push {
+            builder = builder.with_reader(push);
         }
         let provider = builder.build();
         let metrics = std::sync::Arc::new(Metrics::new(&provider.meter("restart-watcher")));

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -395,6 +396,67 @@ impl kube::Resource for SlimPod {
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata.meta
     }
+}
+
+/// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID). Byte-aligned, so
+/// a map entry has no padding; hashed as one `u128`, as the key was before it was packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodKey([u8; 16]);
+
+impl Hash for PodKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.0));
+    }
+}
+
+impl PodKey {
+    pub fn of_uid(uid: &str) -> Self {
+        PodKey(uid_bytes(uid))
+    }
+
+    /// The key of these 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        PodKey(bytes)
+    }
+}
+
+/// The 16 bytes of a pod UID (its trace id, its key in the agent's maps) in the API server's canonical form (a lowercase `8-4-4-4-12` UUID);
+/// for any other UID, the first 16 bytes of its SHA-256 (still deterministic, never all zero in
+/// practice). UIDs that differ only in case are different objects and get different ids.
+pub fn uid_bytes(uid: &str) -> [u8; 16] {
+    if let Some(bytes) = parse_canonical_uuid(uid).filter(|b| *b != [0u8; 16]) {
+        return bytes;
+    }
+    let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(uid.as_bytes()).into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// Parses a canonical UUID: lowercase hex, dashes exactly at `8-4-4-4-12`.
+pub fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    let dashes_ok = b.len() == 36 && b.iter().enumerate().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (*c == b'-'));
+    let lower = b.iter().all(|c| matches!(c, b'-' | b'0'..=b'9' | b'a'..=b'f'));
+    if dashes_ok && lower { parse_uuid(s) } else { None }
+}
+
+/// Parses `8-4-4-4-12` hex (or 32 bare hex digits) into 16 bytes.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    let mut nibbles = 0usize;
+    for c in s.bytes() {
+        if c == b'-' {
+            continue;
+        }
+        let v = (c as char).to_digit(16)? as u8;
+        if nibbles >= 32 {
+            return None;
+        }
+        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
+        nibbles += 1;
+    }
+    (nibbles == 32).then_some(out)
 }
 
 /// The metadata fields kept; everything else (managedFields, most annotations) is skipped unparsed.
@@ -972,27 +1034,4 @@ pub struct ProbeReason<'a> {
     pub reason: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub exit_code: i64,
-}
-
-impl PodProbe<'_> {
-    /// Whether the object may show a failure other than a restart: a start failure, a failed
-    /// termination, a failed or reasoned pod, a disruption (eviction, preemption) or a deletion.
-    /// Such objects take the full path.
-    pub fn may_show_failure(&self) -> bool {
-        let s = &self.status;
-        self.metadata.deletion_timestamp.is_some()
-            || s.reason.is_some()
-            || s.disruption_target
-            || s.phase.as_deref() == Some("Failed")
-            || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
-                c.state
-                    .waiting
-                    .as_ref()
-                    .is_some_and(|w| w.reason.as_deref().is_some_and(crate::failures::is_start_failure))
-                    || c.state
-                        .terminated
-                        .as_ref()
-                        .is_some_and(|t| crate::failures::is_failed_exit(t.exit_code, t.reason.as_deref()))
-            })
-    }
 }

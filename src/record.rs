@@ -366,6 +366,19 @@ pub struct CurrentState {
 }
 
 /// One detected restart.
+/// A pod's eviction or preemption, as its status shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Eviction {
+    /// `evicted` or `preempted`.
+    pub cause: Cause,
+    /// The `DisruptionTarget` reason (`TerminationByKubelet`, `EvictionByEvictionAPI`,
+    /// `PreemptionByScheduler`, `DeletionByTaintManager`, `DeletionByPodGC`), else the pod's reason.
+    pub reason: String,
+    pub message: Option<String>,
+    /// When it happened, if the status says.
+    pub at: Option<Timestamp>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// What the record states: a restart, a start failure, a terminal failure, an eviction.
@@ -393,7 +406,7 @@ pub struct Record {
     /// Start failures: the episode.
     pub episode: Option<Box<Episode>>,
     /// Evictions: the reason, message and time.
-    pub eviction: Option<Box<crate::failures::Eviction>>,
+    pub eviction: Option<Box<Eviction>>,
     /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
     /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
     pub in_flight_since: Option<Timestamp>,
@@ -443,7 +456,7 @@ impl Record {
         let eviction = self
             .eviction
             .as_ref()
-            .map_or(0, |e| std::mem::size_of::<crate::failures::Eviction>() + e.reason.len() + opt_len(&e.message));
+            .map_or(0, |e| std::mem::size_of::<Eviction>() + e.reason.len() + opt_len(&e.message));
         std::mem::size_of::<Self>()
             + episode
             + eviction
@@ -528,7 +541,7 @@ impl Record {
 
     /// Trace id: the pod UID's 16 bytes, so every restart of a pod lands in one trace.
     pub fn trace_id(&self) -> [u8; 16] {
-        trace_id_for_pod(&self.pod.uid)
+        crate::pod::uid_bytes(&self.pod.uid)
     }
 
     /// Span id: 8 bytes of the restart digest, never all zero.
@@ -604,45 +617,6 @@ impl Identity<'_> {
     }
 }
 
-/// The 16 bytes of a pod UID in the API server's canonical form (a lowercase `8-4-4-4-12` UUID);
-/// for any other UID, the first 16 bytes of its SHA-256 (still deterministic, never all zero in
-/// practice). UIDs that differ only in case are different objects and get different ids.
-pub fn trace_id_for_pod(uid: &str) -> [u8; 16] {
-    if let Some(bytes) = parse_canonical_uuid(uid).filter(|b| *b != [0u8; 16]) {
-        return bytes;
-    }
-    let d: [u8; 32] = Sha256::digest(uid.as_bytes()).into();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&d[..16]);
-    id
-}
-
-/// Parses a canonical UUID: lowercase hex, dashes exactly at `8-4-4-4-12`.
-pub fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
-    let b = s.as_bytes();
-    let dashes_ok = b.len() == 36 && b.iter().enumerate().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (*c == b'-'));
-    let lower = b.iter().all(|c| matches!(c, b'-' | b'0'..=b'9' | b'a'..=b'f'));
-    if dashes_ok && lower { parse_uuid(s) } else { None }
-}
-
-/// Parses `8-4-4-4-12` hex (or 32 bare hex digits) into 16 bytes.
-pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
-    let mut nibbles = 0usize;
-    for c in s.bytes() {
-        if c == b'-' {
-            continue;
-        }
-        let v = (c as char).to_digit(16)? as u8;
-        if nibbles >= 32 {
-            return None;
-        }
-        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
-        nibbles += 1;
-    }
-    (nibbles == 32).then_some(out)
-}
-
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -707,9 +681,9 @@ mod tests {
 
     #[test]
     fn pod_uid_is_the_trace_id() {
-        let id = trace_id_for_pod("4239abf7-1206-49a7-8747-9f93b9b7d16d");
+        let id = crate::pod::uid_bytes("4239abf7-1206-49a7-8747-9f93b9b7d16d");
         assert_eq!(hex(&id), "4239abf7120649a787479f93b9b7d16d");
-        assert_eq!(parse_uuid("not-a-uuid"), None);
-        assert_ne!(trace_id_for_pod("not-a-uuid"), [0u8; 16]);
+        assert_eq!(crate::pod::parse_uuid("not-a-uuid"), None);
+        assert_ne!(crate::pod::uid_bytes("not-a-uuid"), [0u8; 16]);
     }
 }

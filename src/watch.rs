@@ -10,7 +10,7 @@
 //! compare right.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,6 +21,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounting::{ScopeHealth, WatchStats};
 use crate::detector::Detection;
 use crate::kube_errors::{Failure, advice, classify, classify_watcher};
 use crate::pod::SlimPod;
@@ -414,26 +415,6 @@ pub enum WatchError {
     StartupTimeout { server: String, secs: u64 },
 }
 
-/// Counters shared by the watch tasks, the checkpointer and the metrics.
-#[derive(Debug, Default)]
-pub struct WatchStats {
-    pub watch_events: AtomicU64,
-    pub relists: AtomicU64,
-    pub errors: AtomicU64,
-    pub pods_dropped: AtomicU64,
-    pub restarts: AtomicU64,
-    /// Scopes whose initial list is complete.
-    pub scopes_listed: AtomicU64,
-}
-
-/// Health of one scope's watch, for the checkpoint: it may advance only while every watch is
-/// known to be live.
-#[derive(Debug, Default)]
-pub struct ScopeHealth {
-    /// Initial list complete, and an event arrived after the last error.
-    pub live: AtomicBool,
-}
-
 /// Checks, before watching, that each scope can be listed; returns the message to print otherwise.
 pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Result<(), WatchError> {
     for (api, desc) in scope.apis(client) {
@@ -501,7 +482,7 @@ pub struct WatchTask {
     pub catch_up_since: Option<Timestamp>,
     pub tx: mpsc::Sender<Record>,
     /// Where each record handed over counts as in flight until settled (the checkpoint's watermark).
-    pub progress: Arc<crate::export::task::ExportProgress>,
+    pub progress: Arc<crate::accounting::ExportProgress>,
     pub stats: Arc<WatchStats>,
     pub health: Arc<ScopeHealth>,
     pub metrics: Arc<crate::metrics::Metrics>,

@@ -11,7 +11,7 @@ use restart_watcher::metrics::SelfTelemetry;
 use tokio_util::sync::CancellationToken;
 
 async fn server() -> (SocketAddr, CancellationToken) {
-    let telemetry = Arc::new(SelfTelemetry::new(None).unwrap());
+    let telemetry = Arc::new(SelfTelemetry::new().unwrap());
     let stop = CancellationToken::new();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let (bound, _task) = admin::serve(addr, telemetry, Readiness::default(), stop.clone()).await.unwrap();

@@ -602,7 +602,7 @@ fn a_start_failure_episode_counts_its_attempts_and_reports_its_duration_on_the_c
 fn start_failure_messages_are_redacted_and_capped() {
     let p = || pod("aaaaaaaa-9999-9999-9999-999999999999");
     let mut d = Detector::with(&restart_watcher::detector::Detection {
-        redactions: restart_watcher::enrich::prevlogs::compile_redactions(&["password=\\S+".into()]).unwrap(),
+        redactions: restart_watcher::rules::text::compile_redactions(&["password=\\S+".into()]).unwrap(),
         ..Default::default()
     });
     d.apply(&p().app(c("web", 0).waiting_msg("ContainerCreating", "")).slim(), Timestamp::now());
@@ -610,7 +610,7 @@ fn start_failure_messages_are_redacted_and_capped() {
     let got = d.apply(&p().app(c("web", 0).waiting_msg("CreateContainerConfigError", &long)).slim(), Timestamp::now());
     let msg = got[0].current.message.as_deref().unwrap();
     assert!(msg.starts_with("secret [REDACTED] xxx"), "{msg}");
-    assert_eq!(msg.len(), restart_watcher::failures::STATUS_MESSAGE_MAX_BYTES);
+    assert_eq!(msg.len(), restart_watcher::rules::failures::STATUS_MESSAGE_MAX_BYTES);
 }
 
 #[test]

@@ -62,7 +62,7 @@ async fn nothing_is_lost_across_an_outage_longer_than_the_channel_holds() {
     const CAPACITY: usize = 4;
     const BATCH: usize = 2;
     let (tx, rx) = mpsc::channel(CAPACITY);
-    let handled = Arc::new(task::ExportProgress::default());
+    let handled = Arc::new(restart_watcher::accounting::ExportProgress::default());
     let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
     let batch = BatchConfig { max_records: BATCH, max_delay: Duration::from_millis(10) };
     let task = tokio::spawn(task::run(rx, exp, batch, handled.clone(), Arc::new(Metrics::noop())));
@@ -282,7 +282,7 @@ async fn counts_survive_an_abort_at_the_end_of_the_grace() {
     // the export task is aborted, and the report still says 80 exported, 20 undelivered.
     let fc = FakeCollector::start().await;
     let (tx, rx) = mpsc::channel(128);
-    let progress = Arc::new(task::ExportProgress::default());
+    let progress = Arc::new(restart_watcher::accounting::ExportProgress::default());
     let exp = Exporter::Otlp(Box::new(exporter(&fc, LOGS_ONLY, |_| {})));
     let batch = BatchConfig { max_records: 10, max_delay: Duration::from_millis(10) };
     let handle = tokio::spawn(task::run(rx, exp, batch, progress.clone(), Arc::new(Metrics::noop())));
@@ -301,7 +301,7 @@ async fn counts_survive_an_abort_at_the_end_of_the_grace() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     let (report, abnormal) = restart_watcher::app::finish_export(handle, deadline).await;
     assert!(report.is_none() && !abnormal, "aborted, not panicked");
-    let r = restart_watcher::app::RunReport::from_progress(100, &progress, abnormal);
+    let r = restart_watcher::accounting::RunReport::from_progress(100, &progress, abnormal);
     assert_eq!((r.restarts_detected, r.exported, r.failed, r.undelivered), (100, 80, 0, 20));
 }
 
@@ -469,7 +469,7 @@ async fn every_export_says_who_sends_it() {
 /// Runs `events` through the export task to `exporter`, in batches of 128: the report.
 async fn through_the_task(exporter: OtlpExporter, events: Vec<Record>) -> task::ExportReport {
     let (tx, rx) = mpsc::channel(events.len().max(1));
-    let progress = Arc::new(task::ExportProgress::default());
+    let progress = Arc::new(restart_watcher::accounting::ExportProgress::default());
     let batch = BatchConfig { max_records: 128, max_delay: Duration::from_millis(20) };
     let run =
         tokio::spawn(task::run(rx, Exporter::Otlp(Box::new(exporter)), batch, progress, Arc::new(Metrics::noop())));

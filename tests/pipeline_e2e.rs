@@ -98,7 +98,7 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
     assert_eq!(value("restart_watcher_pending_usage_bytes").as_deref(), Some("0"), "{metrics}");
     assert_eq!(value("restart_watcher_pending_released_early_total").as_deref(), Some("0"), "{metrics}");
     // The export queue in bytes: its budget, and nothing left in it once the record is exported.
-    let budget = restart_watcher::export::task::DEFAULT_QUEUE_BUDGET_BYTES.to_string();
+    let budget = restart_watcher::accounting::DEFAULT_QUEUE_BUDGET_BYTES.to_string();
     assert_eq!(value("restart_watcher_queue_limit_bytes"), Some(budget), "{metrics}");
     assert_eq!(value("restart_watcher_queue_usage_bytes").as_deref(), Some("0"), "{metrics}");
     assert_eq!(value("restart_watcher_queue_full_waits_total").as_deref(), Some("0"), "{metrics}");

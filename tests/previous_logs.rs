@@ -14,10 +14,11 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use restart_watcher::enrich::prevlogs::{FetchError, PREVIOUS_LOGS_CONCURRENCY, PreviousLogs, compile_redactions};
+use restart_watcher::enrich::prevlogs::{FetchError, PREVIOUS_LOGS_CONCURRENCY, PreviousLogs};
 use restart_watcher::enrich::{self, Enrichment};
 use restart_watcher::metrics::SelfTelemetry;
 use restart_watcher::record::Record;
+use restart_watcher::rules::text::compile_redactions;
 use tokio::sync::mpsc;
 
 #[derive(Default)]
@@ -119,7 +120,7 @@ fn restart_of(pod: &str) -> Record {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_never_blocks_or_loses_the_record_and_is_counted() {
     let (client, _) = fake_api_server().await;
-    let telemetry = SelfTelemetry::new(None).unwrap();
+    let telemetry = SelfTelemetry::new().unwrap();
     let (in_tx, in_rx) = mpsc::channel(16);
     let (out_tx, mut out_rx) = mpsc::channel(16);
     let opts = Enrichment {

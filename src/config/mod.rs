@@ -33,7 +33,7 @@ pub enum ConfigError {
     #[error("--checkpoint-file {}: the directory {} does not exist", path.display(), dir.display())]
     CheckpointDir { path: PathBuf, dir: PathBuf },
     #[error(transparent)]
-    Redaction(#[from] crate::enrich::prevlogs::RedactError),
+    Redaction(#[from] crate::rules::text::RedactError),
     #[error(transparent)]
     Otlp(#[from] crate::export::otlp::ConfigError),
     #[error("the OTLP exporter cannot be set up: {0}")]
@@ -227,7 +227,7 @@ pub fn watch_scope(args: &RunArgs) -> WatchScope {
         node_name,
         detection: args
             .detection
-            .detection(crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact).unwrap_or_default()),
+            .detection(crate::rules::text::compile_redactions(&args.previous_logs_redact).unwrap_or_default()),
         tuning: crate::watch::WatchTuning {
             list_strategy: args.list_strategy,
             watch_timeout: args.watch_timeout,
@@ -276,7 +276,7 @@ pub fn validate(args: &RunArgs) -> Result<Vec<(&'static str, String)>, ConfigErr
     if let Some(path) = &args.checkpoint_file {
         check_checkpoint_file(path)?;
     }
-    crate::enrich::prevlogs::compile_redactions(&args.previous_logs_redact)?;
+    crate::rules::text::compile_redactions(&args.previous_logs_redact)?;
     if args.leader_elect {
         check_leader_elect(args)?;
     }

@@ -13,27 +13,11 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+pub use crate::pod::PodKey;
 use crate::record::ContainerKind;
 
 /// Containers whose state is kept inside the pod's map entry; more spill into a side map.
 pub const INLINE_CONTAINERS: usize = 3;
-
-/// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID). Byte-aligned, so
-/// a map entry has no padding; hashed as one `u128`, as the key was before it was packed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodKey([u8; 16]);
-
-impl Hash for PodKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(u128::from_ne_bytes(self.0));
-    }
-}
-
-impl PodKey {
-    pub fn of_uid(uid: &str) -> Self {
-        PodKey(crate::record::trace_id_for_pod(uid))
-    }
-}
 
 /// What the detector remembers of one container, besides its name and kind (in the shape).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -354,11 +338,11 @@ mod tests {
     const INIT: ContainerKind = ContainerKind::Init;
 
     fn key(n: u8) -> PodKey {
-        PodKey([n; 16])
+        PodKey::from_bytes([n; 16])
     }
 
     fn key_of(n: u64) -> PodKey {
-        PodKey(u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_ne_bytes())
+        PodKey::from_bytes(u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_ne_bytes())
     }
 
     #[test]

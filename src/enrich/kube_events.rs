@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +16,10 @@ use kube::runtime::watcher::{self, Event};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::causes::{self, Kill, KubeEvent, NODE_OOM_REASONS, RELEVANT_REASONS};
-use crate::detector::PodKey;
+use crate::accounting::BudgetUsage;
 use crate::kube_errors::{Failure, classify as classify_kube};
+use crate::pod::PodKey;
+use crate::rules::causes::{self, Kill, KubeEvent, NODE_OOM_REASONS, RELEVANT_REASONS};
 use crate::watch::{WatchTuning, tuned_watcher};
 
 /// Events kept per pod.
@@ -166,6 +168,8 @@ fn store_bytes(pods: &HashMap<PodKey, PodEvents>) -> usize {
 pub struct KubeEventStore {
     inner: Mutex<Inner>,
     budget_bytes: usize,
+    /// Its bytes against the budget, and the Events evicted past it, for the metrics.
+    usage: Arc<BudgetUsage>,
 }
 
 #[derive(Debug, Default)]
@@ -185,7 +189,19 @@ impl Default for KubeEventStore {
 
 impl KubeEventStore {
     pub fn with_budget(budget_bytes: usize) -> Self {
-        KubeEventStore { inner: Mutex::default(), budget_bytes }
+        let usage = Arc::new(BudgetUsage::default());
+        usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
+        KubeEventStore { inner: Mutex::default(), budget_bytes, usage }
+    }
+
+    /// Its bytes against its budget, and the Events evicted past it (`shed`).
+    pub fn usage(&self) -> Arc<BudgetUsage> {
+        self.usage.clone()
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.usage.bytes.store(inner.bytes as u64, Ordering::Relaxed);
+        self.usage.shed.store(inner.evicted, Ordering::Relaxed);
     }
 
     /// Keeps `ev` for the pod `uid`, dropping expired and surplus Events, then the oldest Events
@@ -227,6 +243,7 @@ impl KubeEventStore {
         if *bytes > self.budget_bytes {
             *evicted += evict_oldest(pods, bytes, self.budget_bytes / 100 * EVENT_STORE_REFILL_PERCENT);
         }
+        self.publish(&inner);
     }
 
     /// Estimated bytes held, against [`KubeEventStore::budget_bytes`].
@@ -260,6 +277,7 @@ impl KubeEventStore {
             && let Some(q) = inner.pods.remove(&PodKey::of_uid(uid))
         {
             inner.bytes = inner.bytes.saturating_sub(entry_bytes(q.as_slice().len()));
+            self.publish(&inner);
         }
     }
 

@@ -19,13 +19,12 @@
 //! `EVENTS_PER_POD` per pod, for `EVENT_TTL`, for at most `MAX_PODS_WITH_EVENTS` pods.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub mod causes;
 pub mod kube_events;
 pub mod owners;
 pub mod prevlogs;
@@ -33,7 +32,9 @@ pub mod storm;
 
 pub use kube_events::KubeEventStore;
 
+use crate::accounting::BudgetUsage;
 use crate::record::{Record, RecordKind};
+use crate::rules::causes;
 
 /// Longest wait for a late Event before a record is classified from what is known.
 pub const EVENT_WAIT: Duration = Duration::from_secs(3);
@@ -44,17 +45,6 @@ const PENDING_CHECK: Duration = Duration::from_millis(100);
 /// The default budget of the records waiting for a late Event or their previous logs, in bytes.
 pub const PENDING_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
-/// A store's use of its byte budget, shared with the metrics: the waiting records here, storm
-/// control's state.
-#[derive(Debug, Default)]
-pub struct BudgetUsage {
-    /// Bytes held now.
-    pub bytes: AtomicU64,
-    /// The budget.
-    pub budget_bytes: AtomicU64,
-    /// What the store let go to stay within it (records sent on early; restarts left uncoalesced).
-    pub shed: AtomicU64,
-}
 /// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
 /// the export channel. Ends when the detected channel closes, after forwarding what waits.
 /// Options of the enrichment stage.
@@ -67,7 +57,7 @@ pub struct Enrichment {
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
     /// Records settled without reaching the exporter (held by storm control and represented by
     /// another record) are counted here, so the checkpoint's accounting stays exact.
-    pub progress: Arc<crate::export::task::ExportProgress>,
+    pub progress: Arc<crate::accounting::ExportProgress>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The waiting records' budget in bytes (`PENDING_BUDGET_BYTES` when 0) and their use.
     pub pending_budget_bytes: usize,
@@ -77,13 +67,13 @@ pub struct Enrichment {
 /// Forwards a record (and what it stands for) to the export channel; `false` when it is gone.
 async fn forward(
     tx: &mpsc::Sender<Record>,
-    progress: &crate::export::task::ExportProgress,
+    progress: &crate::accounting::ExportProgress,
     ev: Record,
     records: u64,
 ) -> bool {
     progress.coalesced.fetch_add(records.saturating_sub(1), std::sync::atomic::Ordering::Relaxed);
     progress.in_flight.settle(ev.in_flight_second(), records.saturating_sub(1));
-    progress.queue.reserve(&ev).await;
+    progress.queue.reserve(ev.approx_bytes()).await;
     tx.send(ev).await.is_ok()
 }
 
@@ -146,7 +136,7 @@ fn release(
     ready: &mut Vec<Record>,
     now: Instant,
     closing: bool,
-    in_flight: &crate::export::task::InFlightBySecond,
+    in_flight: &crate::accounting::InFlightBySecond,
 ) -> Vec<(Record, u64)> {
     let Some(sc) = storm else {
         return ready.drain(..).map(|ev| (ev, 1)).collect();

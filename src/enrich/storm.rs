@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::BudgetUsage;
+use crate::accounting::BudgetUsage;
 use crate::record::{Cause, Record, RecordKind};
 
 /// The default budget of storm control's state, in bytes.
@@ -48,7 +48,8 @@ impl Key {
 
 fn key(ev: &Record) -> Key {
     let o = &ev.pod.owners;
-    let workload = super::owners::workload(o).map(|r| r.name.clone()).unwrap_or_else(|| format!("pod/{}", ev.pod.name));
+    let workload =
+        crate::rules::owners::workload(o).map(|r| r.name.clone()).unwrap_or_else(|| format!("pod/{}", ev.pod.name));
     Key {
         kind: ev.kind,
         namespace: ev.pod.namespace.clone(),
@@ -125,7 +126,7 @@ impl StormControl {
         &mut self,
         mut ev: Record,
         now: Instant,
-        in_flight: Option<&crate::export::task::InFlightBySecond>,
+        in_flight: Option<&crate::accounting::InFlightBySecond>,
     ) -> Option<Record> {
         let k = key(&ev);
         let stands_for = 1 + ev.missed;
@@ -230,7 +231,7 @@ mod tests {
 
     #[test]
     fn held_records_count_in_flight_at_their_window_oldest_until_the_record_standing_for_them_settles() {
-        let in_flight = crate::export::task::InFlightBySecond::default();
+        let in_flight = crate::accounting::InFlightBySecond::default();
         let mut sc = StormControl::new(Duration::from_secs(60));
         let t0 = Instant::now();
         let base = jiff::Timestamp::from_second(1_800_000_000).unwrap();

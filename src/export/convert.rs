@@ -16,8 +16,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
+use crate::keys;
 use crate::record::{Owners, PodInfo, Record, RecordKind, severity, signal_name};
-use crate::{failures, keys};
+use crate::rules::failures;
+use crate::rules::text::cap_utf8;
 
 /// Settings of the mapping that come from configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,7 +85,7 @@ pub fn service_name(pod: &PodInfo, container: &str) -> String {
         pod.annotations.get(keys::ANNOTATION_SERVICE_NAME).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_INSTANCE).map(String::as_str),
         pod.labels.get(keys::LABEL_APP_NAME).map(String::as_str),
-        crate::enrich::owners::workload(o).map(|r| r.name.as_str()),
+        crate::rules::owners::workload(o).map(|r| r.name.as_str()),
         Some(pod.name.as_str()),
         Some(container),
     ];
@@ -274,18 +276,6 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     attrs.push(kv_str(keys::CAUSE, ev.cause.as_str()));
     attrs.push(kv_str(keys::CAUSE_CATEGORY, ev.cause.category()));
     attrs
-}
-
-/// Cuts a string to at most `max` bytes at a char boundary.
-pub fn cap_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The body sentence, as the schema gives it:

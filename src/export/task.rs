@@ -17,7 +17,7 @@
 //! back when the record's batch is settled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::otlp::BatchOutcome;
 use super::{ExportError, Exporter};
+use crate::accounting::ExportProgress;
 use crate::record::Record;
 
 /// Default capacity of the channel between the detector and the exporter, in events.
@@ -43,77 +44,6 @@ pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// backlog drained after an outage, a crash-loop storm): when it ends, free heap goes back to the
 /// kernel at once rather than at the next periodic trim (see `BurstTrim`, `crate::memory`).
 pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
-
-/// The export queue's byte budget: permits of 1 KiB, reserved by the producer for each record it
-/// sends, given back by the export task when the record's batch settles. A record larger than the
-/// whole budget reserves all of it (it then travels alone). Use and waits are in `usage`.
-#[derive(Debug)]
-pub struct QueueBytes {
-    permits: tokio::sync::Semaphore,
-    budget_kib: u32,
-    /// KiB reserved and not yet given back (what the task gives back never exceeds it, so a
-    /// producer that does not reserve, such as replay, leaves the budget untouched).
-    reserved_kib: AtomicU64,
-    usage: Arc<crate::enrich::BudgetUsage>,
-}
-
-impl Default for QueueBytes {
-    fn default() -> Self {
-        Self::new(DEFAULT_QUEUE_BUDGET_BYTES)
-    }
-}
-
-impl QueueBytes {
-    pub fn new(budget_bytes: usize) -> Self {
-        let budget_kib = u32::try_from(budget_bytes / 1024).unwrap_or(u32::MAX).max(1);
-        let usage = Arc::new(crate::enrich::BudgetUsage::default());
-        usage.budget_bytes.store(u64::from(budget_kib) * 1024, Ordering::Relaxed);
-        QueueBytes {
-            permits: tokio::sync::Semaphore::new(budget_kib as usize),
-            budget_kib,
-            reserved_kib: AtomicU64::new(0),
-            usage,
-        }
-    }
-
-    /// What a record reserves, in KiB (rounded up, at most the whole budget).
-    pub fn kib_of(&self, ev: &Record) -> u32 {
-        u32::try_from(ev.approx_bytes().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.budget_kib)
-    }
-
-    /// Reserves room for `ev`, waiting while the queue is full (counted in `usage.shed`).
-    pub async fn reserve(&self, ev: &Record) {
-        let kib = self.kib_of(ev);
-        let permit = match self.permits.try_acquire_many(kib) {
-            Ok(p) => Some(p),
-            Err(_) => {
-                self.usage.shed.fetch_add(1, Ordering::Relaxed);
-                self.permits.acquire_many(kib).await.ok()
-            }
-        };
-        if let Some(p) = permit {
-            p.forget();
-            let now = self.reserved_kib.fetch_add(u64::from(kib), Ordering::Relaxed) + u64::from(kib);
-            self.usage.bytes.store(now * 1024, Ordering::Relaxed);
-        }
-    }
-
-    /// Gives back the room of records whose batch settled.
-    pub fn release(&self, kib: u64) {
-        let mut back = 0;
-        let _ = self.reserved_kib.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-            back = kib.min(r);
-            Some(r - back)
-        });
-        self.permits.add_permits(back as usize);
-        self.usage.bytes.store(self.reserved_kib.load(Ordering::Relaxed) * 1024, Ordering::Relaxed);
-    }
-
-    /// Its use against its budget, for the metrics.
-    pub fn usage(&self) -> Arc<crate::enrich::BudgetUsage> {
-        self.usage.clone()
-    }
-}
 
 /// Batching settings.
 #[derive(Clone, Copy, Debug)]
@@ -136,83 +66,6 @@ pub struct ExportReport {
     pub batches: u64,
     /// The first error met, if any (the rest are logged).
     pub first_error: Option<ExportError>,
-}
-
-/// The export counts as they happen, shared with whoever accounts for delivery, so that they
-/// survive the export task being aborted at the end of a shutdown grace, or panicking.
-#[derive(Debug, Default)]
-pub struct ExportProgress {
-    /// Records handed to the pipeline and not yet settled, by the second they count in: the
-    /// checkpoint advances up to the oldest.
-    pub in_flight: InFlightBySecond,
-    /// Records exported (accepted by the receiver).
-    pub exported: AtomicU64,
-    /// Records that failed for good (counted, not retried).
-    pub failed: AtomicU64,
-    /// Records represented by another record (storm control), settled without an export of their own.
-    pub coalesced: AtomicU64,
-    /// Records a standby let go to the leader (`--leader-elect`): covered by the leader's
-    /// checkpoint, evicted past the standby buffer's budget, or kept when the standby stopped.
-    pub handed_off: AtomicU64,
-    /// The export queue's byte budget, shared by the producer and the export task.
-    pub queue: QueueBytes,
-}
-
-impl ExportProgress {
-    /// Every record whose fate is settled: exported, failed, coalesced, or handed off to the
-    /// leader. The checkpoint advances
-    /// only when this equals the number of records handed to the pipeline.
-    pub fn settled(&self) -> u64 {
-        self.exported.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.coalesced.load(Ordering::Relaxed)
-            + self.handed_off.load(Ordering::Relaxed)
-    }
-}
-
-/// Records in flight by second (see [`Record::in_flight_second`]). Its size is bounded by the
-/// records in flight, which the export queue's budget bounds.
-#[derive(Debug, Default)]
-pub struct InFlightBySecond {
-    seconds: std::sync::Mutex<std::collections::BTreeMap<i64, u64>>,
-}
-
-impl InFlightBySecond {
-    fn with<R>(&self, f: impl FnOnce(&mut std::collections::BTreeMap<i64, u64>) -> R) -> R {
-        f(&mut self.seconds.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-
-    /// `n` records of `second` are handed to the pipeline.
-    pub fn add(&self, second: i64, n: u64) {
-        if n > 0 {
-            self.with(|m| *m.entry(second).or_default() += n);
-        }
-    }
-
-    /// `n` records of `second` are settled (more than were added is ignored: replay adds none).
-    pub fn settle(&self, second: i64, n: u64) {
-        self.with(|m| {
-            if let Some(count) = m.get_mut(&second) {
-                *count = count.saturating_sub(n);
-                if *count == 0 {
-                    m.remove(&second);
-                }
-            }
-        });
-    }
-
-    /// `n` records of `from` now count in `to` (storm control holding them in a window).
-    pub fn shift(&self, from: i64, to: i64, n: u64) {
-        if from != to {
-            self.settle(from, n);
-            self.add(to, n);
-        }
-    }
-
-    /// The oldest second with a record in flight.
-    pub fn oldest(&self) -> Option<i64> {
-        self.with(|m| m.keys().next().copied())
-    }
 }
 
 /// Runs until the channel closes; returns what was exported and what failed (also counted, as it
@@ -379,7 +232,7 @@ async fn run_sequential(
         }
         let batch = batcher.take();
         let n = batch.len() as u64;
-        let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
+        let kib = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev.approx_bytes()))).sum();
         let seconds = batch.iter().map(Record::in_flight_second).collect();
         metrics.queue_out(n);
         let outcome = all_or_nothing(n, exporter.export(&batch).await);
@@ -444,7 +297,7 @@ async fn run_concurrent(
             let batch = batcher.take();
             let n = batch.len() as u64;
             burst.sent(n);
-            let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev))).sum();
+            let kib: u64 = batch.iter().map(|ev| u64::from(progress.queue.kib_of(ev.approx_bytes()))).sum();
             let seconds: Vec<i64> = batch.iter().map(Record::in_flight_second).collect();
             metrics.queue_out(n);
             let exp = exporter.clone();
@@ -473,7 +326,6 @@ async fn run_concurrent(
 
 #[cfg(test)]
 mod tests {
-    use futures::FutureExt;
 
     use super::*;
 
@@ -529,30 +381,5 @@ mod tests {
         assert_eq!(taken.len(), 3);
         assert!(taken.capacity() < 64, "3 records hold room for {}", taken.capacity());
         assert_eq!(batcher.batch.capacity(), 0, "the next batch starts empty");
-    }
-
-    #[test]
-    fn a_full_queue_makes_the_producer_wait_until_a_batch_settles() {
-        let queue = QueueBytes::new(64 * 1024);
-        let usage = queue.usage();
-        let big = record(15 * 1024); // 16 KiB with the record itself
-        assert_eq!(queue.kib_of(&big), 16);
-        for _ in 0..4 {
-            assert!(queue.reserve(&big).now_or_never().is_some(), "room for four");
-        }
-        assert_eq!(usage.bytes.load(Ordering::Relaxed), 64 * 1024);
-        assert!(queue.reserve(&big).now_or_never().is_none(), "the fifth waits");
-        assert_eq!(usage.shed.load(Ordering::Relaxed), 1);
-        queue.release(16);
-        assert!(queue.reserve(&big).now_or_never().is_some(), "a settled record made room");
-        // Giving back more than was reserved (a producer that does not reserve) grows nothing.
-        queue.release(1_000_000);
-        assert_eq!(usage.bytes.load(Ordering::Relaxed), 0);
-        assert_eq!(queue.permits.available_permits(), 64);
-        // A record larger than the whole budget still passes, alone.
-        let huge = record(1024 * 1024);
-        assert_eq!(queue.kib_of(&huge), 64);
-        assert!(queue.reserve(&huge).now_or_never().is_some());
-        assert!(queue.reserve(&record(0)).now_or_never().is_none());
     }
 }

@@ -20,6 +20,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 mod config;
 mod http;
+pub mod self_metrics;
 
 pub use config::{
     ConfigError, DEFAULT_TIMEOUT, MAX_TIMEOUT, OtlpConfig, Protocol, RawSignalSettings, SignalConfig, parse_headers,
@@ -29,6 +30,7 @@ pub use config::{
 use super::convert::{self, MappingConfig};
 use super::retry::{self, Retry};
 use super::{ExportError, Signals};
+use crate::accounting::ExportsInFlight;
 use crate::metrics::Metrics;
 use crate::record::Record;
 
@@ -153,32 +155,7 @@ pub struct OtlpExporter {
     mapping: MappingConfig,
     metrics: Arc<Metrics>,
     /// Exports in progress (id -> start), for /readyz: an exporter stuck retrying.
-    in_flight: Arc<InFlight>,
-}
-
-/// The exports in progress, by id, with their start times.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    inner: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Instant>)>,
-}
-
-impl InFlight {
-    fn begin(&self) -> u64 {
-        let Ok(mut g) = self.inner.lock() else { return 0 };
-        g.0 += 1;
-        let id = g.0;
-        g.1.insert(id, Instant::now());
-        id
-    }
-    fn end(&self, id: u64) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.1.remove(&id);
-        }
-    }
-    /// When the oldest export still in progress started.
-    pub fn oldest(&self) -> Option<Instant> {
-        self.inner.lock().ok().and_then(|g| g.1.values().min().copied())
-    }
+    in_flight: Arc<ExportsInFlight>,
 }
 
 impl OtlpExporter {
@@ -199,7 +176,7 @@ impl OtlpExporter {
     }
 
     /// The exports in progress, for readiness.
-    pub fn in_flight(&self) -> Arc<InFlight> {
+    pub fn in_flight(&self) -> Arc<ExportsInFlight> {
         self.in_flight.clone()
     }
 

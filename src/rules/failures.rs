@@ -5,8 +5,9 @@
 
 use jiff::Timestamp;
 
+use crate::pod::PodProbe;
 use crate::pod::{SlimContainerState, SlimPod, SlimTerminated};
-use crate::record::{Cause, ContainerKind};
+use crate::record::{Cause, ContainerKind, Eviction};
 
 /// Waiting reasons that mean the kubelet cannot start the container: they open a start-failure
 /// episode. The image reasons are the kubelet's `images` errors (`pkg/kubelet/images/types.go`),
@@ -191,17 +192,19 @@ pub fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
     Some(deleted_at.checked_sub(grace).unwrap_or(deleted_at))
 }
 
-/// A pod's eviction or preemption, as its status shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Eviction {
-    /// `evicted` or `preempted`.
-    pub cause: Cause,
-    /// The `DisruptionTarget` reason (`TerminationByKubelet`, `EvictionByEvictionAPI`,
-    /// `PreemptionByScheduler`, `DeletionByTaintManager`, `DeletionByPodGC`), else the pod's reason.
-    pub reason: String,
-    pub message: Option<String>,
-    /// When it happened, if the status says.
-    pub at: Option<Timestamp>,
+/// Whether a probed object may show a failure other than a restart: a start failure, a failed
+/// termination, a failed or reasoned pod, a disruption (eviction, preemption) or a deletion. Such
+/// objects take the full path; the others only move restart counts.
+pub fn may_show_failure(probe: &PodProbe<'_>) -> bool {
+    let s = &probe.status;
+    probe.metadata.deletion_timestamp.is_some()
+        || s.reason.is_some()
+        || s.disruption_target
+        || s.phase.as_deref() == Some("Failed")
+        || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
+            c.state.waiting.as_ref().is_some_and(|w| w.reason.as_deref().is_some_and(is_start_failure))
+                || c.state.terminated.as_ref().is_some_and(|t| is_failed_exit(t.exit_code, t.reason.as_deref()))
+        })
 }
 
 /// The eviction evidence of a pod: `status.reason` `Evicted` (the kubelet under node pressure) or

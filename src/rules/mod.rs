@@ -1,0 +1,12 @@
+//! The rules, pure: plain functions on plain data, each with its table of cases.
+//!
+//! - [`failures`]: start failures and their episodes, failures that restart nothing, evictions, and
+//!   which updates may show one;
+//! - [`causes`]: the cause of a restart, from its status and the kubelet's Events;
+//! - [`owners`]: the workload a pod belongs to, from its ownerReferences;
+//! - [`text`]: text capped and redacted before it goes into a record.
+
+pub mod causes;
+pub mod failures;
+pub mod owners;
+pub mod text;
