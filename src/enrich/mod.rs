@@ -1,7 +1,8 @@
 //! The enrichment stage between detection and export, and what it reads: the kubelet's Events
-//! about pods (`events.rs`), the cause of each restart decided from them and the status
-//! (`causes.rs`, pure), the workload owners (`owners.rs`: the naming rule and the ReplicaSet/Job
-//! metadata watches), storm control (`storm.rs`, pure) and previous logs (`prevlogs.rs`).
+//! about pods (`kube_events.rs`: their store and watches), the workload owners (`owners.rs`: the
+//! ReplicaSet/Job metadata watches), storm control (`storm.rs`, pure), the waiting room
+//! (`waiting_room.rs`, pure) and previous logs (`prevlogs.rs`). The rules it applies (causes,
+//! owner naming) are `rules/`.
 //!
 //! ```text
 //! watch tasks -> [detected channel] -> enricher -> [export channel] -> export task
@@ -15,8 +16,9 @@
 //! reading: backpressure), and at most `PENDING_BUDGET_BYTES` of them (each record's bytes, plus
 //! `--previous-logs-max-bytes` for one whose logs are being fetched): past the budget, the oldest
 //! waiting records go on at once, classified from what is known, without the logs still being
-//! fetched, and are counted (`BudgetUsage::shed`). The store keeps only relevant Events (`causes::RELEVANT_REASONS`), at most
-//! `EVENTS_PER_POD` per pod, for `EVENT_TTL`, for at most `MAX_PODS_WITH_EVENTS` pods.
+//! fetched, and are counted (`BudgetUsage::shed`). The store keeps only relevant Events
+//! (`causes::RELEVANT_REASONS`), at most `EVENTS_PER_POD` per pod, for `EVENT_TTL`, for at most
+//! `MAX_PODS_WITH_EVENTS` pods.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,8 +31,10 @@ pub mod kube_events;
 pub mod owners;
 pub mod prevlogs;
 pub mod storm;
+pub mod waiting_room;
 
 pub use kube_events::KubeEventStore;
+use waiting_room::{Released, WaitingRoom};
 
 use crate::accounting::BudgetUsage;
 use crate::record::{Record, RecordKind};
@@ -45,8 +49,6 @@ const PENDING_CHECK: Duration = Duration::from_millis(100);
 /// The default budget of the records waiting for a late Event or their previous logs, in bytes.
 pub const PENDING_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
-/// Classifies every detected restart (waiting for a late Event where useful) and forwards it to
-/// the export channel. Ends when the detected channel closes, after forwarding what waits.
 /// Options of the enrichment stage.
 #[derive(Default)]
 pub struct Enrichment {
@@ -79,25 +81,6 @@ async fn forward(
 
 /// A fetch of previous logs in progress.
 type LogsFetch = tokio::task::JoinHandle<Result<String, prevlogs::FetchError>>;
-
-/// A record waiting for a late Event, or for its previous logs.
-struct Pending {
-    ev: Record,
-    events_until: Option<Instant>,
-    logs: Option<LogsFetch>,
-    /// What it counts against the budget: the record, and the cap of the logs being fetched.
-    bytes: usize,
-}
-
-impl Pending {
-    /// It waited long enough for an Event or found its explanation, and its logs are fetched (or
-    /// failed).
-    fn done(&self, now: Instant) -> bool {
-        let events_done =
-            self.events_until.is_none_or(|d| d <= now || self.ev.cause != causes::restart_cause_from_status(&self.ev));
-        events_done && self.logs.as_ref().is_none_or(|h| h.is_finished())
-    }
-}
 
 /// Puts the fetched previous logs on the record (a fetch still running is aborted and counted
 /// with `unfinished`: `shutdown`, or `over_budget` for a record released early) and counts the
@@ -152,113 +135,134 @@ fn release(
     out
 }
 
+/// Classifies every detected record (waiting for a late kube event where useful) and forwards it
+/// to the export channel. Ends when the detected channel closes, after forwarding what waits.
 pub async fn run(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, opts: Enrichment) {
-    let Enrichment {
-        kube_events: store,
-        owners,
-        mut storm,
-        previous_logs,
-        progress,
-        metrics,
-        pending_budget_bytes,
-        pending_usage: usage,
-    } = opts;
-    let budget = if pending_budget_bytes == 0 { PENDING_BUDGET_BYTES } else { pending_budget_bytes };
-    usage.budget_bytes.store(budget as u64, Ordering::Relaxed);
-    let logs_reserve = previous_logs.as_ref().map_or(0, |p| p.max_bytes);
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut pending_bytes = 0usize;
-    let mut ready: Vec<Record> = Vec::new();
+    let mut stage = Stage::new(opts);
     let mut tick = tokio::time::interval(PENDING_CHECK);
     let mut open = true;
-    let classify = |ev: &mut Record, store: &Option<Arc<KubeEventStore>>| {
-        // Start failures and evictions are classified by the detector from their reasons.
-        if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) {
-            return;
-        }
-        let Some(store) = store else {
-            ev.cause = causes::restart_cause(ev, &[]);
-            return;
-        };
-        let mut evidence = store.get(&ev.pod.uid, &ev.container.name);
-        if let Some(node) = &ev.pod.node_name {
-            evidence.extend(store.get(&kube_events::node_key(node), &ev.container.name));
-        }
-        ev.cause = causes::restart_cause(ev, &evidence);
-    };
-    // Counted once its cause is final (after the Events it waited for), so that the metric's
-    // `cause` is the record's.
-    let count = |ev: &Record| {
-        if let Some(m) = &metrics {
-            m.restart_detected(ev);
-            m.count_per_workload(ev);
-        }
-    };
-    while open || !pending.is_empty() {
+    while open || !stage.room.is_empty() {
         tokio::select! {
-            item = rx.recv(), if open && pending.len() < MAX_PENDING => match item {
-                Some(mut ev) => {
-                    if let Some(index) = &owners {
-                        index.complete(&mut ev.pod.owners);
-                    }
-                    classify(&mut ev, &store);
-                    let wait_for_events = store.is_some()
-                        && matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)
-                        && causes::restart_worth_waiting_for_events(&ev)
-                        && ev.cause == causes::restart_cause_from_status(&ev);
-                    // Previous logs are those of a restarted container's dead instance.
-                    let logs = previous_logs.as_ref().filter(|_| ev.kind == RecordKind::Restart).map(|p| {
-                        let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
-                        tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
-                    });
-                    if wait_for_events || logs.is_some() {
-                        let events_until = wait_for_events.then(|| Instant::now() + EVENT_WAIT);
-                        let bytes = ev.approx_bytes() + if logs.is_some() { logs_reserve } else { 0 };
-                        pending_bytes += bytes;
-                        pending.push(Pending { ev, events_until, logs, bytes });
-                    } else {
-                        count(&ev);
-                        ready.push(ev);
-                    }
-                }
+            item = rx.recv(), if open && stage.room.len() < MAX_PENDING => match item {
+                Some(ev) => stage.admit(ev),
                 None => open = false,
             },
-            _ = tick.tick(), if !pending.is_empty() || !open || storm.is_some() => {}
+            _ = tick.tick(), if !stage.room.is_empty() || !open || stage.storm.is_some() => {}
         }
-        // Forward what waited long enough or found its explanation, and whose logs are fetched
-        // (or failed); everything once closing; past the budget, the oldest first until it fits.
-        let now = Instant::now();
-        let mut kept = Vec::with_capacity(pending.len());
-        for mut p in pending.drain(..) {
-            if p.events_until.is_some() {
-                classify(&mut p.ev, &store);
-            }
-            let waits = open && !p.done(now);
-            let early = waits && pending_bytes > budget;
-            if waits && !early {
-                kept.push(p);
-                continue;
-            }
-            pending_bytes -= p.bytes;
-            if early {
-                usage.shed.fetch_add(1, Ordering::Relaxed);
-            }
-            let Pending { mut ev, logs, .. } = p;
-            if let Some(handle) = logs {
-                attach_logs(&mut ev, handle, if early { "over_budget" } else { "shutdown" }, metrics.as_deref()).await;
-            }
-            count(&ev);
-            ready.push(ev);
-        }
-        pending = kept;
-        usage.bytes.store(pending_bytes as u64, Ordering::Relaxed);
-        let closing = !open && pending.is_empty();
-        for (ev, records) in release(storm.as_mut(), &mut ready, now, closing, &progress.in_flight) {
-            if !forward(&tx, &progress, ev, records).await {
+        stage.let_out(Instant::now(), !open).await;
+        let closing = !open && stage.room.is_empty();
+        for (ev, records) in
+            release(stage.storm.as_mut(), &mut stage.ready, Instant::now(), closing, &stage.progress.in_flight)
+        {
+            if !forward(&tx, &stage.progress, ev, records).await {
                 return;
             }
         }
     }
+}
+
+/// The enrichment stage's state: what it reads, the waiting room, and the records ready to go on.
+struct Stage {
+    kube_events: Option<Arc<KubeEventStore>>,
+    owners: Option<Arc<owners::OwnerIndex>>,
+    storm: Option<storm::StormControl>,
+    previous_logs: Option<prevlogs::PreviousLogs>,
+    progress: Arc<crate::accounting::ExportProgress>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    room: WaitingRoom<LogsFetch>,
+    usage: Arc<BudgetUsage>,
+    ready: Vec<Record>,
+}
+
+impl Stage {
+    fn new(opts: Enrichment) -> Self {
+        let budget = if opts.pending_budget_bytes == 0 { PENDING_BUDGET_BYTES } else { opts.pending_budget_bytes };
+        opts.pending_usage.budget_bytes.store(budget as u64, Ordering::Relaxed);
+        Stage {
+            kube_events: opts.kube_events,
+            owners: opts.owners,
+            storm: opts.storm,
+            previous_logs: opts.previous_logs,
+            progress: opts.progress,
+            metrics: opts.metrics,
+            room: WaitingRoom::new(budget),
+            usage: opts.pending_usage,
+            ready: Vec::new(),
+        }
+    }
+
+    /// A detected record: owners named and cause classified, then ready, or in the waiting room
+    /// for a late kube event (its status leaves the cause open) or its previous logs.
+    fn admit(&mut self, mut ev: Record) {
+        if let Some(index) = &self.owners {
+            index.complete(&mut ev.pod.owners);
+        }
+        classify(&mut ev, self.kube_events.as_deref());
+        let wait_for_events = self.kube_events.is_some()
+            && matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)
+            && causes::restart_worth_waiting_for_events(&ev)
+            && ev.cause == causes::restart_cause_from_status(&ev);
+        // Previous logs are those of a restarted container's dead instance.
+        let logs = self.previous_logs.as_ref().filter(|_| ev.kind == RecordKind::Restart).map(|p| {
+            let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
+            tokio::spawn(async move { p.fetch(&ns, &pod, &c).await })
+        });
+        if wait_for_events || logs.is_some() {
+            let events_until = wait_for_events.then(|| Instant::now() + EVENT_WAIT);
+            let logs_reserve = if logs.is_some() { self.previous_logs.as_ref().map_or(0, |p| p.max_bytes) } else { 0 };
+            let bytes = ev.approx_bytes() + logs_reserve;
+            self.room.admit(ev, events_until, logs, bytes);
+        } else {
+            self.count(&ev);
+            self.ready.push(ev);
+        }
+        self.usage.bytes.store(self.room.bytes() as u64, Ordering::Relaxed);
+    }
+
+    /// Lets out of the waiting room what waited long enough, found its explanation or has its
+    /// logs; everything once `closing`; past the budget, the oldest first until it fits.
+    async fn let_out(&mut self, now: Instant, closing: bool) {
+        let store = self.kube_events.clone();
+        for released in self.room.release(now, closing, |ev| classify(ev, store.as_deref())) {
+            let Released { record: mut ev, logs, early } = released;
+            if early {
+                self.usage.shed.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(handle) = logs {
+                let unfinished = if early { "over_budget" } else { "shutdown" };
+                attach_logs(&mut ev, handle, unfinished, self.metrics.as_deref()).await;
+            }
+            self.count(&ev);
+            self.ready.push(ev);
+        }
+        self.usage.bytes.store(self.room.bytes() as u64, Ordering::Relaxed);
+    }
+
+    /// Counted once its cause is final (after the kube events it waited for), so that the
+    /// metric's `cause` is the record's.
+    fn count(&self, ev: &Record) {
+        if let Some(m) = &self.metrics {
+            m.restart_detected(ev);
+            m.count_per_workload(ev);
+        }
+    }
+}
+
+/// The cause of a restart or a failure, from its status and the kube events kept about its pod
+/// (and its node). Start failures and evictions are classified by the detector from their reasons.
+fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
+    if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) {
+        return;
+    }
+    let Some(store) = store else {
+        ev.cause = causes::restart_cause(ev, &[]);
+        return;
+    };
+    let mut evidence = store.get(&ev.pod.uid, &ev.container.name);
+    if let Some(node) = &ev.pod.node_name {
+        evidence.extend(store.get(&kube_events::node_key(node), &ev.container.name));
+    }
+    ev.cause = causes::restart_cause(ev, &evidence);
 }
 
 #[cfg(test)]
