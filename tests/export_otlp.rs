@@ -299,7 +299,7 @@ async fn counts_survive_an_abort_at_the_end_of_the_grace() {
     }
     drop(tx);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-    let (report, abnormal) = restart_watcher::app::finish_export(handle, deadline).await;
+    let (report, abnormal) = restart_watcher::export::task::finish(handle, deadline).await;
     assert!(report.is_none() && !abnormal, "aborted, not panicked");
     let r = restart_watcher::accounting::RunReport::from_progress(100, &progress, abnormal);
     assert_eq!((r.restarts_detected, r.exported, r.failed, r.undelivered), (100, 80, 0, 20));

@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::detector::KindFilter;
-use crate::export::Signals;
-use crate::export::convert::MappingConfig;
-use crate::record::{ContainerKind, RecordKind, RecordKinds};
+use crate::record::RecordKind;
 
 /// Every Kubernetes container restart as one OpenTelemetry event.
 #[derive(Debug, Parser)]
@@ -380,48 +377,11 @@ fn parse_record_kind(s: &str) -> Result<RecordKindArg, String> {
     })
 }
 
-impl DetectionArgs {
-    pub fn kind_filter(&self) -> KindFilter {
-        let kinds: Vec<ContainerKind> = self.container_kinds.iter().map(|k| k.kind()).collect();
-        KindFilter::from_kinds(&kinds)
-    }
-
-    /// The record kinds `--events` selects.
-    pub fn record_kinds(&self) -> RecordKinds {
-        if self.events.contains(&RecordKindArg::All) {
-            return RecordKinds::default();
-        }
-        let kinds: Vec<RecordKind> =
-            self.events.iter().filter_map(|e| if let RecordKindArg::One(k) = e { Some(*k) } else { None }).collect();
-        RecordKinds::from_kinds(&kinds)
-    }
-
-    /// What the detector reports, with the redactions applied to the kubelet messages it copies.
-    pub fn detection(&self, redactions: Vec<regex::Regex>) -> crate::detector::Detection {
-        crate::detector::Detection {
-            kinds: self.kind_filter(),
-            records: self.record_kinds(),
-            redactions,
-            episodes: Default::default(),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
     App,
     Init,
     Sidecar,
-}
-
-impl KindArg {
-    pub fn kind(self) -> ContainerKind {
-        match self {
-            KindArg::App => ContainerKind::App,
-            KindArg::Init => ContainerKind::Init,
-            KindArg::Sidecar => ContainerKind::Sidecar,
-        }
-    }
 }
 
 /// Where and how records are written.
@@ -458,32 +418,6 @@ pub struct OutputArgs {
     /// (opt-in: labels can be high-cardinality).
     #[arg(long, env = "RESTART_WATCHER_POD_LABEL_KEYS", value_delimiter = ',')]
     pub pod_label_keys: Vec<String>,
-}
-
-impl OutputArgs {
-    /// The exporter to use: the flag, else `otlp` when an endpoint is configured, else `console`.
-    pub fn exporter_kind(&self) -> ExporterKind {
-        self.exporter.unwrap_or(if self.otlp.any_endpoint() { ExporterKind::Otlp } else { ExporterKind::Console })
-    }
-
-    pub fn batch(&self) -> crate::export::task::BatchConfig {
-        crate::export::task::BatchConfig {
-            max_records: self.batch_max_records as usize,
-            max_delay: self.batch_max_delay,
-        }
-    }
-
-    pub fn signals(&self) -> Signals {
-        Signals { logs: self.signals.contains(&SignalArg::Logs), traces: self.signals.contains(&SignalArg::Traces) }
-    }
-
-    pub fn mapping(&self) -> MappingConfig {
-        MappingConfig {
-            cluster_name: self.cluster_name.clone().filter(|c| !c.is_empty()),
-            cluster_uid: None,
-            pod_label_keys: self.pod_label_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -556,121 +490,9 @@ macro_rules! otlp_signal_args {
             pub client_key: Option<std::path::PathBuf>,
         }
 
-        impl $name {
-            /// The settings as given, before resolution, with the flags that gave them (a value
-            /// that differs from its variable's came from the command line, which wins).
-            pub fn raw(&self) -> crate::export::otlp::RawSignalSettings {
-                use std::ffi::OsStr;
-                let mut flags = Vec::new();
-                let mut given = |setting: &str, value: Option<&OsStr>| {
-                    let env = concat!("OTEL_EXPORTER_OTLP_", $env).to_owned() + setting;
-                    if value.is_some_and(|v| std::env::var_os(&env).as_deref() != Some(v)) {
-                        flags.push((env, format!("--otlp-{}{}", $flag, setting.to_ascii_lowercase().replace('_', "-"))));
-                    }
-                };
-                given("ENDPOINT", self.endpoint.as_deref().map(OsStr::new));
-                given("PROTOCOL", self.protocol.as_deref().map(OsStr::new));
-                given("HEADERS", self.headers.as_deref().map(OsStr::new));
-                given("COMPRESSION", self.compression.as_deref().map(OsStr::new));
-                given("TIMEOUT", self.timeout.as_deref().map(OsStr::new));
-                given("INSECURE", self.insecure.as_deref().map(OsStr::new));
-                given("CERTIFICATE", self.certificate.as_deref().map(|p| p.as_os_str()));
-                given("CLIENT_CERTIFICATE", self.client_certificate.as_deref().map(|p| p.as_os_str()));
-                given("CLIENT_KEY", self.client_key.as_deref().map(|p| p.as_os_str()));
-                crate::export::otlp::RawSignalSettings {
-                    endpoint: self.endpoint.clone(),
-                    protocol: self.protocol.clone(),
-                    headers: self.headers.clone(),
-                    compression: self.compression.clone(),
-                    timeout_ms: self.timeout.clone(),
-                    insecure: self.insecure.clone(),
-                    certificate: self.certificate.clone(),
-                    client_certificate: self.client_certificate.clone(),
-                    client_key: self.client_key.clone(),
-                    flags,
-                }
-            }
-        }
     };
 }
 
 otlp_signal_args!(OtlpGenericArgs, "", "", "");
 otlp_signal_args!(OtlpLogsArgs, "logs-", "LOGS_", " (logs only)");
 otlp_signal_args!(OtlpTracesArgs, "traces-", "TRACES_", " (traces only)");
-
-impl OtlpArgs {
-    /// Whether any OTLP endpoint is configured (then `otlp` is the default exporter).
-    pub fn any_endpoint(&self) -> bool {
-        [&self.generic.endpoint, &self.logs.endpoint, &self.traces.endpoint]
-            .iter()
-            .any(|e| e.as_deref().is_some_and(|e| !e.trim().is_empty()))
-    }
-
-    /// Validates the settings of the selected signals.
-    pub fn resolve(
-        &self,
-        signals: Signals,
-    ) -> Result<crate::export::otlp::OtlpConfig, crate::export::otlp::ConfigError> {
-        crate::export::otlp::OtlpConfig::resolve(&self.logs.raw(), &self.traces.raw(), &self.generic.raw(), signals)
-    }
-}
-
-/// The reference of every flag and environment variable, as Markdown, generated from this very
-/// definition (docs/configuration.md is this output; a test keeps them equal).
-pub fn reference() -> String {
-    use clap::CommandFactory;
-    let cli = Cli::command();
-    let mut out = String::from(
-        "# Configuration reference\n\n\
-         Generated from the CLI definition by `restart-watcher config-reference`; `tests/docs.rs` fails when\n\
-         this file and the code disagree. Every flag can also be set with its environment variable; a flag\n\
-         given on the command line wins over the variable. `run` is the default subcommand: its flags work\n\
-         without the word `run`.\n",
-    );
-    fn table<'a>(args: impl Iterator<Item = &'a clap::Arg>, out: &mut String) {
-        out.push_str("\n| flag | environment variable | default | meaning |\n|---|---|---|---|\n");
-        for arg in args {
-            if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
-                continue;
-            }
-            let flag = match (arg.get_long(), arg.get_short()) {
-                (Some(l), Some(s)) => format!("`--{l}`, `-{s}`"),
-                (Some(l), None) => format!("`--{l}`"),
-                _ => format!(
-                    "`<{}>` (positional)",
-                    arg.get_value_names().and_then(|v| v.first()).map_or(arg.get_id().as_str(), |v| v.as_str())
-                ),
-            };
-            let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy())).unwrap_or_default();
-            let defaults: Vec<String> =
-                arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
-            let default = if defaults.is_empty() { String::new() } else { format!("`{}`", defaults.join(",")) };
-            let mut help =
-                arg.get_help().map(|h| h.to_string()).unwrap_or_default().replace('\n', " ").replace('|', "\\|");
-            let values: Vec<String> = arg
-                .get_possible_values()
-                .iter()
-                .filter(|v| !v.is_hide_set())
-                .map(|v| v.get_name().to_owned())
-                .collect();
-            if !help.is_empty() && !help.ends_with('.') {
-                help.push('.');
-            }
-            if !values.is_empty() && !matches!(arg.get_action(), clap::ArgAction::SetTrue) {
-                help.push_str(&format!(" Values: {}.", values.join(", ")));
-            }
-            out.push_str(&format!("| {flag} | {env} | {default} | {help} |\n"));
-        }
-    }
-    out.push_str("\n## Global flags\n");
-    table(cli.get_arguments().filter(|a| a.is_global_set()), &mut out);
-    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
-        out.push_str(&format!(
-            "\n## `restart-watcher {}`\n\n{}\n",
-            sub.get_name(),
-            sub.get_about().map(|a| a.to_string()).unwrap_or_default()
-        ));
-        table(sub.get_arguments().filter(|a| !a.is_global_set()), &mut out);
-    }
-    out
-}

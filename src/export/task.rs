@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +96,27 @@ pub async fn run_until(
     match exporter {
         Exporter::Otlp(otlp) => run_concurrent(input, Arc::from(otlp), cfg, progress, metrics).await,
         other => run_sequential(input, other, cfg, progress, metrics).await,
+    }
+}
+
+/// Waits for the export task until `deadline`, then aborts it. Returns its report, if it ended
+/// normally, and whether it ended abnormally (panicked or was aborted). The counts live in
+/// `ExportProgress`, so nothing exported before an abort or a panic is forgotten.
+pub async fn finish(
+    mut exporter: JoinHandle<ExportReport>,
+    deadline: tokio::time::Instant,
+) -> (Option<ExportReport>, bool) {
+    match tokio::time::timeout_at(deadline, &mut exporter).await {
+        Ok(Ok(report)) => (Some(report), false),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "The export task ended abnormally; the counts are those it reached.");
+            (None, true)
+        }
+        Err(_) => {
+            tracing::warn!("The export task did not finish within the shutdown grace; aborting it.");
+            exporter.abort();
+            (None, false)
+        }
     }
 }
 
@@ -381,5 +403,25 @@ mod tests {
         assert_eq!(taken.len(), 3);
         assert!(taken.capacity() < 64, "3 records hold room for {}", taken.capacity());
         assert_eq!(batcher.batch.capacity(), 0, "the next batch starts empty");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_export_task_keeps_its_counts_and_is_reported_as_abnormal() {
+        let progress = Arc::new(crate::accounting::ExportProgress::default());
+        let task = {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                progress.exported.fetch_add(80, Ordering::Relaxed);
+                if progress.exported.load(Ordering::Relaxed) == 80 {
+                    panic!("the export task fails");
+                }
+                ExportReport::default()
+            })
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (report, abnormal) = finish(task, deadline).await;
+        assert!(report.is_none() && abnormal);
+        let r = crate::accounting::RunReport::from_progress(100, &progress, abnormal);
+        assert_eq!((r.exported, r.failed, r.undelivered, r.abnormal), (80, 0, 20, true));
     }
 }

@@ -373,7 +373,7 @@ names! {
 
 /// Both signals' settings resolved: `None` = the signal is off. `notes` are the spec's warnings
 /// and what defaults were used, for the caller to log at start.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct OtlpConfig {
     pub logs: Option<SignalConfig>,
     pub traces: Option<SignalConfig>,

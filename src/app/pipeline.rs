@@ -1,0 +1,335 @@
+//! The live pipeline: pod watches -> [detected channel] -> enricher -> [export channel] -> export
+//! task, with the Events and owner watches beside them, started as named stages: [`load`]
+//! (preflight, checkpoint), then the export task, the side watches, the enricher and the pod
+//! watches, each started by a function of its own. [`Delivery`] owns the counts that decide when
+//! the checkpoint may advance; `shutdown.rs` ends the run.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::shutdown::{checkpointer, shutdown};
+use crate::accounting::{Delivery, RunReport};
+use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
+use crate::export::Exporter;
+use crate::export::task::{self, BatchConfig, ExportReport};
+
+/// How long the first pod list may take before the agent gives up at startup.
+pub const STARTUP_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Settings of a live run.
+pub struct RunOptions {
+    pub scope: crate::watch::WatchScope,
+    pub channel_capacity_events: usize,
+    pub batch: BatchConfig,
+    /// How long the export task may take to drain and flush at shutdown.
+    pub shutdown_grace: std::time::Duration,
+    /// The API server's URL, for messages.
+    pub server: String,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Shared with the admin server's readiness.
+    pub watch_stats: std::sync::Arc<crate::accounting::WatchStats>,
+    /// Watch the kubelet's Events to classify causes (when RBAC allows).
+    pub use_events: bool,
+    /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
+    pub use_owner_watch: bool,
+    /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
+    pub storm_window: Option<std::time::Duration>,
+    /// Opt-in: fetch the previous instance's last log lines.
+    pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
+    /// `--leader-elect`: the election Lease. Without it, this replica always leads.
+    pub election: Option<crate::leader::Election>,
+    /// This replica's role, published for readiness and metrics (set by the election).
+    pub role: tokio::sync::watch::Sender<crate::leader::Role>,
+}
+
+/// Tasks started and stopped together: one cancellation token, one `JoinSet`.
+pub(super) struct Stage {
+    name: &'static str,
+    pub stop: CancellationToken,
+    tasks: JoinSet<()>,
+    /// A task of the stage panicked.
+    panicked: bool,
+}
+
+impl Stage {
+    fn new(name: &'static str, parent: &CancellationToken) -> Self {
+        Stage { name, stop: parent.child_token(), tasks: JoinSet::new(), panicked: false }
+    }
+
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Resolves when every task of the stage has ended.
+    pub async fn ended(&mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result
+                && e.is_panic()
+            {
+                self.panicked = true;
+                tracing::error!(stage = self.name, error = %e, "A task panicked.");
+            }
+        }
+    }
+
+    /// Cancels the stage and waits for its tasks until `deadline`; what is still running then is
+    /// aborted. Returns whether a task of the stage panicked.
+    pub async fn stop_by(mut self, deadline: tokio::time::Instant) -> bool {
+        self.stop.cancel();
+        if tokio::time::timeout_at(deadline, self.ended()).await.is_err() {
+            tracing::warn!(stage = self.name, "Tasks still running at the end of the shutdown grace; aborting them.");
+            self.tasks.abort_all();
+        }
+        self.panicked
+    }
+}
+
+/// What the load stage found: where to catch up from, and the checkpoint store to write to.
+struct Loaded {
+    catch_up: Option<Timestamp>,
+    store: CheckpointStore,
+}
+
+/// The running pipeline: pod watches -> detected -> enricher -> export queue -> export task, with
+/// the Events and owner watches beside them.
+pub(super) struct Pipeline {
+    /// The pod watches (one per scope); stopping them closes the detected channel.
+    pub watches: Stage,
+    /// The Events and ReplicaSet/Job metadata watches that feed the enricher.
+    pub side_watches: Stage,
+    pub enricher: JoinHandle<()>,
+    pub exporter: JoinHandle<ExportReport>,
+    pub delivery: Delivery,
+}
+
+/// Watches until `stop` is cancelled, then shuts down in order. Fails only at startup (the first
+/// list cannot be done); once running, errors are retried and logged. The stages, in order:
+/// [`load`] (preflight, checkpoint), [`spawn`] (watches, enrichment, export), the checkpointer,
+/// and [`shutdown`].
+pub async fn run(
+    client: kube::Client,
+    opts: RunOptions,
+    exporter: Exporter,
+    store: CheckpointStore,
+    stop: CancellationToken,
+) -> Result<RunReport, crate::watch::WatchError> {
+    let Some(loaded) = load(&client, &opts, store, &stop).await? else {
+        return Ok(RunReport::default());
+    };
+    let store = Arc::new(loaded.store);
+    // The election outlives the shutdown: a leader releases the Lease only once it has exported
+    // what it holds and written its last checkpoint.
+    let election_stop = CancellationToken::new();
+    let election =
+        opts.election.clone().map(|e| tokio::spawn(crate::leader::run(e, opts.role.clone(), election_stop.clone())));
+    let mut pipeline = spawn(&client, &opts, exporter, loaded.catch_up, store.clone(), &stop).await;
+    let checkpointer = tokio::spawn(checkpointer(
+        store.clone(),
+        pipeline.delivery.clone(),
+        opts.role.subscribe(),
+        pipeline.watches.stop.clone(),
+    ));
+
+    let trim_stop = CancellationToken::new();
+    let trimmer = tokio::spawn(crate::memory::trim_heap_every(crate::memory::HEAP_TRIM_INTERVAL, trim_stop.clone()));
+
+    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = pipeline.watches.ended() => {}
+    }
+    let report = shutdown(pipeline, checkpointer, &store, &opts).await;
+    trim_stop.cancel();
+    let _ = trimmer.await;
+    election_stop.cancel();
+    if let Some(task) = election {
+        let _ = task.await;
+    }
+    Ok(report)
+}
+
+/// Load: checks that every scope can be listed (bounded by [`STARTUP_LIST_TIMEOUT`]), then reads
+/// the checkpoint. `None` when asked to stop meanwhile.
+async fn load(
+    client: &kube::Client,
+    opts: &RunOptions,
+    mut store: CheckpointStore,
+    stop: &CancellationToken,
+) -> Result<Option<Loaded>, crate::watch::WatchError> {
+    tokio::select! {
+        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, crate::watch::preflight(client, &opts.scope, &opts.server)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(crate::watch::WatchError::StartupTimeout { server: opts.server.clone(), secs: STARTUP_LIST_TIMEOUT.as_secs() }),
+        },
+        _ = stop.cancelled() => return Ok(None),
+    }
+    if matches!(store, CheckpointStore::Disabled) {
+        tracing::info!("Catch-up is off (--no-checkpoint): restarts during the agent's own downtime are not reported.");
+        return Ok(Some(Loaded { catch_up: None, store }));
+    }
+    let catch_up = match store.load().await {
+        Ok(Some(t)) => {
+            tracing::info!(checkpoint = %t, store = store.describe(), "Catching up on restarts since the checkpoint.");
+            Some(catch_up_since(t))
+        }
+        Ok(None) => {
+            tracing::info!(store = store.describe(), "No checkpoint yet: restarts before this start are not reported.");
+            None
+        }
+        Err(e @ CheckpointError::Forbidden { .. }) => {
+            tracing::warn!(error = %e, "Catch-up is off.");
+            store = CheckpointStore::Disabled;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot read the checkpoint; starting without catch-up.");
+            None
+        }
+    };
+    Ok(Some(Loaded { catch_up, store }))
+}
+
+/// Spawn: the export task, the Events and owner watches the RBAC allows, the enricher, and one
+/// pod watch per scope.
+async fn spawn(
+    client: &kube::Client,
+    opts: &RunOptions,
+    exporter: Exporter,
+    catch_up: Option<Timestamp>,
+    checkpoint: Arc<CheckpointStore>,
+    stop: &CancellationToken,
+) -> Pipeline {
+    let (export_tx, export_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    let (detected_tx, detected_rx) = mpsc::channel(opts.channel_capacity_events.max(1));
+    let mut delivery = Delivery::default();
+    opts.metrics.observe_export_queue(delivery.progress.queue.usage());
+    let exporter =
+        tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.progress.clone(), opts.metrics.clone()));
+
+    let mut side_watches = Stage::new("side watches", stop);
+    if !opts.use_events {
+        tracing::info!(
+            "Events are off (--no-events): causes come from the container status alone (no liveness_probe, startup_probe, or Event-based evicted and preempted)."
+        );
+    }
+    if !opts.use_owner_watch {
+        tracing::info!(
+            "The owner watch is off (--no-owner-watch): Deployments are named by the ReplicaSet naming rule, without uid, and CronJobs are not named."
+        );
+    }
+    let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
+    let event_store = if opts.use_events && crate::enrich::kube_events::events_allowed(&event_apis).await {
+        let store = Arc::new(crate::enrich::KubeEventStore::default());
+        opts.metrics.observe_event_store(store.usage());
+        for (api, _) in event_apis {
+            let node = opts.scope.node_name.clone();
+            side_watches.spawn(crate::enrich::kube_events::watch_events(
+                api,
+                node,
+                store.clone(),
+                opts.scope.tuning,
+                side_watches.stop.clone(),
+            ));
+        }
+        let node_events = kube::Api::namespaced(client.clone(), crate::enrich::kube_events::NODE_EVENTS_NAMESPACE);
+        if crate::enrich::kube_events::node_events_allowed(&node_events).await {
+            side_watches.spawn(crate::enrich::kube_events::watch_node_events(
+                node_events,
+                opts.scope.node_name.clone(),
+                store.clone(),
+                opts.scope.tuning,
+                side_watches.stop.clone(),
+            ));
+        }
+        Some(store)
+    } else {
+        None
+    };
+    let episodes = &opts.scope.detection.episodes;
+    if episodes.budget_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        episodes.budget_bytes.store(crate::detector::EPISODE_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    opts.metrics.observe_episodes(episodes.clone());
+    let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
+        let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
+        opts.metrics.observe_owner_index(index.usage());
+        side_watches.spawn(crate::enrich::owners::watch(
+            client.clone(),
+            index.clone(),
+            opts.scope.tuning,
+            side_watches.stop.clone(),
+        ));
+        Some(index)
+    } else {
+        None
+    };
+    let enrichment = crate::enrich::Enrichment {
+        kube_events: event_store,
+        owners: owner_index,
+        storm: opts.storm_window.map(|window| {
+            let storm = crate::enrich::storm::StormControl::new(window);
+            opts.metrics.observe_storm(storm.usage());
+            storm
+        }),
+        previous_logs: opts.previous_logs.clone(),
+        progress: delivery.progress.clone(),
+        metrics: Some(opts.metrics.clone()),
+        pending_budget_bytes: crate::enrich::PENDING_BUDGET_BYTES,
+        pending_usage: {
+            let usage = Arc::new(crate::accounting::BudgetUsage::default());
+            opts.metrics.observe_pending(usage.clone());
+            usage
+        },
+    };
+    // With leader election, the gate between enrichment and export lets only the leader export.
+    let enricher = match opts.election {
+        None => tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment)),
+        Some(_) => {
+            let (gate_tx, gate_rx) = mpsc::channel(GATE_CAPACITY_EVENTS);
+            let usage = Arc::new(crate::accounting::BudgetUsage::default());
+            opts.metrics.observe_standby_buffer(usage.clone());
+            let gate = crate::leader::Gate {
+                role: opts.role.subscribe(),
+                checkpoint,
+                progress: delivery.progress.clone(),
+                usage,
+                budget_bytes: crate::leader::STANDBY_BUFFER_BUDGET_BYTES,
+            };
+            tokio::spawn(async move {
+                let gate = tokio::spawn(crate::leader::gate(gate_rx, export_tx, gate));
+                crate::enrich::run(detected_rx, gate_tx, enrichment).await;
+                if let Err(e) = gate.await
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            })
+        }
+    };
+
+    let mut watches = Stage::new("pod watches", stop);
+    for (api, description) in opts.scope.apis(client) {
+        let task = crate::watch::WatchTask {
+            api,
+            description,
+            scope: opts.scope.clone(),
+            server: opts.server.clone(),
+            catch_up_since: catch_up,
+            tx: detected_tx.clone(),
+            progress: delivery.progress.clone(),
+            stats: opts.watch_stats.clone(),
+            health: delivery.add_scope(),
+            metrics: opts.metrics.clone(),
+        };
+        watches.spawn(crate::watch::run(task, watches.stop.clone()));
+    }
+    Pipeline { watches, side_watches, enricher, exporter, delivery }
+}
+
+/// Capacity of the channel between enrichment and the leader gate, in records (the export queue
+/// behind it holds the rest).
+const GATE_CAPACITY_EVENTS: usize = 64;
