@@ -278,24 +278,11 @@ pub fn tuned_watcher<K>(
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    struct State<K: 'static> {
-        api: Api<K>,
-        base: watcher::Config,
-        tuning: WatchTuning,
-        what: String,
-        inner: WatchStream<K>,
-        strategy: ListStrategy,
-        listed: bool,
-        /// A streaming list has started and its end has not come.
-        streaming_list_open: bool,
-        warned_no_end: bool,
-        start_delay: Option<Duration>,
-    }
     let strategy = tuning.initial_strategy(cluster_wide);
     let inner = open_watch(&api, &base, tuning, strategy, &what);
     // Agents started together (a DaemonSet rollout) list one by one.
     let start_delay = (!tuning.jitter.is_zero()).then(|| tuning.jitter.mul_f64(fastrand::f64()));
-    let state = State {
+    let state = Tuned {
         api,
         base,
         tuning,
@@ -308,60 +295,94 @@ where
         start_delay,
     };
     futures::stream::unfold(state, |mut st| async move {
-        if let Some(delay) = st.start_delay.take() {
+        let item = st.next().await?;
+        Some((item, st))
+    })
+    .boxed()
+}
+
+/// A watch and its list strategy, with what it learnt of the server.
+struct Tuned<K: 'static> {
+    api: Api<K>,
+    base: watcher::Config,
+    tuning: WatchTuning,
+    what: String,
+    inner: WatchStream<K>,
+    strategy: ListStrategy,
+    listed: bool,
+    /// A streaming list has started and its end has not come.
+    streaming_list_open: bool,
+    warned_no_end: bool,
+    start_delay: Option<Duration>,
+}
+
+impl<K> Tuned<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    /// The next event or error for the caller; `None` when the watch ends. A strategy the server
+    /// does not serve is replaced here, and the caller never sees its errors.
+    async fn next(&mut self) -> Option<Result<watcher::Event<K>, watcher::Error>> {
+        if let Some(delay) = self.start_delay.take() {
             tokio::time::sleep(delay).await;
         }
         loop {
-            let item = if st.streaming_list_open {
-                match tokio::time::timeout(STREAMING_LIST_QUIET_BOUND, st.inner.next()).await {
+            let item = if self.streaming_list_open {
+                match tokio::time::timeout(STREAMING_LIST_QUIET_BOUND, self.inner.next()).await {
                     Ok(item) => item?,
                     Err(_) => {
-                        // A server that ignores sendInitialEvents (an older one, or a proxy) streams a
-                        // plain watch: its list never ends, and the agent would never be ready.
-                        if st.tuning.list_strategy.falls_back() {
-                            st.strategy = ListStrategy::FALLBACK;
-                            st.streaming_list_open = false;
-                            tracing::warn!(what = %st.what, strategy = st.strategy.as_str(),
-                                quiet_secs = STREAMING_LIST_QUIET_BOUND.as_secs(),
-                                "The API server's streaming list went quiet without its end (the initial-events-end bookmark): it does not serve streaming lists (an older server, or a proxy that drops sendInitialEvents); listing instead.");
-                            st.inner = open_watch(&st.api, &st.base, st.tuning, st.strategy, &st.what);
-                        } else if !std::mem::replace(&mut st.warned_no_end, true) {
-                            tracing::warn!(what = %st.what, quiet_secs = STREAMING_LIST_QUIET_BOUND.as_secs(),
-                                "The API server's streaming list went quiet without its end, and --list-strategy streaming is forced: still waiting (use auto to fall back to a list).");
-                        }
+                        self.streaming_list_went_quiet();
                         continue;
                     }
                 }
             } else {
-                st.inner.next().await?
+                self.inner.next().await?
             };
             match &item {
-                Ok(watcher::Event::Init) => st.streaming_list_open = st.strategy == ListStrategy::Streaming,
+                Ok(watcher::Event::Init) => self.streaming_list_open = self.strategy == ListStrategy::Streaming,
                 Ok(watcher::Event::InitDone) => {
-                    st.listed = true;
-                    st.streaming_list_open = false;
+                    self.listed = true;
+                    self.streaming_list_open = false;
                 }
                 Err(e)
-                    if st.tuning.list_strategy.falls_back()
-                        && st.strategy == ListStrategy::Streaming
-                        && !st.listed
+                    if self.tuning.list_strategy.falls_back()
+                        && self.strategy == ListStrategy::Streaming
+                        && !self.listed
                         && refuses_streaming_lists(e) =>
                 {
-                    st.strategy = ListStrategy::FALLBACK;
-                    tracing::info!(what = %st.what, strategy = st.strategy.as_str(), error = %e,
+                    tracing::info!(what = %self.what, strategy = ListStrategy::FALLBACK.as_str(), error = %e,
                         "The API server does not serve streaming lists; listing instead.");
-                    st.streaming_list_open = false;
-                    st.inner = open_watch(&st.api, &st.base, st.tuning, st.strategy, &st.what);
+                    self.fall_back();
                     continue;
                 }
                 // The watcher starts over after an error: its next list opens with `Init` again.
-                Err(_) => st.streaming_list_open = false,
+                Err(_) => self.streaming_list_open = false,
                 _ => {}
             }
-            return Some((item, st));
+            return Some(item);
         }
-    })
-    .boxed()
+    }
+
+    /// A server that ignores `sendInitialEvents` (an older one, or a proxy) streams a plain watch:
+    /// its list never ends, and the agent would never be ready.
+    fn streaming_list_went_quiet(&mut self) {
+        let quiet_secs = STREAMING_LIST_QUIET_BOUND.as_secs();
+        if self.tuning.list_strategy.falls_back() {
+            tracing::warn!(what = %self.what, strategy = ListStrategy::FALLBACK.as_str(), quiet_secs,
+                "The API server's streaming list went quiet without its end (the initial-events-end bookmark): it does not serve streaming lists (an older server, or a proxy that drops sendInitialEvents); listing instead.");
+            self.fall_back();
+        } else if !std::mem::replace(&mut self.warned_no_end, true) {
+            tracing::warn!(what = %self.what, quiet_secs,
+                "The API server's streaming list went quiet without its end, and --list-strategy streaming is forced: still waiting (use auto to fall back to a list).");
+        }
+    }
+
+    /// Lists instead of streaming, from now on.
+    fn fall_back(&mut self) {
+        self.strategy = ListStrategy::FALLBACK;
+        self.streaming_list_open = false;
+        self.inner = open_watch(&self.api, &self.base, self.tuning, self.strategy, &self.what);
+    }
 }
 
 /// The stream of a watch: kube's watcher events, or its errors.

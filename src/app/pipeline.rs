@@ -194,7 +194,7 @@ async fn load(
 }
 
 /// Spawn: the export task, the Events and owner watches the RBAC allows, the enricher, and one
-/// pod watch per scope.
+/// pod watch per scope, each started by a function of its own.
 async fn spawn(
     client: &kube::Client,
     opts: &RunOptions,
@@ -209,67 +209,88 @@ async fn spawn(
     opts.metrics.observe_export_queue(delivery.progress.queue.usage());
     let exporter =
         tokio::spawn(task::run(export_rx, exporter, opts.batch, delivery.progress.clone(), opts.metrics.clone()));
-
     let mut side_watches = Stage::new("side watches", stop);
+    let kube_events = spawn_kube_events(client, opts, &mut side_watches).await;
+    let owners = spawn_owner_watch(client, opts, &mut side_watches).await;
+    let enrichment = enrichment(opts, kube_events, owners, &delivery);
+    let enricher = spawn_enricher(opts, enrichment, detected_rx, export_tx, checkpoint, &delivery);
+    let watches = spawn_pod_watches(client, opts, catch_up, detected_tx, &mut delivery, stop);
+    Pipeline { watches, side_watches, enricher, exporter, delivery }
+}
+
+/// The kubelet's Events about pods (and Node OOM Events), when on and when RBAC allows: their
+/// store, fed by watches of the stage.
+async fn spawn_kube_events(
+    client: &kube::Client,
+    opts: &RunOptions,
+    side_watches: &mut Stage,
+) -> Option<Arc<crate::enrich::KubeEventStore>> {
+    use crate::enrich::kube_events;
     if !opts.use_events {
         tracing::info!(
             "Events are off (--no-events): causes come from the container status alone (no liveness_probe, startup_probe, or Event-based evicted and preempted)."
         );
+        return None;
     }
+    let apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
+    if !kube_events::events_allowed(&apis).await {
+        return None;
+    }
+    let store = Arc::new(crate::enrich::KubeEventStore::default());
+    opts.metrics.observe_event_store(store.usage());
+    for (api, _) in apis {
+        let node = opts.scope.node_name.clone();
+        let stop = side_watches.stop.clone();
+        side_watches.spawn(kube_events::watch_events(api, node, store.clone(), opts.scope.tuning, stop));
+    }
+    let node_events = kube::Api::namespaced(client.clone(), kube_events::NODE_EVENTS_NAMESPACE);
+    if kube_events::node_events_allowed(&node_events).await {
+        let (node, stop) = (opts.scope.node_name.clone(), side_watches.stop.clone());
+        side_watches.spawn(kube_events::watch_node_events(node_events, node, store.clone(), opts.scope.tuning, stop));
+    }
+    Some(store)
+}
+
+/// The ReplicaSet and Job metadata watch that names Deployments and CronJobs, when on and when
+/// RBAC allows: its index.
+async fn spawn_owner_watch(
+    client: &kube::Client,
+    opts: &RunOptions,
+    side_watches: &mut Stage,
+) -> Option<Arc<crate::enrich::owners::OwnerIndex>> {
     if !opts.use_owner_watch {
         tracing::info!(
             "The owner watch is off (--no-owner-watch): Deployments are named by the ReplicaSet naming rule, without uid, and CronJobs are not named."
         );
+        return None;
     }
-    let event_apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
-    let event_store = if opts.use_events && crate::enrich::kube_events::events_allowed(&event_apis).await {
-        let store = Arc::new(crate::enrich::KubeEventStore::default());
-        opts.metrics.observe_event_store(store.usage());
-        for (api, _) in event_apis {
-            let node = opts.scope.node_name.clone();
-            side_watches.spawn(crate::enrich::kube_events::watch_events(
-                api,
-                node,
-                store.clone(),
-                opts.scope.tuning,
-                side_watches.stop.clone(),
-            ));
-        }
-        let node_events = kube::Api::namespaced(client.clone(), crate::enrich::kube_events::NODE_EVENTS_NAMESPACE);
-        if crate::enrich::kube_events::node_events_allowed(&node_events).await {
-            side_watches.spawn(crate::enrich::kube_events::watch_node_events(
-                node_events,
-                opts.scope.node_name.clone(),
-                store.clone(),
-                opts.scope.tuning,
-                side_watches.stop.clone(),
-            ));
-        }
-        Some(store)
-    } else {
-        None
-    };
+    if !crate::enrich::owners::allowed(client).await {
+        return None;
+    }
+    let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
+    opts.metrics.observe_owner_index(index.usage());
+    let stop = side_watches.stop.clone();
+    side_watches.spawn(crate::enrich::owners::watch(client.clone(), index.clone(), opts.scope.tuning, stop));
+    Some(index)
+}
+
+/// The enrichment stage's options, with their budgets observed by the metrics.
+fn enrichment(
+    opts: &RunOptions,
+    kube_events: Option<Arc<crate::enrich::KubeEventStore>>,
+    owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
+    delivery: &Delivery,
+) -> crate::enrich::Enrichment {
     let episodes = &opts.scope.detection.episodes;
     if episodes.budget_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         episodes.budget_bytes.store(crate::detector::EPISODE_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
     }
     opts.metrics.observe_episodes(episodes.clone());
-    let owner_index = if opts.use_owner_watch && crate::enrich::owners::allowed(client).await {
-        let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
-        opts.metrics.observe_owner_index(index.usage());
-        side_watches.spawn(crate::enrich::owners::watch(
-            client.clone(),
-            index.clone(),
-            opts.scope.tuning,
-            side_watches.stop.clone(),
-        ));
-        Some(index)
-    } else {
-        None
-    };
-    let enrichment = crate::enrich::Enrichment {
-        kube_events: event_store,
-        owners: owner_index,
+    let pending_usage = Arc::new(crate::accounting::BudgetUsage::default());
+    opts.metrics.observe_pending(pending_usage.clone());
+    crate::enrich::Enrichment {
+        kube_events,
+        owners,
         storm: opts.storm_window.map(|window| {
             let storm = crate::enrich::storm::StormControl::new(window);
             opts.metrics.observe_storm(storm.usage());
@@ -279,38 +300,53 @@ async fn spawn(
         progress: delivery.progress.clone(),
         metrics: Some(opts.metrics.clone()),
         pending_budget_bytes: crate::enrich::PENDING_BUDGET_BYTES,
-        pending_usage: {
-            let usage = Arc::new(crate::accounting::BudgetUsage::default());
-            opts.metrics.observe_pending(usage.clone());
-            usage
-        },
-    };
-    // With leader election, the gate between enrichment and export lets only the leader export.
-    let enricher = match opts.election {
-        None => tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment)),
-        Some(_) => {
-            let (gate_tx, gate_rx) = mpsc::channel(GATE_CAPACITY_EVENTS);
-            let usage = Arc::new(crate::accounting::BudgetUsage::default());
-            opts.metrics.observe_standby_buffer(usage.clone());
-            let gate = crate::leader::Gate {
-                role: opts.role.subscribe(),
-                checkpoint,
-                progress: delivery.progress.clone(),
-                usage,
-                budget_bytes: crate::leader::STANDBY_BUFFER_BUDGET_BYTES,
-            };
-            tokio::spawn(async move {
-                let gate = tokio::spawn(crate::leader::gate(gate_rx, export_tx, gate));
-                crate::enrich::run(detected_rx, gate_tx, enrichment).await;
-                if let Err(e) = gate.await
-                    && e.is_panic()
-                {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            })
-        }
-    };
+        pending_usage,
+    }
+}
 
+/// The enricher, between the detected channel and the export channel; with leader election, the
+/// gate after it lets only the leader export.
+fn spawn_enricher(
+    opts: &RunOptions,
+    enrichment: crate::enrich::Enrichment,
+    detected_rx: mpsc::Receiver<crate::record::Record>,
+    export_tx: mpsc::Sender<crate::record::Record>,
+    checkpoint: Arc<CheckpointStore>,
+    delivery: &Delivery,
+) -> JoinHandle<()> {
+    if opts.election.is_none() {
+        return tokio::spawn(crate::enrich::run(detected_rx, export_tx, enrichment));
+    }
+    let (gate_tx, gate_rx) = mpsc::channel(GATE_CAPACITY_EVENTS);
+    let usage = Arc::new(crate::accounting::BudgetUsage::default());
+    opts.metrics.observe_standby_buffer(usage.clone());
+    let gate = crate::leader::Gate {
+        role: opts.role.subscribe(),
+        checkpoint,
+        progress: delivery.progress.clone(),
+        usage,
+        budget_bytes: crate::leader::STANDBY_BUFFER_BUDGET_BYTES,
+    };
+    tokio::spawn(async move {
+        let gate = tokio::spawn(crate::leader::gate(gate_rx, export_tx, gate));
+        crate::enrich::run(detected_rx, gate_tx, enrichment).await;
+        if let Err(e) = gate.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    })
+}
+
+/// One pod watch per scope, each with its health in the delivery accounting.
+fn spawn_pod_watches(
+    client: &kube::Client,
+    opts: &RunOptions,
+    catch_up: Option<Timestamp>,
+    detected_tx: mpsc::Sender<crate::record::Record>,
+    delivery: &mut Delivery,
+    stop: &CancellationToken,
+) -> Stage {
     let mut watches = Stage::new("pod watches", stop);
     for (api, description) in opts.scope.apis(client) {
         let task = crate::watch::WatchTask {
@@ -327,7 +363,7 @@ async fn spawn(
         };
         watches.spawn(crate::watch::run(task, watches.stop.clone()));
     }
-    Pipeline { watches, side_watches, enricher, exporter, delivery }
+    watches
 }
 
 /// Capacity of the channel between enrichment and the leader gate, in records (the export queue

@@ -83,14 +83,75 @@ pub async fn replay_stream(
     let close = CancellationToken::new();
     let exporter_task =
         tokio::spawn(task::run_until(rx, exporter, opts.batch, progress.clone(), opts.metrics.clone(), close.clone()));
-    let detected = Arc::new(AtomicU64::new(0));
-    // What the reader has read so far, before each read of the input: a reader blocked on a pipe
-    // at a signal still has its counts reported. `stopping` ends it at its next read.
-    let read_so_far = Arc::new(std::sync::Mutex::new(ReplayStats::default()));
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut reader = {
-        let (metrics, detected, opts) = (opts.metrics.clone(), detected.clone(), opts.clone());
-        let (read_so_far, stopping) = (read_so_far.clone(), stopping.clone());
+    let reader = Reader::default();
+    let mut reading = reader.spawn(input, source_name, &opts, tx);
+    let (read, interrupted) = tokio::select! {
+        read = &mut reading => (Some(read), false),
+        _ = stop.cancelled() => {
+            tracing::info!("Stopping the replay: exporting what was detected.");
+            reader.stopping.store(true, Ordering::Relaxed);
+            close.cancel();
+            (None, true)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
+    let (export, abnormal) = task::finish(exporter_task, deadline).await;
+    // Interrupted: the reader stops at its next read, or at its next record once the export task
+    // has let go of the channel; its counts are those it reached (from its last read, if it stays
+    // blocked on a pipe).
+    let read = match read {
+        Some(read) => Some(read),
+        None => tokio::time::timeout(READER_STOP_WAIT, &mut reading).await.ok(),
+    };
+    let (result, stats, reader_panicked) = match read {
+        Some(Ok((result, stats))) => (result, stats, false),
+        Some(Err(join)) => {
+            tracing::error!(error = %join, "The replay reader ended abnormally.");
+            (Ok(()), ReplayStats::default(), join.is_panic())
+        }
+        None => (Ok(()), reader.read_so_far(), false),
+    };
+    // Records sent after the channel closed were refused and are not counted as detected.
+    let error = result.err().filter(|e| !(interrupted && matches!(e, ReplayError::SinkClosed)));
+    ReplayOutcome {
+        stats,
+        episode_ends_unreported: opts.detection.episodes.shed.load(Ordering::Relaxed),
+        report: RunReport::from_progress(
+            reader.detected.load(Ordering::Relaxed),
+            &progress,
+            abnormal || reader_panicked,
+        ),
+        first_export_error: export.and_then(|r| r.first_error),
+        error,
+        interrupted,
+    }
+}
+
+/// The reader's side of a replay, shared with the task that waits for it: what it detected and
+/// handed over, what it has read so far (before each read of the input: a reader blocked on a pipe
+/// at a signal still has its counts reported), and the flag that ends it at its next read.
+#[derive(Default)]
+struct Reader {
+    detected: Arc<AtomicU64>,
+    so_far: Arc<std::sync::Mutex<ReplayStats>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+type Reading = tokio::task::JoinHandle<(Result<(), ReplayError>, ReplayStats)>;
+
+impl Reader {
+    /// Reads `input` on a blocking thread through a detector, handing each record to `tx`
+    /// (waiting while it is full); `tx` is dropped when the reading ends, so the export task
+    /// drains what is queued and ends.
+    fn spawn(
+        &self,
+        input: Box<dyn Read + Send>,
+        source_name: String,
+        opts: &ReplayOptions,
+        tx: mpsc::Sender<crate::record::Record>,
+    ) -> Reading {
+        let (metrics, detected, opts) = (opts.metrics.clone(), self.detected.clone(), opts.clone());
+        let (so_far, stopping) = (self.so_far.clone(), self.stopping.clone());
         tokio::task::spawn_blocking(move || {
             let mut detector = Detector::with(&opts.detection);
             detector.set_catch_up(opts.catch_up_since);
@@ -103,13 +164,14 @@ pub async fn replay_stream(
                 sent
             };
             let before_read = |s: &ReplayStats| {
-                *read_so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = *s;
+                *so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = *s;
                 !stopping.load(Ordering::Relaxed)
             };
+            let max = opts.max_value_bytes;
             let result = read::replay_with(
                 input,
                 &source_name,
-                opts.max_value_bytes,
+                max,
                 &mut detector,
                 Timestamp::now,
                 emit,
@@ -117,44 +179,11 @@ pub async fn replay_stream(
                 before_read,
             );
             (result, stats)
-            // `tx` is dropped here: the export task drains what is queued and ends.
         })
-    };
-    let (read, interrupted) = tokio::select! {
-        read = &mut reader => (Some(read), false),
-        _ = stop.cancelled() => {
-            tracing::info!("Stopping the replay: exporting what was detected.");
-            stopping.store(true, Ordering::Relaxed);
-            close.cancel();
-            (None, true)
-        }
-    };
-    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
-    let (export, abnormal) = task::finish(exporter_task, deadline).await;
-    // Interrupted: the reader stops at its next read, or at its next record once the export task
-    // has let go of the channel; its counts are those it reached (from its last read, if it stays
-    // blocked on a pipe).
-    let read = match read {
-        Some(read) => Some(read),
-        None => tokio::time::timeout(READER_STOP_WAIT, &mut reader).await.ok(),
-    };
-    let (result, stats, reader_panicked) = match read {
-        Some(Ok((result, stats))) => (result, stats, false),
-        Some(Err(join)) => {
-            tracing::error!(error = %join, "The replay reader ended abnormally.");
-            (Ok(()), ReplayStats::default(), join.is_panic())
-        }
-        None => (Ok(()), *read_so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner), false),
-    };
-    // Records sent after the channel closed were refused and are not counted as detected.
-    let error = result.err().filter(|e| !(interrupted && matches!(e, ReplayError::SinkClosed)));
-    ReplayOutcome {
-        stats,
-        episode_ends_unreported: opts.detection.episodes.shed.load(Ordering::Relaxed),
-        report: RunReport::from_progress(detected.load(Ordering::Relaxed), &progress, abnormal || reader_panicked),
-        first_export_error: export.and_then(|r| r.first_error),
-        error,
-        interrupted,
+    }
+
+    fn read_so_far(&self) -> ReplayStats {
+        *self.so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
