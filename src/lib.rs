@@ -56,6 +56,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pod;
 pub mod record;
+pub mod recording;
 pub mod replay;
 pub mod rules;
 pub mod watch;

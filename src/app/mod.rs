@@ -152,5 +152,51 @@ async fn run_connected(
         election,
         role,
     };
-    Ok(pipeline::run(client, opts, exporter, store, stop).await?)
+    Ok(run_pipeline(client, opts, exporter, store, stop).await?)
+}
+
+/// Watches until `stop` is cancelled, then shuts down in order. Fails only at startup (the first
+/// list cannot be done); once running, errors are retried and logged. The stages, in order:
+/// `load` (preflight, checkpoint), `spawn` (watches, enrichment, export), the checkpointer,
+/// and `shutdown`.
+async fn run_pipeline(
+    client: kube::Client,
+    opts: pipeline::RunOptions,
+    exporter: Exporter,
+    store: crate::checkpoint::CheckpointStore,
+    stop: CancellationToken,
+) -> Result<RunReport, crate::watch::WatchError> {
+    let Some(loaded) = pipeline::load(&client, &opts, store, &stop).await? else {
+        return Ok(RunReport::default());
+    };
+    let store = Arc::new(loaded.store);
+    // The election outlives the shutdown: a leader releases the Lease only once it has exported
+    // what it holds and written its last checkpoint.
+    let election_stop = CancellationToken::new();
+    let election =
+        opts.election.clone().map(|e| tokio::spawn(crate::leader::run(e, opts.role.clone(), election_stop.clone())));
+    let mut pipeline = pipeline::spawn(&client, &opts, exporter, loaded.catch_up, store.clone(), &stop).await;
+    let checkpointer = tokio::spawn(shutdown::checkpointer(
+        store.clone(),
+        pipeline.delivery.clone(),
+        opts.role.subscribe(),
+        pipeline.watches.stop.clone(),
+    ));
+
+    let trim_stop = CancellationToken::new();
+    let trimmer = tokio::spawn(crate::memory::trim_heap_every(crate::memory::HEAP_TRIM_INTERVAL, trim_stop.clone()));
+
+    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = pipeline.watches.ended() => {}
+    }
+    let report = shutdown::shutdown(pipeline, checkpointer, &store, &opts).await;
+    trim_stop.cancel();
+    let _ = trimmer.await;
+    election_stop.cancel();
+    if let Some(task) = election {
+        let _ = task.await;
+    }
+    Ok(report)
 }

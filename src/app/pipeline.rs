@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::shutdown::{checkpointer, shutdown};
-use crate::accounting::{Delivery, RunReport};
+use crate::accounting::Delivery;
 use crate::checkpoint::{CheckpointError, CheckpointStore, catch_up_since};
 use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig, ExportReport};
@@ -89,9 +88,9 @@ impl Stage {
 }
 
 /// What the load stage found: where to catch up from, and the checkpoint store to write to.
-struct Loaded {
-    catch_up: Option<Timestamp>,
-    store: CheckpointStore,
+pub(super) struct Loaded {
+    pub catch_up: Option<Timestamp>,
+    pub store: CheckpointStore,
 }
 
 /// The running pipeline: pod watches -> detected -> enricher -> export queue -> export task, with
@@ -106,55 +105,9 @@ pub(super) struct Pipeline {
     pub delivery: Delivery,
 }
 
-/// Watches until `stop` is cancelled, then shuts down in order. Fails only at startup (the first
-/// list cannot be done); once running, errors are retried and logged. The stages, in order:
-/// [`load`] (preflight, checkpoint), [`spawn`] (watches, enrichment, export), the checkpointer,
-/// and [`shutdown`].
-pub async fn run(
-    client: kube::Client,
-    opts: RunOptions,
-    exporter: Exporter,
-    store: CheckpointStore,
-    stop: CancellationToken,
-) -> Result<RunReport, crate::watch::WatchError> {
-    let Some(loaded) = load(&client, &opts, store, &stop).await? else {
-        return Ok(RunReport::default());
-    };
-    let store = Arc::new(loaded.store);
-    // The election outlives the shutdown: a leader releases the Lease only once it has exported
-    // what it holds and written its last checkpoint.
-    let election_stop = CancellationToken::new();
-    let election =
-        opts.election.clone().map(|e| tokio::spawn(crate::leader::run(e, opts.role.clone(), election_stop.clone())));
-    let mut pipeline = spawn(&client, &opts, exporter, loaded.catch_up, store.clone(), &stop).await;
-    let checkpointer = tokio::spawn(checkpointer(
-        store.clone(),
-        pipeline.delivery.clone(),
-        opts.role.subscribe(),
-        pipeline.watches.stop.clone(),
-    ));
-
-    let trim_stop = CancellationToken::new();
-    let trimmer = tokio::spawn(crate::memory::trim_heap_every(crate::memory::HEAP_TRIM_INTERVAL, trim_stop.clone()));
-
-    // Run until asked to stop (or every watch ended, which only happens if the exporter died).
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = pipeline.watches.ended() => {}
-    }
-    let report = shutdown(pipeline, checkpointer, &store, &opts).await;
-    trim_stop.cancel();
-    let _ = trimmer.await;
-    election_stop.cancel();
-    if let Some(task) = election {
-        let _ = task.await;
-    }
-    Ok(report)
-}
-
 /// Load: checks that every scope can be listed (bounded by [`STARTUP_LIST_TIMEOUT`]), then reads
 /// the checkpoint. `None` when asked to stop meanwhile.
-async fn load(
+pub(super) async fn load(
     client: &kube::Client,
     opts: &RunOptions,
     mut store: CheckpointStore,
@@ -195,7 +148,7 @@ async fn load(
 
 /// Spawn: the export task, the Events and owner watches the RBAC allows, the enricher, and one
 /// pod watch per scope, each started by a function of its own.
-async fn spawn(
+pub(super) async fn spawn(
     client: &kube::Client,
     opts: &RunOptions,
     exporter: Exporter,

@@ -325,7 +325,7 @@ pub struct ReplayArgs {
 
     /// Largest single JSON value in the input (a watch event, a Pod, a whole PodList), in bytes;
     /// a larger one stops the replay with an error naming it. Bounds the replay's memory.
-    #[arg(long, env = "RESTART_WATCHER_MAX_VALUE_BYTES", default_value_t = crate::replay::DEFAULT_MAX_VALUE_BYTES as u64,
+    #[arg(long, env = "RESTART_WATCHER_MAX_VALUE_BYTES", default_value_t = crate::recording::DEFAULT_MAX_VALUE_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 36)))]
     pub max_value_bytes: u64,
 

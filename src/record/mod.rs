@@ -9,9 +9,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
 use crate::pod::SlimTerminated;
+
+mod identity;
+mod meaning;
+
+use identity::Identity;
+pub use meaning::{exit_code_meaning, severity, signal_name, termination_signal};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -235,81 +240,6 @@ pub struct Episode {
     pub attempts: u32,
     /// `started` or `pod_deleted`, on the closing record.
     pub outcome: Option<&'static str>,
-}
-
-/// The signal that ended a process: the runtime's `signal` field, else `exit code - 128` for
-/// exit codes 129..=159 (the shell convention the runtimes follow).
-pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
-    if let Some(s) = terminated.signal.filter(|s| *s > 0) {
-        return Some(s);
-    }
-    let code = terminated.exit_code;
-    (129..=128 + 31).contains(&code).then_some(code - 128)
-}
-
-/// Linux signal names, 1..=31.
-pub fn signal_name(signal: i32) -> Option<&'static str> {
-    const NAMES: [&str; 31] = [
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    usize::try_from(signal).ok().and_then(|s| s.checked_sub(1)).and_then(|i| NAMES.get(i).copied())
-}
-
-/// A plain-words meaning for the exit codes SREs meet most, for the record's body.
-pub fn exit_code_meaning(code: i32) -> Option<&'static str> {
-    Some(match code {
-        0 => "exited cleanly",
-        1 => "general application error",
-        2 => "misuse of shell builtin or bad arguments",
-        126 => "command found but not executable",
-        127 => "command not found",
-        137 => "killed by SIGKILL (OOM kill, probe or manual kill, or the app's own exit 137)",
-        139 => "segmentation fault (SIGSEGV)",
-        143 => "terminated by SIGTERM (graceful shutdown)",
-        255 => "exit status out of range",
-        _ => return None,
-    })
-}
-
-/// Severity number of a record: ERROR (17) for OOM kills, INFO (9) for clean exits and the end of
-/// a start-failure episode, else WARN (13).
-pub fn severity(event: RecordKind, cause: Cause) -> (i32, &'static str) {
-    match (event, cause) {
-        (RecordKind::StartFailureEnded, _) => (9, "INFO"),
-        (_, Cause::OomKilled) => (17, "ERROR"),
-        (_, Cause::Completed) => (9, "INFO"),
-        _ => (13, "WARN"),
-    }
 }
 
 /// The pod that owns the restarted container (identity and the inputs of `service.name`).
@@ -558,62 +488,6 @@ impl Record {
     /// The signal that ended the old instance, if any.
     pub fn signal(&self) -> Option<i32> {
         self.terminated.as_ref().and_then(termination_signal)
-    }
-}
-
-/// What identifies one record: SHA-256 of the pod uid, the container name and, for a restart or a
-/// failure, the dead instance's `containerID` and `finishedAt` (a container id names one instance;
-/// `finishedAt` tells apart two instances whose ids are missing or reused after the kubelet lost its
-/// state). The `restartCount` goes in only when one of the two is missing, so that the id stays the
-/// same for every observation of one termination and differs between terminations; when the dead
-/// instance has no id, so does the current instance's id (two restarts with an empty `lastState`
-/// after a `restartCount` reset are two instances). A start failure adds when its episode was first
-/// seen. Records other than restarts are prefixed by their kind, so that ids never collide across
-/// kinds. Fields are length-prefixed so that no two different inputs hash the same bytes.
-#[derive(Clone, Copy)]
-struct Identity<'a> {
-    kind: Option<RecordKind>,
-    pod_uid: &'a str,
-    container: &'a str,
-    restart_count: u32,
-    terminated: Option<&'a SlimTerminated>,
-    current_id: Option<&'a str>,
-    episode_started_at: Option<Timestamp>,
-}
-
-impl Identity<'_> {
-    fn digest(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        let mut field = |tag: u8, bytes: &[u8]| {
-            h.update([tag]);
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        };
-        if let Some(kind) = self.kind {
-            field(b'k', kind.as_str().as_bytes());
-        }
-        field(b'u', self.pod_uid.as_bytes());
-        field(b'c', self.container.as_bytes());
-        let id = self.terminated.and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty());
-        let finished = self.terminated.and_then(|t| t.finished_at);
-        if let Some(id) = id {
-            field(b'i', id.as_bytes());
-        }
-        if let Some(finished) = finished {
-            field(b'f', &finished.as_nanosecond().to_be_bytes());
-        }
-        if id.is_none() || finished.is_none() {
-            field(b'n', &self.restart_count.to_be_bytes());
-        }
-        if id.is_none()
-            && let Some(current) = self.current_id.filter(|i| !i.is_empty())
-        {
-            field(b'a', current.as_bytes());
-        }
-        if let Some(started) = self.episode_started_at {
-            field(b's', &started.as_nanosecond().to_be_bytes());
-        }
-        h.finalize().into()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Replay: a recorded stream through the same detector as a live watch ([`read`]), and its
+//! Replay: a recorded stream through the same detector as a live watch (`recording`), and its
 //! wiring: the reader on a blocking thread, the bounded channel, the export task, the signals.
 
 use std::io::Read;
@@ -14,9 +14,7 @@ use crate::detector::{Detection, Detector};
 use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig};
 
-pub mod read;
-
-pub use read::{
+pub use crate::recording::{
     DEFAULT_MAX_VALUE_BYTES, READ_CHUNK_BYTES, RecordingClock, ReplayError, ReplayStats, replay, replay_bounded,
     replay_with,
 };
@@ -168,7 +166,7 @@ impl Reader {
                 !stopping.load(Ordering::Relaxed)
             };
             let max = opts.max_value_bytes;
-            let result = read::replay_with(
+            let result = crate::recording::replay_with(
                 input,
                 &source_name,
                 max,

@@ -1,4 +1,4 @@
-//! Replay: a recorded stream through the same detector as a live watch.
+//! Recordings: a recorded watch stream read through the same detector as a live watch.
 //!
 //! Input is what `kubectl get pods -A --watch --output-watch-events -o json` prints (watch events
 //! `{"type": ..., "object": Pod}`, one after another, pretty-printed or not), plain Pod objects
