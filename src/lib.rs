@@ -1,42 +1,43 @@
-//! restart-watcher: every Kubernetes container restart as one OpenTelemetry event.
+//! restart-watcher: every Kubernetes container failure as one OpenTelemetry record.
 //!
 //! ```text
 //! run:    kube watcher (one per scope) -> pod::SlimPod -> watch_step::ScopeWatch (detector,
-//!         relists, catch-up) -> [detected channel] -> enrich::run (causes from enrich::events,
+//!         relists, catch-up) -> [detected channel] -> enrich::run (causes from the kube events,
 //!         owners, storm control, previous logs) -> [export channel] -> export::task (Batcher)
 //!         -> export::Exporter (otlp | console | otlp-json)
 //!         side watches: Events -> enrich::KubeEventStore; ReplicaSet/Job metadata -> OwnerIndex
 //!         with --leader-elect: enrich::run -> leader::gate (leader: forward; standby: buffer)
 //!         -> [export channel]
-//!         app::checkpointer writes the catch-up checkpoint while app::Delivery is all settled
-//! replay: recording -> replay (probe decode; no relist step, no enrichment: causes from the
-//!         status alone, no owner watches, no storm control, no previous logs)
+//!         the checkpointer writes the catch-up checkpoint while accounting::Delivery is settled
+//! replay: recording -> recording::replay (probe decode; no relist step, no enrichment: causes
+//!         from the status alone, no owner watches, no storm control, no previous logs)
 //!         -> detector::Detector -> [export channel] -> export::task -> export::Exporter
 //! ```
 //!
-//! Layout:
-//! - [`pod`]: the slim Pod, decoding only the fields the agent uses;
-//! - [`detector`]: pure restart detection (`docs/detection.md`);
-//! - [`record`]: the record model (what the agent emits: restarts, start failures, failures, evictions), deterministic ids;
-//! - [`enrich`]: the stage that classifies, names owners, coalesces storms and attaches previous
-//!   logs, with what it reads: `enrich::events` (the Events watch and store), `enrich::causes`
-//!   (every cause rule, pure), `enrich::owners` (every owner rule and the metadata watches),
-//!   `enrich::storm` (pure) and `enrich::prevlogs`;
-//! - [`metrics`], [`admin`]: the agent's own metrics, defined once, and `/metrics` `/livez` `/readyz`;
-//! - [`keys`]: every attribute key and wire name, in one place;
-//! - [`export`]: the OTLP mapping (pure), the exporters and the batching export task;
-//! - [`replay`]: recorded watch streams through the detector;
-//! - [`watch_step`]: one scope's relist and catch-up bookkeeping around the detector (pure);
-//! - [`watch`]: the live kube-rs watch: pulls events through [`watch_step`], forwards restarts;
-//! - [`checkpoint`]: the catch-up checkpoint (Lease or file);
-//! - [`leader`]: `--leader-elect`: election on a Lease (pure rules, thin loop) and the gate that
-//!   lets only the leader export while a standby keeps a bounded buffer;
-//! - [`kube_errors`]: API errors turned into messages that say what to fix;
-//! - [`app`]: wiring and ordered shutdown;
-//! - [`config`]: the command line and environment (`config::cli`), selector syntax
-//!   (`config::selectors`), every offline check and the conversion from flags to settings;
-//! - [`logging`]: the agent's own logs;
-//! - [`churn`]: maps whose keys come and go keep the size their contents need.
+//! The module map, by floor: the data flows up, and no module imports from a floor above its own
+//! (`tests/docs.rs` checks that this map names every module file).
+//!
+//! | floor | module | what it holds |
+//! |---|---|---|
+//! | 1 | [`pod`] (`pod/{mod,lenient,probe}.rs`) | the slim Pod: only the fields the agent reads, decoded leniently; the probe of an update; the pod's key |
+//! | 1 | [`accounting`] | the delivery counts every stage updates: budgets, export progress, the queue's bytes, in-flight seconds, the watermark, the run report |
+//! | 1 | [`keys`] | every attribute key and wire name |
+//! | 1 | [`kube_errors`] | API errors turned into messages that say what to fix |
+//! | 1 | [`churn`], [`memory`], [`cluster`] | maps that keep their size under churn; heap handed back; `k8s.cluster.uid` |
+//! | 2 | [`record`] (`record/{mod,identity,meaning}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
+//! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
+//! | 3 | [`rules`] (`rules/{mod,failures,causes,owners,text}.rs`) | every rule, pure: failure kinds and start-failure episodes, causes, owner naming, text capping and redaction |
+//! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
+//! | 4 | [`detector`] (`detector/{mod,steps,episodes,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, the packed per-pod state |
+//! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
+//! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
+//! | 5 | [`export`] (`export/{mod,convert,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
+//! | 5 | [`admin`] | `/metrics`, `/livez`, `/readyz`, with its connections bounded |
+//! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
+//! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, storm control, the waiting room, previous logs |
+//! | 8 | [`config`] (`config/{mod,cli,settings,selectors,reference}.rs`) | the command line (clap alone), flags to the run's settings with every offline check once, the configuration reference |
+//! | 9 | [`app`] (`app/{mod,connect,pipeline,shutdown}.rs`), [`logging`] | wiring: a live run's stages in order, its ordered shutdown; the agent's own logs |
+//! | 10 | [`replay`] | replay's wiring: the reader, the channel, the export task, the signals |
 
 pub mod accounting;
 pub mod admin;

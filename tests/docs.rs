@@ -185,3 +185,47 @@ fn the_local_cluster_walkthrough_in_operations_md_runs_as_written() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+#[test]
+fn the_module_map_in_lib_rs_names_every_module_file() {
+    let lib = std::fs::read_to_string("src/lib.rs").unwrap();
+    let map: String = lib.lines().filter(|l| l.starts_with("//! |")).collect::<Vec<_>>().join("\n");
+    let mut missing = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix("src").unwrap().to_string_lossy().into_owned();
+            if rel == "lib.rs" || rel == "main.rs" || !rel.ends_with(".rs") {
+                continue;
+            }
+            // A top-level file is named as its module ([`watch`]); a file in a folder as the
+            // folder and its files (`export/otlp/{mod,config,http}.rs`).
+            let named = match rel.rsplit_once('/') {
+                None => map.contains(&format!("[`{}`]", rel.trim_end_matches(".rs"))),
+                Some((folder, file)) => {
+                    let stem = file.trim_end_matches(".rs");
+                    map.contains(&format!("`{folder}/{{"))
+                        && map.lines().any(|l| {
+                            l.contains(&format!("`{folder}/{{"))
+                                && l.split(&format!("`{folder}/{{")).nth(1).is_some_and(|rest| {
+                                    rest.split('}').next().is_some_and(|list| list.split(',').any(|f| f == stem))
+                                })
+                        })
+                }
+            };
+            if !named {
+                missing.push(rel);
+            }
+        }
+    }
+    missing.sort();
+    assert!(missing.is_empty(), "src/lib.rs's module map does not name: {missing:?}");
+    // And README points to it rather than keeping a list of its own.
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    assert!(readme.contains("src/lib.rs"), "README points to the module map");
+}

@@ -37,7 +37,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Redaction(#[from] crate::rules::text::RedactError),
     #[error(transparent)]
-    Otlp(#[from] crate::export::otlp::ConfigError),
+    Otlp(#[from] crate::export::otlp::SettingError),
     #[error("the OTLP exporter cannot be set up: {0}")]
     OtlpClient(#[from] crate::export::ExportError),
     #[error("--self-metrics-otlp needs an endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT or --self-metrics-endpoint")]

@@ -108,7 +108,7 @@ pub struct SignalConfig {
 
 /// A configuration problem, naming the setting and the expected form.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettingError {
     #[error(
         "{setting}: {value:?} is not a valid OTLP endpoint ({why}); expected a URL like http://otel-collector:4317"
     )]
@@ -143,7 +143,7 @@ pub fn resolve(
     generic: &RawSignalSettings,
     prefix: &'static str,
     warnings: &mut Vec<String>,
-) -> Result<Option<SignalConfig>, ConfigError> {
+) -> Result<Option<SignalConfig>, SettingError> {
     let (endpoint, endpoint_setting) = pick(specific, generic, |r| &r.endpoint, endpoint_name, prefix);
     let Some(endpoint) = endpoint.map(|e| e.trim()).filter(|e| !e.is_empty()) else {
         return Ok(None);
@@ -158,7 +158,7 @@ pub fn resolve_or_default(
     generic: &RawSignalSettings,
     prefix: &'static str,
     warnings: &mut Vec<String>,
-) -> Result<(SignalConfig, bool), ConfigError> {
+) -> Result<(SignalConfig, bool), SettingError> {
     if let Some(cfg) = resolve(specific, generic, prefix, warnings)? {
         return Ok((cfg, false));
     }
@@ -218,7 +218,7 @@ fn resolve_at(
     endpoint_setting: Setting,
     own_endpoint: bool,
     warnings: &mut Vec<String>,
-) -> Result<SignalConfig, ConfigError> {
+) -> Result<SignalConfig, SettingError> {
     let protocol = protocol(specific, generic, prefix, warnings);
     let (insecure, insecure_setting) = pick(specific, generic, |r| &r.insecure, insecure_name, prefix);
     let insecure = match insecure.map(|v| v.trim()) {
@@ -240,7 +240,7 @@ fn resolve_at(
     let headers = match headers {
         None => Vec::new(),
         Some(h) => {
-            parse_headers(h).ok_or_else(|| ConfigError::Headers { setting: headers_setting, value: h.clone() })?
+            parse_headers(h).ok_or_else(|| SettingError::Headers { setting: headers_setting, value: h.clone() })?
         }
     };
     let (compression, compression_setting) = pick(specific, generic, |r| &r.compression, compression_name, prefix);
@@ -260,7 +260,7 @@ fn resolve_at(
         Some(v) => match v.parse::<u64>() {
             Ok(0) => None,
             Ok(ms) if Duration::from_millis(ms) <= MAX_TIMEOUT => Some(Duration::from_millis(ms)),
-            _ => return Err(ConfigError::Timeout { setting: timeout_setting, value: v.to_owned() }),
+            _ => return Err(SettingError::Timeout { setting: timeout_setting, value: v.to_owned() }),
         },
     };
     let ca_pem = read_pem(pick(specific, generic, |r| &r.certificate, certificate_name, prefix), "CERTIFICATE")?;
@@ -270,14 +270,14 @@ fn resolve_at(
     let identity_pem = match (read_pem(cert, "CERTIFICATE")?, read_pem(key, "PRIVATE KEY")?) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
-        _ => return Err(ConfigError::HalfIdentity { setting: cert_setting }),
+        _ => return Err(SettingError::HalfIdentity { setting: cert_setting }),
     };
     Ok(SignalConfig { endpoint, protocol, headers, gzip, timeout, ca_pem, identity_pem })
 }
 
 /// The endpoint as a URL: without a scheme, `https://`, or `http://` when `insecure` is set. It
 /// must be http or https with a host, and a port (if any) from 1 to 65535.
-fn endpoint_url(endpoint: &str, insecure: bool, setting: Setting) -> Result<String, ConfigError> {
+fn endpoint_url(endpoint: &str, insecure: bool, setting: Setting) -> Result<String, SettingError> {
     let endpoint = if endpoint.contains("://") {
         endpoint.to_owned()
     } else if insecure {
@@ -285,7 +285,7 @@ fn endpoint_url(endpoint: &str, insecure: bool, setting: Setting) -> Result<Stri
     } else {
         format!("https://{endpoint}")
     };
-    let bad = |why: String| ConfigError::Endpoint { setting: setting.clone(), value: endpoint.clone(), why };
+    let bad = |why: String| SettingError::Endpoint { setting: setting.clone(), value: endpoint.clone(), why };
     let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
     // `Uri` accepts any digits as a port (and then reports none): check it here.
     let host_port = uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default()).unwrap_or_default();
@@ -305,10 +305,10 @@ fn endpoint_url(endpoint: &str, insecure: bool, setting: Setting) -> Result<Stri
 fn read_pem(
     (path, setting): (Option<&PathBuf>, Setting),
     expected: &'static str,
-) -> Result<Option<Vec<u8>>, ConfigError> {
+) -> Result<Option<Vec<u8>>, SettingError> {
     let Some(p) = path else { return Ok(None) };
     let bytes =
-        std::fs::read(p).map_err(|source| ConfigError::File { setting: setting.clone(), path: p.clone(), source })?;
+        std::fs::read(p).map_err(|source| SettingError::File { setting: setting.clone(), path: p.clone(), source })?;
     let text = String::from_utf8_lossy(&bytes);
     let is_pem = text.lines().any(|l| {
         l.trim()
@@ -317,7 +317,7 @@ fn read_pem(
             .is_some_and(|label| label.ends_with(expected))
     });
     if !is_pem {
-        return Err(ConfigError::NotPem { setting, path: p.clone(), expected });
+        return Err(SettingError::NotPem { setting, path: p.clone(), expected });
     }
     Ok(Some(bytes))
 }
@@ -389,7 +389,7 @@ impl OtlpConfig {
         traces: &RawSignalSettings,
         generic: &RawSignalSettings,
         signals: crate::export::Signals,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, SettingError> {
         let mut notes = Vec::new();
         let l = signals
             .logs
@@ -422,7 +422,7 @@ impl OtlpConfig {
 
     /// Both signals from the generic settings alone (`OTEL_EXPORTER_OTLP_*`), as a collector
     /// endpoint given on its own: how tests and benches build an exporter.
-    pub fn from_generic(generic: &RawSignalSettings) -> Result<Self, ConfigError> {
+    pub fn from_generic(generic: &RawSignalSettings) -> Result<Self, SettingError> {
         let none = RawSignalSettings::default();
         Self::resolve(&none, &none, generic, crate::export::Signals::default())
     }

@@ -23,7 +23,7 @@ mod http;
 pub mod self_metrics;
 
 pub use config::{
-    ConfigError, DEFAULT_TIMEOUT, MAX_TIMEOUT, OtlpConfig, Protocol, RawSignalSettings, SignalConfig, parse_headers,
+    DEFAULT_TIMEOUT, MAX_TIMEOUT, OtlpConfig, Protocol, RawSignalSettings, SettingError, SignalConfig, parse_headers,
     resolve,
 };
 
