@@ -24,11 +24,11 @@ pub(super) struct MetaFields {
     uid: Option<String>,
     #[serde(default)]
     resource_version: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "raw_json")]
     labels: Option<Box<RawValue>>,
     #[serde(default)]
     annotations: Option<KeptAnnotations>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "raw_json")]
     owner_references: Option<Box<RawValue>>,
     #[serde(default, deserialize_with = "lenient_time")]
     creation_timestamp: Option<Timestamp>,
@@ -171,6 +171,36 @@ impl<'de> Deserialize<'de> for KeptAnnotations {
         }
         d.deserialize_any(V)
     }
+}
+
+/// serde_json's name for its raw-value newtype: asked for a newtype of this name, its deserializer
+/// hands over the field's JSON text unparsed.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// A field kept as its JSON text (labels, ownerReferences), read from the input unparsed. When the
+/// input was buffered first (a watch event whose `object` comes before its `type`, which serde
+/// buffers to find the tag), the text is rebuilt from the buffered value: the same JSON, without
+/// the input's whitespace. A wrong type never fails the Pod. `null` reads as absent.
+fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Box<RawValue>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        // serde_json's raw value: one entry whose value is the JSON text.
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Some(_token) = map.next_key::<IgnoredAny>()? else { return Ok(None) };
+            let text: String = map.next_value()?;
+            Ok(RawValue::from_string(text).ok().filter(|raw| raw.get() != "null"))
+        }
+        // Any other deserializer (serde's buffered content) passes the value through.
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            let value = serde_json::Value::deserialize(d)?;
+            Ok(Some(value).filter(|v| !v.is_null()).and_then(|v| serde_json::value::to_raw_value(&v).ok()))
+        }
+    }
+    d.deserialize_newtype_struct(RAW_VALUE_TOKEN, V)
 }
 
 pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<SlimMeta, D::Error> {

@@ -470,6 +470,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_watch_event_whose_object_comes_before_its_type_decodes_the_same() {
+        // JSON objects are unordered: a proxy or a re-encoding client may put `object` first,
+        // and serde then buffers the object to find the tag.
+        let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u1",
+            "labels": {"app.kubernetes.io/name": "shop"},
+            "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"r1","controller":true}]},
+          "status":{"containerStatuses":[{"name":"app","restartCount":3}]}}"#;
+        let decode = |line: &str| match serde_json::from_str::<kube::core::WatchEvent<SlimPod>>(line) {
+            Ok(kube::core::WatchEvent::Modified(pod)) => pod,
+            other => panic!("{line}: {other:?}"),
+        };
+        let type_first = decode(&format!(r#"{{"type":"MODIFIED","object":{pod}}}"#));
+        let object_first = decode(&format!(r#"{{"object":{pod},"type":"MODIFIED"}}"#));
+        for p in [&type_first, &object_first] {
+            assert_eq!(p.labels()["app.kubernetes.io/name"], "shop");
+            assert_eq!(p.owner_references()[0].name, "rs");
+            assert_eq!(p.status.container_statuses[0].restart_count, 3);
+        }
+        // Read in one pass, the labels are the input's own text, never rebuilt.
+        assert_eq!(type_first.metadata.labels.as_ref().map(|l| l.get()), Some(r#"{"app.kubernetes.io/name": "shop"}"#));
+        let null_labels: SlimPod = serde_json::from_str(r#"{"metadata":{"uid":"u","labels":null}}"#).unwrap();
+        assert!(null_labels.metadata.labels.is_none());
+    }
+
+    #[test]
     fn slim_pod_keeps_only_the_fields_the_agent_uses() {
         let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u1",
             "labels":{"app.kubernetes.io/name":"shop"},
