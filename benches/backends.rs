@@ -10,10 +10,8 @@
 //! trace of the pod and a LogsQL count of the pod's records every 20 ms until the new restart shows
 //! in each. p50 and p99 per backend.
 
-#[path = "../tests/support/backends.rs"]
-mod backends;
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::backends;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

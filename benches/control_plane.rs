@@ -15,8 +15,7 @@
 //! Run: `cargo bench --bench control_plane` (env `BENCH_CP_PODS`, default 100000;
 //! `BENCH_CP_AGENTS`, default 200). Needs the cluster of tests/support (built on first use).
 
-#[path = "support/bench_cluster.rs"]
-mod bench_cluster;
+use restart_watcher_test_support::bench_cluster;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

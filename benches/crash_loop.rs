@@ -13,10 +13,8 @@
 //! bench waits for the deliveries to settle and counts: every restart written must be accounted for
 //! by a delivered record (itself plus its `restarts.missed`), copies counted once by restart id.
 
-#[path = "support/bench_cluster.rs"]
-mod bench_cluster;
-#[path = "../tests/support/fake_collector.rs"]
-mod fake_collector;
+use restart_watcher_test_support::bench_cluster;
+use restart_watcher_test_support::fake_collector;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -26,7 +26,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
 use restart_watcher::detector::{Detector, KindFilter};
 use restart_watcher::pod::SlimPod;
 use restart_watcher::replay::{ReplayStats, replay};
-use serde_json::Value;
+use restart_watcher_test_support::pods;
+use serde_json::{Value, json};
 
 struct Counting;
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
@@ -257,20 +258,15 @@ fn main() {
 /// nothing (the fast path), and `restarts` updates that each raise one container's count (the full
 /// path), as a watch stream.
 fn wide_pod_stream(containers: usize, quiet: usize, restarts: usize) -> Vec<u8> {
-    let statuses = |raised: usize| -> Vec<Value> {
-        (0..containers)
-            .map(|i| {
-                serde_json::json!({"name": format!("c-{i}"), "restartCount": usize::from(i < raised),
-                    "image": "registry.example.com/app:1.0", "imageID": "", "lastState": {},
-                    "state": {"running": {"startedAt": "2026-11-20T10:00:00Z"}}})
-            })
-            .collect()
-    };
     let event = |kind: &str, raised: usize| {
-        serde_json::json!({"type": kind, "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "wide", "namespace": "ns", "uid": "0a1b2c3d-0000-0000-0000-000000000001"},
-            "spec": {"containers": []}, "status": {"phase": "Running", "containerStatuses": statuses(raised)}}})
-        .to_string()
+        let pod = pods::pod("0a1b2c3d-0000-0000-0000-000000000001").named("ns", "wide").bare();
+        let mut pod = pod.status(serde_json::json!({"phase": "Running"}));
+        for i in 0..containers {
+            let c = pods::c(&format!("c-{i}"), u32::from(i < raised)).running_since("2026-11-20T10:00:00Z");
+            let c = c.field("image", "registry.example.com/app:1.0").field("imageID", "").field("lastState", json!({}));
+            pod = pod.app(c);
+        }
+        pod.event(kind).to_string()
     };
     let mut lines = vec![event("ADDED", 0)];
     lines.extend((0..quiet).map(|_| event("MODIFIED", 0)));

@@ -9,8 +9,7 @@
 //! sampled every second; the bench prints its peak and the samples as CSV (`BENCH_STORM_CSV`,
 //! default target/event-storm.csv) for `benches/plot_rss.py`.
 
-#[path = "support/bench_cluster.rs"]
-mod bench_cluster;
+use restart_watcher_test_support::bench_cluster;
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};

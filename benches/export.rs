@@ -17,16 +17,10 @@
 //!   the detector handed the record to the channel; p50/p99, with the default 200 ms batch delay
 //!   and with 20 ms.
 
-#[path = "../tests/support/backends.rs"]
-mod backends;
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/support/fake_collector.rs"]
-mod fake_collector;
-#[path = "../tests/support/fixture.rs"]
-mod fixture;
-#[path = "../tests/support/rotel.rs"]
-mod rotel;
+use restart_watcher_test_support::backends;
+use restart_watcher_test_support::fake_collector;
+use restart_watcher_test_support::fixture;
+use restart_watcher_test_support::rotel;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

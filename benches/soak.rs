@@ -30,10 +30,8 @@
 //! a machine too slow for the rates runs each second's work to its end, so it gets through fewer
 //! seconds' worth, and the table gives the rates achieved.
 
-#[path = "support/bench_cluster.rs"]
-mod bench_cluster;
-#[path = "../tests/support/fake_collector.rs"]
-mod fake_collector;
+use restart_watcher_test_support::bench_cluster;
+use restart_watcher_test_support::fake_collector;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -25,8 +25,8 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 
-#[path = "support/bench_cluster.rs"]
-mod bench_cluster;
+use restart_watcher_test_support::bench_cluster;
+use restart_watcher_test_support::pods;
 
 use bench_cluster::{AgentVariant, BenchCluster, CONCURRENCY, agent_variants, peak_rss_mib, populate, rss_mib};
 
@@ -206,14 +206,15 @@ async fn measure(pods: usize, updates: usize, others: &[AgentVariant]) -> Row {
 }
 
 fn statuses(restarts: u32) -> serde_json::Value {
-    json!({"status": {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": [
-        {"name": "app", "restartCount": restarts, "ready": true, "image": "registry.example.com/app:1.0",
-         "imageID": "registry.example.com/app@sha256:00", "containerID": "containerd://aa",
-         "state": {"running": {"startedAt": "2026-11-26T00:00:00Z"}},
-         "lastState": if restarts > 0 { json!({"terminated": {"exitCode": 1, "reason": "Error",
-             "startedAt": "2026-11-26T00:00:00Z", "finishedAt": "2026-11-26T00:01:00Z"}}) } else { json!({}) }},
-        {"name": "envoy", "restartCount": 0, "ready": true, "image": "envoyproxy/envoy:v1.31.0",
-         "imageID": "envoyproxy/envoy@sha256:00", "containerID": "containerd://bb", "state": {"running": {}}}]}})
+    let mut app = pods::c("app", restarts).id("containerd://aa").running_since("2026-11-26T00:00:00Z");
+    app = app.field("imageID", "registry.example.com/app@sha256:00");
+    if restarts > 0 {
+        app = app.terminated(json!({"exitCode": 1, "reason": "Error", "startedAt": "2026-11-26T00:00:00Z",
+            "finishedAt": "2026-11-26T00:01:00Z"}));
+    }
+    let envoy = pods::c("envoy", 0).id("containerd://bb").state(json!({"running": {}}));
+    let envoy = envoy.field("image", "envoyproxy/envoy:v1.31.0").field("imageID", "envoyproxy/envoy@sha256:00");
+    json!({"status": {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": [app.json(), envoy.json()]}})
 }
 
 async fn restart_burst(client: &Client, updates: usize) {

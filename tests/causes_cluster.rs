@@ -1,8 +1,7 @@
 //! Cause classification live: Events created with kubectl the way kubelet writes them, next to
 //! restarts written through the status subresource, on the real API server.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,6 +47,7 @@ fn seconds_ago(s: i64) -> String {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late() {
     let k = Cluster::shared();
     let ns = "c-late";
@@ -79,6 +79,7 @@ fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn without_an_event_a_137_is_a_signal_after_a_bounded_wait_and_nothing_is_lost() {
     let k = Cluster::shared();
     let ns = "c-none";
@@ -111,6 +112,7 @@ fn without_an_event_a_137_is_a_signal_after_a_bounded_wait_and_nothing_is_lost()
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn an_eviction_event_makes_the_cause_evicted() {
     let k = Cluster::shared();
     let ns = "c-evict";
@@ -133,6 +135,7 @@ fn an_eviction_event_makes_the_cause_evicted() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_once() {
     let k = Cluster::shared();
     let ns = "c-norbac";
@@ -172,6 +175,7 @@ fn node_oom_event(k: &Cluster, node: &str, at: &str) {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_node_oom_event_explains_a_137_on_that_node_only() {
     let k = Cluster::shared();
     let ns = "c-nodeoom";

@@ -4,10 +4,8 @@
 //! loopback. Every check goes through the backends' query APIs, with the queries docs/operations.md
 //! gives.
 
-#[path = "support/backends.rs"]
-mod backends;
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::backends;
+use restart_watcher_test_support::cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -175,6 +173,7 @@ fn span_metric_points(path: &Path) -> BTreeSet<(String, String)> {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collector_config() {
     let k = Cluster::shared();
     let dir = test_dir("collector-e2e");
@@ -349,6 +348,7 @@ fn stored_restart_ids(vlogs: &VictoriaLogs, pod: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn restarts_during_backend_and_collector_outages_all_arrive_once_they_are_back() {
     let k = Cluster::shared();
     let dir = test_dir("collector-outage");

@@ -3,8 +3,7 @@
 //! is exactly what the agent needs, checked by running the agent as the rendered ServiceAccount
 //! against a real API server.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +28,7 @@ fn objects(yaml: &str) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "needs the test tools (Go-built kubectl and collector, kubernetes-validate from PyPI): tests/run.sh"]
 fn every_variant_renders_offline_and_validates_against_the_kubernetes_schemas() {
     for variant in VARIANTS {
         let yaml = render(variant);
@@ -49,6 +49,7 @@ fn every_variant_renders_offline_and_validates_against_the_kubernetes_schemas() 
 }
 
 #[test]
+#[ignore = "needs the test tools (Go-built kubectl and collector, kubernetes-validate from PyPI): tests/run.sh"]
 fn the_agent_pods_are_hardened_and_probed() {
     for (variant, kind) in [("base", "Deployment"), ("daemonset", "DaemonSet")] {
         let objs = objects(&render(variant));
@@ -98,6 +99,7 @@ fn the_agent_pods_are_hardened_and_probed() {
 }
 
 #[test]
+#[ignore = "needs the test tools (Go-built kubectl and collector, kubernetes-validate from PyPI): tests/run.sh"]
 fn every_shipped_collector_config_passes_the_built_collectors_validation() {
     let top = std::fs::read("otel-collector/config.yaml").unwrap();
     let copy = std::fs::read("deploy/with-collector/otel-collector-config.yaml").unwrap();
@@ -149,6 +151,7 @@ fn sa_kubeconfig(k: &Cluster, name: &str, token: &str) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs the test tools (Go-built kubectl and collector, kubernetes-validate from PyPI): tests/run.sh"]
 fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     let k = Cluster::shared();
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! One case per row of `docs/detection.md`: a sequence of observations and the restarts expected.
 
-mod support;
+use restart_watcher_test_support::pods as support;
 
 use jiff::Timestamp;
 use restart_watcher::detector::{Detector, KindFilter};

@@ -153,6 +153,7 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_local_cluster_walkthrough_in_operations_md_runs_as_written() {
     let doc = std::fs::read_to_string("docs/operations.md").unwrap();
     let section = doc.split("### Try it on a local cluster").nth(1).expect("the walkthrough section");

@@ -1,14 +1,11 @@
 //! The OTLP/gRPC export path against an in-process fake collector: exact mapping on the wire,
 //! backpressure through an outage, RetryInfo, permanent rejections, gzip and headers.
 
-#[path = "support/fake_collector.rs"]
-mod fake_collector;
-#[path = "support/fake_http_receiver.rs"]
-mod fake_http_receiver;
-#[path = "support/fixture.rs"]
-mod fixture;
-#[path = "support/process.rs"]
-mod process;
+use restart_watcher_test_support::fake_collector;
+use restart_watcher_test_support::fake_http_receiver;
+use restart_watcher_test_support::fixture;
+use restart_watcher_test_support::pods::{self, C};
+use restart_watcher_test_support::process;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -366,19 +363,12 @@ fn a_replay_stopped_while_its_records_wait_for_the_collector_reports_what_it_rea
     // 10,000 pods, each seen running and then restarted: 10,000 records, more than the queue holds.
     let mut input = tempfile::NamedTempFile::new().unwrap();
     for i in 0..10_000u32 {
-        for (restarts, last) in [
-            (0, serde_json::json!({})),
-            (
-                1,
-                serde_json::json!({"terminated": {"exitCode": 1,
-            "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z", "containerID": format!("containerd://{i}")}}),
-            ),
-        ] {
-            let ev = serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-                "metadata": {"name": format!("p-{i}"), "namespace": "ns", "uid": format!("00000000-0000-0000-0000-{i:012}")},
-                "status": {"containerStatuses": [{"name": "web", "restartCount": restarts, "lastState": last,
-                    "state": {"running": {}}}]}}});
-            writeln!(input, "{ev}").unwrap();
+        let running = pods::c("web", 0).state(serde_json::json!({"running": {}}));
+        let restarted = running.clone().terminated(serde_json::json!({"exitCode": 1, "reason": "Error",
+            "finishedAt": "2026-11-20T10:00:00Z", "containerID": format!("containerd://{i}")}));
+        for web in [running, C { restarts: 1, ..restarted }] {
+            let pod = pods::pod(&format!("00000000-0000-0000-0000-{i:012}")).named("ns", &format!("p-{i}"));
+            writeln!(input, "{}", pod.bare().app(web).event("MODIFIED")).unwrap();
         }
     }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_restart-watcher"))

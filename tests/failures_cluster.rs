@@ -7,8 +7,8 @@
 //! API server's watch stream, recorded by `kubectl get pods --watch --output-watch-events`, gives
 //! the same records.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
+use restart_watcher_test_support::pods;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,9 +60,9 @@ fn wait_pods(k: &Cluster, ns: &str, selector: &str, n: usize) -> Vec<String> {
 /// Plays the kubelet failing to start `container` of a Pending pod: its status says waiting with
 /// `reason` and `message`.
 fn fail_to_start(k: &Cluster, ns: &str, pod: &str, container: &str, image: &str, reason: &str, message: &str) {
-    let patch = json!({"status": {"phase": "Pending", "containerStatuses": [{
-        "name": container, "image": image, "imageID": "", "ready": false, "started": false, "restartCount": 0,
-        "state": {"waiting": {"reason": reason, "message": message}}}]}});
+    let waiting = pods::c(container, 0).waiting_msg(reason, message).field("image", image).field("imageID", "");
+    let waiting = waiting.field("ready", false).field("started", false);
+    let patch = json!({"status": {"phase": "Pending", "containerStatuses": [waiting.json()]}});
     status_patch(k, ns, pod, &patch);
 }
 
@@ -169,6 +169,7 @@ fn assert_live_and_replayed(agent: &mut Agent, recorder: Recorder, want: &[Rec])
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_deployment_with_a_missing_image_reports_one_start_failure_per_pod_and_its_end_on_scale_down() {
     let k = Cluster::shared();
     let ns = "f-image";
@@ -217,6 +218,7 @@ fn a_deployment_with_a_missing_image_reports_one_start_failure_per_pod_and_its_e
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
     let k = Cluster::shared();
     let ns = "f-config";
@@ -268,6 +270,7 @@ fn a_missing_configmap_key_is_one_start_failure_and_one_end_once_fixed() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_never_job_pod_exiting_3_is_one_failure_and_a_pod_exiting_0_is_silent() {
     let k = Cluster::shared();
     let ns = "f-job";
@@ -300,6 +303,7 @@ fn a_never_job_pod_exiting_3_is_one_failure_and_a_pod_exiting_0_is_silent() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn an_oom_killed_never_pod_is_one_failure_and_kubectl_delete_pod_is_silent() {
     let k = Cluster::shared();
     let ns = "f-oom";
@@ -321,6 +325,7 @@ fn an_oom_killed_never_pod_is_one_failure_and_kubectl_delete_pod_is_silent() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() {
     let k = Cluster::shared();
     let ns = "f-evict";
@@ -359,6 +364,7 @@ fn an_evicted_pod_is_one_eviction_record_and_its_killed_containers_no_failure() 
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_cap() {
     let k = Cluster::shared();
     let ns = "f-metrics";

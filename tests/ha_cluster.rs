@@ -3,8 +3,7 @@
 //! standby takes over within the lease duration plus 2 s, and a restart delivered twice carries the
 //! same `restart_watcher.restart.id` both times.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -64,6 +63,7 @@ fn delivered(records: &[Value]) -> Vec<((String, i64), String)> {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_standby_takes_over_from_a_killed_leader_and_every_restart_is_delivered() {
     let k = Cluster::shared();
     let ns = "ha-kill";

@@ -3,8 +3,7 @@
 //! default values, valid objects for Kubernetes 1.31 and 1.35 in every toggle combination, and
 //! `helm install` on the v1.35 cluster with the agent running as the chart's ServiceAccount.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -90,6 +89,7 @@ fn leak(s: String) -> &'static str {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_chart_passes_helm_lint_and_its_schema_refuses_bad_values_by_name() {
     let out = helm(&["lint", "--strict", "--kube-version", KUBE_VERSION, CHART]);
     assert!(
@@ -133,6 +133,7 @@ fn the_chart_passes_helm_lint_and_its_schema_refuses_bad_values_by_name() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_chart_with_default_values_renders_the_objects_of_deploy_base() {
     let base = Command::new(kubectl_bin()).args(["kustomize", "deploy/base"]).output().unwrap();
     assert!(base.status.success());
@@ -160,6 +161,7 @@ fn the_chart_with_default_values_renders_the_objects_of_deploy_base() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn every_toggle_combination_renders_objects_valid_for_kubernetes_1_31_and_1_35() {
     for (name, set) in combinations() {
         let objs = objects(&template("rw", "rw", &set));
@@ -210,6 +212,7 @@ fn sa_kubeconfig(k: &Cluster, ns: &str, sa: &str) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn helm_install_runs_the_agent_as_the_charts_service_account_without_a_403_in_each_combination() {
     let k = Cluster::shared();
     let app = "helm-app";

@@ -1,6 +1,6 @@
 //! The OTLP mapping, asserted against the key constants: resource, record, span, ids, service.name.
 
-mod support;
+use restart_watcher_test_support::pods as support;
 
 use std::collections::BTreeMap;
 

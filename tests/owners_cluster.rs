@@ -2,8 +2,7 @@
 //! agent may not read ReplicaSets. (With that RBAC, the uids the real controllers wrote are checked
 //! in scenarios_cluster.rs.)
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use cluster::{Agent, Cluster, attr};
 const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn without_rbac_for_replicasets_the_deployment_is_named_by_the_naming_rule() {
     let k = Cluster::shared();
     let ns = "o-norbac";

@@ -1,10 +1,9 @@
 //! The whole pipeline, live: a restart written with kubectl on the real API server, detected by the
 //! agent, exported over OTLP/gRPC to a collector; outages longer than the queue; shutdown.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/fake_collector.rs"]
-mod fake_collector;
+use restart_watcher_test_support::cluster;
+use restart_watcher_test_support::fake_collector;
+use restart_watcher_test_support::pods;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -37,6 +36,7 @@ fn cluster_collector_and_pod(ns: &str, pod: &str, container: &str) -> (&'static 
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
     let (k, fc, uid) = cluster_collector_and_pod("e2e-live", "pay-1", "pay");
     let ns = "e2e-live";
@@ -112,6 +112,7 @@ fn a_kubectl_patch_arrives_at_the_collector_and_shows_in_the_metrics() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn every_restart_arrives_after_an_outage_longer_than_the_queue_holds() {
     let k = Cluster::shared();
     let fc = FakeCollector::start_blocking();
@@ -154,6 +155,7 @@ fn every_restart_arrives_after_an_outage_longer_than_the_queue_holds() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
     let (k, fc, _) = cluster_collector_and_pod("e2e-shutdown", "s-1", "s");
     fc.set_down(true);
@@ -169,6 +171,7 @@ fn shutdown_reports_what_could_not_be_delivered_and_exits_non_zero() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
     let (k, fc, _) = cluster_collector_and_pod("e2e-selfmetrics", "m-1", "m");
     let ns = "e2e-selfmetrics";
@@ -194,6 +197,7 @@ fn self_metrics_are_pushed_over_otlp_to_the_same_collector() {
 /// queries, checked against the `/metrics` of an agent that exported (once with a retry, once
 /// dropped by the collector), counted restarts and a failure per workload, and watched.
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
     let (k, fc, _) = cluster_collector_and_pod("e2e-dashboard", "api-1", "api");
     let ns = "e2e-dashboard";
@@ -217,8 +221,10 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
     fc.wait_log_records(2, WAIT);
     fc.fail_next("logs", 1, || tonic::Status::invalid_argument("bad record"));
     k.set_status(ns, "api-1", json!([status("api", 3, Some(("Error", 1, &now_rfc3339())))]));
-    let ended = json!([{"name": "task", "restartCount": 0, "image": "registry.example.com/task:1.0",
-        "state": {"terminated": {"exitCode": 2, "reason": "Error", "finishedAt": now_rfc3339()}}}]);
+    let ended = pods::c("task", 0).bare().field("image", "registry.example.com/task:1.0");
+    let ended = json!([ended
+        .state(json!({"terminated": {"exitCode": 2, "reason": "Error", "finishedAt": now_rfc3339()}}))
+        .json()]);
     k.kubectl(&[
         "-n",
         ns,

@@ -3,8 +3,7 @@
 //! slow, a failing and a forbidden pod; redaction, byte cap, concurrency cap; and through the
 //! enrichment stage, where a failed fetch never blocks or loses the record.
 
-#[path = "support/fixture.rs"]
-mod fixture;
+use restart_watcher_test_support::fixture;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,8 +2,6 @@
 //! fixed number of cases so CI runs the same amount of work every time). Failures proptest finds
 //! are kept in `tests/properties.proptest-regressions` and replayed first.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
@@ -12,6 +10,7 @@ use restart_watcher::detector::Detector;
 use restart_watcher::pod::SlimPod;
 use restart_watcher::record::Record;
 use restart_watcher::replay::{ReplayError, ReplayStats, replay_bounded};
+use restart_watcher_test_support::pods;
 use serde_json::json;
 
 /// Cases per property (fixed: CI does the same work on every run).
@@ -75,25 +74,17 @@ impl World {
     /// The pod with `counts`; each container's last termination is unique to (uid, container,
     /// reset epoch, count), as a real one is.
     fn pod(&self, counts: [u32; 2]) -> SlimPod {
-        let statuses: Vec<_> = CONTAINERS
-            .iter()
-            .zip(counts)
-            .zip(self.epoch)
-            .map(|((name, n), epoch)| {
-                let mut s = json!({"name": name, "restartCount": n, "state": {"running": {}}, "lastState": {}});
-                if n > 0 {
-                    let finished =
-                        Timestamp::from_second(1_700_000_000 + i64::from(epoch) * 1000 + i64::from(n)).unwrap();
-                    s["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error",
-                        "finishedAt": finished.to_string(),
-                        "containerID": format!("containerd://{}-{name}-{epoch}-{n}", self.uid)}});
-                }
-                s
-            })
-            .collect();
-        let v = json!({"kind": "Pod", "metadata": {"uid": self.uid, "name": "p", "namespace": "ns"},
-                       "status": {"containerStatuses": statuses}});
-        serde_json::from_value(v).unwrap()
+        let mut pod = pods::pod(&self.uid).named("ns", "p").bare();
+        for ((name, n), epoch) in CONTAINERS.iter().zip(counts).zip(self.epoch) {
+            let mut c = pods::c(name, n).state(json!({"running": {}}));
+            if n > 0 {
+                let finished = Timestamp::from_second(1_700_000_000 + i64::from(epoch) * 1000 + i64::from(n)).unwrap();
+                c = c.terminated(json!({"exitCode": 1, "reason": "Error", "finishedAt": finished.to_string(),
+                    "containerID": format!("containerd://{}-{name}-{epoch}-{n}", self.uid)}));
+            }
+            pod = pod.app(c);
+        }
+        pod.slim()
     }
 }
 

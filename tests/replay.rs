@@ -1,6 +1,6 @@
 //! End to end: recorded streams through the binary's replay, with the expected restarts written by hand.
 
-mod support;
+use restart_watcher_test_support::pods as support;
 
 use std::process::{Command, Output};
 
@@ -174,10 +174,10 @@ fn pod_lists_are_snapshots_and_plain_pods_are_updates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lists.json");
     let pod = |uid: &str, name: &str, n: u32| {
-        serde_json::json!({"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid},
-            "status": {"containerStatuses": [{"name": "app", "restartCount": n,
-                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z"}}}]}})
+        let app = support::c("app", n).without_state();
+        let app = app.terminated(serde_json::json!({"exitCode": 1, "reason": "Error",
+            "finishedAt": "2026-11-20T10:00:00Z"}));
+        support::pod(uid).named("ns", name).bare().app(app).json()
     };
     let a = "aaaaaaaa-0000-0000-0000-000000000000";
     let b = "bbbbbbbb-0000-0000-0000-000000000000";
@@ -244,11 +244,9 @@ fn replay_with_a_checkpoint_file_catches_up_on_first_sightings_and_writes_the_ch
     let checkpoint = dir.path().join("rw.checkpoint");
     let input = dir.path().join("in.json");
     let pod = |uid: &str, name: &str, finished: &str| {
-        serde_json::json!({"type": "ADDED", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid},
-            "status": {"containerStatuses": [{"name": "app", "restartCount": 3,
-                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": finished}}}]}}})
-        .to_string()
+        let app = support::c("app", 3).without_state();
+        let app = app.terminated(serde_json::json!({"exitCode": 1, "reason": "Error", "finishedAt": finished}));
+        support::pod(uid).named("ns", name).bare().app(app).event("ADDED").to_string()
     };
     std::fs::write(
         &input,
@@ -284,16 +282,12 @@ fn a_first_sighting_baselined_from_the_probe_alone_behaves_like_a_full_decode() 
     use restart_watcher::record::ContainerKind;
     let pod = |sidecar: u32, init: u32, app: u32| {
         let st = |name: &str, n: u32| {
-            serde_json::json!({"name": name, "restartCount": n,
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-20T10:00:00Z"}}})
+            support::c(name, n).without_state().terminated(serde_json::json!({"exitCode": 1, "reason": "Error",
+                "finishedAt": "2026-11-20T10:00:00Z"}))
         };
-        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "p", "namespace": "ns", "uid": "bbbbbbbb-0000-0000-0000-000000000001"},
-            "spec": {"initContainers": [{"name": "envoy", "restartPolicy": "Always"}, {"name": "migrate"}],
-                     "containers": [{"name": "web"}]},
-            "status": {"initContainerStatuses": [st("envoy", sidecar), st("migrate", init)],
-                       "containerStatuses": [st("web", app)]}}})
-        .to_string()
+        let pod = support::pod("bbbbbbbb-0000-0000-0000-000000000001").named("ns", "p").bare();
+        let pod = pod.sidecar(st("envoy", sidecar)).init(st("migrate", init)).app(st("web", app));
+        pod.event("MODIFIED").to_string()
     };
     // first sighting with counts > 0 (silent baseline, from the probe), then one rise per container
     let stream = [pod(2, 1, 5), pod(3, 1, 5), pod(3, 2, 5), pod(3, 2, 7)].join("\n");
@@ -319,15 +313,9 @@ fn replay_fast_paths_never_skip_a_start_failure_its_end_a_failure_or_an_eviction
     use restart_watcher::detector::Detector;
     use serde_json::json;
     let ev = |uid: &str, policy: &str, state: serde_json::Value, status: serde_json::Value| {
-        let mut st =
-            json!({"phase": "Running", "containerStatuses": [{"name": "web", "restartCount": 0, "state": state}]});
-        for (k, v) in status.as_object().unwrap() {
-            st[k] = v.clone();
-        }
-        json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": format!("p-{uid}"), "namespace": "ns", "uid": uid},
-            "spec": {"restartPolicy": policy, "containers": [{"name": "web"}]}, "status": st}})
-        .to_string()
+        let pod = support::pod(uid).named("ns", &format!("p-{uid}")).bare().restart_policy(policy);
+        let pod = pod.status(json!({"phase": "Running"})).status(status).app(support::c("web", 0).state(state));
+        pod.event("MODIFIED").to_string()
     };
     let (a, b, c) = (
         "eeeeeeee-0000-0000-0000-000000000001",
@@ -387,11 +375,9 @@ fn episodes_past_their_budget_have_their_missing_ends_counted_in_the_log_and_the
         serde_json::json!({"running": {"startedAt": "2026-11-20T10:01:00Z"}}),
     ] {
         for i in 0..pods {
-            let ev = serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-                "metadata": {"name": format!("p-{i}"), "namespace": "ns", "uid": format!("00000000-0000-0000-0000-{i:012}"),
-                             "creationTimestamp": "2026-11-20T10:00:00Z"},
-                "status": {"containerStatuses": [{"name": "web", "restartCount": 0, "state": state}]}}});
-            writeln!(input, "{ev}").unwrap();
+            let pod = support::pod(&format!("00000000-0000-0000-0000-{i:012}")).named("ns", &format!("p-{i}")).bare();
+            let pod = pod.meta(serde_json::json!({"creationTimestamp": "2026-11-20T10:00:00Z"}));
+            writeln!(input, "{}", pod.app(support::c("web", 0).state(state.clone())).event("MODIFIED")).unwrap();
         }
     }
     let out = replay(&[input.path().to_str().unwrap()]);

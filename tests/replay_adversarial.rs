@@ -1,9 +1,8 @@
 //! Replay under adversarial input: each test is a defect found by fuzzing and hand-built edge
 //! cases, named after the behaviour that now holds.
 
-#[path = "support/process.rs"]
-mod process;
-mod support;
+use restart_watcher_test_support::pods as support;
+use restart_watcher_test_support::process;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Output, Stdio};

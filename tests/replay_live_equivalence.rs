@@ -12,6 +12,7 @@ use restart_watcher::pod::SlimPod;
 use restart_watcher::record::Record;
 use restart_watcher::replay::{RecordingClock, ReplayStats};
 use restart_watcher::watch_step::ScopeWatch;
+use restart_watcher_test_support::pods;
 use serde_json::Value;
 
 /// Every committed recording that an API server (or kubectl) wrote. The adversarial fixtures are
@@ -98,13 +99,10 @@ fn every_committed_recording_gives_the_same_records_live_and_replayed() {
 #[test]
 fn an_update_that_only_adds_a_disruption_condition_is_a_preemption_live_and_replayed() {
     let pod = |conditions: Value| {
-        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "web-1", "namespace": "shop", "uid": "ffffffff-0000-0000-0000-000000000001",
-                         "creationTimestamp": "2026-11-20T10:00:00Z"},
-            "spec": {"nodeName": "node-a", "containers": [{"name": "web"}]},
-            "status": {"phase": "Running", "conditions": conditions, "containerStatuses": [{"name": "web",
-                "restartCount": 0, "state": {"running": {"startedAt": "2026-11-20T10:00:05Z"}}}]}}})
-        .to_string()
+        let pod = pods::pod("ffffffff-0000-0000-0000-000000000001").named("shop", "web-1").bare().on_node("node-a");
+        let pod = pod.meta(serde_json::json!({"creationTimestamp": "2026-11-20T10:00:00Z"}));
+        let pod = pod.status(serde_json::json!({"phase": "Running", "conditions": conditions}));
+        pod.app(pods::c("web", 0).running_since("2026-11-20T10:00:05Z")).event("MODIFIED").to_string()
     };
     let ready = serde_json::json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-20T10:00:06Z"}]);
     let preempted = serde_json::json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-20T10:00:06Z"},
@@ -122,13 +120,11 @@ fn a_recording_without_managed_fields_dates_an_episode_by_its_own_times() {
     // As `kubectl get pods -w -o json` prints it (no managedFields since 1.21): the pull fails
     // (the Ready condition moves at 10:00:02), then the container runs from 10:00:23.
     let pod = |state: Value, ready_at: &str| {
-        serde_json::json!({"type": "MODIFIED", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": "search-1", "namespace": "shop", "uid": "ffffffff-0000-0000-0000-000000000002",
-                         "creationTimestamp": "2026-11-20T10:00:00Z"},
-            "spec": {"nodeName": "node-a", "containers": [{"name": "search"}]},
-            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": ready_at}],
-                       "containerStatuses": [{"name": "search", "restartCount": 0, "state": state}]}}})
-        .to_string()
+        let pod = pods::pod("ffffffff-0000-0000-0000-000000000002").named("shop", "search-1").bare().on_node("node-a");
+        let pod = pod.meta(serde_json::json!({"creationTimestamp": "2026-11-20T10:00:00Z"}));
+        let pod = pod.status(serde_json::json!({"phase": "Pending",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": ready_at}]}));
+        pod.app(pods::c("search", 0).state(state)).event("MODIFIED").to_string()
     };
     let stream = [
         pod(serde_json::json!({"waiting": {"reason": "ContainerCreating"}}), "2026-11-20T10:00:00Z"),

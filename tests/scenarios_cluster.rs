@@ -3,8 +3,7 @@
 //! (tests/support/cluster.sh, Kubernetes v1.35). The test plays the kubelet only for crashes
 //! (`Cluster::crash`). Each scenario asserts the exact records, nothing more.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use restart_watcher_test_support::cluster;
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +41,7 @@ fn res(rec: &Value) -> &Value {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_deployment_rollout_and_a_scale_down_to_zero_make_no_record() {
     let k = Cluster::shared();
     let ns = "s-rollout";
@@ -64,6 +64,7 @@ fn a_deployment_rollout_and_a_scale_down_to_zero_make_no_record() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_crash_looping_deployment_is_reported_per_restart_with_the_controllers_owner_uids() {
     let k = Cluster::shared();
     let ns = "s-crashloop";
@@ -91,6 +92,7 @@ fn a_crash_looping_deployment_is_reported_per_restart_with_the_controllers_owner
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_cronjob_job_failing_twice_then_completing_makes_two_records_naming_the_job_and_cronjob() {
     let k = Cluster::shared();
     let ns = "s-cronjob";
@@ -125,6 +127,7 @@ fn a_cronjob_job_failing_twice_then_completing_makes_two_records_naming_the_job_
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_statefulset_pod_recreated_under_the_same_name_is_tracked_per_uid() {
     let k = Cluster::shared();
     let ns = "s-statefulset";
@@ -161,6 +164,7 @@ fn a_statefulset_pod_recreated_under_the_same_name_is_tracked_per_uid() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_native_sidecar_restart_is_reported_as_a_sidecar() {
     let k = Cluster::shared();
     let ns = "s-sidecar";
@@ -185,6 +189,7 @@ fn a_native_sidecar_restart_is_reported_as_a_sidecar() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_drained_node_reports_one_eviction_per_evicted_pod_and_no_restart() {
     // A cluster of its own: draining a node of the shared one would evict other tests' pods.
     let k = Cluster::start(&["--nodes", "node-x,node-y"]);
@@ -224,6 +229,7 @@ fn a_drained_node_reports_one_eviction_per_evicted_pod_and_no_restart() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_agent_sigkilled_during_a_crash_loop_catches_up_from_its_lease_checkpoint() {
     let k = Cluster::shared();
     let ns = "s-sigkill";

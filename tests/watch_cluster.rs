@@ -1,10 +1,8 @@
 //! `restart-watcher run` against the Kubernetes v1.35 cluster of tests/support/cluster.sh, driven by
 //! the real kubectl: restarts are written through the pods/status subresource the way kubelet does.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/proxy.rs"]
-mod proxy;
+use restart_watcher_test_support::cluster;
+use restart_watcher_test_support::proxy;
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +18,7 @@ fn s(pod: &str, c: &str, n: i64, missed: i64, late: bool) -> (String, String, i6
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn restart_patched_with_kubectl_is_reported_once_with_the_right_fields() {
     let k = Cluster::shared();
     let ns = "t-basic";
@@ -55,6 +54,7 @@ fn restart_patched_with_kubectl_is_reported_once_with_the_right_fields() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_watch_cut_mid_stream_resumes_without_loss_or_duplicates() {
     let k = Cluster::shared();
     let ns = "t-cut";
@@ -83,6 +83,7 @@ fn a_watch_cut_mid_stream_resumes_without_loss_or_duplicates() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_real_410_relists_without_duplicates_and_reports_the_gap_restart_with_its_missed_count() {
     let k = Cluster::shared();
     let ns = "t-expired";
@@ -125,6 +126,7 @@ fn a_real_410_relists_without_duplicates_and_reports_the_gap_restart_with_its_mi
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn the_agent_killed_and_restarted_reports_restarts_from_its_downtime_once_and_none_from_before() {
     let k = Cluster::shared();
     let ns = "t-catchup";
@@ -163,6 +165,7 @@ fn the_agent_killed_and_restarted_reports_restarts_from_its_downtime_once_and_no
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn node_mode_sees_only_its_node() {
     let k = Cluster::shared();
     let ns = "t-node";
@@ -183,6 +186,7 @@ fn node_mode_sees_only_its_node() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn namespace_label_and_exclusion_scoping_work() {
     let k = Cluster::shared();
     for ns in ["t-scope-in", "t-scope-out"] {
@@ -225,6 +229,7 @@ fn namespace_label_and_exclusion_scoping_work() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_bad_token_gets_a_clear_401_message_and_a_non_zero_exit() {
     let k = Cluster::shared();
     let mut agent = Agent::start(Path::new(k.var("BADTOKEN_KUBECONFIG")), &["--no-checkpoint"]);
@@ -234,6 +239,7 @@ fn a_bad_token_gets_a_clear_401_message_and_a_non_zero_exit() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_user_without_rbac_gets_the_exact_verbs_and_resources_it_needs() {
     let k = Cluster::shared();
     let mut agent = Agent::start(Path::new(k.var("WATCHER_KUBECONFIG")), &["--no-checkpoint"]);
@@ -245,6 +251,7 @@ fn a_user_without_rbac_gets_the_exact_verbs_and_resources_it_needs() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn an_unreachable_server_is_named_and_the_agent_exits_non_zero() {
     let k = Cluster::shared();
     let kc = k.kubeconfig_via(k.admin(), "https://127.0.0.1:1", "unreachable");
@@ -255,6 +262,7 @@ fn an_unreachable_server_is_named_and_the_agent_exits_non_zero() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn without_rbac_for_leases_the_agent_says_so_once_and_runs_without_catch_up() {
     let k = Cluster::shared();
     let ns = "t-nolease";
@@ -276,6 +284,7 @@ fn without_rbac_for_leases_the_agent_says_so_once_and_runs_without_catch_up() {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_server_without_streaming_lists_is_listed_instead_and_nothing_is_missed() {
     // v1.35 with the WatchList gate off answers a streaming list (sendInitialEvents) with 422, as
     // servers before 1.34 (and 1.33 by default) do: cluster mode falls back to pages; node mode
@@ -316,6 +325,7 @@ fn pod_watch_requests(k: &Cluster) -> f64 {
 }
 
 #[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_watch_that_times_out_resumes_where_it_was_without_a_relist() {
     // Its own cluster (with the watch cache, as shipped): the API server's WATCH count is then
     // this agent's, plus the few long watches of the controllers.

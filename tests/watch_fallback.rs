@@ -2,10 +2,8 @@
 //! parameter) streams a plain watch: the streaming list never ends. The agent says so, lists
 //! instead, becomes ready and reports what happens next.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/stand_in_apiserver.rs"]
-mod stand_in_apiserver;
+use restart_watcher_test_support::cluster;
+use restart_watcher_test_support::stand_in_apiserver;
 
 use std::time::Duration;
 

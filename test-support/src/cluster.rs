@@ -2,7 +2,6 @@
 //! controller-manager, scheduler, kwok's simulated kubelets), shared by the tests of one test binary,
 //! and helpers to drive it with the real `kubectl`, to play the kubelet's crashes and to run the
 //! agent as a subprocess.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -309,21 +308,20 @@ pub fn yaml_objects(yaml: &str) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A container status as kubelet writes it.
+/// A container status as kubelet writes it: running since now as instance `restarts`, with the
+/// last termination `(reason, exit code, finished at)` of instance `restarts - 1` when given.
 pub fn status(name: &str, restarts: u32, last: Option<(&str, i32, &str)>) -> Value {
-    let mut s = serde_json::json!({
-        "name": name, "restartCount": restarts, "ready": true, "started": true,
-        "image": format!("registry.example.com/{name}:1.0"),
-        "imageID": format!("registry.example.com/{name}@sha256:0123456789abcdef"),
-        "containerID": format!("containerd://{name}-{restarts}"),
-        "state": {"running": {"startedAt": now_rfc3339()}},
-    });
-    if let Some((reason, code, finished)) = last {
-        s["lastState"] = serde_json::json!({"terminated": {"reason": reason, "exitCode": code,
-            "startedAt": "2026-01-01T00:00:00Z", "finishedAt": finished,
-            "containerID": format!("containerd://{name}-{}", restarts.saturating_sub(1))}});
+    let mut c = crate::pods::c(name, restarts)
+        .field("started", true)
+        .field("imageID", format!("registry.example.com/{name}@sha256:0123456789abcdef"))
+        .id(&format!("containerd://{name}-{restarts}"))
+        .running_since(&now_rfc3339());
+    if let Some((reason, exit_code, finished_at)) = last {
+        c = c.terminated(serde_json::json!({"reason": reason, "exitCode": exit_code,
+            "startedAt": "2026-01-01T00:00:00Z", "finishedAt": finished_at,
+            "containerID": format!("containerd://{name}-{}", restarts.saturating_sub(1))}));
     }
-    s
+    c.json()
 }
 
 pub fn now_rfc3339() -> String {
@@ -361,7 +359,7 @@ impl Agent {
     }
 
     fn spawn(kubeconfig: &Path, args: &[&str], env: &[(String, String)]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
+        let mut child = Command::new(crate::agent_binary())
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)

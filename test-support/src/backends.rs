@@ -2,7 +2,6 @@
 //! of `otel-collector/builder-config.yaml` (built by `otel-collector/build.sh`), Jaeger v2 and
 //! VictoriaLogs (built by `tests/support/build-go-tools.sh`). Each can be stopped and started again
 //! on the same ports (an outage); each is killed when the test ends, even when it fails.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

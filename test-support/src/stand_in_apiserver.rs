@@ -32,19 +32,20 @@ pub struct StandInApiServer {
 
 /// The pod, with its container's `restartCount`.
 fn pod(restarts: u32) -> Value {
-    let last = if restarts == 0 {
-        json!({})
-    } else {
-        json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-20T10:00:00Z",
-            "finishedAt": "2026-11-20T10:01:00Z", "containerID": "containerd://web-0"}})
-    };
-    json!({"kind": "Pod", "apiVersion": "v1",
-        "metadata": {"name": "web-1", "namespace": "shop", "uid": "5ca1ab1e-0000-0000-0000-000000000001",
-                     "resourceVersion": if restarts == 0 { "4" } else { "6" }, "creationTimestamp": "2026-11-20T09:59:00Z"},
-        "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "registry.example.com/web:1.0"}]},
-        "status": {"phase": "Running", "containerStatuses": [{"name": "web", "restartCount": restarts,
-            "image": "registry.example.com/web:1.0", "imageID": "", "lastState": last,
-            "state": {"running": {"startedAt": "2026-11-20T10:01:01Z"}}}]}})
+    let mut web = crate::pods::c("web", restarts)
+        .field("image", "registry.example.com/web:1.0")
+        .field("imageID", "")
+        .running_since("2026-11-20T10:01:01Z");
+    if restarts > 0 {
+        web = web.terminated(json!({"exitCode": 1, "reason": "Error", "startedAt": "2026-11-20T10:00:00Z",
+            "finishedAt": "2026-11-20T10:01:00Z", "containerID": "containerd://web-0"}));
+    }
+    crate::pods::pod("5ca1ab1e-0000-0000-0000-000000000001")
+        .named("shop", "web-1")
+        .meta(json!({"resourceVersion": if restarts == 0 { "4" } else { "6" },
+                     "creationTimestamp": "2026-11-20T09:59:00Z"}))
+        .app(web)
+        .json()
 }
 
 /// Watch events, one JSON object per line, then the connection stays open.

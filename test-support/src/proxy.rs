@@ -1,6 +1,5 @@
 //! A TCP proxy between the agent and the API server that can cut connections and refuse new ones,
 //! to inject the faults a real network has (a dropped watch, an outage).
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,6 +1,5 @@
 //! The real collector for the end-to-end export tests: `rotel-agent` from the PyPI package
 //! `rotel` (installed by tests/support/install-test-deps.sh), listening on loopback.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

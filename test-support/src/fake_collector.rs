@@ -1,7 +1,6 @@
 //! An in-process OTLP/gRPC collector (tonic `LogsServiceServer` + `TraceServiceServer` on
 //! 127.0.0.1:0) that records what it receives, with the request metadata, and can be told to fail:
 //! a status for the next N calls, a stall, or down until further notice.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,6 +1,5 @@
 //! What the benches against a real control plane share: a cluster of kwok nodes
 //! (tests/support/cluster.sh), its client, many pods on it, and process measures.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -137,7 +136,6 @@ pub fn rss_mib(pid: u32) -> f64 {
 }
 
 /// The process's peak RSS so far (`VmHWM`), in MiB.
-#[allow(dead_code)]
 pub fn peak_rss_mib(pid: u32) -> f64 {
     proc_status_mib(pid, "VmHWM:")
 }
@@ -219,14 +217,17 @@ pub async fn crash(client: &Client, ns: &str, pod: &str, n: u32) -> bool {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let now = jiff::Timestamp::now().to_string();
     let running = |name: &str, image: &str, restarts: u32| {
-        json!({"name": name, "image": image, "imageID": "", "ready": true, "started": true,
-               "restartCount": restarts, "containerID": format!("containerd://{pod}-{name}-{restarts}"),
-               "state": {"running": {"startedAt": now}}})
+        crate::pods::c(name, restarts)
+            .field("image", image)
+            .field("imageID", "")
+            .field("started", true)
+            .id(&format!("containerd://{pod}-{name}-{restarts}"))
+            .running_since(&now)
     };
-    let mut app = running("app", "registry.example.com/app:1.0", n);
-    app["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now,
-                                             "containerID": format!("containerd://{pod}-app-{}", n - 1)}});
-    let patch = json!({"status": {"containerStatuses": [app, running("envoy", "envoyproxy/envoy:v1.31.0", 0)]}});
+    let app = running("app", "registry.example.com/app:1.0", n).terminated(json!({"exitCode": 1, "reason": "Error",
+        "startedAt": now, "finishedAt": now, "containerID": format!("containerd://{pod}-app-{}", n - 1)}));
+    let envoy = running("envoy", "envoyproxy/envoy:v1.31.0", 0);
+    let patch = json!({"status": {"containerStatuses": [app.json(), envoy.json()]}});
     for _ in 0..5 {
         if api.patch_status(pod, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.is_ok() {
             return true;
@@ -391,7 +392,7 @@ impl BenchAgent {
             l.local_addr().unwrap().to_string()
         };
         let bin = cluster.dir.join(format!("restart-watcher-{}", variant.label));
-        let source = variant.bin.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_restart-watcher").into());
+        let source = variant.bin.clone().unwrap_or_else(crate::agent_binary);
         std::fs::copy(&source, &bin).unwrap_or_else(|e| panic!("copying the agent {}: {e}", source.display()));
         let wrap: Vec<String> =
             std::env::var("BENCH_AGENT_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();

@@ -1,6 +1,5 @@
 //! Restart events from the recording of a real API server (tests/fixtures), for tests and benches
 //! that need realistic records without a cluster.
-#![allow(dead_code)]
 
 use restart_watcher::detector::Detector;
 use restart_watcher::record::Record;
