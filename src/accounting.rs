@@ -65,13 +65,13 @@ impl QueueBytes {
     }
 
     /// What a record of `bytes` reserves, in KiB (rounded up, at most the whole budget).
-    pub fn kib_of(&self, bytes: usize) -> u32 {
+    pub(crate) fn kib_of(&self, bytes: usize) -> u32 {
         u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.budget_kib)
     }
 
     /// Reserves room for a record of `bytes`, waiting while the queue is full (counted in
     /// `usage.shed`).
-    pub async fn reserve(&self, bytes: usize) {
+    pub(crate) async fn reserve(&self, bytes: usize) {
         let kib = self.kib_of(bytes);
         let permit = match self.permits.try_acquire_many(kib) {
             Ok(p) => Some(p),
@@ -124,17 +124,7 @@ pub struct ExportProgress {
     pub queue: QueueBytes,
 }
 
-impl ExportProgress {
-    /// Every record whose fate is settled: exported, failed, coalesced, or handed off to the
-    /// leader. The checkpoint advances
-    /// only when this equals the number of records handed to the pipeline.
-    pub fn settled(&self) -> u64 {
-        self.exported.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.coalesced.load(Ordering::Relaxed)
-            + self.handed_off.load(Ordering::Relaxed)
-    }
-}
+impl ExportProgress {}
 
 /// Records in flight by second (see `Record::in_flight_second`). Its size is bounded by the
 /// records in flight, which the export queue's budget bounds.
@@ -168,7 +158,7 @@ impl InFlightBySecond {
     }
 
     /// `n` records of `from` now count in `to` (storm control holding them in a window).
-    pub fn shift(&self, from: i64, to: i64, n: u64) {
+    pub(crate) fn shift(&self, from: i64, to: i64, n: u64) {
         if from != to {
             self.settle(from, n);
             self.add(to, n);
@@ -176,7 +166,7 @@ impl InFlightBySecond {
     }
 
     /// The oldest second with a record in flight.
-    pub fn oldest(&self) -> Option<i64> {
+    pub(crate) fn oldest(&self) -> Option<i64> {
         self.with(|m| m.keys().next().copied())
     }
 }
@@ -185,14 +175,14 @@ impl InFlightBySecond {
 /// failed and counted, represented by another record, or handed off to the leader), which are
 /// still in flight by second, and whether every scope's watch is live. The checkpoint advances to [`Delivery::watermark`].
 #[derive(Clone, Debug, Default)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub progress: Arc<ExportProgress>,
     scopes: Vec<Arc<ScopeHealth>>,
 }
 
 impl Delivery {
     /// A new scope to account for; its watch reports its health there.
-    pub fn add_scope(&mut self) -> Arc<ScopeHealth> {
+    pub(crate) fn add_scope(&mut self) -> Arc<ScopeHealth> {
         let health = Arc::new(ScopeHealth::default());
         self.scopes.push(health.clone());
         health
@@ -206,7 +196,7 @@ impl Delivery {
     /// The checkpoint the pipeline allows now: while every watch is live, the start of the oldest
     /// second with a record in flight, or `now` when none is; `None` while a watch is not live (a
     /// relist may still find restarts of the gap).
-    pub fn watermark(&self, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn watermark(&self, now: Timestamp) -> Option<Timestamp> {
         if !self.all_live() {
             return None;
         }
@@ -280,7 +270,7 @@ pub struct ExportsInFlight {
 
 impl ExportsInFlight {
     /// An export starts: its id.
-    pub fn begin(&self) -> u64 {
+    pub(crate) fn begin(&self) -> u64 {
         let Ok(mut g) = self.inner.lock() else { return 0 };
         g.0 += 1;
         let id = g.0;
@@ -294,7 +284,7 @@ impl ExportsInFlight {
         }
     }
     /// When the oldest export still in progress started.
-    pub fn oldest(&self) -> Option<Instant> {
+    pub(crate) fn oldest(&self) -> Option<Instant> {
         self.inner.lock().ok().and_then(|g| g.1.values().min().copied())
     }
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::SelfTelemetry;
 
 /// An export retrying longer than this makes `/readyz` fail.
-pub const EXPORT_STUCK_THRESHOLD: Duration = Duration::from_secs(60);
+pub(crate) const EXPORT_STUCK_THRESHOLD: Duration = Duration::from_secs(60);
 
 /// Errors of the admin server.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of an admin connection: one request (no keep-alive), its headers read within
 /// [`ADMIN_HEADER_READ_TIMEOUT`], its answer written within the rest.
-pub const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept for the agent's own work (its watches, the exporter, logs): the admin
 /// server never holds more than the limit less these.
 pub const FD_RESERVE: u64 = 128;
@@ -86,7 +86,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Raises the soft limit of open files to the hard limit, as Go's runtime does: the default soft
 /// limit (often 1,024) is a relic. Returns the soft limit in force.
-pub fn raise_open_files_limit() -> u64 {
+pub(crate) fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed.
     unsafe {

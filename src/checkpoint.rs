@@ -20,13 +20,13 @@ use kube::api::PostParams;
 use crate::kube_errors::{Failure, classify};
 
 /// Annotation of the Lease that holds the checkpoint.
-pub const LEASE_ANNOTATION: &str = "restart-watcher.io/checkpoint";
+pub(crate) const LEASE_ANNOTATION: &str = "restart-watcher.io/checkpoint";
 /// Default Lease name (node mode appends `-<node name>`).
-pub const DEFAULT_LEASE_NAME: &str = "restart-watcher-checkpoint";
+pub(crate) const DEFAULT_LEASE_NAME: &str = "restart-watcher-checkpoint";
 /// How often the checkpoint is written at most.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// How far before the checkpoint catch-up looks (status-update lag of kubelet, clock skew).
-pub const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub enum CheckpointStore {
 }
 
 impl CheckpointStore {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             CheckpointStore::Lease { namespace, name, .. } => format!("Lease {namespace}/{name}"),
             CheckpointStore::File(p) => format!("file {}", p.display()),
@@ -100,7 +100,7 @@ impl CheckpointStore {
     }
 
     /// Writes the checkpoint.
-    pub async fn save(&self, t: Timestamp) -> Result<(), CheckpointError> {
+    pub(crate) async fn save(&self, t: Timestamp) -> Result<(), CheckpointError> {
         match self {
             CheckpointStore::Disabled => Ok(()),
             CheckpointStore::File(path) => {
@@ -162,7 +162,7 @@ fn kube_err(source: kube::Error, namespace: &str, name: &str, verb: &'static str
 /// The checkpoint in force for a `stored` one read at `now`: a time in the future (a clock set wrong
 /// when it was written, or a hand edit) would turn catch-up off until then, so it counts as `now`,
 /// said in the log.
-pub fn in_force(stored: Timestamp, now: Timestamp, location: &str) -> Timestamp {
+pub(crate) fn in_force(stored: Timestamp, now: Timestamp, location: &str) -> Timestamp {
     if stored <= now {
         return stored;
     }
@@ -172,7 +172,7 @@ pub fn in_force(stored: Timestamp, now: Timestamp, location: &str) -> Timestamp 
 }
 
 /// The time from which catch-up reports first-seen terminations, for a stored checkpoint.
-pub fn catch_up_since(checkpoint: Timestamp) -> Timestamp {
+pub(crate) fn catch_up_since(checkpoint: Timestamp) -> Timestamp {
     let margin = jiff::SignedDuration::try_from(CATCH_UP_MARGIN).unwrap_or_default();
     checkpoint.checked_sub(margin).unwrap_or(checkpoint)
 }

@@ -16,13 +16,13 @@ use std::hash::{BuildHasher, Hash};
 /// The room a rebuilt table keeps for new keys, as a share of the entries it holds (1/8): a map
 /// is rebuilt at most once per `len / ROOM_SHARE` new keys, so each insert moves at most
 /// `ROOM_SHARE` entries on average.
-pub const ROOM_SHARE: usize = 8;
+pub(crate) const ROOM_SHARE: usize = 8;
 
 /// Makes room for one more key in `map` if its table has none left: rebuilds the table with room
 /// for `len / ROOM_SHARE` more entries, which clears its deleted slots. Call it before every
 /// insert, even of a key the map holds: `insert` reserves room before it looks for the key. It
 /// does nothing (one comparison) while the table has room.
-pub fn make_room<K: Eq + Hash, V, S: BuildHasher + Clone>(map: &mut HashMap<K, V, S>) {
+pub(crate) fn make_room<K: Eq + Hash, V, S: BuildHasher + Clone>(map: &mut HashMap<K, V, S>) {
     // `capacity` is the entries held plus the room left: deleted slots count in neither.
     if map.len() < map.capacity() {
         return;

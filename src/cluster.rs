@@ -7,17 +7,17 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 
 /// How long the start waits for the `kube-system` namespace before going on without the uid.
-pub const CLUSTER_UID_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CLUSTER_UID_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The namespace whose uid identifies the cluster.
-pub const CLUSTER_UID_NAMESPACE: &str = "kube-system";
+pub(crate) const CLUSTER_UID_NAMESPACE: &str = "kube-system";
 
 /// Names that mean "not set": the shipped manifests' example and the usual fill-ins.
 const PLACEHOLDER_NAMES: [&str; 8] =
     ["my-cluster", "cluster", "default", "example", "changeme", "change-me", "change_me", "your-cluster"];
 
 /// Whether `--cluster-name` is a placeholder left from an example (case-insensitive, `<...>` too).
-pub fn is_placeholder_cluster_name(name: &str) -> bool {
+pub(crate) fn is_placeholder_cluster_name(name: &str) -> bool {
     let n = name.trim().to_ascii_lowercase();
     PLACEHOLDER_NAMES.contains(&n.as_str()) || (n.starts_with('<') && n.ends_with('>'))
 }

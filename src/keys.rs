@@ -49,15 +49,15 @@ pub const CONTAINER_IMAGE_REPO_DIGESTS: &str = semconv::CONTAINER_IMAGE_REPO_DIG
 pub const K8S_REPLICASET_NAME: &str = semconv::K8S_REPLICASET_NAME;
 pub const K8S_REPLICASET_UID: &str = semconv::K8S_REPLICASET_UID;
 pub const K8S_DEPLOYMENT_NAME: &str = semconv::K8S_DEPLOYMENT_NAME;
-pub const K8S_DEPLOYMENT_UID: &str = semconv::K8S_DEPLOYMENT_UID;
-pub const K8S_STATEFULSET_NAME: &str = semconv::K8S_STATEFULSET_NAME;
-pub const K8S_STATEFULSET_UID: &str = semconv::K8S_STATEFULSET_UID;
-pub const K8S_DAEMONSET_NAME: &str = semconv::K8S_DAEMONSET_NAME;
-pub const K8S_DAEMONSET_UID: &str = semconv::K8S_DAEMONSET_UID;
-pub const K8S_JOB_NAME: &str = semconv::K8S_JOB_NAME;
-pub const K8S_JOB_UID: &str = semconv::K8S_JOB_UID;
-pub const K8S_CRONJOB_NAME: &str = semconv::K8S_CRONJOB_NAME;
-pub const K8S_CRONJOB_UID: &str = semconv::K8S_CRONJOB_UID;
+pub(crate) const K8S_DEPLOYMENT_UID: &str = semconv::K8S_DEPLOYMENT_UID;
+pub(crate) const K8S_STATEFULSET_NAME: &str = semconv::K8S_STATEFULSET_NAME;
+pub(crate) const K8S_STATEFULSET_UID: &str = semconv::K8S_STATEFULSET_UID;
+pub(crate) const K8S_DAEMONSET_NAME: &str = semconv::K8S_DAEMONSET_NAME;
+pub(crate) const K8S_DAEMONSET_UID: &str = semconv::K8S_DAEMONSET_UID;
+pub(crate) const K8S_JOB_NAME: &str = semconv::K8S_JOB_NAME;
+pub(crate) const K8S_JOB_UID: &str = semconv::K8S_JOB_UID;
+pub(crate) const K8S_CRONJOB_NAME: &str = semconv::K8S_CRONJOB_NAME;
+pub(crate) const K8S_CRONJOB_UID: &str = semconv::K8S_CRONJOB_UID;
 /// Prefix of the opt-in pod label attributes: `k8s.pod.label.<key>`.
 pub const K8S_POD_LABEL_PREFIX: &str = "k8s.pod.label.";
 
@@ -82,7 +82,7 @@ pub const CAUSE: &str = "restart_watcher.cause";
 /// In `CrashLoopBackOff`: the back-off delay before the next start, in seconds (int).
 pub const CRASH_LOOP_BACK_OFF: &str = "restart_watcher.crash_loop.back_off";
 /// Opt-in: the last log lines of the terminated instance (redacted, capped).
-pub const PREVIOUS_LOGS: &str = "restart_watcher.previous_logs";
+pub(crate) const PREVIOUS_LOGS: &str = "restart_watcher.previous_logs";
 /// What kind of fault the cause is: `application`, `resource`, `configuration`, `infrastructure`
 /// or `unknown`.
 pub const CAUSE_CATEGORY: &str = "restart_watcher.cause.category";
@@ -91,7 +91,7 @@ pub const STATUS_MESSAGE: &str = "restart_watcher.status.message";
 /// Start failures: the observed attempts of the episode (int).
 pub const START_FAILURE_ATTEMPTS: &str = "restart_watcher.start_failure.attempts";
 /// Start failures: the waiting reason that opened the episode.
-pub const START_FAILURE_REASON: &str = "restart_watcher.start_failure.reason";
+pub(crate) const START_FAILURE_REASON: &str = "restart_watcher.start_failure.reason";
 /// The end of a start-failure episode: how long it lasted, in seconds (double).
 pub const START_FAILURE_DURATION: &str = "restart_watcher.start_failure.duration";
 /// The end of a start-failure episode: `started` or `pod_deleted`.
@@ -99,7 +99,7 @@ pub const START_FAILURE_OUTCOME: &str = "restart_watcher.start_failure.outcome";
 /// Evictions: the `DisruptionTarget` condition's reason, else the pod's `status.reason`.
 pub const EVICTION_REASON: &str = "restart_watcher.eviction.reason";
 /// Storm control: how many restarts a coalesced record stands for (int).
-pub const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
+pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 
 // ---- Kubernetes names the agent reads ----
 /// Pod annotation that sets `service.name` (semconv k8s-attributes guide, highest priority).

@@ -45,7 +45,7 @@ fn from_code(code: u16) -> Failure {
 }
 
 /// Classifies a kube client error.
-pub fn classify(e: &kube::Error) -> Failure {
+pub(crate) fn classify(e: &kube::Error) -> Failure {
     match e {
         kube::Error::Api(status) => from_code(status.code),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Auth(_) => Failure::Unreachable,
@@ -54,7 +54,7 @@ pub fn classify(e: &kube::Error) -> Failure {
 }
 
 /// Classifies a kube watcher error.
-pub fn classify_watcher(e: &kube::runtime::watcher::Error) -> Failure {
+pub(crate) fn classify_watcher(e: &kube::runtime::watcher::Error) -> Failure {
     use kube::runtime::watcher::Error as W;
     match e {
         W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e) => classify(e),
@@ -65,7 +65,7 @@ pub fn classify_watcher(e: &kube::runtime::watcher::Error) -> Failure {
 
 /// The sentence that says what to fix, for a failure while doing `verbs` on `resource` in `scope`
 /// (e.g. `all namespaces` or `namespace shop`) against `server`.
-pub fn advice(failure: Failure, server: &str, verbs: &str, resource: &str, scope: &str) -> String {
+pub(crate) fn advice(failure: Failure, server: &str, verbs: &str, resource: &str, scope: &str) -> String {
     match failure {
         Failure::Unreachable => format!(
             "cannot reach the Kubernetes API server at {server}: check the server address in the kubeconfig \

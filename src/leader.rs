@@ -36,17 +36,17 @@ use crate::kube_errors::{Failure, classify};
 use crate::record::Record;
 
 /// Default name of the election Lease (in the agent's namespace, beside the checkpoint Lease).
-pub const DEFAULT_LEASE_NAME: &str = "restart-watcher-leader";
+pub(crate) const DEFAULT_LEASE_NAME: &str = "restart-watcher-leader";
 /// The standby buffer's budget: records detected while standing by, not yet covered by the
 /// leader's checkpoint. Past it, the oldest go first (they are the likeliest to be covered).
-pub const STANDBY_BUFFER_BUDGET_BYTES: usize = 8 << 20;
+pub(crate) const STANDBY_BUFFER_BUDGET_BYTES: usize = 8 << 20;
 /// How far before the leader's checkpoint a standby still keeps what it detected, and exports it
 /// when it takes over: the two replicas' watches do not see a status update at the same instant,
 /// and their clocks may differ (by well under a second with NTP). A restart in this margin may
 /// be delivered twice, with the same `restart_watcher.restart.id`.
 pub const HANDOFF_MARGIN: Duration = Duration::from_secs(10);
 /// Longest lease duration accepted.
-pub const MAX_LEASE_DURATION: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(300);
 
 /// What this replica does with what it detects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Timing {
 
 /// What election reads of the Lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LeaseView {
+pub(crate) struct LeaseView {
     pub holder: Option<String>,
     pub renew_time: Option<Timestamp>,
     pub duration: Option<Duration>,
@@ -127,7 +127,13 @@ pub enum Step {
 
 /// What to do, given the Lease (`None`: there is none yet), how long it has shown the same holder
 /// and renew time by this replica's clock (`unchanged_for`), and the wall-clock time `now`.
-pub fn decide(me: &str, view: Option<&LeaseView>, unchanged_for: Duration, now: Timestamp, timing: Timing) -> Step {
+pub(crate) fn decide(
+    me: &str,
+    view: Option<&LeaseView>,
+    unchanged_for: Duration,
+    now: Timestamp,
+    timing: Timing,
+) -> Step {
     let Some(view) = view else { return Step::Take };
     let holder = match view.holder.as_deref() {
         None => return Step::Take,
@@ -154,7 +160,7 @@ pub fn decide(me: &str, view: Option<&LeaseView>, unchanged_for: Duration, now: 
 /// The Lease as this replica writes it to take or renew it: `existing` (or a new one named
 /// `name` in `namespace`) with this replica as holder, renewed at `now`. Taking it from another
 /// holder sets the acquire time and counts a transition.
-pub fn claimed(
+pub(crate) fn claimed(
     existing: Option<Lease>,
     name: &str,
     namespace: &str,
@@ -382,7 +388,7 @@ fn report(e: &LeaderError, warned: &mut bool, what: &str) {
 
 /// Records detected while standing by, oldest first, within a byte budget.
 #[derive(Debug)]
-pub struct StandbyBuffer {
+pub(crate) struct StandbyBuffer {
     records: VecDeque<(Record, usize)>,
     bytes: usize,
     budget_bytes: usize,
@@ -421,7 +427,7 @@ impl StandbyBuffer {
 
     /// Lets go of what the leader's checkpoint `checkpoint` covers: records this replica observed
     /// more than [`HANDOFF_MARGIN`] before it. Returns their in-flight seconds.
-    pub fn prune(&mut self, checkpoint: Timestamp) -> Vec<i64> {
+    pub(crate) fn prune(&mut self, checkpoint: Timestamp) -> Vec<i64> {
         let margin = jiff::SignedDuration::try_from(HANDOFF_MARGIN).unwrap_or_default();
         let Ok(covered_until) = checkpoint.checked_sub(margin) else { return Vec::new() };
         let mut bytes = self.bytes;
@@ -439,7 +445,7 @@ impl StandbyBuffer {
     }
 
     /// Everything kept, oldest first.
-    pub fn take_all(&mut self) -> Vec<Record> {
+    pub(crate) fn take_all(&mut self) -> Vec<Record> {
         self.bytes = 0;
         self.records.drain(..).map(|(ev, _)| ev).collect()
     }

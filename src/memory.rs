@@ -13,10 +13,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often free heap pages are handed back to the kernel.
-pub const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Returns the allocator's free pages to the kernel. A no-op where the C library is not glibc.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointers; it works on glibc's own allocator state under that
     // allocator's locks, and leaves every allocation in use where it is.
@@ -32,11 +32,11 @@ pub fn release_free_memory() {
 /// which `malloc_trim` cannot return. The agent allocates little and rarely at once: one arena
 /// costs it no measurable time and keeps one slack, not one per thread (docs/performance.md, the
 /// soak).
-pub const MALLOC_ARENAS: i32 = 1;
+pub(crate) const MALLOC_ARENAS: i32 = 1;
 
 /// The arena limit to set, given the environment's `MALLOC_ARENA_MAX` and `GLIBC_TUNABLES`: none
 /// when either already sets one (the operator's choice wins).
-pub fn arena_limit(arena_max_env: Option<&str>, tunables_env: Option<&str>) -> Option<i32> {
+pub(crate) fn arena_limit(arena_max_env: Option<&str>, tunables_env: Option<&str>) -> Option<i32> {
     let tuned = tunables_env.is_some_and(|t| t.split(':').any(|kv| kv.trim().starts_with("glibc.malloc.arena_max=")));
     (arena_max_env.is_none() && !tuned).then_some(MALLOC_ARENAS)
 }
@@ -59,7 +59,7 @@ pub fn limit_arenas() {
 
 /// What the allocator holds, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeapBytes {
+pub(crate) struct HeapBytes {
     /// Allocated and not yet freed.
     pub in_use: u64,
     /// The heap's address space: in use, and free (kept for reuse, resident or with its pages
@@ -69,7 +69,7 @@ pub struct HeapBytes {
 
 /// What the allocator holds now, over all arenas (glibc's `mallinfo2`, which walks each arena's free
 /// lists under its lock: for a scrape, not a hot path). `None` where the C library is not glibc.
-pub fn heap_bytes() -> Option<HeapBytes> {
+pub(crate) fn heap_bytes() -> Option<HeapBytes> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: `mallinfo2` takes no arguments and returns a plain struct by value.
@@ -82,7 +82,7 @@ pub fn heap_bytes() -> Option<HeapBytes> {
 }
 
 /// Hands free heap pages back every `interval` until `stop`.
-pub async fn trim_heap_every(interval: Duration, stop: CancellationToken) {
+pub(crate) async fn trim_heap_every(interval: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

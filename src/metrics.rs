@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use crate::record::Record;
 
 /// Prefix of every instrument.
-pub const PREFIX: &str = "restart_watcher";
+pub(crate) const PREFIX: &str = "restart_watcher";
 
 /// Errors setting the metrics up.
 #[derive(Debug, thiserror::Error)]
@@ -121,13 +121,13 @@ impl Metrics {
 
     /// Turns the per-workload counters on, with at most `max_series` series (see
     /// `workload_metrics`).
-    pub fn enable_workload_metrics(&self, max_series: usize) {
+    pub(crate) fn enable_workload_metrics(&self, max_series: usize) {
         let _ = self.workload_series.set(std::sync::Mutex::new(crate::workload_metrics::SeriesCap::new(max_series)));
     }
 
     /// Counts a record per workload, when `--workload-metrics` is on: once its cause is decided
     /// (after the Events are consulted), before storm control coalesces anything.
-    pub fn count_per_workload(&self, ev: &Record) {
+    pub(crate) fn count_per_workload(&self, ev: &Record) {
         let Some(cap) = self.workload_series.get() else {
             return;
         };
@@ -209,7 +209,7 @@ impl Metrics {
     }
 
     /// The Event store's use against its budget, and its evictions.
-    pub fn observe_event_store(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_event_store(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "events.store",
             (
@@ -226,7 +226,7 @@ impl Metrics {
 
     /// The records waiting for a late Event or their previous logs, against their budget, and those
     /// sent on early to stay within it.
-    pub fn observe_pending(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_pending(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "pending",
             (
@@ -242,7 +242,7 @@ impl Metrics {
     }
 
     /// The owner index's use against its budget, and the links it did not keep past it.
-    pub fn observe_owner_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_owner_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "owners.index",
             (
@@ -258,7 +258,7 @@ impl Metrics {
     }
 
     /// The export queue's use against its byte budget, and the waits for room in it.
-    pub fn observe_export_queue(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_export_queue(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "queue",
             (
@@ -272,7 +272,7 @@ impl Metrics {
 
     /// The start-failure episodes kept for their closing records, against their budget, and the
     /// episodes past it (reported when they open, not when they end).
-    pub fn observe_episodes(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_episodes(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "episodes",
             (
@@ -285,7 +285,7 @@ impl Metrics {
     }
 
     /// Storm control's use against its budget, and the restarts it let through past it.
-    pub fn observe_storm(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_storm(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "storm.state",
             (
@@ -299,7 +299,7 @@ impl Metrics {
 
     /// `--leader-elect`: the standby buffer's use against its budget, and the records evicted past
     /// it (the leader delivers them; they are lost only if it dies before its checkpoint covers them).
-    pub fn observe_standby_buffer(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+    pub(crate) fn observe_standby_buffer(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(
             "standby.buffer",
             (
@@ -318,7 +318,7 @@ impl Metrics {
     /// for reuse, or its pages handed back by a trim). What is in use growing is a store or a
     /// backlog; the RSS growing while it stays flat is the allocator's slack. Nothing where the C
     /// library is not glibc.
-    pub fn observe_heap(&self) {
+    pub(crate) fn observe_heap(&self) {
         type Read = fn(crate::memory::HeapBytes) -> u64;
         let parts: [(&str, &'static str, Read); 2] = [
             ("in_use", "Heap bytes allocated and not yet freed.", |h| h.in_use),
@@ -342,7 +342,7 @@ impl Metrics {
 
     /// Whether this replica leads (1: it exports) or stands by (0). Always 1 without
     /// `--leader-elect`.
-    pub fn observe_leader(&self, leads: impl Fn() -> bool + Send + Sync + 'static) {
+    pub(crate) fn observe_leader(&self, leads: impl Fn() -> bool + Send + Sync + 'static) {
         self.meter
             .u64_observable_gauge(format!("{PREFIX}.leader"))
             .with_description("1 while this replica leads and exports, 0 while it stands by (--leader-elect).")
@@ -355,7 +355,7 @@ impl Metrics {
         Metrics::new(&SdkMeterProvider::builder().build().meter("restart-watcher"))
     }
 
-    pub fn restart_detected(&self, ev: &Record) {
+    pub(crate) fn restart_detected(&self, ev: &Record) {
         if ev.kind != crate::record::RecordKind::Restart {
             self.failures_detected
                 .add(1, &[KeyValue::new("event", ev.kind.as_str()), KeyValue::new("cause", ev.cause.as_str())]);
@@ -378,13 +378,13 @@ impl Metrics {
     pub fn dropped(&self, signal: &'static str, reason: &'static str, n: u64) {
         self.records_dropped.add(n, &[KeyValue::new("signal", signal), KeyValue::new("reason", reason)]);
     }
-    pub fn queue_in(&self, n: u64) {
+    pub(crate) fn queue_in(&self, n: u64) {
         self.queue_in.add(n, &[]);
     }
-    pub fn queue_out(&self, n: u64) {
+    pub(crate) fn queue_out(&self, n: u64) {
         self.queue_out.add(n, &[]);
     }
-    pub fn export_duration(&self, signal: &'static str, ok: bool, d: Duration) {
+    pub(crate) fn export_duration(&self, signal: &'static str, ok: bool, d: Duration) {
         self.export_duration.record(
             d.as_secs_f64(),
             &[KeyValue::new("signal", signal), KeyValue::new("outcome", if ok { "ok" } else { "error" })],
@@ -393,13 +393,13 @@ impl Metrics {
     pub fn relist(&self) {
         self.watch_relists.add(1, &[]);
     }
-    pub fn restart_count_resets(&self, n: u64) {
+    pub(crate) fn restart_count_resets(&self, n: u64) {
         self.restart_count_resets.add(n, &[]);
     }
-    pub fn previous_logs_fetch(&self, outcome: &'static str) {
+    pub(crate) fn previous_logs_fetch(&self, outcome: &'static str) {
         self.previous_logs_fetches.add(1, &[KeyValue::new("outcome", outcome)]);
     }
-    pub fn watch_error(&self, failure: &'static str) {
+    pub(crate) fn watch_error(&self, failure: &'static str) {
         self.watch_errors.add(1, &[KeyValue::new("failure", failure)]);
     }
 }
@@ -423,7 +423,7 @@ impl SelfTelemetry {
 
     /// [`SelfTelemetry::new`], and `push` beside the Prometheus reader (the OTLP push of
     /// `--self-metrics-otlp`, built by `export::otlp::self_metrics`).
-    pub fn with_push(push: impl opentelemetry_sdk::metrics::reader::MetricReader) -> Result<Self, MetricsError> {
+    pub(crate) fn with_push(push: impl opentelemetry_sdk::metrics::reader::MetricReader) -> Result<Self, MetricsError> {
         Self::with_readers(Some(push))
     }
 

@@ -129,11 +129,11 @@ impl Envelope {
 }
 
 /// Bytes read from the input at a time.
-pub const READ_CHUNK_BYTES: usize = 1 << 20;
+pub(crate) const READ_CHUNK_BYTES: usize = 1 << 20;
 
 /// Default largest single JSON value (a watch event, a Pod, a whole PodList), in bytes: a
 /// `kubectl get pods -A -o json` of about 100k pods. Set with `replay --max-value-bytes`.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
 
 /// The UTF-8 byte-order mark, skipped (with a warning) at the start of the input.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -179,7 +179,7 @@ pub fn replay_bounded<R: Read>(
 /// pipe keeps the counts it can report. `before_read` returning `false` ends the replay there
 /// (interrupted), with `Ok`.
 #[allow(clippy::too_many_arguments)]
-pub fn replay_with<R: Read>(
+pub(crate) fn replay_with<R: Read>(
     mut input: R,
     source_name: &str,
     max_value_bytes: usize,

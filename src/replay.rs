@@ -14,14 +14,12 @@ use crate::detector::{Detection, Detector};
 use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig};
 
-pub use crate::recording::{
-    DEFAULT_MAX_VALUE_BYTES, READ_CHUNK_BYTES, RecordingClock, ReplayError, ReplayStats, replay, replay_bounded,
-    replay_with,
-};
+pub(crate) use crate::recording::DEFAULT_MAX_VALUE_BYTES;
+pub use crate::recording::{RecordingClock, ReplayError, ReplayStats, replay, replay_bounded};
 
 /// Settings of a replay run.
 #[derive(Clone, Debug)]
-pub struct ReplayOptions {
+pub(crate) struct ReplayOptions {
     pub detection: Detection,
     pub channel_capacity_events: usize,
     pub batch: BatchConfig,
@@ -52,7 +50,7 @@ impl Default for ReplayOptions {
 /// `detected = exported + failed + undelivered`), the first export error, and the error that
 /// stopped the reading, if any.
 #[derive(Debug)]
-pub struct ReplayOutcome {
+pub(crate) struct ReplayOutcome {
     /// What the reader saw (up to its last read when it was still blocked reading at a signal).
     pub stats: ReplayStats,
     /// Start-failure episodes opened past their budget: their ends were not reported.
@@ -69,7 +67,7 @@ pub struct ReplayOutcome {
 /// drains the channel. When the input ends (or is malformed), or `stop` is cancelled (SIGTERM,
 /// SIGINT), what was detected gets `shutdown_grace` to be exported; what is not is reported as
 /// undelivered. A reader blocked on a pipe is left behind at a signal (the process exits).
-pub async fn replay_stream(
+pub(crate) async fn replay_stream(
     input: Box<dyn Read + Send>,
     source_name: String,
     exporter: Exporter,
@@ -187,7 +185,7 @@ impl Reader {
 
 /// How long an interrupted replay waits, once the export has ended, for its reader to stop (a
 /// reader blocked reading a pipe is left behind: the process exits).
-pub const READER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const READER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a replay of the command line ended well.
 #[derive(Debug, PartialEq, Eq)]

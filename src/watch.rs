@@ -29,9 +29,9 @@ use crate::record::Record;
 use crate::watch_step::{ListChange, ScopeWatch};
 
 /// Page size of the initial list and relists, in pods (bounds the memory of one list response).
-pub const LIST_PAGE_SIZE_PODS: u32 = 500;
+pub(crate) const LIST_PAGE_SIZE_PODS: u32 = 500;
 /// The verbs the agent needs on pods.
-pub const POD_VERBS: &str = "get,list,watch";
+pub(crate) const POD_VERBS: &str = "get,list,watch";
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]
@@ -51,7 +51,7 @@ pub struct WatchScope {
 
 /// Server-side timeout of one watch request (kube's and client-go's default). When it ends, the
 /// watch resumes from the last resourceVersion it saw (bookmarks keep that fresh): no relist.
-pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+pub(crate) const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(290);
 /// Node mode's default [`WatchTuning::jitter`]: a DaemonSet rollout or an API server restart
 /// spreads the agents' lists over this window.
 pub const NODE_MODE_DEFAULT_JITTER: Duration = Duration::from_secs(10);
@@ -60,10 +60,10 @@ pub const NODE_MODE_DEFAULT_JITTER: Duration = Duration::from_secs(10);
 /// or a proxy that drops `sendInitialEvents`, streams a plain watch whose list never ends) and the
 /// watch lists instead. A real streaming list sends its objects from the watch cache without a
 /// pause, then its end at once.
-pub const STREAMING_LIST_QUIET_BOUND: Duration = Duration::from_secs(10);
+pub(crate) const STREAMING_LIST_QUIET_BOUND: Duration = Duration::from_secs(10);
 /// The reconnect backoff before jitter: client-go's reflector backoff (0.8 s doubling to 30 s).
-pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(800);
-pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(800);
+pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Which list strategy to use: `Auto` is a list at resourceVersion 0 for node mode's pods (the
 /// kubelet's own list: the watch cache answers from its `spec.nodeName` index), and a streaming
@@ -80,7 +80,7 @@ pub enum ListStrategyChoice {
 impl ListStrategyChoice {
     /// Whether a refused streaming list falls back (only `Auto`: a forced strategy is kept, and
     /// its errors are retried and reported like any other).
-    pub fn falls_back(self) -> bool {
+    pub(crate) fn falls_back(self) -> bool {
         self == ListStrategyChoice::Auto
     }
 }
@@ -103,7 +103,7 @@ impl WatchTuning {
     /// of any list that has a `limit`, which would make it a quorum read from etcd (on servers
     /// before consistent reads from the cache), the scan that listing from the cache avoids. The
     /// watch cache answers such a list in one response, as it does the kubelet's.
-    pub fn configure(&self, cfg: watcher::Config, strategy: ListStrategy) -> watcher::Config {
+    pub(crate) fn configure(&self, cfg: watcher::Config, strategy: ListStrategy) -> watcher::Config {
         let timeout_secs = u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
         let cfg = cfg.timeout(timeout_secs);
         match strategy {
@@ -118,7 +118,7 @@ impl WatchTuning {
     /// initial events of a streaming list scan the whole cache; the list uses the node index), so
     /// node mode lists like the kubelet. A watch that no index narrows (`cluster_wide`) never
     /// lists at resourceVersion 0, which servers before 1.33 answer with every object at once.
-    pub fn initial_strategy(&self, cluster_wide: bool) -> ListStrategy {
+    pub(crate) fn initial_strategy(&self, cluster_wide: bool) -> ListStrategy {
         match (self.list_strategy, cluster_wide) {
             (ListStrategyChoice::Auto, true) | (ListStrategyChoice::Streaming, _) => ListStrategy::Streaming,
             (ListStrategyChoice::Auto | ListStrategyChoice::WatchCache, false) => ListStrategy::WatchCache,
@@ -142,14 +142,14 @@ impl Default for WatchTuning {
 /// exponential backoff ([`RECONNECT_BACKOFF_MIN`] doubling to [`RECONNECT_BACKOFF_MAX`]) plus
 /// `unit` (uniform in [0, 1)) of `jitter`. Spread over the window, many agents that lose their
 /// watch at the same moment (an API server restart, a `410 Gone`) come back one by one.
-pub fn reconnect_delay(attempt: u32, jitter: Duration, unit: f64) -> Duration {
+pub(crate) fn reconnect_delay(attempt: u32, jitter: Duration, unit: f64) -> Duration {
     let base = RECONNECT_BACKOFF_MIN.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX));
     base.min(RECONNECT_BACKOFF_MAX) + jitter.mul_f64(unit.clamp(0.0, 1.0))
 }
 
 /// The watch's backoff when `jitter` is set: [`reconnect_delay`], reset by any event.
 #[derive(Debug)]
-pub struct JitteredBackoff {
+pub(crate) struct JitteredBackoff {
     jitter: Duration,
     attempt: u32,
 }
@@ -183,7 +183,7 @@ pub fn watch_backoff(jitter: Duration) -> Box<dyn kube::runtime::utils::Backoff>
 
 impl WatchScope {
     /// The field selector sent to the API server: the user's, the node, and the exclusions.
-    pub fn effective_field_selector(&self) -> Option<String> {
+    pub(crate) fn effective_field_selector(&self) -> Option<String> {
         let mut parts: Vec<String> = Vec::new();
         if let Some(f) = self.field_selector.as_deref().filter(|f| !f.is_empty()) {
             parts.push(f.to_owned());
@@ -208,7 +208,7 @@ impl WatchScope {
     }
 
     /// The watcher settings that select the pods: the label and field selectors.
-    pub fn selectors(&self) -> watcher::Config {
+    pub(crate) fn selectors(&self) -> watcher::Config {
         let mut cfg = watcher::Config::default();
         if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
             cfg = cfg.labels(l);
@@ -239,7 +239,7 @@ pub enum ListStrategy {
 
 impl ListStrategy {
     /// What a cluster-wide watch uses when the API server refuses streaming lists.
-    pub const FALLBACK: ListStrategy = ListStrategy::PagedQuorum;
+    pub(crate) const FALLBACK: ListStrategy = ListStrategy::PagedQuorum;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -252,7 +252,7 @@ impl ListStrategy {
 
 /// Whether a watch error says that the API server does not serve streaming lists (a server
 /// before 1.34 without the `WatchList` gate answers the `sendInitialEvents` watch with 4xx).
-pub fn refuses_streaming_lists(e: &watcher::Error) -> bool {
+pub(crate) fn refuses_streaming_lists(e: &watcher::Error) -> bool {
     let status = match e {
         watcher::Error::WatchStartFailed(kube::Error::Api(status))
         | watcher::Error::WatchFailed(kube::Error::Api(status)) => status,
@@ -268,7 +268,7 @@ pub fn refuses_streaming_lists(e: &watcher::Error) -> bool {
 /// complete gets [`ListStrategy::FALLBACK`] (when the choice is `auto`), said once in the log;
 /// errors are yielded, then backed off ([`watch_backoff`]). Used by the pod watch and the Event
 /// and owner watches.
-pub fn tuned_watcher<K>(
+pub(crate) fn tuned_watcher<K>(
     api: Api<K>,
     base: watcher::Config,
     tuning: WatchTuning,
@@ -386,7 +386,7 @@ where
 }
 
 /// The stream of a watch: kube's watcher events, or its errors.
-pub type WatchStream<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+pub(crate) type WatchStream<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
 /// One watcher with `strategy`, behind the watch's backoff.
 fn open_watch<K>(
@@ -406,7 +406,7 @@ where
 
 /// One `(api, description)` per scope of a namespaced resource: all namespaces when `namespaces`
 /// is empty, else one per namespace. Pods and their Events are watched in the same scopes.
-pub fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
+pub(crate) fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<(Api<K>, String)>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
 {

@@ -14,16 +14,16 @@ use std::collections::HashSet;
 use crate::record::{OwnerRef, Owners, Record, RecordKind};
 
 /// The default cap on the series of the two counters together.
-pub const DEFAULT_MAX_SERIES: usize = 1000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 1000;
 /// The largest cap: the SDK's 2,000 series per instrument, less room for the `other` series (one
 /// per cause and event).
-pub const MAX_MAX_SERIES: usize = 1900;
+pub(crate) const MAX_MAX_SERIES: usize = 1900;
 /// The label value past the cap.
-pub const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 
 /// A series' labels (besides `cause` and `event`, which are bounded).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct WorkloadLabels {
+pub(crate) struct WorkloadLabels {
     pub namespace: String,
     /// `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, `ReplicaSet`, or `Pod` for a
     /// pod without a controller.
@@ -73,7 +73,7 @@ fn workload(o: &Owners) -> Option<(&'static str, &OwnerRef)> {
 
 /// The series admitted so far, up to a cap.
 #[derive(Debug)]
-pub struct SeriesCap {
+pub(crate) struct SeriesCap {
     max: usize,
     seen: HashSet<(WorkloadLabels, RecordKind, crate::record::Cause)>,
     overflowed: bool,
@@ -83,7 +83,7 @@ pub struct SeriesCap {
 
 /// What [`SeriesCap::admit`] decided.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     pub labels: WorkloadLabels,
     /// This is the first series past the cap (say so, once).
     pub first_overflow: bool,
@@ -96,7 +96,7 @@ impl SeriesCap {
 
     /// The labels to count `ev` under: its own while the series fit under the cap (or the series
     /// exists already), else `other`.
-    pub fn admit(&mut self, ev: &Record) -> Admitted {
+    pub(crate) fn admit(&mut self, ev: &Record) -> Admitted {
         let labels = WorkloadLabels::of(ev);
         let key = (labels, ev.kind, ev.cause);
         if self.seen.contains(&key) {
@@ -114,7 +114,7 @@ impl SeriesCap {
 
     /// The `node` label to count `ev` under: its node (`none` before it is scheduled) while the node
     /// series fit under the cap (or exist already), else `other`.
-    pub fn admit_node(&mut self, ev: &Record) -> String {
+    pub(crate) fn admit_node(&mut self, ev: &Record) -> String {
         let node = ev.pod.node_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "none".to_owned());
         let key = (node, ev.cause);
         if self.nodes.contains(&key) || self.nodes.len() < self.max {

@@ -52,7 +52,7 @@ pub fn exporter(output: &Output, metrics: Arc<Metrics>) -> Result<Exporter, Expo
 /// from `--kubeconfig` / `--context`. Every request carries the agent's `User-Agent`
 /// (`restart-watcher/<version>`), so that the API server's audit log and its priority and fairness
 /// can tell the agent's requests apart.
-pub async fn kube_config(source: &KubeSource) -> Result<kube::Config, ConfigError> {
+pub(crate) async fn kube_config(source: &KubeSource) -> Result<kube::Config, ConfigError> {
     let mut config = inferred_kube_config(source).await?;
     if let Ok(agent) = http::HeaderValue::from_str(&crate::export::otlp::user_agent()) {
         config.headers.push((http::header::USER_AGENT, agent));
@@ -79,7 +79,7 @@ async fn inferred_kube_config(args: &KubeSource) -> Result<kube::Config, ConfigE
 
 /// The agent's own namespace, for its checkpoint Lease: the flag, else the service account's,
 /// else the kubeconfig context's.
-pub fn own_namespace(checkpoint: &Checkpoint, config: &kube::Config) -> String {
+pub(crate) fn own_namespace(checkpoint: &Checkpoint, config: &kube::Config) -> String {
     const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
     let flag = match checkpoint {
         Checkpoint::Lease { namespace, .. } => namespace.clone(),
@@ -97,7 +97,7 @@ pub fn identity() -> String {
 }
 
 /// Where the checkpoint lives; a Lease needs the client and the agent's namespace.
-pub fn checkpoint_store(checkpoint: &Checkpoint, client: &kube::Client, namespace: String) -> CheckpointStore {
+pub(crate) fn checkpoint_store(checkpoint: &Checkpoint, client: &kube::Client, namespace: String) -> CheckpointStore {
     match checkpoint {
         Checkpoint::Disabled => CheckpointStore::Disabled,
         Checkpoint::File(path) => CheckpointStore::File(path.clone()),

@@ -23,7 +23,6 @@ pub mod connect;
 mod pipeline;
 mod shutdown;
 
-pub use pipeline::STARTUP_LIST_TIMEOUT;
 pub use shutdown::stop_on_signal;
 
 /// Why a live run could not start. Once running, errors are retried and logged.

@@ -17,10 +17,10 @@ use crate::export::Exporter;
 use crate::export::task::{self, BatchConfig, ExportReport};
 
 /// How long the first pod list may take before the agent gives up at startup.
-pub const STARTUP_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const STARTUP_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Settings of a live run.
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     pub scope: crate::watch::WatchScope,
     pub channel_capacity_events: usize,
     pub batch: BatchConfig,
@@ -77,7 +77,7 @@ impl Stage {
 
     /// Cancels the stage and waits for its tasks until `deadline`; what is still running then is
     /// aborted. Returns whether a task of the stage panicked.
-    pub async fn stop_by(mut self, deadline: tokio::time::Instant) -> bool {
+    pub(crate) async fn stop_by(mut self, deadline: tokio::time::Instant) -> bool {
         self.stop.cancel();
         if tokio::time::timeout_at(deadline, self.ended()).await.is_err() {
             tracing::warn!(stage = self.name, "Tasks still running at the end of the shutdown grace; aborting them.");

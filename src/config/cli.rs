@@ -237,18 +237,19 @@ pub struct RunArgs {
 }
 
 /// Longest `--shutdown-grace`.
-pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 /// Longest `--batch-max-delay`.
-pub const MAX_BATCH_MAX_DELAY: Duration = Duration::from_secs(60);
+pub(crate) const MAX_BATCH_MAX_DELAY: Duration = Duration::from_secs(60);
 /// Longest `--storm-window`.
-pub const MAX_STORM_WINDOW: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_STORM_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Shortest and longest `--previous-logs-timeout`.
-pub const PREVIOUS_LOGS_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(300));
+pub(crate) const PREVIOUS_LOGS_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(300));
 
 /// Shortest and longest `--watch-timeout`.
-pub const WATCH_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+pub(crate) const WATCH_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 /// Longest `--list-jitter`.
-pub const MAX_LIST_JITTER: Duration = Duration::from_secs(600);
+pub(crate) const MAX_LIST_JITTER: Duration = Duration::from_secs(600);
 
 fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, WATCH_TIMEOUT_RANGE.0, WATCH_TIMEOUT_RANGE.1)
@@ -274,7 +275,7 @@ fn parse_previous_logs_timeout(s: &str) -> Result<Duration, String> {
 
 /// A duration within `min..=max`: every duration setting has a range, so that none can overflow a
 /// deadline (`Instant + duration`) or mean something absurd.
-pub fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+pub(crate) fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < min || d > max {
         return Err(format!("{s:?} is out of range; expected {} to {}", human(min), human(max)));
@@ -283,7 +284,7 @@ pub fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Durati
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => (&s[..i], &s[i..]),
@@ -301,7 +302,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// A duration as the flags write it: `24h`, `10m`, `290s`, `500ms`.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".to_owned(),

@@ -5,13 +5,11 @@
 
 pub mod cli;
 pub mod reference;
-pub mod selectors;
+pub(crate) mod selectors;
 mod settings;
 
-pub use settings::{
-    Checkpoint, ElectionSettings, KubeSource, Output, PreviousLogsSettings, ReplaySettings, Settings, output,
-    replay_settings, settings,
-};
+pub use settings::{Checkpoint, ElectionSettings, KubeSource, ReplaySettings, Settings};
+pub use settings::{Output, output, replay_settings, settings};
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +59,7 @@ pub enum ConfigError {
 }
 
 /// A checkpoint file can be written only in a directory that exists: checked before any work.
-pub fn check_checkpoint_file(path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn check_checkpoint_file(path: &Path) -> Result<(), ConfigError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return Err(ConfigError::CheckpointDir { path: path.to_owned(), dir: dir.to_owned() });

@@ -112,7 +112,7 @@ fn label_requirement(r: &str) -> Result<(), String> {
 }
 
 /// Checks a label selector (empty = everything).
-pub fn check_label_selector(setting: &'static str, s: &str) -> Result<(), SelectorError> {
+pub(crate) fn check_label_selector(setting: &'static str, s: &str) -> Result<(), SelectorError> {
     if s.trim().is_empty() {
         return Ok(());
     }
@@ -130,7 +130,7 @@ pub fn check_label_selector(setting: &'static str, s: &str) -> Result<(), Select
 }
 
 /// Checks a field selector (empty = everything).
-pub fn check_field_selector(setting: &'static str, s: &str) -> Result<(), SelectorError> {
+pub(crate) fn check_field_selector(setting: &'static str, s: &str) -> Result<(), SelectorError> {
     if s.trim().is_empty() {
         return Ok(());
     }

@@ -440,7 +440,7 @@ impl Settings {
 }
 
 impl Checkpoint {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Checkpoint::Disabled => "off".to_owned(),
             Checkpoint::File(f) => format!("file {}", f.display()),

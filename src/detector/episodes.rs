@@ -43,7 +43,7 @@ pub(super) struct Episodes {
 
 impl Episodes {
     /// No episode yet, counted against `usage` (shared by the detectors of every scope).
-    pub fn sharing(usage: Arc<BudgetUsage>) -> Self {
+    pub(crate) fn sharing(usage: Arc<BudgetUsage>) -> Self {
         Episodes { usage, ..Episodes::default() }
     }
 

@@ -25,7 +25,7 @@ impl<'a> Found<'a> {
         Found { what: RecordKind::Restart, status: Some(status), kind, missed, late, episode: None }
     }
 
-    pub fn episode_end(
+    pub(crate) fn episode_end(
         status: &'a SlimContainerStatus,
         kind: ContainerKind,
         e: &EpisodeState,
@@ -110,7 +110,7 @@ fn redact(message: &str, redactions: &[regex::Regex]) -> String {
 }
 
 /// Identity and workload of the pod, copied out for the record.
-pub fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
+pub(crate) fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
     let labels = pod.labels();
     PodInfo {
         namespace: pod.namespace().to_owned(),

@@ -36,7 +36,7 @@ mod tracked;
 use episodes::{EpisodeObservation, Episodes};
 use found::Found;
 use steps::{PodFacts, UniqueContainers};
-pub use tracked::PodKey;
+pub(crate) use tracked::PodKey;
 use tracked::Pods;
 
 /// Which container kinds the detector reports. All restartable kinds by default.
@@ -54,14 +54,14 @@ impl Default for KindFilter {
 }
 
 impl KindFilter {
-    pub fn from_kinds(kinds: &[ContainerKind]) -> Self {
+    pub(crate) fn from_kinds(kinds: &[ContainerKind]) -> Self {
         KindFilter {
             app: kinds.contains(&ContainerKind::App),
             init: kinds.contains(&ContainerKind::Init),
             sidecar: kinds.contains(&ContainerKind::Sidecar),
         }
     }
-    pub fn allows(&self, kind: ContainerKind) -> bool {
+    pub(crate) fn allows(&self, kind: ContainerKind) -> bool {
         match kind {
             ContainerKind::App => self.app,
             ContainerKind::Init => self.init,
@@ -146,17 +146,6 @@ impl Detector {
         }
     }
 
-    /// Which event kinds are reported (all by default). The others are still tracked, silently.
-    pub fn set_records(&mut self, records: RecordKinds) {
-        self.records = records;
-    }
-
-    /// Patterns whose matches are replaced with `[REDACTED]` in the kubelet messages a record
-    /// carries (start failures, evictions).
-    pub fn set_redactions(&mut self, redactions: Vec<regex::Regex>) {
-        self.redactions = redactions;
-    }
-
     /// The budget of the episodes kept for their closing records, in bytes (0: the default).
     pub fn set_episode_budget(&mut self, bytes: usize) {
         self.episodes.usage.budget_bytes.store(bytes as u64, Ordering::Relaxed);
@@ -171,10 +160,6 @@ impl Detector {
     /// reported once with `detected_late`. `None` turns it off (first sightings stay silent).
     pub fn set_catch_up(&mut self, since: Option<Timestamp>) {
         self.catch_up_since = since;
-    }
-
-    pub fn catch_up_since(&self) -> Option<Timestamp> {
-        self.catch_up_since
     }
 
     pub fn stats(&self) -> DetectorStats {
@@ -251,7 +236,7 @@ impl Detector {
     /// counts, which init containers are sidecars). Returns `true` when the baseline was set; the
     /// caller then need not decode the rest. `false` (nothing done) for a known pod, with catch-up on,
     /// without a uid, or when the object may show a failure (its baseline needs the full object).
-    pub fn baseline_new(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
+    pub(crate) fn baseline_new(&mut self, probe: &crate::pod::PodProbe<'_>) -> bool {
         if self.catch_up_since.is_some() || failures::may_show_failure(probe) {
             return false;
         }

@@ -13,15 +13,15 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-pub use crate::pod::PodKey;
+pub(crate) use crate::pod::PodKey;
 use crate::record::ContainerKind;
 
 /// Containers whose state is kept inside the pod's map entry; more spill into a side map.
-pub const INLINE_CONTAINERS: usize = 3;
+pub(crate) const INLINE_CONTAINERS: usize = 3;
 
 /// What the detector remembers of one container, besides its name and kind (in the shape).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub restart_count: u32,
     /// The detector's per-container bits.
     pub flags: u8,
@@ -30,7 +30,7 @@ pub struct Slot {
 /// One pod: its shape, the relist generation in which it was last seen, its flags, and the slots of
 /// its first containers.
 #[derive(Debug)]
-pub struct PodState {
+pub(crate) struct PodState {
     shape: u32,
     pub seen_in: u32,
     counts: [u32; INLINE_CONTAINERS],
@@ -181,7 +181,7 @@ impl Pods {
     }
 
     /// The pod, added without containers if it was not tracked.
-    pub fn get_or_insert(&mut self, key: PodKey, generation: u32) -> PodMut<'_> {
+    pub(crate) fn get_or_insert(&mut self, key: PodKey, generation: u32) -> PodMut<'_> {
         let Pods { map, spilled, shapes } = self;
         crate::churn::make_room(map);
         let state = map.entry(key).or_insert(PodState {
@@ -211,7 +211,7 @@ impl Pods {
     }
 
     /// Keeps the pods for which `keep` is true; returns how many were dropped.
-    pub fn retain(&mut self, mut keep: impl FnMut(&PodState) -> bool) -> usize {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&PodState) -> bool) -> usize {
         let before = self.map.len();
         let mut dropped: Vec<(PodKey, u32)> = Vec::new();
         self.map.retain(|key, state| {
@@ -241,7 +241,7 @@ impl Pods {
 }
 
 /// One tracked pod, mutable.
-pub struct PodMut<'a> {
+pub(crate) struct PodMut<'a> {
     key: PodKey,
     pub state: &'a mut PodState,
     spilled: &'a mut HashMap<PodKey, Vec<Slot>>,
@@ -257,13 +257,13 @@ impl PodMut<'_> {
     /// The index of the container `name` of `kind`, looking at index `hint` first: a pod lists its containers in the order of
     /// its shape, so the caller that walks the statuses passes the index after the last one found,
     /// and a pod's containers are found in linear time however many it has.
-    pub fn find_near(&self, name: &str, kind: ContainerKind, hint: usize) -> Option<usize> {
+    pub(crate) fn find_near(&self, name: &str, kind: ContainerKind, hint: usize) -> Option<usize> {
         self.find_near_any(name, &[kind], hint)
     }
 
     /// [`PodMut::find_near`] for a container of any of `kinds` (an init container's status does
     /// not say whether it is a native sidecar).
-    pub fn find_near_any(&self, name: &str, kinds: &[ContainerKind], hint: usize) -> Option<usize> {
+    pub(crate) fn find_near_any(&self, name: &str, kinds: &[ContainerKind], hint: usize) -> Option<usize> {
         let shape = self.shapes.get(self.state.shape);
         let is = |n: &Named| kinds.contains(&n.kind) && *n.name == *name;
         match shape.get(hint) {
@@ -280,7 +280,7 @@ impl PodMut<'_> {
         self.shapes.get(self.state.shape).get(index).map_or(ContainerKind::App, |n| n.kind)
     }
 
-    pub fn slot(&self, index: usize) -> Slot {
+    pub(crate) fn slot(&self, index: usize) -> Slot {
         if index < INLINE_CONTAINERS {
             Slot { restart_count: self.state.counts[index], flags: self.state.container_flags[index] }
         } else {
@@ -288,7 +288,7 @@ impl PodMut<'_> {
         }
     }
 
-    pub fn set_slot(&mut self, index: usize, slot: Slot) {
+    pub(crate) fn set_slot(&mut self, index: usize, slot: Slot) {
         if index < INLINE_CONTAINERS {
             self.state.counts[index] = slot.restart_count;
             self.state.container_flags[index] = slot.flags;
@@ -298,7 +298,7 @@ impl PodMut<'_> {
     }
 
     /// Whether any container's flags have one of `bits`.
-    pub fn any_flag(&self, bits: u8) -> bool {
+    pub(crate) fn any_flag(&self, bits: u8) -> bool {
         (0..self.len()).any(|i| self.slot(i).flags & bits != 0)
     }
 

@@ -23,17 +23,17 @@ use crate::rules::causes::{self, Kill, KubeEvent, NODE_OOM_REASONS, RELEVANT_REA
 use crate::watch::{WatchTuning, tuned_watcher};
 
 /// Events kept per pod.
-pub const EVENTS_PER_POD: usize = 8;
+pub(crate) const EVENTS_PER_POD: usize = 8;
 /// How long an Event is kept.
-pub const EVENT_TTL: Duration = Duration::from_secs(600);
+pub(crate) const EVENT_TTL: Duration = Duration::from_secs(600);
 /// Pods with kept Events at most (memory bound on a large cluster).
-pub const MAX_PODS_WITH_EVENTS: usize = 100_000;
+pub(crate) const MAX_PODS_WITH_EVENTS: usize = 100_000;
 /// How often the store drops the pods whose Events have all expired (at an insert, at most this
 /// often): a pod that is gone, or quiet, does not hold its entry until the store is full.
-pub const EVENT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const EVENT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The store key of a Node's OOM Events (pod uids never contain `:`).
-pub fn node_key(node: &str) -> String {
+pub(crate) fn node_key(node: &str) -> String {
     format!("node:{node}")
 }
 
@@ -43,7 +43,7 @@ pub fn node_key(node: &str) -> String {
 pub const EVENT_STORE_BUDGET_BYTES: usize = 16 << 20;
 /// After an eviction the store holds at most this share of its budget, so that evictions (a scan
 /// of the store) come in batches, not at every insert.
-pub const EVENT_STORE_REFILL_PERCENT: usize = 90;
+pub(crate) const EVENT_STORE_REFILL_PERCENT: usize = 90;
 
 /// One kept Event as the store holds it: no string, 24 bytes. The container is a hash of its
 /// name, compared with the hash of the restarted container's (two containers of one pod whose
@@ -188,7 +188,7 @@ impl Default for KubeEventStore {
 }
 
 impl KubeEventStore {
-    pub fn with_budget(budget_bytes: usize) -> Self {
+    pub(crate) fn with_budget(budget_bytes: usize) -> Self {
         let usage = Arc::new(BudgetUsage::default());
         usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
         KubeEventStore { inner: Mutex::default(), budget_bytes, usage }
@@ -246,13 +246,9 @@ impl KubeEventStore {
         self.publish(&inner);
     }
 
-    /// Estimated bytes held, against [`KubeEventStore::budget_bytes`].
+    /// Estimated bytes held, against the budget the store was made with.
     pub fn bytes(&self) -> usize {
         self.inner.lock().map(|i| i.bytes).unwrap_or(0)
-    }
-
-    pub fn budget_bytes(&self) -> usize {
-        self.budget_bytes
     }
 
     /// Events evicted because the store was past its budget, since the start.
@@ -272,7 +268,8 @@ impl KubeEventStore {
             .unwrap_or_default()
     }
 
-    pub fn forget(&self, uid: &str) {
+    #[cfg(test)]
+    pub(crate) fn forget(&self, uid: &str) {
         if let Ok(mut inner) = self.inner.lock()
             && let Some(q) = inner.pods.remove(&PodKey::of_uid(uid))
         {
@@ -341,7 +338,7 @@ fn evict_oldest(pods: &mut HashMap<PodKey, PodEvents>, bytes: &mut usize, target
 /// A core/v1 Event, reduced to what classification reads.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SlimKubeEvent {
+pub(crate) struct SlimKubeEvent {
     #[serde(default, deserialize_with = "crate::pod::deserialize_slim_metadata_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -364,7 +361,7 @@ pub struct SlimKubeEvent {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InvolvedObject {
+pub(crate) struct InvolvedObject {
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
@@ -377,13 +374,13 @@ pub struct InvolvedObject {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventSeries {
+pub(crate) struct EventSeries {
     #[serde(default)]
     pub last_observed_time: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct EventSource {
+pub(crate) struct EventSource {
     #[serde(default)]
     pub host: Option<String>,
 }
@@ -413,7 +410,7 @@ impl kube::Resource for SlimKubeEvent {
 
 impl SlimKubeEvent {
     /// The Event as classification sees it, if it is about a pod and relevant.
-    pub fn pod_event(&self) -> Option<(String, KubeEvent)> {
+    pub(crate) fn pod_event(&self) -> Option<(String, KubeEvent)> {
         if self.involved_object.kind.as_deref() != Some("Pod") {
             return None;
         }
@@ -449,11 +446,8 @@ impl SlimKubeEvent {
     }
 }
 
-/// The verbs the agent needs on events (optional feature).
-pub const EVENT_VERBS: &str = "list,watch";
-
 /// Checks access to Events in each scope; `false` (after saying so once) when RBAC denies it.
-pub async fn events_allowed(apis: &[(Api<SlimKubeEvent>, String)]) -> bool {
+pub(crate) async fn events_allowed(apis: &[(Api<SlimKubeEvent>, String)]) -> bool {
     for (api, desc) in apis {
         if let Err(e) = api.list(&ListParams::default().limit(1)).await {
             if classify_kube(&e) == Failure::Forbidden {
@@ -471,7 +465,7 @@ pub async fn events_allowed(apis: &[(Api<SlimKubeEvent>, String)]) -> bool {
 
 /// Watches pod Events into `store` until `stop`. In node mode only Events from that node's kubelet
 /// (`source.host`) and pod-level Events without a host are kept.
-pub async fn watch_events(
+pub(crate) async fn watch_events(
     api: Api<SlimKubeEvent>,
     node: Option<String>,
     store: Arc<KubeEventStore>,
@@ -500,11 +494,11 @@ pub async fn watch_events(
 
 /// Namespace where Events about Nodes are recorded (the kubelet and node-problem-detector write
 /// them there: a Node has no namespace).
-pub const NODE_EVENTS_NAMESPACE: &str = "default";
+pub(crate) const NODE_EVENTS_NAMESPACE: &str = "default";
 
 /// Checks access to the Node Events; `false` (after saying what is lost and what to grant) when
 /// RBAC denies it.
-pub async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
+pub(crate) async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
     match api.list(&ListParams::default().fields("involvedObject.kind=Node").limit(1)).await {
         Ok(_) => true,
         Err(e) => {
@@ -519,7 +513,7 @@ pub async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
 
 /// Watches the Node Events that report OOM kills (`OOMKilling`, `SystemOOM`) into `store` until
 /// `stop`, for the nodes in scope: `node` in node mode, else every node.
-pub async fn watch_node_events(
+pub(crate) async fn watch_node_events(
     api: Api<SlimKubeEvent>,
     node: Option<String>,
     store: Arc<KubeEventStore>,

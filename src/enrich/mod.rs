@@ -31,7 +31,7 @@ pub mod kube_events;
 pub mod owners;
 pub mod prevlogs;
 pub mod storm;
-pub mod waiting_room;
+pub(crate) mod waiting_room;
 
 pub use kube_events::KubeEventStore;
 use waiting_room::{Released, WaitingRoom};
@@ -43,7 +43,7 @@ use crate::rules::causes;
 /// Longest wait for a late Event before a record is classified from what is known.
 pub const EVENT_WAIT: Duration = Duration::from_secs(3);
 /// Records waiting for Events at most; beyond, they are classified at once.
-pub const MAX_PENDING: usize = 1024;
+pub(crate) const MAX_PENDING: usize = 1024;
 /// How often waiting records are re-examined.
 const PENDING_CHECK: Duration = Duration::from_millis(100);
 /// The default budget of the records waiting for a late Event or their previous logs, in bytes.

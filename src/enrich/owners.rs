@@ -33,7 +33,7 @@ use crate::watch::{WatchTuning, tuned_watcher};
 
 /// Which link a watch maintains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
+pub(crate) enum Link {
     /// ReplicaSet -> Deployment
     ReplicaSetToDeployment,
     /// Job -> CronJob
@@ -90,7 +90,7 @@ impl Default for OwnerIndex {
 }
 
 impl OwnerIndex {
-    pub fn with_budget(budget_bytes: usize) -> Self {
+    pub(crate) fn with_budget(budget_bytes: usize) -> Self {
         let usage = Arc::new(BudgetUsage::default());
         usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
         OwnerIndex { links: Mutex::default(), budget: budget_bytes, usage }
@@ -156,7 +156,7 @@ impl OwnerIndex {
 }
 
 /// Checks access for both watches; `false` after saying so once.
-pub async fn allowed(client: &Client) -> bool {
+pub(crate) async fn allowed(client: &Client) -> bool {
     let rs: Api<ReplicaSet> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
     let lp = ListParams::default().limit(1);

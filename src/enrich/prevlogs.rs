@@ -20,12 +20,10 @@ use crate::kube_errors::{Failure, classify};
 
 /// Fetches in flight at most.
 pub const PREVIOUS_LOGS_CONCURRENCY: usize = 4;
-/// Default per-request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on the attached text, in bytes.
-pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 16 * 1024;
 /// Most log lines that can be asked for (`--previous-logs-lines`); the byte cap applies anyway.
-pub const MAX_LINES: u32 = 10_000;
+pub(crate) const MAX_LINES: u32 = 10_000;
 /// Why a fetch brought nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

@@ -72,7 +72,7 @@ struct Window {
 }
 
 /// A record to emit and how many detected records it stands for (itself included).
-pub type Emit = (Record, u64);
+pub(crate) type Emit = (Record, u64);
 
 /// The coalescer.
 pub struct StormControl {
@@ -89,7 +89,7 @@ impl StormControl {
         Self::with_budget(window, STORM_BUDGET_BYTES)
     }
 
-    pub fn with_budget(window: Duration, budget_bytes: usize) -> Self {
+    pub(crate) fn with_budget(window: Duration, budget_bytes: usize) -> Self {
         let usage = Arc::new(BudgetUsage::default());
         usage.budget_bytes.store(budget_bytes as u64, Ordering::Relaxed);
         StormControl { window, windows: HashMap::new(), bytes: 0, budget: budget_bytes, usage }
@@ -117,12 +117,13 @@ impl StormControl {
     }
 
     /// Offers a restart; returns what to emit now (the restart itself, or nothing when held).
-    pub fn offer(&mut self, ev: Record, now: Instant) -> Option<Record> {
+    #[cfg(test)]
+    pub(crate) fn offer(&mut self, ev: Record, now: Instant) -> Option<Record> {
         self.offer_in_flight(ev, now, None)
     }
 
     /// [`StormControl::offer`], moving a held record's in-flight count to its window's oldest.
-    pub fn offer_in_flight(
+    pub(crate) fn offer_in_flight(
         &mut self,
         mut ev: Record,
         now: Instant,

@@ -12,7 +12,7 @@ use crate::record::Record;
 use crate::rules::causes;
 
 /// A fetch in progress, as far as the room needs to know it.
-pub trait Fetch {
+pub(crate) trait Fetch {
     /// It ended (with the logs, or with an error).
     fn done(&self) -> bool;
 }
@@ -45,7 +45,7 @@ pub struct Released<F> {
 
 /// The records waiting, oldest first, and their bytes against the budget.
 #[derive(Debug)]
-pub struct WaitingRoom<F> {
+pub(crate) struct WaitingRoom<F> {
     waiting: Vec<Waiting<F>>,
     bytes: usize,
     budget_bytes: usize,
@@ -71,7 +71,7 @@ impl<F: Fetch> WaitingRoom<F> {
 
     /// `record` waits for a late kube event until `events_until`, and for `logs`; it counts
     /// `bytes` against the budget.
-    pub fn admit(&mut self, record: Record, events_until: Option<Instant>, logs: Option<F>, bytes: usize) {
+    pub(crate) fn admit(&mut self, record: Record, events_until: Option<Instant>, logs: Option<F>, bytes: usize) {
         self.bytes += bytes;
         self.waiting.push(Waiting { record, events_until, logs, bytes });
     }

@@ -35,7 +35,7 @@ pub struct MappingConfig {
 /// Trace flag "sampled", set on records and spans: restarts are always recorded.
 const TRACE_FLAG_SAMPLED: u32 = 1;
 
-pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
+pub(crate) fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
@@ -43,7 +43,7 @@ pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
-pub fn kv_int(key: &str, value: i64) -> KeyValue {
+pub(crate) fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
@@ -51,7 +51,7 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
-pub fn kv_double(key: &str, value: f64) -> KeyValue {
+pub(crate) fn kv_double(key: &str, value: f64) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(value)) }),
@@ -59,7 +59,7 @@ pub fn kv_double(key: &str, value: f64) -> KeyValue {
     }
 }
 
-pub fn kv_bool(key: &str, value: bool) -> KeyValue {
+pub(crate) fn kv_bool(key: &str, value: bool) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }),
@@ -67,7 +67,7 @@ pub fn kv_bool(key: &str, value: bool) -> KeyValue {
     }
 }
 
-pub fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
+pub(crate) fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
     let values = values.into_iter().map(|v| AnyValue { value: Some(any_value::Value::StringValue(v)) }).collect();
     KeyValue {
         key: key.to_owned(),
@@ -304,7 +304,7 @@ pub fn body(ev: &Record) -> String {
 
 /// What happened, after the subject: `restarted: Error (exit code 1), restart #3`, `failed to
 /// start: ImagePullBackOff: ...`, `was evicted (TerminationByKubelet): ...`.
-pub fn predicate(ev: &Record) -> String {
+pub(crate) fn predicate(ev: &Record) -> String {
     match ev.kind {
         RecordKind::Restart => {
             let mut s = format!("restarted: {}, restart #{}", termination(ev), ev.restart_count);

@@ -11,6 +11,6 @@ pub fn logs_line(req: &ExportLogsServiceRequest) -> serde_json::Result<String> {
 }
 
 /// One line of OTLP/JSON for a traces request.
-pub fn traces_line(req: &ExportTraceServiceRequest) -> serde_json::Result<String> {
+pub(crate) fn traces_line(req: &ExportTraceServiceRequest) -> serde_json::Result<String> {
     serde_json::to_string(req)
 }

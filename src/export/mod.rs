@@ -66,7 +66,7 @@ pub enum Exporter {
 
 impl Exporter {
     /// Sets `k8s.cluster.uid` on the resource of every record it writes (console lines have none).
-    pub fn set_cluster_uid(&mut self, uid: Option<String>) {
+    pub(crate) fn set_cluster_uid(&mut self, uid: Option<String>) {
         match self {
             Exporter::Console { .. } => {}
             Exporter::OtlpJson { mapping, .. } => mapping.cluster_uid = uid,

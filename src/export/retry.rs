@@ -17,15 +17,15 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 /// First backoff delay.
-pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
+pub(crate) const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 /// Longest backoff delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Longest server-requested delay honoured (a larger RetryInfo is capped).
-pub const RETRY_INFO_MAX: Duration = Duration::from_secs(600);
+pub(crate) const RETRY_INFO_MAX: Duration = Duration::from_secs(600);
 
 /// What to do after a failed export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Retry after an exponential backoff with jitter.
     Backoff,
     /// Retry after the delay the server asked for (RetryInfo).
@@ -37,7 +37,7 @@ pub enum Retry {
 }
 
 /// Classifies a gRPC status code and the server's RetryInfo delay, if any.
-pub fn classify_code(code: Code, retry_info: Option<Duration>) -> Retry {
+pub(crate) fn classify_code(code: Code, retry_info: Option<Duration>) -> Retry {
     let requested = retry_info.filter(|d| !d.is_zero()).map(|d| d.min(RETRY_INFO_MAX));
     match code {
         Code::ResourceExhausted => requested.map_or(Retry::Backoff, Retry::After),
@@ -48,7 +48,7 @@ pub fn classify_code(code: Code, retry_info: Option<Duration>) -> Retry {
 }
 
 /// Classifies a tonic status, reading its RetryInfo detail.
-pub fn classify(status: &tonic::Status) -> Retry {
+pub(crate) fn classify(status: &tonic::Status) -> Retry {
     if is_too_large(status) {
         return Retry::Split;
     }
@@ -59,7 +59,7 @@ pub fn classify(status: &tonic::Status) -> Retry {
 /// The receiver refused the request for its size: gRPC servers say "received message larger than
 /// max" (RESOURCE_EXHAUSTED), tonic servers "message length too large" (OUT_OF_RANGE); an OTLP/HTTP
 /// 413 is mapped to "request too large".
-pub fn is_too_large(status: &tonic::Status) -> bool {
+pub(crate) fn is_too_large(status: &tonic::Status) -> bool {
     let m = status.message();
     match status.code() {
         Code::ResourceExhausted => m.contains("larger than max") || m.contains("too large"),

@@ -31,11 +31,11 @@ use crate::accounting::ExportProgress;
 use crate::record::Record;
 
 /// Default capacity of the channel between the detector and the exporter, in events.
-pub const DEFAULT_CHANNEL_CAPACITY_EVENTS: usize = 4_096;
+pub(crate) const DEFAULT_CHANNEL_CAPACITY_EVENTS: usize = 4_096;
 /// Default largest batch, in events.
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 128;
 /// Default longest wait between a batch's first event and its export.
-pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
+pub(crate) const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// Batches the OTLP exporter may have in flight at once.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
@@ -44,7 +44,7 @@ pub const DEFAULT_QUEUE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// Records exported before the exporter catches up (no record waiting) that make a burst (a
 /// backlog drained after an outage, a crash-loop storm): when it ends, free heap goes back to the
 /// kernel at once rather than at the next periodic trim (see `BurstTrim`, `crate::memory`).
-pub const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
+pub(crate) const BURST_RECORDS: u64 = 4 * DEFAULT_BATCH_MAX_RECORDS as u64;
 
 /// Batching settings.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +84,7 @@ pub async fn run(
 /// [`run`], and when `close` is cancelled the channel is closed to senders: what is already in it
 /// is still exported, then the task ends (for a producer that cannot be stopped, such as a
 /// blocking read of stdin).
-pub async fn run_until(
+pub(crate) async fn run_until(
     rx: mpsc::Receiver<Record>,
     exporter: Exporter,
     cfg: BatchConfig,

@@ -203,7 +203,7 @@ fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D:
     d.deserialize_newtype_struct(RAW_VALUE_TOKEN, V)
 }
 
-pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<SlimMeta, D::Error> {
+pub(crate) fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<SlimMeta, D::Error> {
     let Some(m) = Option::<MetaFields>::deserialize(d)? else {
         return Ok(SlimMeta::default());
     };
@@ -226,13 +226,13 @@ pub fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Slim
 }
 
 /// The identity part of [`deserialize_slim_metadata`], for other slim types (Events).
-pub fn deserialize_slim_metadata_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+pub(crate) fn deserialize_slim_metadata_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     deserialize_slim_metadata(d).map(|m| m.meta)
 }
 
 /// A Pod's `status` is an object; in a `Status` object (an API error) the same key is a string.
 /// Accept both, so one decoder reads every object a watch stream can carry.
-pub fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<SlimPodStatus, D::Error> {
+pub(crate) fn deserialize_lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<SlimPodStatus, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = SlimPodStatus;

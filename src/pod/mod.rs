@@ -49,7 +49,7 @@ mod lenient;
 mod probe;
 
 use lenient::*;
-pub use lenient::{deserialize_lenient_status, deserialize_slim_metadata, deserialize_slim_metadata_meta};
+pub(crate) use lenient::{deserialize_lenient_status, deserialize_slim_metadata, deserialize_slim_metadata_meta};
 pub use probe::*;
 
 /// A Pod, reduced to what the detector and the record mapping use.
@@ -86,7 +86,7 @@ pub struct SlimMeta {
 /// An ownerReference, as far as the agent reads it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct OwnerFields {
+pub(crate) struct OwnerFields {
     #[serde(default)]
     pub api_version: String,
     #[serde(default)]
@@ -338,7 +338,7 @@ impl SlimPod {
         self.metadata.labels.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
     }
     /// The pod's ownerReferences (parsed now; malformed entries read as none).
-    pub fn owner_references(&self) -> Vec<OwnerFields> {
+    pub(crate) fn owner_references(&self) -> Vec<OwnerFields> {
         self.metadata.owner_references.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
     }
     /// The kept `resource.opentelemetry.io/*` annotations.
@@ -346,7 +346,7 @@ impl SlimPod {
         self.metadata.meta.annotations.clone().unwrap_or_default()
     }
     /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
-    pub fn is_sidecar(&self, init_container: &str) -> bool {
+    pub(crate) fn is_sidecar(&self, init_container: &str) -> bool {
         self.spec
             .init_containers
             .iter()
@@ -357,7 +357,7 @@ impl SlimPod {
     /// (`deletionTimestamp` less the grace period: the timestamp is in the future), its last status
     /// write, its conditions' transitions, and its containers' starts and ends. What a replay dates
     /// an observation by.
-    pub fn latest_time(&self) -> Option<Timestamp> {
+    pub(crate) fn latest_time(&self) -> Option<Timestamp> {
         let m = &self.metadata;
         let deletion_asked = m.deleted_at.map(|d| {
             let grace = jiff::SignedDuration::from_secs(m.deletion_grace_seconds.unwrap_or(0).max(0));
@@ -407,7 +407,7 @@ impl kube::Resource for SlimPod {
 /// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID). Byte-aligned, so
 /// a map entry has no padding; hashed as one `u128`, as the key was before it was packed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodKey([u8; 16]);
+pub(crate) struct PodKey([u8; 16]);
 
 impl Hash for PodKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -416,12 +416,13 @@ impl Hash for PodKey {
 }
 
 impl PodKey {
-    pub fn of_uid(uid: &str) -> Self {
+    pub(crate) fn of_uid(uid: &str) -> Self {
         PodKey(uid_bytes(uid))
     }
 
     /// The key of these 16 bytes.
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Self {
         PodKey(bytes)
     }
 }
@@ -429,7 +430,7 @@ impl PodKey {
 /// The 16 bytes of a pod UID (its trace id, its key in the agent's maps) in the API server's canonical form (a lowercase `8-4-4-4-12` UUID);
 /// for any other UID, the first 16 bytes of its SHA-256 (still deterministic, never all zero in
 /// practice). UIDs that differ only in case are different objects and get different ids.
-pub fn uid_bytes(uid: &str) -> [u8; 16] {
+pub(crate) fn uid_bytes(uid: &str) -> [u8; 16] {
     if let Some(bytes) = parse_canonical_uuid(uid).filter(|b| *b != [0u8; 16]) {
         return bytes;
     }
@@ -440,7 +441,7 @@ pub fn uid_bytes(uid: &str) -> [u8; 16] {
 }
 
 /// Parses a canonical UUID: lowercase hex, dashes exactly at `8-4-4-4-12`.
-pub fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
     let b = s.as_bytes();
     let dashes_ok = b.len() == 36 && b.iter().enumerate().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (*c == b'-'));
     let lower = b.iter().all(|c| matches!(c, b'-' | b'0'..=b'9' | b'a'..=b'f'));
@@ -448,7 +449,7 @@ pub fn parse_canonical_uuid(s: &str) -> Option<[u8; 16]> {
 }
 
 /// Parses `8-4-4-4-12` hex (or 32 bare hex digits) into 16 bytes.
-pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     let mut nibbles = 0usize;
     for c in s.bytes() {

@@ -43,7 +43,7 @@ pub struct ProbeInit<'a> {
 
 impl PodProbe<'_> {
     /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
-    pub fn is_sidecar(&self, init_container: &str) -> bool {
+    pub(crate) fn is_sidecar(&self, init_container: &str) -> bool {
         self.spec
             .init_containers
             .iter()

@@ -27,7 +27,7 @@ pub(super) struct Identity<'a> {
 }
 
 impl Identity<'_> {
-    pub fn digest(&self) -> [u8; 32] {
+    pub(crate) fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         let mut field = |tag: u8, bytes: &[u8]| {
             h.update([tag]);

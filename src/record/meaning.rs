@@ -6,7 +6,7 @@ use crate::pod::SlimTerminated;
 
 /// The signal that ended a process: the runtime's `signal` field, else `exit code - 128` for
 /// exit codes 129..=159 (the shell convention the runtimes follow).
-pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
+pub(crate) fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
     if let Some(s) = terminated.signal.filter(|s| *s > 0) {
         return Some(s);
     }
@@ -15,7 +15,7 @@ pub fn termination_signal(terminated: &SlimTerminated) -> Option<i32> {
 }
 
 /// Linux signal names, 1..=31.
-pub fn signal_name(signal: i32) -> Option<&'static str> {
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     const NAMES: [&str; 31] = [
         "SIGHUP",
         "SIGINT",
@@ -53,7 +53,7 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
 }
 
 /// A plain-words meaning for the exit codes SREs meet most, for the record's body.
-pub fn exit_code_meaning(code: i32) -> Option<&'static str> {
+pub(crate) fn exit_code_meaning(code: i32) -> Option<&'static str> {
     Some(match code {
         0 => "exited cleanly",
         1 => "general application error",

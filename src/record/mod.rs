@@ -16,7 +16,8 @@ mod identity;
 mod meaning;
 
 use identity::Identity;
-pub use meaning::{exit_code_meaning, severity, signal_name, termination_signal};
+pub use meaning::severity;
+pub(crate) use meaning::{exit_code_meaning, signal_name, termination_signal};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,16 +39,6 @@ impl ContainerKind {
             ContainerKind::Init => "init",
             ContainerKind::Sidecar => "sidecar",
             ContainerKind::Ephemeral => "ephemeral",
-        }
-    }
-
-    /// Parses `app`, `init` or `sidecar` (the kinds that can restart).
-    pub fn parse_restartable(s: &str) -> Option<Self> {
-        match s {
-            "app" => Some(ContainerKind::App),
-            "init" => Some(ContainerKind::Init),
-            "sidecar" => Some(ContainerKind::Sidecar),
-            _ => None,
         }
     }
 }
@@ -127,7 +118,7 @@ impl Cause {
     }
 
     /// A clean exit: no `error.type`, INFO severity, span status unset.
-    pub fn is_clean(self) -> bool {
+    pub(crate) fn is_clean(self) -> bool {
         self == Cause::Completed
     }
 }
@@ -188,7 +179,7 @@ impl RecordKind {
         }
     }
 
-    pub fn span_name(self) -> &'static str {
+    pub(crate) fn span_name(self) -> &'static str {
         match self {
             RecordKind::Restart | RecordKind::Failure => crate::keys::SPAN_NAME,
             RecordKind::StartFailure | RecordKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
@@ -214,13 +205,13 @@ impl Default for RecordKinds {
 }
 
 impl RecordKinds {
-    pub fn from_kinds(kinds: &[RecordKind]) -> Self {
+    pub(crate) fn from_kinds(kinds: &[RecordKind]) -> Self {
         RecordKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u8))
     }
     pub fn restarts_only() -> Self {
         RecordKinds::from_kinds(&[RecordKind::Restart])
     }
-    pub fn allows(self, kind: RecordKind) -> bool {
+    pub(crate) fn allows(self, kind: RecordKind) -> bool {
         self.0 & (1 << kind as u8) != 0
     }
 }
@@ -357,7 +348,7 @@ impl Record {
     /// What the record occupies, in bytes: the struct and the heap bytes of its strings (the text
     /// of each, not the allocators' rounding). What the byte budgets of the stores holding records
     /// count (storm control, the records waiting for Events).
-    pub fn approx_bytes(&self) -> usize {
+    pub(crate) fn approx_bytes(&self) -> usize {
         let owners = &self.pod.owners;
         let owner = |o: &Option<OwnerRef>| o.as_ref().map_or(0, |o| o.name.len() + opt_len(&o.uid));
         let pod = self.pod.namespace.len()
@@ -418,7 +409,7 @@ impl Record {
     }
 
     /// The second under which the record counts as in flight (see `in_flight_since`).
-    pub fn in_flight_second(&self) -> i64 {
+    pub(crate) fn in_flight_second(&self) -> i64 {
         self.in_flight_since.unwrap_or(self.observed_at).as_second()
     }
 
@@ -462,7 +453,7 @@ impl Record {
 
     /// `k8s.container.restart_count` of the instance the record is about: for a restart, that of
     /// the instance that died (the new count minus one); otherwise the current count.
-    pub fn terminated_restart_count(&self) -> u32 {
+    pub(crate) fn terminated_restart_count(&self) -> u32 {
         match self.kind {
             RecordKind::Restart => self.restart_count.saturating_sub(1),
             _ => self.restart_count,

@@ -66,10 +66,10 @@ impl KubeEvent {
 
 /// Reasons of the Node Events that report an OOM kill on the node: `OOMKilling` from
 /// node-problem-detector's kernel monitor, `SystemOOM` from the kubelet.
-pub const NODE_OOM_REASONS: [&str; 2] = ["OOMKilling", "SystemOOM"];
+pub(crate) const NODE_OOM_REASONS: [&str; 2] = ["OOMKilling", "SystemOOM"];
 
 /// Event reasons that can explain a restart; other Events are not kept.
-pub const RELEVANT_REASONS: [&str; 8] = [
+pub(crate) const RELEVANT_REASONS: [&str; 8] = [
     "Killing",
     "Evicted",
     "Preempting",
@@ -82,13 +82,13 @@ pub const RELEVANT_REASONS: [&str; 8] = [
 
 /// How far before the termination an Event may be and still explain it (the kubelet kills after the
 /// probe's failures and the termination grace period, 30 s by default).
-pub const EVENT_BEFORE_TERMINATION: Duration = Duration::from_secs(120);
+pub(crate) const EVENT_BEFORE_TERMINATION: Duration = Duration::from_secs(120);
 /// How far after the termination an Event may be (Events are written after the fact, and clocks differ).
-pub const EVENT_AFTER_TERMINATION: Duration = Duration::from_secs(10);
+pub(crate) const EVENT_AFTER_TERMINATION: Duration = Duration::from_secs(10);
 
 /// The container named by an Event's `involvedObject.fieldPath`: `spec.containers{web}` -> `web`
 /// (also `spec.initContainers{x}`).
-pub fn container_of_field_path(field_path: &str) -> Option<&str> {
+pub(crate) fn container_of_field_path(field_path: &str) -> Option<&str> {
     let start = field_path.find('{')?;
     let end = field_path.rfind('}')?;
     (end > start + 1).then(|| &field_path[start + 1..end])
@@ -119,7 +119,7 @@ fn near<'a>(
 ///
 /// Exit codes alone mislead: 137 is an OOM kill only when the runtime says `OOMKilled`; otherwise
 /// it is a SIGKILL from someone (a probe, a user) or the app's own `exit(137)`, reported as `signal`.
-pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
+pub(crate) fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> Cause {
     match pod_reason {
         Some("Evicted") => return Cause::Evicted,
         Some("Preempting") | Some("Preempted") => return Cause::Preempted,
@@ -141,23 +141,23 @@ pub fn classify_from_status(terminated: Option<&SlimTerminated>, pod_reason: Opt
 }
 
 /// The cause of a detected restart from its status alone.
-pub fn restart_cause_from_status(ev: &Record) -> Cause {
+pub(crate) fn restart_cause_from_status(ev: &Record) -> Cause {
     classify_from_status(ev.terminated.as_ref(), ev.pod_reason.as_deref())
 }
 
 /// The cause of a detected restart from its status and the recent Events of its pod.
-pub fn restart_cause(ev: &Record, events: &[KubeEvent]) -> Cause {
+pub(crate) fn restart_cause(ev: &Record, events: &[KubeEvent]) -> Cause {
     classify(ev.terminated.as_ref(), ev.pod_reason.as_deref(), &ev.container.name, events)
 }
 
 /// Whether a detected restart is worth waiting for a late Event: its status leaves the cause open.
-pub fn restart_worth_waiting_for_events(ev: &Record) -> bool {
+pub(crate) fn restart_worth_waiting_for_events(ev: &Record) -> bool {
     worth_waiting_for_events(ev.terminated.as_ref(), ev.pod_reason.as_deref())
 }
 
 /// The cause of a restart of `container`, from its last termination, the pod's status reason and
 /// the pod's recent Events.
-pub fn classify(
+pub(crate) fn classify(
     terminated: Option<&SlimTerminated>,
     pod_reason: Option<&str>,
     container: &str,
@@ -209,13 +209,13 @@ fn rank(c: Cause) -> u8 {
 
 /// Whether the status alone leaves the cause open, so that waiting briefly for a late Event is
 /// worth it: a kill by signal (137, 143, a `signal` field) or no termination details.
-pub fn worth_waiting_for_events(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> bool {
+pub(crate) fn worth_waiting_for_events(terminated: Option<&SlimTerminated>, pod_reason: Option<&str>) -> bool {
     matches!(classify_from_status(terminated, pod_reason), Cause::Signal | Cause::Unknown)
 }
 
 /// The back-off delay of a `CrashLoopBackOff` message: `back-off 1m20s restarting failed
 /// container=...` -> 80 s.
-pub fn crash_loop_back_off(message: &str) -> Option<Duration> {
+pub(crate) fn crash_loop_back_off(message: &str) -> Option<Duration> {
     let rest = &message[message.find("back-off ")? + "back-off ".len()..];
     let token = rest.split_whitespace().next()?;
     let mut total = 0u64;

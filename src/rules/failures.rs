@@ -13,7 +13,7 @@ use crate::record::{Cause, ContainerKind, Eviction};
 /// episode. The image reasons are the kubelet's `images` errors (`pkg/kubelet/images/types.go`),
 /// the others its container-creation errors (`pkg/kubelet/container/sync_result.go`).
 /// `CrashLoopBackOff` is not one: the container ran, and its restarts are reported as restarts.
-pub const START_FAILURE_REASONS: [&str; 13] = [
+pub(crate) const START_FAILURE_REASONS: [&str; 13] = [
     "ErrImagePull",
     "ImagePullBackOff",
     "ErrImageNeverPull",
@@ -51,14 +51,14 @@ pub const STATUS_MESSAGE_MAX_BYTES: usize = 1024;
 /// Margin for the skew between the node's clock (`finishedAt`) and the API server's
 /// (`deletionTimestamp`, whole seconds): a termination up to this long before the deletion was
 /// asked for is taken as killed by it.
-pub const DELETION_CLOCK_SKEW_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
+pub(crate) const DELETION_CLOCK_SKEW_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 
-pub fn is_start_failure(reason: &str) -> bool {
+pub(crate) fn is_start_failure(reason: &str) -> bool {
     START_FAILURE_REASONS.contains(&reason)
 }
 
 /// Whether moving into `reason` counts as one more attempt to start.
-pub fn is_new_attempt(reason: &str) -> bool {
+pub(crate) fn is_new_attempt(reason: &str) -> bool {
     is_start_failure(reason) && !BACK_OFF_REASONS.contains(&reason)
 }
 
@@ -69,7 +69,7 @@ pub fn ran(t: &SlimTerminated) -> bool {
 
 /// What a container's state does to a start-failure episode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EpisodeStep {
+pub(crate) enum EpisodeStep {
     /// A start failure: opens an episode, or continues the open one.
     Failing,
     /// Not started, for a reason that opens no episode: a waiting reason the agent does not know,
@@ -84,7 +84,7 @@ pub enum EpisodeStep {
 }
 
 /// The step of a container whose current state is `state` and last termination `last`.
-pub fn episode_step(state: &SlimContainerState, last: Option<&SlimTerminated>) -> EpisodeStep {
+pub(crate) fn episode_step(state: &SlimContainerState, last: Option<&SlimTerminated>) -> EpisodeStep {
     if let Some(w) = &state.waiting {
         let reason = w.reason.as_deref().unwrap_or("");
         return match reason {
@@ -108,18 +108,18 @@ pub fn episode_step(state: &SlimContainerState, last: Option<&SlimTerminated>) -
 }
 
 /// The outcome of an episode whose container started.
-pub const OUTCOME_STARTED: &str = "started";
+pub(crate) const OUTCOME_STARTED: &str = "started";
 /// The outcome of an episode whose pod was deleted before its container started.
-pub const OUTCOME_POD_DELETED: &str = "pod_deleted";
+pub(crate) const OUTCOME_POD_DELETED: &str = "pod_deleted";
 /// The outcome of an episode whose pod was evicted (or preempted) before its container started.
-pub const OUTCOME_EVICTED: &str = "evicted";
+pub(crate) const OUTCOME_EVICTED: &str = "evicted";
 /// The outcome of an episode whose pod failed (its phase `Failed`) before its container started.
-pub const OUTCOME_POD_FAILED: &str = "pod_failed";
+pub(crate) const OUTCOME_POD_FAILED: &str = "pod_failed";
 
 /// How an open episode ends when its pod goes away before the container started: `evicted`, or
 /// `pod_deleted` (a deletion was asked for), or `pod_failed` (the pod's phase is `Failed`: a Job's
 /// deadline, say). `None`: the pod lives on and the episode stays open.
-pub fn episode_end_without_start(pod: &SlimPod) -> Option<&'static str> {
+pub(crate) fn episode_end_without_start(pod: &SlimPod) -> Option<&'static str> {
     if eviction(pod).is_some() {
         Some(OUTCOME_EVICTED)
     } else if pod.metadata.deleted_at.is_some() {
@@ -133,12 +133,12 @@ pub fn episode_end_without_start(pod: &SlimPod) -> Option<&'static str> {
 
 /// How an open episode ends when its pod is deleted: `evicted` when the pod shows an eviction,
 /// else `pod_deleted`.
-pub fn episode_end_on_deletion(pod: &SlimPod) -> &'static str {
+pub(crate) fn episode_end_on_deletion(pod: &SlimPod) -> &'static str {
     if eviction(pod).is_some() { OUTCOME_EVICTED } else { OUTCOME_POD_DELETED }
 }
 
 /// The cause of a start failure, from its waiting reason.
-pub fn start_failure_cause(reason: &str) -> Cause {
+pub(crate) fn start_failure_cause(reason: &str) -> Cause {
     match reason {
         "ErrImagePull"
         | "ImagePullBackOff"
@@ -153,18 +153,18 @@ pub fn start_failure_cause(reason: &str) -> Cause {
 }
 
 /// A termination is a failure when its exit code is not 0 or its reason is not `Completed`.
-pub fn is_failed_exit(exit_code: i64, reason: Option<&str>) -> bool {
+pub(crate) fn is_failed_exit(exit_code: i64, reason: Option<&str>) -> bool {
     exit_code != 0 || reason.is_some_and(|r| !r.is_empty() && r != "Completed")
 }
 
-pub fn is_failed(t: &SlimTerminated) -> bool {
+pub(crate) fn is_failed(t: &SlimTerminated) -> bool {
     is_failed_exit(i64::from(t.exit_code), t.reason.as_deref())
 }
 
 /// Whether a terminated container of this kind will not be restarted: any container of a
 /// `restartPolicy: Never` pod, or any container of a pod whose phase is `Failed`. Native sidecars
 /// never: they are stopped when the pod ends, and restarted while it runs.
-pub fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
+pub(crate) fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
     match kind {
         ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
         ContainerKind::App | ContainerKind::Init => {
@@ -177,7 +177,7 @@ pub fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
 /// asked for (`deletionTimestamp - deletionGracePeriodSeconds`, less
 /// [`DELETION_CLOCK_SKEW_MARGIN`] for the node's clock), or its end is unknown on a pod being
 /// deleted.
-pub fn killed_by_deletion(pod: &SlimPod, t: &SlimTerminated) -> bool {
+pub(crate) fn killed_by_deletion(pod: &SlimPod, t: &SlimTerminated) -> bool {
     let Some(asked_at) = deletion_asked_at(pod) else {
         return false;
     };
@@ -186,7 +186,7 @@ pub fn killed_by_deletion(pod: &SlimPod, t: &SlimTerminated) -> bool {
 }
 
 /// When the pod's deletion was asked for: `deletionTimestamp - deletionGracePeriodSeconds`.
-pub fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
+pub(crate) fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
     let deleted_at = pod.metadata.deleted_at?;
     let grace = jiff::SignedDuration::from_secs(pod.metadata.deletion_grace_seconds.unwrap_or(0).max(0));
     Some(deleted_at.checked_sub(grace).unwrap_or(deleted_at))
@@ -195,7 +195,7 @@ pub fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
 /// Whether a probed object may show a failure other than a restart: a start failure, a failed
 /// termination, a failed or reasoned pod, a disruption (eviction, preemption) or a deletion. Such
 /// objects take the full path; the others only move restart counts.
-pub fn may_show_failure(probe: &PodProbe<'_>) -> bool {
+pub(crate) fn may_show_failure(probe: &PodProbe<'_>) -> bool {
     let s = &probe.status;
     probe.metadata.deletion_timestamp.is_some()
         || s.reason.is_some()

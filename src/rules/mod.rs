@@ -6,7 +6,7 @@
 //! - [`owners`]: the workload a pod belongs to, from its ownerReferences;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
-pub mod causes;
+pub(crate) mod causes;
 pub mod failures;
 pub mod owners;
 pub mod text;

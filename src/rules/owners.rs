@@ -9,7 +9,7 @@ use crate::record::{OwnerRef, Owners};
 /// Kubernetes itself applies: the ReplicaSet is named `<deployment>-<pod-template-hash>`, and the pod
 /// carries that hash as its `pod-template-hash` label. (A metadata watch of ReplicaSets would also
 /// give the Deployment's uid; the name rule gives the name only.)
-pub fn from_pod(pod: &SlimPod, labels: &std::collections::BTreeMap<String, String>) -> Owners {
+pub(crate) fn from_pod(pod: &SlimPod, labels: &std::collections::BTreeMap<String, String>) -> Owners {
     let mut owners = Owners::default();
     let refs = pod.owner_references();
     let controller = refs.iter().find(|o| o.controller == Some(true)).or_else(|| refs.first());

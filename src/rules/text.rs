@@ -7,7 +7,7 @@ use regex::Regex;
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Cuts a string to at most `max` bytes at a char boundary.
-pub fn cap_utf8(s: &str, max: usize) -> &str {
+pub(crate) fn cap_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -38,7 +38,7 @@ pub fn compile_redactions(patterns: &[String]) -> Result<Vec<Regex>, RedactError
 
 /// Replaces every match of every pattern with `[REDACTED]`, then caps the text at `max_bytes`
 /// (keeping the end: the last lines say most about a crash), at a char boundary.
-pub fn redact_and_cap(text: &str, redactions: &[Regex], max_bytes: usize) -> String {
+pub(crate) fn redact_and_cap(text: &str, redactions: &[Regex], max_bytes: usize) -> String {
     let mut out = text.to_owned();
     for re in redactions {
         out = re.replace_all(&out, REDACTED).into_owned();

@@ -23,12 +23,12 @@ use std::time::Duration;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 /// Default per-request timeout (the spec's 10 s).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest per-request timeout accepted (0 means no limit).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The spec's default endpoints.
-pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
-pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
+pub(crate) const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+pub(crate) const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub fn resolve(
 }
 
 /// [`resolve`], with the spec's default endpoint when none is configured.
-pub fn resolve_or_default(
+pub(crate) fn resolve_or_default(
     specific: &RawSignalSettings,
     generic: &RawSignalSettings,
     prefix: &'static str,
@@ -323,7 +323,7 @@ fn read_pem(
 }
 
 /// Parses `k1=v1,k2=v2` (values percent-decoded, as the spec says).
-pub fn parse_headers(s: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_headers(s: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=')?;
@@ -428,7 +428,7 @@ impl OtlpConfig {
     }
 
     /// What is exported where, for the start-up log and `check-config`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let one = |name: &str, c: &Option<SignalConfig>| match c {
             Some(c) => format!(
                 "{name}={} ({}, gzip {}, timeout {})",

@@ -28,12 +28,12 @@ use super::SignalConfig;
 use crate::export::ExportError;
 
 /// Largest response body read (a partial-success message or an error status), in bytes.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// A client for one OTLP/HTTP endpoint.
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
     uri: http::Uri,
     headers: http::HeaderMap,
@@ -124,7 +124,7 @@ impl HttpClient {
 }
 
 /// The gRPC status equivalent to an OTLP/HTTP failure (see the module table).
-pub fn status_for(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8]) -> tonic::Status {
+pub(crate) fn status_for(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8]) -> tonic::Status {
     let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())

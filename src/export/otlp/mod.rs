@@ -20,12 +20,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 mod config;
 mod http;
-pub mod self_metrics;
+pub(crate) mod self_metrics;
 
-pub use config::{
-    DEFAULT_TIMEOUT, MAX_TIMEOUT, OtlpConfig, Protocol, RawSignalSettings, SettingError, SignalConfig, parse_headers,
-    resolve,
-};
+pub use config::{OtlpConfig, Protocol, RawSignalSettings, resolve};
+pub use config::{SettingError, SignalConfig};
 
 use super::convert::{self, MappingConfig};
 use super::retry::{self, Retry};
@@ -35,14 +33,14 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 
 /// Time allowed to open a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest export request sent, encoded, in bytes: under the 4 MiB that gRPC servers (the
 /// Collector's OTLP receiver included) accept by default, with room for framing.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// The `User-Agent` of every export.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("restart-watcher/{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -117,7 +115,7 @@ impl SignalClient {
 
 /// A lazily connected gRPC channel for `cfg` (TLS, timeout, User-Agent) and the metadata (headers)
 /// every request carries. The self-metrics exporter uses it too, so both follow one configuration.
-pub fn grpc_channel(cfg: &SignalConfig) -> Result<(Channel, MetadataMap), ExportError> {
+pub(crate) fn grpc_channel(cfg: &SignalConfig) -> Result<(Channel, MetadataMap), ExportError> {
     let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
         .map_err(|e| ExportError::Setup(format!("endpoint {}: {e}", cfg.endpoint)))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -160,7 +158,7 @@ pub struct OtlpExporter {
 
 impl OtlpExporter {
     /// Sets `k8s.cluster.uid` on the resource of the records it sends.
-    pub fn set_cluster_uid(&mut self, uid: Option<String>) {
+    pub(crate) fn set_cluster_uid(&mut self, uid: Option<String>) {
         self.mapping.cluster_uid = uid;
     }
 
@@ -202,7 +200,7 @@ impl OtlpExporter {
     /// A record that fails for good (refused alone as too large, or in a part the receiver
     /// rejects) fails alone: the rest of the batch is delivered and counted as delivered. A record
     /// counts as failed when any of its signals failed.
-    pub async fn export_batch(&self, batch: &[Record]) -> BatchOutcome {
+    pub(crate) async fn export_batch(&self, batch: &[Record]) -> BatchOutcome {
         let id = self.in_flight.begin();
         let mut failed = vec![false; batch.len()];
         // The signals go out one after the other, each retried on its own: a batch's two requests
@@ -300,7 +298,7 @@ fn push_halves(parts: &mut Vec<std::ops::Range<usize>>, part: std::ops::Range<us
 /// What became of a batch sent over OTLP: how many of its records failed for good (the others
 /// were delivered), and the first permanent failure.
 #[derive(Debug, Default)]
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     pub failed: u64,
     pub error: Option<ExportError>,
 }
@@ -310,13 +308,13 @@ pub struct BatchOutcome {
 /// are split before they go instead of each being refused and split again. The receiver's limit
 /// may be raised: what was learned is forgotten after [`LEARNED_LIMIT_TTL`].
 #[derive(Debug)]
-pub struct RequestLimit {
+pub(crate) struct RequestLimit {
     /// (bytes, learned at); `None`: nothing learned.
     learned: std::sync::Mutex<Option<(usize, Instant)>>,
 }
 
 /// How long a learned request limit is kept.
-pub const LEARNED_LIMIT_TTL: Duration = Duration::from_secs(600);
+pub(crate) const LEARNED_LIMIT_TTL: Duration = Duration::from_secs(600);
 
 impl Default for RequestLimit {
     fn default() -> Self {

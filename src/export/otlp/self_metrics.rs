@@ -11,10 +11,12 @@ use super::SignalConfig;
 use crate::export::ExportError;
 
 /// How often pushed metrics are sent.
-pub const PUSH_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const PUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The push reader for `cfg`'s endpoint. Must be built inside the Tokio runtime.
-pub fn push_reader(cfg: &SignalConfig) -> Result<PeriodicReader<opentelemetry_otlp::MetricExporter>, ExportError> {
+pub(crate) fn push_reader(
+    cfg: &SignalConfig,
+) -> Result<PeriodicReader<opentelemetry_otlp::MetricExporter>, ExportError> {
     let failed =
         |e: &dyn std::fmt::Display| ExportError::Setup(format!("the OTLP metrics exporter for {}: {e}", cfg.endpoint));
     let (channel, metadata) = super::grpc_channel(cfg)?;
