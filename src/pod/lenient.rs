@@ -188,11 +188,11 @@ fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D:
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("any JSON value")
         }
-        // serde_json's raw value: one entry whose value is the JSON text.
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let Some(_token) = map.next_key::<IgnoredAny>()? else { return Ok(None) };
-            let text: String = map.next_value()?;
-            Ok(RawValue::from_string(text).ok().filter(|raw| raw.get() != "null"))
+        // serde_json's raw value: one entry whose value is the JSON text, handed to serde_json's
+        // own raw-value visitor (which takes the text as it is, without parsing it again).
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let raw = Box::<RawValue>::deserialize(RawEntry(map))?;
+            Ok(Some(raw).filter(|raw| raw.get() != "null"))
         }
         // Any other deserializer (serde's buffered content) passes the value through.
         fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -201,6 +201,20 @@ fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D:
         }
     }
     d.deserialize_newtype_struct(RAW_VALUE_TOKEN, V)
+}
+
+/// serde_json's raw-value entry, passed on as a deserializer of its own to `Box<RawValue>`.
+struct RawEntry<A>(A);
+
+impl<'de, A: MapAccess<'de>> Deserializer<'de> for RawEntry<A> {
+    type Error = A::Error;
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        visitor.visit_map(self.0)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
 }
 
 pub(crate) fn deserialize_slim_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<SlimMeta, D::Error> {
