@@ -302,7 +302,8 @@ impl Detector {
             self.stats.objects_without_uid += 1;
             return Vec::new();
         };
-        let facts = PodFacts::of(pod, uid, observed_at, self.catch_up_since, self.pods.contains(&PodKey::of_uid(uid)));
+        let key = PodKey::of_uid(uid);
+        let facts = PodFacts::of(pod, key, observed_at, self.catch_up_since, self.pods.contains(&key));
         let mut found: Vec<Found<'_>> = Vec::new();
         {
             let mut state = self.pods.get_or_insert(facts.key, self.generation);

@@ -27,10 +27,10 @@ pub(super) struct PodFacts<'a> {
 }
 
 impl<'a> PodFacts<'a> {
-    pub fn of(pod: &'a SlimPod, uid: &str, observed_at: Timestamp, since: Option<Timestamp>, known: bool) -> Self {
+    pub fn of(pod: &'a SlimPod, key: PodKey, observed_at: Timestamp, since: Option<Timestamp>, known: bool) -> Self {
         PodFacts {
             pod,
-            key: PodKey::of_uid(uid),
+            key,
             known,
             since,
             eviction: failures::eviction(pod),
