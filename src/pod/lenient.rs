@@ -300,14 +300,7 @@ pub(super) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<S
             Ok(Some(s))
         }
         numbers_and_null_read_as!(None);
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
+        lists_and_objects_read_as!(None);
     }
     d.deserialize_any(V)
 }
@@ -386,14 +379,7 @@ pub(super) fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>
         fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
             Ok(None)
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
+        lists_and_objects_read_as!(None);
     }
     d.deserialize_any(V)
 }

@@ -45,6 +45,20 @@ macro_rules! numbers_and_null_read_as {
     };
 }
 
+/// A lenient visitor's answer to a list or an object where it wants a scalar: both skipped whole.
+macro_rules! lists_and_objects_read_as {
+    ($value:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+    };
+}
+
 mod lenient;
 mod probe;
 
