@@ -345,3 +345,36 @@ impl Detector {
         found.into_iter().map(|f| found::build(&info, &facts, f, &self.redactions, observed_at)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracked::NAME_COMPARISONS;
+
+    /// A pod of `n` app containers, `restarted` of them at count 1 (the rest at 0).
+    fn wide_pod(n: usize, restarted: usize) -> SlimPod {
+        let statuses: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "restartCount": u32::from(i < restarted), "state": {"running": {}}}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"uid": "11111111-2222-3333-4444-555555555555", "name": "wide", "namespace": "ns"},
+            "status": {"containerStatuses": statuses},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pods_containers_are_found_in_linear_time_however_many_it_has() {
+        let now: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        for n in [2_500, 10_000] {
+            let mut detector = Detector::new(KindFilter::default());
+            assert!(detector.apply(&wide_pod(n, 0), now).is_empty());
+            NAME_COMPARISONS.with(|c| c.set(0));
+            let records = detector.apply(&wide_pod(n, 1), now);
+            assert_eq!(records.len(), 1, "one container restarted");
+            // Each status is found where the last one was: one comparison per container and pass.
+            let compared = NAME_COMPARISONS.with(|c| c.get());
+            assert!(compared <= 2 * n, "{compared} name comparisons for an update of {n} containers");
+        }
+    }
+}

@@ -265,7 +265,11 @@ impl PodMut<'_> {
     /// not say whether it is a native sidecar).
     pub(crate) fn find_near_any(&self, name: &str, kinds: &[ContainerKind], hint: usize) -> Option<usize> {
         let shape = self.shapes.get(self.state.shape);
-        let is = |n: &Named| kinds.contains(&n.kind) && *n.name == *name;
+        let is = |n: &Named| {
+            #[cfg(test)]
+            NAME_COMPARISONS.with(|c| c.set(c.get() + 1));
+            kinds.contains(&n.kind) && *n.name == *name
+        };
         match shape.get(hint) {
             Some(n) if is(n) => Some(hint),
             _ => shape.iter().position(is),
@@ -328,6 +332,12 @@ impl PodMut<'_> {
             self.state.container_flags[i] = 0;
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many shape entries `find_near_any` compared on this thread (a test's count of work).
+    pub(super) static NAME_COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
