@@ -39,11 +39,16 @@ bin_name() {
   esac
   echo "$b"
 }
+# A group's own build settings, from comment lines of its go.mod (hashed into the key with it):
+#   // build-env: CGO_ENABLED=1        // build-tags: seccomp
+build_env_of() { sed -n 's|^// build-env: ||p' "$groups_dir/$1/go.mod"; }
+build_tags_of() { sed -n 's|^// build-tags: ||p' "$groups_dir/$1/go.mod" | paste -sd, -; }
 # Version stamps Kubernetes binaries report (kubectl version, /version), from the pinned module.
 ldflags_of() {
   local flags="-s -w"
   local kv
-  kv=$(sed -n 's/^\s*k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$groups_dir/$1/go.mod" | head -n1)
+  # The pin is `k8s.io/kubernetes vX.Y.Z` alone on a line of a require block, or after `require `.
+  kv=$(sed -n 's/^\(require\)\{0,1\}\s*k8s.io\/kubernetes \(v[0-9.]*\).*/\2/p' "$groups_dir/$1/go.mod" | head -n1)
   if [ -n "$kv" ]; then
     local major minor pkg
     major=${kv#v}; major=${major%%.*}
@@ -86,7 +91,11 @@ build_group() {
     rm -rf "$tmp"; mkdir -p "$tmp/bin"
     local t start=$SECONDS
     for t in "${tools[@]}"; do
-      if ! (cd "$dir" && go build -trimpath -ldflags "$(ldflags_of "$g")" -o "$tmp/bin/$(bin_name "$t")" "$t") >"$tmp/build.log" 2>&1; then
+      local env_settings tags
+      read -r -a env_settings <<<"$(build_env_of "$g")"
+      tags=$(build_tags_of "$g")
+      if ! (cd "$dir" && env "${env_settings[@]}" go build -trimpath ${tags:+-tags "$tags"} -ldflags "$(ldflags_of "$g")" \
+        -o "$tmp/bin/$(bin_name "$t")" "$t") >"$tmp/build.log" 2>&1; then
         cat "$tmp/build.log" >&2
         if grep -qE 'proxy.golang.org|dial tcp|no such host|410 Gone|404 Not Found' "$tmp/build.log"; then
           die "building $t failed fetching a module: the Go module proxy must be reachable (GOPROXY=$(go env GOPROXY)) and serve every module in tests/support/go/$g/go.sum."
