@@ -9,9 +9,9 @@
 
 use restart_watcher_test_support::cluster;
 use restart_watcher_test_support::pods;
+use restart_watcher_test_support::recorder::Recorder;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use cluster::{Agent, Cluster, attr, http_get, now_rfc3339, series};
@@ -92,71 +92,9 @@ fn status_patch(k: &Cluster, ns: &str, pod: &str, patch: &Value) {
     k.kubectl(&["-n", ns, "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
 }
 
-/// The API server's watch stream of a namespace, recorded by `kubectl get pods --watch
-/// --output-watch-events -o json` as a user would record it; stopped (killed) when dropped.
-struct Recorder {
-    child: Child,
-    path: PathBuf,
-}
-
-impl Recorder {
-    fn start(k: &Cluster, ns: &str) -> Recorder {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recordings");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{ns}.watch.json"));
-        let file = std::fs::File::create(&path).unwrap();
-        let child = Command::new(k.var("KUBECTL"))
-            .arg("--kubeconfig")
-            .arg(k.admin())
-            .args(["-n", ns, "get", "pods", "--watch", "--output-watch-events", "-o", "json"])
-            .stdout(file)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get --watch");
-        let recorder = Recorder { child, path };
-        // The initial list is written first: wait for it (an empty namespace writes nothing).
-        std::thread::sleep(Duration::from_millis(500));
-        recorder
-    }
-
-    /// Stops recording and replays the stream through the agent's `replay`: its records.
-    fn replay(mut self) -> Vec<Value> {
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let out = Command::new(env!("CARGO_BIN_EXE_restart-watcher"))
-            .args(["replay", "--exporter", "otlp-json", "--signals", "logs"])
-            .arg(&self.path)
-            .output()
-            .expect("run restart-watcher replay");
-        assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut records = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: Value = serde_json::from_str(line).expect("OTLP/JSON line");
-            for rl in v["resourceLogs"].as_array().into_iter().flatten() {
-                for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
-                    for r in sl["logRecords"].as_array().into_iter().flatten() {
-                        let mut r = r.clone();
-                        r["resource"] = rl["resource"].clone();
-                        records.push(r);
-                    }
-                }
-            }
-        }
-        records
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts recording the namespace's stream, then the agent on it; returns both once it watches.
 fn watch(k: &Cluster, ns: &str) -> (Recorder, Agent) {
-    let recorder = Recorder::start(k, ns);
+    let recorder = Recorder::start(k, ns, Path::new(env!("CARGO_TARGET_TMPDIR")));
     let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
     agent.wait_ready();
     (recorder, agent)
@@ -165,7 +103,7 @@ fn watch(k: &Cluster, ns: &str) -> (Recorder, Agent) {
 /// Asserts the agent's records, and the same from the replay of the recorded stream.
 fn assert_live_and_replayed(agent: &mut Agent, recorder: Recorder, want: &[Rec]) {
     assert_eq!(recs(agent.settle(QUIET)), want, "live records");
-    assert_eq!(recs(&recorder.replay()), want, "replayed records");
+    assert_eq!(recs(&recorder.stop_and_replay()), want, "replayed records");
 }
 
 #[test]
@@ -210,7 +148,7 @@ fn a_deployment_with_a_missing_image_reports_one_start_failure_per_pod_and_its_e
         assert_eq!(attr(&r["attributes"], "restart_watcher.start_failure.attempts"), 2);
     }
     // The replay exports in one batch, grouped by resource (pod): the same records, in another order.
-    let mut replayed = recs(&recorder.replay());
+    let mut replayed = recs(&recorder.stop_and_replay());
     replayed.sort();
     want.sort();
     assert_eq!(replayed, want, "replayed records");

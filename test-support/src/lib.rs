@@ -11,6 +11,8 @@
 //!   get (gRPC, HTTP) and a real one;
 //! - [`stand_in_apiserver`], [`proxy`]: a stand-in API server that records requests, a TCP proxy
 //!   that cuts connections;
+//! - [`recorder`]: a namespace's pods and kube events as the API server streams them, and their
+//!   replay;
 //! - [`process`]: waiting for child processes.
 //!
 //! Scripts and pinned Go modules stay in `tests/support/` (cluster.sh, build-go-tools.sh,
@@ -25,6 +27,7 @@ pub mod fixture;
 pub mod pods;
 pub mod process;
 pub mod proxy;
+pub mod recorder;
 pub mod rotel;
 pub mod stand_in_apiserver;
 

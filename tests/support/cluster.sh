@@ -3,7 +3,7 @@
 # etcd, kube-apiserver (TLS, token and ServiceAccount auth, RBAC), kube-controller-manager,
 # kube-scheduler, and kwok simulating the kubelets of N nodes. Built by build-go-tools.sh.
 #
-#   cluster.sh start DIR [--nodes NAME,NAME...] [EXTRA_KUBE_APISERVER_FLAGS...]
+#   cluster.sh start DIR [--nodes NAME,NAME...] [--real-node NAME] [EXTRA_KUBE_APISERVER_FLAGS...]
 #                                   prints KEY=VALUE lines (below) once every node is Ready
 #   cluster.sh stop DIR             stops everything it started; nothing is left running
 #
@@ -12,6 +12,9 @@
 # `watcher`, no RBAC), PODREADER_KUBECONFIG (user `podreader`, no RBAC until a test grants it),
 # BADTOKEN_KUBECONFIG (a token the server does not know), ADMIN_TOKEN, WATCHER_TOKEN, KUBECTL,
 # ETCDCTL, KUBE_APISERVER, BIN_DIR.
+# With --real-node NAME, a real node joins them: containerd, runc and a kubelet (real-node.sh, whose
+# KEY=VALUE lines are printed too); the API server then runs in a private mount namespace whose
+# /etc/hosts names the node 127.0.0.1, so it reaches the kubelet on loopback.
 # With RW_OWNER_PID set, a watchdog stops the cluster and removes DIR when that process exits.
 set -euo pipefail
 
@@ -22,6 +25,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 components="kwok scheduler controller-manager apiserver etcd"
 
 if [ "$cmd" = stop ]; then
+  # A real node first: its kubelet would otherwise keep restarting what is being stopped.
+  for node in "$dir"/real-node-*/; do
+    [ -d "$node" ] && "$here/real-node.sh" stop "$node"
+  done
   for p in $components; do
     if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; fi
   done
@@ -41,7 +48,15 @@ fi
 [ "$cmd" = start ] || { echo "unknown command $cmd" >&2; exit 2; }
 
 nodes=node-a,node-b
-if [ "${1:-}" = --nodes ]; then nodes=${2:?--nodes needs a comma-separated list}; shift 2; fi
+real_node=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nodes) nodes=${2:?--nodes needs a comma-separated list}; shift 2 ;;
+    --real-node) real_node=${2:?--real-node needs a node name}; shift 2 ;;
+    *) break ;;
+  esac
+done
+if [ -n "$real_node" ]; then "$here/real-node.sh" check; fi
 
 declare -A bin
 while IFS='=' read -r k v; do bin[$k]=$v; done < <("$here/build-go-tools.sh" kube kwok)
@@ -87,7 +102,7 @@ openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 
 token() { openssl rand -hex 16; }
 admin_token=$(token); watcher_token=$(token); podreader_token=$(token)
-kcm_token=$(token); scheduler_token=$(token); kwok_token=$(token)
+kcm_token=$(token); scheduler_token=$(token); kwok_token=$(token); kubelet_token=$(token)
 # The control-plane components authenticate as the users the bootstrap RBAC policy names.
 cat > tokens.csv <<CSV
 $admin_token,admin,admin-uid,system:masters
@@ -96,7 +111,10 @@ $podreader_token,podreader,podreader-uid
 $kcm_token,system:kube-controller-manager,kcm-uid
 $scheduler_token,system:kube-scheduler,scheduler-uid
 $kwok_token,kwok,kwok-uid,system:masters
+$kubelet_token,system:node:${real_node:-none},kubelet-uid,"system:nodes,system:masters"
 CSV
+# The real node's name resolves to loopback for the API server and the kubelet (their namespaces).
+printf '127.0.0.1 localhost %s\n::1 localhost\n' "$real_node" > hosts
 
 etcd_client=$(free_port); etcd_peer=$(free_port); secure_port=$(free_port)
 url="https://127.0.0.1:$secure_port"
@@ -147,7 +165,12 @@ etcd_quota_bytes=$((8 * 1024 * 1024 * 1024))
   --quota-backend-bytes "$etcd_quota_bytes" --unsafe-no-fsync --log-level error > etcd.log 2>&1 &
 echo $! > etcd.pid
 
-"${bin[kube-apiserver]}" \
+apiserver_ns=()
+if [ -n "$real_node" ]; then
+  # Its own /etc/hosts, in a private mount namespace (exec keeps the pid: unshare does not fork).
+  apiserver_ns=(unshare -m --propagation private bash -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$dir/hosts")
+fi
+"${apiserver_ns[@]}" "${bin[kube-apiserver]}" \
   --etcd-servers "http://127.0.0.1:$etcd_client" \
   --bind-address 127.0.0.1 --secure-port "$secure_port" \
   --tls-cert-file server.crt --tls-private-key-file server.key --client-ca-file ca.crt \
@@ -206,6 +229,12 @@ for i in $(seq 1 240); do
   [ "$i" -lt 240 ] || fail "nodes not Ready or no default ServiceAccount after 120 s" kwok
   sleep 0.5
 done
+
+if [ -n "$real_node" ]; then
+  "$here/real-node.sh" start "$dir/real-node-$real_node" "$real_node" "$url" "$dir/ca.crt" "$kubelet_token" "$dir/hosts" \
+    > real-node.env || fail "the real node $real_node did not start" "real-node-$real_node/kubelet"
+  cat real-node.env
+fi
 
 echo "APISERVER_URL=$url"
 echo "ETCD_ENDPOINT=http://127.0.0.1:$etcd_client"

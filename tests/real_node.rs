@@ -1,0 +1,206 @@
+//! The failure catalogue on a real node: a kubelet v1.35 with containerd and runc, registered with
+//! the loopback control plane (`tests/support/cluster.sh --real-node`), running the test program's
+//! image (`tests/support/test-image.sh`). Nothing here writes a status: every termination, OOM
+//! kill, probe kill, back-off and Event is the kubelet's own. Each scenario asserts the exact
+//! records, live, and the same from the replay of the API server's stream recorded beside it; with
+//! `RW_RECORD_REAL_NODE=1` the stream (pods and kube events) is also written to
+//! `tests/fixtures/real-node-<scenario>.json`, the recordings `tests/replay_real_node.rs` replays.
+
+use restart_watcher_test_support::cluster::{Agent, Cluster, attr};
+use restart_watcher_test_support::recorder::Recorder;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const NODE: &str = "rw-node";
+const IMAGE: &str = "registry.test/rw-test:1";
+/// How long a scenario listens for records that must not come.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// The cluster with the real node, shared by the scenarios of this binary.
+fn cluster() -> &'static Cluster {
+    static REAL: OnceLock<Cluster> = OnceLock::new();
+    REAL.get_or_init(|| Cluster::start(&["--real-node", NODE]))
+}
+
+/// What the scenarios assert of each record: (event name without its prefix, container, cause,
+/// category, exit code, signal, container kind, restart count, missed).
+type Rec = (String, String, String, String, i64, i64, String, i64, i64);
+
+fn recs(records: &[Value]) -> Vec<Rec> {
+    records
+        .iter()
+        .map(|r| {
+            let (a, res) = (&r["attributes"], &r["resource"]["attributes"]);
+            let s = |v: Value| v.as_str().unwrap_or_default().to_owned();
+            let n = |v: Value| v.as_i64().unwrap_or(-1);
+            (
+                r["eventName"].as_str().unwrap_or_default().trim_start_matches("restart_watcher.").to_owned(),
+                s(attr(res, "k8s.container.name")),
+                s(attr(a, "restart_watcher.cause")),
+                s(attr(a, "restart_watcher.cause.category")),
+                n(attr(a, "process.exit.code")),
+                n(attr(a, "restart_watcher.termination.signal")),
+                s(attr(a, "restart_watcher.container.kind")),
+                n(attr(a, "restart_watcher.restart_count")),
+                attr(a, "restart_watcher.restarts.missed").as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rec(
+    event: &str,
+    container: &str,
+    cause: &str,
+    category: &str,
+    exit: i64,
+    signal: i64,
+    kind: &str,
+    count: i64,
+) -> Rec {
+    (event.into(), container.into(), cause.into(), category.into(), exit, signal, kind.into(), count, 0)
+}
+
+/// A container of the test image running these steps of the test program.
+fn program(name: &str, steps: &[&str]) -> Value {
+    json!({"name": name, "image": IMAGE, "imagePullPolicy": "Never", "args": steps})
+}
+
+/// A pod on the real node.
+fn pod(ns: &str, name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["nodeName"] = json!(NODE);
+    spec["terminationGracePeriodSeconds"] = spec.get("terminationGracePeriodSeconds").cloned().unwrap_or(json!(2));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": name}}, "spec": spec})
+}
+
+fn apply(k: &Cluster, obj: &Value) {
+    k.kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+}
+
+/// A scenario: its namespace, the stream recorded beside it and the agent watching it.
+struct Scenario {
+    name: &'static str,
+    ns: String,
+    recorder: Recorder,
+    agent: Agent,
+}
+
+impl Scenario {
+    fn start(name: &'static str) -> Scenario {
+        let k = cluster();
+        let ns = format!("rn-{name}");
+        k.create_namespace(&ns);
+        let recorder = Recorder::start(k, &ns, Path::new(env!("CARGO_TARGET_TMPDIR")));
+        let mut agent = Agent::start(Path::new(k.admin()), &["-n", &ns, "--no-checkpoint"]);
+        agent.wait_ready();
+        Scenario { name, ns, recorder, agent }
+    }
+
+    /// Waits until the pod's `container` has restarted `count` times (the kubelet's own count).
+    fn wait_restarts(&self, pod: &str, container: &str, count: i64, timeout: Duration) {
+        let k = cluster();
+        wait(&format!("{pod}/{container} restarted {count} times"), timeout, || {
+            let p = k.get_pod(&self.ns, pod);
+            let statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let init = p["status"]["initContainerStatuses"].as_array().cloned().unwrap_or_default();
+            statuses.iter().chain(&init).any(|c| c["name"] == container && c["restartCount"].as_i64() >= Some(count))
+        });
+    }
+
+    /// Asserts the exact records, live (after a quiet spell) and from the recorded stream; keeps
+    /// the stream as a fixture when asked to.
+    fn assert_records(mut self, want: &[Rec]) -> Vec<Value> {
+        let live = self.agent.settle(QUIET).to_vec();
+        assert_eq!(recs(&live), want, "live records of {}", self.name);
+        let path = self.recorder.stop();
+        assert_eq!(recs(&Recorder::replay(&path)), want, "replayed records of {}", self.name);
+        if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
+            let fixture = format!("tests/fixtures/real-node-{}.json", self.name);
+            std::fs::copy(&path, &fixture).expect("write the fixture");
+        }
+        live
+    }
+}
+
+fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn the_real_node_registers_and_reports_the_pinned_versions() {
+    let k = cluster();
+    let version: Value = serde_json::from_str(&k.kubectl(&["get", "--raw", "/version"])).unwrap();
+    assert_eq!(version["gitVersion"], "v1.35.4", "the API server's version stamp");
+    let node: Value = serde_json::from_str(&k.kubectl(&["get", "node", NODE, "-o", "json"])).unwrap();
+    let info = &node["status"]["nodeInfo"];
+    assert_eq!(info["kubeletVersion"], "v1.35.4");
+    assert!(info["containerRuntimeVersion"].as_str().unwrap().starts_with("containerd://"), "{info}");
+    let client = k.kubectl(&["version", "--client", "-o", "json"]);
+    assert!(client.contains("\"gitVersion\": \"v1.35.4\""), "kubectl version: {client}");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_app_that_exits_1_restarts_as_an_app_error_with_the_kubelets_back_off() {
+    let s = Scenario::start("exit-1");
+    apply(
+        cluster(),
+        &pod(&s.ns, "crashy", json!({"containers": [program("app", &["say", "starting", "sleep", "1", "exit", "1"])]})),
+    );
+    s.wait_restarts("crashy", "app", 2, Duration::from_secs(90));
+    let records = s.assert_records(&[
+        rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1),
+        rec("container.restart", "app", "app_error", "application", 1, -1, "app", 2),
+    ]);
+    assert_eq!(attr(&records[1]["attributes"], "k8s.container.status.last_terminated_reason"), "Error");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_app_that_exits_137_itself_is_a_signal_not_an_oom_kill() {
+    let s = Scenario::start("exit-137");
+    // The program runs a child that kills itself with SIGKILL and exits 128+9, as a shell does.
+    apply(
+        cluster(),
+        &pod(&s.ns, "wrapper", json!({"containers": [program("app", &["sleep", "1", "kill-child", "9"])]})),
+    );
+    s.wait_restarts("wrapper", "app", 1, Duration::from_secs(60));
+    // 137 with reason Error and no OOM Event: a signal (docs/detection.md), never an OOM kill.
+    let records = s.assert_records(&[rec("container.restart", "app", "signal", "application", 137, 9, "app", 1)]);
+    assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "Error");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_kernel_oom_kill_under_a_memory_limit_is_an_oom_kill() {
+    let s = Scenario::start("oom");
+    let mut c = program("hog", &["sleep", "1", "alloc"]);
+    c["resources"] = json!({"limits": {"memory": "32Mi"}});
+    apply(cluster(), &pod(&s.ns, "hog", json!({"containers": [c]})));
+    s.wait_restarts("hog", "hog", 1, Duration::from_secs(60));
+    let records = s.assert_records(&[rec("container.restart", "hog", "oom_killed", "resource", 137, 9, "app", 1)]);
+    assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "OOMKilled");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_sigterm_ignoring_process_killed_at_the_end_of_its_grace_period_on_delete_is_silent() {
+    let s = Scenario::start("grace-kill");
+    let spec = json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 3,
+        "containers": [program("stubborn", &["ignore-term", "say", "ready", "hang"])]});
+    apply(cluster(), &pod(&s.ns, "stubborn", spec));
+    cluster().wait_running(&s.ns, "stubborn");
+    cluster().kubectl(&["-n", &s.ns, "delete", "pod", "stubborn", "--wait=true"]);
+    s.assert_records(&[]);
+}
