@@ -9,9 +9,9 @@
 //!         with --leader-elect: enrich::run -> leader::gate (leader: forward; standby: buffer)
 //!         -> [export channel]
 //!         the checkpointer writes the catch-up checkpoint while accounting::Delivery is settled
-//! replay: recording -> recording::replay (probe decode; no relist step, no enrichment: causes
-//!         from the status alone, no owner watches, no storm control, no previous logs)
-//!         -> detector::Detector -> [export channel] -> export::task -> export::Exporter
+//! replay: recording -> recording::replay (probe decode; no relist step; the recording's kube
+//!         events classify causes as enrich does; no owner watches, no storm control, no previous
+//!         logs) -> detector::Detector -> [export channel] -> export::task -> export::Exporter
 //! ```
 //!
 //! The module map, by floor: the data flows up, and no module imports from a floor above its own

@@ -65,6 +65,8 @@ pub struct ReplayStats {
     pub error_events: u64,
     /// BOOKMARK watch events.
     pub bookmarks: u64,
+    /// Kubernetes Events (watch events of kind `Event`), handed to the caller's `kube_event`.
+    pub kube_events: u64,
     /// Records detected.
     pub restarts: u64,
     /// The recording's time: the latest time its objects gave.
@@ -171,13 +173,15 @@ pub fn replay_bounded<R: Read>(
     emit: impl FnMut(Record) -> bool,
     stats: &mut ReplayStats,
 ) -> Result<(), ReplayError> {
-    replay_with(input, source_name, max_value_bytes, detector, now, emit, stats, |_| true)
+    replay_with(input, source_name, max_value_bytes, detector, now, emit, |_| {}, stats, |_| true)
 }
 
-/// [`replay_bounded`], calling `before_read` with the counts so far before each read of the input
-/// (everything read before has been handled by then): a caller whose reader may stay blocked on a
-/// pipe keeps the counts it can report. `before_read` returning `false` ends the replay there
-/// (interrupted), with `Ok`.
+/// [`replay_bounded`], handing each Kubernetes Event of the recording (a watch event whose object's
+/// kind is `Event`, as `kubectl get events --watch --output-watch-events -o json` records them) to
+/// `kube_event` as its JSON text, and calling `before_read` with the counts so far before each read
+/// of the input (everything read before has been handled by then): a caller whose reader may stay
+/// blocked on a pipe keeps the counts it can report. `before_read` returning `false` ends the
+/// replay there (interrupted), with `Ok`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn replay_with<R: Read>(
     mut input: R,
@@ -186,6 +190,7 @@ pub(crate) fn replay_with<R: Read>(
     detector: &mut Detector,
     mut now: impl FnMut() -> Timestamp,
     mut emit: impl FnMut(Record) -> bool,
+    mut kube_event: impl FnMut(&[u8]),
     stats: &mut ReplayStats,
     mut before_read: impl FnMut(&ReplayStats) -> bool,
 ) -> Result<(), ReplayError> {
@@ -236,7 +241,8 @@ pub(crate) fn replay_with<R: Read>(
             Err(e) => (utf8_ok + e.valid_up_to(), e.error_len().is_some() || eof),
         };
         utf8_ok = valid;
-        let consumed = decode_values(&buf[..valid], eof && !bad, pos, source_name, stats, detector, &mut sink)?;
+        let consumed =
+            decode_values(&buf[..valid], eof && !bad, pos, source_name, stats, detector, &mut sink, &mut kube_event)?;
         if bad {
             let detail = "invalid UTF-8 (JSON text must be UTF-8)".to_owned();
             return Err(malformed_at(&buf[..len], valid, pos, source_name, detail));
@@ -293,8 +299,10 @@ impl Position {
 /// Each value is first decoded as a [`ProbeEnvelope`] (type, uid, counts; no allocation). A
 /// MODIFIED/ADDED event of a known pod whose counts did not change stops there, and so does the
 /// first sighting of a pod when catch-up is off (it only sets a baseline); anything else is decoded
-/// again, fully, from the same bytes. A value that is valid JSON but cannot be read (another
-/// shape, a number out of range, a field of the wrong type) is skipped and counted.
+/// again, fully, from the same bytes. A watch event of a Kubernetes Event goes to `kube_event`. A
+/// value that is valid JSON but cannot be read (another shape, a number out of range, a field of
+/// the wrong type) is skipped and counted.
+#[allow(clippy::too_many_arguments)]
 fn decode_values(
     buf: &[u8],
     eof: bool,
@@ -303,6 +311,7 @@ fn decode_values(
     stats: &mut ReplayStats,
     detector: &mut Detector,
     sink: &mut impl FnMut(Envelope, usize, &mut Detector, &mut ReplayStats) -> Result<(), ReplayError>,
+    kube_event: &mut impl FnMut(&[u8]),
 ) -> Result<usize, ReplayError> {
     let mut pos = 0;
     'restart: loop {
@@ -313,6 +322,12 @@ fn decode_values(
                 None => return Ok(buf.len()),
                 Some(Ok(probe)) => {
                     let end = pos + values.byte_offset();
+                    if probe.object.as_ref().is_some_and(|o| o.kind.as_deref() == Some("Event")) {
+                        stats.values += 1;
+                        stats.kube_events += 1;
+                        kube_event(&buf[start..end]);
+                        continue;
+                    }
                     let quiet_update = matches!(probe.event_type.as_deref(), Some("ADDED") | Some("MODIFIED"))
                         && probe.object.as_ref().is_some_and(|o| o.kind.as_deref().is_none_or(|k| k == "Pod"));
                     if quiet_update

@@ -152,12 +152,19 @@ impl Reader {
             let mut detector = Detector::with(&opts.detection);
             detector.set_catch_up(opts.catch_up_since);
             let mut stats = ReplayStats::default();
-            let emit = |ev: crate::record::Record| {
+            let send = |ev: crate::record::Record| {
                 metrics.restart_detected(&ev);
                 metrics.queue_in(1);
                 let sent = tx.blocking_send(ev).is_ok();
                 detected.fetch_add(u64::from(sent), Ordering::Relaxed);
                 sent
+            };
+            // The recording's kube events explain its records as a live agent's Events do.
+            let held = std::cell::RefCell::new(RecordedKubeEvents::default());
+            let emit = |ev: crate::record::Record| held.borrow_mut().admit(ev).into_iter().all(&send);
+            let kube_event = |raw: &[u8]| {
+                let ready = held.borrow_mut().event(raw);
+                let _ = ready.into_iter().all(&send);
             };
             let before_read = |s: &ReplayStats| {
                 *so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = *s;
@@ -171,15 +178,108 @@ impl Reader {
                 &mut detector,
                 Timestamp::now,
                 emit,
+                kube_event,
                 &mut stats,
                 before_read,
             );
+            let waiting = held.into_inner().finish();
+            let result = match result {
+                Ok(()) if !waiting.into_iter().all(&send) => Err(ReplayError::SinkClosed),
+                other => other,
+            };
             (result, stats)
         })
     }
 
     fn read_so_far(&self) -> ReplayStats {
         *self.so_far.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The kube events of a recording, applied to its records as a live agent applies the Events it
+/// watches (`enrich::classify`): a record whose status leaves its cause open waits for a kube event
+/// that explains it, up to `enrich::EVENT_WAIT` of the recording's own time (the latest time its
+/// records and kube events gave), and at most `MAX_WAITING` records wait (beyond, the oldest goes
+/// on as it is classified then). What still waits when the recording ends goes on then. Until the
+/// recording gives its first kube event, nothing waits: a recording of pods alone has none.
+#[derive(Default)]
+struct RecordedKubeEvents {
+    store: crate::enrich::KubeEventStore,
+    waiting: std::collections::VecDeque<crate::record::Record>,
+    /// The recording's time: the latest its records and kube events gave.
+    now: Option<Timestamp>,
+    /// Whether the recording has given a kube event yet: until it has, nothing waits.
+    kube_events_seen: bool,
+}
+
+/// Records of a replay waiting for a kube event, at most.
+const MAX_WAITING: usize = 1024;
+
+impl RecordedKubeEvents {
+    /// A detected record: what is ready to go on (it, or waiting ones it made late).
+    fn admit(&mut self, mut ev: crate::record::Record) -> Vec<crate::record::Record> {
+        self.advance(ev.observed_at);
+        crate::enrich::classify(&mut ev, Some(&self.store));
+        let mut ready = self.release();
+        // A recording of pods alone has no kube event to wait for (as a live agent without Events).
+        if self.kube_events_seen && crate::enrich::waits_for_kube_events(&ev) {
+            self.waiting.push_back(ev);
+            if self.waiting.len() > MAX_WAITING {
+                ready.extend(self.waiting.pop_front());
+            }
+        } else {
+            ready.push(ev);
+        }
+        ready
+    }
+
+    /// A kube event of the recording (a watch event's JSON text): stored, then what it explains
+    /// or made late is ready.
+    fn event(&mut self, raw: &[u8]) -> Vec<crate::record::Record> {
+        #[derive(serde::Deserialize)]
+        struct Watched {
+            object: crate::enrich::kube_events::SlimKubeEvent,
+        }
+        self.kube_events_seen = true;
+        let Ok(watched) = serde_json::from_slice::<Watched>(raw) else {
+            tracing::debug!("Skipped a recorded kube event that cannot be read.");
+            return Vec::new();
+        };
+        if let Some((key, ev)) = watched.object.pod_event().or_else(|| watched.object.node_oom_event()) {
+            let at = ev.time;
+            self.advance(at);
+            self.store.insert(&key, ev, self.now.unwrap_or(at));
+        }
+        self.release()
+    }
+
+    /// The waiting records now explained, or that waited `EVENT_WAIT` of the recording's time.
+    fn release(&mut self) -> Vec<crate::record::Record> {
+        let wait = jiff::SignedDuration::try_from(crate::enrich::EVENT_WAIT).unwrap_or_default();
+        let (store, now) = (&self.store, self.now);
+        let mut ready = Vec::new();
+        self.waiting.retain_mut(|ev| {
+            crate::enrich::classify(ev, Some(store));
+            let late = now.is_some_and(|now| now.duration_since(ev.observed_at) >= wait);
+            if late || !crate::enrich::waits_for_kube_events(ev) {
+                ready.push(ev.clone());
+                return false;
+            }
+            true
+        });
+        ready
+    }
+
+    fn advance(&mut self, at: Timestamp) {
+        self.now = self.now.max(Some(at));
+    }
+
+    /// The records still waiting when the recording ends.
+    fn finish(mut self) -> Vec<crate::record::Record> {
+        for ev in &mut self.waiting {
+            crate::enrich::classify(ev, Some(&self.store));
+        }
+        self.waiting.into()
     }
 }
 

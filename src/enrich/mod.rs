@@ -198,10 +198,7 @@ impl Stage {
             index.complete(&mut ev.pod.owners);
         }
         classify(&mut ev, self.kube_events.as_deref());
-        let wait_for_events = self.kube_events.is_some()
-            && matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)
-            && causes::restart_worth_waiting_for_events(&ev)
-            && ev.cause == causes::restart_cause_from_status(&ev);
+        let wait_for_events = self.kube_events.is_some() && waits_for_kube_events(&ev);
         // Previous logs are those of a restarted container's dead instance.
         let logs = self.previous_logs.as_ref().filter(|_| ev.kind == RecordKind::Restart).map(|p| {
             let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
@@ -250,7 +247,16 @@ impl Stage {
 
 /// The cause of a restart or a failure, from its status and the kube events kept about its pod
 /// (and its node). Start failures and evictions are classified by the detector from their reasons.
-fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
+/// Whether a classified record is worth holding for a kube event still to come: a restart or
+/// failure whose status leaves the cause open and that no kube event has explained yet.
+pub(crate) fn waits_for_kube_events(ev: &Record) -> bool {
+    matches!(ev.kind, RecordKind::Restart | RecordKind::Failure)
+        && causes::restart_worth_waiting_for_events(ev)
+        && ev.cause == causes::restart_cause_from_status(ev)
+}
+
+/// A record's cause, from its status and the kube events the store holds about its pod and node.
+pub(crate) fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
     if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) {
         return;
     }
