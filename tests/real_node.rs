@@ -113,6 +113,12 @@ impl Scenario {
         });
     }
 
+    /// Deletes the pod and waits until it is gone (the kubelet stops its containers: silent), so
+    /// that no restart comes after the ones a scenario waited for.
+    fn delete(&self, pod: &str) {
+        cluster().kubectl(&["-n", &self.ns, "delete", "pod", pod, "--wait=true"]);
+    }
+
     /// Asserts the exact records, live (after a quiet spell) and from the recorded stream; keeps
     /// the stream as a fixture when asked to.
     fn assert_records(mut self, want: &[Rec]) -> Vec<Value> {
@@ -159,6 +165,7 @@ fn an_app_that_exits_1_restarts_as_an_app_error_with_the_kubelets_back_off() {
         &pod(&s.ns, "crashy", json!({"containers": [program("app", &["say", "starting", "sleep", "1", "exit", "1"])]})),
     );
     s.wait_restarts("crashy", "app", 2, Duration::from_secs(90));
+    s.delete("crashy");
     let records = s.assert_records(&[
         rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1),
         rec("container.restart", "app", "app_error", "application", 1, -1, "app", 2),
@@ -176,6 +183,7 @@ fn an_app_that_exits_137_itself_is_a_signal_not_an_oom_kill() {
         &pod(&s.ns, "wrapper", json!({"containers": [program("app", &["sleep", "1", "kill-child", "9"])]})),
     );
     s.wait_restarts("wrapper", "app", 1, Duration::from_secs(60));
+    s.delete("wrapper");
     // 137 with reason Error and no OOM Event: a signal (docs/detection.md), never an OOM kill.
     let records = s.assert_records(&[rec("container.restart", "app", "signal", "application", 137, 9, "app", 1)]);
     assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "Error");
@@ -189,6 +197,7 @@ fn a_kernel_oom_kill_under_a_memory_limit_is_an_oom_kill() {
     c["resources"] = json!({"limits": {"memory": "32Mi"}});
     apply(cluster(), &pod(&s.ns, "hog", json!({"containers": [c]})));
     s.wait_restarts("hog", "hog", 1, Duration::from_secs(60));
+    s.delete("hog");
     let records = s.assert_records(&[rec("container.restart", "hog", "oom_killed", "resource", 137, 9, "app", 1)]);
     assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "OOMKilled");
 }
@@ -203,4 +212,47 @@ fn a_sigterm_ignoring_process_killed_at_the_end_of_its_grace_period_on_delete_is
     cluster().wait_running(&s.ns, "stubborn");
     cluster().kubectl(&["-n", &s.ns, "delete", "pod", "stubborn", "--wait=true"]);
     s.assert_records(&[]);
+}
+
+/// A probe that runs the test program's `check` on `path`, every second, failing after `failures`.
+fn exec_probe(path: &str, failures: u32) -> Value {
+    json!({"exec": {"command": ["/rw-test", "check", path]}, "periodSeconds": 1, "failureThreshold": failures})
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_failing_exec_liveness_probe_is_a_liveness_probe_kill() {
+    let s = Scenario::start("liveness-exec");
+    let mut c = program("app", &["touch", "/tmp/healthy", "sleep", "6", "rm", "/tmp/healthy", "hang"]);
+    c["livenessProbe"] = exec_probe("/tmp/healthy", 2);
+    apply(cluster(), &pod(&s.ns, "probed", json!({"containers": [c]})));
+    s.wait_restarts("probed", "app", 1, Duration::from_secs(60));
+    s.delete("probed");
+    // The kubelet's SIGTERM to PID 1 without a handler does nothing: SIGKILL at the grace's end.
+    s.assert_records(&[rec("container.restart", "app", "liveness_probe", "application", 137, 9, "app", 1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_failing_http_liveness_probe_is_a_liveness_probe_kill() {
+    let s = Scenario::start("liveness-http");
+    let mut c = program("web", &["serve", "8080", "touch", "/tmp/healthy", "sleep", "6", "rm", "/tmp/healthy", "hang"]);
+    c["livenessProbe"] =
+        json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
+    apply(cluster(), &pod(&s.ns, "web", json!({"containers": [c]})));
+    s.wait_restarts("web", "web", 1, Duration::from_secs(60));
+    s.delete("web");
+    s.assert_records(&[rec("container.restart", "web", "liveness_probe", "application", 137, 9, "app", 1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_failing_startup_probe_is_a_startup_probe_kill() {
+    let s = Scenario::start("startup");
+    let mut c = program("slow", &["hang"]);
+    c["startupProbe"] = exec_probe("/tmp/started", 3);
+    apply(cluster(), &pod(&s.ns, "slow", json!({"containers": [c]})));
+    s.wait_restarts("slow", "slow", 1, Duration::from_secs(60));
+    s.delete("slow");
+    s.assert_records(&[rec("container.restart", "slow", "startup_probe", "application", 137, 9, "app", 1)]);
 }

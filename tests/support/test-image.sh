@@ -13,5 +13,5 @@ target=$root/target/test-image
 RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols -C debuginfo=0" \
   cargo build --quiet --release --locked --manifest-path "$root/Cargo.toml" -p rw-test-program \
   --target x86_64-unknown-linux-gnu --target-dir "$target" >&2
-"$root/tests/support/oci-image.py" "$out" "$name" --entrypoint '["/rw-test"]' \
+"$root/tests/support/oci-image.py" "$out" "$name" --entrypoint '["/rw-test"]' --dir /tmp:1777 \
   "$target/x86_64-unknown-linux-gnu/release/rw-test=/rw-test:755"
