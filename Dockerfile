@@ -2,16 +2,22 @@
 #
 #   docker build -t restart-watcher:0.1.0 .
 #
-# The build step is exactly what CI runs (`cargo build --release --locked`, target
-# x86_64-unknown-linux-gnu, see .ci/run), so a green CI means this stage compiles.
+# CI runs this build stage's steps on a scratch copy laid out as its COPY lines lay it out, then
+# packs the runtime stage's files into an OCI image without a Docker engine
+# (tests/support/dockerfile.py, tests/image.rs): a green CI means this file builds.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
+# Dependencies first, so source edits do not rebuild them: the manifests of every workspace member,
+# and a stub for every target Cargo.toml declares (cargo reads them all, benches included).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in detect watch_apiserver export; do echo 'fn main() {}' > benches/$b.rs; done \
- && cargo build --release --locked --bin restart-watcher || true
+COPY test-support/Cargo.toml test-support/
+COPY test-program/Cargo.toml test-program/
+RUN mkdir -p src benches test-support/src test-program/src \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs test-support/src/lib.rs \
+ && echo 'fn main() {}' > test-program/src/main.rs \
+ && for b in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"$/\1/p}' Cargo.toml); do echo 'fn main() {}' > "benches/$b.rs"; done \
+ && cargo build --release --locked --bin restart-watcher
 COPY src ./src
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin restart-watcher
 
