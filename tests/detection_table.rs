@@ -570,6 +570,19 @@ fn failure_table() {
             ],
             vec![],
         ),
+        (
+            "a crash-looping container caught in its back-off by a rollout is silent, though the kubelet's final phase is Failed (seen on the real node)",
+            vec![
+                Apply(p().app(c("web", 1).died("Error", 1, T0).waiting("CrashLoopBackOff"))),
+                Apply(p().meta(deleting.clone()).app(c("web", 1).died("Error", 1, T0).waiting("CrashLoopBackOff"))),
+                Apply(
+                    p().meta(deleting.clone())
+                        .app(c("web", 1).died("Error", 1, T0).ended("Error", 1, "2026-11-20T09:59:00Z"))
+                        .status(json!({"phase": "Failed"})),
+                ),
+            ],
+            vec![],
+        ),
     ];
     for (name, steps, want) in cases {
         let mut d = Detector::new(KindFilter::default());

@@ -162,13 +162,17 @@ pub(crate) fn is_failed(t: &SlimTerminated) -> bool {
 }
 
 /// Whether a terminated container of this kind will not be restarted: any container of a
-/// `restartPolicy: Never` pod, or any container of a pod whose phase is `Failed`. Native sidecars
-/// never: they are stopped when the pod ends, and restarted while it runs.
+/// `restartPolicy: Never` pod, or any container of a pod whose phase is `Failed` while it is not
+/// being deleted. The kubelet gives a deleted pod a terminal phase too (`Failed` when a container's
+/// last exit was not 0): a crash-looping container caught in its back-off by a rollout or a
+/// scale-down would have been restarted but for the deletion. Native sidecars never: they are
+/// stopped when the pod ends, and restarted while it runs.
 pub(crate) fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
     match kind {
         ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
         ContainerKind::App | ContainerKind::Init => {
-            pod.spec.restart_policy.as_deref() == Some("Never") || pod.status.phase.as_deref() == Some("Failed")
+            pod.spec.restart_policy.as_deref() == Some("Never")
+                || (pod.status.phase.as_deref() == Some("Failed") && pod.metadata.deleted_at.is_none())
         }
     }
 }
