@@ -27,7 +27,7 @@ fn cluster() -> &'static Cluster {
 }
 
 /// What the scenarios assert of each record: (event name without its prefix, container, cause,
-/// category, exit code, signal, container kind, restart count, missed).
+/// category, exit code, signal, container kind, restart count (-1: none, as on failures), missed).
 type Rec = (String, String, String, String, i64, i64, String, i64, i64);
 
 fn recs(records: &[Value]) -> Vec<Rec> {
@@ -255,4 +255,116 @@ fn a_failing_startup_probe_is_a_startup_probe_kill() {
     s.wait_restarts("slow", "slow", 1, Duration::from_secs(60));
     s.delete("slow");
     s.assert_records(&[rec("container.restart", "slow", "startup_probe", "application", 137, 9, "app", 1)]);
+}
+
+/// A volume that outlives a container's restarts (the test program's `fail-first` marks).
+fn scratch_volume(spec: &mut Value, containers: &[&str]) {
+    spec["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    for key in ["containers", "initContainers"] {
+        for c in spec[key].as_array_mut().into_iter().flatten() {
+            if containers.contains(&c["name"].as_str().unwrap_or_default()) {
+                c["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/data"}]);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_init_container_that_fails_then_succeeds_is_one_init_restart() {
+    let s = Scenario::start("init");
+    let mut spec = json!({"initContainers": [program("setup", &["fail-first", "/data/setup", "3"])],
+        "containers": [program("app", &["hang"])]});
+    scratch_volume(&mut spec, &["setup"]);
+    apply(cluster(), &pod(&s.ns, "initing", spec));
+    cluster().wait_running(&s.ns, "initing");
+    s.assert_records(&[rec("container.restart", "setup", "app_error", "application", 3, -1, "init", 1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_native_sidecar_that_crashes_is_a_sidecar_restart() {
+    let s = Scenario::start("sidecar");
+    let mut sidecar = program("proxy", &["say", "proxy up", "sleep", "2", "exit", "1"]);
+    sidecar["restartPolicy"] = json!("Always");
+    apply(
+        cluster(),
+        &pod(&s.ns, "meshed", json!({"initContainers": [sidecar], "containers": [program("app", &["hang"])]})),
+    );
+    s.wait_restarts("meshed", "proxy", 1, Duration::from_secs(60));
+    s.delete("meshed");
+    s.assert_records(&[rec("container.restart", "proxy", "app_error", "application", 1, -1, "sidecar", 1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_never_pod_that_exits_3_is_one_failure() {
+    let s = Scenario::start("never");
+    let spec = json!({"restartPolicy": "Never", "containers": [program("task", &["sleep", "1", "exit", "3"])]});
+    apply(cluster(), &pod(&s.ns, "task", spec));
+    wait("pod task Failed", Duration::from_secs(60), || {
+        cluster().get_pod(&s.ns, "task")["status"]["phase"] == "Failed"
+    });
+    s.assert_records(&[rec("container.failure", "task", "app_error", "application", 3, -1, "app", -1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_job_with_a_backoff_limit_fails_once_per_pod() {
+    let s = Scenario::start("job");
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": s.ns},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never", "nodeName": NODE,
+            "terminationGracePeriodSeconds": 2, "containers": [program("migrate", &["sleep", "1", "exit", "4"])]}}}});
+    apply(cluster(), &job);
+    wait("job migrate failed", Duration::from_secs(120), || {
+        let j: Value =
+            serde_json::from_str(&cluster().kubectl(&["-n", &s.ns, "get", "job", "migrate", "-o", "json"])).unwrap();
+        j["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Failed" && c["status"] == "True")
+    });
+    let failure = rec("container.failure", "migrate", "app_error", "application", 4, -1, "app", -1);
+    s.assert_records(&[failure.clone(), failure]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_crash_looping_deployment_rolled_out_and_scaled_down_reports_only_its_restarts() {
+    let s = Scenario::start("rollout");
+    let deployment = |version: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": s.ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}, "annotations": {"version": version}},
+                "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,
+                    "containers": [program("api", &["say", version, "sleep", "1", "exit", "1"])]}}}})
+    };
+    apply(cluster(), &deployment("v1"));
+    let first = wait_pod(&s.ns, "app=api");
+    s.wait_restarts(&first, "api", 1, Duration::from_secs(60));
+    // The rollout replaces the crashing pod, the scale-down removes its successor: both silent.
+    apply(cluster(), &deployment("v2"));
+    wait("the v1 pod replaced", Duration::from_secs(60), || !cluster().pods(&s.ns, "app=api").contains(&first));
+    let second = wait_pod(&s.ns, "app=api");
+    s.wait_restarts(&second, "api", 1, Duration::from_secs(60));
+    cluster().kubectl(&["-n", &s.ns, "scale", "deployment/api", "--replicas=0"]);
+    wait("no api pods", Duration::from_secs(60), || cluster().pods(&s.ns, "app=api").is_empty());
+    let restart = rec("container.restart", "api", "app_error", "application", 1, -1, "app", 1);
+    let records = s.assert_records(&[restart.clone(), restart]);
+    assert_ne!(
+        attr(&records[0]["resource"]["attributes"], "k8s.pod.name"),
+        attr(&records[1]["resource"]["attributes"], "k8s.pod.name")
+    );
+}
+
+/// The one pod matching `selector` (waits for it).
+fn wait_pod(ns: &str, selector: &str) -> String {
+    let mut name = String::new();
+    wait(&format!("one pod {selector}"), Duration::from_secs(60), || {
+        let pods = cluster().pods(ns, selector);
+        name = pods.first().cloned().unwrap_or_default();
+        pods.len() == 1
+    });
+    name
 }

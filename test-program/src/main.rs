@@ -14,6 +14,7 @@
 //! | `oom-child` | runs a child that allocates until OOM-killed, says so, and goes on |
 //! | `touch PATH` / `rm PATH` | creates or removes a file (for an exec probe) |
 //! | `check PATH` | exits 0 when PATH exists, 1 otherwise (the exec probe itself) |
+//! | `fail-first PATH CODE` | on a run that finds no PATH (the first, with PATH on a volume): makes it and exits CODE |
 //! | `serve PORT` | answers HTTP on PORT in the background: 200 while `/tmp/healthy` exists, else 500 |
 //! | `fill PATH MIB` | writes MIB MiB to PATH (an `emptyDir` past its `sizeLimit`) |
 //!
@@ -58,6 +59,14 @@ fn main() {
                 let _ = std::fs::remove_file(arg());
             }
             "check" => std::process::exit(if std::path::Path::new(&arg()).exists() { 0 } else { 1 }),
+            "fail-first" => {
+                let (path, code) = (arg(), number(&arg()) as i32);
+                if !std::path::Path::new(&path).exists() {
+                    std::fs::write(&path, b"ran").unwrap_or_else(|e| fail(&format!("fail-first {path}: {e}")));
+                    say(&format!("first run: exiting {code}"));
+                    std::process::exit(code);
+                }
+            }
             "serve" => serve(number(&arg()) as u16),
             "fill" => {
                 let (path, mib) = (arg(), number(&arg()) as usize);
