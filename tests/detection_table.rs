@@ -571,6 +571,22 @@ fn failure_table() {
             vec![],
         ),
         (
+            "an evicted pod's final status raises the count with ContainerStatusUnknown: the eviction alone (seen on the real node)",
+            vec![
+                Apply(p().app(c("web", 0))),
+                Apply(
+                    p().app(
+                        c("web", 1)
+                            .waiting("ContainerCreating")
+                            .terminated(json!({"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                "message": "The container could not be located when the pod was terminated"})),
+                    )
+                    .status(evicted.clone()),
+                ),
+            ],
+            vec![("eviction", "", Cause::Evicted, false)],
+        ),
+        (
             "a crash-looping container caught in its back-off by a rollout is silent, though the kubelet's final phase is Failed (seen on the real node)",
             vec![
                 Apply(p().app(c("web", 1).died("Error", 1, T0).waiting("CrashLoopBackOff"))),

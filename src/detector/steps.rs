@@ -92,7 +92,8 @@ pub(super) fn containers<'a>(state: &mut PodMut<'_>, pod: &'a SlimPod, kinds: Ki
 
 /// Restarts: a rise by k is one record with `missed = k - 1`; a fall resets the baseline
 /// silently; a container that appears in a known pod counts from 0; a first sighting is a
-/// baseline, reported late only when its termination is newer than the catch-up point.
+/// baseline, reported late only when its termination is newer than the catch-up point. A rise in
+/// an ended pod's final status (`ContainerStatusUnknown`) is the kubelet's bookkeeping: silent.
 pub(super) fn restart<'a>(
     facts: &PodFacts<'a>,
     c: &ContainerSeen<'a>,
@@ -101,6 +102,9 @@ pub(super) fn restart<'a>(
 ) -> Option<Found<'a>> {
     let new = c.status.restart_count;
     let old = std::mem::replace(&mut slot.restart_count, new);
+    if failures::is_terminal_bookkeeping(facts.pod, c.status) {
+        return None;
+    }
     if c.tracked_before {
         if new < old {
             stats.resets += 1;

@@ -177,6 +177,16 @@ pub(crate) fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
     }
 }
 
+/// Whether a rise of a container's restart count is the kubelet's bookkeeping of a pod that has
+/// ended rather than a restart: the pod's phase is terminal and the container's last state is
+/// `ContainerStatusUnknown` (137, "The container could not be located when the pod was
+/// terminated"). The real kubelet writes this for an evicted pod's killed container, with the
+/// count one higher and the container waiting in `ContainerCreating`: nothing was restarted.
+pub(crate) fn is_terminal_bookkeeping(pod: &SlimPod, status: &crate::pod::SlimContainerStatus) -> bool {
+    matches!(pod.status.phase.as_deref(), Some("Failed" | "Succeeded"))
+        && status.last_state.terminated.as_ref().is_some_and(|t| t.reason.as_deref() == Some("ContainerStatusUnknown"))
+}
+
 /// Whether the termination was caused by the pod's deletion: it ended after the deletion was
 /// asked for (`deletionTimestamp - deletionGracePeriodSeconds`, less
 /// [`DELETION_CLOCK_SKEW_MARGIN`] for the node's clock), or its end is unknown on a pod being
