@@ -93,11 +93,18 @@ struct Scenario {
 
 impl Scenario {
     fn start(name: &'static str) -> Scenario {
+        Scenario::start_with(name, &[])
+    }
+
+    /// A scenario whose agent runs with these flags too.
+    fn start_with(name: &'static str, flags: &[&str]) -> Scenario {
         let k = cluster();
         let ns = format!("rn-{name}");
         k.create_namespace(&ns);
         let recorder = Recorder::start(k, &ns, Path::new(env!("CARGO_TARGET_TMPDIR")));
-        let mut agent = Agent::start(Path::new(k.admin()), &["-n", &ns, "--no-checkpoint"]);
+        let mut args = vec!["-n", &ns, "--no-checkpoint"];
+        args.extend_from_slice(flags);
+        let mut agent = Agent::start(Path::new(k.admin()), &args);
         agent.wait_ready();
         Scenario { name, ns, recorder, agent }
     }
@@ -367,4 +374,137 @@ fn wait_pod(ns: &str, selector: &str) -> String {
         pods.len() == 1
     });
     name
+}
+
+/// What a start-failure record says: (event name, container, cause, outcome).
+fn episode(records: &[Value]) -> Vec<(String, String, String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let a = &r["attributes"];
+            (
+                r["eventName"].as_str().unwrap_or_default().trim_start_matches("restart_watcher.").to_owned(),
+                attr(&r["resource"]["attributes"], "k8s.container.name").as_str().unwrap_or_default().to_owned(),
+                attr(a, "restart_watcher.cause").as_str().unwrap_or_default().to_owned(),
+                attr(a, "restart_watcher.start_failure.outcome").as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn ep(event: &str, container: &str, cause: &str, outcome: &str) -> (String, String, String, String) {
+    (event.into(), container.into(), cause.into(), outcome.into())
+}
+
+/// Waits until the pod's `container` waits with `reason` (the kubelet's own).
+fn wait_waiting(ns: &str, pod: &str, container: &str, reason: &str) {
+    wait(&format!("{pod}/{container} waiting with {reason}"), Duration::from_secs(90), || {
+        let p = cluster().get_pod(ns, pod);
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == container && c["state"]["waiting"]["reason"] == reason)
+    });
+}
+
+/// Imports the test program's image into the real node's containerd under `name`.
+fn import_image(name: &str) {
+    let k = cluster();
+    let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("image-{}.tar", name.replace(['/', ':'], "_")));
+    let made = std::process::Command::new("tests/support/test-image.sh").arg(&tar).arg(name).status().unwrap();
+    assert!(made.success(), "tests/support/test-image.sh");
+    let out = std::process::Command::new(k.var("CTR"))
+        .args(["--address", k.var("CONTAINERD_ADDRESS"), "-n", "k8s.io", "images", "import"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ctr images import: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_image_from_an_unreachable_registry_is_one_start_failure_ended_once_the_image_is_there() {
+    let s = Scenario::start("pull");
+    // Port 1 on loopback: nothing listens, the pull is refused.
+    let image = "127.0.0.1:1/rw-test:pull";
+    let c = json!({"name": "app", "image": image, "imagePullPolicy": "IfNotPresent", "args": ["hang"]});
+    apply(cluster(), &pod(&s.ns, "pulling", json!({"containers": [c]})));
+    wait_waiting(&s.ns, "pulling", "app", "ImagePullBackOff");
+    import_image(image);
+    wait("the container running", Duration::from_secs(120), || {
+        cluster().get_pod(&s.ns, "pulling")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let records = s.assert_records(&[
+        rec("container.start_failure", "app", "image_pull", "configuration", -1, -1, "app", -1),
+        rec("container.start_failure_ended", "app", "image_pull", "configuration", -1, -1, "app", -1),
+    ]);
+    assert_eq!(episode(&records)[1], ep("container.start_failure_ended", "app", "image_pull", "started"));
+    let message = attr(&records[0]["attributes"], "restart_watcher.status.message");
+    assert!(message.as_str().unwrap_or_default().contains("127.0.0.1:1"), "{message}");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_absent_image_that_may_never_be_pulled_is_one_start_failure_ended_by_the_deletion() {
+    let s = Scenario::start("never-pull");
+    let c = json!({"name": "app", "image": "registry.test/absent:1", "imagePullPolicy": "Never", "args": ["hang"]});
+    apply(cluster(), &pod(&s.ns, "absent", json!({"containers": [c]})));
+    wait_waiting(&s.ns, "absent", "app", "ErrImageNeverPull");
+    s.delete("absent");
+    let records = s.assert_records(&[
+        rec("container.start_failure", "app", "image_pull", "configuration", -1, -1, "app", -1),
+        rec("container.start_failure_ended", "app", "image_pull", "configuration", -1, -1, "app", -1),
+    ]);
+    assert_eq!(episode(&records)[1].3, "pod_deleted");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_missing_configmap_key_is_one_start_failure_ended_once_the_key_exists() {
+    let s = Scenario::start("config");
+    let mut c = program("api", &["hang"]);
+    c["env"] = json!([{"name": "DB_URL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "db-url"}}}]);
+    apply(cluster(), &pod(&s.ns, "api", json!({"containers": [c]})));
+    wait_waiting(&s.ns, "api", "api", "CreateContainerConfigError");
+    cluster().kubectl(&["-n", &s.ns, "create", "configmap", "app-config", "--from-literal=db-url=postgres://db"]);
+    wait("the container running", Duration::from_secs(120), || {
+        cluster().get_pod(&s.ns, "api")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let records = s.assert_records(&[
+        rec("container.start_failure", "api", "config_error", "configuration", -1, -1, "app", -1),
+        rec("container.start_failure_ended", "api", "config_error", "configuration", -1, -1, "app", -1),
+    ]);
+    assert_eq!(episode(&records)[1].3, "started");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn an_emptydir_past_its_size_limit_gets_the_pod_evicted_one_eviction_record() {
+    let s = Scenario::start("eviction");
+    let spec = json!({"containers": [program("writer", &["fill", "/data/big", "8", "hang"])],
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "2Mi"}}]});
+    let mut spec = spec;
+    spec["containers"][0]["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/data"}]);
+    apply(cluster(), &pod(&s.ns, "writer", spec));
+    wait("the pod evicted", Duration::from_secs(120), || {
+        cluster().get_pod(&s.ns, "writer")["status"]["reason"] == "Evicted"
+    });
+    let records = s.assert_records(&[rec("pod.eviction", "", "evicted", "infrastructure", -1, -1, "", -1)]);
+    let message = attr(&records[0]["attributes"], "restart_watcher.status.message");
+    assert!(message.as_str().unwrap_or_default().contains("EmptyDir"), "{message}");
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn previous_logs_are_the_last_lines_of_the_crashed_instance_read_from_the_real_kubelet() {
+    let s = Scenario::start_with("logs", &["--previous-logs-lines", "2"]);
+    let steps = ["say", "line one", "say", "line two", "say", "connection refused: db:5432", "sleep", "1", "exit", "1"];
+    apply(cluster(), &pod(&s.ns, "logger", json!({"containers": [program("app", &steps)]})));
+    s.wait_restarts("logger", "app", 1, Duration::from_secs(60));
+    s.delete("logger");
+    // The replay has no kubelet to read logs from: the same records, without them.
+    let records = s.assert_records(&[rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1)]);
+    let logs = attr(&records[0]["attributes"], "restart_watcher.previous_logs");
+    assert_eq!(logs.as_str(), Some("line two\nconnection refused: db:5432\n"), "{records:#?}");
 }
