@@ -89,6 +89,8 @@ struct Scenario {
     ns: String,
     recorder: Recorder,
     agent: Agent,
+    /// When it started (RFC 3339, the API server's clock).
+    started_at: String,
 }
 
 impl Scenario {
@@ -106,7 +108,7 @@ impl Scenario {
         args.extend_from_slice(flags);
         let mut agent = Agent::start(Path::new(k.admin()), &args);
         agent.wait_ready();
-        Scenario { name, ns, recorder, agent }
+        Scenario { name, ns, recorder, agent, started_at: restart_watcher_test_support::cluster::now_rfc3339() }
     }
 
     /// Waits until the pod's `container` has restarted `count` times (the kubelet's own count).
@@ -124,6 +126,21 @@ impl Scenario {
     /// that no restart comes after the ones a scenario waited for.
     fn delete(&self, pod: &str) {
         cluster().kubectl(&["-n", &self.ns, "delete", "pod", pod, "--wait=true"]);
+    }
+
+    /// The agent's records after a quiet spell.
+    fn agent_records_settled(&mut self) -> Vec<Value> {
+        self.agent.settle(QUIET).to_vec()
+    }
+
+    /// Asserts that the replay of the recorded stream gives these records (the live ones), and
+    /// keeps the stream as a fixture when asked to.
+    fn assert_records_as_live(mut self, live: &[Value]) {
+        let path = self.recorder.stop();
+        assert_eq!(recs(&Recorder::replay(&path)), recs(live), "replayed records of {}", self.name);
+        if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
+            std::fs::copy(&path, format!("tests/fixtures/real-node-{}.json", self.name)).expect("write the fixture");
+        }
     }
 
     /// Asserts the exact records, live (after a quiet spell) and from the recorded stream; keeps
@@ -507,4 +524,61 @@ fn previous_logs_are_the_last_lines_of_the_crashed_instance_read_from_the_real_k
     let records = s.assert_records(&[rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1)]);
     let logs = attr(&records[0]["attributes"], "restart_watcher.previous_logs");
     assert_eq!(logs.as_str(), Some("line two\nconnection refused: db:5432\n"), "{records:#?}");
+}
+
+/// `ctr` against the real node's containerd, in the Kubernetes namespace.
+fn ctr(args: &[&str]) -> String {
+    let k = cluster();
+    let out = std::process::Command::new(k.var("CTR"))
+        .args(["--address", k.var("CONTAINERD_ADDRESS"), "-n", "k8s.io"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_killed_sandbox_recreates_every_container_and_is_no_app_error() {
+    let mut s = Scenario::start("sandbox");
+    let spec = json!({"containers": [program("app", &["hang"]), program("helper", &["hang"])]});
+    apply(cluster(), &pod(&s.ns, "boxed", spec));
+    let uid = cluster().wait_running(&s.ns, "boxed");
+    // The pod's sandbox: its containerd container labelled as the sandbox of this pod's uid.
+    let filter = format!("labels.\"io.kubernetes.pod.uid\"=={uid}");
+    let sandbox = ctr(&["containers", "ls", "-q", &filter])
+        .lines()
+        .find(|id| ctr(&["containers", "info", id]).contains("\"io.cri-containerd.kind\": \"sandbox\""))
+        .expect("the pod's sandbox container")
+        .to_owned();
+    ctr(&["tasks", "kill", "--signal", "SIGKILL", &sandbox]);
+    s.wait_restarts("boxed", "app", 1, Duration::from_secs(90));
+    s.wait_restarts("boxed", "helper", 1, Duration::from_secs(30));
+    s.delete("boxed");
+    let records = s.agent_records_settled();
+    for r in recs(&records) {
+        assert_ne!(r.2, "app_error", "a sandbox recreation is not the app's error: {r:?}");
+    }
+    s.assert_records_as_live(&records);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_restarted_kubelet_reports_no_restart() {
+    let s = Scenario::start("kubelet-restart");
+    apply(cluster(), &pod(&s.ns, "steady", json!({"containers": [program("app", &["hang"])]})));
+    cluster().wait_running(&s.ns, "steady");
+    let node_dir = cluster().var("NODE_DIR").to_owned();
+    let status = std::process::Command::new("tests/support/real-node.sh").args(["restart-kubelet", &node_dir]).status().unwrap();
+    assert!(status.success(), "real-node.sh restart-kubelet");
+    // The restarted kubelet syncs the pod again and writes its status.
+    wait("the node Ready again", Duration::from_secs(90), || {
+        let node: Value = serde_json::from_str(&cluster().kubectl(&["get", "node", NODE, "-o", "json"])).unwrap();
+        node["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+            c["type"] == "Ready" && c["status"] == "True" && c["lastHeartbeatTime"].as_str() > Some(&*s.started_at)
+        })
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    s.assert_records(&[]);
 }

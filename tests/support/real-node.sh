@@ -7,6 +7,7 @@
 #                                  prints KEY=VALUE lines (below) once the node is Ready
 #   real-node.sh stop NODE_DIR     stops the kubelet, every container, containerd; removes the
 #                                  node's cgroups and bridge
+#   real-node.sh restart-kubelet NODE_DIR   stops the kubelet and starts it again (containers run on)
 #   real-node.sh check             says what this machine lacks to run a node (exit 1), or nothing
 #
 # Printed on success: REAL_NODE (its name), CONTAINERD_ADDRESS, CTR, TEST_IMAGE (the test
@@ -35,6 +36,7 @@ missing() {
   [ -d /sys/fs/cgroup/memory ] || grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null ||
     echo "the memory cgroup controller (no /sys/fs/cgroup/memory and no memory in cgroup.controllers)"
   command -v unshare >/dev/null || echo "unshare (util-linux)"
+  command -v nsenter >/dev/null || echo "nsenter (util-linux)"
   command -v ip >/dev/null || echo "ip (iproute2), to remove the node's bridge"
   if [ "$(id -u)" = 0 ] && ! unshare -m --propagation private true 2>/dev/null; then
     echo "a private mount namespace (unshare -m --propagation private true failed)"
@@ -62,6 +64,15 @@ cgroup_dirs() {
   [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -d "/sys/fs/cgroup$root" ] && echo "/sys/fs/cgroup$root"
   return 0
 }
+
+if [ "$cmd" = restart-kubelet ]; then
+  # The kubelet stopped and started again in the node's namespace, its containers left running.
+  old=$(cat "$dir/kubelet.pid")
+  kill "$old"
+  for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+  nsenter --mount="/proc/$(cat "$dir/holder.pid")/ns/mnt" "$dir/kubelet.sh"
+  exit 0
+fi
 
 if [ "$cmd" = stop ]; then
   # The kubelet first (it would restart what is stopped under it), then every process in the
@@ -230,6 +241,15 @@ done
 printf '1\n' > "$dir/sys/overcommit_memory"; printf '10\n' > "$dir/sys/panic"; printf '1\n' > "$dir/sys/panic_on_oops"
 cat /proc/sys/net/ipv4/ip_forward > "$dir/sys/ip_forward"
 
+# The kubelet, started in the node's namespace (at start, and by restart-kubelet).
+cat > "$dir/kubelet.sh" <<KUBELET
+#!/usr/bin/env bash
+"${bin[kubelet]}" --config "$dir/kubelet.yaml" --kubeconfig "$dir/kubeconfig" --root-dir /var/lib/kubelet \\
+  --hostname-override "$name" --v=2 >> "$dir/kubelet.log" 2>&1 &
+echo \$! > "$dir/kubelet.pid"
+KUBELET
+chmod +x "$dir/kubelet.sh"
+
 cat > "$dir/inside.sh" <<INSIDE
 #!/usr/bin/env bash
 set -euo pipefail
@@ -247,9 +267,7 @@ export PATH="$dir/bin:\$PATH"
 echo \$! > "$dir/containerd.pid"
 for i in \$(seq 1 100); do [ -S "$dir/containerd/containerd.sock" ] && break; sleep 0.1; done
 "${bin[ctr]}" --address "$dir/containerd/containerd.sock" -n k8s.io images import --all-platforms "$dir/test-image.tar" > "$dir/import.log" 2>&1
-"${bin[kubelet]}" --config "$dir/kubelet.yaml" --kubeconfig "$dir/kubeconfig" --root-dir /var/lib/kubelet \\
-  --hostname-override "$name" --v=2 > "$dir/kubelet.log" 2>&1 &
-echo \$! > "$dir/kubelet.pid"
+"$dir/kubelet.sh"
 # Holds the namespace (and its mounts) while the node runs.
 exec sleep infinity
 INSIDE
