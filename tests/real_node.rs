@@ -3,11 +3,12 @@
 //! image (`tests/support/test-image.sh`). Nothing here writes a status: every termination, OOM
 //! kill, probe kill, back-off and Event is the kubelet's own. Each scenario asserts the exact
 //! records, live, and the same from the replay of the API server's stream recorded beside it; with
-//! `RW_RECORD_REAL_NODE=1` the stream (pods and kube events) is also written to
-//! `tests/fixtures/real-node-<scenario>.json`, the recordings `tests/replay_real_node.rs` replays.
+//! `RW_RECORD_REAL_NODE=1` the stream (pods and kube events) and the records' summary are kept in
+//! `tests/fixtures/real-node/` (`<scenario>.watch.json`, `<scenario>.records.json`), the
+//! recordings `tests/replay_real_node.rs` replays.
 
 use restart_watcher_test_support::cluster::{Agent, Cluster, attr};
-use restart_watcher_test_support::recorder::Recorder;
+use restart_watcher_test_support::recorder::{Recorder, Summary, keep_fixture, summarise};
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -26,30 +27,10 @@ fn cluster() -> &'static Cluster {
     REAL.get_or_init(|| Cluster::start(&["--real-node", NODE]))
 }
 
-/// What the scenarios assert of each record: (event name without its prefix, container, cause,
-/// category, exit code, signal, container kind, restart count (-1: none, as on failures), missed).
-type Rec = (String, String, String, String, i64, i64, String, i64, i64);
+type Rec = Summary;
 
 fn recs(records: &[Value]) -> Vec<Rec> {
-    records
-        .iter()
-        .map(|r| {
-            let (a, res) = (&r["attributes"], &r["resource"]["attributes"]);
-            let s = |v: Value| v.as_str().unwrap_or_default().to_owned();
-            let n = |v: Value| v.as_i64().unwrap_or(-1);
-            (
-                r["eventName"].as_str().unwrap_or_default().trim_start_matches("restart_watcher.").to_owned(),
-                s(attr(res, "k8s.container.name")),
-                s(attr(a, "restart_watcher.cause")),
-                s(attr(a, "restart_watcher.cause.category")),
-                n(attr(a, "process.exit.code")),
-                n(attr(a, "restart_watcher.termination.signal")),
-                s(attr(a, "restart_watcher.container.kind")),
-                n(attr(a, "restart_watcher.restart_count")),
-                attr(a, "restart_watcher.restarts.missed").as_i64().unwrap_or(0),
-            )
-        })
-        .collect()
+    summarise(records)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -139,7 +120,7 @@ impl Scenario {
         let path = self.recorder.stop();
         assert_eq!(recs(&Recorder::replay(&path)), recs(live), "replayed records of {}", self.name);
         if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
-            std::fs::copy(&path, format!("tests/fixtures/real-node-{}.json", self.name)).expect("write the fixture");
+            keep_fixture(&path, self.name, &recs(live));
         }
     }
 
@@ -148,12 +129,7 @@ impl Scenario {
     fn assert_records(mut self, want: &[Rec]) -> Vec<Value> {
         let live = self.agent.settle(QUIET).to_vec();
         assert_eq!(recs(&live), want, "live records of {}", self.name);
-        let path = self.recorder.stop();
-        assert_eq!(recs(&Recorder::replay(&path)), want, "replayed records of {}", self.name);
-        if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
-            let fixture = format!("tests/fixtures/real-node-{}.json", self.name);
-            std::fs::copy(&path, &fixture).expect("write the fixture");
-        }
+        self.assert_records_as_live(&live);
         live
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, attr};
 
 /// Records pods and kube events of a namespace into one file; stopped (its watches killed) when
 /// dropped.
@@ -107,4 +107,44 @@ impl Drop for Recorder {
             let _ = child.wait();
         }
     }
+}
+
+/// What the real-node scenarios assert of each record: (event name without its prefix, container,
+/// cause, category, exit code, signal, container kind, restart count, missed); -1 where the record
+/// has none (a failure's restart count, a start failure's exit code).
+pub type Summary = (String, String, String, String, i64, i64, String, i64, i64);
+
+/// The [`Summary`] of each record.
+pub fn summarise(records: &[Value]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            let (a, res) = (&r["attributes"], &r["resource"]["attributes"]);
+            let s = |v: Value| v.as_str().unwrap_or_default().to_owned();
+            let n = |v: Value| v.as_i64().unwrap_or(-1);
+            (
+                r["eventName"].as_str().unwrap_or_default().trim_start_matches("restart_watcher.").to_owned(),
+                s(attr(res, "k8s.container.name")),
+                s(attr(a, "restart_watcher.cause")),
+                s(attr(a, "restart_watcher.cause.category")),
+                n(attr(a, "process.exit.code")),
+                n(attr(a, "restart_watcher.termination.signal")),
+                s(attr(a, "restart_watcher.container.kind")),
+                n(attr(a, "restart_watcher.restart_count")),
+                attr(a, "restart_watcher.restarts.missed").as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Where the real node's recordings are committed: `<name>.watch.json` (what the API server
+/// streamed: pods and kube events) and `<name>.records.json` (the [`Summary`] of the records).
+pub const REAL_NODE_FIXTURES: &str = "tests/fixtures/real-node";
+
+/// Keeps a recording and the summary of its records as a committed fixture.
+pub fn keep_fixture(recording: &Path, name: &str, records: &[Summary]) {
+    std::fs::create_dir_all(REAL_NODE_FIXTURES).expect("the fixtures folder");
+    std::fs::copy(recording, format!("{REAL_NODE_FIXTURES}/{name}.watch.json")).expect("write the recording");
+    let text = serde_json::to_string_pretty(records).expect("the summary as JSON");
+    std::fs::write(format!("{REAL_NODE_FIXTURES}/{name}.records.json"), text + "\n").expect("write the summary");
 }
