@@ -6,33 +6,15 @@
 use restart_watcher_test_support::cluster;
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
 
-use cluster::{Agent, Cluster, attr, go_tool, kubectl_bin, now_rfc3339, status};
+use cluster::{Agent, Cluster, attr, helm, kubectl_bin, now_rfc3339, status};
 use serde_json::{Value, json};
 
 const CHART: &str = "deploy/helm/restart-watcher";
 /// The Kubernetes version helm renders for offline (that of the test cluster).
 const KUBE_VERSION: &str = "1.35.0";
-
-fn helm_bin() -> &'static str {
-    static HELM: OnceLock<String> = OnceLock::new();
-    HELM.get_or_init(|| go_tool("helm", "helm"))
-}
-
-fn helm(args: &[&str]) -> Output {
-    // No repositories, no plugins, no cache outside the test's reach.
-    let home = std::env::temp_dir().join(format!("rw-helm-home-{}", std::process::id()));
-    Command::new(helm_bin())
-        .args(args)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .expect("run helm")
-}
 
 /// `helm template` of the chart with `--set` values, as YAML.
 fn template(release: &str, namespace: &str, set: &[&str]) -> String {
@@ -59,6 +41,8 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "features.checkpoint=false",
         "leaderElection.enabled=false",
         "replicas=1",
+        "hostNetwork.enabled=true",
+        "hostNetwork.adminPort=19090",
     ];
     let opt_in = vec![
         "features.previousLogs.lines=20",

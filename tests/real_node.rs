@@ -546,7 +546,8 @@ fn a_restarted_kubelet_reports_no_restart() {
     apply(cluster(), &pod(&s.ns, "steady", json!({"containers": [program("app", &["hang"])]})));
     cluster().wait_running(&s.ns, "steady");
     let node_dir = cluster().var("NODE_DIR").to_owned();
-    let status = std::process::Command::new("tests/support/real-node.sh").args(["restart-kubelet", &node_dir]).status().unwrap();
+    let status =
+        std::process::Command::new("tests/support/real-node.sh").args(["restart-kubelet", &node_dir]).status().unwrap();
     assert!(status.success(), "real-node.sh restart-kubelet");
     // The restarted kubelet syncs the pod again and writes its status.
     wait("the node Ready again", Duration::from_secs(90), || {
@@ -557,4 +558,124 @@ fn a_restarted_kubelet_reports_no_restart() {
     });
     std::thread::sleep(Duration::from_secs(10));
     s.assert_records(&[]);
+}
+
+/// The agent's image, as the Dockerfile builds it (tests/support/dockerfile.py), imported into the
+/// real node's containerd.
+fn import_agent_image() -> &'static str {
+    static IMPORTED: OnceLock<()> = OnceLock::new();
+    const NAME: &str = "registry.test/restart-watcher:0.1.0";
+    IMPORTED.get_or_init(|| {
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("restart-watcher-image.tar");
+        let built = std::process::Command::new("tests/support/dockerfile.py").arg("image").arg(&tar).arg(NAME).status();
+        assert!(built.unwrap().success(), "the Dockerfile does not build (its failing step is above)");
+        ctr(&["images", "import", tar.to_str().unwrap()]);
+    });
+    NAME
+}
+
+/// Installs the chart as release `rw` in `ns` on the real node: the agent's own image, one agent in
+/// the node's network (it reaches the API server and the collector on loopback), exporting to
+/// `collector`; `mode` is `deployment` or `daemonset`. Returns the agent pod once it is Ready
+/// through its own probes.
+fn install_chart(ns: &str, mode: &str, collector: &str) -> String {
+    let k = cluster();
+    let image = import_agent_image();
+    let (repository, tag) = image.rsplit_once(':').unwrap();
+    let port = k.var("APISERVER_URL").rsplit(':').next().unwrap().to_owned();
+    let admin_port = restart_watcher_test_support::backends::free_port().to_string();
+    let sets = [
+        format!("mode={mode}"),
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "replicas=1".into(),
+        "leaderElection.enabled=false".into(),
+        "hostNetwork.enabled=true".into(),
+        format!("hostNetwork.adminPort={admin_port}"),
+        format!("otlp.endpoint={collector}"),
+        "clusterName=rw-test".into(),
+        format!("nodeSelector.kubernetes\\.io/hostname={NODE}"),
+        "extraEnv.KUBERNETES_SERVICE_HOST=127.0.0.1".into(),
+        format!("extraEnv.KUBERNETES_SERVICE_PORT={port}"),
+    ];
+    let mut args =
+        vec!["install", "rw", "deploy/helm/restart-watcher", "--kubeconfig", k.admin(), "-n", ns, "--create-namespace"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let out = restart_watcher_test_support::cluster::helm(&args);
+    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+    let mut agent = String::new();
+    wait("the agent pod Ready", Duration::from_secs(120), || {
+        let pods: Value = serde_json::from_str(&k.kubectl(&["-n", ns, "get", "pods", "-o", "json"])).unwrap();
+        let ready = pods["items"].as_array().into_iter().flatten().find(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        agent = ready.map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).unwrap_or_default();
+        !agent.is_empty()
+    });
+    agent
+}
+
+fn uninstall_chart(ns: &str) {
+    let out = restart_watcher_test_support::cluster::helm(&[
+        "uninstall",
+        "rw",
+        "--kubeconfig",
+        cluster().admin(),
+        "-n",
+        ns,
+        "--wait",
+    ]);
+    assert!(out.status.success(), "helm uninstall: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A crash-looping pod in `ns`; waits until the agent's restart span for it is in Jaeger.
+fn crash_loop_reaches_jaeger(ns: &str, jaeger: &restart_watcher_test_support::backends::Jaeger) {
+    let k = cluster();
+    k.create_namespace(ns);
+    apply(k, &pod(ns, "crashy", json!({"containers": [program("app", &["sleep", "1", "exit", "1"])]})));
+    let uid = k.get_pod(ns, "crashy")["metadata"]["uid"].as_str().unwrap().replace('-', "");
+    let spans = restart_watcher_test_support::backends::eventually(
+        "the restart span in Jaeger",
+        Duration::from_secs(120),
+        || {
+            let spans = jaeger.trace_spans(&uid);
+            if spans.is_empty() { Err("no span yet".into()) } else { Ok(spans) }
+        },
+    );
+    let span = &spans[0];
+    assert_eq!(span["operationName"], "container run", "{span:#}");
+    // The cause is on the span's event (the restart).
+    let cause = restart_watcher_test_support::backends::tag(&span["logs"][0]["fields"], "restart_watcher.cause");
+    assert_eq!(cause.and_then(Value::as_str), Some("app_error"), "{span:#}");
+    k.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn the_chart_runs_the_agents_image_on_the_real_node_and_its_records_reach_jaeger_in_both_modes() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rn-chart-{}", std::process::id()));
+    let stack = restart_watcher_test_support::backends::Stack::start(
+        &dir,
+        Path::new(cluster().admin()),
+        None,
+        &["otel-collector/config.yaml"],
+        "",
+    );
+    let collector = stack.collector.grpc_endpoint.clone();
+    let agent = install_chart("rw-system", "deployment", &collector);
+    // It runs as the chart's ServiceAccount, from the image built from the Dockerfile.
+    let pod = cluster().get_pod("rw-system", &agent);
+    assert_eq!(pod["spec"]["serviceAccountName"], "rw-restart-watcher", "{pod:#}");
+    assert_eq!(pod["status"]["containerStatuses"][0]["image"], import_agent_image());
+    crash_loop_reaches_jaeger("rn-chart-deployment", &stack.jaeger);
+    uninstall_chart("rw-system");
+    install_chart("rw-node-mode", "daemonset", &collector);
+    crash_loop_reaches_jaeger("rn-chart-daemonset", &stack.jaeger);
+    uninstall_chart("rw-node-mode");
 }

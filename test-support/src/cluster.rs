@@ -37,6 +37,21 @@ pub fn go_tool(group: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// Runs the pinned helm (built from `helm.sh/helm/v3`) with no repositories, plugins or cache
+/// outside the test's reach.
+pub fn helm(args: &[&str]) -> std::process::Output {
+    static HELM: OnceLock<String> = OnceLock::new();
+    let bin = HELM.get_or_init(|| go_tool("helm", "helm"));
+    let home = std::env::temp_dir().join(format!("rw-helm-home-{}", std::process::id()));
+    Command::new(bin)
+        .args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("run helm")
+}
+
 /// The `kubectl` the tests use: v1.35, built from the pinned Kubernetes module.
 pub fn kubectl_bin() -> &'static str {
     static KUBECTL: OnceLock<String> = OnceLock::new();

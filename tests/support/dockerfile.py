@@ -10,7 +10,8 @@ build stage would fail fails here. Cargo's target folder is kept under
 ~/.cache/restart-watcher/dockerfile-target/KEY (KEY: the Rust toolchain, Cargo.lock and the
 Dockerfile), so a warm run rebuilds only the agent.
 
-`image` packs the runtime stage without its base image: on the Dockerfile's `FROM
+`image` packs the runtime stage without its base image (kept under ~/.cache/restart-watcher/images,
+keyed by everything it is made of, so an unchanged tree is not built twice): on the Dockerfile's `FROM
 gcr.io/distroless/cc-debian12:nonroot` it puts what that base holds and the binary needs (glibc,
 libgcc, CA certificates, the users root, nobody and nonroot 65532, /tmp), taken from this Debian
 machine; then the stage's COPY --from=build files and its USER, ENTRYPOINT, CMD and EXPOSE.
@@ -119,7 +120,37 @@ def base_files(binary):
     return files
 
 
+def image_key(name):
+    """What the image is made of: the build stage's COPY sources, the Dockerfile, these scripts, the
+    Rust toolchain, the machine's glibc and the image's name. The same key is the same image."""
+    key = hashlib.sha256()
+    key.update(name.encode())
+    for cmd in (["rustc", "-V"], ["ldd", "--version"]):
+        key.update(subprocess.run(cmd, capture_output=True, text=True).stdout.encode())
+    paths = [DOCKERFILE, os.path.abspath(__file__), os.path.join(ROOT, "tests/support/oci-image.py")]
+    for word, args in stages(DOCKERFILE)[0][2]:
+        if word == "COPY":
+            paths += [os.path.join(ROOT, src) for src in shlex.split(args)[:-1]]
+    for path in paths:
+        files = [path] if os.path.isfile(path) else sorted(os.path.join(b, f) for b, _, fs in os.walk(path) for f in fs)
+        for f in files:
+            key.update(os.path.relpath(f, ROOT).encode() + b"\0" + open(f, "rb").read())
+    return key.hexdigest()[:16]
+
+
 def image(out, name):
+    """The image, from ~/.cache/restart-watcher/images when the same inputs built it before."""
+    cache = os.path.join(os.environ.get("RW_CACHE_DIR", os.path.expanduser("~/.cache/restart-watcher")), "images")
+    cached = os.path.join(cache, image_key(name) + ".tar")
+    if not os.path.exists(cached):
+        os.makedirs(cache, exist_ok=True)
+        partial = f"{cached}.{os.getpid()}"
+        build_image(partial, name)
+        os.replace(partial, cached)
+    shutil.copyfile(cached, out)
+
+
+def build_image(out, name):
     stage, target = build_stage()
     runtime_name, base, steps = stages(DOCKERFILE)[-1]
     if base != BASE:

@@ -89,6 +89,10 @@ OTEL_EXPORTER_OTLP_CLIENT_KEY: /etc/restart-watcher/tls/tls.key
 {{- define "rw.podSpec" -}}
 serviceAccountName: {{ include "rw.fullname" . }}
 automountServiceAccountToken: true
+{{- if .Values.hostNetwork.enabled }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
 terminationGracePeriodSeconds: 30
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
@@ -154,6 +158,10 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.name
+      {{- if .Values.hostNetwork.enabled }}
+      - name: RESTART_WATCHER_ADMIN_LISTEN
+        value: {{ printf "127.0.0.1:%d" (int .Values.hostNetwork.adminPort) | quote }}
+      {{- end }}
       {{- if .Values.otlp.headersSecret.name }}
       - name: OTEL_EXPORTER_OTLP_HEADERS
         valueFrom:
@@ -161,6 +169,21 @@ containers:
             name: {{ .Values.otlp.headersSecret.name }}
             key: {{ .Values.otlp.headersSecret.key }}
       {{- end }}
+    {{- if .Values.hostNetwork.enabled }}
+    livenessProbe:
+      httpGet:
+        host: 127.0.0.1
+        path: /livez
+        port: {{ .Values.hostNetwork.adminPort }}
+      periodSeconds: 10
+      failureThreshold: 6
+    readinessProbe:
+      httpGet:
+        host: 127.0.0.1
+        path: /readyz
+        port: {{ .Values.hostNetwork.adminPort }}
+      periodSeconds: 5
+    {{- else }}
     ports:
       - name: admin
         containerPort: 9090
@@ -176,6 +199,7 @@ containers:
         path: /readyz
         port: admin
       periodSeconds: 5
+    {{- end }}
     resources:
       {{- toYaml .Values.resources | nindent 6 }}
     securityContext:
