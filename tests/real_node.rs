@@ -456,11 +456,14 @@ fn an_absent_image_that_may_never_be_pulled_is_one_start_failure_ended_by_the_de
 #[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_missing_configmap_key_is_one_start_failure_ended_once_the_key_exists() {
     let s = Scenario::start("config");
+    // The ConfigMap exists, without the key the container reads.
+    cluster().kubectl(&["-n", &s.ns, "create", "configmap", "app-config", "--from-literal=other=1"]);
     let mut c = program("api", &["hang"]);
     c["env"] = json!([{"name": "DB_URL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "db-url"}}}]);
     apply(cluster(), &pod(&s.ns, "api", json!({"containers": [c]})));
     wait_waiting(&s.ns, "api", "api", "CreateContainerConfigError");
-    cluster().kubectl(&["-n", &s.ns, "create", "configmap", "app-config", "--from-literal=db-url=postgres://db"]);
+    let patch = r#"{"data":{"db-url":"postgres://db"}}"#;
+    cluster().kubectl(&["-n", &s.ns, "patch", "configmap", "app-config", "--type=merge", "-p", patch]);
     wait("the container running", Duration::from_secs(120), || {
         cluster().get_pod(&s.ns, "api")["status"]["containerStatuses"][0]["state"]["running"].is_object()
     });
