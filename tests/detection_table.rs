@@ -336,6 +336,23 @@ fn failures_summary(events: &[Record]) -> Vec<WantF> {
 const PULL: &str = "Back-off pulling image \"registry.example.com/web:404\"";
 
 /// One case per row of the "Beyond restarts" table of `docs/detection.md`.
+/// A container's own `restartPolicy: Never`.
+fn never() -> serde_json::Value {
+    json!({"restartPolicy": "Never"})
+}
+
+/// `restartPolicy: Never`, with the rule: restart on exit code 42.
+fn on_42() -> serde_json::Value {
+    json!({"restartPolicy": "Never",
+           "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]})
+}
+
+/// `restartPolicy: Never`, with the rule: restart on any exit code but 0.
+fn not_in_0() -> serde_json::Value {
+    json!({"restartPolicy": "Never",
+           "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "NotIn", "values": [0]}}]})
+}
+
 #[test]
 fn failure_table() {
     let p = || pod("88888888-8888-8888-8888-888888888888");
@@ -567,6 +584,56 @@ fn failure_table() {
                 Apply(p().app(c("web", 0))),
                 Apply(p().meta(deleting.clone()).app(c("web", 0))),
                 Delete(p().meta(deleting.clone()).app(c("web", 0).ended("Error", 143, "2026-11-20T10:00:01Z"))),
+            ],
+            vec![],
+        ),
+        (
+            "a Never container in an Always pod that exits 1 is one failure (its own restartPolicy)",
+            vec![
+                Apply(p().app(c("web", 0)).app(c("task", 0))),
+                Apply(p().app(c("web", 0)).app(c("task", 0).ended("Error", 1, T1)).container_spec("task", never())),
+            ],
+            vec![("failure", "task", Cause::AppError, false)],
+        ),
+        (
+            "an OnFailure container in a Never pod that exits 1 restarts: the restart alone, no failure",
+            vec![
+                Apply(p().never().app(c("web", 0)).container_spec("web", json!({"restartPolicy": "OnFailure"}))),
+                Apply(
+                    p().never()
+                        .app(c("web", 0).ended("Error", 1, T1))
+                        .container_spec("web", json!({"restartPolicy": "OnFailure"})),
+                ),
+                Apply(
+                    p().never()
+                        .app(c("web", 1).died("Error", 1, T1))
+                        .container_spec("web", json!({"restartPolicy": "OnFailure"})),
+                ),
+            ],
+            vec![("restart", "web", Cause::AppError, false)],
+        ),
+        (
+            "a Never container with the rule Restart on 42 exits 42 in a Never pod: the restart alone",
+            vec![
+                Apply(p().never().app(c("web", 0)).container_spec("web", on_42())),
+                Apply(p().never().app(c("web", 0).ended("Error", 42, T1)).container_spec("web", on_42())),
+                Apply(p().never().app(c("web", 1).died("Error", 42, T1)).container_spec("web", on_42())),
+            ],
+            vec![("restart", "web", Cause::AppError, false)],
+        ),
+        (
+            "the same container exits 1: the rule does not match, one failure and no restart",
+            vec![
+                Apply(p().never().app(c("web", 0)).container_spec("web", on_42())),
+                Apply(p().never().app(c("web", 0).ended("Error", 1, T1)).container_spec("web", on_42())),
+            ],
+            vec![("failure", "web", Cause::AppError, false)],
+        ),
+        (
+            "a NotIn rule restarts every code but those listed",
+            vec![
+                Apply(p().never().app(c("web", 0)).container_spec("web", not_in_0())),
+                Apply(p().never().app(c("web", 0).ended("Error", 3, T1)).container_spec("web", not_in_0())),
             ],
             vec![],
         ),

@@ -682,3 +682,68 @@ fn the_chart_runs_the_agents_image_on_the_real_node_and_its_records_reach_jaeger
     crash_loop_reaches_jaeger("rn-chart-daemonset", &stack.jaeger);
     uninstall_chart("rw-node-mode");
 }
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_child_oom_killed_while_pid_1_lives_restarts_nothing() {
+    let s = Scenario::start("oom-child");
+    // PID 1 runs a child that allocates past the limit; the kernel kills the child only, PID 1 says
+    // so and lives on: the container does not end, so nothing restarts.
+    let mut c = program("worker", &["oom-child", "say", "worker lives on", "hang"]);
+    c["resources"] = json!({"limits": {"memory": "32Mi"}});
+    apply(cluster(), &pod(&s.ns, "worker", json!({"containers": [c]})));
+    let k = cluster();
+    wait("the child's end logged", Duration::from_secs(60), || {
+        let out = std::process::Command::new(k.var("KUBECTL"))
+            .args(["--kubeconfig", k.admin(), "-n", &s.ns, "logs", "worker"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("worker lives on")
+    });
+    let p = k.get_pod(&s.ns, "worker");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p:#}");
+    s.delete("worker");
+    s.assert_records(&[]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_never_container_in_an_always_pod_that_exits_1_is_one_failure() {
+    let s = Scenario::start("container-never");
+    let mut task = program("task", &["sleep", "1", "exit", "1"]);
+    task["restartPolicy"] = json!("Never");
+    apply(cluster(), &pod(&s.ns, "mixed", json!({"containers": [program("app", &["hang"]), task]})));
+    wait("task terminated", Duration::from_secs(60), || {
+        let p = cluster().get_pod(&s.ns, "mixed");
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == "task" && c["state"]["terminated"].is_object())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let p = cluster().get_pod(&s.ns, "mixed");
+    assert_eq!(p["status"]["phase"], "Running", "the pod runs on: {p:#}");
+    s.delete("mixed");
+    s.assert_records(&[rec("container.failure", "task", "app_error", "application", 1, -1, "app", -1)]);
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_rule_restarting_on_exit_42_restarts_on_42_and_not_on_1() {
+    let s = Scenario::start("rule-42");
+    // The first run exits 42 (the rule restarts it), the second exits 1 (the rule does not).
+    let mut c = program("worker", &["fail-first", "/data/ran", "42", "sleep", "1", "exit", "1"]);
+    c["restartPolicy"] = json!("Never");
+    c["restartPolicyRules"] = json!([{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]);
+    let mut spec = json!({"restartPolicy": "Never", "containers": [c]});
+    scratch_volume(&mut spec, &["worker"]);
+    apply(cluster(), &pod(&s.ns, "worker", spec));
+    wait("pod worker Failed", Duration::from_secs(90), || {
+        cluster().get_pod(&s.ns, "worker")["status"]["phase"] == "Failed"
+    });
+    s.assert_records(&[
+        rec("container.restart", "worker", "app_error", "application", 42, -1, "app", 1),
+        rec("container.failure", "worker", "app_error", "application", 1, -1, "app", -1),
+    ]);
+}

@@ -132,7 +132,7 @@ pub(super) fn failure<'a>(
         return None;
     }
     let term = c.status.state.terminated.as_ref().filter(|t| failures::is_failed(t))?;
-    if !failures::will_not_restart(facts.pod, c.kind) {
+    if !failures::will_not_restart(facts.pod, &c.status.name, c.kind, term.exit_code) {
         return None;
     }
     if facts.eviction.is_some() || (in_episode && !failures::ran(term)) {

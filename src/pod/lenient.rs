@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{KEPT_ANNOTATION_PREFIX, SlimMeta, SlimPodStatus};
+use super::{KEPT_ANNOTATION_PREFIX, SlimInitContainer, SlimMeta, SlimPodStatus};
 
 /// The metadata fields kept; everything else (managedFields, most annotations) is skipped unparsed.
 #[derive(Deserialize)]
@@ -349,6 +349,29 @@ pub(super) fn lenient_object_or_default<'de, D: Deserializer<'de>, T: Deserializ
 pub(super) fn lenient_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     fold_list(d, Vec::new(), |mut out, LenientObject(item)| {
         out.extend(item);
+        out
+    })
+}
+
+/// The app containers that set a `restartPolicy` or `restartPolicyRules` of their own; the others
+/// (most) are read and dropped, so a pod's state holds nothing more for them.
+pub(super) fn containers_with_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SlimInitContainer>, D::Error> {
+    fold_list(d, Vec::new(), |mut out, LenientObject(item): LenientObject<SlimInitContainer>| {
+        out.extend(item.filter(|c| c.restart_policy.is_some() || !c.restart_policy_rules.is_empty()));
+        out
+    })
+}
+
+/// A list of int32s; the elements that are not (strings, floats, out of range) are skipped.
+pub(super) fn lenient_i32s<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
+    struct Item(Option<i32>);
+    impl<'de> Deserialize<'de> for Item {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            lenient_i32(d).map(Item)
+        }
+    }
+    fold_list(d, Vec::new(), |mut out, Item(n): Item| {
+        out.extend(n);
         out
     })
 }

@@ -124,9 +124,13 @@ pub struct SlimPodSpec {
     pub restart_policy: Option<String>,
     #[serde(default, deserialize_with = "lenient_objects")]
     pub init_containers: Vec<SlimInitContainer>,
+    /// The app containers that set restart rules of their own (the others are not kept).
+    #[serde(default, deserialize_with = "containers_with_rules")]
+    pub containers: Vec<SlimInitContainer>,
 }
 
-/// An init container's name and restart policy (`Always` makes it a native sidecar).
+/// A container's name and its own restart rules: `restartPolicy` (on an init container, `Always`
+/// makes it a native sidecar) and `restartPolicyRules` (Kubernetes 1.34+, `ContainerRestartRules`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimInitContainer {
@@ -134,6 +138,42 @@ pub struct SlimInitContainer {
     pub name: String,
     #[serde(default, deserialize_with = "lenient_string")]
     pub restart_policy: Option<String>,
+    #[serde(default, deserialize_with = "lenient_objects")]
+    pub restart_policy_rules: Vec<SlimRestartRule>,
+}
+
+/// One of a container's `restartPolicyRules`: an action (`Restart`, `RestartAllContainers`) when
+/// its exit code is `In` or `NotIn` the values.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimRestartRule {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub action: Option<String>,
+    #[serde(default, deserialize_with = "lenient_object")]
+    pub exit_codes: Option<SlimExitCodes>,
+}
+
+/// A restart rule's exit codes: `operator` `In` or `NotIn`, and the values.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimExitCodes {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub operator: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i32s")]
+    pub values: Vec<i32>,
+}
+
+impl SlimRestartRule {
+    /// Whether the rule applies to an exit with `exit_code`.
+    pub(crate) fn matches(&self, exit_code: i32) -> bool {
+        self.exit_codes.as_ref().is_some_and(|e| {
+            let listed = e.values.contains(&exit_code);
+            match e.operator.as_deref() {
+                Some("In") => listed,
+                Some("NotIn") => !listed,
+                _ => false,
+            }
+        })
+    }
 }
 
 /// The status fields the agent uses. Ephemeral container statuses are not decoded: they never restart.
@@ -359,6 +399,12 @@ impl SlimPod {
     pub fn annotations(&self) -> BTreeMap<String, String> {
         self.metadata.meta.annotations.clone().unwrap_or_default()
     }
+    /// The restart rules the named container of `init` (an init container) or not sets itself.
+    pub(crate) fn own_rules(&self, name: &str, init: bool) -> Option<&SlimInitContainer> {
+        let list = if init { &self.spec.init_containers } else { &self.spec.containers };
+        list.iter().find(|c| c.name == name)
+    }
+
     /// Whether the named init container is a native sidecar (`restartPolicy: Always`).
     pub(crate) fn is_sidecar(&self, init_container: &str) -> bool {
         self.spec

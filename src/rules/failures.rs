@@ -161,20 +161,49 @@ pub(crate) fn is_failed(t: &SlimTerminated) -> bool {
     is_failed_exit(i64::from(t.exit_code), t.reason.as_deref())
 }
 
-/// Whether a terminated container of this kind will not be restarted: any container of a
-/// `restartPolicy: Never` pod, or any container of a pod whose phase is `Failed` while it is not
-/// being deleted. The kubelet gives a deleted pod a terminal phase too (`Failed` when a container's
-/// last exit was not 0): a crash-looping container caught in its back-off by a rollout or a
-/// scale-down would have been restarted but for the deletion. Native sidecars never: they are
-/// stopped when the pod ends, and restarted while it runs.
-pub(crate) fn will_not_restart(pod: &SlimPod, kind: ContainerKind) -> bool {
+/// Whether a terminated container will not be restarted: the pod's phase is `Failed` while it is
+/// not being deleted, or the kubelet's rules ([`restarts_after_exit`]) leave it dead. The kubelet
+/// gives a deleted pod a terminal phase too (`Failed` when a container's last exit was not 0): a
+/// crash-looping container caught in its back-off by a rollout or a scale-down would have been
+/// restarted but for the deletion. Native sidecars never: they are stopped when the pod ends, and
+/// restarted while it runs.
+pub(crate) fn will_not_restart(pod: &SlimPod, name: &str, kind: ContainerKind, exit_code: i32) -> bool {
     match kind {
         ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
         ContainerKind::App | ContainerKind::Init => {
-            pod.spec.restart_policy.as_deref() == Some("Never")
-                || (pod.status.phase.as_deref() == Some("Failed") && pod.metadata.deleted_at.is_none())
+            (pod.status.phase.as_deref() == Some("Failed") && pod.metadata.deleted_at.is_none())
+                || !restarts_after_exit(pod, name, kind, exit_code)
         }
     }
+}
+
+/// Whether the kubelet restarts a container that exited with `exit_code` (its
+/// `ContainerShouldRestart`, Kubernetes 1.35): the first of the container's own
+/// `restartPolicyRules` that matches the code decides (`Restart`, and `RestartAllContainers`,
+/// restart it); then its own `restartPolicy` (`Always`, `OnFailure`: when not 0, `Never`); then the
+/// pod's (`Always` when unset). An init container that is not a sidecar is done once it exits 0.
+pub(crate) fn restarts_after_exit(pod: &SlimPod, name: &str, kind: ContainerKind, exit_code: i32) -> bool {
+    if kind == ContainerKind::Init && exit_code == 0 {
+        return false;
+    }
+    let by_policy = |policy: &str| match policy {
+        "Always" => Some(true),
+        "OnFailure" => Some(exit_code != 0),
+        "Never" => Some(false),
+        _ => None,
+    };
+    if let Some(own) = pod.own_rules(name, kind == ContainerKind::Init)
+        && let Some(policy) = own.restart_policy.as_deref()
+    {
+        let rule = own.restart_policy_rules.iter().find(|r| r.matches(exit_code));
+        if rule.is_some_and(|r| matches!(r.action.as_deref(), Some("Restart" | "RestartAllContainers"))) {
+            return true;
+        }
+        if let Some(decided) = by_policy(policy) {
+            return decided;
+        }
+    }
+    pod.spec.restart_policy.as_deref().and_then(by_policy).unwrap_or(true)
 }
 
 /// Whether a rise of a container's restart count is the kubelet's bookkeeping of a pod that has

@@ -154,6 +154,8 @@ pub struct PodB {
     pub bare: bool,
     /// `spec.nodeName` (`node-a` unless set; a bare pod has none unless set).
     pub node: Option<String>,
+    /// More fields of a container's spec, by name (`restartPolicy`, `restartPolicyRules`).
+    pub container_specs: Vec<(String, Value)>,
 }
 
 pub fn pod(uid: &str) -> PodB {
@@ -171,6 +173,7 @@ pub fn pod(uid: &str) -> PodB {
         with_status: true,
         bare: false,
         node: None,
+        container_specs: vec![],
     }
 }
 
@@ -231,6 +234,12 @@ impl PodB {
         self.node = Some(node.to_owned());
         self
     }
+    /// Adds fields to the spec of the container (app or init) `name`: its own `restartPolicy` and
+    /// `restartPolicyRules` (`json!({"restartPolicy": "Never", "restartPolicyRules": [..]})`).
+    pub fn container_spec(mut self, name: &str, fields: Value) -> Self {
+        self.container_specs.push((name.to_owned(), fields));
+        self
+    }
     /// `spec.restartPolicy` as given (`Always`, `OnFailure`, `Never`).
     pub fn restart_policy(mut self, policy: &str) -> Self {
         self.restart_policy = Some(policy.to_owned());
@@ -272,6 +281,13 @@ impl PodB {
         });
         if let Some(policy) = &self.restart_policy {
             v["spec"]["restartPolicy"] = json!(policy);
+        }
+        for (name, fields) in &self.container_specs {
+            for key in ["containers", "initContainers"] {
+                for c in v["spec"][key].as_array_mut().into_iter().flatten().filter(|c| c["name"] == *name) {
+                    merge(c, fields);
+                }
+            }
         }
         if let Some(extra) = self.extra_meta.as_object() {
             for (k, val) in extra {
