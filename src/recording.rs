@@ -211,13 +211,7 @@ pub(crate) fn replay_with<R: Read>(
         if !before_read(stats) {
             return Ok(());
         }
-        let n = loop {
-            match input.read(&mut buf[len..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(ReplayError::Read { source_name: source_name.to_owned(), source }),
-            }
-        };
+        let n = read_some(&mut input, &mut buf[len..], source_name)?;
         let eof = n == 0;
         len += n;
         if at_start && (len >= UTF8_BOM.len() || eof) {
@@ -262,6 +256,17 @@ pub(crate) fn replay_with<R: Read>(
             return Err(ReplayError::ValueTooLarge { source_name, byte_offset, line, column, max_value_bytes });
         }
         parse_at = if pending == 0 { 0 } else { len.saturating_mul(2) };
+    }
+}
+
+/// One read of the input into `buf` (retried when interrupted): the bytes read, 0 at its end.
+fn read_some(input: &mut impl Read, buf: &mut [u8], source_name: &str) -> Result<usize, ReplayError> {
+    loop {
+        match input.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(ReplayError::Read { source_name: source_name.to_owned(), source }),
+        }
     }
 }
 
