@@ -103,6 +103,12 @@ impl Scenario {
         });
     }
 
+    /// [`Scenario::wait_restarts`], then [`Scenario::delete`].
+    fn wait_restarts_then_delete(&self, pod: &str, container: &str, count: i64, timeout: Duration) {
+        self.wait_restarts(pod, container, count, timeout);
+        self.delete(pod);
+    }
+
     /// Deletes the pod and waits until it is gone (the kubelet stops its containers: silent), so
     /// that no restart comes after the ones a scenario waited for.
     fn delete(&self, pod: &str) {
@@ -164,8 +170,7 @@ fn an_app_that_exits_1_restarts_as_an_app_error_with_the_kubelets_back_off() {
         cluster(),
         &pod(&s.ns, "crashy", json!({"containers": [program("app", &["say", "starting", "sleep", "1", "exit", "1"])]})),
     );
-    s.wait_restarts("crashy", "app", 2, Duration::from_secs(90));
-    s.delete("crashy");
+    s.wait_restarts_then_delete("crashy", "app", 2, Duration::from_secs(90));
     let records = s.assert_records(&[
         rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1),
         rec("container.restart", "app", "app_error", "application", 1, -1, "app", 2),
@@ -182,8 +187,7 @@ fn an_app_that_exits_137_itself_is_a_signal_not_an_oom_kill() {
         cluster(),
         &pod(&s.ns, "wrapper", json!({"containers": [program("app", &["sleep", "1", "kill-child", "9"])]})),
     );
-    s.wait_restarts("wrapper", "app", 1, Duration::from_secs(60));
-    s.delete("wrapper");
+    s.wait_restarts_then_delete("wrapper", "app", 1, Duration::from_secs(60));
     // 137 with reason Error and no OOM Event: a signal (docs/detection.md), never an OOM kill.
     let records = s.assert_records(&[rec("container.restart", "app", "signal", "application", 137, 9, "app", 1)]);
     assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "Error");
@@ -196,8 +200,7 @@ fn a_kernel_oom_kill_under_a_memory_limit_is_an_oom_kill() {
     let mut c = program("hog", &["sleep", "1", "alloc"]);
     c["resources"] = json!({"limits": {"memory": "32Mi"}});
     apply(cluster(), &pod(&s.ns, "hog", json!({"containers": [c]})));
-    s.wait_restarts("hog", "hog", 1, Duration::from_secs(60));
-    s.delete("hog");
+    s.wait_restarts_then_delete("hog", "hog", 1, Duration::from_secs(60));
     let records = s.assert_records(&[rec("container.restart", "hog", "oom_killed", "resource", 137, 9, "app", 1)]);
     assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "OOMKilled");
 }
@@ -226,8 +229,7 @@ fn a_failing_exec_liveness_probe_is_a_liveness_probe_kill() {
     let mut c = program("app", &["touch", "/tmp/healthy", "sleep", "6", "rm", "/tmp/healthy", "hang"]);
     c["livenessProbe"] = exec_probe("/tmp/healthy", 2);
     apply(cluster(), &pod(&s.ns, "probed", json!({"containers": [c]})));
-    s.wait_restarts("probed", "app", 1, Duration::from_secs(60));
-    s.delete("probed");
+    s.wait_restarts_then_delete("probed", "app", 1, Duration::from_secs(60));
     // The kubelet's SIGTERM to PID 1 without a handler does nothing: SIGKILL at the grace's end.
     s.assert_records(&[rec("container.restart", "app", "liveness_probe", "application", 137, 9, "app", 1)]);
 }
@@ -240,8 +242,7 @@ fn a_failing_http_liveness_probe_is_a_liveness_probe_kill() {
     c["livenessProbe"] =
         json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
     apply(cluster(), &pod(&s.ns, "web", json!({"containers": [c]})));
-    s.wait_restarts("web", "web", 1, Duration::from_secs(60));
-    s.delete("web");
+    s.wait_restarts_then_delete("web", "web", 1, Duration::from_secs(60));
     s.assert_records(&[rec("container.restart", "web", "liveness_probe", "application", 137, 9, "app", 1)]);
 }
 
@@ -252,8 +253,7 @@ fn a_failing_startup_probe_is_a_startup_probe_kill() {
     let mut c = program("slow", &["hang"]);
     c["startupProbe"] = exec_probe("/tmp/started", 3);
     apply(cluster(), &pod(&s.ns, "slow", json!({"containers": [c]})));
-    s.wait_restarts("slow", "slow", 1, Duration::from_secs(60));
-    s.delete("slow");
+    s.wait_restarts_then_delete("slow", "slow", 1, Duration::from_secs(60));
     s.assert_records(&[rec("container.restart", "slow", "startup_probe", "application", 137, 9, "app", 1)]);
 }
 
@@ -291,8 +291,7 @@ fn a_native_sidecar_that_crashes_is_a_sidecar_restart() {
         cluster(),
         &pod(&s.ns, "meshed", json!({"initContainers": [sidecar], "containers": [program("app", &["hang"])]})),
     );
-    s.wait_restarts("meshed", "proxy", 1, Duration::from_secs(60));
-    s.delete("meshed");
+    s.wait_restarts_then_delete("meshed", "proxy", 1, Duration::from_secs(60));
     s.assert_records(&[rec("container.restart", "proxy", "app_error", "application", 1, -1, "sidecar", 1)]);
 }
 
@@ -497,8 +496,7 @@ fn previous_logs_are_the_last_lines_of_the_crashed_instance_read_from_the_real_k
     let s = Scenario::start_with("logs", &["--previous-logs-lines", "2"]);
     let steps = ["say", "line one", "say", "line two", "say", "connection refused: db:5432", "sleep", "1", "exit", "1"];
     apply(cluster(), &pod(&s.ns, "logger", json!({"containers": [program("app", &steps)]})));
-    s.wait_restarts("logger", "app", 1, Duration::from_secs(60));
-    s.delete("logger");
+    s.wait_restarts_then_delete("logger", "app", 1, Duration::from_secs(60));
     // The replay has no kubelet to read logs from: the same records, without them.
     let records = s.assert_records(&[rec("container.restart", "app", "app_error", "application", 1, -1, "app", 1)]);
     let logs = attr(&records[0]["attributes"], "restart_watcher.previous_logs");
@@ -533,8 +531,7 @@ fn a_killed_sandbox_recreates_every_container_and_is_no_app_error() {
         .to_owned();
     ctr(&["tasks", "kill", "--signal", "SIGKILL", &sandbox]);
     s.wait_restarts("boxed", "app", 1, Duration::from_secs(90));
-    s.wait_restarts("boxed", "helper", 1, Duration::from_secs(30));
-    s.delete("boxed");
+    s.wait_restarts_then_delete("boxed", "helper", 1, Duration::from_secs(30));
     let records = s.agent_records_settled();
     for r in recs(&records) {
         assert_ne!(r.2, "app_error", "a sandbox recreation is not the app's error: {r:?}");
