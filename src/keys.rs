@@ -98,6 +98,14 @@ pub const START_FAILURE_DURATION: &str = "restart_watcher.start_failure.duration
 pub const START_FAILURE_OUTCOME: &str = "restart_watcher.start_failure.outcome";
 /// Evictions: the `DisruptionTarget` condition's reason, else the pod's `status.reason`.
 pub const EVICTION_REASON: &str = "restart_watcher.eviction.reason";
+/// OOM kills: the memory limit in force when the container was killed, in bytes (int).
+pub const MEMORY_LIMIT: &str = "restart_watcher.memory.limit";
+/// OOM kills: whose limit it was, `container` or `pod` (pod-level resources).
+pub const MEMORY_LIMIT_SOURCE: &str = "restart_watcher.memory.limit_source";
+/// OOM kills: the container's memory request, in bytes (int).
+pub const MEMORY_REQUEST: &str = "restart_watcher.memory.request";
+/// OOM kills: the pod's QoS class (`Guaranteed`, `Burstable`, `BestEffort`).
+pub const POD_QOS_CLASS: &str = "restart_watcher.pod.qos_class";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

@@ -420,3 +420,25 @@ fn each_kind_has_its_event_name_severity_span_and_attributes() {
     let ids: std::collections::HashSet<String> = evs.iter().map(Record::restart_id).collect();
     assert_eq!(ids.len(), 4, "every record has its own id");
 }
+
+#[test]
+fn an_oom_kill_carries_the_memory_it_was_read_against_and_other_causes_do_not() {
+    let mut ev = oom_event();
+    ev.cause = Cause::OomKilled;
+    ev.container.memory = restart_watcher::record::MemoryContext {
+        limit_bytes: Some(33_554_432),
+        limit_is_pod_level: false,
+        request_bytes: Some(16_777_216),
+        qos_class: Some("Burstable".into()),
+    };
+    let a = attrs(&convert::record_attributes(&ev));
+    assert_eq!(a[keys::MEMORY_LIMIT], Value::IntValue(33_554_432));
+    assert_eq!(a[keys::MEMORY_LIMIT_SOURCE], s("container"));
+    assert_eq!(a[keys::MEMORY_REQUEST], Value::IntValue(16_777_216));
+    assert_eq!(a[keys::POD_QOS_CLASS], s("Burstable"));
+    ev.container.memory.limit_is_pod_level = true;
+    assert_eq!(attrs(&convert::record_attributes(&ev))[keys::MEMORY_LIMIT_SOURCE], s("pod"));
+    ev.cause = Cause::AppError;
+    let a = attrs(&convert::record_attributes(&ev));
+    assert!(!a.contains_key(keys::MEMORY_LIMIT) && !a.contains_key(keys::POD_QOS_CLASS), "only on OOM kills");
+}

@@ -202,7 +202,13 @@ fn a_kernel_oom_kill_under_a_memory_limit_is_an_oom_kill() {
     apply(cluster(), &pod(&s.ns, "hog", json!({"containers": [c]})));
     s.wait_restarts_then_delete("hog", "hog", 1, Duration::from_secs(60));
     let records = s.assert_records(&[rec("container.restart", "hog", "oom_killed", "resource", 137, 9, "app", 1)]);
-    assert_eq!(attr(&records[0]["attributes"], "k8s.container.status.last_terminated_reason"), "OOMKilled");
+    let a = &records[0]["attributes"];
+    assert_eq!(attr(a, "k8s.container.status.last_terminated_reason"), "OOMKilled");
+    // What the kill is read against: the limit in force, whose it was, the request, the QoS class.
+    assert_eq!(attr(a, "restart_watcher.memory.limit"), 33_554_432, "{a:#}");
+    assert_eq!(attr(a, "restart_watcher.memory.limit_source"), "container");
+    assert_eq!(attr(a, "restart_watcher.memory.request"), 33_554_432, "the request defaults to the limit");
+    assert_eq!(attr(a, "restart_watcher.pod.qos_class"), "Burstable");
 }
 
 #[test]

@@ -142,6 +142,7 @@ fn record_of(
             image: status.image.clone(),
             image_id: status.image_id.clone(),
             current_id: status.container_id.clone(),
+            memory: crate::rules::memory::context(pod, status),
         },
         restart_count: status.restart_count,
         missed,

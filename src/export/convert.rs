@@ -198,6 +198,21 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     attrs
 }
 
+/// What an OOM kill is read against: the limit in force, whose it was, the request, the QoS class.
+fn push_memory(attrs: &mut Vec<KeyValue>, m: &crate::record::MemoryContext) {
+    let int = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+    if let Some(limit) = m.limit_bytes {
+        attrs.push(kv_int(keys::MEMORY_LIMIT, int(limit)));
+        attrs.push(kv_str(keys::MEMORY_LIMIT_SOURCE, if m.limit_is_pod_level { "pod" } else { "container" }));
+    }
+    if let Some(request) = m.request_bytes {
+        attrs.push(kv_int(keys::MEMORY_REQUEST, int(request)));
+    }
+    if let Some(qos) = m.qos_class.as_deref().filter(|q| !q.is_empty()) {
+        attrs.push(kv_str(keys::POD_QOS_CLASS, qos));
+    }
+}
+
 /// The record attributes: what happened (not who).
 pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(16);
@@ -206,6 +221,9 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
             attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
         }
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
+    }
+    if ev.cause == crate::record::Cause::OomKilled {
+        push_memory(&mut attrs, &ev.container.memory);
     }
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
     if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {

@@ -127,6 +127,9 @@ pub struct SlimPodSpec {
     /// The app containers that set restart rules of their own (the others are not kept).
     #[serde(default, deserialize_with = "containers_with_rules")]
     pub containers: Vec<SlimInitContainer>,
+    /// Pod-level resources (Kubernetes 1.34+, `PodLevelResources`), shared by its containers.
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
+    pub resources: SlimResources,
 }
 
 /// A container's name and its own restart rules: `restartPolicy` (on an init container, `Always`
@@ -194,6 +197,9 @@ pub struct SlimPodStatus {
     pub container_statuses: Vec<SlimContainerStatus>,
     #[serde(default)]
     pub init_container_statuses: Vec<SlimContainerStatus>,
+    /// `Guaranteed`, `Burstable` or `BestEffort`.
+    #[serde(default, rename = "qosClass", deserialize_with = "lenient_string")]
+    pub qos_class: Option<String>,
 }
 
 /// A pod condition (only `DisruptionTarget` is kept).
@@ -247,6 +253,25 @@ pub struct SlimContainerStatus {
     /// `containerID`: the current instance (the one that runs, or the last one that ran).
     #[serde(default, rename = "containerID", deserialize_with = "lenient_string")]
     pub container_id: Option<String>,
+    /// The resources in force (after any in-place resize), as the kubelet reports them.
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
+    pub resources: SlimResources,
+}
+
+/// A container's (or a pod's) memory limit and request, as Kubernetes quantities (`32Mi`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimResources {
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
+    pub limits: SlimMemory,
+    #[serde(default, deserialize_with = "lenient_object_or_default")]
+    pub requests: SlimMemory,
+}
+
+/// The memory of a resource list.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimMemory {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub memory: Option<String>,
 }
 
 /// `state` / `lastState`: at most one of the three is set.

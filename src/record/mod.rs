@@ -274,6 +274,19 @@ pub struct ContainerInfo {
     /// `containerID` of the current instance (the one started after the restart): part of a
     /// restart's identity when the status does not name the instance that died.
     pub current_id: Option<String>,
+    /// The memory the container had, what an OOM kill is read against.
+    pub memory: MemoryContext,
+}
+
+/// The memory in force when a container ended: its limit (after any in-place resize; the pod's
+/// when only the pod sets one), its request, and the pod's QoS class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryContext {
+    pub limit_bytes: Option<u64>,
+    /// Whether the limit is the pod's (pod-level resources), not the container's own.
+    pub limit_is_pod_level: bool,
+    pub request_bytes: Option<u64>,
+    pub qos_class: Option<String>,
 }
 
 /// The container's state now (after the restart), e.g. `waiting` / `CrashLoopBackOff`.

@@ -4,9 +4,11 @@
 //!   which updates may show one;
 //! - [`causes`]: the cause of a restart, from its status and the kubelet's Events;
 //! - [`owners`]: the workload a pod belongs to, from its ownerReferences;
+//! - [`memory`]: the memory a container had (limit, request, QoS class), from Kubernetes quantities;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
 pub(crate) mod causes;
 pub mod failures;
+pub(crate) mod memory;
 pub mod owners;
 pub mod text;
