@@ -198,8 +198,13 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     attrs
 }
 
-/// What an OOM kill is read against: the limit in force, whose it was, the request, the QoS class.
-fn push_memory(attrs: &mut Vec<KeyValue>, m: &crate::record::MemoryContext) {
+/// What an OOM kill is read against: the limit in force, whose it was, the request, the QoS class
+/// (on OOM kills only).
+fn push_memory(attrs: &mut Vec<KeyValue>, ev: &Record) {
+    if ev.cause != crate::record::Cause::OomKilled {
+        return;
+    }
+    let m = &ev.container.memory;
     let int = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
     if let Some(limit) = m.limit_bytes {
         attrs.push(kv_int(keys::MEMORY_LIMIT, int(limit)));
@@ -222,9 +227,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
         }
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
-    if ev.cause == crate::record::Cause::OomKilled {
-        push_memory(&mut attrs, &ev.container.memory);
-    }
+    push_memory(&mut attrs, ev);
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
     if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
