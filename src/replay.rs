@@ -256,17 +256,13 @@ impl RecordedKubeEvents {
     /// The waiting records now explained, or that waited `EVENT_WAIT` of the recording's time.
     fn release(&mut self) -> Vec<crate::record::Record> {
         let wait = jiff::SignedDuration::try_from(crate::enrich::EVENT_WAIT).unwrap_or_default();
-        let (store, now) = (&self.store, self.now);
-        let mut ready = Vec::new();
-        self.waiting.retain_mut(|ev| {
-            crate::enrich::classify(ev, Some(store));
-            let late = now.is_some_and(|now| now.duration_since(ev.observed_at) >= wait);
-            if late || !crate::enrich::waits_for_kube_events(ev) {
-                ready.push(ev.clone());
-                return false;
-            }
-            true
-        });
+        let (mut ready, mut still) = (Vec::new(), std::collections::VecDeque::new());
+        for mut ev in std::mem::take(&mut self.waiting) {
+            crate::enrich::classify(&mut ev, Some(&self.store));
+            let late = self.now.is_some_and(|now| now.duration_since(ev.observed_at) >= wait);
+            if late || !crate::enrich::waits_for_kube_events(&ev) { ready.push(ev) } else { still.push_back(ev) }
+        }
+        self.waiting = still;
         ready
     }
 
