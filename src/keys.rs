@@ -16,12 +16,16 @@ pub const EVENT_NAME_START_FAILURE_ENDED: &str = "restart_watcher.container.star
 pub const EVENT_NAME_FAILURE: &str = "restart_watcher.container.failure";
 /// The event name of a pod's eviction or preemption.
 pub const EVENT_NAME_EVICTION: &str = "restart_watcher.pod.eviction";
+/// The event name of a pod-wide restart (sandbox recreation, restart-all).
+pub const EVENT_NAME_POD_RESTART: &str = "restart_watcher.pod.restart";
 /// The name of the span covering the life of the terminated container instance (low cardinality).
 pub const SPAN_NAME: &str = "container run";
 /// The name of the span of a start-failure episode.
 pub const SPAN_NAME_START_FAILURE: &str = "container start";
 /// The name of the span of an eviction.
 pub const SPAN_NAME_EVICTION: &str = "pod eviction";
+/// The name of the span of a pod-wide restart.
+pub const SPAN_NAME_POD_RESTART: &str = "pod restart";
 /// Instrumentation scope name: the agent's own identity.
 pub const SCOPE_NAME: &str = "restart-watcher";
 /// Instrumentation scope version.
@@ -106,6 +110,25 @@ pub const MEMORY_LIMIT_SOURCE: &str = "restart_watcher.memory.limit_source";
 pub const MEMORY_REQUEST: &str = "restart_watcher.memory.request";
 /// OOM kills: the pod's QoS class (`Guaranteed`, `Burstable`, `BestEffort`).
 pub const POD_QOS_CLASS: &str = "restart_watcher.pod.qos_class";
+/// Pod-wide restarts: what fired it, `sandbox`, `container` (a `RestartAllContainers` rule) or
+/// `unknown` (the firing exit was not observed).
+pub const POD_RESTART_TRIGGER: &str = "restart_watcher.pod_restart.trigger";
+/// Pod-wide restarts fired by a container: its name.
+pub const POD_RESTART_TRIGGER_CONTAINER: &str = "restart_watcher.pod_restart.trigger.container";
+/// Pod-wide restarts fired by a container: that container's own cause.
+pub const POD_RESTART_TRIGGER_CAUSE: &str = "restart_watcher.pod_restart.trigger.cause";
+/// Pod-wide restarts: the containers restarted (string array).
+pub const POD_RESTART_CONTAINERS: &str = "restart_watcher.pod_restart.containers";
+/// Pod-wide restarts: their new restart counts, in the order of the containers (int array).
+pub const POD_RESTART_RESTART_COUNTS: &str = "restart_watcher.pod_restart.restart_counts";
+/// A container restarted with its pod: the pod-wide restart's `restart_watcher.restart.id`.
+pub const POD_RESTART_ID: &str = "restart_watcher.pod_restart.id";
+/// Resize restarts: the memory limit before and after, in bytes (int).
+pub const RESIZE_MEMORY_LIMIT_BEFORE: &str = "restart_watcher.resize.memory.limit.before";
+pub const RESIZE_MEMORY_LIMIT_AFTER: &str = "restart_watcher.resize.memory.limit.after";
+/// Resize restarts: the CPU limit before and after, in cores (double).
+pub const RESIZE_CPU_LIMIT_BEFORE: &str = "restart_watcher.resize.cpu.limit.before";
+pub const RESIZE_CPU_LIMIT_AFTER: &str = "restart_watcher.resize.cpu.limit.after";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

@@ -28,10 +28,10 @@
 //! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
 //! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, the memory an OOM kill is read against, owner naming, text capping and redaction |
 //! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
-//! | 4 | [`detector`] (`detector/{mod,steps,episodes,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, the packed per-pod state |
+//! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, the packed per-pod state |
 //! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
 //! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
-//! | 5 | [`export`] (`export/{mod,convert,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
+//! | 5 | [`export`] (`export/{mod,convert,pod_wide,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
 //! | 5 | [`admin`] | `/metrics`, `/livez`, `/readyz`, with its connections bounded |
 //! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
 //! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, storm control, the waiting room, previous logs |

@@ -978,3 +978,158 @@ fn a_termination_a_second_before_the_deletion_by_the_nodes_clock_is_the_deletion
     let mut d = Detector::new(KindFilter::default());
     assert_eq!(failures_summary(&run(&mut d, steps)), vec![("failure", "job", Cause::AppError, false)]);
 }
+
+/// (event kind, container, cause, category, exit code) of a record, and whether it names the
+/// pod-wide record of the same list as its parent.
+type WantP = (&'static str, &'static str, Cause, &'static str, Option<i32>, bool);
+
+fn pod_wide_summary(events: &[Record]) -> Vec<WantP> {
+    let parent = events.iter().find(|e| e.kind.as_str() == "pod_restart").map(|e| e.restart_id());
+    events
+        .iter()
+        .map(|e| {
+            let name: &'static str = Box::leak(e.container.name.clone().into_boxed_str());
+            let child = e.parent().map(|(id, _)| id);
+            assert!(child.is_none() || child == parent, "a child names its pod-wide record: {e:#?}");
+            (e.kind.as_str(), name, e.cause, e.category(), e.terminated.as_ref().map(|t| t.exit_code), child.is_some())
+        })
+        .collect()
+}
+
+fn condition(type_: &str, status: &str) -> serde_json::Value {
+    json!({"conditions": [{"type": type_, "status": status}]})
+}
+
+/// One case per row of "Pod-wide restarts and resizes" in `docs/detection.md`.
+#[test]
+fn pod_wide_restart_and_resize_table() {
+    let p = || pod("99999999-9999-9999-9999-999999999999");
+    let ready = || condition("PodReadyToStartContainers", "True");
+    let lost = || condition("PodReadyToStartContainers", "False");
+    let restarting = || condition("AllContainersRestarting", "True");
+    let resizing = || condition("PodResizeInProgress", "True");
+    let all = || json!({"restartPolicy": "Never",
+        "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
+    let rac = |name: &str, n: u32| {
+        c(name, n).waiting("RestartingAllContainers").terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
+    };
+    let limits = |mem: &str, cpu: &str| json!({"limits": {"memory": mem, "cpu": cpu}});
+    let deleting = json!({"deletionTimestamp": "2026-11-20T10:00:30Z", "deletionGracePeriodSeconds": 30});
+    let cases: Vec<(&str, Vec<Step>, Vec<WantP>)> = vec![
+        (
+            "a lost sandbox (PodReadyToStartContainers False while the pod ran), then every container restarted: \
+             one pod restart, its containers' restarts its children, all sandbox_changed",
+            vec![
+                Apply(p().app(c("app", 0)).app(c("helper", 0)).status(ready())),
+                Apply(p().app(c("app", 0)).app(c("helper", 0)).status(lost())),
+                Apply(p().app(c("app", 1).died("Error", 137, T1)).app(c("helper", 1).died("Error", 137, T1)).status(ready())),
+            ],
+            vec![
+                ("restart", "app", Cause::SandboxChanged, "infrastructure", Some(137), true),
+                ("restart", "helper", Cause::SandboxChanged, "infrastructure", Some(137), true),
+                ("pod_restart", "", Cause::SandboxChanged, "infrastructure", None, false),
+            ],
+        ),
+        (
+            "a pod waiting for its first sandbox is no lost sandbox: a later crash is the app's",
+            vec![
+                Apply(p().app(c("app", 0).waiting("ContainerCreating")).status(lost())),
+                Apply(p().app(c("app", 0)).status(ready())),
+                Apply(p().app(c("app", 1).died("Error", 1, T1)).status(ready())),
+            ],
+            vec![("restart", "app", Cause::AppError, "application", Some(1), false)],
+        ),
+        (
+            "a sandbox gone with the pod's deletion restarts nothing",
+            vec![
+                Apply(p().app(c("app", 0)).status(ready())),
+                Apply(p().app(c("app", 0).ended("Error", 137, T1)).status(lost()).meta(deleting.clone())),
+                Delete(p().app(c("app", 0).ended("Error", 137, T1)).status(lost()).meta(deleting.clone())),
+            ],
+            vec![],
+        ),
+        (
+            "a container's exit firing RestartAllContainers, then every container restarted: one pod restart whose \
+             category is the trigger's; the trigger's own restart keeps its exit and cause, the others are restart_all",
+            vec![
+                Apply(p().init(c("init", 0).ended("Completed", 0, T0)).app(c("worker", 0)).app(c("helper", 0)).container_spec("worker", all())),
+                Apply(
+                    p().init(c("init", 0).ended("Completed", 0, T0))
+                        .app(c("worker", 0).ended("Error", 42, T1))
+                        .app(c("helper", 0))
+                        .container_spec("worker", all())
+                        .status(restarting()),
+                ),
+                Apply(p().init(rac("init", 1)).app(rac("worker", 1)).app(rac("helper", 1)).container_spec("worker", all())),
+            ],
+            vec![
+                ("restart", "init", Cause::RestartAll, "application", Some(137), true),
+                ("restart", "worker", Cause::AppError, "application", Some(42), true),
+                ("restart", "helper", Cause::RestartAll, "application", Some(137), true),
+                ("pod_restart", "", Cause::RestartAll, "application", Some(42), false),
+            ],
+        ),
+        (
+            "a restart-all whose firing exit was not observed: one pod restart, trigger unknown",
+            vec![
+                Apply(p().app(c("worker", 0)).app(c("helper", 0)).container_spec("worker", all())),
+                Apply(p().app(rac("worker", 1)).app(rac("helper", 1)).container_spec("worker", all())),
+            ],
+            vec![
+                ("restart", "worker", Cause::RestartAll, "unknown", Some(137), true),
+                ("restart", "helper", Cause::RestartAll, "unknown", Some(137), true),
+                ("pod_restart", "", Cause::RestartAll, "unknown", None, false),
+            ],
+        ),
+        (
+            "a resize with RestartContainer: the kill is a resize restart (configuration), never the app's",
+            vec![
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m")))),
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m"))).status(resizing())),
+                Apply(p().app(c("app", 1).died("Error", 137, T1).field("resources", limits("96Mi", "500m")))),
+            ],
+            vec![("restart", "app", Cause::Resize, "configuration", Some(137), false)],
+        ),
+        (
+            "an app's own exit during a resize stays the app's",
+            vec![
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m")))),
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m"))).status(resizing())),
+                Apply(p().app(c("app", 1).died("Error", 1, T1).field("resources", limits("96Mi", "500m")))),
+            ],
+            vec![("restart", "app", Cause::AppError, "application", Some(1), false)],
+        ),
+        (
+            "a resize that restarts nothing (NotRequired), then a kill: a kill, not a resize",
+            vec![
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m")))),
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "500m"))).status(resizing())),
+                Apply(p().app(c("app", 0).field("resources", limits("64Mi", "1")))),
+                Apply(p().app(c("app", 1).died("Error", 137, T1).field("resources", limits("64Mi", "1")))),
+            ],
+            vec![("restart", "app", Cause::Signal, "application", Some(137), false)],
+        ),
+        (
+            "a container stopped with its own stop signal (SIGUSR1, exit 138) by the pod's deletion is silent",
+            vec![
+                Apply(p().app(c("app", 0)).container_spec("app", json!({"lifecycle": {"stopSignal": "SIGUSR1"}})).never()),
+                Apply(p().app(c("app", 0).ended("Error", 138, T1)).never().meta(deleting.clone())),
+            ],
+            vec![],
+        ),
+        (
+            "a crash by that same signal outside a deletion is still a crash",
+            vec![
+                Apply(p().app(c("app", 0)).container_spec("app", json!({"lifecycle": {"stopSignal": "SIGUSR1"}}))),
+                Apply(p().app(c("app", 1).died("Error", 138, T1))),
+            ],
+            vec![("restart", "app", Cause::Signal, "application", Some(138), false)],
+        ),
+    ];
+    for (name, steps, want) in cases {
+        let mut d = Detector::new(KindFilter::default());
+        let got = run(&mut d, steps);
+        assert_eq!(pod_wide_summary(&got), want, "{name}");
+        assert_eq!(d.episode_usage().0, 0, "{name}: nothing kept once the restarts were seen");
+    }
+}

@@ -442,3 +442,75 @@ fn an_oom_kill_carries_the_memory_it_was_read_against_and_other_causes_do_not() 
     let a = attrs(&convert::record_attributes(&ev));
     assert!(!a.contains_key(keys::MEMORY_LIMIT) && !a.contains_key(keys::POD_QOS_CLASS), "only on OOM kills");
 }
+
+fn int_array(v: &Value) -> Vec<i64> {
+    match v {
+        Value::ArrayValue(a) => a
+            .values
+            .iter()
+            .map(|x| match &x.value {
+                Some(Value::IntValue(i)) => *i,
+                other => panic!("not an int: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+#[test]
+fn a_restart_all_is_one_pod_record_whose_containers_are_its_children_and_a_resize_says_its_limits() {
+    let now: Timestamp = "2026-11-20T10:03:25Z".parse().unwrap();
+    let rule = json!({"restartPolicy": "Never",
+        "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
+    let p = || pod(UID).named("shop", "web-0").container_spec("worker", rule.clone());
+    let rac = |name: &str| {
+        c(name, 1).waiting("RestartingAllContainers").terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
+    };
+    let mut d = Detector::default();
+    assert!(d.apply(&p().app(c("worker", 0)).app(c("helper", 0)).slim(), now).is_empty());
+    let fired = p()
+        .app(c("worker", 0).ended("Error", 42, "2026-11-20T10:03:20Z"))
+        .app(c("helper", 0))
+        .status(json!({"conditions": [{"type": "AllContainersRestarting", "status": "True"}]}));
+    assert!(d.apply(&fired.slim(), now).is_empty(), "nothing until the containers restart");
+    let records = d.apply(&p().app(rac("worker")).app(rac("helper")).slim(), now);
+    assert_eq!(records.len(), 3, "{records:#?}");
+    let (pod_record, worker) = (&records[2], &records[0]);
+    let a = attrs(&convert::log_record(pod_record).attributes);
+    assert_eq!(convert::log_record(pod_record).event_name, keys::EVENT_NAME_POD_RESTART);
+    assert_eq!(a[keys::POD_RESTART_TRIGGER], s("container"));
+    assert_eq!(a[keys::POD_RESTART_TRIGGER_CONTAINER], s("worker"));
+    assert_eq!(a[keys::POD_RESTART_TRIGGER_CAUSE], s("app_error"));
+    assert_eq!(a[keys::CAUSE], s("restart_all"));
+    assert_eq!(a[keys::CAUSE_CATEGORY], s("application"));
+    assert_eq!(a[keys::PROCESS_EXIT_CODE], Value::IntValue(42));
+    assert_eq!(int_array(&a[keys::POD_RESTART_RESTART_COUNTS]), vec![1, 1]);
+    assert_eq!(
+        convert::body(pod_record),
+        "pod shop/web-0 restarted every container for container worker's exit (Error, exit code 42): worker #1, helper #1"
+    );
+    let child = attrs(&convert::log_record(worker).attributes);
+    assert_eq!(child[keys::POD_RESTART_ID], s(&pod_record.restart_id()));
+    assert_eq!(child[keys::CAUSE], s("app_error"), "the trigger keeps its own cause");
+    assert_eq!(child[keys::PROCESS_EXIT_CODE], Value::IntValue(42), "and its own exit");
+    let (parent_span, child_span) = (convert::span(pod_record), convert::span(worker));
+    assert_eq!(child_span.parent_span_id, parent_span.span_id);
+    assert_eq!(child_span.trace_id, parent_span.trace_id);
+    assert!(parent_span.parent_span_id.is_empty());
+
+    let limits = |mem: &str| json!({"limits": {"memory": mem, "cpu": "500m"}});
+    let r = || pod(UID).named("shop", "web-0");
+    let mut d = Detector::default();
+    d.apply(&r().app(c("app", 0).field("resources", limits("64Mi"))).slim(), now);
+    let resizing = json!({"conditions": [{"type": "PodResizeInProgress", "status": "True"}]});
+    d.apply(&r().app(c("app", 0).field("resources", limits("64Mi"))).status(resizing).slim(), now);
+    let records =
+        d.apply(&r().app(c("app", 1).died("Error", 137, "2026-11-20T10:03:20Z").field("resources", limits("96Mi"))).slim(), now);
+    let a = attrs(&convert::log_record(&records[0]).attributes);
+    assert_eq!(a[keys::CAUSE], s("resize"));
+    assert_eq!(a[keys::CAUSE_CATEGORY], s("configuration"));
+    assert_eq!(a[keys::RESIZE_MEMORY_LIMIT_BEFORE], Value::IntValue(64 << 20));
+    assert_eq!(a[keys::RESIZE_MEMORY_LIMIT_AFTER], Value::IntValue(96 << 20));
+    assert_eq!(a[keys::RESIZE_CPU_LIMIT_BEFORE], Value::DoubleValue(0.5));
+    assert_eq!(a[keys::RESIZE_CPU_LIMIT_AFTER], Value::DoubleValue(0.5));
+}

@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(get("scope").as_deref(), Some("shop"));
         assert_eq!(
             get("records").as_deref(),
-            Some("restart, start_failure, start_failure_ended, failure, eviction"),
+            Some("restart, start_failure, start_failure_ended, failure, eviction, pod_restart"),
             "every kind by default"
         );
         assert_eq!(get("node mode").as_deref(), Some("n1"));

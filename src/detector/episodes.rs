@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use jiff::Timestamp;
 
 use super::steps::{ContainerSeen, PodFacts, statuses};
+use super::pod_wide::Pending;
 use super::tracked::PodMut;
 use super::{DetectorStats, EPISODE_BUDGET_BYTES, EPISODE_ENTRY_BYTES, EPISODE_KEPT, Found, IN_EPISODE};
 use crate::accounting::BudgetUsage;
@@ -30,11 +31,13 @@ pub(super) struct EpisodeState {
 /// `EpisodeState::last` after a state that is not a start-failure reason.
 const NOT_A_START_FAILURE: u8 = u8::MAX;
 
-/// The episodes whose opening was reported, by (pod key, container index), and their bytes
-/// against the budget shared by the detectors of every scope.
+/// The episodes whose opening was reported, by (pod key, container index), the facts kept for
+/// pod-wide restarts and resizes (`pod_wide.rs`), and their bytes against the budget shared by
+/// the detectors of every scope.
 #[derive(Debug, Default)]
 pub(super) struct Episodes {
     pub map: HashMap<(PodKey, u16), EpisodeState>,
+    pub pending: HashMap<(PodKey, u16), Pending>,
     /// Their bytes against the budget (0: `EPISODE_BUDGET_BYTES`), shared; and how many of `map`
     /// are counted in it.
     pub usage: Arc<BudgetUsage>,
@@ -57,9 +60,7 @@ impl Episodes {
     /// Keeps `e` if one more episode fits in the shared budget; else counts it as shed. Returns
     /// whether it was kept.
     fn keep(&mut self, slot: (PodKey, u16), e: EpisodeState) -> bool {
-        let shared = self.usage.bytes.load(Ordering::Relaxed) as usize;
-        let uncounted = self.map.len().saturating_sub(self.counted) * EPISODE_ENTRY_BYTES;
-        if shared + uncounted + EPISODE_ENTRY_BYTES > self.budget() {
+        if !self.fits() {
             if self.usage.shed.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
                     budget_bytes = self.budget(),
@@ -75,9 +76,30 @@ impl Episodes {
         true
     }
 
+    /// Whether one more entry fits in the shared budget.
+    fn fits(&self) -> bool {
+        let shared = self.usage.bytes.load(Ordering::Relaxed) as usize;
+        let uncounted = self.len().saturating_sub(self.counted) * EPISODE_ENTRY_BYTES;
+        shared + uncounted + EPISODE_ENTRY_BYTES <= self.budget()
+    }
+
+    /// Keeps a pod-wide restart's or a resize's fact of a container, unless one is kept for it
+    /// already or the budget is full (the restart it explains is then reported by its status
+    /// alone: a restart-all without its trigger's exit, a resize as the kill it was).
+    pub fn keep_pending(&mut self, slot: (PodKey, u16), p: Pending) {
+        if !self.pending.contains_key(&slot) && self.fits() {
+            crate::churn::make_room(&mut self.pending);
+            self.pending.insert(slot, p);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len() + self.pending.len()
+    }
+
     /// Brings the shared count up to date with the map.
     pub fn count(&mut self) {
-        let now = self.map.len();
+        let now = self.len();
         if now > self.counted {
             self.usage.bytes.fetch_add(((now - self.counted) * EPISODE_ENTRY_BYTES) as u64, Ordering::Relaxed);
         } else if now < self.counted {
@@ -151,6 +173,7 @@ impl<'a> EpisodeObservation<'a> {
                     kind: self.kind,
                     missed: 0,
                     late: self.baseline,
+                    more: super::found::More::default(),
                     episode: Some(Episode {
                         reason: reason.to_owned(),
                         started_at: self.status_at,

@@ -2,12 +2,16 @@
 //! container's status, and what each kind of record adds (the episode, the terminal state, the
 //! eviction).
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use super::episodes::EpisodeState;
 use super::steps::PodFacts;
-use crate::pod::{SlimContainerStatus, SlimPod};
-use crate::record::{ContainerInfo, ContainerKind, CurrentState, Episode, PodInfo, Record, RecordKind};
+use crate::pod::{SlimContainerStatus, SlimPod, SlimTerminated};
+use crate::record::{
+    Cause, ContainerInfo, ContainerKind, CurrentState, Episode, PodInfo, PodRestart, Record, RecordKind, ResizeChange,
+};
 use crate::rules::{causes, failures, owners};
 
 /// What one observation found, before it becomes a record.
@@ -18,11 +22,22 @@ pub(super) struct Found<'a> {
     pub missed: u32,
     pub late: bool,
     pub episode: Option<Episode>,
+    pub more: More,
+}
+
+/// What the pod-wide rules add to a record (`pod_wide.rs`): the pod-wide restart it belongs to,
+/// its cause and termination where they are not its status's, a resize's limits.
+#[derive(Default)]
+pub(super) struct More {
+    pub pod_restart: Option<Arc<PodRestart>>,
+    pub cause: Option<Cause>,
+    pub terminated: Option<SlimTerminated>,
+    pub resize: Option<ResizeChange>,
 }
 
 impl<'a> Found<'a> {
     pub fn restart(status: &'a SlimContainerStatus, kind: ContainerKind, missed: u32, late: bool) -> Self {
-        Found { what: RecordKind::Restart, status: Some(status), kind, missed, late, episode: None }
+        Found { what: RecordKind::Restart, status: Some(status), kind, missed, late, episode: None, more: More::default() }
     }
 
     pub(crate) fn episode_end(
@@ -42,6 +57,7 @@ impl<'a> Found<'a> {
             kind: ContainerKind::App,
             missed: 0,
             late: false,
+            more: More::default(),
             episode: Some(Episode {
                 reason: failures::START_FAILURE_REASONS
                     .get(usize::from(e.first))
@@ -77,6 +93,10 @@ pub(super) fn build(
     ev.kind = f.what;
     match f.what {
         RecordKind::Restart => {}
+        RecordKind::PodRestart => {
+            ev.terminated = f.more.pod_restart.as_ref().and_then(|p| Some(p.trigger.as_ref()?.terminated.clone()));
+            ev.current = CurrentState::default();
+        }
         RecordKind::StartFailure | RecordKind::StartFailureEnded => {
             ev.terminated = None;
             if let Some(e) = &f.episode {
@@ -100,6 +120,18 @@ pub(super) fn build(
             }
         }
     }
+    let more = f.more;
+    if let Some(t) = more.terminated {
+        ev.terminated = Some(t);
+    }
+    if let Some(cause) = more.cause {
+        ev.cause = cause;
+    }
+    if let Some(r) = more.resize {
+        ev.cause = Cause::Resize;
+        ev.resize = Some(Box::new(r));
+    }
+    ev.pod_restart = more.pod_restart;
     ev
 }
 
@@ -168,6 +200,8 @@ fn record_of(
         kind: RecordKind::Restart,
         episode: None,
         eviction: None,
+        pod_restart: None,
+        resize: None,
         in_flight_since: None,
     }
 }

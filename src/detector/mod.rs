@@ -30,6 +30,7 @@ use crate::rules::failures;
 
 mod episodes;
 mod found;
+mod pod_wide;
 mod steps;
 mod tracked;
 
@@ -83,6 +84,9 @@ const FAILED: u8 = 4;
 const WARNED_DUPLICATE: u8 = 1;
 /// `tracked::PodState::flags`: the pod's eviction was accounted (reported or baselined).
 const EVICTED: u8 = 2;
+/// `tracked::PodState::flags`: the pod's sandbox is lost (`PodReadyToStartContainers` went
+/// `False` while it ran): its next restarts are a pod-wide restart.
+const SANDBOX_LOST: u8 = 4;
 
 /// The default budget of the start-failure episodes kept for their closing records, in bytes.
 pub const EPISODE_BUDGET_BYTES: usize = 2 * 1024 * 1024;
@@ -111,6 +115,8 @@ pub struct DetectorStats {
     pub objects_without_uid: u64,
     /// Start failures, their ends, terminal failures and evictions reported.
     pub failures: u64,
+    /// Pod-wide restarts reported (their containers' restarts count in `restarts`).
+    pub pod_restarts: u64,
     /// Start-failure episodes opened while the kept episodes were at their budget: their end is
     /// not reported.
     pub episodes_over_budget: u64,
@@ -287,9 +293,10 @@ impl Detector {
         self.in_relist = false;
         let generation = self.generation;
         let dropped = self.pods.retain(|p| p.seen_in == generation);
-        if dropped > 0 && !self.episodes.map.is_empty() {
+        if dropped > 0 && !(self.episodes.map.is_empty() && self.episodes.pending.is_empty()) {
             let pods = &self.pods;
             self.episodes.map.retain(|(key, _), _| pods.contains(key));
+            self.episodes.pending.retain(|(key, _), _| pods.contains(key));
             self.episodes.count();
         }
         self.stats.pods_dropped += dropped as u64;
@@ -309,10 +316,27 @@ impl Detector {
             let mut state = self.pods.get_or_insert(facts.key, self.generation);
             state.state.seen_in = self.generation;
             let evicted = steps::eviction(&facts, &mut state.state.flags);
+            let mut trigger = None;
             for c in steps::containers(&mut state, pod, self.kinds) {
                 let mut slot = state.slot(c.index);
                 let in_episode = slot.flags & IN_EPISODE != 0;
-                found.extend(steps::restart(&facts, &c, &mut slot, &mut self.stats));
+                let kept = pod_wide::slot(facts.key, c.index);
+                if let Some(mut restart) = steps::restart(&facts, &c, &mut slot, &mut self.stats) {
+                    match self.episodes.pending.remove(&kept) {
+                        Some(pod_wide::Pending::Resize(before)) => restart.more.resize = pod_wide::resize(&restart, before),
+                        Some(pod_wide::Pending::Trigger(t)) => trigger = Some(pod_wide::trigger(&c.status.name, c.kind, t)),
+                        None => {}
+                    }
+                    found.push(restart);
+                } else if !pod.status.conditions.resize_in_progress
+                    && matches!(self.episodes.pending.get(&kept), Some(pod_wide::Pending::Resize(_)))
+                {
+                    // The resize is over and did not restart this container.
+                    self.episodes.pending.remove(&kept);
+                }
+                if let Some(p) = pod_wide::to_keep(&facts, &c) {
+                    self.episodes.keep_pending(kept, p);
+                }
                 found.extend(EpisodeObservation::new(&facts, &c).apply(
                     &mut slot.flags,
                     &mut self.episodes,
@@ -321,8 +345,13 @@ impl Detector {
                 found.extend(steps::failure(&facts, &c, &mut slot, in_episode));
                 state.set_slot(c.index, slot);
             }
+            pod_wide::group(&mut found, state.state.flags & SANDBOX_LOST != 0, trigger);
+            state.state.flags = pod_wide::next_sandbox_bit(&facts, state.state.flags);
             if deleted {
                 found.extend(episodes::end_on_deletion(&facts, &state, &mut self.episodes));
+                for index in 0..state.len() {
+                    self.episodes.pending.remove(&pod_wide::slot(facts.key, index));
+                }
             }
             found.extend(evicted);
         }
@@ -335,6 +364,7 @@ impl Detector {
         for f in &found {
             match f.what {
                 RecordKind::Restart => self.stats.restarts += 1,
+                RecordKind::PodRestart => self.stats.pod_restarts += 1,
                 _ => self.stats.failures += 1,
             }
         }

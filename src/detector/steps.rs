@@ -151,6 +151,7 @@ pub(super) fn failure<'a>(
         missed: 0,
         late: !facts.known,
         episode: None,
+        more: super::found::More::default(),
     })
 }
 
@@ -167,6 +168,7 @@ pub(super) fn eviction<'a>(facts: &PodFacts<'a>, pod_flags: &mut u8) -> Option<F
         missed: 0,
         late: !facts.known,
         episode: None,
+        more: super::found::More::default(),
     })
 }
 

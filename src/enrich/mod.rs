@@ -257,7 +257,8 @@ pub(crate) fn waits_for_kube_events(ev: &Record) -> bool {
 
 /// A record's cause, from its status and the kube events the store holds about its pod and node.
 pub(crate) fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
-    if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) {
+    // Pod-wide restarts and resizes are decided from the status over several observations.
+    if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) || ev.cause.is_pod_wide_or_resize() {
         return;
     }
     let Some(store) = store else {

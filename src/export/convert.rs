@@ -228,6 +228,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
     push_memory(&mut attrs, ev);
+    super::pod_wide::push(&mut attrs, ev);
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
     if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
@@ -295,7 +296,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));
     }
     attrs.push(kv_str(keys::CAUSE, ev.cause.as_str()));
-    attrs.push(kv_str(keys::CAUSE_CATEGORY, ev.cause.category()));
+    attrs.push(kv_str(keys::CAUSE_CATEGORY, ev.category()));
     attrs
 }
 
@@ -305,7 +306,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
 /// other kinds follow the same pattern (`failed to start: ...`, `failed and will not be
 /// restarted: ...`, `pod shop/x was evicted: ...`).
 pub fn body(ev: &Record) -> String {
-    if ev.kind == RecordKind::Eviction {
+    if matches!(ev.kind, RecordKind::Eviction | RecordKind::PodRestart) {
         return format!("pod {}/{} {}", ev.pod.namespace, ev.pod.name, predicate(ev));
     }
     let kind = match ev.container_kind() {
@@ -361,6 +362,7 @@ pub(crate) fn predicate(ev: &Record) -> String {
             let plural = if attempts == 1 { "" } else { "s" };
             format!("{end} after {reason} for {took}s ({attempts} attempt{plural} observed)")
         }
+        RecordKind::PodRestart => super::pod_wide::predicate(ev),
         RecordKind::Eviction => {
             let verb = if ev.cause == crate::record::Cause::Preempted { "preempted" } else { "evicted" };
             let mut s = format!("was {verb}");
@@ -432,6 +434,7 @@ pub fn span(ev: &Record) -> Span {
     Span {
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
+        parent_span_id: ev.parent().map(|(_, span)| span.to_vec()).unwrap_or_default(),
         flags: TRACE_FLAG_SAMPLED,
         name: ev.kind.span_name().to_owned(),
         kind: span::SpanKind::Internal as i32,

@@ -12,6 +12,7 @@ pub mod console;
 pub mod convert;
 pub mod json;
 pub mod otlp;
+mod pod_wide;
 pub mod retry;
 pub mod task;
 

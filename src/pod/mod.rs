@@ -189,8 +189,8 @@ pub struct SlimPodStatus {
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
-    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions), and the latest time
-    /// a condition changed.
+    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions), the states of the
+    /// conditions of pod-wide restarts and resizes, and the latest time a condition changed.
     #[serde(default, deserialize_with = "slim_conditions")]
     pub conditions: SlimConditions,
     #[serde(default)]
@@ -202,7 +202,7 @@ pub struct SlimPodStatus {
     pub qos_class: Option<String>,
 }
 
-/// A pod condition (only `DisruptionTarget` is kept).
+/// A pod condition.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SlimCondition {
@@ -223,6 +223,13 @@ pub struct SlimCondition {
 pub struct SlimConditions {
     /// The `DisruptionTarget` condition, when it is `True`.
     pub disruption: Option<SlimCondition>,
+    /// `PodReadyToStartContainers`: whether the pod's sandbox is ready (`None`: not said).
+    pub sandbox_ready: Option<bool>,
+    /// `AllContainersRestarting` is `True`: a container's exit fired a `RestartAllContainers` rule
+    /// (Kubernetes 1.35+, alpha).
+    pub all_restarting: bool,
+    /// `PodResizeInProgress` is `True`: an in-place resize is being actuated.
+    pub resize_in_progress: bool,
     /// The latest `lastTransitionTime` of any condition: a time the recording itself gives.
     pub latest_transition: Option<Timestamp>,
 }
@@ -231,8 +238,12 @@ pub struct SlimConditions {
 fn slim_conditions<'de, D: Deserializer<'de>>(d: D) -> Result<SlimConditions, D::Error> {
     let conditions: Vec<SlimCondition> = lenient_objects(d)?;
     let latest_transition = conditions.iter().filter_map(|c| c.last_transition_time).max();
+    let status = |type_: &str| conditions.iter().find(|c| c.type_ == type_).map(|c| c.status == "True");
+    let sandbox_ready = status("PodReadyToStartContainers");
+    let all_restarting = status("AllContainersRestarting") == Some(true);
+    let resize_in_progress = status("PodResizeInProgress") == Some(true);
     let disruption = conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
-    Ok(SlimConditions { disruption, latest_transition })
+    Ok(SlimConditions { disruption, sandbox_ready, all_restarting, resize_in_progress, latest_transition })
 }
 
 /// One container's status.
@@ -258,20 +269,22 @@ pub struct SlimContainerStatus {
     pub resources: SlimResources,
 }
 
-/// A container's (or a pod's) memory limit and request, as Kubernetes quantities (`32Mi`).
+/// A container's (or a pod's) limits and requests, as Kubernetes quantities (`32Mi`, `500m`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SlimResources {
     #[serde(default, deserialize_with = "lenient_object_or_default")]
-    pub limits: SlimMemory,
+    pub limits: SlimResourceList,
     #[serde(default, deserialize_with = "lenient_object_or_default")]
-    pub requests: SlimMemory,
+    pub requests: SlimResourceList,
 }
 
-/// The memory of a resource list.
+/// The memory and CPU of a resource list.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct SlimMemory {
+pub struct SlimResourceList {
     #[serde(default, deserialize_with = "lenient_string")]
     pub memory: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub cpu: Option<String>,
 }
 
 /// `state` / `lastState`: at most one of the three is set.

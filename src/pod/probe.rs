@@ -69,18 +69,20 @@ pub struct ProbeStatus<'a> {
     pub phase: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub reason: Option<IgnoredAny>,
-    /// Whether a `DisruptionTarget` condition is `True` (an eviction or preemption under way).
-    #[serde(default, rename = "conditions", deserialize_with = "disruption_target")]
-    pub disruption_target: bool,
+    /// Whether a condition shows something the detector reads: a `True` `DisruptionTarget` (an
+    /// eviction or preemption under way), a `False` `PodReadyToStartContainers` (no sandbox), a
+    /// `True` `AllContainersRestarting` or `PodResizeInProgress`.
+    #[serde(default, rename = "conditions", deserialize_with = "telling_condition")]
+    pub telling_condition: bool,
     #[serde(default, borrow)]
     pub container_statuses: Vec<ProbeCount<'a>>,
     #[serde(default, borrow)]
     pub init_container_statuses: Vec<ProbeCount<'a>>,
 }
 
-/// Whether `status.conditions` holds a `True` `DisruptionTarget`, read without allocating;
-/// anything malformed reads as no.
-fn disruption_target<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+/// Whether `status.conditions` holds a condition the detector reads (see
+/// [`ProbeStatus::telling_condition`]), read without allocating; anything malformed reads as no.
+fn telling_condition<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     struct Condition(bool);
     impl<'de> Deserialize<'de> for Condition {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -91,16 +93,25 @@ fn disruption_target<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
                     f.write_str("a pod condition")
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                    let (mut disruption, mut true_) = (false, false);
+                    // Told when True (or, for the sandbox, when False).
+                    let (mut told_when, mut status) = (None, None);
                     while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                         let value = map.next_value::<LenientStr>()?.0;
                         match key.as_ref() {
-                            "type" => disruption = value.as_deref() == Some("DisruptionTarget"),
-                            "status" => true_ = value.as_deref() == Some("True"),
+                            "type" => {
+                                told_when = match value.as_deref() {
+                                    Some("DisruptionTarget" | "AllContainersRestarting" | "PodResizeInProgress") => {
+                                        Some("True")
+                                    }
+                                    Some("PodReadyToStartContainers") => Some("False"),
+                                    _ => None,
+                                }
+                            }
+                            "status" => status = value,
                             _ => {}
                         }
                     }
-                    Ok(Condition(disruption && true_))
+                    Ok(Condition(told_when.is_some_and(|t| status.as_deref() == Some(t))))
                 }
                 fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                     while seq.next_element::<IgnoredAny>()?.is_some() {}

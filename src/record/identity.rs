@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use super::RecordKind;
+use super::{RecordKind, RestartedContainer};
 use crate::pod::SlimTerminated;
 
 /// What identifies one record: SHA-256 of the pod uid, the container name and, for a restart or a
@@ -13,7 +13,7 @@ use crate::pod::SlimTerminated;
 /// same for every observation of one termination and differs between terminations; when the dead
 /// instance has no id, so does the current instance's id (two restarts with an empty `lastState`
 /// after a `restartCount` reset are two instances). A start failure adds when its episode was first
-/// seen. Records other than restarts are prefixed by their kind, so that ids never collide across
+/// seen; a pod-wide restart, its containers and their new counts. Records other than restarts are prefixed by their kind, so that ids never collide across
 /// kinds. Fields are length-prefixed so that no two different inputs hash the same bytes.
 #[derive(Clone, Copy)]
 pub(super) struct Identity<'a> {
@@ -24,6 +24,7 @@ pub(super) struct Identity<'a> {
     pub terminated: Option<&'a SlimTerminated>,
     pub current_id: Option<&'a str>,
     pub episode_started_at: Option<Timestamp>,
+    pub members: &'a [RestartedContainer],
 }
 
 impl Identity<'_> {
@@ -57,6 +58,10 @@ impl Identity<'_> {
         }
         if let Some(started) = self.episode_started_at {
             field(b's', &started.as_nanosecond().to_be_bytes());
+        }
+        for m in self.members {
+            field(b'm', m.name.as_bytes());
+            field(b'r', &m.restart_count.to_be_bytes());
         }
         h.finalize().into()
     }

@@ -66,11 +66,17 @@ pub enum Cause {
     ConfigError,
     /// Start failures: the runtime cannot create or run the container.
     RuntimeError,
+    /// The pod's sandbox was lost and recreated: every container with it.
+    SandboxChanged,
+    /// A container's exit fired a `RestartAllContainers` rule: every container of the pod restarted.
+    RestartAll,
+    /// An in-place resize whose `resizePolicy` is `RestartContainer`.
+    Resize,
     Unknown,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 12] = [
+    pub const ALL: [Cause; 15] = [
         Cause::OomKilled,
         Cause::LivenessProbe,
         Cause::StartupProbe,
@@ -82,6 +88,9 @@ impl Cause {
         Cause::ImagePull,
         Cause::ConfigError,
         Cause::RuntimeError,
+        Cause::SandboxChanged,
+        Cause::RestartAll,
+        Cause::Resize,
         Cause::Unknown,
     ];
 
@@ -98,23 +107,33 @@ impl Cause {
             Cause::ImagePull => "image_pull",
             Cause::ConfigError => "config_error",
             Cause::RuntimeError => "runtime_error",
+            Cause::SandboxChanged => "sandbox_changed",
+            Cause::RestartAll => "restart_all",
+            Cause::Resize => "resize",
             Cause::Unknown => "unknown",
         }
     }
 
-    /// The kind of fault (`restart_watcher.cause.category`): evictions and runtime errors are the
-    /// infrastructure's, image and configuration errors the deployment's, OOM kills a resource
-    /// limit's, the rest the application's.
+    /// The kind of fault (`restart_watcher.cause.category`): evictions, runtime errors and lost
+    /// sandboxes are the infrastructure's, image and configuration errors and resizes the
+    /// deployment's, OOM kills a resource limit's, the rest the application's. A restart-all's is
+    /// its trigger's ([`Record::category`]); `unknown` when the trigger was not seen.
     pub fn category(self) -> &'static str {
         match self {
             Cause::OomKilled => "resource",
             Cause::LivenessProbe | Cause::StartupProbe | Cause::AppError | Cause::Completed | Cause::Signal => {
                 "application"
             }
-            Cause::ImagePull | Cause::ConfigError => "configuration",
-            Cause::Evicted | Cause::Preempted | Cause::RuntimeError => "infrastructure",
-            Cause::Unknown => "unknown",
+            Cause::ImagePull | Cause::ConfigError | Cause::Resize => "configuration",
+            Cause::Evicted | Cause::Preempted | Cause::RuntimeError | Cause::SandboxChanged => "infrastructure",
+            Cause::RestartAll | Cause::Unknown => "unknown",
         }
+    }
+
+    /// Causes the detector decides from the pod's status over several observations (pod-wide
+    /// restarts, resizes): the kube events do not re-classify them.
+    pub(crate) fn is_pod_wide_or_resize(self) -> bool {
+        matches!(self, Cause::SandboxChanged | Cause::RestartAll | Cause::Resize)
     }
 
     /// A clean exit: no `error.type`, INFO severity, span status unset.
@@ -142,15 +161,19 @@ pub enum RecordKind {
     Failure,
     /// A pod was evicted or preempted.
     Eviction,
+    /// Every container of a pod restarted at once: its sandbox was recreated, or a container's exit
+    /// fired a `RestartAllContainers` rule.
+    PodRestart,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         RecordKind::Restart,
         RecordKind::StartFailure,
         RecordKind::StartFailureEnded,
         RecordKind::Failure,
         RecordKind::Eviction,
+        RecordKind::PodRestart,
     ];
 
     /// The name `--events` and the metrics use.
@@ -161,6 +184,7 @@ impl RecordKind {
             RecordKind::StartFailureEnded => "start_failure_ended",
             RecordKind::Failure => "failure",
             RecordKind::Eviction => "eviction",
+            RecordKind::PodRestart => "pod_restart",
         }
     }
 
@@ -176,6 +200,7 @@ impl RecordKind {
             RecordKind::StartFailureEnded => crate::keys::EVENT_NAME_START_FAILURE_ENDED,
             RecordKind::Failure => crate::keys::EVENT_NAME_FAILURE,
             RecordKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
+            RecordKind::PodRestart => crate::keys::EVENT_NAME_POD_RESTART,
         }
     }
 
@@ -184,6 +209,7 @@ impl RecordKind {
             RecordKind::Restart | RecordKind::Failure => crate::keys::SPAN_NAME,
             RecordKind::StartFailure | RecordKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
             RecordKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
+            RecordKind::PodRestart => crate::keys::SPAN_NAME_POD_RESTART,
         }
     }
 }
@@ -299,7 +325,46 @@ pub struct CurrentState {
     pub back_off: Option<std::time::Duration>,
 }
 
-/// One detected restart.
+/// A pod-wide restart: why, what fired it, and the containers restarted with it. Shared by its
+/// own record and those of its containers (which name it as their parent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodRestart {
+    /// `sandbox_changed` or `restart_all`.
+    pub cause: Cause,
+    /// Restart-all: the container whose exit fired the rule, when that exit was observed.
+    pub trigger: Option<Trigger>,
+    /// The containers restarted, in the pod's order, with their new `restartCount`.
+    pub containers: Vec<RestartedContainer>,
+}
+
+/// The container whose exit fired a `RestartAllContainers` rule, and that exit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub container: String,
+    pub kind: ContainerKind,
+    /// Its own cause, from its termination.
+    pub cause: Cause,
+    pub terminated: SlimTerminated,
+}
+
+/// One container of a pod-wide restart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartedContainer {
+    pub name: String,
+    pub kind: ContainerKind,
+    pub restart_count: u32,
+}
+
+/// The limits of a container before and after the in-place resize that restarted it: memory in
+/// bytes, CPU in millicores (`None`: no limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResizeChange {
+    pub memory_before: Option<u64>,
+    pub memory_after: Option<u64>,
+    pub cpu_millis_before: Option<u64>,
+    pub cpu_millis_after: Option<u64>,
+}
+
 /// A pod's eviction or preemption, as its status shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Eviction {
@@ -341,6 +406,10 @@ pub struct Record {
     pub episode: Option<Box<Episode>>,
     /// Evictions: the reason, message and time.
     pub eviction: Option<Box<Eviction>>,
+    /// A pod-wide restart: on its own record, and on the records of its containers (their parent).
+    pub pod_restart: Option<std::sync::Arc<PodRestart>>,
+    /// A restart for an in-place resize: the limits before and after.
+    pub resize: Option<Box<ResizeChange>>,
     /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
     /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
     pub in_flight_since: Option<Timestamp>,
@@ -391,9 +460,18 @@ impl Record {
             .eviction
             .as_ref()
             .map_or(0, |e| std::mem::size_of::<Eviction>() + e.reason.len() + opt_len(&e.message));
+        let pod_restart = self.pod_restart.as_ref().map_or(0, |p| {
+            let trigger = p.trigger.as_ref().map_or(0, |t| t.container.len() + opt_len(&t.terminated.message));
+            std::mem::size_of::<PodRestart>()
+                + trigger
+                + p.containers.iter().map(|c| std::mem::size_of::<RestartedContainer>() + c.name.len()).sum::<usize>()
+        });
+        let resize = self.resize.as_ref().map_or(0, |_| std::mem::size_of::<ResizeChange>());
         std::mem::size_of::<Self>()
             + episode
             + eviction
+            + pod_restart
+            + resize
             + pod
             + container
             + terminated
@@ -418,6 +496,19 @@ impl Record {
             RecordKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
             RecordKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
             RecordKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
+            RecordKind::PodRestart => self
+                .pod_restart
+                .as_ref()
+                .and_then(|p| p.trigger.as_ref()?.terminated.finished_at)
+                .unwrap_or(self.observed_at),
+        }
+    }
+
+    /// `restart_watcher.cause.category`: the cause's, but a restart-all's is its trigger's.
+    pub fn category(&self) -> &'static str {
+        match (&self.pod_restart, self.cause) {
+            (Some(p), Cause::RestartAll) => p.trigger.as_ref().map_or(Cause::RestartAll, |t| t.cause).category(),
+            (_, cause) => cause.category(),
         }
     }
 
@@ -442,6 +533,7 @@ impl Record {
             terminated: None,
             current_id: None,
             episode_started_at: None,
+            members: &[],
         };
         match self.kind {
             RecordKind::Restart => Identity {
@@ -461,7 +553,29 @@ impl Record {
             }
             .digest(),
             RecordKind::Eviction => Identity { kind: Some(self.kind), ..id }.digest(),
+            // One per pod-wide restart: its containers and their new counts.
+            RecordKind::PodRestart => Identity {
+                kind: Some(self.kind),
+                container: "",
+                restart_count: 0,
+                members: self.pod_restart.as_ref().map_or(&[], |p| &p.containers),
+                ..id
+            }
+            .digest(),
         }
+    }
+
+    /// The pod-wide restart this record is one container of, as its parent: its record's restart
+    /// id and span id. `None` for the pod-wide record itself and for every other record.
+    pub fn parent(&self) -> Option<(String, [u8; 8])> {
+        let p = self.pod_restart.as_ref().filter(|_| self.kind != RecordKind::PodRestart)?;
+        let parent = Record {
+            kind: RecordKind::PodRestart,
+            container: ContainerInfo::default(),
+            pod_restart: Some(p.clone()),
+            ..self.clone()
+        };
+        Some((parent.restart_id(), parent.span_id()))
     }
 
     /// `k8s.container.restart_count` of the instance the record is about: for a restart, that of
@@ -530,6 +644,8 @@ impl Record {
             previous_logs: None,
             episode: None,
             eviction: None,
+            pod_restart: None,
+            resize: None,
             in_flight_since: None,
         }
     }

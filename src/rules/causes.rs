@@ -34,6 +34,8 @@ pub struct KubeEvent {
 pub enum Kill {
     LivenessProbe,
     StartupProbe,
+    /// A kill for an in-place resize whose `resizePolicy` is `RestartContainer`.
+    Resize,
     /// A kill for another reason (a deletion, a preemption, a pod update).
     Other,
 }
@@ -56,6 +58,8 @@ impl KubeEvent {
                 Kill::LivenessProbe
             } else if msg.contains("failed startup probe") {
                 Kill::StartupProbe
+            } else if msg.contains("resize requires restart") {
+                Kill::Resize
             } else {
                 Kill::Other
             }
@@ -185,6 +189,7 @@ pub(crate) fn classify(
             "Shutdown" | "NodeShutdown" => Some(Cause::Evicted),
             "Killing" if e.kill == Some(Kill::LivenessProbe) => Some(Cause::LivenessProbe),
             "Killing" if e.kill == Some(Kill::StartupProbe) => Some(Cause::StartupProbe),
+            "Killing" if e.kill == Some(Kill::Resize) => Some(Cause::Resize),
             "OOMKilling" if terminated.is_some_and(|t| t.exit_code == 137) => Some(Cause::OomKilled),
             _ => None,
         };
@@ -202,7 +207,7 @@ fn rank(c: Cause) -> u8 {
     match c {
         Cause::Evicted | Cause::Preempted => 3,
         Cause::OomKilled => 2,
-        Cause::LivenessProbe | Cause::StartupProbe => 1,
+        Cause::LivenessProbe | Cause::StartupProbe | Cause::Resize => 1,
         _ => 0,
     }
 }

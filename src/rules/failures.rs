@@ -206,6 +206,21 @@ pub(crate) fn restarts_after_exit(pod: &SlimPod, name: &str, kind: ContainerKind
     pod.spec.restart_policy.as_deref().and_then(by_policy).unwrap_or(true)
 }
 
+/// The reason the kubelet gives a container it stops for a `RestartAllContainers` rule (its last
+/// state, exit 137, and its waiting state until it starts again).
+pub(crate) const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
+
+/// Whether the first of a container's own `restartPolicyRules` that matches `exit_code` restarts
+/// every container of the pod (`RestartAllContainers`, Kubernetes 1.35+, alpha).
+pub(crate) fn restarts_all_after_exit(pod: &SlimPod, name: &str, kind: ContainerKind, exit_code: i32) -> bool {
+    pod.own_rules(name, kind == ContainerKind::Init).is_some_and(|own| {
+        own.restart_policy_rules
+            .iter()
+            .find(|r| r.matches(exit_code))
+            .is_some_and(|r| r.action.as_deref() == Some("RestartAllContainers"))
+    })
+}
+
 /// Whether a rise of a container's restart count is the kubelet's bookkeeping of a pod that has
 /// ended rather than a restart: the pod's phase is terminal and the container's last state is
 /// `ContainerStatusUnknown` (137, "The container could not be located when the pod was
@@ -242,7 +257,7 @@ pub(crate) fn may_show_failure(probe: &PodProbe<'_>) -> bool {
     let s = &probe.status;
     probe.metadata.deletion_timestamp.is_some()
         || s.reason.is_some()
-        || s.disruption_target
+        || s.telling_condition
         || s.phase.as_deref() == Some("Failed")
         || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
             c.state.waiting.as_ref().is_some_and(|w| w.reason.as_deref().is_some_and(is_start_failure))

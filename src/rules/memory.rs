@@ -27,6 +27,18 @@ pub(crate) fn context(pod: &SlimPod, status: &SlimContainerStatus) -> MemoryCont
 /// (`k`, `M`..`E`, `m`) suffix or an exponent (`e6`); `None` when it is not one or not a whole
 /// number of bytes within `u64`.
 pub(crate) fn bytes(quantity: &str) -> Option<u64> {
+    let b = value(quantity)?.ceil();
+    (b.is_finite() && b >= 0.0 && b < u64::MAX as f64).then_some(b as u64)
+}
+
+/// A CPU quantity in millicores (`500m` -> 500, `2` -> 2000), rounded up; `None` when it is not one.
+pub(crate) fn millicores(quantity: &str) -> Option<u64> {
+    let m = (value(quantity)? * 1000.0).ceil();
+    (m.is_finite() && m >= 0.0 && m < u64::MAX as f64).then_some(m as u64)
+}
+
+/// The value of a quantity with its suffix applied.
+fn value(quantity: &str) -> Option<f64> {
     let q = quantity.trim();
     let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+')).unwrap_or(q.len());
     let (number, suffix) = q.split_at(split);
@@ -49,8 +61,7 @@ pub(crate) fn bytes(quantity: &str) -> Option<u64> {
         e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
         _ => return None,
     };
-    let b = (value * scale).ceil();
-    (b.is_finite() && b >= 0.0 && b < u64::MAX as f64).then_some(b as u64)
+    Some(value * scale)
 }
 
 #[cfg(test)]
@@ -75,6 +86,13 @@ mod tests {
             ("-1Mi", None),
         ] {
             assert_eq!(bytes(q), want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_quantities_in_millicores() {
+        for (q, want) in [("500m", Some(500)), ("2", Some(2000)), ("0.25", Some(250)), ("1.5", Some(1500)), ("x", None)] {
+            assert_eq!(millicores(q), want, "{q:?}");
         }
     }
 

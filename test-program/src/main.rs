@@ -8,6 +8,7 @@
 //! | `exit CODE` | exits with CODE (137 is an app that exits 137, not a kill) |
 //! | `hang` | sleeps forever |
 //! | `ignore-term` | ignores SIGTERM from now on (the kubelet kills it at the end of the grace period) |
+//! | `exit-on SIG` | from now on, signal SIG makes it say `got signal SIG` and exit 128+SIG (a stop signal's handler) |
 //! | `alloc` | allocates and touches 1 MiB at a time until the kernel kills it |
 //! | `raise SIG` | kills itself with signal SIG (as PID 1 of a container the kernel ignores it) |
 //! | `kill-child SIG` | runs a child that kills itself with SIG, then exits 128+SIG, as a shell does |
@@ -39,6 +40,7 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3600));
             },
             "ignore-term" => ignore(libc::SIGTERM),
+            "exit-on" => exit_on(number(&arg()) as i32),
             "alloc" => alloc(),
             "raise" => raise(number(&arg()) as i32),
             "kill-child" => {
@@ -97,6 +99,29 @@ fn ignore(signal: i32) {
     unsafe {
         libc::signal(signal, libc::SIG_IGN);
     }
+}
+
+/// Blocks `signal` and waits for it on a thread of its own (no handler runs), which says so and
+/// exits 128+`signal`: what a program handling its stop signal does.
+fn exit_on(signal: i32) {
+    // SAFETY: a signal set on the stack, blocked in this thread before the waiting thread starts
+    // (which inherits the mask), so the signal is only ever taken by `sigwait`.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut got = 0;
+        // SAFETY: waits for a signal of the set blocked above.
+        unsafe {
+            libc::sigwait(&set, &mut got);
+        }
+        say(&format!("got signal {got}"));
+        std::process::exit(128 + got);
+    });
 }
 
 /// The sandbox container: sleeps until SIGTERM or SIGINT (as PID 1 it has no default action for

@@ -14,7 +14,9 @@
 # ETCDCTL, KUBE_APISERVER, BIN_DIR.
 # With --real-node NAME, a real node joins them: containerd, runc and a kubelet (real-node.sh, whose
 # KEY=VALUE lines are printed too); the API server then runs in a private mount namespace whose
-# /etc/hosts names the node 127.0.0.1, so it reaches the kubelet on loopback.
+# /etc/hosts names the node 127.0.0.1, so it reaches the kubelet on loopback. Both then run with
+# the alpha gates of real-node.sh's REAL_NODE_FEATURE_GATES (restart-all, stop signals), which the
+# v1.35 API server must serve for the kubelet to act on them.
 # With RW_OWNER_PID set, a watchdog stops the cluster and removes DIR when that process exits.
 set -euo pipefail
 
@@ -166,7 +168,9 @@ etcd_quota_bytes=$((8 * 1024 * 1024 * 1024))
 echo $! > etcd.pid
 
 apiserver_ns=()
+gates=()
 if [ -n "$real_node" ]; then
+  gates=(--feature-gates "$("$here/real-node.sh" feature-gates)")
   # Its own /etc/hosts, in a private mount namespace (exec keeps the pid: unshare does not fork).
   apiserver_ns=(unshare -m --propagation private bash -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$dir/hosts")
 fi
@@ -177,7 +181,7 @@ fi
   --token-auth-file tokens.csv --authorization-mode RBAC \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file sa.pub \
   --service-account-signing-key-file sa.key --service-cluster-ip-range 10.96.0.0/16 \
-  --endpoint-reconciler-type none --profiling=false --v=0 "$@" > apiserver.log 2>&1 &
+  --endpoint-reconciler-type none --profiling=false --v=0 "${gates[@]}" "$@" > apiserver.log 2>&1 &
 echo $! > apiserver.pid
 if [ -n "${RW_OWNER_PID:-}" ]; then
   # Stop the cluster when the process that started it (a test binary) is gone.

@@ -9,6 +9,10 @@
 #                                  node's cgroups and bridge
 #   real-node.sh restart-kubelet NODE_DIR   stops the kubelet and starts it again (containers run on)
 #   real-node.sh check             says what this machine lacks to run a node (exit 1), or nothing
+#   real-node.sh feature-gates     prints the gates the node's kubelet runs with beyond v1.35's
+#                                  defaults (the API server needs them too): the alpha
+#                                  RestartAllContainersOnContainerExits (with NodeDeclaredFeatures,
+#                                  which it depends on) and ContainerStopSignals
 #
 # Printed on success: REAL_NODE (its name), CONTAINERD_ADDRESS, CTR, TEST_IMAGE (the test
 # program's image, imported), NODE_DIR.
@@ -26,7 +30,10 @@
 # (in every v1 hierarchy) and the bridge with its veths.
 set -euo pipefail
 
-cmd=${1:?usage: real-node.sh start|stop|check ...}
+cmd=${1:?usage: real-node.sh start|stop|check|feature-gates ...}
+# The alpha gates of the behaviours the tests check beyond v1.35's defaults.
+gates=RestartAllContainersOnContainerExits=true,NodeDeclaredFeatures=true,ContainerStopSignals=true
+if [ "$cmd" = feature-gates ]; then echo "$gates"; exit 0; fi
 here=$(cd "$(dirname "$0")" && pwd)
 
 # What this machine lacks to run a node, one line each.
@@ -191,6 +198,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This machine's cgroups are v1 controllers plus a cgroup2 mount.
 failCgroupV1: false
+featureGates: {$(echo "$gates" | sed 's/=/: /g; s/,/, /g')}
 cgroupDriver: cgroupfs
 cgroupRoot: $cgroup_root
 containerRuntimeEndpoint: unix://$dir/containerd/containerd.sock

@@ -1,0 +1,76 @@
+//! The OTLP mapping of pod-wide restarts and resize restarts (pure): their attributes, and the
+//! predicate of a pod-wide restart's sentence.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+
+use super::convert::{kv_double, kv_int, kv_str, kv_str_array};
+use crate::keys;
+use crate::record::{Cause, Record, RecordKind};
+
+/// The attributes of a pod-wide restart (on its own record: what fired it and what restarted; on
+/// its containers' records: its id) and of a resize restart (the limits before and after).
+pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
+    if let Some(p) = &ev.pod_restart {
+        if ev.kind == RecordKind::PodRestart {
+            let trigger = match (&p.trigger, p.cause) {
+                (_, Cause::SandboxChanged) => "sandbox",
+                (Some(_), _) => "container",
+                (None, _) => "unknown",
+            };
+            attrs.push(kv_str(keys::POD_RESTART_TRIGGER, trigger));
+            if let Some(t) = &p.trigger {
+                attrs.push(kv_str(keys::POD_RESTART_TRIGGER_CONTAINER, t.container.as_str()));
+                attrs.push(kv_str(keys::POD_RESTART_TRIGGER_CAUSE, t.cause.as_str()));
+            }
+            attrs.push(kv_str_array(keys::POD_RESTART_CONTAINERS, p.containers.iter().map(|c| c.name.clone()).collect()));
+            let counts = p.containers.iter().map(|c| i64::from(c.restart_count)).collect();
+            attrs.push(kv_int_array(keys::POD_RESTART_RESTART_COUNTS, counts));
+        } else if let Some((id, _)) = ev.parent() {
+            attrs.push(kv_str(keys::POD_RESTART_ID, id));
+        }
+    }
+    if let Some(r) = &ev.resize {
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        let cores = |m: u64| m as f64 / 1000.0;
+        for (key, value) in [(keys::RESIZE_MEMORY_LIMIT_BEFORE, r.memory_before), (keys::RESIZE_MEMORY_LIMIT_AFTER, r.memory_after)]
+        {
+            if let Some(v) = value {
+                attrs.push(kv_int(key, bytes(v)));
+            }
+        }
+        for (key, value) in [(keys::RESIZE_CPU_LIMIT_BEFORE, r.cpu_millis_before), (keys::RESIZE_CPU_LIMIT_AFTER, r.cpu_millis_after)] {
+            if let Some(v) = value {
+                attrs.push(kv_double(key, cores(v)));
+            }
+        }
+    }
+}
+
+fn kv_int_array(key: &str, values: Vec<i64>) -> KeyValue {
+    let values = values.into_iter().map(|v| AnyValue { value: Some(any_value::Value::IntValue(v)) }).collect();
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
+        ..Default::default()
+    }
+}
+
+/// What a pod-wide restart's sentence says after the pod: `restarted every container, its sandbox
+/// was recreated: app #2, helper #2` or `restarted every container for container worker's exit
+/// (Error, exit code 42): init #1, worker #1`.
+pub(crate) fn predicate(ev: &Record) -> String {
+    let Some(p) = &ev.pod_restart else {
+        return "restarted every container".to_owned();
+    };
+    let why = match (&p.trigger, p.cause) {
+        (_, Cause::SandboxChanged) => "its sandbox was recreated".to_owned(),
+        (Some(t), _) => {
+            let reason = t.terminated.reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("terminated");
+            format!("for container {}'s exit ({reason}, exit code {})", t.container, t.terminated.exit_code)
+        }
+        (None, _) => "for a container's exit (a RestartAllContainers rule)".to_owned(),
+    };
+    let containers: Vec<String> = p.containers.iter().map(|c| format!("{} #{}", c.name, c.restart_count)).collect();
+    let sep = if p.cause == Cause::SandboxChanged { ", " } else { " " };
+    format!("restarted every container{sep}{why}: {}", containers.join(", "))
+}
