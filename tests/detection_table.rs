@@ -1008,10 +1008,14 @@ fn pod_wide_restart_and_resize_table() {
     let lost = || condition("PodReadyToStartContainers", "False");
     let restarting = || condition("AllContainersRestarting", "True");
     let resizing = || condition("PodResizeInProgress", "True");
-    let all = || json!({"restartPolicy": "Never",
-        "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
+    let all = || {
+        json!({"restartPolicy": "Never",
+        "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]})
+    };
     let rac = |name: &str, n: u32| {
-        c(name, n).waiting("RestartingAllContainers").terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
+        c(name, n)
+            .waiting("RestartingAllContainers")
+            .terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
     };
     let limits = |mem: &str, cpu: &str| json!({"limits": {"memory": mem, "cpu": cpu}});
     let deleting = json!({"deletionTimestamp": "2026-11-20T10:00:30Z", "deletionGracePeriodSeconds": 30});
@@ -1022,7 +1026,11 @@ fn pod_wide_restart_and_resize_table() {
             vec![
                 Apply(p().app(c("app", 0)).app(c("helper", 0)).status(ready())),
                 Apply(p().app(c("app", 0)).app(c("helper", 0)).status(lost())),
-                Apply(p().app(c("app", 1).died("Error", 137, T1)).app(c("helper", 1).died("Error", 137, T1)).status(ready())),
+                Apply(
+                    p().app(c("app", 1).died("Error", 137, T1))
+                        .app(c("helper", 1).died("Error", 137, T1))
+                        .status(ready()),
+                ),
             ],
             vec![
                 ("restart", "app", Cause::SandboxChanged, "infrastructure", Some(137), true),
@@ -1052,7 +1060,12 @@ fn pod_wide_restart_and_resize_table() {
             "a container's exit firing RestartAllContainers, then every container restarted: one pod restart whose \
              category is the trigger's; the trigger's own restart keeps its exit and cause, the others are restart_all",
             vec![
-                Apply(p().init(c("init", 0).ended("Completed", 0, T0)).app(c("worker", 0)).app(c("helper", 0)).container_spec("worker", all())),
+                Apply(
+                    p().init(c("init", 0).ended("Completed", 0, T0))
+                        .app(c("worker", 0))
+                        .app(c("helper", 0))
+                        .container_spec("worker", all()),
+                ),
                 Apply(
                     p().init(c("init", 0).ended("Completed", 0, T0))
                         .app(c("worker", 0).ended("Error", 42, T1))
@@ -1060,7 +1073,12 @@ fn pod_wide_restart_and_resize_table() {
                         .container_spec("worker", all())
                         .status(restarting()),
                 ),
-                Apply(p().init(rac("init", 1)).app(rac("worker", 1)).app(rac("helper", 1)).container_spec("worker", all())),
+                Apply(
+                    p().init(rac("init", 1))
+                        .app(rac("worker", 1))
+                        .app(rac("helper", 1))
+                        .container_spec("worker", all()),
+                ),
             ],
             vec![
                 ("restart", "init", Cause::RestartAll, "application", Some(137), true),
@@ -1112,7 +1130,9 @@ fn pod_wide_restart_and_resize_table() {
         (
             "a container stopped with its own stop signal (SIGUSR1, exit 138) by the pod's deletion is silent",
             vec![
-                Apply(p().app(c("app", 0)).container_spec("app", json!({"lifecycle": {"stopSignal": "SIGUSR1"}})).never()),
+                Apply(
+                    p().app(c("app", 0)).container_spec("app", json!({"lifecycle": {"stopSignal": "SIGUSR1"}})).never(),
+                ),
                 Apply(p().app(c("app", 0).ended("Error", 138, T1)).never().meta(deleting.clone())),
             ],
             vec![],

@@ -464,7 +464,9 @@ fn a_restart_all_is_one_pod_record_whose_containers_are_its_children_and_a_resiz
         "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
     let p = || pod(UID).named("shop", "web-0").container_spec("worker", rule.clone());
     let rac = |name: &str| {
-        c(name, 1).waiting("RestartingAllContainers").terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
+        c(name, 1)
+            .waiting("RestartingAllContainers")
+            .terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
     };
     let mut d = Detector::default();
     assert!(d.apply(&p().app(c("worker", 0)).app(c("helper", 0)).slim(), now).is_empty());
@@ -504,8 +506,10 @@ fn a_restart_all_is_one_pod_record_whose_containers_are_its_children_and_a_resiz
     d.apply(&r().app(c("app", 0).field("resources", limits("64Mi"))).slim(), now);
     let resizing = json!({"conditions": [{"type": "PodResizeInProgress", "status": "True"}]});
     d.apply(&r().app(c("app", 0).field("resources", limits("64Mi"))).status(resizing).slim(), now);
-    let records =
-        d.apply(&r().app(c("app", 1).died("Error", 137, "2026-11-20T10:03:20Z").field("resources", limits("96Mi"))).slim(), now);
+    let records = d.apply(
+        &r().app(c("app", 1).died("Error", 137, "2026-11-20T10:03:20Z").field("resources", limits("96Mi"))).slim(),
+        now,
+    );
     let a = attrs(&convert::log_record(&records[0]).attributes);
     assert_eq!(a[keys::CAUSE], s("resize"));
     assert_eq!(a[keys::CAUSE_CATEGORY], s("configuration"));

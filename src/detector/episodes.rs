@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
 
-use super::steps::{ContainerSeen, PodFacts, statuses};
 use super::pod_wide::Pending;
+use super::steps::{ContainerSeen, PodFacts, statuses};
 use super::tracked::PodMut;
 use super::{DetectorStats, EPISODE_BUDGET_BYTES, EPISODE_ENTRY_BYTES, EPISODE_KEPT, Found, IN_EPISODE};
 use crate::accounting::BudgetUsage;

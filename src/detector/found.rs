@@ -37,7 +37,15 @@ pub(super) struct More {
 
 impl<'a> Found<'a> {
     pub fn restart(status: &'a SlimContainerStatus, kind: ContainerKind, missed: u32, late: bool) -> Self {
-        Found { what: RecordKind::Restart, status: Some(status), kind, missed, late, episode: None, more: More::default() }
+        Found {
+            what: RecordKind::Restart,
+            status: Some(status),
+            kind,
+            missed,
+            late,
+            episode: None,
+            more: More::default(),
+        }
     }
 
     pub(crate) fn episode_end(

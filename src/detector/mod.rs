@@ -323,8 +323,12 @@ impl Detector {
                 let kept = pod_wide::slot(facts.key, c.index);
                 if let Some(mut restart) = steps::restart(&facts, &c, &mut slot, &mut self.stats) {
                     match self.episodes.pending.remove(&kept) {
-                        Some(pod_wide::Pending::Resize(before)) => restart.more.resize = pod_wide::resize(&restart, before),
-                        Some(pod_wide::Pending::Trigger(t)) => trigger = Some(pod_wide::trigger(&c.status.name, c.kind, t)),
+                        Some(pod_wide::Pending::Resize(before)) => {
+                            restart.more.resize = pod_wide::resize(&restart, before)
+                        }
+                        Some(pod_wide::Pending::Trigger(t)) => {
+                            trigger = Some(pod_wide::trigger(&c.status.name, c.kind, t))
+                        }
                         None => {}
                     }
                     found.push(restart);

@@ -22,7 +22,10 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
                 attrs.push(kv_str(keys::POD_RESTART_TRIGGER_CONTAINER, t.container.as_str()));
                 attrs.push(kv_str(keys::POD_RESTART_TRIGGER_CAUSE, t.cause.as_str()));
             }
-            attrs.push(kv_str_array(keys::POD_RESTART_CONTAINERS, p.containers.iter().map(|c| c.name.clone()).collect()));
+            attrs.push(kv_str_array(
+                keys::POD_RESTART_CONTAINERS,
+                p.containers.iter().map(|c| c.name.clone()).collect(),
+            ));
             let counts = p.containers.iter().map(|c| i64::from(c.restart_count)).collect();
             attrs.push(kv_int_array(keys::POD_RESTART_RESTART_COUNTS, counts));
         } else if let Some((id, _)) = ev.parent() {
@@ -32,13 +35,16 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
     if let Some(r) = &ev.resize {
         let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let cores = |m: u64| m as f64 / 1000.0;
-        for (key, value) in [(keys::RESIZE_MEMORY_LIMIT_BEFORE, r.memory_before), (keys::RESIZE_MEMORY_LIMIT_AFTER, r.memory_after)]
+        for (key, value) in
+            [(keys::RESIZE_MEMORY_LIMIT_BEFORE, r.memory_before), (keys::RESIZE_MEMORY_LIMIT_AFTER, r.memory_after)]
         {
             if let Some(v) = value {
                 attrs.push(kv_int(key, bytes(v)));
             }
         }
-        for (key, value) in [(keys::RESIZE_CPU_LIMIT_BEFORE, r.cpu_millis_before), (keys::RESIZE_CPU_LIMIT_AFTER, r.cpu_millis_after)] {
+        for (key, value) in
+            [(keys::RESIZE_CPU_LIMIT_BEFORE, r.cpu_millis_before), (keys::RESIZE_CPU_LIMIT_AFTER, r.cpu_millis_after)]
+        {
             if let Some(v) = value {
                 attrs.push(kv_double(key, cores(v)));
             }

@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn cpu_quantities_in_millicores() {
-        for (q, want) in [("500m", Some(500)), ("2", Some(2000)), ("0.25", Some(250)), ("1.5", Some(1500)), ("x", None)] {
+        for (q, want) in [("500m", Some(500)), ("2", Some(2000)), ("0.25", Some(250)), ("1.5", Some(1500)), ("x", None)]
+        {
             assert_eq!(millicores(q), want, "{q:?}");
         }
     }
