@@ -18,6 +18,8 @@ pub const EVENT_NAME_FAILURE: &str = "restart_watcher.container.failure";
 pub const EVENT_NAME_EVICTION: &str = "restart_watcher.pod.eviction";
 /// The event name of a pod-wide restart (sandbox recreation, restart-all).
 pub const EVENT_NAME_POD_RESTART: &str = "restart_watcher.pod.restart";
+/// The event name of an OOM kill that restarted nothing (node mode, opt-in).
+pub const EVENT_NAME_OOM_KILL: &str = "restart_watcher.container.oom_kill";
 /// The name of the span covering the life of the terminated container instance (low cardinality).
 pub const SPAN_NAME: &str = "container run";
 /// The name of the span of a start-failure episode.
@@ -26,6 +28,8 @@ pub const SPAN_NAME_START_FAILURE: &str = "container start";
 pub const SPAN_NAME_EVICTION: &str = "pod eviction";
 /// The name of the span of a pod-wide restart.
 pub const SPAN_NAME_POD_RESTART: &str = "pod restart";
+/// The name of the span of an OOM kill that restarted nothing.
+pub const SPAN_NAME_OOM_KILL: &str = "container oom kill";
 /// Instrumentation scope name: the agent's own identity.
 pub const SCOPE_NAME: &str = "restart-watcher";
 /// Instrumentation scope version.
@@ -129,6 +133,10 @@ pub const RESIZE_MEMORY_LIMIT_AFTER: &str = "restart_watcher.resize.memory.limit
 /// Resize restarts: the CPU limit before and after, in cores (double).
 pub const RESIZE_CPU_LIMIT_BEFORE: &str = "restart_watcher.resize.cpu.limit.before";
 pub const RESIZE_CPU_LIMIT_AFTER: &str = "restart_watcher.resize.cpu.limit.after";
+/// OOM kills that restarted nothing: the kills since the last record (int).
+pub const OOM_KILL_COUNT: &str = "restart_watcher.oom_kill.count";
+/// OOM kills that restarted nothing: the killed process's name, from the kernel log.
+pub const OOM_KILL_PROCESS: &str = "restart_watcher.oom_kill.process";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

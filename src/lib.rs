@@ -24,16 +24,18 @@
 //! | 1 | [`keys`] | every attribute key and wire name |
 //! | 1 | [`kube_errors`] | API errors turned into messages that say what to fix |
 //! | 1 | [`churn`], [`memory`], [`cluster`] | maps that keep their size under churn; heap handed back; `k8s.cluster.uid` |
-//! | 2 | [`record`] (`record/{mod,identity,meaning}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
+//! | 2 | [`record`] (`record/{mod,identity,meaning,more}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
 //! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
-//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, the memory an OOM kill is read against, owner naming, text capping and redaction |
+//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, the memory an OOM kill is read against, memory-cgroup OOM counters, owner naming, text capping and redaction |
 //! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
 //! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, the packed per-pod state |
 //! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
 //! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
-//! | 5 | [`export`] (`export/{mod,convert,pod_wide,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
+//! | 5 | [`export`] (`export/{mod,convert,extra,kv,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
 //! | 5 | [`admin`] | `/metrics`, `/livez`, `/readyz`, with its connections bounded |
 //! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
+//! | 7 | [`pod_list`] | one-off lists of the scope's pods: the preflight, lists from the watch cache |
+//! | 8 | [`node_oom`] | node mode's opt-in reading of the containers' memory-cgroup OOM counters |
 //! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, storm control, the waiting room, previous logs |
 //! | 8 | [`config`] (`config/{mod,cli,settings,selectors,reference}.rs`) | the command line (clap alone), flags to the run's settings with every offline check once, the configuration reference |
 //! | 9 | [`app`] (`app/{mod,connect,pipeline,shutdown}.rs`), [`logging`] | wiring: a live run's stages in order, its ordered shutdown; the agent's own logs |
@@ -55,7 +57,9 @@ pub mod leader;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod node_oom;
 pub mod pod;
+pub mod pod_list;
 pub mod record;
 pub mod recording;
 pub mod replay;

@@ -284,6 +284,19 @@ impl Metrics {
         );
     }
 
+    /// The OOM-kill counters kept between scans (`--oom-kills-from-cgroups`) against their budget.
+    pub(crate) fn observe_oom_counters(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
+            "oom_counters",
+            (
+                "Bytes of the memory-cgroup OOM-kill counters kept between scans.",
+                "Their budget, in bytes: past it, more containers are not read.",
+            ),
+            ("oom_counters.unread", "Containers not read past the budget (their OOM kills are not reported)."),
+            usage,
+        );
+    }
+
     /// Storm control's use against its budget, and the restarts it let through past it.
     pub(crate) fn observe_storm(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{ScopeHealth, WatchStats};
 use crate::detector::Detection;
-use crate::kube_errors::{Failure, advice, classify, classify_watcher};
+use crate::kube_errors::{Failure, advice, classify_watcher};
 use crate::pod::SlimPod;
 use crate::record::Record;
 use crate::watch_step::{ListChange, ScopeWatch};
@@ -205,6 +205,18 @@ impl WatchScope {
     /// The watcher settings for `strategy`: bookmarks on (kube's default), the selectors.
     pub fn watcher_config(&self, strategy: ListStrategy) -> watcher::Config {
         self.tuning.configure(self.selectors(), strategy)
+    }
+
+    /// The list parameters that select the scope's pods: the label and field selectors.
+    pub(crate) fn list_params(&self) -> ListParams {
+        let mut params = ListParams::default();
+        if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
+            params = params.labels(l);
+        }
+        if let Some(f) = self.effective_field_selector() {
+            params = params.fields(&f);
+        }
+        params
     }
 
     /// The watcher settings that select the pods: the label and field selectors.
@@ -436,63 +448,6 @@ pub enum WatchError {
     StartupTimeout { server: String, secs: u64 },
 }
 
-/// Checks, before watching, that each scope can be listed; returns the message to print otherwise.
-pub async fn preflight(client: &Client, scope: &WatchScope, server: &str) -> Result<(), WatchError> {
-    for (api, desc) in scope.apis(client) {
-        let mut lp = ListParams::default().limit(1);
-        if let Some(l) = scope.label_selector.as_deref().filter(|l| !l.is_empty()) {
-            lp = lp.labels(l);
-        }
-        if let Some(f) = scope.effective_field_selector() {
-            lp = lp.fields(&f);
-        }
-        // Node mode lists from the watch cache (indexed by node): etcd cannot filter on
-        // spec.nodeName, and a quorum read would scan every pod of the cluster to find one of this
-        // node.
-        let listed =
-            if scope.node_name.is_some() { list_from_cache(client, &api, &lp).await } else { api.list(&lp).await };
-        if let Err(source) = listed {
-            let failure = classify(&source);
-            let advice = match (&failure, &source) {
-                (Failure::Other, kube::Error::Api(status)) if status.code == 400 => format!(
-                    "the API server refused the pod list for {desc} (400 Bad Request: {}): check \
-                     --label-selector, --field-selector, --node-name and --exclude-namespace",
-                    status.message
-                ),
-                _ => advice(failure, server, POD_VERBS, "pods", &desc),
-            };
-            return Err(WatchError::Startup { advice, failure, source });
-        }
-    }
-    Ok(())
-}
-
-/// A list at `resourceVersion=0` (answered by the watch cache) with `lp`'s selectors and limit.
-/// kube-core drops `resourceVersion=0` from a list with a limit, so the query is completed here.
-async fn list_from_cache(
-    client: &Client,
-    api: &Api<SlimPod>,
-    lp: &ListParams,
-) -> Result<kube::core::ObjectList<SlimPod>, kube::Error> {
-    let mut req = kube::core::Request::new(api.resource_url()).list(lp).map_err(kube::Error::BuildRequest)?;
-    *req.uri_mut() = with_resource_version_zero(req.uri())?;
-    client.request(req).await
-}
-
-/// `uri` with `resourceVersion=0&resourceVersionMatch=NotOlderThan` in place of any resourceVersion.
-fn with_resource_version_zero(uri: &http::Uri) -> Result<http::Uri, kube::Error> {
-    let query: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("resourceVersion=") && !p.starts_with("resourceVersionMatch="))
-        .chain(["resourceVersion=0", "resourceVersionMatch=NotOlderThan"])
-        .collect();
-    format!("{}?{}", uri.path(), query.join("&")).parse().map_err(|e: http::uri::InvalidUri| {
-        kube::Error::BuildRequest(kube::core::request::Error::Validation(e.to_string()))
-    })
-}
-
 /// Everything one watch task needs.
 pub struct WatchTask {
     pub api: Api<SlimPod>,
@@ -550,20 +505,34 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
             health.live.store(true, Ordering::Relaxed);
         }
         for ev in step.restarts {
-            stats.restarts.fetch_add(1, Ordering::Relaxed);
-            // Counted in flight before it can be settled; waits while the channel is full:
-            // backpressure onto the watch.
-            let second = ev.in_flight_second();
-            progress.in_flight.add(second, 1);
-            if tx.send(ev).await.is_err() {
-                progress.in_flight.settle(second, 1);
+            if !forward(ev, &tx, &progress, &stats, &metrics).await {
                 tracing::error!(scope = %description, "The export pipeline is gone; stopping this watch.");
                 return;
             }
-            metrics.queue_in(1);
         }
     }
     tracing::debug!(scope = %description, "Watch stopped.");
+}
+
+/// Hands a detected record to the pipeline, counted as detected and in flight before it can be
+/// settled; waits while the channel is full (backpressure onto the source). `false` when the
+/// pipeline is gone (the record is settled: it never entered).
+pub(crate) async fn forward(
+    ev: crate::record::Record,
+    tx: &tokio::sync::mpsc::Sender<crate::record::Record>,
+    progress: &crate::accounting::ExportProgress,
+    stats: &WatchStats,
+    metrics: &crate::metrics::Metrics,
+) -> bool {
+    stats.restarts.fetch_add(1, Ordering::Relaxed);
+    let second = ev.in_flight_second();
+    progress.in_flight.add(second, 1);
+    if tx.send(ev).await.is_err() {
+        progress.in_flight.settle(second, 1);
+        return false;
+    }
+    metrics.queue_in(1);
+    true
 }
 
 /// Logs and counts what an event did to the scope's list.

@@ -136,6 +136,25 @@ fn bad_settings_are_rejected_naming_the_setting_and_the_expected_form() {
         ),
         (vec![], vec![("RESTART_WATCHER_LEADER_ELECT", "true"), ("NODE_NAME", "node-1")], "--leader-elect: node mode"),
         (vec!["--leader-elect-lease-duration", "1h"], vec![], "--leader-elect-lease-duration"),
+        (vec!["--oom-kills-from-cgroups", "/sys/fs/cgroup"], vec![], "needs node mode (--node-name"),
+        (
+            vec!["--oom-kills-from-cgroups", "/nonexistent/cgroup", "--node-name", "node-1"],
+            vec![],
+            "--oom-kills-from-cgroups /nonexistent/cgroup: no memory cgroup hierarchy there",
+        ),
+        (vec!["--oom-kill-poll", "0s"], vec![], "--oom-kill-poll"),
+        (
+            vec![
+                "--oom-kills-from-cgroups",
+                "/sys/fs/cgroup",
+                "--node-name",
+                "n",
+                "--oom-kill-kernel-log",
+                "/nonexistent/kmsg",
+            ],
+            vec![],
+            "--oom-kill-kernel-log /nonexistent/kmsg: cannot read it",
+        ),
     ];
     for (args, env, setting) in cases {
         for sub in ["check-config", "run"] {

@@ -62,6 +62,9 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         for (name, set) in [("defaults", vec![]), ("all-off", all_off.clone()), ("opt-in", opt_in.clone())] {
             let mut set = set.clone();
             set.push(if mode == "deployment" { "mode=deployment" } else { "mode=daemonset" });
+            if mode == "daemonset" && name == "opt-in" {
+                set.push("features.oomKills=true");
+            }
             out.push((if mode == "deployment" { name } else { leak(format!("{name}-daemonset")) }, set));
         }
     }
@@ -105,6 +108,7 @@ fn the_chart_passes_helm_lint_and_its_schema_refuses_bad_values_by_name() {
     for (set, says) in [
         (vec!["features.checkpoint=false"], "leaderElection.enabled needs features.checkpoint"),
         (vec!["leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
+        (vec!["features.oomKills=true"], "features.oomKills reads each node's cgroups: it needs mode=daemonset"),
     ] {
         let mut args = vec!["template", "rw", CHART, "--kube-version", KUBE_VERSION];
         for s in &set {
@@ -235,6 +239,13 @@ fn helm_install_runs_the_agent_as_the_charts_service_account_without_a_403_in_ea
             .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
             .collect();
         env.push(("POD_NAMESPACE".into(), ns.clone()));
+        // The chart mounts the node's /sys/fs/cgroup there; here the agent runs on this machine.
+        for (key, value) in &mut env {
+            if key == "RESTART_WATCHER_OOM_KILLS_FROM_CGROUPS" {
+                assert_eq!(value, "/host/sys/fs/cgroup", "{name}");
+                *value = "/sys/fs/cgroup".into();
+            }
+        }
         if name.contains("daemonset") {
             env.push(("NODE_NAME".into(), "node-a".into()));
         }

@@ -518,3 +518,29 @@ fn a_restart_all_is_one_pod_record_whose_containers_are_its_children_and_a_resiz
     assert_eq!(a[keys::RESIZE_CPU_LIMIT_BEFORE], Value::DoubleValue(0.5));
     assert_eq!(a[keys::RESIZE_CPU_LIMIT_AFTER], Value::DoubleValue(0.5));
 }
+
+#[test]
+fn an_oom_kill_that_restarted_nothing_says_how_many_and_under_which_limit() {
+    let mut ev = oom_event();
+    ev.kind = restart_watcher::record::RecordKind::OomKill;
+    ev.terminated = None;
+    ev.container.memory.limit_bytes = Some(32 << 20);
+    ev.oom_kills = Some(Box::new(restart_watcher::record::OomKills { count: 2, total: 5, process: None }));
+    let log = convert::log_record(&ev);
+    assert_eq!(log.event_name, keys::EVENT_NAME_OOM_KILL);
+    assert_eq!(log.severity_text, "ERROR");
+    assert_eq!(
+        convert::body(&ev),
+        "container checkout in pod shop/checkout-7d9f8-x2x4q had 2 processes OOM-killed under its 32 MiB limit, and runs on"
+    );
+    let a = attrs(&log.attributes);
+    assert_eq!(a[keys::OOM_KILL_COUNT], Value::IntValue(2));
+    assert_eq!(a[keys::MEMORY_LIMIT], Value::IntValue(32 << 20));
+    assert_eq!(a[keys::CAUSE], s("oom_killed"));
+    assert!(!a.contains_key(keys::OOM_KILL_PROCESS));
+    assert!(!a.contains_key(keys::RESTART_COUNT));
+    let mut next = ev.clone();
+    next.oom_kills = Some(Box::new(restart_watcher::record::OomKills { count: 1, total: 6, process: None }));
+    assert_ne!(next.restart_id(), ev.restart_id(), "each rise of the counter is its own record");
+    assert_eq!(convert::span(&ev).name, keys::SPAN_NAME_OOM_KILL);
+}

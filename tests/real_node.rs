@@ -117,11 +117,17 @@ impl Scenario {
 
     /// Asserts that the replay of the recorded stream gives these records (the live ones), and
     /// keeps the stream as a fixture when asked to.
-    fn assert_records_as_live(mut self, live: &[Value]) {
+    fn assert_records_as_live(self, live: &[Value]) {
+        self.assert_replayed(&recs(live));
+    }
+
+    /// Asserts that the replay of the recorded stream gives `want`, and keeps the stream as a
+    /// fixture (with `want`) when asked to.
+    fn assert_replayed(mut self, want: &[Rec]) {
         let path = self.recorder.stop();
-        assert_eq!(recs(&Recorder::replay(&path)), recs(live), "replayed records of {}", self.name);
+        assert_eq!(recs(&Recorder::replay(&path)), want, "replayed records of {}", self.name);
         if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
-            keep_fixture(&path, self.name, &recs(live));
+            keep_fixture(&path, self.name, want);
         }
     }
 
@@ -603,6 +609,10 @@ fn install_chart(ns: &str, mode: &str, collector: &str) -> String {
     ];
     let mut args =
         vec!["install", "rw", "deploy/helm/restart-watcher", "--kubeconfig", k.admin(), "-n", ns, "--create-namespace"];
+    if mode == "daemonset" {
+        // The node's cgroups, through the chart's read-only hostPath mount.
+        args.extend(["--set", "features.oomKills=true"]);
+    }
     for s in &sets {
         args.extend(["--set", s.as_str()]);
     }
@@ -639,12 +649,25 @@ fn uninstall_chart(ns: &str) {
 
 /// A crash-looping pod in `ns`; waits until the agent's restart span for it is in Jaeger.
 fn crash_loop_reaches_jaeger(ns: &str, jaeger: &restart_watcher_test_support::backends::Jaeger) {
+    let app = program("app", &["sleep", "1", "exit", "1"]);
+    span_reaches_jaeger(ns, json!({"containers": [app]}), jaeger, "container run", "app_error");
+}
+
+/// A pod in `ns` with `spec`; waits until the agent's span `name` for it is in Jaeger, with `cause`
+/// on its event.
+fn span_reaches_jaeger(
+    ns: &str,
+    spec: Value,
+    jaeger: &restart_watcher_test_support::backends::Jaeger,
+    name: &str,
+    cause: &str,
+) {
     let k = cluster();
     k.create_namespace(ns);
-    apply(k, &pod(ns, "crashy", json!({"containers": [program("app", &["sleep", "1", "exit", "1"])]})));
+    apply(k, &pod(ns, "crashy", spec));
     let uid = k.get_pod(ns, "crashy")["metadata"]["uid"].as_str().unwrap().replace('-', "");
     let spans = restart_watcher_test_support::backends::eventually(
-        "the restart span in Jaeger",
+        &format!("the span {name} in Jaeger"),
         Duration::from_secs(120),
         || {
             let spans = jaeger.trace_spans(&uid);
@@ -652,10 +675,10 @@ fn crash_loop_reaches_jaeger(ns: &str, jaeger: &restart_watcher_test_support::ba
         },
     );
     let span = &spans[0];
-    assert_eq!(span["operationName"], "container run", "{span:#}");
-    // The cause is on the span's event (the restart).
-    let cause = restart_watcher_test_support::backends::tag(&span["logs"][0]["fields"], "restart_watcher.cause");
-    assert_eq!(cause.and_then(Value::as_str), Some("app_error"), "{span:#}");
+    assert_eq!(span["operationName"], name, "{span:#}");
+    // The cause is on the span's event.
+    let found = restart_watcher_test_support::backends::tag(&span["logs"][0]["fields"], "restart_watcher.cause");
+    assert_eq!(found.and_then(Value::as_str), Some(cause), "{span:#}");
     k.kubectl(&["delete", "namespace", ns, "--wait=false"]);
 }
 
@@ -680,16 +703,32 @@ fn the_chart_runs_the_agents_image_on_the_real_node_and_its_records_reach_jaeger
     uninstall_chart("rw-system");
     install_chart("rw-node-mode", "daemonset", &collector);
     crash_loop_reaches_jaeger("rn-chart-daemonset", &stack.jaeger);
+    // features.oomKills: the image, as its non-root user, reads the node's cgroups.
+    let mut worker = program("worker", &["oom-child", "hang"]);
+    worker["resources"] = json!({"limits": {"memory": "32Mi"}});
+    let spec = json!({"containers": [worker]});
+    span_reaches_jaeger("rn-chart-oom-kill", spec, &stack.jaeger, "container oom kill", "oom_killed");
     uninstall_chart("rw-node-mode");
 }
 
 #[test]
 #[ignore = "needs the loopback cluster: tests/run.sh"]
-fn a_child_oom_killed_while_pid_1_lives_restarts_nothing() {
-    let s = Scenario::start("oom-child");
+fn a_child_oom_killed_while_pid_1_lives_restarts_nothing_and_is_one_oom_kill_read_from_its_cgroup() {
+    // The agent in node mode reads this machine's cgroups, where the real node's are.
+    let flags = [
+        "--node-name",
+        NODE,
+        "--oom-kills-from-cgroups",
+        "/sys/fs/cgroup",
+        "--oom-kill-poll",
+        "1s",
+        "--oom-kill-kernel-log",
+        "/dev/kmsg",
+    ];
+    let mut s = Scenario::start_with("oom-child", &flags);
     // PID 1 runs a child that allocates past the limit; the kernel kills the child only, PID 1 says
     // so and lives on: the container does not end, so nothing restarts.
-    let mut c = program("worker", &["oom-child", "say", "worker lives on", "hang"]);
+    let mut c = program("worker", &["sleep", "3", "oom-child", "say", "worker lives on", "hang"]);
     c["resources"] = json!({"limits": {"memory": "32Mi"}});
     apply(cluster(), &pod(&s.ns, "worker", json!({"containers": [c]})));
     let k = cluster();
@@ -702,8 +741,17 @@ fn a_child_oom_killed_while_pid_1_lives_restarts_nothing() {
     });
     let p = k.get_pod(&s.ns, "worker");
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p:#}");
+    s.agent.wait_records(1, Duration::from_secs(30));
     s.delete("worker");
-    s.assert_records(&[]);
+    let live = s.agent.settle(QUIET).to_vec();
+    assert_eq!(recs(&live), [rec("container.oom_kill", "worker", "oom_killed", "resource", -1, -1, "app", -1)]);
+    let a = &live[0]["attributes"];
+    assert_eq!(attr(a, "restart_watcher.oom_kill.count"), json!(1), "{live:#?}");
+    assert_eq!(attr(a, "restart_watcher.memory.limit"), json!(33554432), "{live:#?}");
+    // The child runs as /proc/self/exe: the kernel names it `exe`.
+    assert_eq!(attr(a, "restart_watcher.oom_kill.process"), json!("exe"), "{live:#?}");
+    // Nothing in the pod's status or Events says it: a recording replays to nothing.
+    s.assert_replayed(&[]);
 }
 
 #[test]

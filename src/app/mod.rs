@@ -147,6 +147,7 @@ async fn run_connected(
                 settings.scope.detection.redactions.clone(),
             )
         }),
+        oom_kills: settings.oom_kills,
         scope: settings.scope,
         election,
         role,

@@ -39,6 +39,8 @@ pub(crate) struct RunOptions {
     pub storm_window: Option<std::time::Duration>,
     /// Opt-in: fetch the previous instance's last log lines.
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
+    /// Opt-in, node mode: read the containers' memory-cgroup OOM counters.
+    pub oom_kills: Option<crate::config::OomKillSettings>,
     /// `--leader-elect`: the election Lease. Without it, this replica always leads.
     pub election: Option<crate::leader::Election>,
     /// This replica's role, published for readiness and metrics (set by the election).
@@ -114,7 +116,7 @@ pub(super) async fn load(
     stop: &CancellationToken,
 ) -> Result<Option<Loaded>, crate::watch::WatchError> {
     tokio::select! {
-        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, crate::watch::preflight(client, &opts.scope, &opts.server)) => match r {
+        r = tokio::time::timeout(STARTUP_LIST_TIMEOUT, crate::pod_list::preflight(client, &opts.scope, &opts.server)) => match r {
             Ok(r) => r?,
             Err(_) => return Err(crate::watch::WatchError::StartupTimeout { server: opts.server.clone(), secs: STARTUP_LIST_TIMEOUT.as_secs() }),
         },
@@ -315,6 +317,30 @@ fn spawn_pod_watches(
             metrics: opts.metrics.clone(),
         };
         watches.spawn(crate::watch::run(task, watches.stop.clone()));
+    }
+    if let Some(o) = opts.oom_kills.as_ref().filter(|_| opts.scope.node_name.is_some()) {
+        let counters = crate::node_oom::Counters::default();
+        opts.metrics.observe_oom_counters(counters.usage.clone());
+        tracing::info!(root = %o.root.display(), version = ?o.version, poll = ?o.poll, "Reading this node's container memory cgroups for OOM kills that restart nothing.");
+        let task = crate::node_oom::NodeOomTask {
+            client: client.clone(),
+            pods: opts.scope.apis(client).into_iter().map(|(api, _)| api).collect(),
+            params: opts.scope.list_params(),
+            root: o.root.clone(),
+            version: o.version,
+            poll: o.poll,
+            counters,
+            kernel_log: o.kernel_log.as_deref().and_then(|path| {
+                crate::node_oom::KernelLog::open(path)
+                    .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "Cannot read the kernel log: OOM kills go without the process's name."))
+                    .ok()
+            }),
+            tx: detected_tx.clone(),
+            progress: delivery.progress.clone(),
+            stats: opts.watch_stats.clone(),
+            metrics: opts.metrics.clone(),
+        };
+        watches.spawn(crate::node_oom::run(task, watches.stop.clone()));
     }
     watches
 }

@@ -161,6 +161,21 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub shutdown_grace: std::time::Duration,
 
+    /// Node mode, opt-in: read the OOM-kill counters of this node's container memory cgroups
+    /// under DIR (the host's /sys/fs/cgroup, mounted read-only) and report OOM kills that restart
+    /// nothing (`restart_watcher.container.oom_kill`). Needs --node-name.
+    #[arg(long, env = "RESTART_WATCHER_OOM_KILLS_FROM_CGROUPS", value_name = "DIR")]
+    pub oom_kills_from_cgroups: Option<std::path::PathBuf>,
+
+    /// With --oom-kills-from-cgroups: read the kernel log at PATH (`/dev/kmsg`: needs CAP_SYSLOG or
+    /// kernel.dmesg_restrict=0) to name the killed process (`restart_watcher.oom_kill.process`).
+    #[arg(long, env = "RESTART_WATCHER_OOM_KILL_KERNEL_LOG", value_name = "PATH", requires = "oom_kills_from_cgroups")]
+    pub oom_kill_kernel_log: Option<std::path::PathBuf>,
+
+    /// How often the OOM-kill counters are read, e.g. `10s` (1s to 5m).
+    #[arg(long, env = "RESTART_WATCHER_OOM_KILL_POLL", default_value = "10s", value_parser = parse_oom_kill_poll)]
+    pub oom_kill_poll: std::time::Duration,
+
     /// Do not watch the kubelet's Events: classify causes from the container status alone (no
     /// `liveness_probe`, `startup_probe`, event-based `evicted`/`preempted`).
     #[arg(long, env = "RESTART_WATCHER_NO_EVENTS")]
@@ -268,6 +283,9 @@ fn parse_batch_max_delay(s: &str) -> Result<Duration, String> {
 }
 fn parse_storm_window(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::ZERO, MAX_STORM_WINDOW)
+}
+fn parse_oom_kill_poll(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(300))
 }
 fn parse_previous_logs_timeout(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, PREVIOUS_LOGS_TIMEOUT_RANGE.0, PREVIOUS_LOGS_TIMEOUT_RANGE.1)

@@ -8,7 +8,7 @@ pub mod reference;
 pub(crate) mod selectors;
 mod settings;
 
-pub use settings::{Checkpoint, ElectionSettings, KubeSource, ReplaySettings, Settings};
+pub use settings::{Checkpoint, ElectionSettings, KubeSource, OomKillSettings, ReplaySettings, Settings};
 pub use settings::{Output, output, replay_settings, settings};
 
 use std::path::{Path, PathBuf};
@@ -52,6 +52,16 @@ pub enum ConfigError {
     },
     #[error("--leader-elect: {0}")]
     LeaderElect(String),
+    #[error("--oom-kills-from-cgroups reads this node's cgroups: it needs node mode (--node-name / NODE_NAME)")]
+    OomKillsWithoutNode,
+    #[error(transparent)]
+    OomKills(#[from] crate::node_oom::NodeOomError),
+    #[error("--oom-kill-kernel-log {}: cannot read it ({source}): give the agent CAP_SYSLOG (or kernel.dmesg_restrict=0) and the device, or leave it out", path.display())]
+    KernelLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "no Kubernetes configuration found: set --kubeconfig or $KUBECONFIG, or run in a cluster with a service account: {0}"
     )]
@@ -227,7 +237,7 @@ mod tests {
         assert_eq!(get("scope").as_deref(), Some("shop"));
         assert_eq!(
             get("records").as_deref(),
-            Some("restart, start_failure, start_failure_ended, failure, eviction, pod_restart"),
+            Some("restart, start_failure, start_failure_ended, failure, eviction, pod_restart, oom_kill"),
             "every kind by default"
         );
         assert_eq!(get("node mode").as_deref(), Some("n1"));

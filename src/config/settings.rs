@@ -69,6 +69,8 @@ pub struct Settings {
     pub workload_metrics_max_series: Option<usize>,
     pub storm_window: Option<Duration>,
     pub previous_logs: Option<PreviousLogsSettings>,
+    /// `--oom-kills-from-cgroups`: the memory hierarchy read, and how often.
+    pub oom_kills: Option<OomKillSettings>,
     pub admin_listen: SocketAddr,
     /// What is tolerated but worth a word, said once at start.
     pub warnings: Vec<String>,
@@ -108,6 +110,16 @@ pub enum Checkpoint {
 pub struct ElectionSettings {
     pub lease: String,
     pub timing: crate::leader::Timing,
+}
+
+/// The opt-in OOM kills that restart nothing: the memory hierarchy, its version, the interval.
+#[derive(Clone, Debug)]
+pub struct OomKillSettings {
+    pub root: PathBuf,
+    pub version: crate::rules::cgroups::CgroupVersion,
+    pub poll: Duration,
+    /// `--oom-kill-kernel-log`, checked readable.
+    pub kernel_log: Option<PathBuf>,
 }
 
 /// The opt-in previous logs.
@@ -165,9 +177,26 @@ pub fn settings(args: &RunArgs) -> Result<Settings, ConfigError> {
             max_bytes: args.previous_logs_max_bytes as usize,
             timeout: args.previous_logs_timeout,
         }),
+        oom_kills: oom_kills(args)?,
         admin_listen: args.admin_listen,
         warnings,
     })
+}
+
+/// `--oom-kills-from-cgroups`: in node mode only, and over a memory hierarchy that is there.
+fn oom_kills(args: &RunArgs) -> Result<Option<OomKillSettings>, ConfigError> {
+    let Some(dir) = &args.oom_kills_from_cgroups else {
+        return Ok(None);
+    };
+    if args.node_name.as_deref().is_none_or(str::is_empty) {
+        return Err(ConfigError::OomKillsWithoutNode);
+    }
+    let (root, version) = crate::node_oom::memory_hierarchy(dir)?;
+    if let Some(path) = &args.oom_kill_kernel_log {
+        crate::node_oom::KernelLog::open(path)
+            .map_err(|source| ConfigError::KernelLog { path: path.clone(), source })?;
+    }
+    Ok(Some(OomKillSettings { root, version, poll: args.oom_kill_poll, kernel_log: args.oom_kill_kernel_log.clone() }))
 }
 
 /// The settings of `replay`.

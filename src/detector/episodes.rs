@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use super::pod_wide::Pending;
 use super::steps::{ContainerSeen, PodFacts, statuses};
 use super::tracked::PodMut;
-use super::{DetectorStats, EPISODE_BUDGET_BYTES, EPISODE_ENTRY_BYTES, EPISODE_KEPT, Found, IN_EPISODE};
+use super::{DetectorStats, EPISODE_BUDGET_BYTES, EPISODE_ENTRY_BYTES, EPISODE_KEPT, Found, IN_EPISODE, More};
 use crate::accounting::BudgetUsage;
 use crate::pod::{PodKey, SlimContainerStatus, SlimPod};
 use crate::record::{ContainerKind, Episode, RecordKind};
@@ -173,7 +173,7 @@ impl<'a> EpisodeObservation<'a> {
                     kind: self.kind,
                     missed: 0,
                     late: self.baseline,
-                    more: super::found::More::default(),
+                    more: More::default(),
                     episode: Some(Episode {
                         reason: reason.to_owned(),
                         started_at: self.status_at,

@@ -101,6 +101,7 @@ pub(super) fn build(
     ev.kind = f.what;
     match f.what {
         RecordKind::Restart => {}
+        RecordKind::OomKill => {}
         RecordKind::PodRestart => {
             ev.terminated = f.more.pod_restart.as_ref().and_then(|p| Some(p.trigger.as_ref()?.terminated.clone()));
             ev.current = CurrentState::default();
@@ -210,6 +211,34 @@ fn record_of(
         eviction: None,
         pod_restart: None,
         resize: None,
+        oom_kills: None,
         in_flight_since: None,
     }
+}
+
+/// The record of OOM kills in the container of `pod` whose instance is `container_id` (bare, as
+/// its cgroup is named): `None` unless the pod shows that instance running (it lived on). The
+/// memory limit is the cgroup's own when it has one (what the kernel enforced).
+pub(crate) fn oom_kill(
+    pod: &SlimPod,
+    container_id: &str,
+    kills: crate::record::OomKills,
+    cgroup_limit_bytes: Option<u64>,
+    observed_at: Timestamp,
+) -> Option<Record> {
+    let uid = pod.uid()?;
+    let (status, kind) = super::steps::statuses(pod).find(|(s, _)| {
+        s.state.running.is_some()
+            && s.container_id
+                .as_deref()
+                .is_some_and(|id| id.rsplit_once("://").map_or(id, |(_, bare)| bare) == container_id)
+    })?;
+    let mut ev = record_of(&pod_info(pod, uid), pod, status, kind, 0, false, observed_at);
+    ev.kind = RecordKind::OomKill;
+    ev.terminated = None;
+    ev.cause = Cause::OomKilled;
+    ev.container.memory.limit_bytes = cgroup_limit_bytes.or(ev.container.memory.limit_bytes);
+    ev.container.memory.limit_is_pod_level &= cgroup_limit_bytes.is_none();
+    ev.oom_kills = Some(Box::new(kills));
+    Some(ev)
 }

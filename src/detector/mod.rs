@@ -35,7 +35,8 @@ mod steps;
 mod tracked;
 
 use episodes::{EpisodeObservation, Episodes};
-use found::Found;
+pub(crate) use found::oom_kill as oom_kill_record;
+use found::{Found, More};
 use steps::{PodFacts, UniqueContainers};
 pub(crate) use tracked::PodKey;
 use tracked::Pods;

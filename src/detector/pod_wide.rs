@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use super::found::More;
 use super::steps::{ContainerSeen, PodFacts};
-use super::{Found, SANDBOX_LOST};
+use super::{Found, More, SANDBOX_LOST};
 use crate::pod::{PodKey, SlimContainerStatus, SlimTerminated};
 use crate::record::{Cause, PodRestart, RecordKind, ResizeChange, RestartedContainer, Trigger};
 use crate::rules::{causes, failures, memory};

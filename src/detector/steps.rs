@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use super::tracked::{PodMut, Slot};
-use super::{DetectorStats, EVICTED, FAILED, Found, KindFilter, WARNED_DUPLICATE};
+use super::{DetectorStats, EVICTED, FAILED, Found, KindFilter, More, WARNED_DUPLICATE};
 use crate::pod::{PodKey, SlimContainerStatus, SlimPod};
 use crate::record::{ContainerKind, Eviction, RecordKind};
 use crate::rules::failures;
@@ -151,7 +151,7 @@ pub(super) fn failure<'a>(
         missed: 0,
         late: !facts.known,
         episode: None,
-        more: super::found::More::default(),
+        more: More::default(),
     })
 }
 
@@ -168,7 +168,7 @@ pub(super) fn eviction<'a>(facts: &PodFacts<'a>, pod_flags: &mut u8) -> Option<F
         missed: 0,
         late: !facts.known,
         episode: None,
-        more: super::found::More::default(),
+        more: More::default(),
     })
 }
 

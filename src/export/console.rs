@@ -19,7 +19,11 @@ pub fn line(ev: &Record) -> String {
     match ev.kind {
         RecordKind::Restart => s.push_str(&format!(" restarted #{}: ", ev.restart_count)),
         RecordKind::Failure => s.push_str(" failed, not restarted: "),
-        RecordKind::StartFailure | RecordKind::StartFailureEnded | RecordKind::Eviction | RecordKind::PodRestart => {
+        RecordKind::StartFailure
+        | RecordKind::StartFailureEnded
+        | RecordKind::Eviction
+        | RecordKind::PodRestart
+        | RecordKind::OomKill => {
             s.push(' ');
             s.push_str(&crate::export::convert::predicate(ev));
             if ev.detected_late {

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
+use super::kv::{kv_bool, kv_double, kv_int, kv_str, kv_str_array};
 use crate::keys;
 use crate::record::{Owners, PodInfo, Record, RecordKind, severity, signal_name};
 use crate::rules::failures;
@@ -34,47 +35,6 @@ pub struct MappingConfig {
 
 /// Trace flag "sampled", set on records and spans: restarts are always recorded.
 const TRACE_FLAG_SAMPLED: u32 = 1;
-
-pub(crate) fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn kv_double(key: &str, value: f64) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(value)) }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn kv_bool(key: &str, value: bool) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn kv_str_array(key: &str, values: Vec<String>) -> KeyValue {
-    let values = values.into_iter().map(|v| AnyValue { value: Some(any_value::Value::StringValue(v)) }).collect();
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
-        ..Default::default()
-    }
-}
 
 /// `service.name` as semconv's non-normative k8s guide derives it: the pod annotation, the
 /// `app.kubernetes.io/instance` and `app.kubernetes.io/name` labels, then the workload names from
@@ -228,7 +188,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
     }
     push_memory(&mut attrs, ev);
-    super::pod_wide::push(&mut attrs, ev);
+    super::extra::push(&mut attrs, ev);
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
     if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
@@ -362,7 +322,8 @@ pub(crate) fn predicate(ev: &Record) -> String {
             let plural = if attempts == 1 { "" } else { "s" };
             format!("{end} after {reason} for {took}s ({attempts} attempt{plural} observed)")
         }
-        RecordKind::PodRestart => super::pod_wide::predicate(ev),
+        RecordKind::PodRestart => super::extra::predicate(ev),
+        RecordKind::OomKill => super::extra::oom_kill_predicate(ev),
         RecordKind::Eviction => {
             let verb = if ev.cause == crate::record::Cause::Preempted { "preempted" } else { "evicted" };
             let mut s = format!("was {verb}");

@@ -10,9 +10,10 @@
 
 pub mod console;
 pub mod convert;
+mod extra;
 pub mod json;
+mod kv;
 pub mod otlp;
-mod pod_wide;
 pub mod retry;
 pub mod task;
 

@@ -14,10 +14,12 @@ use crate::pod::SlimTerminated;
 
 mod identity;
 mod meaning;
+mod more;
 
 use identity::Identity;
 pub use meaning::severity;
 pub(crate) use meaning::{exit_code_meaning, signal_name, termination_signal};
+pub use more::{Episode, Eviction, OomKills, PodRestart, ResizeChange, RestartedContainer, Trigger};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,16 +166,19 @@ pub enum RecordKind {
     /// Every container of a pod restarted at once: its sandbox was recreated, or a container's exit
     /// fired a `RestartAllContainers` rule.
     PodRestart,
+    /// A process of a container was OOM-killed and the container lives on (node mode, opt-in).
+    OomKill,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Restart,
         RecordKind::StartFailure,
         RecordKind::StartFailureEnded,
         RecordKind::Failure,
         RecordKind::Eviction,
         RecordKind::PodRestart,
+        RecordKind::OomKill,
     ];
 
     /// The name `--events` and the metrics use.
@@ -185,6 +190,7 @@ impl RecordKind {
             RecordKind::Failure => "failure",
             RecordKind::Eviction => "eviction",
             RecordKind::PodRestart => "pod_restart",
+            RecordKind::OomKill => "oom_kill",
         }
     }
 
@@ -201,6 +207,7 @@ impl RecordKind {
             RecordKind::Failure => crate::keys::EVENT_NAME_FAILURE,
             RecordKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
             RecordKind::PodRestart => crate::keys::EVENT_NAME_POD_RESTART,
+            RecordKind::OomKill => crate::keys::EVENT_NAME_OOM_KILL,
         }
     }
 
@@ -210,6 +217,7 @@ impl RecordKind {
             RecordKind::StartFailure | RecordKind::StartFailureEnded => crate::keys::SPAN_NAME_START_FAILURE,
             RecordKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
             RecordKind::PodRestart => crate::keys::SPAN_NAME_POD_RESTART,
+            RecordKind::OomKill => crate::keys::SPAN_NAME_OOM_KILL,
         }
     }
 }
@@ -240,23 +248,6 @@ impl RecordKinds {
     pub(crate) fn allows(self, kind: RecordKind) -> bool {
         self.0 & (1 << kind as u8) != 0
     }
-}
-
-/// A start-failure episode, as far as a record says: when it started and ended, how many attempts
-/// were observed, and (on the closing record) how it ended. Its times are those of the status
-/// writes that showed it (`managedFields`), else when the agent saw them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Episode {
-    /// The waiting reason that opened it.
-    pub reason: String,
-    pub started_at: Timestamp,
-    /// When it ended (on the closing record; the opening record's is `started_at`).
-    pub ended_at: Timestamp,
-    /// Observed moves into a failing reason other than a back-off (a lower bound: the kubelet
-    /// retries without changing the status when the reason stays the same).
-    pub attempts: u32,
-    /// `started` or `pod_deleted`, on the closing record.
-    pub outcome: Option<&'static str>,
 }
 
 /// The pod that owns the restarted container (identity and the inputs of `service.name`).
@@ -325,59 +316,6 @@ pub struct CurrentState {
     pub back_off: Option<std::time::Duration>,
 }
 
-/// A pod-wide restart: why, what fired it, and the containers restarted with it. Shared by its
-/// own record and those of its containers (which name it as their parent).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PodRestart {
-    /// `sandbox_changed` or `restart_all`.
-    pub cause: Cause,
-    /// Restart-all: the container whose exit fired the rule, when that exit was observed.
-    pub trigger: Option<Trigger>,
-    /// The containers restarted, in the pod's order, with their new `restartCount`.
-    pub containers: Vec<RestartedContainer>,
-}
-
-/// The container whose exit fired a `RestartAllContainers` rule, and that exit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Trigger {
-    pub container: String,
-    pub kind: ContainerKind,
-    /// Its own cause, from its termination.
-    pub cause: Cause,
-    pub terminated: SlimTerminated,
-}
-
-/// One container of a pod-wide restart.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RestartedContainer {
-    pub name: String,
-    pub kind: ContainerKind,
-    pub restart_count: u32,
-}
-
-/// The limits of a container before and after the in-place resize that restarted it: memory in
-/// bytes, CPU in millicores (`None`: no limit).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResizeChange {
-    pub memory_before: Option<u64>,
-    pub memory_after: Option<u64>,
-    pub cpu_millis_before: Option<u64>,
-    pub cpu_millis_after: Option<u64>,
-}
-
-/// A pod's eviction or preemption, as its status shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Eviction {
-    /// `evicted` or `preempted`.
-    pub cause: Cause,
-    /// The `DisruptionTarget` reason (`TerminationByKubelet`, `EvictionByEvictionAPI`,
-    /// `PreemptionByScheduler`, `DeletionByTaintManager`, `DeletionByPodGC`), else the pod's reason.
-    pub reason: String,
-    pub message: Option<String>,
-    /// When it happened, if the status says.
-    pub at: Option<Timestamp>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// What the record states: a restart, a start failure, a terminal failure, an eviction.
@@ -410,6 +348,8 @@ pub struct Record {
     pub pod_restart: Option<std::sync::Arc<PodRestart>>,
     /// A restart for an in-place resize: the limits before and after.
     pub resize: Option<Box<ResizeChange>>,
+    /// OOM kills that restarted nothing.
+    pub oom_kills: Option<Box<OomKills>>,
     /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
     /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
     pub in_flight_since: Option<Timestamp>,
@@ -466,7 +406,8 @@ impl Record {
                 + trigger
                 + p.containers.iter().map(|c| std::mem::size_of::<RestartedContainer>() + c.name.len()).sum::<usize>()
         });
-        let resize = self.resize.as_ref().map_or(0, |_| std::mem::size_of::<ResizeChange>());
+        let resize = self.resize.as_ref().map_or(0, |_| std::mem::size_of::<ResizeChange>())
+            + self.oom_kills.as_ref().map_or(0, |o| std::mem::size_of::<OomKills>() + opt_len(&o.process));
         std::mem::size_of::<Self>()
             + episode
             + eviction
@@ -496,6 +437,7 @@ impl Record {
             RecordKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
             RecordKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
             RecordKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
+            RecordKind::OomKill => self.observed_at,
             RecordKind::PodRestart => self
                 .pod_restart
                 .as_ref()
@@ -553,6 +495,14 @@ impl Record {
             }
             .digest(),
             RecordKind::Eviction => Identity { kind: Some(self.kind), ..id }.digest(),
+            // One per reading of the counter that rose: the instance and the count it reached.
+            RecordKind::OomKill => Identity {
+                kind: Some(self.kind),
+                restart_count: self.oom_kills.as_ref().map_or(0, |o| u32::try_from(o.total).unwrap_or(u32::MAX)),
+                current_id: self.container.current_id.as_deref(),
+                ..id
+            }
+            .digest(),
             // One per pod-wide restart: its containers and their new counts.
             RecordKind::PodRestart => Identity {
                 kind: Some(self.kind),
@@ -646,6 +596,7 @@ impl Record {
             eviction: None,
             pod_restart: None,
             resize: None,
+            oom_kills: None,
             in_flight_since: None,
         }
     }

@@ -5,9 +5,12 @@
 //! - [`causes`]: the cause of a restart, from its status and the kubelet's Events;
 //! - [`owners`]: the workload a pod belongs to, from its ownerReferences;
 //! - [`memory`]: the memory a container had (limit, request, QoS class), from Kubernetes quantities;
+//! - [`cgroups`]: a node's container memory cgroups, their OOM-kill counters, and when a rise is an
+//!   OOM kill that restarted nothing;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
 pub(crate) mod causes;
+pub mod cgroups;
 pub mod failures;
 pub(crate) mod memory;
 pub mod owners;

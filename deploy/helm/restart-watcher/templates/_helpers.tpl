@@ -53,6 +53,12 @@ RESTART_WATCHER_NO_CLUSTER_UID: "true"
 {{- if not .Values.features.checkpoint }}
 RESTART_WATCHER_NO_CHECKPOINT: "true"
 {{- end }}
+{{- if .Values.features.oomKills }}
+{{- if ne .Values.mode "daemonset" }}
+{{- fail "features.oomKills reads each node's cgroups: it needs mode=daemonset" }}
+{{- end }}
+RESTART_WATCHER_OOM_KILLS_FROM_CGROUPS: "/host/sys/fs/cgroup"
+{{- end }}
 {{- if and (eq .Values.mode "deployment") .Values.leaderElection.enabled }}
 RESTART_WATCHER_LEADER_ELECT: "true"
 {{- with .Values.leaderElection.leaseDuration }}
@@ -207,16 +213,32 @@ containers:
       readOnlyRootFilesystem: true
       capabilities:
         drop: ["ALL"]
-    {{- if .Values.otlp.tls.secretName }}
+    {{- if or .Values.otlp.tls.secretName .Values.features.oomKills }}
     volumeMounts:
+      {{- if .Values.otlp.tls.secretName }}
       - name: otlp-tls
         mountPath: /etc/restart-watcher/tls
         readOnly: true
+      {{- end }}
+      {{- if .Values.features.oomKills }}
+      - name: host-cgroup
+        mountPath: /host/sys/fs/cgroup
+        readOnly: true
+      {{- end }}
     {{- end }}
-{{- if .Values.otlp.tls.secretName }}
+{{- if or .Values.otlp.tls.secretName .Values.features.oomKills }}
 volumes:
+  {{- if .Values.otlp.tls.secretName }}
   - name: otlp-tls
     secret:
       secretName: {{ .Values.otlp.tls.secretName }}
+  {{- end }}
+  {{- if .Values.features.oomKills }}
+  # The node's cgroups, read-only: the OOM-kill counters of its containers (docs/operations.md).
+  - name: host-cgroup
+    hostPath:
+      path: /sys/fs/cgroup
+      type: Directory
+  {{- end }}
 {{- end }}
 {{- end -}}

@@ -1,14 +1,15 @@
-//! The OTLP mapping of pod-wide restarts and resize restarts (pure): their attributes, and the
-//! predicate of a pod-wide restart's sentence.
+//! The OTLP mapping (pure) of what is more than a container's own restart: pod-wide restarts,
+//! resize restarts, and OOM kills that restart nothing; their attributes, and their sentences.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use super::convert::{kv_double, kv_int, kv_str, kv_str_array};
+use super::kv::{kv_double, kv_int, kv_int_array, kv_str, kv_str_array};
 use crate::keys;
 use crate::record::{Cause, Record, RecordKind};
 
 /// The attributes of a pod-wide restart (on its own record: what fired it and what restarted; on
-/// its containers' records: its id) and of a resize restart (the limits before and after).
+/// its containers' records: its id), of a resize restart (the limits before and after) and of OOM
+/// kills that restarted nothing (how many, which process).
 pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
     if let Some(p) = &ev.pod_restart {
         if ev.kind == RecordKind::PodRestart {
@@ -32,6 +33,12 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
             attrs.push(kv_str(keys::POD_RESTART_ID, id));
         }
     }
+    if let Some(o) = &ev.oom_kills {
+        attrs.push(kv_int(keys::OOM_KILL_COUNT, i64::try_from(o.count).unwrap_or(i64::MAX)));
+        if let Some(process) = o.process.as_deref().filter(|p| !p.is_empty()) {
+            attrs.push(kv_str(keys::OOM_KILL_PROCESS, process));
+        }
+    }
     if let Some(r) = &ev.resize {
         let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let cores = |m: u64| m as f64 / 1000.0;
@@ -49,15 +56,6 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
                 attrs.push(kv_double(key, cores(v)));
             }
         }
-    }
-}
-
-fn kv_int_array(key: &str, values: Vec<i64>) -> KeyValue {
-    let values = values.into_iter().map(|v| AnyValue { value: Some(any_value::Value::IntValue(v)) }).collect();
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
-        ..Default::default()
     }
 }
 
@@ -79,4 +77,19 @@ pub(crate) fn predicate(ev: &Record) -> String {
     let containers: Vec<String> = p.containers.iter().map(|c| format!("{} #{}", c.name, c.restart_count)).collect();
     let sep = if p.cause == Cause::SandboxChanged { ", " } else { " " };
     format!("restarted every container{sep}{why}: {}", containers.join(", "))
+}
+
+/// What an OOM kill that restarted nothing says after its container: `had a process OOM-killed
+/// (rw-test) under its 32 MiB limit, and runs on`.
+pub(crate) fn oom_kill_predicate(ev: &Record) -> String {
+    let count = ev.oom_kills.as_ref().map_or(1, |o| o.count);
+    let what = if count == 1 { "a process".to_owned() } else { format!("{count} processes") };
+    let process =
+        ev.oom_kills.as_ref().and_then(|o| o.process.as_deref()).map(|p| format!(" ({p})")).unwrap_or_default();
+    let limit = match ev.container.memory.limit_bytes {
+        Some(b) if b % (1 << 20) == 0 => format!(" under its {} MiB limit", b >> 20),
+        Some(b) => format!(" under its limit of {b} bytes"),
+        None => String::new(),
+    };
+    format!("had {what} OOM-killed{process}{limit}, and runs on")
 }
