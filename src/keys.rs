@@ -41,6 +41,7 @@ pub const SCHEMA_URL: &str = opentelemetry_semantic_conventions::SCHEMA_URL;
 pub const SERVICE_NAME: &str = semconv::SERVICE_NAME;
 pub const SERVICE_NAMESPACE: &str = semconv::SERVICE_NAMESPACE;
 pub const SERVICE_INSTANCE_ID: &str = semconv::SERVICE_INSTANCE_ID;
+pub const SERVICE_VERSION: &str = semconv::SERVICE_VERSION;
 pub const K8S_CLUSTER_NAME: &str = semconv::K8S_CLUSTER_NAME;
 pub const K8S_CLUSTER_UID: &str = semconv::K8S_CLUSTER_UID;
 pub const K8S_NAMESPACE_NAME: &str = semconv::K8S_NAMESPACE_NAME;
@@ -54,6 +55,8 @@ pub const CONTAINER_RUNTIME_NAME: &str = semconv::CONTAINER_RUNTIME_NAME;
 pub const CONTAINER_IMAGE_NAME: &str = semconv::CONTAINER_IMAGE_NAME;
 pub const CONTAINER_IMAGE_TAGS: &str = semconv::CONTAINER_IMAGE_TAGS;
 pub const CONTAINER_IMAGE_REPO_DIGESTS: &str = semconv::CONTAINER_IMAGE_REPO_DIGESTS;
+/// The image's manifest digest (`sha256:...`), from the container status's `imageID`.
+pub const OCI_MANIFEST_DIGEST: &str = semconv::OCI_MANIFEST_DIGEST;
 pub const K8S_REPLICASET_NAME: &str = semconv::K8S_REPLICASET_NAME;
 pub const K8S_REPLICASET_UID: &str = semconv::K8S_REPLICASET_UID;
 pub const K8S_DEPLOYMENT_NAME: &str = semconv::K8S_DEPLOYMENT_NAME;
@@ -75,6 +78,9 @@ pub const PROCESS_EXIT_CODE: &str = semconv::PROCESS_EXIT_CODE;
 pub const ERROR_TYPE: &str = semconv::ERROR_TYPE;
 pub const K8S_CONTAINER_STATUS_STATE: &str = semconv::K8S_CONTAINER_STATUS_STATE;
 pub const K8S_CONTAINER_STATUS_REASON: &str = semconv::K8S_CONTAINER_STATUS_REASON;
+/// Evictions: the pod's `status.reason` (`Evicted`, ...) and `status.phase`.
+pub const K8S_POD_STATUS_REASON: &str = semconv::K8S_POD_STATUS_REASON;
+pub const K8S_POD_STATUS_PHASE: &str = semconv::K8S_POD_STATUS_PHASE;
 pub const CONTAINER_KIND: &str = "restart_watcher.container.kind";
 pub const TERMINATION_SIGNAL: &str = "restart_watcher.termination.signal";
 pub const TERMINATION_SIGNAL_NAME: &str = "restart_watcher.termination.signal_name";
@@ -147,6 +153,8 @@ pub const ANNOTATION_SERVICE_NAME: &str = "resource.opentelemetry.io/service.nam
 pub const ANNOTATION_SERVICE_NAMESPACE: &str = "resource.opentelemetry.io/service.namespace";
 /// Well-known label used for `service.name` after the annotation.
 pub const LABEL_APP_INSTANCE: &str = "app.kubernetes.io/instance";
+/// Well-known label used for `service.version` after the annotation (opt-in).
+pub const LABEL_APP_VERSION: &str = "app.kubernetes.io/version";
 /// Well-known label used for `service.name` after `app.kubernetes.io/instance`.
 pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
 

@@ -31,7 +31,7 @@
 //! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, the packed per-pod state |
 //! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
 //! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
-//! | 5 | [`export`] (`export/{mod,convert,extra,kv,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
+//! | 5 | [`export`] (`export/{mod,convert,service,extra,kv,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |
 //! | 5 | [`admin`] | `/metrics`, `/livez`, `/readyz`, with its connections bounded |
 //! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
 //! | 7 | [`pod_list`] | one-off lists of the scope's pods: the preflight, lists from the watch cache |

@@ -217,6 +217,11 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
     assert_eq!(span["operationName"], "container run");
     assert_eq!(span["serviceName"], "checkout");
     assert!(jaeger.services().contains(&"checkout".to_owned()), "{:?}", jaeger.services());
+    // semconv's recording of errors: `error.type` on the span itself, the status without a
+    // description that repeats it.
+    assert_eq!(tag(&span["tags"], "error.type"), Some(&json!("app_error")), "{span:#}");
+    assert_eq!(tag(&span["tags"], "otel.status_code"), Some(&json!("ERROR")), "{span:#}");
+    assert_eq!(tag(&span["tags"], "otel.status_description"), None, "{span:#}");
     let event = &span["logs"][0]["fields"];
     assert_eq!(tag(event, "event"), Some(&json!("restart_watcher.container.restart")), "{event:#}");
     assert_eq!(

@@ -52,8 +52,11 @@ fn resource_is_the_restarted_container() {
         cluster_name: Some("prod-eu".into()),
         cluster_uid: Some("7b3c1f2e-0c4d-4e5f-8a9b-0123456789ab".into()),
         pod_label_keys: vec!["team".into(), "absent".into()],
+        service_from_labels: false,
     };
     let r = attrs(&convert::resource_attributes(&oom_event(), &cfg));
+    assert_eq!(r[keys::SERVICE_VERSION], s("1.8.2"), "the image's tag");
+    assert_eq!(r[keys::OCI_MANIFEST_DIGEST], s("sha256:abcd"));
     assert_eq!(r[keys::SERVICE_NAME], s("checkout"), "deployment name from the ReplicaSet's pod-template-hash");
     assert_eq!(r[keys::SERVICE_NAMESPACE], s("shop"));
     assert_eq!(r[keys::SERVICE_INSTANCE_ID], s("shop.checkout-7d9f8-x2x4q.checkout"));
@@ -269,15 +272,19 @@ fn service_name_derivation_order() {
         Box::new(|p| p.owners.job = None),
         Box::new(|p| p.name.clear()),
     ];
-    seen.push(convert::service_name(&p, "ctr"));
+    seen.push(convert::service_name(&p, "ctr", true));
     for f in strip {
         f(&mut p);
-        seen.push(convert::service_name(&p, "ctr"));
+        seen.push(convert::service_name(&p, "ctr", true));
     }
     assert_eq!(
         seen,
         ["from-annotation", "from-instance", "from-name", "dep", "rs", "sts", "ds", "cj", "job", "pod-x", "ctr"]
     );
+    // Without --service-from-labels, the well-known labels do not count.
+    let mut unlabelled = full();
+    unlabelled.annotations.clear();
+    assert_eq!(convert::service_name(&unlabelled, "ctr", false), "dep");
     let mut ns = full();
     ns.namespace = "k8s-ns".into();
     assert_eq!(convert::service_namespace(&ns), "k8s-ns");
@@ -543,4 +550,129 @@ fn an_oom_kill_that_restarted_nothing_says_how_many_and_under_which_limit() {
     next.oom_kills = Some(Box::new(restart_watcher::record::OomKills { count: 1, total: 6, process: None }));
     assert_ne!(next.restart_id(), ev.restart_id(), "each rise of the counter is its own record");
     assert_eq!(convert::span(&ev).name, keys::SPAN_NAME_OOM_KILL);
+}
+
+/// The resource of a pod with `resource.opentelemetry.io/` annotations, well-known labels and an
+/// image pinned by tag and digest, with and without `--service-from-labels`.
+#[test]
+fn annotations_labels_and_the_image_give_the_service_and_more_resource_attributes() {
+    let pod = |annotations: &[(&str, &str)], image: &str| {
+        let mut p = pod(UID).named("shop", "web-0").app(c("web", 1).died("Error", 1, "2026-11-20T10:00:00Z")).json();
+        p["metadata"]["labels"] =
+            json!({"app.kubernetes.io/name": "web-label", "app.kubernetes.io/version": "2.0-label"});
+        p["metadata"]["annotations"] = annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        p["status"]["containerStatuses"][0]["image"] = json!(image);
+        let before: restart_watcher::pod::SlimPod = serde_json::from_value(p.clone()).unwrap();
+        p["status"]["containerStatuses"][0]["restartCount"] = json!(2);
+        let after: restart_watcher::pod::SlimPod = serde_json::from_value(p).unwrap();
+        let mut d = Detector::default();
+        let now: Timestamp = "2026-11-20T10:03:25Z".parse().unwrap();
+        d.apply(&before, now);
+        d.apply(&after, now).remove(0)
+    };
+    let resource = |ev: &Record, labels: bool| {
+        let cfg = MappingConfig { service_from_labels: labels, ..Default::default() };
+        attrs(&convert::resource_attributes(ev, &cfg))
+    };
+    let pinned = "registry.example.com/web:1.4@sha256:feed";
+    let annotated = pod(
+        &[
+            ("resource.opentelemetry.io/service.name", "web-svc"),
+            ("resource.opentelemetry.io/service.version", "1.4.0"),
+            ("resource.opentelemetry.io/service.instance.id", "web-a"),
+            ("resource.opentelemetry.io/deployment.environment.name", "prod"),
+            ("resource.opentelemetry.io/k8s.pod.name", "not-the-pod"),
+            ("other.io/ignored", "x"),
+        ],
+        pinned,
+    );
+    let (plain, by_digest) = (pod(&[], pinned), pod(&[], "registry.example.com/web@sha256:feed"));
+    type Case<'a> = (&'a str, &'a Record, bool, [(&'a str, Option<&'a str>); 5]);
+    let cases: Vec<Case> = vec![
+        (
+            "annotations win, and every other one is a resource attribute, but never over the agent's own",
+            &annotated,
+            true,
+            [
+                (keys::SERVICE_NAME, Some("web-svc")),
+                (keys::SERVICE_VERSION, Some("1.4.0")),
+                (keys::SERVICE_INSTANCE_ID, Some("web-a")),
+                ("deployment.environment.name", Some("prod")),
+                (keys::K8S_POD_NAME, Some("web-0")),
+            ],
+        ),
+        (
+            "with --service-from-labels, the well-known labels; the manifest digest is the imageID's",
+            &plain,
+            true,
+            [
+                (keys::SERVICE_NAME, Some("web-label")),
+                (keys::SERVICE_VERSION, Some("2.0-label")),
+                (keys::SERVICE_INSTANCE_ID, Some("shop.web-0.web")),
+                ("deployment.environment.name", None),
+                (keys::OCI_MANIFEST_DIGEST, Some("sha256:0123")),
+            ],
+        ),
+        (
+            "without it, the pod and the image's tag with its digest",
+            &plain,
+            false,
+            [
+                (keys::SERVICE_NAME, Some("web-0")),
+                (keys::SERVICE_VERSION, Some("1.4@sha256:feed")),
+                (keys::SERVICE_INSTANCE_ID, Some("shop.web-0.web")),
+                ("other.io/ignored", None),
+                (keys::K8S_POD_NAME, Some("web-0")),
+            ],
+        ),
+        (
+            "an image pinned by digest alone: the digest",
+            &by_digest,
+            false,
+            [
+                (keys::SERVICE_NAME, Some("web-0")),
+                (keys::SERVICE_VERSION, Some("sha256:feed")),
+                (keys::SERVICE_NAMESPACE, Some("shop")),
+                (keys::CONTAINER_IMAGE_NAME, Some("registry.example.com/web")),
+                (keys::CONTAINER_IMAGE_TAGS, None),
+            ],
+        ),
+    ];
+    for (name, ev, labels, want) in cases {
+        let r = resource(ev, labels);
+        for (key, value) in want {
+            assert_eq!(r.get(key), value.map(s).as_ref(), "{name}: {key}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_container_says_its_current_reason_and_an_eviction_its_pods_status() {
+    let records = other_kinds();
+    let failure = records.iter().find(|r| r.kind.as_str() == "failure").expect("a failure");
+    let a = attrs(&convert::log_record(failure).attributes);
+    assert_eq!(a[keys::K8S_CONTAINER_STATUS_STATE], s("terminated"));
+    assert!(a.contains_key(keys::K8S_CONTAINER_STATUS_REASON), "{a:?}");
+    assert!(!a.contains_key(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON), "that key is lastState's");
+    let eviction = records.iter().find(|r| r.kind.as_str() == "eviction").expect("an eviction");
+    let a = attrs(&convert::log_record(eviction).attributes);
+    assert_eq!(a[keys::K8S_POD_STATUS_REASON], s("Evicted"));
+    assert_eq!(a[keys::K8S_POD_STATUS_PHASE], s("Failed"));
+}
+
+#[test]
+fn a_failing_span_carries_error_type_itself_and_no_status_description() {
+    for ev in other_kinds().iter().chain([&oom_event()]) {
+        let span = convert::span(ev);
+        let status = span.status.clone().unwrap();
+        let a = attrs(&span.attributes);
+        assert!(status.message.is_empty(), "{}: the description does not repeat error.type", ev.kind);
+        if ev.kind.as_str() == "start_failure_ended" {
+            assert_eq!(status.code, 0, "an episode's end is no error");
+            assert!(!a.contains_key(keys::ERROR_TYPE));
+        } else {
+            assert_eq!(status.code, 2, "{}: status Error", ev.kind);
+            assert_eq!(a[keys::ERROR_TYPE], s(ev.cause.as_str()), "{}", ev.kind);
+        }
+    }
 }

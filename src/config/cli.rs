@@ -437,6 +437,12 @@ pub struct OutputArgs {
     /// (opt-in: labels can be high-cardinality).
     #[arg(long, env = "RESTART_WATCHER_POD_LABEL_KEYS", value_delimiter = ',')]
     pub pod_label_keys: Vec<String>,
+
+    /// Name the service from the well-known labels when no `resource.opentelemetry.io/` annotation
+    /// does: `app.kubernetes.io/instance`, then `app.kubernetes.io/name` for `service.name`,
+    /// `app.kubernetes.io/version` for `service.version` (opt-in, as semconv's Kubernetes guide asks).
+    #[arg(long, env = "RESTART_WATCHER_SERVICE_FROM_LABELS")]
+    pub service_from_labels: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

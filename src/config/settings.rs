@@ -297,6 +297,7 @@ pub fn output(args: &OutputArgs) -> Result<Output, ConfigError> {
             cluster_name: args.cluster_name.clone().filter(|c| !c.is_empty()),
             cluster_uid: None,
             pod_label_keys: args.pod_label_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+            service_from_labels: args.service_from_labels,
         },
         batch: BatchConfig { max_records: args.batch_max_records as usize, max_delay: args.batch_max_delay },
     })

@@ -17,8 +17,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 
 use super::kv::{kv_bool, kv_double, kv_int, kv_str, kv_str_array};
+use super::service::annotated;
+pub use super::service::{service_instance_id, service_name, service_namespace, service_version, split_image};
 use crate::keys;
-use crate::record::{Owners, PodInfo, Record, RecordKind, severity, signal_name};
+use crate::record::{Record, RecordKind, severity, signal_name};
 use crate::rules::failures;
 use crate::rules::text::cap_utf8;
 
@@ -31,35 +33,13 @@ pub struct MappingConfig {
     pub cluster_uid: Option<String>,
     /// Pod label keys copied as `k8s.pod.label.<key>` (opt-in: labels can be high-cardinality).
     pub pod_label_keys: Vec<String>,
+    /// `--service-from-labels`: the well-known labels (`app.kubernetes.io/instance`, `/name`,
+    /// `/version`) name the service when no annotation does (opt-in, as semconv's guide asks).
+    pub service_from_labels: bool,
 }
 
 /// Trace flag "sampled", set on records and spans: restarts are always recorded.
 const TRACE_FLAG_SAMPLED: u32 = 1;
-
-/// `service.name` as semconv's non-normative k8s guide derives it: the pod annotation, the
-/// `app.kubernetes.io/instance` and `app.kubernetes.io/name` labels, then the workload names from
-/// the most specific owner up, then the pod name, then the container name.
-pub fn service_name(pod: &PodInfo, container: &str) -> String {
-    let o: &Owners = &pod.owners;
-    let candidates = [
-        pod.annotations.get(keys::ANNOTATION_SERVICE_NAME).map(String::as_str),
-        pod.labels.get(keys::LABEL_APP_INSTANCE).map(String::as_str),
-        pod.labels.get(keys::LABEL_APP_NAME).map(String::as_str),
-        crate::rules::owners::workload(o).map(|r| r.name.as_str()),
-        Some(pod.name.as_str()),
-        Some(container),
-    ];
-    candidates.into_iter().flatten().find(|s| !s.is_empty()).unwrap_or_default().to_owned()
-}
-
-/// `service.namespace`: the annotation, else the Kubernetes namespace.
-pub fn service_namespace(pod: &PodInfo) -> String {
-    pod.annotations
-        .get(keys::ANNOTATION_SERVICE_NAMESPACE)
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .unwrap_or_else(|| pod.namespace.clone())
-}
 
 /// Splits `containerd://abc` into (`containerd`, `abc`).
 pub fn split_container_id(id: &str) -> (Option<&str>, &str) {
@@ -69,35 +49,19 @@ pub fn split_container_id(id: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Splits an image reference into (name, tag): `repo/app:1.2` -> (`repo/app`, `1.2`). A digest
-/// reference (`repo/app@sha256:...`) has no tag.
-pub fn split_image(image: &str) -> (&str, Option<&str>) {
-    let without_digest = image.split_once('@').map_or(image, |(n, _)| n);
-    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
-    match without_digest[last_slash..].rfind(':') {
-        Some(i) => {
-            let at = last_slash + i;
-            (&without_digest[..at], Some(&without_digest[at + 1..]))
-        }
-        None => (without_digest, None),
-    }
-}
-
 /// The resource of a restart record: the restarted container.
 pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     let pod = &ev.pod;
     let c = &ev.container;
-    // An eviction is the pod's: it names no container.
-    let instance = if c.name.is_empty() {
-        format!("{}.{}", pod.namespace, pod.name)
-    } else {
-        format!("{}.{}.{}", pod.namespace, pod.name, c.name)
-    };
+    let labels = cfg.service_from_labels;
     let mut attrs = vec![
-        kv_str(keys::SERVICE_NAME, service_name(pod, &c.name)),
+        kv_str(keys::SERVICE_NAME, service_name(pod, &c.name, labels)),
         kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
-        kv_str(keys::SERVICE_INSTANCE_ID, instance),
+        kv_str(keys::SERVICE_INSTANCE_ID, service_instance_id(pod, &c.name)),
     ];
+    if let Some(version) = service_version(pod, &c.image, labels) {
+        attrs.push(kv_str(keys::SERVICE_VERSION, version));
+    }
     if let Some(cluster) = &cfg.cluster_name {
         attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
     }
@@ -128,7 +92,8 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
             attrs.push(kv_str_array(keys::CONTAINER_IMAGE_TAGS, vec![tag.to_owned()]));
         }
     }
-    if let Some((_, digest)) = c.image_id.split_once('@') {
+    if let Some((_, digest)) = c.image_id.split_once('@').filter(|(_, d)| !d.is_empty()) {
+        attrs.push(kv_str(keys::OCI_MANIFEST_DIGEST, digest));
         // imageID is `[scheme://]repo@sha256:...`; semconv wants `repo@sha256:...`.
         let repo = split_container_id(&c.image_id).1;
         let repo = repo.split_once('@').map_or(repo, |(r, _)| r);
@@ -153,6 +118,12 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     for key in &cfg.pod_label_keys {
         if let Some(v) = pod.labels.get(key) {
             attrs.push(kv_str(&format!("{}{key}", keys::K8S_POD_LABEL_PREFIX), v.as_str()));
+        }
+    }
+    // Every other `resource.opentelemetry.io/<key>` annotation, where the agent sets no `<key>`.
+    for (key, value) in annotated(pod) {
+        if !attrs.iter().any(|a| a.key == key) {
+            attrs.push(kv_str(key, value.as_str()));
         }
     }
     attrs
@@ -182,7 +153,9 @@ fn push_memory(attrs: &mut Vec<KeyValue>, ev: &Record) {
 pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(16);
     if let Some(t) = &ev.terminated {
-        if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+        // A failure's termination is the container's current state (`k8s.container.status.*`
+        // below); the others' is its last state.
+        if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty() && ev.kind != RecordKind::Failure) {
             attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
         }
         attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
@@ -214,6 +187,12 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
         }
     }
     if let Some(e) = &ev.eviction {
+        if let Some(reason) = ev.pod_reason.as_deref().filter(|r| !r.is_empty()) {
+            attrs.push(kv_str(keys::K8S_POD_STATUS_REASON, reason));
+        }
+        if let Some(phase) = e.pod_phase.as_deref().filter(|p| !p.is_empty()) {
+            attrs.push(kv_str(keys::K8S_POD_STATUS_PHASE, phase));
+        }
         attrs.push(kv_str(keys::EVICTION_REASON, e.reason.as_str()));
         if let Some(msg) = e.message.as_deref() {
             attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
@@ -387,11 +366,17 @@ pub fn span(ev: &Record) -> Span {
         _ => ev.terminated.as_ref().and_then(|t| t.started_at),
     };
     let start = start.filter(|s| *s <= end).unwrap_or(end);
-    let status = if ev.cause.is_clean() || ev.kind == RecordKind::StartFailureEnded {
-        Status { code: status::StatusCode::Unset as i32, ..Default::default() }
-    } else {
-        Status { code: status::StatusCode::Error as i32, message: ev.cause.as_str().to_owned() }
+    // semconv's recording of errors: `error.type` on the span itself, and a status description
+    // that does not repeat it (none: the record's body says what happened).
+    let error = !(ev.cause.is_clean() || ev.kind == RecordKind::StartFailureEnded);
+    let status = Status {
+        code: if error { status::StatusCode::Error } else { status::StatusCode::Unset } as i32,
+        ..Default::default()
     };
+    let mut attributes = vec![kv_str(keys::RESTART_ID, ev.restart_id())];
+    if error {
+        attributes.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
+    }
     Span {
         trace_id: ev.trace_id().to_vec(),
         span_id: ev.span_id().to_vec(),
@@ -401,7 +386,7 @@ pub fn span(ev: &Record) -> Span {
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: nanos(start),
         end_time_unix_nano: nanos(end),
-        attributes: vec![kv_str(keys::RESTART_ID, ev.restart_id())],
+        attributes,
         events: vec![span::Event {
             time_unix_nano: nanos(end),
             name: ev.kind.event_name().to_owned(),

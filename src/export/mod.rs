@@ -15,6 +15,7 @@ pub mod json;
 mod kv;
 pub mod otlp;
 pub mod retry;
+mod service;
 pub mod task;
 
 use std::io::Write;

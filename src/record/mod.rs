@@ -396,10 +396,9 @@ impl Record {
             self.terminated.as_ref().map_or(0, |t| opt_len(&t.reason) + opt_len(&t.message) + opt_len(&t.container_id));
         let current = opt_len(&self.current.reason) + opt_len(&self.current.message);
         let episode = self.episode.as_ref().map_or(0, |e| std::mem::size_of::<Episode>() + e.reason.len());
-        let eviction = self
-            .eviction
-            .as_ref()
-            .map_or(0, |e| std::mem::size_of::<Eviction>() + e.reason.len() + opt_len(&e.message));
+        let eviction = self.eviction.as_ref().map_or(0, |e| {
+            std::mem::size_of::<Eviction>() + e.reason.len() + opt_len(&e.message) + opt_len(&e.pod_phase)
+        });
         let pod_restart = self.pod_restart.as_ref().map_or(0, |p| {
             let trigger = p.trigger.as_ref().map_or(0, |t| t.container.len() + opt_len(&t.terminated.message));
             std::mem::size_of::<PodRestart>()

@@ -85,4 +85,6 @@ pub struct Eviction {
     pub message: Option<String>,
     /// When it happened, if the status says.
     pub at: Option<Timestamp>,
+    /// The pod's `status.phase` then.
+    pub pod_phase: Option<String>,
 }

@@ -288,6 +288,7 @@ pub fn eviction(pod: &SlimPod) -> Option<Eviction> {
         reason,
         message,
         at: condition.and_then(|c| c.last_transition_time),
+        pod_phase: status.phase.clone(),
     })
 }
 

@@ -53,6 +53,9 @@ RESTART_WATCHER_NO_CLUSTER_UID: "true"
 {{- if not .Values.features.checkpoint }}
 RESTART_WATCHER_NO_CHECKPOINT: "true"
 {{- end }}
+{{- if .Values.features.serviceFromLabels }}
+RESTART_WATCHER_SERVICE_FROM_LABELS: "true"
+{{- end }}
 {{- if .Values.features.oomKills }}
 {{- if ne .Values.mode "daemonset" }}
 {{- fail "features.oomKills reads each node's cgroups: it needs mode=daemonset" }}
