@@ -48,6 +48,7 @@ pub const K8S_NAMESPACE_NAME: &str = semconv::K8S_NAMESPACE_NAME;
 pub const K8S_POD_NAME: &str = semconv::K8S_POD_NAME;
 pub const K8S_POD_UID: &str = semconv::K8S_POD_UID;
 pub const K8S_NODE_NAME: &str = semconv::K8S_NODE_NAME;
+pub const K8S_NODE_UID: &str = semconv::K8S_NODE_UID;
 pub const K8S_CONTAINER_NAME: &str = semconv::K8S_CONTAINER_NAME;
 pub const K8S_CONTAINER_RESTART_COUNT: &str = semconv::K8S_CONTAINER_RESTART_COUNT;
 pub const CONTAINER_ID: &str = semconv::CONTAINER_ID;

@@ -36,7 +36,7 @@
 //! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
 //! | 7 | [`pod_list`] | one-off lists of the scope's pods: the preflight, lists from the watch cache |
 //! | 8 | [`node_oom`] | node mode's opt-in reading of the containers' memory-cgroup OOM counters |
-//! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, storm control, the waiting room, previous logs |
+//! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,nodes,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, node uids, storm control, the waiting room, previous logs |
 //! | 8 | [`config`] (`config/{mod,cli,settings,selectors,reference}.rs`) | the command line (clap alone), flags to the run's settings with every offline check once, the configuration reference |
 //! | 9 | [`app`] (`app/{mod,connect,pipeline,shutdown}.rs`), [`logging`] | wiring: a live run's stages in order, its ordered shutdown; the agent's own logs |
 //! | 10 | [`replay`] | replay's wiring: the reader, the channel, the export task, the signals |

@@ -284,6 +284,19 @@ impl Metrics {
         );
     }
 
+    /// The node index's use against its budget, and the nodes not kept past it.
+    pub(crate) fn observe_node_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
+            "nodes.index",
+            (
+                "Estimated bytes of the node index (node name -> uid, for k8s.node.uid).",
+                "The node index's budget, in bytes: past it, new nodes are not kept.",
+            ),
+            ("nodes.unindexed", "Nodes not kept past the budget (their pods' records go without k8s.node.uid)."),
+            usage,
+        );
+    }
+
     /// The OOM-kill counters kept between scans (`--oom-kills-from-cgroups`) against their budget.
     pub(crate) fn observe_oom_counters(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(

@@ -126,20 +126,35 @@ fn documented_queries(lang: &str) -> Vec<String> {
 
 /// Sends one span of an app (scope `checkout-http`) to the collector over OTLP/HTTP JSON.
 fn post_app_span(collector_http: &str, service: &str) {
-    use std::io::{Read, Write};
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let body = json!({"resourceSpans": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeSpans": [{"scope": {"name": "checkout-http"}, "spans": [{
             "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
             "name": "GET /cart", "kind": 2,
-            "startTimeUnixNano": (now - 20_000_000).to_string(), "endTimeUnixNano": now.to_string()}]}]}]})
-    .to_string();
+            "startTimeUnixNano": (now - 20_000_000).to_string(), "endTimeUnixNano": now.to_string()}]}]}]});
+    post_otlp_json(collector_http, "/v1/traces", &body);
+}
+
+/// Sends one log record `body` to the collector over OTLP/HTTP JSON, its resource naming only the
+/// pod `uid` (what k8s_attributes associates by).
+fn post_pod_log(collector_http: &str, uid: &str, body: &str) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let logs = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "k8s.pod.uid", "value": {"stringValue": uid}}]},
+        "scopeLogs": [{"scope": {"name": "probe"}, "logRecords": [{
+            "timeUnixNano": now.to_string(), "body": {"stringValue": body}}]}]}]});
+    post_otlp_json(collector_http, "/v1/logs", &logs);
+}
+
+fn post_otlp_json(collector_http: &str, path: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
     let addr = collector_http.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST /v1/traces HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -283,6 +298,30 @@ fn a_restart_is_queryable_in_jaeger_and_victorialogs_through_the_shipped_collect
         assert_eq!(rec["restart_watcher.cause"], "app_error", "{q}: {rec:#?}");
         assert!(rec["trace_id"].as_str().is_some_and(|t| !t.is_empty()), "{q}: {rec:#?}");
     }
+
+    // The collector's k8s_attributes, given only the same pod's uid, sets the k8s.* keys as the
+    // agent does: same value, same spelling.
+    post_pod_log(&collector.http_endpoint, &uid, "k8s-attributes-probe");
+    let probe = eventually("the probe log in VictoriaLogs", WAIT, || {
+        let hits = vlogs.query("\"k8s-attributes-probe\"");
+        hits.into_iter().next().ok_or_else(|| "not yet".to_owned())
+    });
+    let processor: BTreeMap<&str, &Value> = probe
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("k8s."))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    assert!(processor.len() >= 4, "k8s_attributes set its keys: {probe:#}");
+    let mut agreed = 0;
+    for (key, value) in &processor {
+        if let Some(ours) = stored.get(*key) {
+            assert_eq!(ours, *value, "{key}: the agent and k8s_attributes agree");
+            agreed += 1;
+        }
+    }
+    assert!(agreed >= 4, "k8s.namespace.name, k8s.pod.name, k8s.pod.uid, k8s.deployment.name at least: {processor:#?}");
 
     // What the agent sent, every documented attribute of it stored as sent: k8s_attributes added its
     // own (part-of) but changed nothing the agent set.

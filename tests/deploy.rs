@@ -205,6 +205,9 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     let cluster_uid = k.kubectl(&["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"]);
     for rec in agent.records.iter().chain(&node_agent.records) {
         assert_eq!(attr(&rec["resource"]["attributes"], "k8s.cluster.uid"), cluster_uid.as_str(), "{rec}");
+        let node = attr(&rec["resource"]["attributes"], "k8s.node.name");
+        let node_uid = k.kubectl(&["get", "node", node.as_str().unwrap(), "-o", "jsonpath={.metadata.uid}"]);
+        assert_eq!(attr(&rec["resource"]["attributes"], "k8s.node.uid"), node_uid.as_str(), "{rec}");
     }
 
     // Without the leases rule: catch-up is off, said once, restarts still reported.

@@ -38,6 +38,7 @@ fn combinations() -> Vec<(&'static str, Vec<&'static str>)> {
         "features.events=false",
         "features.owners=false",
         "features.clusterUid=false",
+        "features.nodeUid=false",
         "features.checkpoint=false",
         "leaderElection.enabled=false",
         "replicas=1",
@@ -265,6 +266,7 @@ fn helm_install_runs_the_agent_as_the_charts_service_account_without_a_403_in_ea
             assert_eq!(logs.matches("Events are off").count(), 1, "{name}: said once\n{logs}");
             assert_eq!(logs.matches("The owner watch is off").count(), 1, "{name}: said once\n{logs}");
             assert_eq!(logs.matches("The cluster uid is off").count(), 1, "{name}: said once\n{logs}");
+            assert_eq!(logs.matches("The node watch is off").count(), 1, "{name}: said once\n{logs}");
             assert_eq!(logs.matches("Catch-up is off").count(), 1, "{name}: said once\n{logs}");
             assert!(uid.is_null(), "{name}");
         } else {

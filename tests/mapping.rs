@@ -54,7 +54,10 @@ fn resource_is_the_restarted_container() {
         pod_label_keys: vec!["team".into(), "absent".into()],
         service_from_labels: false,
     };
-    let r = attrs(&convert::resource_attributes(&oom_event(), &cfg));
+    let mut ev = oom_event();
+    ev.pod.node_uid = Some("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2".into());
+    let r = attrs(&convert::resource_attributes(&ev, &cfg));
+    assert_eq!(r[keys::K8S_NODE_UID], s("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2"), "from the node index");
     assert_eq!(r[keys::SERVICE_VERSION], s("1.8.2"), "the image's tag");
     assert_eq!(r[keys::OCI_MANIFEST_DIGEST], s("sha256:abcd"));
     assert_eq!(r[keys::SERVICE_NAME], s("checkout"), "deployment name from the ReplicaSet's pod-template-hash");

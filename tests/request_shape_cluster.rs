@@ -122,6 +122,9 @@ fn every_list_and_watch_request_has_the_documented_shape_in_both_modes() {
         "/api/v1/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DPod&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/api/v1/namespaces/default/events?fieldSelector=involvedObject.kind%3DNode&limit=1",
         "/api/v1/namespaces/default/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DNode%2CinvolvedObject.name%3Dnode-a&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
+        // Its own Node's metadata, for k8s.node.uid.
+        "/api/v1/nodes?fieldSelector=metadata.name%3Dnode-a&limit=1",
+        "/api/v1/nodes?allowWatchBookmarks=true&fieldSelector=metadata.name%3Dnode-a&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         // The owners' metadata, cluster-wide (issue 38 narrows them to the node's pods).
         "/apis/apps/v1/replicasets?limit=1",
         "/apis/apps/v1/replicasets?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
@@ -139,12 +142,14 @@ fn every_list_and_watch_request_has_the_documented_shape_in_both_modes() {
         "/api/v1/namespaces/default/events?fieldSelector=involvedObject.kind%3DNode&limit=1",
         "/apis/apps/v1/replicasets?limit=1",
         "/apis/batch/v1/jobs?limit=1",
+        "/api/v1/nodes?limit=1",
         // Every watch starts with a streaming list from the watch cache.
         "/api/v1/pods?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/api/v1/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DPod&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/api/v1/namespaces/default/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DNode&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/apis/apps/v1/replicasets?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/apis/batch/v1/jobs?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
+        "/api/v1/nodes?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
     ]);
     assert_eq!(cluster, want_cluster, "cluster mode sent:\n{}", cluster.iter().cloned().collect::<Vec<_>>().join("\n"));
 

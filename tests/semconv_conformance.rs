@@ -183,6 +183,10 @@ fn every_kind() -> Vec<Record> {
     oom.resize = None;
     oom.oom_kills = Some(Box::new(OomKills { count: 1, total: 1, process: Some("exe".into()) }));
     out.push(oom);
+    // Enrichment's own: the node's uid.
+    for r in &mut out {
+        r.pod.node_uid = Some("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2".into());
+    }
     out
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct RunOptions {
     pub use_events: bool,
     /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
     pub use_owner_watch: bool,
+    /// Watch Node metadata for `k8s.node.uid` (when RBAC allows).
+    pub use_node_watch: bool,
     /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
     pub storm_window: Option<std::time::Duration>,
     /// Opt-in: fetch the previous instance's last log lines.
@@ -167,7 +169,8 @@ pub(super) async fn spawn(
     let mut side_watches = Stage::new("side watches", stop);
     let kube_events = spawn_kube_events(client, opts, &mut side_watches).await;
     let owners = spawn_owner_watch(client, opts, &mut side_watches).await;
-    let enrichment = enrichment(opts, kube_events, owners, &delivery);
+    let nodes = spawn_node_watch(client, opts, &mut side_watches).await;
+    let enrichment = enrichment(opts, kube_events, (owners, nodes), &delivery);
     let enricher = spawn_enricher(opts, enrichment, detected_rx, export_tx, checkpoint, &delivery);
     let watches = spawn_pod_watches(client, opts, catch_up, detected_tx, &mut delivery, stop);
     Pipeline { watches, side_watches, enricher, exporter, delivery }
@@ -229,11 +232,33 @@ async fn spawn_owner_watch(
     Some(index)
 }
 
+/// The Node metadata watch (the agent's own Node in node mode) for `k8s.node.uid`, when on and
+/// when RBAC allows: its index.
+async fn spawn_node_watch(
+    client: &kube::Client,
+    opts: &RunOptions,
+    side_watches: &mut Stage,
+) -> Option<Arc<crate::enrich::nodes::NodeIndex>> {
+    if !opts.use_node_watch {
+        tracing::info!("The node watch is off (--no-node-watch): records carry k8s.node.name without k8s.node.uid.");
+        return None;
+    }
+    let node = opts.scope.node_name.clone();
+    if !crate::enrich::nodes::allowed(client, node.as_deref()).await {
+        return None;
+    }
+    let index = Arc::new(crate::enrich::nodes::NodeIndex::default());
+    opts.metrics.observe_node_index(index.usage());
+    let stop = side_watches.stop.clone();
+    side_watches.spawn(crate::enrich::nodes::watch(client.clone(), index.clone(), node, opts.scope.tuning, stop));
+    Some(index)
+}
+
 /// The enrichment stage's options, with their budgets observed by the metrics.
 fn enrichment(
     opts: &RunOptions,
     kube_events: Option<Arc<crate::enrich::KubeEventStore>>,
-    owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
+    (owners, nodes): (Option<Arc<crate::enrich::owners::OwnerIndex>>, Option<Arc<crate::enrich::nodes::NodeIndex>>),
     delivery: &Delivery,
 ) -> crate::enrich::Enrichment {
     let episodes = &opts.scope.detection.episodes;
@@ -246,6 +271,7 @@ fn enrichment(
     crate::enrich::Enrichment {
         kube_events,
         owners,
+        nodes,
         storm: opts.storm_window.map(|window| {
             let storm = crate::enrich::storm::StormControl::new(window);
             opts.metrics.observe_storm(storm.usage());

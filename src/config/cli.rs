@@ -186,6 +186,11 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
     pub no_owner_watch: bool,
 
+    /// Do not watch Node metadata: records carry `k8s.node.name` without `k8s.node.uid` (in node
+    /// mode the watch is of the agent's own Node).
+    #[arg(long, env = "RESTART_WATCHER_NO_NODE_WATCH")]
+    pub no_node_watch: bool,
+
     /// Do not read the `kube-system` namespace's uid: records carry no `k8s.cluster.uid`.
     #[arg(long, env = "RESTART_WATCHER_NO_CLUSTER_UID")]
     pub no_cluster_uid: bool,

@@ -63,6 +63,8 @@ pub struct Settings {
     pub kube_events: bool,
     /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
     pub owner_watch: bool,
+    /// Watch Node metadata for `k8s.node.uid` (when RBAC allows).
+    pub node_watch: bool,
     /// Read the `kube-system` namespace's uid for `k8s.cluster.uid`.
     pub cluster_uid: bool,
     /// `--workload-metrics`: the cap on the per-workload series.
@@ -169,6 +171,7 @@ pub fn settings(args: &RunArgs) -> Result<Settings, ConfigError> {
         shutdown_grace: args.shutdown_grace,
         kube_events: !args.no_events,
         owner_watch: !args.no_owner_watch,
+        node_watch: !args.no_node_watch,
         cluster_uid: !args.no_cluster_uid,
         workload_metrics_max_series: args.workload_metrics.then_some(args.workload_metrics_max_series as usize),
         storm_window: args.storm_window.filter(|w| !w.is_zero()),

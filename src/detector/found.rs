@@ -158,6 +158,7 @@ pub(crate) fn pod_info(pod: &SlimPod, uid: &str) -> PodInfo {
         name: pod.name().to_owned(),
         uid: uid.to_owned(),
         node_name: pod.spec.node_name.clone(),
+        node_uid: None,
         owners: owners::from_pod(pod, &labels),
         labels,
         annotations: pod.annotations(),

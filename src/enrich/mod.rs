@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub mod kube_events;
+pub mod nodes;
 pub mod owners;
 pub mod prevlogs;
 pub mod storm;
@@ -54,6 +55,8 @@ pub const PENDING_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 pub struct Enrichment {
     pub kube_events: Option<Arc<KubeEventStore>>,
     pub owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
+    /// Node name -> uid, for `k8s.node.uid`.
+    pub nodes: Option<Arc<nodes::NodeIndex>>,
     pub storm: Option<crate::enrich::storm::StormControl>,
     /// Opt-in: the previous instance's last log lines.
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
@@ -165,6 +168,7 @@ pub async fn run(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, opts:
 struct Stage {
     kube_events: Option<Arc<KubeEventStore>>,
     owners: Option<Arc<owners::OwnerIndex>>,
+    nodes: Option<Arc<nodes::NodeIndex>>,
     storm: Option<storm::StormControl>,
     previous_logs: Option<prevlogs::PreviousLogs>,
     progress: Arc<crate::accounting::ExportProgress>,
@@ -181,6 +185,7 @@ impl Stage {
         Stage {
             kube_events: opts.kube_events,
             owners: opts.owners,
+            nodes: opts.nodes,
             storm: opts.storm,
             previous_logs: opts.previous_logs,
             progress: opts.progress,
@@ -196,6 +201,9 @@ impl Stage {
     fn admit(&mut self, mut ev: Record) {
         if let Some(index) = &self.owners {
             index.complete(&mut ev.pod.owners);
+        }
+        if let (Some(index), Some(node)) = (&self.nodes, ev.pod.node_name.as_deref()) {
+            ev.pod.node_uid = index.uid(node);
         }
         classify(&mut ev, self.kube_events.as_deref());
         let wait_for_events = self.kube_events.is_some() && waits_for_kube_events(&ev);

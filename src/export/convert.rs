@@ -74,6 +74,9 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     if let Some(node) = &pod.node_name {
         attrs.push(kv_str(keys::K8S_NODE_NAME, node.as_str()));
     }
+    if let Some(uid) = &pod.node_uid {
+        attrs.push(kv_str(keys::K8S_NODE_UID, uid.as_str()));
+    }
     if !c.name.is_empty() {
         attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
         attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.terminated_restart_count())));

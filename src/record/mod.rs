@@ -257,6 +257,8 @@ pub struct PodInfo {
     pub name: String,
     pub uid: String,
     pub node_name: Option<String>,
+    /// `k8s.node.uid`, from the node index (enrichment; absent in replay).
+    pub node_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Only the `resource.opentelemetry.io/*` annotations.
     pub annotations: BTreeMap<String, String>,
@@ -377,6 +379,7 @@ impl Record {
             + self.pod.name.len()
             + self.pod.uid.len()
             + opt_len(&self.pod.node_name)
+            + opt_len(&self.pod.node_uid)
             + map_bytes(&self.pod.labels)
             + map_bytes(&self.pod.annotations)
             + [

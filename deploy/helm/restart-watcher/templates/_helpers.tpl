@@ -50,6 +50,9 @@ RESTART_WATCHER_WORKLOAD_METRICS: "true"
 {{- if not .Values.features.clusterUid }}
 RESTART_WATCHER_NO_CLUSTER_UID: "true"
 {{- end }}
+{{- if not .Values.features.nodeUid }}
+RESTART_WATCHER_NO_NODE_WATCH: "true"
+{{- end }}
 {{- if not .Values.features.checkpoint }}
 RESTART_WATCHER_NO_CHECKPOINT: "true"
 {{- end }}
