@@ -5,15 +5,11 @@
 //! int, `[...]` an array), found through `cargo metadata`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use jiff::Timestamp;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
-use restart_watcher::detector::Detector;
 use restart_watcher::export::convert::{self, MappingConfig};
-use restart_watcher::record::{OomKills, Record, RecordKind};
-use restart_watcher_test_support::pods::{c, pod};
-use serde_json::json;
+use restart_watcher::record::RecordKind;
+use restart_watcher_test_support::samples;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Type {
@@ -28,7 +24,8 @@ enum Type {
 /// Semconv's keys as the crate defines them, with their types where its documentation gives an
 /// example (`None`: no example to read a type from).
 fn semconv_keys() -> BTreeMap<String, Option<Type>> {
-    let source = std::fs::read_to_string(crate_dir().join("src/attribute.rs")).expect("the crate's attribute.rs");
+    let source = std::fs::read_to_string(samples::semconv_crate_dir().join("src/attribute.rs"))
+        .expect("the crate's attribute.rs");
     let lines: Vec<&str> = source.lines().collect();
     let mut keys = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
@@ -60,28 +57,6 @@ fn semconv_keys() -> BTreeMap<String, Option<Type>> {
     keys
 }
 
-/// The crate's source as cargo unpacked it: the version `Cargo.lock` pins, under the registry of
-/// `$CARGO_HOME` (`~/.cargo`).
-fn crate_dir() -> PathBuf {
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).expect("Cargo.lock");
-    let version = lock
-        .split("[[package]]")
-        .find(|p| p.contains("name = \"opentelemetry-semantic-conventions\""))
-        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
-        .map(|v| v.trim_end_matches('"').to_owned())
-        .expect("opentelemetry-semantic-conventions in Cargo.lock");
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo"));
-    let name = format!("opentelemetry-semantic-conventions-{version}");
-    std::fs::read_dir(home.join("registry/src"))
-        .expect("cargo's registry sources")
-        .flatten()
-        .map(|index| index.path().join(&name))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| panic!("{name} under {}", home.display()))
-}
-
 fn type_of(v: &Value) -> Option<Type> {
     match v {
         Value::StringValue(_) => Some(Type::Str),
@@ -96,100 +71,6 @@ fn type_of(v: &Value) -> Option<Type> {
     }
 }
 
-/// One record of every kind, from the detector: a restart with its workload, a start failure and
-/// its end, a terminal failure, an eviction, a pod-wide restart with its children, a resize
-/// restart, and an OOM kill that restarted nothing.
-fn every_kind() -> Vec<Record> {
-    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
-    let mut out = Vec::new();
-    let mut d = Detector::default();
-    let uid = "4239abf7-1206-49a7-8747-9f93b9b7d16d";
-    let web = || pod(uid).named("shop", "web-0").never();
-    out.extend(d.apply(
-        &web().app(c("web", 0).waiting_msg("ContainerCreating", "")).app(c("job", 0)).slim(),
-        at("2026-11-20T10:00:00Z"),
-    ));
-    out.extend(d.apply(
-        &web().app(c("web", 0).waiting_msg("ErrImagePull", "not found")).app(c("job", 0)).slim(),
-        at("2026-11-20T10:00:05Z"),
-    ));
-    let started = web().app(c("web", 0).running_since("2026-11-20T10:01:35Z")).app(c("job", 0).ended(
-        "OOMKilled",
-        137,
-        "2026-11-20T10:01:00Z",
-    ));
-    out.extend(d.apply(&started.slim(), at("2026-11-20T10:01:40Z")));
-    let evicted = json!({"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget", "status": "True",
-        "reason": "TerminationByKubelet", "lastTransitionTime": "2026-11-20T10:02:00Z"}]});
-    let gone = web().app(c("web", 0).ended("Error", 137, "2026-11-20T10:02:01Z")).app(c("job", 0).ended(
-        "OOMKilled",
-        137,
-        "2026-11-20T10:01:00Z",
-    ));
-    out.extend(d.apply(&gone.status(evicted).slim(), at("2026-11-20T10:02:05Z")));
-
-    let rule = json!({"restartPolicy": "Never",
-        "restartPolicyRules": [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]});
-    let limits = |mem: &str| json!({"limits": {"memory": mem, "cpu": "500m"}, "requests": {"memory": "16Mi"}});
-    let api = |n: u32| {
-        pod("11111111-2222-3333-4444-555555555555")
-            .named("shop", "api-0")
-            .container_spec("worker", rule.clone())
-            .app(c("api", n).field("resources", limits("64Mi")))
-    };
-    let mut d = Detector::default();
-    d.apply(&api(0).app(c("worker", 0)).slim(), at("2026-11-20T10:00:00Z"));
-    let fired = api(0).app(c("worker", 0).ended("Error", 42, "2026-11-20T10:03:00Z"));
-    d.apply(
-        &fired.status(json!({"conditions": [{"type": "AllContainersRestarting", "status": "True"}]})).slim(),
-        at("2026-11-20T10:03:01Z"),
-    );
-    let rac = |name: &str| {
-        c(name, 1)
-            .waiting("RestartingAllContainers")
-            .terminated(json!({"reason": "RestartingAllContainers", "exitCode": 137}))
-    };
-    let restarted =
-        pod("11111111-2222-3333-4444-555555555555").named("shop", "api-0").container_spec("worker", rule.clone());
-    out.extend(d.apply(
-        &restarted.app(rac("api").field("resources", limits("64Mi"))).app(rac("worker")).slim(),
-        at("2026-11-20T10:03:02Z"),
-    ));
-
-    let mut d = Detector::default();
-    let db = |n: u32, mem: &str| {
-        pod("99999999-2222-3333-4444-555555555555")
-            .named("shop", "db-0")
-            .app(c("db", n).field("resources", limits(mem)))
-    };
-    d.apply(&db(0, "64Mi").slim(), at("2026-11-20T10:00:00Z"));
-    d.apply(
-        &db(0, "64Mi").status(json!({"conditions": [{"type": "PodResizeInProgress", "status": "True"}]})).slim(),
-        at("2026-11-20T10:04:00Z"),
-    );
-    let resized = pod("99999999-2222-3333-4444-555555555555")
-        .named("shop", "db-0")
-        .app(c("db", 1).died("Error", 137, "2026-11-20T10:04:01Z").field("resources", limits("96Mi")));
-    out.extend(d.apply(&resized.slim(), at("2026-11-20T10:04:02Z")));
-
-    let mut oom = out
-        .iter()
-        .find(|r| r.kind == RecordKind::Restart && r.container.name == "db")
-        .cloned()
-        .expect("the resize restart");
-    oom.kind = RecordKind::OomKill;
-    oom.terminated = None;
-    oom.cause = restart_watcher::record::Cause::OomKilled;
-    oom.resize = None;
-    oom.oom_kills = Some(Box::new(OomKills { count: 1, total: 1, process: Some("exe".into()) }));
-    out.push(oom);
-    // Enrichment's own: the node's uid.
-    for r in &mut out {
-        r.pod.node_uid = Some("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2".into());
-    }
-    out
-}
-
 #[test]
 fn every_attribute_of_every_record_kind_is_a_semconv_key_of_its_type_or_restart_watchers_own() {
     let semconv = semconv_keys();
@@ -202,7 +83,7 @@ fn every_attribute_of_every_record_kind_is_a_semconv_key_of_its_type_or_restart_
     ] {
         assert_eq!(semconv.get(key), Some(&Some(ty)), "the crate's documentation read right for {key}");
     }
-    let records = every_kind();
+    let records = samples::every_kind();
     let kinds: std::collections::BTreeSet<_> = records.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds.len(), RecordKind::ALL.len(), "one record of each kind: {kinds:?}");
     let cfg = MappingConfig {

@@ -81,7 +81,9 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
         attrs.push(kv_str(keys::K8S_CONTAINER_NAME, c.name.as_str()));
         attrs.push(kv_int(keys::K8S_CONTAINER_RESTART_COUNT, i64::from(ev.terminated_restart_count())));
     }
-    if let Some(id) = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|i| !i.is_empty()) {
+    // A record about the pod (an eviction, a pod restart) names no container instance.
+    let instance = ev.terminated.as_ref().and_then(|t| t.container_id.as_deref()).filter(|_| !c.name.is_empty());
+    if let Some(id) = instance.filter(|i| !i.is_empty()) {
         let (runtime, bare) = split_container_id(id);
         attrs.push(kv_str(keys::CONTAINER_ID, bare));
         if let Some(runtime) = runtime {

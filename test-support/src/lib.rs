@@ -13,7 +13,8 @@
 //!   that cuts connections;
 //! - [`recorder`]: a namespace's pods and kube events as the API server streams them, and their
 //!   replay;
-//! - [`process`]: waiting for child processes.
+//! - [`process`]: waiting for child processes;
+//! - [`samples`]: one record of every kind, for the tests of the mapping.
 //!
 //! Scripts and pinned Go modules stay in `tests/support/` (cluster.sh, build-go-tools.sh,
 //! install-test-deps.sh, go/).
@@ -29,6 +30,7 @@ pub mod process;
 pub mod proxy;
 pub mod recorder;
 pub mod rotel;
+pub mod samples;
 pub mod stand_in_apiserver;
 
 /// The agent's binary of the test or bench that runs (cargo puts it beside their `deps/`
