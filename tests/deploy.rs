@@ -176,6 +176,21 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     let mut node_agent = as_sa(&["--node-name", "node-a"]);
     agent.wait_ready();
     node_agent.wait_ready();
+    // The cluster-mode agent's node index has every node (its watch's initial list); node mode's
+    // has its own Node from the start.
+    let admin = agent.admin_addr();
+    let nodes = k.kubectl(&["get", "nodes", "-o", "name"]).lines().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !restart_watcher_test_support::cluster::http_get(&admin, "/metrics").1.lines().any(|l| {
+        l.starts_with("restart_watcher_nodes_index_usage_bytes")
+            && l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|b| b >= 100.0 * nodes as f64)
+    }) {
+        assert!(std::time::Instant::now() < deadline, "the node index filled:\n{}", agent.logs_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     k.set_status(ns, "api-1", json!([status("api", 1, Some(("Error", 1, &now_rfc3339())))]));
     agent.wait_records(1, Duration::from_secs(30));
     node_agent.wait_records(1, Duration::from_secs(30));

@@ -181,9 +181,9 @@ fn every_toggle_combination_renders_objects_valid_for_kubernetes_1_31_and_1_35()
         let want: &[&str] = if name.starts_with("all-off") {
             &["pods"]
         } else if name.starts_with("opt-in") {
-            &["pods", "events", "replicasets", "jobs", "namespaces", "pods/log"]
+            &["pods", "events", "replicasets", "jobs", "namespaces", "nodes", "pods/log"]
         } else {
-            &["pods", "events", "replicasets", "jobs", "namespaces"]
+            &["pods", "events", "replicasets", "jobs", "namespaces", "nodes"]
         };
         assert_eq!(rules, want, "{name}");
         assert_eq!(

@@ -244,10 +244,10 @@ async fn spawn_node_watch(
         return None;
     }
     let node = opts.scope.node_name.clone();
-    if !crate::enrich::nodes::allowed(client, node.as_deref()).await {
+    let index = Arc::new(crate::enrich::nodes::NodeIndex::default());
+    if !crate::enrich::nodes::allowed(client, node.as_deref(), &index).await {
         return None;
     }
-    let index = Arc::new(crate::enrich::nodes::NodeIndex::default());
     opts.metrics.observe_node_index(index.usage());
     let stop = side_watches.stop.clone();
     side_watches.spawn(crate::enrich::nodes::watch(client.clone(), index.clone(), node, opts.scope.tuning, stop));

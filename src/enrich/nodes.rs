@@ -111,14 +111,24 @@ fn selected(node: Option<&str>) -> watcher::Config {
     }
 }
 
-/// Checks access to the watch; `false` after saying so once.
-pub(crate) async fn allowed(client: &Client, node: Option<&str>) -> bool {
+/// Checks access to the watch with a one-object list, whose object goes into `index` (in node
+/// mode, the agent's own Node: its uid is known before any pod is read); `false` after saying so
+/// once.
+pub(crate) async fn allowed(client: &Client, node: Option<&str>, index: &NodeIndex) -> bool {
     let api: Api<Node> = Api::all(client.clone());
     let mut lp = ListParams::default().limit(1);
     if let Some(name) = node {
         lp = lp.fields(&format!("metadata.name={name}"));
     }
-    let Err(e) = api.list_metadata(&lp).await else { return true };
+    let e = match api.list_metadata(&lp).await {
+        Ok(list) => {
+            for n in &list.items {
+                index.apply(&n.metadata);
+            }
+            return true;
+        }
+        Err(e) => e,
+    };
     if classify(&e) == Failure::Forbidden {
         tracing::warn!(
             "No RBAC access to nodes (403 Forbidden): grant verbs [list,watch] on them for k8s.node.uid; records carry k8s.node.name alone."
