@@ -144,6 +144,11 @@ pub const RESIZE_CPU_LIMIT_AFTER: &str = "restart_watcher.resize.cpu.limit.after
 pub const OOM_KILL_COUNT: &str = "restart_watcher.oom_kill.count";
 /// OOM kills that restarted nothing: the killed process's name, from the kernel log.
 pub const OOM_KILL_PROCESS: &str = "restart_watcher.oom_kill.process";
+/// Image-pull start failures: why (`not_found`, `unauthorized`, `timeout`, `unreachable`,
+/// `rate_limited`, `tls`, `other`), from the kubelet's message.
+pub const IMAGE_PULL_REASON: &str = "restart_watcher.image_pull.reason";
+/// Image-pull start failures: the registry's host (`docker.io` for Docker Hub's short names).
+pub const IMAGE_PULL_REGISTRY: &str = "restart_watcher.image_pull.registry";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

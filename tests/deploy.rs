@@ -183,10 +183,7 @@ fn the_rbac_in_deploy_is_exactly_what_the_agent_needs() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !restart_watcher_test_support::cluster::http_get(&admin, "/metrics").1.lines().any(|l| {
         l.starts_with("restart_watcher_nodes_index_usage_bytes")
-            && l.split_whitespace()
-                .last()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|b| b >= 92.0 * nodes as f64)
+            && l.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()).is_some_and(|b| b >= 92.0 * nodes as f64)
     }) {
         assert!(std::time::Instant::now() < deadline, "the node index filled:\n{}", agent.logs_text());
         std::thread::sleep(Duration::from_millis(200));

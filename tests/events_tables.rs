@@ -56,6 +56,7 @@ fn condition(key: &str) -> &'static str {
         }
         "restart_watcher.oom_kill.process" => "`--oom-kill-kernel-log`",
         "restart_watcher.status.message" => "the kubelet gives one",
+        "restart_watcher.image_pull.reason" | "restart_watcher.image_pull.registry" => "the cause is `image_pull`",
         "k8s.pod.status.reason" => "the pod's status has one",
         _ => "",
     }

@@ -882,3 +882,137 @@ fn a_stop_signal_on_deletion_is_silent_and_the_same_signal_outside_one_is_a_cras
     assert!(asked.elapsed() < Duration::from_secs(25), "the stop signal ended it");
     s.assert_records(&[rec("container.restart", "app", "signal", "application", 138, 10, "app", 1)]);
 }
+
+/// A stand-in registry on loopback (`tests/support/test-registry.py`), declared to the node's
+/// containerd in `certs.d/<host:port>/hosts.toml` (plain HTTP, or HTTPS with a CA that did not sign
+/// its certificate); stopped and undeclared when dropped.
+struct Registry {
+    child: std::process::Child,
+    hosts: std::path::PathBuf,
+    host: String,
+}
+
+impl Registry {
+    fn start(mode: &str, tls: Option<(&Path, &Path, &Path)>) -> Registry {
+        let port = restart_watcher_test_support::backends::free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["tests/support/test-registry.py", &port.to_string(), mode]);
+        let mut toml =
+            format!("server = \"http://{host}\"\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+        if let Some((cert, key, other_ca)) = tls {
+            cmd.args([cert, key]);
+            toml = format!(
+                "server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+                other_ca.display()
+            );
+        }
+        let child = cmd.spawn().expect("python3 tests/support/test-registry.py");
+        let hosts = Path::new(cluster().var("NODE_DIR")).join("certs.d").join(&host);
+        std::fs::create_dir_all(&hosts).unwrap();
+        std::fs::write(hosts.join("hosts.toml"), toml).unwrap();
+        wait(&format!("the {mode} registry listening"), Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&host).is_ok()
+        });
+        Registry { child, hosts, host }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.hosts);
+    }
+}
+
+/// A certificate for 127.0.0.1 and a CA that did not sign it, in `dir`: (cert, key, the other CA).
+fn untrusted_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key, ca, ca_key) =
+        (dir.join("cert.pem"), dir.join("key.pem"), dir.join("other-ca.pem"), dir.join("other-ca.key"));
+    for (out, out_key, subject, san) in [(&cert, &key, "/CN=127.0.0.1", true), (&ca, &ca_key, "/CN=other-ca", false)] {
+        let mut args = vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", subject];
+        if san {
+            args.extend(["-addext", "subjectAltName=IP:127.0.0.1"]);
+        }
+        let status = std::process::Command::new("openssl")
+            .args(&args)
+            .arg("-keyout")
+            .arg(out_key)
+            .arg("-out")
+            .arg(out)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl req");
+    }
+    (cert, key, ca)
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn image_pull_failures_say_what_the_registry_answered_and_which_registry() {
+    let mut s = Scenario::start("pull-reasons");
+    let certs = untrusted_certificate(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pull-certs-{}", std::process::id())),
+    );
+    let registries = [
+        ("unauthorized", Registry::start("401", None)),
+        ("not-found", Registry::start("404", None)),
+        ("rate-limited", Registry::start("429", None)),
+        ("timeout", Registry::start("hang", None)),
+        ("tls", Registry::start("tls", Some((&certs.0, &certs.1, &certs.2)))),
+    ];
+    let mut pods: Vec<(&str, String)> = registries.iter().map(|(name, r)| (*name, r.host.clone())).collect();
+    // Port 1 on loopback: nothing listens.
+    pods.push(("unreachable", "127.0.0.1:1".to_owned()));
+    for (name, host) in &pods {
+        let c = json!({"name": "app", "image": format!("{host}/team/app:1.0"), "imagePullPolicy": "Always"});
+        apply(cluster(), &pod(&s.ns, name, json!({"containers": [c]})));
+    }
+    for (name, _) in &pods {
+        // containerd waits about 30 s for the hanging registry's answer.
+        wait(&format!("{name} failing to pull"), Duration::from_secs(120), || {
+            let p = cluster().get_pod(&s.ns, name);
+            matches!(
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            )
+        });
+    }
+    for (name, _) in &pods {
+        s.delete(name);
+    }
+    drop(registries);
+    let live = s.agent.settle(QUIET).to_vec();
+    let mut found: Vec<(String, String, String)> = live
+        .iter()
+        .filter(|r| r["eventName"] == "restart_watcher.container.start_failure")
+        .map(|r| {
+            let pod = attr(&r["resource"]["attributes"], "k8s.pod.name").as_str().unwrap().to_owned();
+            let reason =
+                attr(&r["attributes"], "restart_watcher.image_pull.reason").as_str().unwrap_or_default().to_owned();
+            let registry =
+                attr(&r["attributes"], "restart_watcher.image_pull.registry").as_str().unwrap_or_default().to_owned();
+            (pod, reason, registry)
+        })
+        .collect();
+    found.sort();
+    let mut want: Vec<(String, String, String)> =
+        pods.iter().map(|(name, host)| (name.to_string(), name.replace('-', "_"), host.clone())).collect();
+    want.sort();
+    assert_eq!(found, want, "{live:#?}");
+    let ended = live.iter().filter(|r| r["eventName"] == "restart_watcher.container.start_failure_ended").count();
+    assert_eq!(ended, pods.len(), "each episode ends with its pod's deletion: {live:#?}");
+    // Six pods fail at once: the replay gives the same records, in the recording's order.
+    let path = s.recorder.stop();
+    let replayed = recs(&Recorder::replay(&path));
+    let (mut sorted_replay, mut sorted_live) = (replayed.clone(), recs(&live));
+    sorted_replay.sort();
+    sorted_live.sort();
+    assert_eq!(sorted_replay, sorted_live, "replayed records of pull-reasons");
+    if std::env::var_os("RW_RECORD_REAL_NODE").is_some() {
+        keep_fixture(&path, s.name, &replayed);
+    }
+}

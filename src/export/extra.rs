@@ -1,5 +1,6 @@
 //! The OTLP mapping (pure) of what is more than a container's own restart: pod-wide restarts,
-//! resize restarts, and OOM kills that restart nothing; their attributes, and their sentences.
+//! resize restarts, OOM kills that restart nothing, why an image cannot be pulled; their
+//! attributes, and their sentences.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
@@ -31,6 +32,14 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
             attrs.push(kv_int_array(keys::POD_RESTART_RESTART_COUNTS, counts));
         } else if let Some((id, _)) = ev.parent() {
             attrs.push(kv_str(keys::POD_RESTART_ID, id));
+        }
+    }
+    if ev.kind == RecordKind::StartFailure && ev.cause == Cause::ImagePull {
+        let message = ev.current.message.as_deref().unwrap_or_default();
+        attrs.push(kv_str(keys::IMAGE_PULL_REASON, crate::rules::pulls::classify(message).as_str()));
+        let image = crate::rules::pulls::image_in(message).unwrap_or(&ev.container.image);
+        if let Some(host) = crate::rules::pulls::registry(image) {
+            attrs.push(kv_str(keys::IMAGE_PULL_REGISTRY, host));
         }
     }
     if let Some(o) = &ev.oom_kills {

@@ -7,6 +7,7 @@
 //! - [`memory`]: the memory a container had (limit, request, QoS class), from Kubernetes quantities;
 //! - [`cgroups`]: a node's container memory cgroups, their OOM-kill counters, and when a rise is an
 //!   OOM kill that restarted nothing;
+//! - [`pulls`]: why an image cannot be pulled, and from which registry;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
 pub(crate) mod causes;
@@ -14,4 +15,5 @@ pub mod cgroups;
 pub mod failures;
 pub(crate) mod memory;
 pub mod owners;
+pub mod pulls;
 pub mod text;

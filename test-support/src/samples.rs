@@ -11,6 +11,9 @@ use serde_json::json;
 
 use crate::pods::{c, pod};
 
+/// The kubelet's message for an image its registry does not know (the real node's).
+const NOT_FOUND: &str = "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.example.com/web:1.0\": failed to resolve image: registry.example.com/web:1.0: not found";
+
 /// One record of every kind, from the detector: a restart with its workload, a start failure and
 /// its end, a terminal failure, an eviction, a pod-wide restart with its children, a resize
 /// restart, and an OOM kill that restarted nothing.
@@ -25,7 +28,7 @@ pub fn every_kind() -> Vec<Record> {
         at("2026-11-20T10:00:00Z"),
     ));
     out.extend(d.apply(
-        &web().app(c("web", 0).waiting_msg("ErrImagePull", "not found")).app(c("job", 0)).slim(),
+        &web().app(c("web", 0).waiting_msg("ErrImagePull", NOT_FOUND)).app(c("job", 0)).slim(),
         at("2026-11-20T10:00:05Z"),
     ));
     let started = web().app(c("web", 0).running_since("2026-11-20T10:01:35Z")).app(c("job", 0).ended(

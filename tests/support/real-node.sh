@@ -15,7 +15,8 @@
 #                                  which it depends on) and ContainerStopSignals
 #
 # Printed on success: REAL_NODE (its name), CONTAINERD_ADDRESS, CTR, TEST_IMAGE (the test
-# program's image, imported), NODE_DIR.
+# program's image, imported), NODE_DIR (where a test may declare a registry host in
+# certs.d/<host:port>/hosts.toml, containerd's registry configuration).
 #
 # The machine's own settings are never changed. containerd and the kubelet run in a private mount
 # namespace (unshare -m), where:
@@ -130,7 +131,7 @@ for b in kubelet kubectl containerd containerd-shim-runc-v2 ctr runc bridge host
   [ -x "${bin[$b]:-}" ] || { echo "real-node.sh: build-go-tools.sh gave no $b" >&2; exit 1; }
 done
 
-mkdir -p "$dir"/{containerd/root,containerd/state,cni/bin,cni/net.d,cni/data,kubelet,pod-logs,sys,bin}
+mkdir -p "$dir"/{containerd/root,containerd/state,cni/bin,cni/net.d,cni/data,kubelet,pod-logs,sys,bin,certs.d}
 dir=$(cd "$dir" && pwd)
 # containerd finds its shim and runc on PATH; the CNI plugins in one directory.
 for b in containerd-shim-runc-v2 runc ctr; do ln -sf "${bin[$b]}" "$dir/bin/$b"; done
@@ -172,6 +173,10 @@ state = "$dir/containerd/state"
   snapshotter = 'overlayfs'
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = 'registry.test/rw-test:1'
+  # Registry hosts (a test's registry on loopback: NODE_DIR/certs.d/<host:port>/hosts.toml), read
+  # at each pull.
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = '$dir/certs.d'
 [plugins.'io.containerd.cri.v1.runtime']
   # root here lacks CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj: Guaranteed pods keep the
   # kubelet's lowest allowed score instead of -997.
