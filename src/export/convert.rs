@@ -53,15 +53,7 @@ pub fn split_container_id(id: &str) -> (Option<&str>, &str) {
 pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
     let pod = &ev.pod;
     let c = &ev.container;
-    let labels = cfg.service_from_labels;
-    let mut attrs = vec![
-        kv_str(keys::SERVICE_NAME, service_name(pod, &c.name, labels)),
-        kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
-        kv_str(keys::SERVICE_INSTANCE_ID, service_instance_id(pod, &c.name)),
-    ];
-    if let Some(version) = service_version(pod, &c.image, labels) {
-        attrs.push(kv_str(keys::SERVICE_VERSION, version));
-    }
+    let mut attrs = super::service::service_attributes(pod, &c.name, &c.image, cfg.service_from_labels);
     if let Some(cluster) = &cfg.cluster_name {
         attrs.push(kv_str(keys::K8S_CLUSTER_NAME, cluster.as_str()));
     }
@@ -154,29 +146,8 @@ fn push_memory(attrs: &mut Vec<KeyValue>, ev: &Record) {
     }
 }
 
-/// The record attributes: what happened (not who).
-pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
-    let mut attrs = Vec::with_capacity(16);
-    if let Some(t) = &ev.terminated {
-        // A failure's termination is the container's current state (`k8s.container.status.*`
-        // below); the others' is its last state.
-        if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty() && ev.kind != RecordKind::Failure) {
-            attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
-        }
-        attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
-    }
-    push_memory(&mut attrs, ev);
-    super::extra::push(&mut attrs, ev);
-    // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
-    if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
-        attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
-    }
-    if let Some(state) = ev.current.state {
-        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_STATE, state));
-    }
-    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
-        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_REASON, reason));
-    }
+/// A start failure's episode and an eviction's reason, message and pod status.
+fn push_episode_and_eviction(attrs: &mut Vec<KeyValue>, ev: &Record) {
     if let Some(e) = &ev.episode {
         attrs.push(kv_str(keys::START_FAILURE_REASON, e.reason.as_str()));
         attrs.push(kv_int(keys::START_FAILURE_ATTEMPTS, i64::from(e.attempts)));
@@ -203,6 +174,32 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
             attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
         }
     }
+}
+
+/// The record attributes: what happened (not who).
+pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
+    let mut attrs = Vec::with_capacity(16);
+    if let Some(t) = &ev.terminated {
+        // A failure's termination is the container's current state (`k8s.container.status.*`
+        // below); the others' is its last state.
+        if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty() && ev.kind != RecordKind::Failure) {
+            attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON, reason));
+        }
+        attrs.push(kv_int(keys::PROCESS_EXIT_CODE, i64::from(t.exit_code)));
+    }
+    push_memory(&mut attrs, ev);
+    super::extra::push(&mut attrs, ev);
+    // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
+    if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
+        attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
+    }
+    if let Some(state) = ev.current.state {
+        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_STATE, state));
+    }
+    if let Some(reason) = ev.current.reason.as_deref().filter(|r| !r.is_empty()) {
+        attrs.push(kv_str(keys::K8S_CONTAINER_STATUS_REASON, reason));
+    }
+    push_episode_and_eviction(&mut attrs, ev);
     if let Some(back_off) = ev.current.back_off {
         attrs.push(kv_int(keys::CRASH_LOOP_BACK_OFF, back_off.as_secs() as i64));
     }

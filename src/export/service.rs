@@ -3,6 +3,9 @@
 //! `resource.opentelemetry.io/<key>` annotations as resource attributes. The well-known labels
 //! count only when asked for (`--service-from-labels`).
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use super::kv::kv_str;
 use crate::keys;
 use crate::record::PodInfo;
 
@@ -23,6 +26,19 @@ fn annotation<'a>(pod: &'a PodInfo, key: &str) -> Option<&'a str> {
 
 fn label<'a>(pod: &'a PodInfo, key: &str, labels: bool) -> Option<&'a str> {
     pod.labels.get(key).map(String::as_str).filter(|v| labels && !v.is_empty())
+}
+
+/// The `service.*` attributes of a record about `container` (empty: the pod) running `image`.
+pub(crate) fn service_attributes(pod: &PodInfo, container: &str, image: &str, labels: bool) -> Vec<KeyValue> {
+    let mut attrs = vec![
+        kv_str(keys::SERVICE_NAME, service_name(pod, container, labels)),
+        kv_str(keys::SERVICE_NAMESPACE, service_namespace(pod)),
+        kv_str(keys::SERVICE_INSTANCE_ID, service_instance_id(pod, container)),
+    ];
+    if let Some(version) = service_version(pod, image, labels) {
+        attrs.push(kv_str(keys::SERVICE_VERSION, version));
+    }
+    attrs
 }
 
 /// `service.name`: the annotation; with `labels`, the `app.kubernetes.io/instance` and
