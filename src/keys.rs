@@ -149,6 +149,13 @@ pub const OOM_KILL_PROCESS: &str = "restart_watcher.oom_kill.process";
 pub const IMAGE_PULL_REASON: &str = "restart_watcher.image_pull.reason";
 /// Image-pull start failures: the registry's host (`docker.io` for Docker Hub's short names).
 pub const IMAGE_PULL_REGISTRY: &str = "restart_watcher.image_pull.registry";
+/// The Deployment revision the pod runs (its ReplicaSet's `deployment.kubernetes.io/revision`).
+pub const REVISION: &str = "restart_watcher.revision";
+/// The pod's template hash: `pod-template-hash` (Deployments) or `controller-revision-hash`
+/// (StatefulSets, DaemonSets).
+pub const REVISION_HASH: &str = "restart_watcher.revision.hash";
+/// `true` on the first failure the agent saw of a workload's revision (absent otherwise).
+pub const REVISION_FIRST_FAILURE: &str = "restart_watcher.revision.first_failure";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

@@ -284,6 +284,22 @@ impl Metrics {
         );
     }
 
+    /// The revisions remembered for `first_failure`, against their budget, and those let go.
+    pub(crate) fn observe_revisions(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
+            "revisions",
+            (
+                "Bytes of the workload revisions that have failed, remembered to mark each one's first failure.",
+                "Their budget, in bytes: past it, the oldest are forgotten.",
+            ),
+            (
+                "revisions.forgotten",
+                "Revisions forgotten past the budget (a later failure of one is marked first again).",
+            ),
+            usage,
+        );
+    }
+
     /// The node index's use against its budget, and the nodes not kept past it.
     pub(crate) fn observe_node_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(

@@ -1153,3 +1153,45 @@ fn pod_wide_restart_and_resize_table() {
         assert_eq!(d.episode_usage().0, 0, "{name}: nothing kept once the restarts were seen");
     }
 }
+
+/// A restart of pod `uid` of ReplicaSet `web-<hash>` (Deployment `web`), as `(first_of_revision,
+/// restart count)` of the records one observation of a rise makes.
+fn revision_restart(d: &mut Detector, uid: &str, hash: Option<&str>) -> Vec<(bool, u32)> {
+    let now: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+    let slim = |n: u32| {
+        let mut p = pod(uid).app(c("web", n).died("Error", 1, T0)).json();
+        if let Some(hash) = hash {
+            p["metadata"]["labels"] = json!({"pod-template-hash": hash});
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("web-{hash}"), "uid": format!("rs-{hash}"), "controller": true}]);
+        }
+        serde_json::from_value::<restart_watcher::pod::SlimPod>(p).unwrap()
+    };
+    d.apply(&slim(0), now);
+    d.apply(&slim(1), now).iter().map(|r| (r.first_of_revision, r.restart_count)).collect()
+}
+
+#[test]
+fn the_first_failure_of_each_revision_is_marked_once() {
+    let mut d = Detector::new(KindFilter::default());
+    assert_eq!(
+        revision_restart(&mut d, "aaaaaaaa-0000-0000-0000-000000000001", Some("5d8f")),
+        [(true, 1)],
+        "a revision's first"
+    );
+    assert_eq!(
+        revision_restart(&mut d, "aaaaaaaa-0000-0000-0000-000000000002", Some("5d8f")),
+        [(false, 1)],
+        "its second pod"
+    );
+    assert_eq!(
+        revision_restart(&mut d, "aaaaaaaa-0000-0000-0000-000000000003", Some("7c9b")),
+        [(true, 1)],
+        "a new revision"
+    );
+    assert_eq!(
+        revision_restart(&mut d, "aaaaaaaa-0000-0000-0000-000000000004", None),
+        [(false, 1)],
+        "no revision known"
+    );
+}

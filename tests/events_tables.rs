@@ -26,6 +26,9 @@ fn condition(key: &str) -> &'static str {
             "the pod belongs to a Deployment"
         }
         "k8s.cluster.name" => "`--cluster-name`",
+        "restart_watcher.revision" => "the pod belongs to a Deployment (and the owner index knows its ReplicaSet)",
+        "restart_watcher.revision.first_failure" => "the first failure of the pod's revision",
+        "restart_watcher.revision.hash" => "the pod belongs to a Deployment, StatefulSet or DaemonSet",
         "k8s.cluster.uid" => "read at start (live runs with RBAC for it)",
         "k8s.pod.label.<key>" => "`--pod-label-keys` names it",
         "k8s.container.status.last_terminated_reason" => "the status gives a reason",

@@ -251,6 +251,7 @@ fn service_name_derivation_order() {
             daemonset: Some(OwnerRef { name: "ds".into(), uid: None }),
             cronjob: Some(OwnerRef { name: "cj".into(), uid: None }),
             job: Some(OwnerRef { name: "job".into(), uid: None }),
+            ..Default::default()
         },
         ..Default::default()
     };

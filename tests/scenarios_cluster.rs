@@ -81,6 +81,7 @@ fn a_crash_looping_deployment_is_reported_per_restart_with_the_controllers_owner
     assert_eq!(got, vec![s(&pod, "app", 1), s(&pod, "app", 2), s(&pod, "app", 3)]);
 
     let dep_uid = uid_of(k, ns, "deployment", "api");
+    let hash = k.get_pod(ns, &pod)["metadata"]["labels"]["pod-template-hash"].clone();
     let rs = k.get_pod(ns, &pod)["metadata"]["ownerReferences"][0].clone();
     assert_eq!(rs["kind"], "ReplicaSet", "the ReplicaSet controller owns the pod");
     for rec in &agent.records {
@@ -88,6 +89,9 @@ fn a_crash_looping_deployment_is_reported_per_restart_with_the_controllers_owner
         assert_eq!(attr(res(rec), "k8s.deployment.uid"), dep_uid.as_str());
         assert_eq!(attr(res(rec), "k8s.replicaset.name"), rs["name"]);
         assert_eq!(attr(res(rec), "k8s.replicaset.uid"), rs["uid"]);
+        // The revision the Deployment controller wrote on the ReplicaSet, and the pod's hash.
+        assert_eq!(attr(res(rec), "restart_watcher.revision"), "1");
+        assert_eq!(attr(res(rec), "restart_watcher.revision.hash"), hash);
     }
 }
 
@@ -161,6 +165,12 @@ fn a_statefulset_pod_recreated_under_the_same_name_is_tracked_per_uid() {
     assert_eq!(summaries(agent.settle(QUIET)), vec![s("db-0", "db", 1), s("db-0", "db", 2), s("db-0", "db", 1)]);
     let uids: Vec<Value> = agent.records.iter().map(|r| attr(res(r), "k8s.pod.uid")).collect();
     assert_eq!(uids, vec![Value::from(first_uid.clone()), Value::from(first_uid), Value::from(second_uid)]);
+    // The StatefulSet controller's revision of the pod's template.
+    let hash = k.get_pod(ns, "db-0")["metadata"]["labels"]["controller-revision-hash"].clone();
+    assert!(hash.as_str().is_some_and(|h| h.starts_with("db-")), "{hash}");
+    for rec in &agent.records {
+        assert_eq!(attr(res(rec), "restart_watcher.revision.hash"), hash);
+    }
 }
 
 #[test]

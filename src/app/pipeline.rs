@@ -266,6 +266,9 @@ fn enrichment(
         episodes.budget_bytes.store(crate::detector::EPISODE_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
     }
     opts.metrics.observe_episodes(episodes.clone());
+    let revisions = &opts.scope.detection.revisions;
+    revisions.budget_bytes.store(crate::detector::REVISIONS_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
+    opts.metrics.observe_revisions(revisions.clone());
     let pending_usage = Arc::new(crate::accounting::BudgetUsage::default());
     opts.metrics.observe_pending(pending_usage.clone());
     crate::enrich::Enrichment {

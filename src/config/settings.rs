@@ -260,6 +260,7 @@ fn detection(args: &DetectionArgs, redactions: Vec<regex::Regex>) -> Detection {
         records: record_kinds(&args.events),
         redactions,
         episodes: Default::default(),
+        revisions: Default::default(),
     }
 }
 

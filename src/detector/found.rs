@@ -213,6 +213,7 @@ fn record_of(
         pod_restart: None,
         resize: None,
         oom_kills: None,
+        first_of_revision: false,
         in_flight_since: None,
     }
 }

@@ -31,6 +31,7 @@ use crate::rules::failures;
 mod episodes;
 mod found;
 mod pod_wide;
+mod revisions;
 mod steps;
 mod tracked;
 
@@ -89,6 +90,8 @@ const EVICTED: u8 = 2;
 /// `False` while it ran): its next restarts are a pod-wide restart.
 const SANDBOX_LOST: u8 = 4;
 
+pub use revisions::REVISIONS_BUDGET_BYTES;
+
 /// The default budget of the start-failure episodes kept for their closing records, in bytes.
 pub const EPISODE_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 /// What one kept episode costs: its key and state in the map, with the map's overhead.
@@ -104,6 +107,8 @@ pub struct Detection {
     /// The kept start-failure episodes against their budget, shared by the detectors of every
     /// scope and with the metrics.
     pub episodes: Arc<BudgetUsage>,
+    /// The revisions that have failed, against their budget (shared likewise).
+    pub revisions: Arc<BudgetUsage>,
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -134,6 +139,7 @@ pub struct Detector {
     in_relist: bool,
     stats: DetectorStats,
     episodes: Episodes,
+    revisions: revisions::Revisions,
     /// Applied to the kubelet's messages copied into records.
     redactions: Vec<regex::Regex>,
 }
@@ -149,6 +155,7 @@ impl Detector {
             records: detection.records,
             redactions: detection.redactions.clone(),
             episodes: Episodes::sharing(detection.episodes.clone()),
+            revisions: revisions::Revisions::sharing(detection.revisions.clone()),
             ..Default::default()
         }
     }
@@ -377,7 +384,12 @@ impl Detector {
             return Vec::new();
         }
         let info = found::pod_info(pod, uid);
-        found.into_iter().map(|f| found::build(&info, &facts, f, &self.redactions, observed_at)).collect()
+        let mut records: Vec<Record> =
+            found.into_iter().map(|f| found::build(&info, &facts, f, &self.redactions, observed_at)).collect();
+        for ev in &mut records {
+            self.revisions.mark(ev);
+        }
+        records
     }
 }
 

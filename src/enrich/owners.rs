@@ -52,18 +52,29 @@ impl Link {
 /// The default budget of the owner index, in bytes.
 pub const OWNER_INDEX_BUDGET_BYTES: usize = 16 * 1024 * 1024;
 
-/// What one link occupies: both uids, the owner's name, and the map entry.
-fn link_bytes(uid: &str, owner: &OwnerRef) -> usize {
+/// The ReplicaSet annotation that says which revision of its Deployment it is.
+const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// A ReplicaSet's or Job's controlling owner, and (ReplicaSets) the Deployment revision it is.
+#[derive(Clone, Debug)]
+struct Linked {
+    owner: OwnerRef,
+    revision: Option<String>,
+}
+
+/// What one link occupies: both uids, the owner's name, the revision, and the map entry.
+fn link_bytes(uid: &str, linked: &Linked) -> usize {
     uid.len()
-        + owner.name.len()
-        + owner.uid.as_ref().map_or(0, String::len)
-        + std::mem::size_of::<(String, OwnerRef)>()
+        + linked.owner.name.len()
+        + linked.owner.uid.as_ref().map_or(0, String::len)
+        + linked.revision.as_ref().map_or(0, String::len)
+        + std::mem::size_of::<(String, Linked)>()
         + std::mem::size_of::<u64>()
 }
 
 #[derive(Debug, Default)]
 struct Links {
-    map: HashMap<String, OwnerRef>,
+    map: HashMap<String, Linked>,
     bytes: usize,
 }
 
@@ -114,13 +125,17 @@ impl OwnerIndex {
         let Ok(mut links) = self.links.lock() else { return };
         links.remove(&uid);
         if let Some(owner) = Self::controller(meta, link.owner_kind()) {
-            let bytes = link_bytes(&uid, &owner);
+            let revision = (link == Link::ReplicaSetToDeployment)
+                .then(|| meta.annotations.as_ref()?.get(REVISION_ANNOTATION).cloned())
+                .flatten();
+            let linked = Linked { owner, revision };
+            let bytes = link_bytes(&uid, &linked);
             if links.bytes + bytes > self.budget {
                 self.usage.shed.fetch_add(1, Ordering::Relaxed);
             } else {
                 links.bytes += bytes;
                 crate::churn::make_room(&mut links.map);
-                links.map.insert(uid, owner);
+                links.map.insert(uid, linked);
             }
         }
         self.usage.bytes.store(links.bytes as u64, Ordering::Relaxed);
@@ -141,16 +156,18 @@ impl OwnerIndex {
         self.len() == 0
     }
 
-    /// Completes `owners` from the index: the Deployment of its ReplicaSet, the CronJob of its Job.
+    /// Completes `owners` from the index: the Deployment of its ReplicaSet (and the revision the
+    /// ReplicaSet is), the CronJob of its Job.
     pub fn complete(&self, owners: &mut Owners) {
         let Ok(links) = self.links.lock() else { return };
         let lookup =
             |r: &Option<OwnerRef>| r.as_ref().and_then(|r| r.uid.as_ref()).and_then(|uid| links.map.get(uid)).cloned();
         if let Some(dep) = lookup(&owners.replicaset) {
-            owners.deployment = Some(dep);
+            owners.deployment = Some(dep.owner);
+            owners.revision = dep.revision;
         }
         if let Some(cj) = lookup(&owners.job) {
-            owners.cronjob = Some(cj);
+            owners.cronjob = Some(cj.owner);
         }
     }
 }
@@ -220,6 +237,7 @@ mod tests {
     fn replicaset(i: u32) -> ObjectMeta {
         ObjectMeta {
             uid: Some(format!("00000000-0000-0000-0000-{i:012}")),
+            annotations: Some([("deployment.kubernetes.io/revision".to_owned(), "3".to_owned())].into()),
             owner_references: Some(vec![OwnerReference {
                 kind: "Deployment".into(),
                 name: format!("deploy-{i}"),
@@ -251,6 +269,7 @@ mod tests {
         // A kept link names the Deployment with its uid; a shed one leaves the naming rule's work.
         let mut first = owners_of(0);
         index.complete(&mut first);
+        assert_eq!(first.revision.as_deref(), Some("3"), "the ReplicaSet's Deployment revision");
         assert_eq!(first.deployment.unwrap().uid.as_deref(), Some("11111111-0000-0000-0000-000000000000"));
         let mut last = owners_of(999);
         index.complete(&mut last);

@@ -112,6 +112,11 @@ pub fn resource_attributes(ev: &Record, cfg: &MappingConfig) -> Vec<KeyValue> {
             }
         }
     }
+    for (key, value) in [(keys::REVISION, &o.revision), (keys::REVISION_HASH, &o.revision_hash)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            attrs.push(kv_str(key, v));
+        }
+    }
     for key in &cfg.pod_label_keys {
         if let Some(v) = pod.labels.get(key) {
             attrs.push(kv_str(&format!("{}{key}", keys::K8S_POD_LABEL_PREFIX), v.as_str()));
@@ -235,6 +240,9 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     attrs.push(kv_str(keys::RESTART_ID, ev.restart_id()));
     if ev.detected_late {
         attrs.push(kv_bool(keys::DETECTED_LATE, true));
+    }
+    if ev.first_of_revision {
+        attrs.push(kv_bool(keys::REVISION_FIRST_FAILURE, true));
     }
     attrs.push(kv_str(keys::CAUSE, ev.cause.as_str()));
     attrs.push(kv_str(keys::CAUSE_CATEGORY, ev.category()));

@@ -272,9 +272,15 @@ pub struct OwnerRef {
     pub uid: Option<String>,
 }
 
-/// The pod's workload chain as far as it is known.
+/// The pod's workload chain as far as it is known, and the revision of it the pod runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Owners {
+    /// A Deployment's revision (its ReplicaSet's `deployment.kubernetes.io/revision`, from the
+    /// owner index).
+    pub revision: Option<String>,
+    /// The pod's template hash: `pod-template-hash` (Deployments) or `controller-revision-hash`
+    /// (StatefulSets, DaemonSets).
+    pub revision_hash: Option<String>,
     pub replicaset: Option<OwnerRef>,
     pub deployment: Option<OwnerRef>,
     pub statefulset: Option<OwnerRef>,
@@ -352,6 +358,8 @@ pub struct Record {
     pub resize: Option<Box<ResizeChange>>,
     /// OOM kills that restarted nothing.
     pub oom_kills: Option<Box<OomKills>>,
+    /// The first failure of its workload's revision (`restart_watcher.revision.first_failure`).
+    pub first_of_revision: bool,
     /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
     /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
     pub in_flight_since: Option<Timestamp>,
@@ -392,7 +400,9 @@ impl Record {
             ]
             .into_iter()
             .map(owner)
-            .sum::<usize>();
+            .sum::<usize>()
+            + opt_len(&owners.revision)
+            + opt_len(&owners.revision_hash);
         let c = &self.container;
         let container = c.name.len() + c.image.len() + c.image_id.len();
         let terminated =
@@ -599,6 +609,7 @@ impl Record {
             pod_restart: None,
             resize: None,
             oom_kills: None,
+            first_of_revision: false,
             in_flight_since: None,
         }
     }

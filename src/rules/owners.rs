@@ -12,6 +12,11 @@ use crate::record::{OwnerRef, Owners};
 pub(crate) fn from_pod(pod: &SlimPod, labels: &std::collections::BTreeMap<String, String>) -> Owners {
     let mut owners = Owners::default();
     let refs = pod.owner_references();
+    owners.revision_hash = match refs.iter().find(|o| o.controller == Some(true)).map(|o| o.kind.as_str()) {
+        Some("ReplicaSet") => labels.get("pod-template-hash").cloned(),
+        Some("StatefulSet" | "DaemonSet") => labels.get("controller-revision-hash").cloned(),
+        _ => None,
+    };
     let controller = refs.iter().find(|o| o.controller == Some(true)).or_else(|| refs.first());
     let Some(o) = controller else {
         return owners;

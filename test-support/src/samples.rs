@@ -127,6 +127,8 @@ fn restart() -> Record {
         "startedAt": "2026-11-20T10:00:00Z", "finishedAt": "2026-11-20T10:03:20Z", "containerID": "containerd://abc123"}});
     let mut ev = d.apply(&serde_json::from_value(p).unwrap(), at("2026-11-20T10:03:25Z")).remove(0);
     ev.detected_late = true;
+    // The owner index's: the revision the ReplicaSet is of its Deployment.
+    ev.pod.owners.revision = Some("3".into());
     ev.coalesced = Some(3);
     ev.previous_logs = Some("connection refused: db:5432\n".into());
     ev
