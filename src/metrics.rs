@@ -146,6 +146,7 @@ impl Metrics {
             KeyValue::new("namespace", l.namespace),
             KeyValue::new("workload_kind", l.workload_kind),
             KeyValue::new("workload", l.workload),
+            KeyValue::new("revision", l.revision),
             KeyValue::new("container", l.container),
             KeyValue::new("cause", ev.cause.as_str()),
         ];

@@ -1,7 +1,8 @@
 //! Opt-in per-workload counters for Prometheus users (`--workload-metrics`):
-//! `restart_watcher_container_restarts_total{namespace, workload_kind, workload, container, cause}`
+//! `restart_watcher_container_restarts_total{namespace, workload_kind, workload, revision, container, cause}`
 //! and, for the records that are not restarts,
-//! `restart_watcher_container_failures_total{namespace, workload_kind, workload, container, event, cause}`;
+//! `restart_watcher_container_failures_total{namespace, workload_kind, workload, revision, container, event, cause}`
+//! (`revision`: the pod's template hash, `none` without one: each rollout makes new series);
 //! and restarts by node, `restart_watcher_node_restarts_total{node, cause}`.
 //!
 //! Their labels come from the cluster, so their series are capped (`SeriesCap`, pure): past the
@@ -29,6 +30,8 @@ pub(crate) struct WorkloadLabels {
     /// pod without a controller.
     pub workload_kind: &'static str,
     pub workload: String,
+    /// The pod's template hash (`pod-template-hash`, `controller-revision-hash`), else `none`.
+    pub revision: String,
     pub container: String,
 }
 
@@ -43,6 +46,13 @@ impl WorkloadLabels {
             namespace: ev.pod.namespace.clone(),
             workload_kind,
             workload,
+            revision: ev
+                .pod
+                .owners
+                .revision_hash
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "none".to_owned()),
             container: ev.container.name.clone(),
         }
     }
@@ -52,6 +62,7 @@ impl WorkloadLabels {
             namespace: OTHER.to_owned(),
             workload_kind: OTHER,
             workload: OTHER.to_owned(),
+            revision: OTHER.to_owned(),
             container: OTHER.to_owned(),
         }
     }
@@ -147,7 +158,10 @@ mod tests {
         let l = WorkloadLabels::of(&ev("shop", "api-7d9f8-x2", Some("api"), Cause::AppError));
         assert_eq!((l.workload_kind, l.workload.as_str(), l.container.as_str()), ("Deployment", "api", "app"));
         let l = WorkloadLabels::of(&ev("shop", "debug", None, Cause::AppError));
-        assert_eq!((l.workload_kind, l.workload.as_str()), ("Pod", "debug"));
+        assert_eq!((l.workload_kind, l.workload.as_str(), l.revision.as_str()), ("Pod", "debug", "none"));
+        let mut rolled = ev("shop", "api-5c8d-x1", Some("api"), Cause::AppError);
+        rolled.pod.owners.revision_hash = Some("5c8d".into());
+        assert_eq!(WorkloadLabels::of(&rolled).revision, "5c8d", "each revision its own series");
     }
 
     #[test]

@@ -350,6 +350,10 @@ fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_
         ]
     }
     assert_eq!(series(&admin, restarts, &of(ns, "api")), Some("2".into()));
+    // Each revision its own series: the pods' template hash; `none` for a bare pod.
+    let hash = k.get_pod(ns, &api)["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();
+    let by_revision: Vec<(&str, &str)> = of(ns, "api").into_iter().chain([("revision", hash.as_str())]).collect();
+    assert_eq!(series(&admin, restarts, &by_revision), Some("2".into()));
     assert_eq!(series(&admin, restarts, &of(ns, "web")), Some("1".into()));
     let failure = [
         ("namespace", ns),
@@ -358,6 +362,7 @@ fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_
         ("container", "task"),
         ("event", "failure"),
         ("cause", "app_error"),
+        ("revision", "none"),
     ];
     assert_eq!(series(&admin, "restart_watcher_container_failures_total", &failure), Some("1".into()));
     let other = [
