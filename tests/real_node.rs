@@ -801,8 +801,10 @@ fn a_rule_restarting_on_exit_42_restarts_on_42_and_not_on_1() {
 fn a_restart_all_rule_fired_by_exit_42_is_one_pod_restart_named_after_its_trigger() {
     let s = Scenario::start("restart-all");
     // The first run of the worker exits 42; its rule restarts every container of the pod, the
-    // init container included; the second run lives on. The kubelet lists the statuses by name.
-    let mut worker = program("worker", &["fail-first", "/data/ran", "42", "hang"]);
+    // init container included; the second run lives on. It waits 3 s first, so that the helper has
+    // started (a container that never ran keeps its count at 0). The kubelet lists the statuses by
+    // name.
+    let mut worker = program("worker", &["sleep", "3", "fail-first", "/data/ran", "42", "hang"]);
     worker["restartPolicy"] = json!("Never");
     worker["restartPolicyRules"] =
         json!([{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]);
