@@ -162,6 +162,8 @@ pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced"
 // ---- Kubernetes names the agent reads ----
 /// Pod annotation that sets `service.name` (semconv k8s-attributes guide, highest priority).
 pub const ANNOTATION_SERVICE_NAME: &str = "resource.opentelemetry.io/service.name";
+/// The prefix of the pod annotations that set resource attributes (semconv's k8s guide).
+pub const ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
 /// Pod annotation that sets `service.namespace`.
 pub const ANNOTATION_SERVICE_NAMESPACE: &str = "resource.opentelemetry.io/service.namespace";
 /// Well-known label used for `service.name` after the annotation.

@@ -334,9 +334,7 @@ impl Detector {
                         Some(pod_wide::Pending::Resize(before)) => {
                             restart.more.resize = pod_wide::resize(&restart, before)
                         }
-                        Some(pod_wide::Pending::Trigger(t)) => {
-                            trigger = Some(pod_wide::trigger(&c.status.name, c.kind, t))
-                        }
+                        Some(pod_wide::Pending::Trigger(t)) => trigger = Some(pod_wide::trigger(&c.status.name, t)),
                         None => {}
                     }
                     found.push(restart);

@@ -132,13 +132,8 @@ pub(super) fn group<'a>(found: &mut Vec<Found<'a>>, sandbox_was_lost: bool, trig
 }
 
 /// The trigger as a pod-wide restart names it, from its kept exit.
-pub(super) fn trigger(name: &str, kind: crate::record::ContainerKind, terminated: SlimTerminated) -> Trigger {
-    Trigger {
-        container: name.to_owned(),
-        kind,
-        cause: causes::classify_from_status(Some(&terminated), None),
-        terminated,
-    }
+pub(super) fn trigger(name: &str, terminated: SlimTerminated) -> Trigger {
+    Trigger { container: name.to_owned(), cause: causes::classify_from_status(Some(&terminated), None), terminated }
 }
 
 /// The pod's sandbox bit after this observation: set while the sandbox is lost, cleared once the

@@ -9,14 +9,11 @@ use super::kv::kv_str;
 use crate::keys;
 use crate::record::PodInfo;
 
-/// The prefix of the annotations that set resource attributes.
-const ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
-
 /// The pod's `resource.opentelemetry.io/<key>` annotations, as (`<key>`, value), non-empty.
 pub(crate) fn annotated(pod: &PodInfo) -> impl Iterator<Item = (&str, &String)> {
     pod.annotations
         .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(ANNOTATION_PREFIX)?, v)))
+        .filter_map(|(k, v)| Some((k.strip_prefix(keys::ANNOTATION_PREFIX)?, v)))
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
 }
 

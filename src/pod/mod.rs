@@ -21,7 +21,7 @@ use serde::de::Deserializer;
 use serde_json::value::RawValue;
 
 /// Annotation prefix whose entries are kept (the rest, e.g. last-applied-configuration, is skipped).
-const KEPT_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
+const KEPT_ANNOTATION_PREFIX: &str = crate::keys::ANNOTATION_PREFIX;
 
 /// The `visit_*` methods of a visitor that reads numbers, booleans and null as `$value` (for
 /// fields whose wrong-typed values read as absent).

@@ -516,28 +516,16 @@ impl Record {
             }
             .digest(),
             // One per pod-wide restart: its containers and their new counts.
-            RecordKind::PodRestart => Identity {
-                kind: Some(self.kind),
-                container: "",
-                restart_count: 0,
-                members: self.pod_restart.as_ref().map_or(&[], |p| &p.containers),
-                ..id
-            }
-            .digest(),
+            RecordKind::PodRestart => pod_restart_digest(&self.pod.uid, self.pod_restart.as_deref()),
         }
     }
 
     /// The pod-wide restart this record is one container of, as its parent: its record's restart
     /// id and span id. `None` for the pod-wide record itself and for every other record.
     pub fn parent(&self) -> Option<(String, [u8; 8])> {
-        let p = self.pod_restart.as_ref().filter(|_| self.kind != RecordKind::PodRestart)?;
-        let parent = Record {
-            kind: RecordKind::PodRestart,
-            container: ContainerInfo::default(),
-            pod_restart: Some(p.clone()),
-            ..self.clone()
-        };
-        Some((parent.restart_id(), parent.span_id()))
+        let p = self.pod_restart.as_deref().filter(|_| self.kind != RecordKind::PodRestart)?;
+        let d = pod_restart_digest(&self.pod.uid, Some(p));
+        Some((hex(&d[..16]), span_id_of(&d)))
     }
 
     /// `k8s.container.restart_count` of the instance the record is about: for a restart, that of
@@ -556,19 +544,38 @@ impl Record {
 
     /// Span id: 8 bytes of the restart digest, never all zero.
     pub fn span_id(&self) -> [u8; 8] {
-        let d = self.digest();
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&d[16..24]);
-        if id == [0u8; 8] {
-            id[7] = 1;
-        }
-        id
+        span_id_of(&self.digest())
     }
 
     /// The signal that ended the old instance, if any.
     pub fn signal(&self) -> Option<i32> {
         self.terminated.as_ref().and_then(termination_signal)
     }
+}
+
+/// What identifies a pod-wide restart: its pod, and the containers restarted with their new counts.
+fn pod_restart_digest(pod_uid: &str, p: Option<&PodRestart>) -> [u8; 32] {
+    Identity {
+        kind: Some(RecordKind::PodRestart),
+        pod_uid,
+        container: "",
+        restart_count: 0,
+        terminated: None,
+        current_id: None,
+        episode_started_at: None,
+        members: p.map_or(&[], |p| &p.containers),
+    }
+    .digest()
+}
+
+/// A span id: bytes 16..24 of a record's digest, never all zero.
+fn span_id_of(digest: &[u8; 32]) -> [u8; 8] {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[16..24]);
+    if id == [0u8; 8] {
+        id[7] = 1;
+    }
+    id
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -39,7 +39,6 @@ pub struct PodRestart {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trigger {
     pub container: String,
-    pub kind: ContainerKind,
     /// Its own cause, from its termination.
     pub cause: Cause,
     pub terminated: SlimTerminated,
