@@ -6,6 +6,12 @@
 
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+/// The event name of a pod that has not started past the pending threshold (one per episode).
+pub const EVENT_NAME_POD_START_FAILURE: &str = "restart_watcher.pod.start_failure";
+/// The event name of the end of a pod's start failure (it started, failed, or was deleted).
+pub const EVENT_NAME_POD_START_FAILURE_ENDED: &str = "restart_watcher.pod.start_failure_ended";
+/// The span name of a pod's start failure.
+pub const SPAN_NAME_POD_START: &str = "pod start";
 /// The OTel event name of a restart record (`LogRecord.event_name`) and of its span event.
 pub const EVENT_NAME: &str = "restart_watcher.container.restart";
 /// The event name of a start failure: a container that cannot start (one per episode).

@@ -26,9 +26,9 @@
 //! | 1 | [`churn`], [`memory`], [`cluster`] | maps that keep their size under churn; heap handed back; `k8s.cluster.uid` |
 //! | 2 | [`record`] (`record/{mod,identity,meaning,more}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
 //! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
-//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,pulls,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, the memory an OOM kill is read against, memory-cgroup OOM counters, image-pull failures, owner naming, text capping and redaction |
+//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,pending,pulls,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, pods that never start, the memory an OOM kill is read against, memory-cgroup OOM counters, image-pull failures, owner naming, text capping and redaction |
 //! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
-//! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,revisions,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, each revision's first failure, the packed per-pod state |
+//! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,pending,revisions,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, pods that never start, each revision's first failure, the packed per-pod state |
 //! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
 //! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
 //! | 5 | [`export`] (`export/{mod,convert,service,extra,kv,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |

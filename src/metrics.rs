@@ -301,6 +301,20 @@ impl Metrics {
         );
     }
 
+    /// The pods waiting to start, kept to report those that wait past the threshold, against their
+    /// budget, and those not kept past it.
+    pub(crate) fn observe_pods_waiting(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
+            "pods_waiting",
+            (
+                "Bytes of the pods waiting to start, kept to report those that wait past the pending threshold.",
+                "Their budget, in bytes: past it, a pod that waits is not kept, nor reported.",
+            ),
+            ("pods_waiting.over_budget", "Pods waiting to start not kept past the budget: never reported."),
+            usage,
+        );
+    }
+
     /// The node index's use against its budget, and the nodes not kept past it.
     pub(crate) fn observe_node_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(

@@ -472,7 +472,9 @@ impl<N: FnMut() -> Timestamp, E: FnMut(Record) -> bool> Sink<'_, N, E> {
             return Ok(());
         }
         let now = self.stats.clock.observe(pod).unwrap_or_else(|| (self.now)());
-        let events = if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) };
+        // The pods that had waited past the pending threshold by now (a live run's tick).
+        let mut events = self.detector.tick(now);
+        events.extend(if deleted { self.detector.delete(pod, now) } else { self.detector.apply(pod, now) });
         for ev in events {
             self.stats.restarts += 1;
             if !(self.emit)(ev) {

@@ -448,6 +448,9 @@ pub enum WatchError {
     StartupTimeout { server: String, secs: u64 },
 }
 
+/// How often a scope's detector looks for pods that have now waited past the pending threshold.
+const PENDING_TICK: Duration = Duration::from_secs(1);
+
 /// Everything one watch task needs.
 pub struct WatchTask {
     pub api: Api<SlimPod>,
@@ -474,7 +477,23 @@ pub async fn run(task: WatchTask, stop: CancellationToken) {
         .take_until(stop.clone().cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut last_failure: Option<Failure> = None;
-    while let Some(item) = stream.next().await {
+    let mut tick = tokio::time::interval(PENDING_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = tick.tick() => {
+                for ev in watch.tick(Timestamp::now()) {
+                    if !forward(ev, &tx, &progress, &stats, &metrics).await {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
         let event = match item {
             Ok(ev) => ev,
             Err(e) => {

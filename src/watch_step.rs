@@ -68,6 +68,11 @@ impl ScopeWatch {
         self.listed
     }
 
+    /// The pods that have waited past the pending threshold at `now`: their records.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Record> {
+        self.detector.tick(now)
+    }
+
     /// One watcher event, observed at `now`.
     pub fn on_watch_event(&mut self, event: watcher::Event<SlimPod>, now: Timestamp) -> Step {
         let mut list = ListChange::None;

@@ -384,3 +384,60 @@ fn workload_metrics_count_restarts_and_failures_per_workload_up_to_their_series_
         .sum();
     assert_eq!(by_node, 4.0, "{text}");
 }
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_pod_no_node_fits_is_one_pod_start_failure_with_the_schedulers_reason_and_its_end_once_the_request_is_lowered() {
+    let k = Cluster::shared();
+    let ns = "f-pending";
+    k.create_namespace(ns);
+    let recorder = Recorder::start(k, ns, Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let threshold = ["--pending-threshold", "3s"];
+    let mut args = vec!["-n", ns, "--no-checkpoint", "--workload-metrics"];
+    args.extend(threshold);
+    let mut agent = Agent::start(Path::new(k.admin()), &args);
+    agent.wait_ready();
+    let deployment = |memory: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "big", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "big"}},
+            "template": {"metadata": {"labels": {"app": "big"}},
+                "spec": {"containers": [{"name": "big", "image": "registry.example.com/big:1.0",
+                    "resources": {"requests": {"memory": memory}}}]}}}})
+    };
+    apply(k, deployment("100Ti"));
+    let pending = wait_pods(k, ns, "app=big", 1).remove(0);
+    agent.wait_records(1, WAIT);
+    let r = &agent.records[0];
+    assert_eq!(recs(&agent.records), [rec("pod.start_failure", &pending, "", "unschedulable")]);
+    assert_eq!(attr(&r["attributes"], "restart_watcher.start_failure.reason"), "Unschedulable");
+    let message = attr(&r["attributes"], "restart_watcher.status.message");
+    assert!(message.as_str().unwrap().contains("Insufficient memory"), "the scheduler's message: {message}");
+    assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "big");
+    assert!(attr(&r["resource"]["attributes"], "k8s.node.name").is_null(), "placed on no node");
+    let body = r["body"]["stringValue"].as_str().unwrap();
+    assert!(body.starts_with(&format!("pod {ns}/{pending} has not started in 3s: Unschedulable: 0/")), "{body}");
+    // The request lowered: the new ReplicaSet's pod runs, the Deployment deletes the pending one.
+    apply(k, deployment("16Mi"));
+    k.wait_pods_running(ns, "app=big", 1);
+    k.wait_for("the pending pod gone", || !k.pods(ns, "app=big").contains(&pending));
+    agent.wait_records(2, WAIT);
+    let want = [
+        rec("pod.start_failure", &pending, "", "unschedulable"),
+        rec("pod.start_failure_ended", &pending, "", "unschedulable"),
+    ];
+    assert_eq!(recs(agent.settle(QUIET)), want, "live records");
+    let end = &agent.records[1]["attributes"];
+    assert_eq!(attr(end, "restart_watcher.start_failure.outcome"), "pod_deleted");
+    assert!(attr(end, "error.type").is_null(), "an end is no error");
+    let failures = [("namespace", ns), ("workload", "big"), ("event", "pod_start_failure"), ("cause", "unschedulable")];
+    assert_eq!(series(&agent.admin_addr(), "restart_watcher_container_failures_total", &failures), Some("1".into()));
+    let mut recorder = recorder;
+    let recording = recorder.stop();
+    assert_eq!(recs(&Recorder::replay_with(&recording, &threshold)), want, "replayed records");
+    if std::env::var_os("RW_RECORD_CLUSTER").is_some() {
+        std::fs::copy(&recording, PENDING_FIXTURE).expect("keep the recording");
+    }
+}
+
+/// The recording of the scenario above, committed; `tests/replay.rs` replays it.
+const PENDING_FIXTURE: &str = "tests/fixtures/pending-v1.35-watch.json";

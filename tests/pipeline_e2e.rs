@@ -211,7 +211,8 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
         ),
     );
     k.wait_running(ns, "once");
-    let mut agent = agent_to(k, ns, &fc, &["--workload-metrics", "--batch-max-records", "1"]);
+    let mut agent =
+        agent_to(k, ns, &fc, &["--workload-metrics", "--batch-max-records", "1", "--pending-threshold", "2s"]);
     let admin = agent.admin_addr();
     agent.wait_ready();
     k.set_status(ns, "api-1", json!([status("api", 1, Some(("OOMKilled", 137, &now_rfc3339())))]));
@@ -237,13 +238,26 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
         &json!({"status": {"phase": "Failed", "containerStatuses": ended}}).to_string(),
     ]);
     fc.wait_log_records(3, WAIT);
+    // A pod no node fits, after the others (no fault injected): one pod start failure, the series of
+    // the "pods not starting" panel.
+    k.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big", "namespace": ns},
+                "spec": {"containers": [{"name": "big", "image": "registry.example.com/big:1.0",
+                    "resources": {"requests": {"memory": "100Ti"}}}]}})
+            .to_string(),
+        ),
+    );
+    fc.wait_log_records(4, WAIT);
 
     let metrics = {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let (_, text) = http_get(&admin, "/metrics");
             if text.contains("restart_watcher_records_dropped_total{")
-                && text.contains("restart_watcher_container_failures_total{")
+                && text.contains("event=\"pod_start_failure\"")
+                && text.contains("event=\"failure\"")
             {
                 break text;
             }
@@ -276,6 +290,7 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
     let matcher_re = regex::Regex::new(r"\{([a-z_]+)=").unwrap();
     let legend_re = regex::Regex::new(r"\{\{([a-z_]+)\}\}").unwrap();
     let label_values_re = regex::Regex::new(r"label_values\([a-z_]+, ([a-z_]+)\)").unwrap();
+    let exact_re = regex::Regex::new(r#"[{,] *([a-z_]+)="([^"$]+)""#).unwrap();
     let mut checked = BTreeSet::new();
     for (expr, legend) in &queries {
         let names: Vec<&str> = metric_re.find_iter(expr).map(|m| m.as_str()).collect();
@@ -293,6 +308,16 @@ fn the_grafana_dashboard_queries_only_metrics_and_labels_the_agent_exposes() {
         labels.extend(matcher_re.captures_iter(expr).map(|c| c[1].to_owned()));
         labels.extend(legend_re.captures_iter(legend).map(|c| c[1].to_owned()));
         labels.extend(label_values_re.captures_iter(expr).map(|c| c[1].to_owned()));
+        // An exact matcher selects series that exist: `event="pod_start_failure"`.
+        for m in exact_re.captures_iter(expr) {
+            let (label, value) = (&m[1], &m[2]);
+            let found = names.iter().any(|name| {
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("{label}=\"{value}\"")))
+            });
+            assert!(found, "the dashboard selects {names:?} with {label}=\"{value}\", which none has:\n{metrics}");
+        }
         for label in labels.iter().filter(|l| !l.is_empty()) {
             let found = names.iter().any(|name| {
                 metrics.lines().any(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("{label}=\"")))

@@ -364,6 +364,23 @@ fn a_v1_35_recording_of_failures_yields_exactly_its_start_failures_failures_and_
 }
 
 #[test]
+fn a_v1_35_recording_of_a_pod_no_node_fits_yields_its_pod_start_failure_and_its_end() {
+    let fixture = "tests/fixtures/pending-v1.35-watch.json";
+    let out = replay(&["--pending-threshold", "3s", fixture]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout_lines(&out),
+        vec![
+            "2026-12-07T03:11:23Z f-pending/big-5c5b6db449-nv8x9 has not started in 3s: Unschedulable: 0/2 nodes are available: 2 Insufficient memory. no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+            "2026-12-07T03:11:27Z f-pending/big-5c5b6db449-nv8x9 was deleted before it started, after 4s waiting (Unschedulable)",
+        ]
+    );
+    // Under the default threshold of 5 minutes the pod waited too little to be reported.
+    let out = replay(&[fixture]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn episodes_past_their_budget_have_their_missing_ends_counted_in_the_log_and_the_summary() {
     use std::io::Write;
     // 2 MiB of kept episodes hold 32,768; 33,000 pods fail to pull, then start.

@@ -20,6 +20,7 @@ use serde_json::Value;
 const RECORDINGS: &[&str] = &[
     "examples/shop-cluster.watch.json",
     "tests/fixtures/failures-v1.35-watch.json",
+    "tests/fixtures/pending-v1.35-watch.json",
     "tests/fixtures/real-apiserver-watch.json",
 ];
 
@@ -28,8 +29,14 @@ fn wall_clock() -> Timestamp {
     "2099-01-01T00:00:00Z".parse().unwrap()
 }
 
+/// The detection of both: short pending threshold, so that the recording of a pod no node fits
+/// gives its records (a live run's tick is played at each time the recording gives).
+fn detection() -> Detection {
+    Detection { pending_threshold: std::time::Duration::from_secs(3), ..Detection::default() }
+}
+
 fn replayed(stream: &str) -> Vec<Record> {
-    let mut detector = Detector::with(&Detection::default());
+    let mut detector = Detector::with(&detection());
     let mut got = Vec::new();
     let mut stats = ReplayStats::default();
     restart_watcher::replay::replay(
@@ -50,7 +57,7 @@ fn replayed(stream: &str) -> Vec<Record> {
 /// The stream as kube-runtime hands a live watch its events: each object decoded whole, a list as
 /// `Init`, `InitApply`..., `InitDone`.
 fn live(stream: &str) -> Vec<Record> {
-    let mut scope = ScopeWatch::new(&Detection::default(), None);
+    let mut scope = ScopeWatch::new(&detection(), None);
     let mut clock = RecordingClock::default();
     let mut got = Vec::new();
     let mut step = |event: watcher::Event<SlimPod>, clock: &mut RecordingClock| {
@@ -58,12 +65,17 @@ fn live(stream: &str) -> Vec<Record> {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => clock.observe(p),
             _ => None,
         };
+        if let Some(now) = now {
+            got.extend(scope.tick(now));
+        }
         got.extend(scope.on_watch_event(event, now.unwrap_or_else(wall_clock)).restarts);
     };
     for value in serde_json::Deserializer::from_str(stream).into_iter::<Value>() {
         let value = value.unwrap();
         let pod = |v: &Value| serde_json::from_value::<SlimPod>(v.clone()).unwrap();
         match (value["type"].as_str(), value["kind"].as_str()) {
+            // A live pod watch is given Pods alone; a recording holds the kube events too.
+            (Some(_), _) if value["object"]["kind"].as_str().is_some_and(|k| k != "Pod") => {}
             (Some("ADDED" | "MODIFIED"), _) => step(watcher::Event::Apply(pod(&value["object"])), &mut clock),
             (Some("DELETED"), _) => step(watcher::Event::Delete(pod(&value["object"])), &mut clock),
             (Some(_), _) => {}

@@ -269,6 +269,9 @@ fn enrichment(
     let revisions = &opts.scope.detection.revisions;
     revisions.budget_bytes.store(crate::detector::REVISIONS_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
     opts.metrics.observe_revisions(revisions.clone());
+    let waiting = &opts.scope.detection.pending;
+    waiting.budget_bytes.store(crate::detector::PENDING_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
+    opts.metrics.observe_pods_waiting(waiting.clone());
     let pending_usage = Arc::new(crate::accounting::BudgetUsage::default());
     opts.metrics.observe_pending(pending_usage.clone());
     crate::enrich::Enrichment {

@@ -289,6 +289,9 @@ fn parse_batch_max_delay(s: &str) -> Result<Duration, String> {
 fn parse_storm_window(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::ZERO, MAX_STORM_WINDOW)
 }
+fn parse_pending_threshold(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(24 * 3600))
+}
 fn parse_oom_kill_poll(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(300))
 }
@@ -379,9 +382,15 @@ pub struct DetectionArgs {
     pub container_kinds: Vec<KindArg>,
 
     /// Event kinds to emit, comma-separated: `restart`, `start_failure`, `start_failure_ended`,
-    /// `failure`, `eviction`, or `all`. `--events restart` keeps to restarts alone.
+    /// `failure`, `eviction`, `pod_restart`, `oom_kill`, `pod_start_failure`,
+    /// `pod_start_failure_ended`, or `all`. `--events restart` keeps to restarts alone.
     #[arg(long, env = "RESTART_WATCHER_EVENTS", value_delimiter = ',', default_value = "all", value_parser = parse_record_kind)]
     pub events: Vec<RecordKindArg>,
+
+    /// How long a pod may wait to start (unscheduled, or no container ever ran) before one
+    /// `restart_watcher.pod.start_failure` reports it, e.g. `5m` (1s to 24h).
+    #[arg(long, env = "RESTART_WATCHER_PENDING_THRESHOLD", default_value = "5m", value_parser = parse_pending_threshold)]
+    pub pending_threshold: Duration,
 }
 
 /// An `--events` value: one event kind, or all of them.

@@ -237,7 +237,9 @@ mod tests {
         assert_eq!(get("scope").as_deref(), Some("shop"));
         assert_eq!(
             get("records").as_deref(),
-            Some("restart, start_failure, start_failure_ended, failure, eviction, pod_restart, oom_kill"),
+            Some(
+                "restart, start_failure, start_failure_ended, failure, eviction, pod_restart, oom_kill, pod_start_failure, pod_start_failure_ended"
+            ),
             "every kind by default"
         );
         assert_eq!(get("node mode").as_deref(), Some("n1"));

@@ -261,6 +261,8 @@ fn detection(args: &DetectionArgs, redactions: Vec<regex::Regex>) -> Detection {
         redactions,
         episodes: Default::default(),
         revisions: Default::default(),
+        pending: Default::default(),
+        pending_threshold: args.pending_threshold,
     }
 }
 

@@ -93,15 +93,13 @@ pub(super) fn build(
     let (pod, eviction) = (facts.pod, facts.eviction.as_ref());
     let mut ev = match f.status {
         Some(status) => record_of(info, pod, status, f.kind, f.missed, f.late, observed_at),
-        None => Record {
-            container: ContainerInfo::default(),
-            ..record_of(info, pod, &SlimContainerStatus::default(), f.kind, 0, f.late, observed_at)
-        },
+        None => Record { detected_late: f.late, ..pod_record(info, pod, observed_at) },
     };
     ev.kind = f.what;
     match f.what {
         RecordKind::Restart => {}
-        RecordKind::OomKill => {}
+        // Built by `pending.rs` and `node_oom`, not from a finding.
+        RecordKind::OomKill | RecordKind::PodStartFailure | RecordKind::PodStartFailureEnded => {}
         RecordKind::PodRestart => {
             ev.terminated = f.more.pod_restart.as_ref().and_then(|p| Some(p.trigger.as_ref()?.terminated.clone()));
             ev.current = CurrentState::default();
@@ -145,9 +143,15 @@ pub(super) fn build(
 }
 
 /// A kubelet message as a record carries it: redacted, then capped.
-fn redact(message: &str, redactions: &[regex::Regex]) -> String {
+pub(super) fn redact(message: &str, redactions: &[regex::Regex]) -> String {
     let text = crate::rules::text::redact_and_cap(message, redactions, usize::MAX);
     crate::rules::text::cap_utf8(&text, failures::STATUS_MESSAGE_MAX_BYTES).to_owned()
+}
+
+/// A record about the pod itself (no container), before its kind says what it states.
+pub(super) fn pod_record(info: &PodInfo, pod: &SlimPod, observed_at: Timestamp) -> Record {
+    let ev = record_of(info, pod, &SlimContainerStatus::default(), ContainerKind::App, 0, false, observed_at);
+    Record { container: ContainerInfo::default(), terminated: None, current: CurrentState::default(), ..ev }
 }
 
 /// Identity and workload of the pod, copied out for the record.

@@ -30,6 +30,7 @@ use crate::rules::failures;
 
 mod episodes;
 mod found;
+mod pending;
 mod pod_wide;
 mod revisions;
 mod steps;
@@ -90,6 +91,7 @@ const EVICTED: u8 = 2;
 /// `False` while it ran): its next restarts are a pod-wide restart.
 const SANDBOX_LOST: u8 = 4;
 
+pub use pending::PENDING_BUDGET_BYTES;
 pub use revisions::REVISIONS_BUDGET_BYTES;
 
 /// The default budget of the start-failure episodes kept for their closing records, in bytes.
@@ -109,6 +111,10 @@ pub struct Detection {
     pub episodes: Arc<BudgetUsage>,
     /// The revisions that have failed, against their budget (shared likewise).
     pub revisions: Arc<BudgetUsage>,
+    /// The pods waiting to start, against their budget (shared likewise).
+    pub pending: Arc<BudgetUsage>,
+    /// How long a pod may wait to start before it is reported (zero: the default, 5 minutes).
+    pub pending_threshold: std::time::Duration,
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -140,6 +146,7 @@ pub struct Detector {
     stats: DetectorStats,
     episodes: Episodes,
     revisions: revisions::Revisions,
+    pending: pending::PendingPods,
     /// Applied to the kubelet's messages copied into records.
     redactions: Vec<regex::Regex>,
 }
@@ -156,6 +163,7 @@ impl Detector {
             redactions: detection.redactions.clone(),
             episodes: Episodes::sharing(detection.episodes.clone()),
             revisions: revisions::Revisions::sharing(detection.revisions.clone()),
+            pending: pending::PendingPods::sharing(detection.pending.clone(), detection.pending_threshold),
             ..Default::default()
         }
     }
@@ -214,6 +222,9 @@ impl Detector {
         }
         let generation = self.generation;
         let kinds = self.kinds;
+        if self.pending.contains(&PodKey::of_uid(uid)) {
+            return false;
+        }
         let Some(pod) = self.pods.get_mut(PodKey::of_uid(uid)) else {
             return false;
         };
@@ -280,6 +291,17 @@ impl Detector {
         true
     }
 
+    /// The pods that have now waited past the pending threshold: their openings (a live run calls
+    /// it every second; a replay at each time the recording gives).
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Record> {
+        let mut records = self.pending.due_at(now);
+        for ev in &mut records {
+            self.revisions.mark(ev);
+        }
+        self.stats.failures += records.len() as u64;
+        records
+    }
+
     /// A pod was deleted: its final object is compared, then its state is dropped.
     pub fn delete(&mut self, pod: &SlimPod, observed_at: Timestamp) -> Vec<Record> {
         self.observe(pod, observed_at, true)
@@ -306,6 +328,10 @@ impl Detector {
             self.episodes.map.retain(|(key, _), _| pods.contains(key));
             self.episodes.pending.retain(|(key, _), _| pods.contains(key));
             self.episodes.count();
+        }
+        if dropped > 0 {
+            let pods = &self.pods;
+            self.pending.retain(|key| pods.contains(key));
         }
         self.stats.pods_dropped += dropped as u64;
         dropped
@@ -365,6 +391,7 @@ impl Detector {
             }
             found.extend(evicted);
         }
+        let waiting = self.waiting(pod, uid, &facts, observed_at, deleted);
         if deleted {
             self.pods.remove(&facts.key);
             self.stats.pods_dropped += 1;
@@ -378,16 +405,47 @@ impl Detector {
                 _ => self.stats.failures += 1,
             }
         }
-        if found.is_empty() {
+        if found.is_empty() && waiting.is_none() {
             return Vec::new();
         }
         let info = found::pod_info(pod, uid);
         let mut records: Vec<Record> =
             found.into_iter().map(|f| found::build(&info, &facts, f, &self.redactions, observed_at)).collect();
+        records.extend(waiting);
         for ev in &mut records {
             self.revisions.mark(ev);
         }
         records
+    }
+}
+
+impl Detector {
+    /// The pod-start rule's record of this observation, if any (`pending.rs`).
+    fn waiting(
+        &mut self,
+        pod: &SlimPod,
+        uid: &str,
+        facts: &PodFacts<'_>,
+        observed_at: Timestamp,
+        deleted: bool,
+    ) -> Option<Record> {
+        if !self.records.allows(RecordKind::PodStartFailure) {
+            return None;
+        }
+        let o = pending::PendingObservation {
+            pod,
+            key: facts.key,
+            info: &|| found::pod_info(pod, uid),
+            known: facts.known,
+            catch_up_since: self.catch_up_since,
+            observed_at,
+            status_at: facts.status_at,
+            deletion_asked_at: facts.deletion_asked_at,
+            deleted,
+        };
+        let ev = self.pending.observe(&o, &self.redactions).filter(|ev| self.records.allows(ev.kind));
+        self.stats.failures += ev.is_some() as u64;
+        ev
     }
 }
 

@@ -265,6 +265,10 @@ pub(crate) fn waits_for_kube_events(ev: &Record) -> bool {
 
 /// A record's cause, from its status and the kube events the store holds about its pod and node.
 pub(crate) fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
+    if matches!(ev.kind, RecordKind::PodStartFailure | RecordKind::PodStartFailureEnded) {
+        pod_start_reason(ev, store);
+        return;
+    }
     // Pod-wide restarts and resizes are decided from the status over several observations.
     if !matches!(ev.kind, RecordKind::Restart | RecordKind::Failure) || ev.cause.is_pod_wide_or_resize() {
         return;
@@ -278,6 +282,17 @@ pub(crate) fn classify(ev: &mut Record, store: Option<&KubeEventStore>) {
         evidence.extend(store.get(&kube_events::node_key(node), &ev.container.name));
     }
     ev.cause = causes::restart_cause(ev, &evidence);
+}
+
+/// A pod that does not start: the reason the Events about it give (a volume that cannot be
+/// mounted, a sandbox that cannot be created), when its status said no more than that it waits.
+fn pod_start_reason(ev: &mut Record, store: Option<&KubeEventStore>) {
+    let (Some(store), Some(e)) = (store, ev.episode.as_deref_mut()) else { return };
+    let events = store.get(&ev.pod.uid, "");
+    if let Some(reason) = crate::rules::pending::reason_from_events(&e.reason, &events) {
+        e.reason = reason.to_owned();
+        ev.cause = crate::rules::pending::cause(reason);
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ pub fn line(ev: &Record) -> String {
         | RecordKind::StartFailureEnded
         | RecordKind::Eviction
         | RecordKind::PodRestart
-        | RecordKind::OomKill => {
+        | RecordKind::OomKill
+        | RecordKind::PodStartFailure
+        | RecordKind::PodStartFailureEnded => {
             s.push(' ');
             s.push_str(&crate::export::convert::predicate(ev));
             if ev.detected_late {

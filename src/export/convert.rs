@@ -155,8 +155,11 @@ fn push_memory(attrs: &mut Vec<KeyValue>, ev: &Record) {
 fn push_episode_and_eviction(attrs: &mut Vec<KeyValue>, ev: &Record) {
     if let Some(e) = &ev.episode {
         attrs.push(kv_str(keys::START_FAILURE_REASON, e.reason.as_str()));
-        attrs.push(kv_int(keys::START_FAILURE_ATTEMPTS, i64::from(e.attempts)));
-        if ev.kind == RecordKind::StartFailure
+        // A pod makes no attempts of its own: its containers' records count theirs.
+        if matches!(ev.kind, RecordKind::StartFailure | RecordKind::StartFailureEnded) {
+            attrs.push(kv_int(keys::START_FAILURE_ATTEMPTS, i64::from(e.attempts)));
+        }
+        if matches!(ev.kind, RecordKind::StartFailure | RecordKind::PodStartFailure)
             && let Some(msg) = ev.current.message.as_deref().filter(|m| !m.is_empty())
         {
             attrs.push(kv_str(keys::STATUS_MESSAGE, msg));
@@ -195,7 +198,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
     push_memory(&mut attrs, ev);
     super::extra::push(&mut attrs, ev);
     // The end of a start-failure episode is not an error: it keeps the cause, not `error.type`.
-    if !ev.cause.is_clean() && ev.kind != RecordKind::StartFailureEnded {
+    if !ev.cause.is_clean() && !ev.kind.is_end() {
         attrs.push(kv_str(keys::ERROR_TYPE, ev.cause.as_str()));
     }
     if let Some(state) = ev.current.state {
@@ -255,7 +258,7 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
 /// other kinds follow the same pattern (`failed to start: ...`, `failed and will not be
 /// restarted: ...`, `pod shop/x was evicted: ...`).
 pub fn body(ev: &Record) -> String {
-    if matches!(ev.kind, RecordKind::Eviction | RecordKind::PodRestart) {
+    if ev.container.name.is_empty() && ev.kind != RecordKind::Restart {
         return format!("pod {}/{} {}", ev.pod.namespace, ev.pod.name, predicate(ev));
     }
     let kind = match ev.container_kind() {
@@ -285,14 +288,22 @@ pub(crate) fn predicate(ev: &Record) -> String {
             s
         }
         RecordKind::Failure => format!("failed and will not be restarted: {}", termination(ev)),
-        RecordKind::StartFailure => {
-            let reason = ev.current.reason.as_deref().unwrap_or("start failure");
+        RecordKind::StartFailure | RecordKind::PodStartFailure => {
+            let reason = match ev.kind {
+                RecordKind::PodStartFailure => ev.episode.as_ref().map(|e| e.reason.as_str()),
+                _ => ev.current.reason.as_deref(),
+            };
+            let reason = reason.unwrap_or("start failure");
+            let what = match ev.episode.as_ref().filter(|_| ev.kind == RecordKind::PodStartFailure) {
+                Some(e) => format!("has not started in {}s", e.ended_at.duration_since(e.started_at).as_secs().max(0)),
+                None => "failed to start".to_owned(),
+            };
             match ev.current.message.as_deref().filter(|m| !m.is_empty()) {
-                Some(m) => format!("failed to start: {reason}: {m}"),
-                None => format!("failed to start: {reason}"),
+                Some(m) => format!("{what}: {reason}: {m}"),
+                None => format!("{what}: {reason}"),
             }
         }
-        RecordKind::StartFailureEnded => {
+        RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded => {
             let (reason, attempts, outcome, took) = match &ev.episode {
                 Some(e) => (
                     e.reason.as_str(),
@@ -302,6 +313,14 @@ pub(crate) fn predicate(ev: &Record) -> String {
                 ),
                 None => ("start failure", 1, failures::OUTCOME_STARTED, 0),
             };
+            if ev.kind == RecordKind::PodStartFailureEnded {
+                let end = match outcome {
+                    failures::OUTCOME_POD_DELETED => "was deleted before it started",
+                    failures::OUTCOME_POD_FAILED => "failed before it started",
+                    _ => "started",
+                };
+                return format!("{end}, after {took}s waiting ({reason})");
+            }
             let end = match outcome {
                 failures::OUTCOME_POD_DELETED => "stopped failing to start: its pod was deleted",
                 failures::OUTCOME_EVICTED => "stopped failing to start: its pod was evicted",
@@ -372,13 +391,13 @@ pub fn log_record(ev: &Record) -> LogRecord {
 pub fn span(ev: &Record) -> Span {
     let end = ev.time();
     let start = match ev.kind {
-        RecordKind::StartFailureEnded => ev.episode.as_ref().map(|e| e.started_at),
+        RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded => ev.episode.as_ref().map(|e| e.started_at),
         _ => ev.terminated.as_ref().and_then(|t| t.started_at),
     };
     let start = start.filter(|s| *s <= end).unwrap_or(end);
     // semconv's recording of errors: `error.type` on the span itself, and a status description
     // that does not repeat it (none: the record's body says what happened).
-    let error = !(ev.cause.is_clean() || ev.kind == RecordKind::StartFailureEnded);
+    let error = !(ev.cause.is_clean() || ev.kind.is_end());
     let status = Status {
         code: if error { status::StatusCode::Error } else { status::StatusCode::Unset } as i32,
         ..Default::default()

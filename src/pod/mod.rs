@@ -189,8 +189,9 @@ pub struct SlimPodStatus {
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub message: Option<String>,
-    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions), the states of the
-    /// conditions of pod-wide restarts and resizes, and the latest time a condition changed.
+    /// Only the `DisruptionTarget` condition is kept (evictions, preemptions), a `False`
+    /// `PodScheduled`, the states of the conditions of pod-wide restarts and resizes, and the
+    /// latest time a condition changed.
     #[serde(default, deserialize_with = "slim_conditions")]
     pub conditions: SlimConditions,
     #[serde(default)]
@@ -230,6 +231,8 @@ pub struct SlimConditions {
     pub all_restarting: bool,
     /// `PodResizeInProgress` is `True`: an in-place resize is being actuated.
     pub resize_in_progress: bool,
+    /// The `PodScheduled` condition when it is `False`: why the scheduler places the pod nowhere.
+    pub unscheduled: Option<SlimCondition>,
     /// The latest `lastTransitionTime` of any condition: a time the recording itself gives.
     pub latest_transition: Option<Timestamp>,
 }
@@ -242,8 +245,9 @@ fn slim_conditions<'de, D: Deserializer<'de>>(d: D) -> Result<SlimConditions, D:
     let sandbox_ready = status("PodReadyToStartContainers");
     let all_restarting = status("AllContainersRestarting") == Some(true);
     let resize_in_progress = status("PodResizeInProgress") == Some(true);
+    let unscheduled = conditions.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False").cloned();
     let disruption = conditions.into_iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
-    Ok(SlimConditions { disruption, sandbox_ready, all_restarting, resize_in_progress, latest_transition })
+    Ok(SlimConditions { disruption, sandbox_ready, all_restarting, resize_in_progress, unscheduled, latest_transition })
 }
 
 /// One container's status.
@@ -504,7 +508,7 @@ impl kube::Resource for SlimPod {
 
 /// A pod's map key: the UID's 128 bits (or a hash of a UID that is not a UUID). Byte-aligned, so
 /// a map entry has no padding; hashed as one `u128`, as the key was before it was packed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct PodKey([u8; 16]);
 
 impl Hash for PodKey {

@@ -74,11 +74,15 @@ pub enum Cause {
     RestartAll,
     /// An in-place resize whose `resizePolicy` is `RestartContainer`.
     Resize,
+    /// A pod that never started: no node fits it (the scheduler's `Unschedulable`).
+    Unschedulable,
+    /// A pod that never started: its volumes cannot be attached or mounted.
+    Volume,
     Unknown,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 15] = [
+    pub const ALL: [Cause; 17] = [
         Cause::OomKilled,
         Cause::LivenessProbe,
         Cause::StartupProbe,
@@ -93,6 +97,8 @@ impl Cause {
         Cause::SandboxChanged,
         Cause::RestartAll,
         Cause::Resize,
+        Cause::Unschedulable,
+        Cause::Volume,
         Cause::Unknown,
     ];
 
@@ -112,21 +118,24 @@ impl Cause {
             Cause::SandboxChanged => "sandbox_changed",
             Cause::RestartAll => "restart_all",
             Cause::Resize => "resize",
+            Cause::Unschedulable => "unschedulable",
+            Cause::Volume => "volume",
             Cause::Unknown => "unknown",
         }
     }
 
     /// The kind of fault (`restart_watcher.cause.category`): evictions, runtime errors and lost
     /// sandboxes are the infrastructure's, image and configuration errors and resizes the
-    /// deployment's, OOM kills a resource limit's, the rest the application's. A restart-all's is
+    /// deployment's, OOM kills and pods no node fits a resource's, volumes that cannot be mounted
+    /// the deployment's, the rest the application's. A restart-all's is
     /// its trigger's ([`Record::category`]); `unknown` when the trigger was not seen.
     pub fn category(self) -> &'static str {
         match self {
-            Cause::OomKilled => "resource",
+            Cause::OomKilled | Cause::Unschedulable => "resource",
             Cause::LivenessProbe | Cause::StartupProbe | Cause::AppError | Cause::Completed | Cause::Signal => {
                 "application"
             }
-            Cause::ImagePull | Cause::ConfigError | Cause::Resize => "configuration",
+            Cause::ImagePull | Cause::ConfigError | Cause::Resize | Cause::Volume => "configuration",
             Cause::Evicted | Cause::Preempted | Cause::RuntimeError | Cause::SandboxChanged => "infrastructure",
             Cause::RestartAll | Cause::Unknown => "unknown",
         }
@@ -168,10 +177,14 @@ pub enum RecordKind {
     PodRestart,
     /// A process of a container was OOM-killed and the container lives on (node mode, opt-in).
     OomKill,
+    /// A pod has not started (unscheduled, or no container ever ran) past the pending threshold.
+    PodStartFailure,
+    /// A pod that had not started past the threshold started, failed, or was deleted.
+    PodStartFailureEnded,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 9] = [
         RecordKind::Restart,
         RecordKind::StartFailure,
         RecordKind::StartFailureEnded,
@@ -179,6 +192,8 @@ impl RecordKind {
         RecordKind::Eviction,
         RecordKind::PodRestart,
         RecordKind::OomKill,
+        RecordKind::PodStartFailure,
+        RecordKind::PodStartFailureEnded,
     ];
 
     /// The name `--events` and the metrics use.
@@ -191,6 +206,8 @@ impl RecordKind {
             RecordKind::Eviction => "eviction",
             RecordKind::PodRestart => "pod_restart",
             RecordKind::OomKill => "oom_kill",
+            RecordKind::PodStartFailure => "pod_start_failure",
+            RecordKind::PodStartFailureEnded => "pod_start_failure_ended",
         }
     }
 
@@ -208,7 +225,14 @@ impl RecordKind {
             RecordKind::Eviction => crate::keys::EVENT_NAME_EVICTION,
             RecordKind::PodRestart => crate::keys::EVENT_NAME_POD_RESTART,
             RecordKind::OomKill => crate::keys::EVENT_NAME_OOM_KILL,
+            RecordKind::PodStartFailure => crate::keys::EVENT_NAME_POD_START_FAILURE,
+            RecordKind::PodStartFailureEnded => crate::keys::EVENT_NAME_POD_START_FAILURE_ENDED,
         }
+    }
+
+    /// The end of a start failure (a container's or a pod's): not an error.
+    pub(crate) fn is_end(self) -> bool {
+        matches!(self, RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded)
     }
 
     pub(crate) fn span_name(self) -> &'static str {
@@ -218,6 +242,7 @@ impl RecordKind {
             RecordKind::Eviction => crate::keys::SPAN_NAME_EVICTION,
             RecordKind::PodRestart => crate::keys::SPAN_NAME_POD_RESTART,
             RecordKind::OomKill => crate::keys::SPAN_NAME_OOM_KILL,
+            RecordKind::PodStartFailure | RecordKind::PodStartFailureEnded => crate::keys::SPAN_NAME_POD_START,
         }
     }
 }
@@ -230,7 +255,7 @@ impl fmt::Display for RecordKind {
 
 /// Which event kinds are emitted (`--events`): all by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordKinds(u8);
+pub struct RecordKinds(u16);
 
 impl Default for RecordKinds {
     fn default() -> Self {
@@ -240,13 +265,13 @@ impl Default for RecordKinds {
 
 impl RecordKinds {
     pub(crate) fn from_kinds(kinds: &[RecordKind]) -> Self {
-        RecordKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u8))
+        RecordKinds(kinds.iter().fold(0, |bits, k| bits | 1 << *k as u16))
     }
     pub fn restarts_only() -> Self {
         RecordKinds::from_kinds(&[RecordKind::Restart])
     }
     pub(crate) fn allows(self, kind: RecordKind) -> bool {
-        self.0 & (1 << kind as u8) != 0
+        self.0 & (1 << kind as u16) != 0
     }
 }
 
@@ -447,8 +472,12 @@ impl Record {
                 self.terminated.as_ref().and_then(|t| t.finished_at).unwrap_or(self.observed_at)
             }
             RecordKind::Eviction => self.eviction.as_ref().and_then(|e| e.at).unwrap_or(self.observed_at),
-            RecordKind::StartFailure => self.episode.as_ref().map_or(self.observed_at, |e| e.started_at),
-            RecordKind::StartFailureEnded => self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at),
+            RecordKind::StartFailure | RecordKind::PodStartFailure => {
+                self.episode.as_ref().map_or(self.observed_at, |e| e.started_at)
+            }
+            RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded => {
+                self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at)
+            }
             RecordKind::OomKill => self.observed_at,
             RecordKind::PodRestart => self
                 .pod_restart
@@ -500,7 +529,10 @@ impl Record {
                 Identity { kind: Some(self.kind), terminated: self.terminated.as_ref(), ..id }.digest()
             }
             // One per episode (its container, and when it was first seen), one per pod.
-            RecordKind::StartFailure | RecordKind::StartFailureEnded => Identity {
+            RecordKind::StartFailure
+            | RecordKind::StartFailureEnded
+            | RecordKind::PodStartFailure
+            | RecordKind::PodStartFailureEnded => Identity {
                 kind: Some(self.kind),
                 episode_started_at: self.episode.as_ref().map(|e| e.started_at),
                 ..id

@@ -72,8 +72,9 @@ impl KubeEvent {
 /// node-problem-detector's kernel monitor, `SystemOOM` from the kubelet.
 pub(crate) const NODE_OOM_REASONS: [&str; 2] = ["OOMKilling", "SystemOOM"];
 
-/// Event reasons that can explain a restart; other Events are not kept.
-pub(crate) const RELEVANT_REASONS: [&str; 8] = [
+/// Event reasons that can explain a restart, or a pod that does not start
+/// ([`super::pending::EVENT_REASONS`]); other Events are not kept.
+pub(crate) const RELEVANT_REASONS: [&str; 11] = [
     "Killing",
     "Evicted",
     "Preempting",
@@ -82,6 +83,9 @@ pub(crate) const RELEVANT_REASONS: [&str; 8] = [
     "Shutdown",
     "NodeShutdown",
     "TerminationGracePeriodOverride",
+    "FailedMount",
+    "FailedAttachVolume",
+    "FailedCreatePodSandBox",
 ];
 
 /// How far before the termination an Event may be and still explain it (the kubelet kills after the

@@ -251,14 +251,14 @@ pub(crate) fn deletion_asked_at(pod: &SlimPod) -> Option<Timestamp> {
 }
 
 /// Whether a probed object may show a failure other than a restart: a start failure, a failed
-/// termination, a failed or reasoned pod, a disruption (eviction, preemption) or a deletion. Such
+/// termination, a failed, pending (it may never start) or reasoned pod, a disruption (eviction, preemption) or a deletion. Such
 /// objects take the full path; the others only move restart counts.
 pub(crate) fn may_show_failure(probe: &PodProbe<'_>) -> bool {
     let s = &probe.status;
     probe.metadata.deletion_timestamp.is_some()
         || s.reason.is_some()
         || s.telling_condition
-        || s.phase.as_deref() == Some("Failed")
+        || matches!(s.phase.as_deref(), Some("Failed" | "Pending"))
         || s.container_statuses.iter().chain(&s.init_container_statuses).any(|c| {
             c.state.waiting.as_ref().is_some_and(|w| w.reason.as_deref().is_some_and(is_start_failure))
                 || c.state.terminated.as_ref().is_some_and(|t| is_failed_exit(t.exit_code, t.reason.as_deref()))

@@ -7,6 +7,7 @@
 //! - [`memory`]: the memory a container had (limit, request, QoS class), from Kubernetes quantities;
 //! - [`cgroups`]: a node's container memory cgroups, their OOM-kill counters, and when a rise is an
 //!   OOM kill that restarted nothing;
+//! - [`pending`]: whether a pod has yet to start, and why, from its status and the Events;
 //! - [`pulls`]: why an image cannot be pulled, and from which registry;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
@@ -15,5 +16,6 @@ pub mod cgroups;
 pub mod failures;
 pub(crate) mod memory;
 pub mod owners;
+pub mod pending;
 pub mod pulls;
 pub mod text;

@@ -77,8 +77,14 @@ impl Recorder {
     /// The records `restart-watcher replay` makes of a recording (OTLP/JSON log records, each
     /// with its resource).
     pub fn replay(path: &Path) -> Vec<Value> {
+        Recorder::replay_with(path, &[])
+    }
+
+    /// [`Recorder::replay`] with more flags (`--pending-threshold 3s`).
+    pub fn replay_with(path: &Path, args: &[&str]) -> Vec<Value> {
         let out = Command::new(crate::agent_binary())
             .args(["replay", "--exporter", "otlp-json", "--signals", "logs"])
+            .args(args)
             .arg(path)
             .output()
             .expect("run restart-watcher replay");

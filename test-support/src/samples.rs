@@ -16,7 +16,7 @@ const NOT_FOUND: &str = "rpc error: code = NotFound desc = failed to pull and un
 
 /// One record of every kind, from the detector: a restart with its workload, a start failure and
 /// its end, a terminal failure, an eviction, a pod-wide restart with its children, a resize
-/// restart, and an OOM kill that restarted nothing.
+/// restart, an OOM kill that restarted nothing, and a pod that did not start and then did.
 pub fn every_kind() -> Vec<Record> {
     let at = |s: &str| -> Timestamp { s.parse().unwrap() };
     let mut out = vec![restart()];
@@ -101,10 +101,30 @@ pub fn every_kind() -> Vec<Record> {
     oom.resize = None;
     oom.oom_kills = Some(Box::new(OomKills { count: 1, total: 1, process: Some("exe".into()) }));
     out.push(oom);
+    out.extend(pod_start_failure());
     // Enrichment's own: the node's uid.
     for r in &mut out {
         r.pod.node_uid = Some("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2".into());
     }
+    out
+}
+
+/// A pod no node fits, reported past the pending threshold, and its end when it started.
+fn pod_start_failure() -> Vec<Record> {
+    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+    let uid = "77777777-2222-3333-4444-555555555555";
+    let waiting = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]});
+    let big = || pod(uid).named("shop", "big-0").meta(json!({"creationTimestamp": "2026-11-20T10:00:00Z"}));
+    let mut d = Detector::with(&restart_watcher::detector::Detection {
+        pending_threshold: std::time::Duration::from_secs(300),
+        ..Default::default()
+    });
+    let mut out = d.apply(&big().status(waiting).slim(), at("2026-11-20T10:00:01Z"));
+    out.extend(d.tick(at("2026-11-20T10:05:00Z")));
+    out.extend(
+        d.apply(&big().app(c("big", 0).running_since("2026-11-20T10:07:00Z")).slim(), at("2026-11-20T10:07:01Z")),
+    );
     out
 }
 
