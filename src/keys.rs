@@ -10,6 +10,10 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 pub const EVENT_NAME_POD_START_FAILURE: &str = "restart_watcher.pod.start_failure";
 /// The event name of the end of a pod's start failure (it started, failed, or was deleted).
 pub const EVENT_NAME_POD_START_FAILURE_ENDED: &str = "restart_watcher.pod.start_failure_ended";
+/// The event name of a rollout whose new revision fails where the previous did not.
+pub const EVENT_NAME_ROLLOUT_REGRESSION: &str = "restart_watcher.workload.rollout_regression";
+/// The span name of a rollout regression.
+pub const SPAN_NAME_ROLLOUT: &str = "workload rollout";
 /// The span name of a pod's start failure.
 pub const SPAN_NAME_POD_START: &str = "pod start";
 /// The OTel event name of a restart record (`LogRecord.event_name`) and of its span event.
@@ -162,6 +166,16 @@ pub const REVISION: &str = "restart_watcher.revision";
 pub const REVISION_HASH: &str = "restart_watcher.revision.hash";
 /// `true` on the first failure the agent saw of a workload's revision (absent otherwise).
 pub const REVISION_FIRST_FAILURE: &str = "restart_watcher.revision.first_failure";
+/// A rollout regression: when the rollout began (RFC 3339: its new revision's first pod's creation).
+pub const ROLLOUT_STARTED_AT: &str = "restart_watcher.rollout.started_at";
+/// A rollout regression: the window after the rollout in which its failures count, in seconds.
+pub const ROLLOUT_WINDOW: &str = "restart_watcher.rollout.window";
+/// A rollout regression: the new revision's failures within the window.
+pub const ROLLOUT_FAILURES: &str = "restart_watcher.rollout.failures";
+/// A rollout regression: the new revision's pods that failed within the window.
+pub const ROLLOUT_FAILING_PODS: &str = "restart_watcher.rollout.failing_pods";
+/// A rollout regression: the previous revision's pods that failed in the window before the rollout.
+pub const ROLLOUT_PREVIOUS_FAILING_PODS: &str = "restart_watcher.rollout.previous_failing_pods";
 /// Storm control: how many restarts a coalesced record stands for (int).
 pub(crate) const RESTARTS_COALESCED: &str = "restart_watcher.restarts.coalesced";
 

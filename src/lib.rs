@@ -19,16 +19,16 @@
 //!
 //! | floor | module | what it holds |
 //! |---|---|---|
-//! | 1 | [`pod`] (`pod/{mod,lenient,probe}.rs`) | the slim Pod: only the fields the agent reads, decoded leniently; the probe of an update; the pod's key |
+//! | 1 | [`pod`] (`pod/{mod,lenient,probe,revision}.rs`) | the slim Pod: only the fields the agent reads, decoded leniently; the probe of an update; the pod's key; its workload and revision |
 //! | 1 | [`accounting`] | the delivery counts every stage updates: budgets, export progress, the queue's bytes, in-flight seconds, the watermark, the run report |
 //! | 1 | [`keys`] | every attribute key and wire name |
 //! | 1 | [`kube_errors`] | API errors turned into messages that say what to fix |
 //! | 1 | [`churn`], [`memory`], [`cluster`] | maps that keep their size under churn; heap handed back; `k8s.cluster.uid` |
 //! | 2 | [`record`] (`record/{mod,identity,meaning,more}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
 //! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
-//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,pending,pulls,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, pods that never start, the memory an OOM kill is read against, memory-cgroup OOM counters, image-pull failures, owner naming, text capping and redaction |
+//! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,pending,pulls,rollouts,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, pods that never start, rollout regressions, the memory an OOM kill is read against, memory-cgroup OOM counters, image-pull failures, owner naming, text capping and redaction |
 //! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
-//! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,pending,revisions,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, pods that never start, each revision's first failure, the packed per-pod state |
+//! | 4 | [`detector`] (`detector/{mod,steps,episodes,pod_wide,pending,revisions,rollouts,found,tracked}.rs`) | detection, pure: a short loop over per-rule steps, pod-wide restarts and resizes, pods that never start, each revision's first failure and rollout regressions, the packed per-pod state |
 //! | 4 | [`metrics`] | the agent's own metrics, defined once; imports no subsystem |
 //! | 5 | [`watch_step`], [`recording`] | one scope's relists and catch-up (pure); recorded streams read through the detector |
 //! | 5 | [`export`] (`export/{mod,convert,service,extra,kv,retry,task,console,json}.rs`, `export/otlp/{mod,config,http,self_metrics}.rs`) | the OTLP mapping (pure), the retry policy (pure), the exporters and the batching export task |

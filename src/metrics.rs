@@ -315,6 +315,22 @@ impl Metrics {
         );
     }
 
+    /// The workloads watched for rollout regressions, against their budget, and those forgotten.
+    pub(crate) fn observe_rollouts(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
+        self.observe_usage(
+            "rollouts",
+            (
+                "Bytes of the workloads watched for rollout regressions (their revision, failing pods, rollout).",
+                "Their budget, in bytes: past it, the oldest workloads are forgotten.",
+            ),
+            (
+                "rollouts.forgotten",
+                "Workloads forgotten past the budget (their next revision is a baseline, not a rollout).",
+            ),
+            usage,
+        );
+    }
+
     /// The node index's use against its budget, and the nodes not kept past it.
     pub(crate) fn observe_node_index(&self, usage: std::sync::Arc<crate::accounting::BudgetUsage>) {
         self.observe_usage(

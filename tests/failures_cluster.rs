@@ -441,3 +441,67 @@ fn a_pod_no_node_fits_is_one_pod_start_failure_with_the_schedulers_reason_and_it
 
 /// The recording of the scenario above, committed; `tests/replay.rs` replays it.
 const PENDING_FIXTURE: &str = "tests/fixtures/pending-v1.35-watch.json";
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_rollout_to_a_crashing_revision_is_one_rollout_regression_and_a_rollout_that_works_none() {
+    let k = Cluster::shared();
+    let ns = "f-rollout";
+    k.create_namespace(ns);
+    let (recorder, mut agent) = watch(k, ns);
+    let deployment = |tag: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": format!("registry.example.com/web:{tag}")}]}}}})
+    };
+    // Each rollout done: one pod of the new template running, the old one gone.
+    let roll_to = |tag: &str| {
+        apply(k, deployment(tag));
+        let image = format!("registry.example.com/web:{tag}");
+        let mut running = String::new();
+        k.wait_for(&format!("one pod of {tag}, alone"), || {
+            let names = k.pods(ns, "app=web");
+            let of_tag = |p: &String| k.get_pod(ns, p)["spec"]["containers"][0]["image"] == image.as_str();
+            running = names.first().cloned().unwrap_or_default();
+            names.len() == 1 && of_tag(&running) && k.get_pod(ns, &running)["status"]["phase"] == "Running"
+        });
+        running
+    };
+    roll_to("1.0");
+    roll_to("2.0");
+    assert!(agent.settle(QUIET).is_empty(), "a rollout that works: nothing");
+    let crashing = roll_to("3.0");
+    for _ in 0..3 {
+        k.crash(ns, &crashing, "web", "Error", 1);
+    }
+    agent.wait_records(4, WAIT);
+    let want = [
+        rec("container.restart", &crashing, "web", "app_error"),
+        rec("container.restart", &crashing, "web", "app_error"),
+        rec("container.restart", &crashing, "web", "app_error"),
+        rec("workload.rollout_regression", &crashing, "", "app_error"),
+    ];
+    assert_eq!(recs(agent.settle(QUIET)), want, "live records");
+    let first: Vec<Value> =
+        agent.records.iter().map(|r| attr(&r["attributes"], "restart_watcher.revision.first_failure")).collect();
+    assert_eq!(first, [json!(true), Value::Null, Value::Null, Value::Null], "the revision's first failure, once");
+    let r = &agent.records[3];
+    let hash = k.get_pod(ns, &crashing)["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();
+    assert_eq!(attr(&r["resource"]["attributes"], "restart_watcher.revision.hash"), hash.as_str());
+    assert_eq!(attr(&r["resource"]["attributes"], "restart_watcher.revision"), "3", "the Deployment's third revision");
+    assert_eq!(attr(&r["resource"]["attributes"], "k8s.deployment.name"), "web");
+    assert_eq!(attr(&r["attributes"], "restart_watcher.rollout.failures"), 3);
+    assert_eq!(attr(&r["attributes"], "restart_watcher.rollout.failing_pods"), 1);
+    assert_eq!(attr(&r["attributes"], "restart_watcher.rollout.previous_failing_pods"), 0);
+    assert_eq!(r["severityText"], "ERROR");
+    let mut recorder = recorder;
+    let recording = recorder.stop();
+    assert_eq!(recs(&Recorder::replay(&recording)), want, "replayed records");
+    if std::env::var_os("RW_RECORD_CLUSTER").is_some() {
+        std::fs::copy(&recording, ROLLOUT_FIXTURE).expect("keep the recording");
+    }
+}
+
+/// The recording of the scenario above, committed; `tests/replay.rs` replays it.
+const ROLLOUT_FIXTURE: &str = "tests/fixtures/rollout-v1.35-watch.json";

@@ -381,6 +381,26 @@ fn a_v1_35_recording_of_a_pod_no_node_fits_yields_its_pod_start_failure_and_its_
 }
 
 #[test]
+fn a_v1_35_recording_of_two_rollouts_yields_the_crashing_ones_restarts_and_one_regression() {
+    let out = replay(&["tests/fixtures/rollout-v1.35-watch.json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pod = "f-rollout/web-d7f8f8dd9-blr7x";
+    assert_eq!(
+        stdout_lines(&out),
+        vec![
+            format!("2026-12-07T03:21:56Z {pod} web restarted #1: Error (exit code 1)"),
+            format!("2026-12-07T03:21:56Z {pod} web restarted #2: Error (exit code 1)"),
+            format!("2026-12-07T03:21:56Z {pod} web restarted #3: Error (exit code 1)"),
+            format!(
+                "2026-12-07T03:21:56Z deployment f-rollout/web regressed at revision d7f8f8dd9 (rolled out at \
+                 2026-12-07T03:21:56Z): 3 failures from 1 pod within 900s of the rollout, where the previous revision \
+                 had 0 failing pods in the 900s before it; the latest: app_error in pod {pod}"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn episodes_past_their_budget_have_their_missing_ends_counted_in_the_log_and_the_summary() {
     use std::io::Write;
     // 2 MiB of kept episodes hold 32,768; 33,000 pods fail to pull, then start.

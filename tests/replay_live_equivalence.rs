@@ -21,6 +21,7 @@ const RECORDINGS: &[&str] = &[
     "examples/shop-cluster.watch.json",
     "tests/fixtures/failures-v1.35-watch.json",
     "tests/fixtures/pending-v1.35-watch.json",
+    "tests/fixtures/rollout-v1.35-watch.json",
     "tests/fixtures/real-apiserver-watch.json",
 ];
 

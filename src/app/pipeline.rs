@@ -272,6 +272,9 @@ fn enrichment(
     let waiting = &opts.scope.detection.pending;
     waiting.budget_bytes.store(crate::detector::PENDING_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
     opts.metrics.observe_pods_waiting(waiting.clone());
+    let rollouts = &opts.scope.detection.rollouts;
+    rollouts.budget_bytes.store(crate::detector::ROLLOUTS_BUDGET_BYTES as u64, std::sync::atomic::Ordering::Relaxed);
+    opts.metrics.observe_rollouts(rollouts.clone());
     let pending_usage = Arc::new(crate::accounting::BudgetUsage::default());
     opts.metrics.observe_pending(pending_usage.clone());
     crate::enrich::Enrichment {

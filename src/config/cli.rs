@@ -292,6 +292,9 @@ fn parse_storm_window(s: &str) -> Result<Duration, String> {
 fn parse_pending_threshold(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(24 * 3600))
 }
+fn parse_rollout_window(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, Duration::from_secs(60), Duration::from_secs(24 * 3600))
+}
 fn parse_oom_kill_poll(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, Duration::from_secs(1), Duration::from_secs(300))
 }
@@ -383,7 +386,7 @@ pub struct DetectionArgs {
 
     /// Event kinds to emit, comma-separated: `restart`, `start_failure`, `start_failure_ended`,
     /// `failure`, `eviction`, `pod_restart`, `oom_kill`, `pod_start_failure`,
-    /// `pod_start_failure_ended`, or `all`. `--events restart` keeps to restarts alone.
+    /// `pod_start_failure_ended`, `rollout_regression`, or `all`. `--events restart` keeps to restarts alone.
     #[arg(long, env = "RESTART_WATCHER_EVENTS", value_delimiter = ',', default_value = "all", value_parser = parse_record_kind)]
     pub events: Vec<RecordKindArg>,
 
@@ -391,6 +394,11 @@ pub struct DetectionArgs {
     /// `restart_watcher.pod.start_failure` reports it, e.g. `5m` (1s to 24h).
     #[arg(long, env = "RESTART_WATCHER_PENDING_THRESHOLD", default_value = "5m", value_parser = parse_pending_threshold)]
     pub pending_threshold: Duration,
+
+    /// How long after a rollout its new revision's failures count towards one
+    /// `restart_watcher.workload.rollout_regression`, e.g. `15m` (1m to 24h).
+    #[arg(long, env = "RESTART_WATCHER_ROLLOUT_WINDOW", default_value = "15m", value_parser = parse_rollout_window)]
+    pub rollout_window: Duration,
 }
 
 /// An `--events` value: one event kind, or all of them.

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(
             get("records").as_deref(),
             Some(
-                "restart, start_failure, start_failure_ended, failure, eviction, pod_restart, oom_kill, pod_start_failure, pod_start_failure_ended"
+                "restart, start_failure, start_failure_ended, failure, eviction, pod_restart, oom_kill, pod_start_failure, pod_start_failure_ended, rollout_regression"
             ),
             "every kind by default"
         );

@@ -263,6 +263,8 @@ fn detection(args: &DetectionArgs, redactions: Vec<regex::Regex>) -> Detection {
         revisions: Default::default(),
         pending: Default::default(),
         pending_threshold: args.pending_threshold,
+        rollouts: Default::default(),
+        rollout_window: args.rollout_window,
     }
 }
 

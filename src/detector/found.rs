@@ -98,8 +98,11 @@ pub(super) fn build(
     ev.kind = f.what;
     match f.what {
         RecordKind::Restart => {}
-        // Built by `pending.rs` and `node_oom`, not from a finding.
-        RecordKind::OomKill | RecordKind::PodStartFailure | RecordKind::PodStartFailureEnded => {}
+        // Built by `pending.rs`, `rollouts.rs` and `node_oom`, not from a finding.
+        RecordKind::OomKill
+        | RecordKind::PodStartFailure
+        | RecordKind::PodStartFailureEnded
+        | RecordKind::RolloutRegression => {}
         RecordKind::PodRestart => {
             ev.terminated = f.more.pod_restart.as_ref().and_then(|p| Some(p.trigger.as_ref()?.terminated.clone()));
             ev.current = CurrentState::default();
@@ -218,6 +221,7 @@ fn record_of(
         resize: None,
         oom_kills: None,
         first_of_revision: false,
+        rollout: None,
         in_flight_since: None,
     }
 }

@@ -33,6 +33,7 @@ mod found;
 mod pending;
 mod pod_wide;
 mod revisions;
+mod rollouts;
 mod steps;
 mod tracked;
 
@@ -93,6 +94,7 @@ const SANDBOX_LOST: u8 = 4;
 
 pub use pending::PENDING_BUDGET_BYTES;
 pub use revisions::REVISIONS_BUDGET_BYTES;
+pub use rollouts::ROLLOUTS_BUDGET_BYTES;
 
 /// The default budget of the start-failure episodes kept for their closing records, in bytes.
 pub const EPISODE_BUDGET_BYTES: usize = 2 * 1024 * 1024;
@@ -115,6 +117,10 @@ pub struct Detection {
     pub pending: Arc<BudgetUsage>,
     /// How long a pod may wait to start before it is reported (zero: the default, 5 minutes).
     pub pending_threshold: std::time::Duration,
+    /// The workloads watched for rollout regressions, against their budget (shared likewise).
+    pub rollouts: Arc<BudgetUsage>,
+    /// How long after a rollout its new revision's failures count (zero: the default, 15 minutes).
+    pub rollout_window: std::time::Duration,
 }
 
 /// Counters of what the detector did, for logs and metrics.
@@ -147,6 +153,7 @@ pub struct Detector {
     episodes: Episodes,
     revisions: revisions::Revisions,
     pending: pending::PendingPods,
+    rollouts: rollouts::Rollouts,
     /// Applied to the kubelet's messages copied into records.
     redactions: Vec<regex::Regex>,
 }
@@ -164,6 +171,7 @@ impl Detector {
             episodes: Episodes::sharing(detection.episodes.clone()),
             revisions: revisions::Revisions::sharing(detection.revisions.clone()),
             pending: pending::PendingPods::sharing(detection.pending.clone(), detection.pending_threshold),
+            rollouts: rollouts::Rollouts::sharing(detection.rollouts.clone(), detection.rollout_window),
             ..Default::default()
         }
     }
@@ -288,18 +296,19 @@ impl Detector {
         }
         self.pods.insert(key, &containers, self.generation);
         self.stats.observations += 1;
+        let m = &probe.metadata;
+        let created = m.creation_timestamp.as_deref().and_then(|t| t.parse().ok());
+        let rev = crate::pod::revision(m.labels, m.owner_references);
+        self.sighted(m.namespace.as_deref().unwrap_or(""), rev, created, false);
         true
     }
 
     /// The pods that have now waited past the pending threshold: their openings (a live run calls
     /// it every second; a replay at each time the recording gives).
     pub fn tick(&mut self, now: Timestamp) -> Vec<Record> {
-        let mut records = self.pending.due_at(now);
-        for ev in &mut records {
-            self.revisions.mark(ev);
-        }
+        let records = self.pending.due_at(now);
         self.stats.failures += records.len() as u64;
-        records
+        self.then_revisions(records)
     }
 
     /// A pod was deleted: its final object is compared, then its state is dropped.
@@ -345,6 +354,9 @@ impl Detector {
         };
         let key = PodKey::of_uid(uid);
         let facts = PodFacts::of(pod, key, observed_at, self.catch_up_since, self.pods.contains(&key));
+        if !facts.known {
+            self.sighted_pod(pod);
+        }
         let mut found: Vec<Found<'_>> = Vec::new();
         {
             let mut state = self.pods.get_or_insert(facts.key, self.generation);
@@ -412,14 +424,42 @@ impl Detector {
         let mut records: Vec<Record> =
             found.into_iter().map(|f| found::build(&info, &facts, f, &self.redactions, observed_at)).collect();
         records.extend(waiting);
-        for ev in &mut records {
-            self.revisions.mark(ev);
-        }
-        records
+        self.then_revisions(records)
     }
 }
 
 impl Detector {
+    /// The records with their revision's first failure marked, and the rollout regressions they make.
+    fn then_revisions(&mut self, mut records: Vec<Record>) -> Vec<Record> {
+        let mut regressions = Vec::new();
+        for ev in &mut records {
+            self.revisions.mark(ev);
+            regressions.extend(self.rollouts.failure(ev).filter(|r| self.records.allows(r.kind)));
+        }
+        self.stats.failures += regressions.len() as u64;
+        records.extend(regressions);
+        records
+    }
+
+    /// A pod first seen: its revision, for the rollout rule.
+    fn sighted(
+        &mut self,
+        namespace: &str,
+        rev: Option<crate::pod::PodRevision<'_>>,
+        created: Option<Timestamp>,
+        pending: bool,
+    ) {
+        if let (Some(rev), Some(created)) = (rev, created) {
+            self.rollouts.sighting(namespace, &rev, created, pending);
+        }
+    }
+
+    /// A pod first seen in full: `pending` when it had yet to start (created while watched).
+    fn sighted_pod(&mut self, pod: &SlimPod) {
+        let pending = pod.status.phase.as_deref() == Some("Pending");
+        self.sighted(pod.namespace(), pod.revision(), pod.metadata.created_at, pending);
+    }
+
     /// The pod-start rule's record of this observation, if any (`pending.rs`).
     fn waiting(
         &mut self,

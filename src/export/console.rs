@@ -9,6 +9,9 @@ use crate::record::{ContainerKind, Record, RecordKind, signal_name};
 
 /// Formats one record as a console line (no trailing newline).
 pub fn line(ev: &Record) -> String {
+    if ev.kind == RecordKind::RolloutRegression {
+        return format!("{} {}", ev.time(), crate::export::convert::body(ev));
+    }
     let mut s = format!("{} {}/{}", ev.time(), ev.pod.namespace, ev.pod.name);
     if !ev.container.name.is_empty() {
         s.push_str(&format!(" {}", ev.container.name));
@@ -25,7 +28,8 @@ pub fn line(ev: &Record) -> String {
         | RecordKind::PodRestart
         | RecordKind::OomKill
         | RecordKind::PodStartFailure
-        | RecordKind::PodStartFailureEnded => {
+        | RecordKind::PodStartFailureEnded
+        | RecordKind::RolloutRegression => {
             s.push(' ');
             s.push_str(&crate::export::convert::predicate(ev));
             if ev.detected_late {

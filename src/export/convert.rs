@@ -258,6 +258,9 @@ pub fn record_attributes(ev: &Record) -> Vec<KeyValue> {
 /// other kinds follow the same pattern (`failed to start: ...`, `failed and will not be
 /// restarted: ...`, `pod shop/x was evicted: ...`).
 pub fn body(ev: &Record) -> String {
+    if ev.kind == RecordKind::RolloutRegression {
+        return super::extra::rollout_body(ev);
+    }
     if ev.container.name.is_empty() && ev.kind != RecordKind::Restart {
         return format!("pod {}/{} {}", ev.pod.namespace, ev.pod.name, predicate(ev));
     }
@@ -332,6 +335,7 @@ pub(crate) fn predicate(ev: &Record) -> String {
         }
         RecordKind::PodRestart => super::extra::predicate(ev),
         RecordKind::OomKill => super::extra::oom_kill_predicate(ev),
+        RecordKind::RolloutRegression => super::extra::rollout_predicate(ev),
         RecordKind::Eviction => {
             let verb = if ev.cause == crate::record::Cause::Preempted { "preempted" } else { "evicted" };
             let mut s = format!("was {verb}");

@@ -1,5 +1,6 @@
 //! The OTLP mapping (pure) of what is more than a container's own restart: pod-wide restarts,
-//! resize restarts, OOM kills that restart nothing, why an image cannot be pulled; their
+//! resize restarts, OOM kills that restart nothing, why an image cannot be pulled, rollout
+//! regressions; their
 //! attributes, and their sentences.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -41,6 +42,13 @@ pub(super) fn push(attrs: &mut Vec<KeyValue>, ev: &Record) {
         if let Some(host) = crate::rules::pulls::registry(image) {
             attrs.push(kv_str(keys::IMAGE_PULL_REGISTRY, host));
         }
+    }
+    if let Some(r) = &ev.rollout {
+        attrs.push(kv_str(keys::ROLLOUT_STARTED_AT, r.started_at.to_string()));
+        attrs.push(kv_int(keys::ROLLOUT_WINDOW, r.window_s));
+        attrs.push(kv_int(keys::ROLLOUT_FAILURES, i64::from(r.failures)));
+        attrs.push(kv_int(keys::ROLLOUT_FAILING_PODS, i64::from(r.failing_pods)));
+        attrs.push(kv_int(keys::ROLLOUT_PREVIOUS_FAILING_PODS, i64::from(r.previous_failing_pods)));
     }
     if let Some(o) = &ev.oom_kills {
         attrs.push(kv_int(keys::OOM_KILL_COUNT, i64::try_from(o.count).unwrap_or(i64::MAX)));
@@ -101,4 +109,41 @@ pub(crate) fn oom_kill_predicate(ev: &Record) -> String {
         None => String::new(),
     };
     format!("had {what} OOM-killed{process}{limit}, and runs on")
+}
+
+/// A rollout regression's sentence: `deployment shop/web regressed at revision 7d9f8 (rolled out at
+/// 2026-11-20T10:00:00Z): 3 failures from 1 pod within 900s of the rollout, where the previous
+/// revision had 0 failing pods in the 900s before it; the latest: app_error in pod shop/web-7d9f8-x`.
+pub(crate) fn rollout_body(ev: &Record) -> String {
+    let o = &ev.pod.owners;
+    let kind = match (&o.deployment, &o.replicaset, &o.statefulset) {
+        (Some(_), ..) => "deployment",
+        (None, Some(_), _) => "replicaset",
+        (None, None, Some(_)) => "statefulset",
+        _ => "daemonset",
+    };
+    let workload = crate::rules::owners::workload(o).map_or("", |w| w.name.as_str());
+    let revision = o.revision_hash.as_deref().unwrap_or("?");
+    format!("{kind} {}/{workload} regressed at revision {revision} {}", ev.pod.namespace, rollout_predicate(ev))
+}
+
+/// What a rollout regression says after its workload and revision.
+pub(crate) fn rollout_predicate(ev: &Record) -> String {
+    let Some(r) = &ev.rollout else {
+        return "(a rollout regression)".to_owned();
+    };
+    let plural = |n: u32, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+    format!(
+        "(rolled out at {}): {} from {} within {}s of the rollout, where the previous revision had {} in the {}s \
+         before it; the latest: {} in pod {}/{}",
+        r.started_at,
+        plural(r.failures, "failure"),
+        plural(r.failing_pods, "pod"),
+        r.window_s,
+        plural(r.previous_failing_pods, "failing pod"),
+        r.window_s,
+        ev.cause,
+        ev.pod.namespace,
+        ev.pod.name
+    )
 }

@@ -61,10 +61,12 @@ macro_rules! lists_and_objects_read_as {
 
 mod lenient;
 mod probe;
+mod revision;
 
 use lenient::*;
 pub(crate) use lenient::{deserialize_lenient_status, deserialize_slim_metadata, deserialize_slim_metadata_meta};
 pub use probe::*;
+pub use revision::{PodRevision, revision};
 
 /// A Pod, reduced to what the detector and the record mapping use.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -432,6 +434,10 @@ impl SlimPod {
     /// as none).
     pub fn labels(&self) -> BTreeMap<String, String> {
         self.metadata.labels.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+    /// The workload and revision of the pod (parsed now, borrowed), for the rollout rule.
+    pub(crate) fn revision(&self) -> Option<PodRevision<'_>> {
+        revision(self.metadata.labels.as_deref(), self.metadata.owner_references.as_deref())
     }
     /// The pod's ownerReferences (parsed now; malformed entries read as none).
     pub(crate) fn owner_references(&self) -> Vec<OwnerFields> {

@@ -51,7 +51,8 @@ impl PodProbe<'_> {
     }
 }
 
-/// `metadata.uid`, and whether the pod is being deleted.
+/// `metadata.uid`, whether the pod is being deleted, and its namespace, creation, labels and
+/// ownerReferences (for the rollout rule).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeMeta<'a> {
@@ -59,6 +60,15 @@ pub struct ProbeMeta<'a> {
     pub uid: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub deletion_timestamp: Option<IgnoredAny>,
+    /// What the rollout rule reads of a pod first seen, borrowed whole (parsed only then).
+    #[serde(default, borrow)]
+    pub namespace: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub creation_timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub labels: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    pub owner_references: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Container names, counts and state summaries, and the pod's phase and reason.

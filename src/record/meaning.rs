@@ -73,7 +73,7 @@ pub(crate) fn exit_code_meaning(code: i32) -> Option<&'static str> {
 pub fn severity(event: RecordKind, cause: Cause) -> (i32, &'static str) {
     match (event, cause) {
         (RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded, _) => (9, "INFO"),
-        (_, Cause::OomKilled) => (17, "ERROR"),
+        (_, Cause::OomKilled) | (RecordKind::RolloutRegression, _) => (17, "ERROR"),
         (_, Cause::Completed) => (9, "INFO"),
         _ => (13, "WARN"),
     }

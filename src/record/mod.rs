@@ -19,7 +19,7 @@ mod more;
 use identity::Identity;
 pub use meaning::severity;
 pub(crate) use meaning::{exit_code_meaning, signal_name, termination_signal};
-pub use more::{Episode, Eviction, OomKills, PodRestart, ResizeChange, RestartedContainer, Trigger};
+pub use more::{Episode, Eviction, OomKills, PodRestart, ResizeChange, RestartedContainer, RolloutRegression, Trigger};
 
 /// Which list of the pod spec a container comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -181,10 +181,12 @@ pub enum RecordKind {
     PodStartFailure,
     /// A pod that had not started past the threshold started, failed, or was deleted.
     PodStartFailureEnded,
+    /// A workload's new revision fails, within a window after its rollout, where the previous did not.
+    RolloutRegression,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::Restart,
         RecordKind::StartFailure,
         RecordKind::StartFailureEnded,
@@ -194,6 +196,7 @@ impl RecordKind {
         RecordKind::OomKill,
         RecordKind::PodStartFailure,
         RecordKind::PodStartFailureEnded,
+        RecordKind::RolloutRegression,
     ];
 
     /// The name `--events` and the metrics use.
@@ -208,6 +211,7 @@ impl RecordKind {
             RecordKind::OomKill => "oom_kill",
             RecordKind::PodStartFailure => "pod_start_failure",
             RecordKind::PodStartFailureEnded => "pod_start_failure_ended",
+            RecordKind::RolloutRegression => "rollout_regression",
         }
     }
 
@@ -227,6 +231,7 @@ impl RecordKind {
             RecordKind::OomKill => crate::keys::EVENT_NAME_OOM_KILL,
             RecordKind::PodStartFailure => crate::keys::EVENT_NAME_POD_START_FAILURE,
             RecordKind::PodStartFailureEnded => crate::keys::EVENT_NAME_POD_START_FAILURE_ENDED,
+            RecordKind::RolloutRegression => crate::keys::EVENT_NAME_ROLLOUT_REGRESSION,
         }
     }
 
@@ -243,6 +248,7 @@ impl RecordKind {
             RecordKind::PodRestart => crate::keys::SPAN_NAME_POD_RESTART,
             RecordKind::OomKill => crate::keys::SPAN_NAME_OOM_KILL,
             RecordKind::PodStartFailure | RecordKind::PodStartFailureEnded => crate::keys::SPAN_NAME_POD_START,
+            RecordKind::RolloutRegression => crate::keys::SPAN_NAME_ROLLOUT,
         }
     }
 }
@@ -385,6 +391,8 @@ pub struct Record {
     pub oom_kills: Option<Box<OomKills>>,
     /// The first failure of its workload's revision (`restart_watcher.revision.first_failure`).
     pub first_of_revision: bool,
+    /// A rollout regression: the rollout and what failed.
+    pub rollout: Option<Box<RolloutRegression>>,
     /// Pipeline bookkeeping, never exported: the time under which the record counts as in flight
     /// until it is settled (storm control: its window's oldest record); `None`: `observed_at`.
     pub in_flight_since: Option<Timestamp>,
@@ -444,6 +452,7 @@ impl Record {
                 + p.containers.iter().map(|c| std::mem::size_of::<RestartedContainer>() + c.name.len()).sum::<usize>()
         });
         let resize = self.resize.as_ref().map_or(0, |_| std::mem::size_of::<ResizeChange>())
+            + self.rollout.as_ref().map_or(0, |r| std::mem::size_of::<RolloutRegression>() + r.revision.len())
             + self.oom_kills.as_ref().map_or(0, |o| std::mem::size_of::<OomKills>() + opt_len(&o.process));
         std::mem::size_of::<Self>()
             + episode
@@ -479,6 +488,7 @@ impl Record {
                 self.episode.as_ref().map_or(self.observed_at, |e| e.ended_at)
             }
             RecordKind::OomKill => self.observed_at,
+            RecordKind::RolloutRegression => self.rollout.as_ref().map_or(self.observed_at, |r| r.failed_at),
             RecordKind::PodRestart => self
                 .pod_restart
                 .as_ref()
@@ -549,6 +559,15 @@ impl Record {
             .digest(),
             // One per pod-wide restart: its containers and their new counts.
             RecordKind::PodRestart => pod_restart_digest(&self.pod.uid, self.pod_restart.as_deref()),
+            // One per rollout: its workload and revision, and when it began.
+            RecordKind::RolloutRegression => Identity {
+                kind: Some(self.kind),
+                pod_uid: "",
+                container: self.rollout.as_ref().map_or("", |r| r.revision.as_str()),
+                episode_started_at: self.rollout.as_ref().map(|r| r.started_at),
+                ..id
+            }
+            .digest(),
         }
     }
 
@@ -649,6 +668,7 @@ impl Record {
             resize: None,
             oom_kills: None,
             first_of_revision: false,
+            rollout: None,
             in_flight_since: None,
         }
     }

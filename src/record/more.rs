@@ -73,6 +73,23 @@ pub struct OomKills {
     pub process: Option<String>,
 }
 
+/// A rollout whose new revision regressed: when it began, the window, and what failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRegression {
+    /// `<namespace>/<workload>@<revision hash>`: what regressed (its identity).
+    pub revision: String,
+    /// The failure that made it a regression.
+    pub failed_at: Timestamp,
+    /// The rollout's start: the new revision's first pod's creation.
+    pub started_at: Timestamp,
+    pub window_s: i64,
+    /// The new revision's failures and failing pods in the window after the rollout.
+    pub failures: u32,
+    pub failing_pods: u32,
+    /// The previous revision's failing pods in the window before it.
+    pub previous_failing_pods: u32,
+}
+
 /// A pod's eviction or preemption, as its status shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Eviction {

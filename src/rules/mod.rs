@@ -8,6 +8,7 @@
 //! - [`cgroups`]: a node's container memory cgroups, their OOM-kill counters, and when a rise is an
 //!   OOM kill that restarted nothing;
 //! - [`pending`]: whether a pod has yet to start, and why, from its status and the Events;
+//! - [`rollouts`]: when a new revision's failures after its rollout make a regression;
 //! - [`pulls`]: why an image cannot be pulled, and from which registry;
 //! - [`text`]: text capped and redacted before it goes into a record.
 
@@ -18,4 +19,5 @@ pub(crate) mod memory;
 pub mod owners;
 pub mod pending;
 pub mod pulls;
+pub mod rollouts;
 pub mod text;

@@ -102,6 +102,7 @@ pub fn every_kind() -> Vec<Record> {
     oom.oom_kills = Some(Box::new(OomKills { count: 1, total: 1, process: Some("exe".into()) }));
     out.push(oom);
     out.extend(pod_start_failure());
+    out.extend(rollout_regression());
     // Enrichment's own: the node's uid.
     for r in &mut out {
         r.pod.node_uid = Some("1eb3a0c6-0477-4080-a9cb-0cb7db65c6a2".into());
@@ -125,6 +126,29 @@ fn pod_start_failure() -> Vec<Record> {
     out.extend(
         d.apply(&big().app(c("big", 0).running_since("2026-11-20T10:07:00Z")).slim(), at("2026-11-20T10:07:01Z")),
     );
+    out
+}
+
+/// A Deployment rolled out from revision `5c5b6` to `7d9f8`, whose new pod fails three times:
+/// its restarts, and the regression.
+fn rollout_regression() -> Vec<Record> {
+    let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+    let web = |i: u32, hash: &str, created: &str| {
+        pod(&format!("88888888-2222-3333-4444-{i:012}")).named("shop", &format!("web-{hash}-{i}")).meta(json!({
+            "creationTimestamp": created, "labels": {"pod-template-hash": hash},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("web-{hash}"),
+                "uid": format!("rs-{hash}"), "controller": true}]}))
+    };
+    let mut d = Detector::default();
+    let now = at("2026-11-20T10:10:00Z");
+    d.apply(&web(1, "5c5b6", "2026-11-20T09:00:00Z").app(c("web", 0)).slim(), now);
+    let new = || web(2, "7d9f8", "2026-11-20T10:00:00Z");
+    d.apply(&new().status(json!({"phase": "Pending"})).app(c("web", 0).waiting("ContainerCreating")).slim(), now);
+    let mut out = Vec::new();
+    for n in 1..=3 {
+        out.extend(d.apply(&new().app(c("web", n).died("Error", 1, &format!("2026-11-20T10:0{n}:00Z"))).slim(), now));
+    }
+    out.retain(|r| r.kind == RecordKind::RolloutRegression);
     out
 }
 
