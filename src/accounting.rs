@@ -32,6 +32,25 @@ pub struct BudgetUsage {
     pub shed: AtomicU64,
 }
 
+impl BudgetUsage {
+    /// The budget in bytes, or `default` while none is set (0).
+    pub fn budget_or(&self, default: usize) -> usize {
+        match self.budget_bytes.load(Ordering::Relaxed) {
+            0 => default,
+            b => usize::try_from(b).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The bytes held went from `before` to `after`.
+    pub fn resize(&self, before: usize, after: usize) {
+        if after >= before {
+            self.bytes.fetch_add((after - before) as u64, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub((before - after) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The export queue's byte budget: permits of 1 KiB, reserved by the producer for each record it
 /// sends, given back by the export task when the record's batch settles. A record larger than the
 /// whole budget reserves all of it (it then travels alone). Use and waits are in `usage`.

@@ -51,10 +51,7 @@ impl Episodes {
     }
 
     pub fn budget(&self) -> usize {
-        match self.usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => EPISODE_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        }
+        self.usage.budget_or(EPISODE_BUDGET_BYTES)
     }
 
     /// Keeps `e` if one more episode fits in the shared budget; else counts it as shed. Returns

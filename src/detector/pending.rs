@@ -67,10 +67,7 @@ impl PendingPods {
     }
 
     fn budget(&self) -> usize {
-        match self.usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => PENDING_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        }
+        self.usage.budget_or(PENDING_BUDGET_BYTES)
     }
 
     fn threshold(&self) -> SignedDuration {

@@ -30,10 +30,7 @@ impl Revisions {
     }
 
     fn budget(&self) -> usize {
-        match self.usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => REVISIONS_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        }
+        self.usage.budget_or(REVISIONS_BUDGET_BYTES)
     }
 
     /// Marks `ev` as its revision's first failure when it is one: a failure (a restart, a start
@@ -61,12 +58,7 @@ impl Revisions {
                 self.usage.shed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let after = self.order.len() * REVISION_ENTRY_BYTES;
-        if after >= before {
-            self.usage.bytes.fetch_add((after - before) as u64, Ordering::Relaxed);
-        } else {
-            self.usage.bytes.fetch_sub((before - after) as u64, Ordering::Relaxed);
-        }
+        self.usage.resize(before, self.order.len() * REVISION_ENTRY_BYTES);
     }
 }
 

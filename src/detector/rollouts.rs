@@ -107,18 +107,7 @@ impl Rollouts {
     }
 
     fn budget(&self) -> usize {
-        match self.usage.budget_bytes.load(Ordering::Relaxed) {
-            0 => ROLLOUTS_BUDGET_BYTES,
-            b => usize::try_from(b).unwrap_or(usize::MAX),
-        }
-    }
-
-    fn grow(&self, before: usize, after: usize) {
-        if after >= before {
-            self.usage.bytes.fetch_add((after - before) as u64, Ordering::Relaxed);
-        } else {
-            self.usage.bytes.fetch_sub((before - after) as u64, Ordering::Relaxed);
-        }
+        self.usage.budget_or(ROLLOUTS_BUDGET_BYTES)
     }
 
     /// A pod first seen, of revision `rev`, created at `created`; `pending` when it had yet to
@@ -151,17 +140,17 @@ impl Rollouts {
             Box::new(Active { failing: Failing::default(), rollout: Some(rollout) })
         });
         let after = cost(w);
-        self.grow(before, after);
+        self.usage.resize(before, after);
     }
 
     fn insert(&mut self, key: u64, w: Workload) {
-        self.grow(0, cost(&w));
+        self.usage.resize(0, cost(&w));
         self.map.insert(key, w);
         self.order.push_back(key);
         while self.usage.bytes.load(Ordering::Relaxed) as usize > self.budget() {
             let Some(old) = self.order.pop_front() else { break };
             if let Some(gone) = self.map.remove(&old) {
-                self.grow(cost(&gone), 0);
+                self.usage.resize(cost(&gone), 0);
                 self.usage.shed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -206,7 +195,7 @@ impl Rollouts {
                 })
             });
         let after = cost(w);
-        self.grow(before, after);
+        self.usage.resize(before, after);
         regression.map(|r| regression_record(ev, r))
     }
 }
