@@ -6,6 +6,7 @@
 //!         owners, storm control, previous logs) -> [export channel] -> export::task (Batcher)
 //!         -> export::Exporter (otlp | console | otlp-json)
 //!         side watches: Events -> enrich::KubeEventStore; ReplicaSet/Job metadata -> OwnerIndex
+//!         (node mode: enrich::lookups fills both for the failing pods alone)
 //!         with --leader-elect: enrich::run -> leader::gate (leader: forward; standby: buffer)
 //!         -> [export channel]
 //!         the checkpointer writes the catch-up checkpoint while accounting::Delivery is settled
@@ -36,7 +37,7 @@
 //! | 6 | [`watch`] | the live kube-rs watch and its list strategies |
 //! | 7 | [`pod_list`] | one-off lists of the scope's pods: the preflight, lists from the watch cache |
 //! | 8 | [`node_oom`] | node mode's opt-in reading of the containers' memory-cgroup OOM counters |
-//! | 7 | [`enrich`] (`enrich/{mod,kube_events,owners,nodes,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, node uids, storm control, the waiting room, previous logs |
+//! | 7 | [`enrich`] (`enrich/{mod,kube_events,lookups,owners,nodes,storm,waiting_room,prevlogs}.rs`) | the stage between detection and export: kube events, owners, node mode's lookups of both, node uids, storm control, the waiting room, previous logs |
 //! | 8 | [`config`] (`config/{mod,cli,settings,selectors,reference}.rs`) | the command line (clap alone), flags to the run's settings with every offline check once, the configuration reference |
 //! | 9 | [`app`] (`app/{mod,connect,pipeline,shutdown}.rs`), [`logging`] | wiring: a live run's stages in order, its ordered shutdown; the agent's own logs |
 //! | 10 | [`replay`] | replay's wiring: the reader, the channel, the export task, the signals |

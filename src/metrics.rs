@@ -40,6 +40,8 @@ pub struct Metrics {
     watch_relists: Counter<u64>,
     restart_count_resets: Counter<u64>,
     watch_errors: Counter<u64>,
+    api_requests: Counter<u64>,
+    api_lookups_limited: Counter<u64>,
     previous_logs_fetches: Counter<u64>,
     container_restarts: Counter<u64>,
     container_failures: Counter<u64>,
@@ -90,6 +92,14 @@ impl Metrics {
                 "Falls of a container's restartCount (the kubelet lost its state, or something rewrote the status): the count starts again from the new value, nothing is reported.",
             ),
             watch_errors: counter("watch.errors", "Pod watch errors, by failure class."),
+            api_requests: counter(
+                "api.requests",
+                "Node mode's lookups sent to the API server, by kind (events_list, replicaset_get, job_get).",
+            ),
+            api_lookups_limited: counter(
+                "api.lookups_limited",
+                "Node mode's lookups not sent past their rate limit, by kind: the cause came from the status, the owner from the naming rule.",
+            ),
             previous_logs_fetches: counter(
                 "previous_logs.fetches",
                 "Fetches of the previous instance's logs, by outcome (ok, timeout, forbidden, error, shutdown).",
@@ -474,6 +484,16 @@ impl Metrics {
     }
     pub(crate) fn watch_error(&self, failure: &'static str) {
         self.watch_errors.add(1, &[KeyValue::new("failure", failure)]);
+    }
+
+    /// A lookup of `kind` sent (node mode).
+    pub(crate) fn api_request(&self, kind: &'static str) {
+        self.api_requests.add(1, &[KeyValue::new("kind", kind)]);
+    }
+
+    /// A lookup of `kind` not sent past the rate limit (node mode).
+    pub(crate) fn api_lookup_limited(&self, kind: &'static str) {
+        self.api_lookups_limited.add(1, &[KeyValue::new("kind", kind)]);
     }
 }
 

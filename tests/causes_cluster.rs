@@ -41,6 +41,19 @@ fn cause(rec: &serde_json::Value) -> String {
     attr(&rec["attributes"], "restart_watcher.cause").as_str().unwrap_or("").to_owned()
 }
 
+/// Each scenario runs in both modes: cluster mode watches the Events, node mode (the agent of
+/// node-a) looks up those of the pod that failed. The causes must be the same.
+const MODES: [(&str, &[&str]); 2] = [("", &[]), ("-node", &["--node-name", "node-a", "--list-jitter", "0s"])];
+
+/// The agent of a scenario's namespace in a mode.
+fn agent(k: &Cluster, ns: &str, mode: &[&str]) -> Agent {
+    let mut args = vec!["-n", ns, "--no-checkpoint"];
+    args.extend_from_slice(mode);
+    let mut agent = Agent::start(Path::new(k.admin()), &args);
+    agent.wait_ready();
+    agent
+}
+
 fn seconds_ago(s: i64) -> String {
     let t = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s);
     jiff::Timestamp::from_second(t.as_second()).unwrap().to_string()
@@ -49,13 +62,17 @@ fn seconds_ago(s: i64) -> String {
 #[test]
 #[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late() {
+    for (suffix, mode) in MODES {
+        liveness_kill_with_a_late_event(&format!("c-late{suffix}"), mode);
+    }
+}
+
+fn liveness_kill_with_a_late_event(ns: &str, mode: &[&str]) {
     let k = Cluster::shared();
-    let ns = "c-late";
     k.create_namespace(ns);
     let uid = k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
     k.set_status(ns, "web-1", json!([status("web", 0, None)]));
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let mut agent = agent(k, ns, mode);
     let finished = now_rfc3339();
     k.set_status(ns, "web-1", json!([status("web", 1, Some(("Error", 137, &finished)))]));
     // The Event arrives a second after the status update.
@@ -81,14 +98,18 @@ fn a_liveness_kill_is_told_apart_from_an_oom_kill_even_when_its_event_comes_late
 #[test]
 #[ignore = "needs the loopback cluster: tests/run.sh"]
 fn without_an_event_a_137_is_a_signal_after_a_bounded_wait_and_nothing_is_lost() {
+    for (suffix, mode) in MODES {
+        a_137_without_an_event(&format!("c-none{suffix}"), mode);
+    }
+}
+
+fn a_137_without_an_event(ns: &str, mode: &[&str]) {
     let k = Cluster::shared();
-    let ns = "c-none";
     k.create_namespace(ns);
     let other_uid = k.create_pod(ns, "other-1", "node-a", json!({}), &["web"]);
     k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
     k.set_status(ns, "web-1", json!([status("web", 0, None)]));
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let mut agent = agent(k, ns, mode);
     // An Event for another pod must not explain this one.
     kubelet_event(
         k,
@@ -114,13 +135,17 @@ fn without_an_event_a_137_is_a_signal_after_a_bounded_wait_and_nothing_is_lost()
 #[test]
 #[ignore = "needs the loopback cluster: tests/run.sh"]
 fn an_eviction_event_makes_the_cause_evicted() {
+    for (suffix, mode) in MODES {
+        an_eviction_event(&format!("c-evict{suffix}"), mode);
+    }
+}
+
+fn an_eviction_event(ns: &str, mode: &[&str]) {
     let k = Cluster::shared();
-    let ns = "c-evict";
     k.create_namespace(ns);
     let uid = k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
     k.set_status(ns, "web-1", json!([status("web", 0, None)]));
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let mut agent = agent(k, ns, mode);
     kubelet_event(
         k,
         About { ns, pod: "web-1", uid: &uid, container: "web" },
@@ -156,6 +181,28 @@ fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_onc
             || logs.contains("verbs [list,watch] on resource \"events\""),
         "{logs}"
     );
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn in_node_mode_without_rbac_for_events_a_137_is_a_signal_and_the_agent_says_so_once() {
+    let k = Cluster::shared();
+    let ns = "c-norbac-node";
+    k.create_namespace(ns);
+    k.kubectl(&["-n", ns, "create", "role", "pods-only", "--verb=get,list,watch", "--resource=pods"]);
+    k.kubectl(&["-n", ns, "create", "rolebinding", "pods-only", "--role=pods-only", "--user=podreader"]);
+    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
+    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    let args = ["-n", ns, "--no-checkpoint", "--node-name", "node-a", "--list-jitter", "0s"];
+    let mut agent = Agent::start(Path::new(k.var("PODREADER_KUBECONFIG")), &args);
+    agent.wait_ready();
+    for n in 1..=2 {
+        k.set_status(ns, "web-1", json!([status("web", n, Some(("Error", 137, &now_rfc3339())))]));
+        let rec = agent.wait_records(n as usize, WAIT)[n as usize - 1].clone();
+        assert_eq!(cause(&rec), "signal");
+    }
+    let logs = agent.logs_text();
+    assert_eq!(logs.matches("No RBAC access to events").count(), 1, "{logs}");
 }
 
 /// Writes a Node Event as node-problem-detector's kernel monitor does for an OOM kill.

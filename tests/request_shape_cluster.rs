@@ -36,7 +36,7 @@ fn audited_cluster() -> Audited {
     Audited { cluster, log, _dir: dir }
 }
 
-/// The distinct shapes of the list and watch requests the agent (its User-Agent) sent, read from
+/// The distinct shapes of the list, watch and get requests the agent (its User-Agent) sent, read from
 /// the audit log from byte `from`.
 fn agent_requests(log: &Path, from: usize) -> BTreeSet<String> {
     let text = std::fs::read_to_string(log).unwrap();
@@ -44,7 +44,7 @@ fn agent_requests(log: &Path, from: usize) -> BTreeSet<String> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua.starts_with("restart-watcher/")))
-        .filter(|e| matches!(e["verb"].as_str(), Some("list" | "watch")))
+        .filter(|e| matches!(e["verb"].as_str(), Some("list" | "watch" | "get")))
         .map(|e| shape(e["requestURI"].as_str().unwrap()))
         .collect()
 }
@@ -57,11 +57,14 @@ fn shape(uri: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
             Some(("resourceVersion", v)) if v != "0" => "resourceVersion=<rv>".to_owned(),
+            Some(("fieldSelector", v)) if v.starts_with("involvedObject.uid%3D") => {
+                "fieldSelector=involvedObject.uid%3D<uid>".to_owned()
+            }
             _ => p.to_owned(),
         })
         .collect();
     params.sort();
-    format!("{path}?{}", params.join("&"))
+    if params.is_empty() { path.to_owned() } else { format!("{path}?{}", params.join("&")) }
 }
 
 /// Runs the agent with `args` until every watch it opens has started (its pods listed, an Event
@@ -72,7 +75,7 @@ fn requests_of_a_run(a: &Audited, ns: &str, args: &[&str]) -> BTreeSet<String> {
     let from = std::fs::metadata(&a.log).map(|m| m.len() as usize).unwrap_or(0);
     let mut agent = Agent::start(Path::new(k.admin()), args);
     agent.wait_ready();
-    // A restart with an Event and a ReplicaSet owner: the Event and owner watches have delivered.
+    // A restart killed by a signal (its cause open: its Events are read) of a ReplicaSet's pod.
     let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
@@ -80,7 +83,7 @@ fn requests_of_a_run(a: &Audited, ns: &str, args: &[&str]) -> BTreeSet<String> {
                               "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "registry.example.com/web:1.0"}]}}}});
     k.kubectl_stdin(&["apply", "-f", "-"], Some(&rs.to_string()));
     let pod = k.wait_pods_running(ns, "app=web", 1).remove(0);
-    k.crash(ns, &pod, "web", "Error", 1);
+    k.crash(ns, &pod, "web", "Error", 137);
     let records = agent.wait_records(1, Duration::from_secs(60)).to_vec();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(agent.terminate(), Some(0), "logs:\n{}", agent.logs_text());
@@ -117,19 +120,18 @@ fn every_list_and_watch_request_has_the_documented_shape_in_both_modes() {
         // The kubelet's list: the node's pods from the watch cache, then a watch from there.
         "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a&resourceVersion=0&resourceVersionMatch=NotOlderThan",
         "/api/v1/pods?allowWatchBookmarks=true&fieldSelector=spec.nodeName%3Dnode-a&resourceVersion=<rv>&timeoutSeconds=290&watch=true",
-        // The Events of pods, cluster-wide (issue 38 narrows them to the node), and of this node.
-        "/api/v1/events?limit=1",
-        "/api/v1/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DPod&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
-        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.kind%3DNode&limit=1",
+        // The Events of the pod that failed with its cause open, from the watch cache (twice: when the
+        // record came, and before its wait for a late Event ended), and this node's own Events.
+        "/api/v1/namespaces/shape-node/events?fieldSelector=involvedObject.uid%3D<uid>&resourceVersion=0&resourceVersionMatch=NotOlderThan",
+        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.kind%3DNode%2CinvolvedObject.name%3Dnode-a&limit=1",
         "/api/v1/namespaces/default/events?allowWatchBookmarks=true&fieldSelector=involvedObject.kind%3DNode%2CinvolvedObject.name%3Dnode-a&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         // Its own Node's metadata, for k8s.node.uid.
         "/api/v1/nodes?fieldSelector=metadata.name%3Dnode-a&limit=1",
         "/api/v1/nodes?allowWatchBookmarks=true&fieldSelector=metadata.name%3Dnode-a&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
-        // The owners' metadata, cluster-wide (issue 38 narrows them to the node's pods).
-        "/apis/apps/v1/replicasets?limit=1",
-        "/apis/apps/v1/replicasets?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
-        "/apis/batch/v1/jobs?limit=1",
-        "/apis/batch/v1/jobs?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
+        // The failing pod's ReplicaSet's metadata, by name, from the watch cache.
+        "/apis/apps/v1/namespaces/shape-node/replicasets/web?resourceVersion=0",
+        // The cluster's uid, once.
+        "/api/v1/namespaces/kube-system",
     ]);
     assert_eq!(node, want_node, "node mode sent:\n{}", node.iter().cloned().collect::<Vec<_>>().join("\n"));
 
@@ -150,6 +152,8 @@ fn every_list_and_watch_request_has_the_documented_shape_in_both_modes() {
         "/apis/apps/v1/replicasets?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/apis/batch/v1/jobs?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
         "/api/v1/nodes?allowWatchBookmarks=true&resourceVersion=0&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=290&watch=true",
+        // The cluster's uid, once.
+        "/api/v1/namespaces/kube-system",
     ]);
     assert_eq!(cluster, want_cluster, "cluster mode sent:\n{}", cluster.iter().cloned().collect::<Vec<_>>().join("\n"));
 

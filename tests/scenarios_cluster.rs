@@ -1,7 +1,8 @@
 //! End-to-end scenarios that only a real control plane shows: pods created by the real Deployment,
 //! ReplicaSet, Job, CronJob and StatefulSet controllers and started by kwok's simulated kubelets
 //! (tests/support/cluster.sh, Kubernetes v1.35). The test plays the kubelet only for crashes
-//! (`Cluster::crash`). Each scenario asserts the exact records, nothing more.
+//! (`Cluster::crash`). Each scenario asserts the exact records, nothing more. The owners' scenarios
+//! run an agent of each mode side by side: node mode looks up what cluster mode watches.
 
 use restart_watcher_test_support::cluster;
 
@@ -40,6 +41,19 @@ fn res(rec: &Value) -> &Value {
     &rec["resource"]["attributes"]
 }
 
+/// Two agents of `ns`, both ready: one in cluster mode (watching the Events and owners), one in
+/// node mode for `pod`'s node (looking up those of its failing pods). Owners and causes must be the
+/// same.
+fn agents_of_both_modes(k: &Cluster, ns: &str, pod: &str) -> [Agent; 2] {
+    let node = k.get_pod(ns, pod)["spec"]["nodeName"].as_str().expect("a scheduled pod").to_owned();
+    let mut cluster = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
+    let node_args = ["-n", ns, "--no-checkpoint", "--node-name", &node, "--list-jitter", "0s"];
+    let mut node = Agent::start(Path::new(k.admin()), &node_args);
+    cluster.wait_ready();
+    node.wait_ready();
+    [cluster, node]
+}
+
 #[test]
 #[ignore = "needs the loopback cluster: tests/run.sh"]
 fn a_deployment_rollout_and_a_scale_down_to_zero_make_no_record() {
@@ -71,20 +85,20 @@ fn a_crash_looping_deployment_is_reported_per_restart_with_the_controllers_owner
     k.create_namespace(ns);
     apply(k, deployment(ns, "api", 1, "1.0"));
     let pod = k.wait_pods_running(ns, "app=api", 1).remove(0);
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
+    let mut agents = agents_of_both_modes(k, ns, &pod);
     for _ in 0..3 {
         k.crash(ns, &pod, "app", "Error", 1);
     }
-    agent.wait_records(3, WAIT);
-    let got = summaries(agent.settle(QUIET));
-    assert_eq!(got, vec![s(&pod, "app", 1), s(&pod, "app", 2), s(&pod, "app", 3)]);
-
     let dep_uid = uid_of(k, ns, "deployment", "api");
     let hash = k.get_pod(ns, &pod)["metadata"]["labels"]["pod-template-hash"].clone();
     let rs = k.get_pod(ns, &pod)["metadata"]["ownerReferences"][0].clone();
     assert_eq!(rs["kind"], "ReplicaSet", "the ReplicaSet controller owns the pod");
-    for rec in &agent.records {
+    for agent in &mut agents {
+        agent.wait_records(3, WAIT);
+        let got = summaries(agent.settle(QUIET));
+        assert_eq!(got, vec![s(&pod, "app", 1), s(&pod, "app", 2), s(&pod, "app", 3)]);
+    }
+    for rec in agents.iter().flat_map(|a| &a.records) {
         assert_eq!(attr(res(rec), "k8s.deployment.name"), "api");
         assert_eq!(attr(res(rec), "k8s.deployment.uid"), dep_uid.as_str());
         assert_eq!(attr(res(rec), "k8s.replicaset.name"), rs["name"]);
@@ -107,22 +121,25 @@ fn a_cronjob_job_failing_twice_then_completing_makes_two_records_naming_the_job_
         "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"backoffLimit": 6, "template": {"spec": {
             "restartPolicy": "OnFailure", "containers": [{"name": "report", "image": "registry.example.com/report:1.0"}]}}}}}}),
     );
-    let mut agent = Agent::start(Path::new(k.admin()), &["-n", ns, "--no-checkpoint"]);
-    agent.wait_ready();
     // What the CronJob controller does at 03:00, now: a Job owned by the CronJob.
     k.kubectl(&["-n", ns, "create", "job", "nightly-manual", "--from=cronjob/nightly"]);
     let pod = k.wait_pods_running(ns, "job-name=nightly-manual", 1).remove(0);
+    let mut agents = agents_of_both_modes(k, ns, &pod);
     k.crash(ns, &pod, "report", "Error", 2);
     k.crash(ns, &pod, "report", "Error", 2);
-    agent.wait_records(2, WAIT);
+    for agent in &mut agents {
+        agent.wait_records(2, WAIT);
+    }
     // The third run succeeds: the simulated kubelet completes the pod, the Job controller the Job.
     k.kubectl(&["-n", ns, "label", "pod", &pod, "rw.test/complete=true"]);
     k.kubectl(&["-n", ns, "wait", "--for=condition=Complete", "job/nightly-manual", "--timeout=60s"]);
 
-    assert_eq!(summaries(agent.settle(QUIET)), vec![s(&pod, "report", 1), s(&pod, "report", 2)]);
+    for agent in &mut agents {
+        assert_eq!(summaries(agent.settle(QUIET)), vec![s(&pod, "report", 1), s(&pod, "report", 2)]);
+    }
     let cj_uid = uid_of(k, ns, "cronjob", "nightly");
     let job_uid = uid_of(k, ns, "job", "nightly-manual");
-    for rec in &agent.records {
+    for rec in agents.iter().flat_map(|a| &a.records) {
         assert_eq!(attr(res(rec), "k8s.job.name"), "nightly-manual");
         assert_eq!(attr(res(rec), "k8s.job.uid"), job_uid.as_str());
         assert_eq!(attr(res(rec), "k8s.cronjob.name"), "nightly");

@@ -137,6 +137,7 @@ async fn run_connected(
         watch_stats,
         use_events: settings.kube_events,
         use_owner_watch: settings.owner_watch,
+        lookup_rate: settings.lookup_rate,
         use_node_watch: settings.node_watch,
         storm_window: settings.storm_window,
         previous_logs: settings.previous_logs.map(|p| {

@@ -33,8 +33,11 @@ pub(crate) struct RunOptions {
     pub watch_stats: std::sync::Arc<crate::accounting::WatchStats>,
     /// Watch the kubelet's Events to classify causes (when RBAC allows).
     pub use_events: bool,
-    /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
+    /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows); in
+    /// node mode, look up those of the failing pods.
     pub use_owner_watch: bool,
+    /// Node mode's lookups: per second, and at once.
+    pub lookup_rate: (u32, u32),
     /// Watch Node metadata for `k8s.node.uid` (when RBAC allows).
     pub use_node_watch: bool,
     /// Storm control: coalesce repeated restarts per (workload, container, cause) over this window.
@@ -170,7 +173,20 @@ pub(super) async fn spawn(
     let kube_events = spawn_kube_events(client, opts, &mut side_watches).await;
     let owners = spawn_owner_watch(client, opts, &mut side_watches).await;
     let nodes = spawn_node_watch(client, opts, &mut side_watches).await;
-    let enrichment = enrichment(opts, kube_events, (owners, nodes), &delivery);
+    // Node mode: the failing pods' Events and owners are looked up instead of watched.
+    let lookups = opts.scope.node_name.as_ref().filter(|_| kube_events.is_some() || owners.is_some()).map(|_| {
+        let metrics = Some(opts.metrics.clone());
+        let l = crate::enrich::lookups::Lookups::new(
+            client.clone(),
+            opts.lookup_rate,
+            kube_events.clone(),
+            owners.clone(),
+            metrics,
+        );
+        Arc::new(l)
+    });
+    let mut enrichment = enrichment(opts, kube_events, (owners, nodes), &delivery);
+    enrichment.lookups = lookups;
     let enricher = spawn_enricher(opts, enrichment, detected_rx, export_tx, checkpoint, &delivery);
     let watches = spawn_pod_watches(client, opts, catch_up, detected_tx, &mut delivery, stop);
     Pipeline { watches, side_watches, enricher, exporter, delivery }
@@ -190,20 +206,24 @@ async fn spawn_kube_events(
         );
         return None;
     }
-    let apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
-    if !kube_events::events_allowed(&apis).await {
-        return None;
-    }
     let store = Arc::new(crate::enrich::KubeEventStore::default());
-    opts.metrics.observe_event_store(store.usage());
-    for (api, _) in apis {
-        let node = opts.scope.node_name.clone();
-        let stop = side_watches.stop.clone();
-        side_watches.spawn(kube_events::watch_events(api, node, store.clone(), opts.scope.tuning, stop));
+    // Node mode looks up the Events of its failing pods (`enrich::lookups`): no cluster-wide watch,
+    // nor list. A cluster-mode agent watches them all.
+    if opts.scope.node_name.is_none() {
+        let apis = crate::watch::scoped_apis(client, &opts.scope.namespaces);
+        if !kube_events::events_allowed(&apis).await {
+            return None;
+        }
+        for (api, _) in apis {
+            let stop = side_watches.stop.clone();
+            side_watches.spawn(kube_events::watch_events(api, store.clone(), opts.scope.tuning, stop));
+        }
     }
+    opts.metrics.observe_event_store(store.usage());
     let node_events = kube::Api::namespaced(client.clone(), kube_events::NODE_EVENTS_NAMESPACE);
-    if kube_events::node_events_allowed(&node_events).await {
-        let (node, stop) = (opts.scope.node_name.clone(), side_watches.stop.clone());
+    let node = opts.scope.node_name.clone();
+    if kube_events::node_events_allowed(&node_events, node.as_deref()).await {
+        let stop = side_watches.stop.clone();
         side_watches.spawn(kube_events::watch_node_events(node_events, node, store.clone(), opts.scope.tuning, stop));
     }
     Some(store)
@@ -222,10 +242,15 @@ async fn spawn_owner_watch(
         );
         return None;
     }
+    let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
+    if opts.scope.node_name.is_some() {
+        // Node mode looks up the owners of its failing pods (`enrich::lookups`).
+        opts.metrics.observe_owner_index(index.usage());
+        return Some(index);
+    }
     if !crate::enrich::owners::allowed(client).await {
         return None;
     }
-    let index = Arc::new(crate::enrich::owners::OwnerIndex::default());
     opts.metrics.observe_owner_index(index.usage());
     let stop = side_watches.stop.clone();
     side_watches.spawn(crate::enrich::owners::watch(client.clone(), index.clone(), opts.scope.tuning, stop));
@@ -281,6 +306,7 @@ fn enrichment(
         kube_events,
         owners,
         nodes,
+        lookups: None,
         storm: opts.storm_window.map(|window| {
             let storm = crate::enrich::storm::StormControl::new(window);
             opts.metrics.observe_storm(storm.usage());

@@ -176,15 +176,28 @@ pub struct RunArgs {
     #[arg(long, env = "RESTART_WATCHER_OOM_KILL_POLL", default_value = "10s", value_parser = parse_oom_kill_poll)]
     pub oom_kill_poll: std::time::Duration,
 
-    /// Do not watch the kubelet's Events: classify causes from the container status alone (no
-    /// `liveness_probe`, `startup_probe`, event-based `evicted`/`preempted`).
+    /// Do not watch the kubelet's Events (in node mode: do not look up the failing pods' Events):
+    /// classify causes from the container status alone (no `liveness_probe`, `startup_probe`,
+    /// event-based `evicted`/`preempted`).
     #[arg(long, env = "RESTART_WATCHER_NO_EVENTS")]
     pub no_events: bool,
 
-    /// Do not watch ReplicaSet and Job metadata: name Deployments by the ReplicaSet naming rule
-    /// (without uid) and leave CronJobs unnamed.
+    /// Do not watch ReplicaSet and Job metadata (in node mode: do not look up the failing pods'
+    /// ReplicaSets and Jobs): name Deployments by the ReplicaSet naming rule (without uid) and
+    /// leave CronJobs unnamed.
     #[arg(long, env = "RESTART_WATCHER_NO_OWNER_WATCH")]
     pub no_owner_watch: bool,
+
+    /// Node mode: the failing pods' Events and owners looked up per second at most, on average
+    /// (1 to 1000); past it, causes come from the status and owners from the naming rule.
+    #[arg(long, env = "RESTART_WATCHER_LOOKUPS_PER_SECOND", default_value_t = crate::enrich::lookups::DEFAULT_LOOKUPS_PER_SECOND,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub lookups_per_second: u32,
+
+    /// Node mode: the lookups allowed at once after a quiet time (1 to 10000).
+    #[arg(long, env = "RESTART_WATCHER_LOOKUP_BURST", default_value_t = crate::enrich::lookups::DEFAULT_LOOKUP_BURST,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub lookup_burst: u32,
 
     /// Do not watch Node metadata: records carry `k8s.node.name` without `k8s.node.uid` (in node
     /// mode the watch is of the agent's own Node).

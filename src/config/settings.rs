@@ -63,6 +63,8 @@ pub struct Settings {
     pub kube_events: bool,
     /// Watch ReplicaSet and Job metadata to name Deployments and CronJobs (when RBAC allows).
     pub owner_watch: bool,
+    /// Node mode's lookups: per second, and at once.
+    pub lookup_rate: (u32, u32),
     /// Watch Node metadata for `k8s.node.uid` (when RBAC allows).
     pub node_watch: bool,
     /// Read the `kube-system` namespace's uid for `k8s.cluster.uid`.
@@ -171,6 +173,7 @@ pub fn settings(args: &RunArgs) -> Result<Settings, ConfigError> {
         shutdown_grace: args.shutdown_grace,
         kube_events: !args.no_events,
         owner_watch: !args.no_owner_watch,
+        lookup_rate: (args.lookups_per_second, args.lookup_burst),
         node_watch: !args.no_node_watch,
         cluster_uid: !args.no_cluster_uid,
         workload_metrics_max_series: args.workload_metrics.then_some(args.workload_metrics_max_series as usize),

@@ -1,5 +1,6 @@
-//! The kubelet's Events about pods: a watch (scoped like the pods; in node mode only that node's
-//! kubelet) feeding a bounded store by pod uid, which classification reads.
+//! The kubelet's Events about pods: a watch (cluster mode, scoped like the pods; node mode looks up
+//! its failing pods' Events instead, `lookups.rs`) feeding a bounded store by pod uid, which
+//! classification reads.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -355,8 +356,6 @@ pub(crate) struct SlimKubeEvent {
     pub event_time: Option<Timestamp>,
     #[serde(default)]
     pub series: Option<EventSeries>,
-    #[serde(default)]
-    pub source: Option<EventSource>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -377,12 +376,6 @@ pub(crate) struct InvolvedObject {
 pub(crate) struct EventSeries {
     #[serde(default)]
     pub last_observed_time: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub(crate) struct EventSource {
-    #[serde(default)]
-    pub host: Option<String>,
 }
 
 impl kube::Resource for SlimKubeEvent {
@@ -463,11 +456,10 @@ pub(crate) async fn events_allowed(apis: &[(Api<SlimKubeEvent>, String)]) -> boo
     true
 }
 
-/// Watches pod Events into `store` until `stop`. In node mode only Events from that node's kubelet
-/// (`source.host`) and pod-level Events without a host are kept.
+/// Watches pod Events into `store` until `stop` (cluster mode: node mode looks up the Events of
+/// its failing pods instead, `enrich::lookups`).
 pub(crate) async fn watch_events(
     api: Api<SlimKubeEvent>,
-    node: Option<String>,
     store: Arc<KubeEventStore>,
     tuning: WatchTuning,
     stop: CancellationToken,
@@ -478,10 +470,6 @@ pub(crate) async fn watch_events(
     while let Some(item) = stream.next().await {
         match item {
             Ok(Event::Apply(e)) | Ok(Event::InitApply(e)) => {
-                let host = e.source.as_ref().and_then(|s| s.host.as_deref());
-                if node.as_deref().is_some_and(|n| host.is_some_and(|h| h != n)) {
-                    continue;
-                }
                 if let Some((uid, ev)) = e.pod_event() {
                     store.insert(&uid, ev, Timestamp::now());
                 }
@@ -498,8 +486,8 @@ pub(crate) const NODE_EVENTS_NAMESPACE: &str = "default";
 
 /// Checks access to the Node Events; `false` (after saying what is lost and what to grant) when
 /// RBAC denies it.
-pub(crate) async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
-    match api.list(&ListParams::default().fields("involvedObject.kind=Node").limit(1)).await {
+pub(crate) async fn node_events_allowed(api: &Api<SlimKubeEvent>, node: Option<&str>) -> bool {
+    match api.list(&ListParams::default().fields(&node_fields(node)).limit(1)).await {
         Ok(_) => true,
         Err(e) => {
             let hint = if classify_kube(&e) == Failure::Forbidden { " (403 Forbidden)" } else { "" };
@@ -508,6 +496,14 @@ pub(crate) async fn node_events_allowed(api: &Api<SlimKubeEvent>) -> bool {
                  grant verbs [list,watch] on \"events\" in namespace default.");
             false
         }
+    }
+}
+
+/// The field selector of the Node Events in scope: `node`'s alone in node mode, else every node's.
+fn node_fields(node: Option<&str>) -> String {
+    match node {
+        Some(node) => format!("involvedObject.kind=Node,involvedObject.name={node}"),
+        None => "involvedObject.kind=Node".to_owned(),
     }
 }
 
@@ -520,11 +516,7 @@ pub(crate) async fn watch_node_events(
     tuning: WatchTuning,
     stop: CancellationToken,
 ) {
-    let mut fields = "involvedObject.kind=Node".to_owned();
-    if let Some(node) = &node {
-        fields.push_str(&format!(",involvedObject.name={node}"));
-    }
-    let selector = watcher::Config::default().fields(&fields);
+    let selector = watcher::Config::default().fields(&node_fields(node.as_deref()));
     let stream =
         tuned_watcher(api, selector, tuning, true, "Node Events".to_owned()).take_until(stop.cancelled_owned());
     let mut stream = std::pin::pin!(stream);

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub mod kube_events;
+pub mod lookups;
 pub mod nodes;
 pub mod owners;
 pub mod prevlogs;
@@ -57,6 +58,8 @@ pub struct Enrichment {
     pub owners: Option<Arc<crate::enrich::owners::OwnerIndex>>,
     /// Node name -> uid, for `k8s.node.uid`.
     pub nodes: Option<Arc<nodes::NodeIndex>>,
+    /// Node mode: the Events and owners of the failing pods, looked up instead of watched.
+    pub lookups: Option<Arc<lookups::Lookups>>,
     pub storm: Option<crate::enrich::storm::StormControl>,
     /// Opt-in: the previous instance's last log lines.
     pub previous_logs: Option<crate::enrich::prevlogs::PreviousLogs>,
@@ -147,7 +150,7 @@ pub async fn run(mut rx: mpsc::Receiver<Record>, tx: mpsc::Sender<Record>, opts:
     while open || !stage.room.is_empty() {
         tokio::select! {
             item = rx.recv(), if open && stage.room.len() < MAX_PENDING => match item {
-                Some(ev) => stage.admit(ev),
+                Some(ev) => stage.admit(ev).await,
                 None => open = false,
             },
             _ = tick.tick(), if !stage.room.is_empty() || !open || stage.storm.is_some() => {}
@@ -169,6 +172,7 @@ struct Stage {
     kube_events: Option<Arc<KubeEventStore>>,
     owners: Option<Arc<owners::OwnerIndex>>,
     nodes: Option<Arc<nodes::NodeIndex>>,
+    lookups: Option<Arc<lookups::Lookups>>,
     storm: Option<storm::StormControl>,
     previous_logs: Option<prevlogs::PreviousLogs>,
     progress: Arc<crate::accounting::ExportProgress>,
@@ -186,6 +190,7 @@ impl Stage {
             kube_events: opts.kube_events,
             owners: opts.owners,
             nodes: opts.nodes,
+            lookups: opts.lookups,
             storm: opts.storm,
             previous_logs: opts.previous_logs,
             progress: opts.progress,
@@ -198,7 +203,10 @@ impl Stage {
 
     /// A detected record: owners named and cause classified, then ready, or in the waiting room
     /// for a late kube event (its status leaves the cause open) or its previous logs.
-    fn admit(&mut self, mut ev: Record) {
+    async fn admit(&mut self, mut ev: Record) {
+        if let Some(l) = &self.lookups {
+            l.owners(&ev.pod.namespace, &ev.pod.owners).await;
+        }
         if let Some(index) = &self.owners {
             index.complete(&mut ev.pod.owners);
         }
@@ -206,7 +214,12 @@ impl Stage {
             ev.pod.node_uid = index.uid(node);
         }
         classify(&mut ev, self.kube_events.as_deref());
-        let wait_for_events = self.kube_events.is_some() && waits_for_kube_events(&ev);
+        if let Some(l) = self.lookups.as_ref().filter(|l| l.fetches_events() && wants_kube_events(&ev)) {
+            look_up_events(l, &mut ev, self.kube_events.as_deref()).await;
+        }
+        // Node mode waits only while its lookups can bring an Event.
+        let events_coming = self.lookups.as_ref().is_none_or(|l| l.fetches_events());
+        let wait_for_events = self.kube_events.is_some() && events_coming && waits_for_kube_events(&ev);
         // Previous logs are those of a restarted container's dead instance.
         let logs = self.previous_logs.as_ref().filter(|_| ev.kind == RecordKind::Restart).map(|p| {
             let (p, ns, pod, c) = (p.clone(), ev.pod.namespace.clone(), ev.pod.name.clone(), ev.container.name.clone());
@@ -251,6 +264,30 @@ impl Stage {
             m.count_per_workload(ev);
         }
     }
+}
+
+/// Node mode: the Events of a record's pod looked up now, and, when its cause is still open, once
+/// more just before its wait for a late Event ends (in the background: the waiting room then
+/// classifies it with what came).
+async fn look_up_events(l: &Arc<lookups::Lookups>, ev: &mut Record, store: Option<&KubeEventStore>) {
+    l.events(&ev.pod.namespace, &ev.pod.uid).await;
+    classify(ev, store);
+    if waits_for_kube_events(ev) {
+        let (l, namespace, uid) = (l.clone(), ev.pod.namespace.clone(), ev.pod.uid.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(EVENT_WAIT.saturating_sub(LATE_LOOKUP_MARGIN)).await;
+            l.events(&namespace, &uid).await;
+        });
+    }
+}
+
+/// How long before the end of a record's wait for a late Event its second lookup goes.
+const LATE_LOOKUP_MARGIN: Duration = Duration::from_millis(700);
+
+/// Whether the kube events about a record's pod can change it: a restart or failure whose status
+/// leaves its cause open, a pod that never started.
+fn wants_kube_events(ev: &Record) -> bool {
+    waits_for_kube_events(ev) || ev.kind == RecordKind::PodStartFailure
 }
 
 /// The cause of a restart or a failure, from its status and the kube events kept about its pod

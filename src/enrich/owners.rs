@@ -120,7 +120,7 @@ impl OwnerIndex {
             .map(|o| OwnerRef { name: o.name.clone(), uid: Some(o.uid.clone()).filter(|u| !u.is_empty()) })
     }
 
-    fn apply(&self, meta: &ObjectMeta, link: Link) {
+    pub(crate) fn apply(&self, meta: &ObjectMeta, link: Link) {
         let Some(uid) = meta.uid.clone() else { return };
         let Ok(mut links) = self.links.lock() else { return };
         links.remove(&uid);
@@ -142,7 +142,14 @@ impl OwnerIndex {
     }
 
     fn delete(&self, meta: &ObjectMeta) {
-        if let (Some(uid), Ok(mut links)) = (meta.uid.as_ref(), self.links.lock()) {
+        if let Some(uid) = meta.uid.as_ref() {
+            self.forget(uid);
+        }
+    }
+
+    /// Forgets the link of the ReplicaSet or Job `uid` (it is gone).
+    pub(crate) fn forget(&self, uid: &str) {
+        if let Ok(mut links) = self.links.lock() {
             links.remove(uid);
             self.usage.bytes.store(links.bytes as u64, Ordering::Relaxed);
         }
