@@ -12,8 +12,15 @@
 //! lists (the API server's own metrics), the time until every watch is synced, and in cluster mode
 //! the agent's peak RSS.
 //!
+//! - node mode at fleet scale (`fleet`): the Events and owners of N node-mode agents, watched
+//!   cluster-wide (before issue 38) against looked up (now), at N = 50 and `BENCH_CP_AGENTS`,
+//!   and one cluster-mode agent's watches, under one background of Events, a rollout wave and a
+//!   crash loop.
+//!
 //! Run: `cargo bench --bench control_plane` (env `BENCH_CP_PODS`, default 100000;
-//! `BENCH_CP_AGENTS`, default 200). Needs the cluster of tests/support (built on first use).
+//! `BENCH_CP_AGENTS`, default 200; `BENCH_CP_ONLY=fleet` or `pods` for one part;
+//! `BENCH_CP_FLEET_REVERSE=1` for the fleet rows in the opposite order). Needs the cluster of
+//! tests/support (built on first use).
 
 use restart_watcher_test_support::bench_cluster;
 
@@ -48,6 +55,12 @@ fn main() {
         let t = Instant::now();
         populate(&client, pods, agents).await;
         eprintln!("populated in {:.0} s", t.elapsed().as_secs_f64());
+        if std::env::var("BENCH_CP_ONLY").as_deref() != Ok("pods") {
+            fleet_table(&cluster, &client, pods, agents).await;
+        }
+        if std::env::var("BENCH_CP_ONLY").as_deref() == Ok("fleet") {
+            return;
+        }
         println!("\n{pods} pods, {agents} nodes; API server v1.35 with its watch cache\n");
         println!("| scenario | strategy | all synced after | API server CPU | API server peak RSS | etcd list requests | pods read from storage for lists | agent peak RSS |");
         println!("|---|---|---|---|---|---|---|---|");
@@ -74,6 +87,81 @@ fn main() {
         let row = measure_agent(&cluster, &client, &agent, ListStrategy::Streaming, &[("MALLOC_ARENA_MAX", "2")]).await;
         print_row("one cluster-mode agent (the binary), MALLOC_ARENA_MAX=2", ListStrategy::Streaming, &row);
     });
+}
+
+/// Node mode at fleet scale: the old watches against the lookups at N = 50 and `agents`, one
+/// cluster-mode agent, and the background alone, each under the same background (`fleet`).
+async fn fleet_table(cluster: &BenchCluster, client: &Client, pods: usize, agents: usize) {
+    use fleet::Way;
+    // The simulated kubelets settle the pods just created before anything is measured.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    println!(
+        "\n{pods} pods, {agents} nodes; each row {} s of {} Events/s across the cluster, a rollout wave of {} ReplicaSets, \
+         {} pods crash-looping on 3 nodes (API server CPU: the row's less the background's alone)\n",
+        fleet::SECONDS,
+        fleet::FLEET_EVENTS_PER_SEC,
+        fleet::FLEET_ROLLOUT,
+        fleet::FLEET_CRASHING
+    );
+    println!(
+        "| agents | Events and owners by | API server CPU | per agent | bytes sent | per agent | lists and gets | per agent | crashes explained | median delay crash -> Event |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let sizes: Vec<usize> = [50, agents]
+        .into_iter()
+        .filter(|n| *n <= agents)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The background alone, before and after: its CPU is what the rows' less theirs leaves to the
+    // agents (the lower of the two: the cluster may still be settling at the first).
+    let mut middle: Vec<(usize, Way)> = Vec::new();
+    for n in sizes {
+        middle.push((n, Way::Watches));
+        middle.push((n, Way::Lookups));
+    }
+    middle.push((1, Way::ClusterMode));
+    // `BENCH_CP_FLEET_REVERSE=1`: the same rows in the opposite order (a row must not look cheaper
+    // only for coming later, on a cluster still settling).
+    if std::env::var_os("BENCH_CP_FLEET_REVERSE").is_some() {
+        middle.reverse();
+    }
+    let runs: Vec<(usize, Way)> = [(0, Way::Nothing)].into_iter().chain(middle).chain([(0, Way::Nothing)]).collect();
+    let mut rows = Vec::new();
+    for (round, (n, way)) in runs.into_iter().enumerate() {
+        rows.push((n, way, fleet::run(cluster, client, n, way, round).await));
+    }
+    let background_cpu =
+        rows.iter().filter(|(_, w, _)| *w == Way::Nothing).map(|(_, _, r)| r.cpu_secs).fold(f64::MAX, f64::min);
+    for (n, way, r) in rows {
+        if way == Way::Nothing {
+            println!(
+                "| 0 | the background alone | {:.2} s | | {:.1} MB | | {:.0} | | | |",
+                r.cpu_secs,
+                r.bytes / 1e6,
+                r.requests
+            );
+            continue;
+        }
+        let cpu = (r.cpu_secs - background_cpu).max(0.0);
+        let per = |v: f64| v / n as f64;
+        let name = match way {
+            Way::ClusterMode => "one cluster-mode agent's watches",
+            Way::Watches => "cluster-wide watches (before)",
+            _ => "lookups (now)",
+        };
+        println!(
+            "| {n} | {name} | {cpu:.2} s | {:.3} s | {:.1} MB | {:.3} MB | {:.0} | {:.1} | {}/{} | {:.0} ms |",
+            per(cpu),
+            r.bytes / 1e6,
+            per(r.bytes) / 1e6,
+            r.requests,
+            per(r.requests),
+            r.explained,
+            r.crashes,
+            r.delay_ms
+        );
+    }
 }
 
 /// A node-mode agent's scope, with node mode's default jitter on reconnects and relists (the
@@ -338,4 +426,305 @@ async fn restart_apiserver(cluster: &BenchCluster) {
         let mut child = child;
         let _ = child.wait();
     });
+}
+
+/// Node mode at fleet scale (issue 38): what the agents' Events and owners cost the API server,
+/// with N node-mode agents watching them cluster-wide (the old way) against N node-mode agents
+/// looking up their failing pods' (`enrich::lookups`), under the same background, in the same run:
+/// Events at `FLEET_EVENTS_PER_SEC` about pods all over the cluster, a rollout wave of
+/// `FLEET_ROLLOUT` ReplicaSets (created, then updated twice), and a crash loop of `FLEET_CRASHING`
+/// pods on 3 nodes, each crash with the kubelet's `Killing` Event (a liveness probe). The one
+/// cluster-mode agent's watches under the same background are the yardstick.
+mod fleet {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{Event as KubeEventObj, Pod};
+    use kube::api::{ListParams, PartialObjectMeta, PostParams};
+    use restart_watcher::enrich::KubeEventStore;
+    use restart_watcher::enrich::lookups::Lookups;
+    use restart_watcher::enrich::owners::OwnerIndex;
+    use restart_watcher::record::{OwnerRef, Owners};
+    use restart_watcher_test_support::bench_cluster::{crash, create_event, kubelet_event};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub const SECONDS: u64 = 30;
+    pub const FLEET_EVENTS_PER_SEC: u64 = 50;
+    pub const FLEET_ROLLOUT: usize = 30;
+    pub const FLEET_CRASHING: usize = 6;
+    /// How often each crashing pod crashes.
+    const CRASH_EVERY: Duration = Duration::from_secs(5);
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Way {
+        /// No agent: the background alone (what the API server spends on it).
+        Nothing,
+        /// Every agent watches every pod Event and every ReplicaSet and Job (the old node mode).
+        Watches,
+        /// Every agent looks up its own failing pods' Events and owners.
+        Lookups,
+        /// One cluster-mode agent's watches.
+        ClusterMode,
+    }
+
+    pub struct FleetRow {
+        pub cpu_secs: f64,
+        pub bytes: f64,
+        pub requests: f64,
+        /// Crashes whose Killing Event the agent of its node had (the cause: liveness_probe).
+        pub explained: usize,
+        pub crashes: usize,
+        /// Median delay from a crash to its Event in the agent's hands, in ms.
+        pub delay_ms: f64,
+    }
+
+    /// A pod the background uses: namespace, name, uid, node.
+    #[derive(Clone)]
+    struct PodRef(String, String, String, String);
+
+    /// The API server's CPU seconds, and the bytes it sent (watch events and list/get responses)
+    /// and the reads it served (list, get, watch) of Events, ReplicaSets and Jobs, at one moment:
+    /// what the agents' Events and owners cost, not the pods' churn the other watchers see.
+    async fn totals(cluster: &BenchCluster, client: &Client) -> (f64, f64, f64) {
+        let text = client.request_text(http::Request::get("/metrics").body(Vec::new()).unwrap()).await.unwrap();
+        let ours = |l: &str| ["events", "replicasets", "jobs"].iter().any(|r| l.contains(&format!("resource=\"{r}\"")));
+        let read = |l: &str| ["LIST", "GET", "WATCH"].iter().any(|v| l.contains(&format!("verb=\"{v}\"")));
+        let sum = |prefix: &str, keep: &dyn Fn(&str) -> bool| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix) && ours(l) && keep(l))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let bytes = sum("apiserver_watch_events_sizes_sum", &|_| true) + sum("apiserver_response_sizes_sum", &read);
+        let requests = sum("apiserver_request_total{", &read);
+        (cpu_secs(cluster.pid("apiserver")), bytes, requests)
+    }
+
+    async fn sample_pods(client: &Client, nodes: usize) -> Vec<PodRef> {
+        let all: Api<Pod> = Api::all(client.clone());
+        let list = all.list(&ListParams::default().limit(2000)).await.unwrap();
+        list.items
+            .into_iter()
+            .filter_map(|p| {
+                let m = p.metadata;
+                let node = p.spec?.node_name?;
+                let i: usize = node.strip_prefix("node-")?.parse().ok()?;
+                if i >= nodes {
+                    return None;
+                }
+                Some(PodRef(m.namespace?, m.name?, m.uid?, node))
+            })
+            .collect()
+    }
+
+    /// Runs one way with `agents` node agents for `SECONDS` under the background; the API
+    /// server's cost and what the agents saw.
+    pub async fn run(cluster: &BenchCluster, client: &Client, agents: usize, way: Way, round: usize) -> FleetRow {
+        let pods = sample_pods(client, agents).await;
+        let crashing: Vec<PodRef> = pods
+            .iter()
+            .filter(|p| ["node-0", "node-1", "node-2"].contains(&p.3.as_str()))
+            .take(FLEET_CRASHING)
+            .cloned()
+            .collect();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let arrived: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+        // The old way's and cluster mode's watches.
+        let watchers = match way {
+            Way::Watches => agents,
+            Way::ClusterMode => 1,
+            Way::Lookups | Way::Nothing => 0,
+        };
+        let (synced_tx, mut synced_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        for i in 0..watchers {
+            let arrived = (i < 3 || way == Way::ClusterMode).then(|| arrived.clone());
+            spawn_watches(client.clone(), stop.clone(), arrived, synced_tx.clone());
+        }
+        // Every Events watch has its initial state: what follows is the background's cost alone.
+        for _ in 0..watchers {
+            synced_rx.recv().await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = totals(cluster, client).await;
+        // The new way's agents: one lookup set per node with crashing pods.
+        let lookups: Vec<(Arc<Lookups>, Arc<KubeEventStore>)> = (0..3)
+            .map(|_| {
+                let store = Arc::new(KubeEventStore::default());
+                let owners = Some(Arc::new(OwnerIndex::default()));
+                (Arc::new(Lookups::new(client.clone(), (5, 20), Some(store.clone()), owners, None)), store)
+            })
+            .collect();
+        let delays: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
+        let explained = Arc::new(AtomicU64::new(0));
+        let crashes = Arc::new(AtomicU64::new(0));
+        let background = tokio::spawn(background(client.clone(), pods.clone(), format!("fleet-{round}"), stop.clone()));
+        let mut ticks = tokio::time::interval(CRASH_EVERY);
+        let deadline = Instant::now() + Duration::from_secs(SECONDS);
+        let mut n = 0;
+        while Instant::now() < deadline {
+            ticks.tick().await;
+            n += 1;
+            for p in &crashing {
+                let (client, p, lookups) = (client.clone(), p.clone(), lookups.clone());
+                let (arrived, delays, explained, crashes) =
+                    (arrived.clone(), delays.clone(), explained.clone(), crashes.clone());
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    crash(&client, &p.0, &p.1, 1000 * round as u32 + n).await;
+                    let ev = kubelet_event(
+                        (&p.0, &p.1, &p.2, &p.3),
+                        "Killing",
+                        "Container app failed liveness probe, will be restarted".into(),
+                    );
+                    let _ = create_event(&client, &ev).await;
+                    crashes.fetch_add(1, Ordering::Relaxed);
+                    let node: usize = p.3.trim_start_matches("node-").parse().unwrap_or(0);
+                    let got = match way {
+                        Way::Lookups => {
+                            let (l, store) = &lookups[node % 3];
+                            l.events(&p.0, &p.2).await;
+                            // Its ReplicaSet, one of the rollout's: one GET each, then cached.
+                            let rs = format!("web-{}", node % FLEET_ROLLOUT);
+                            let owners = Owners {
+                                replicaset: Some(OwnerRef { name: rs.clone(), uid: Some(rs) }),
+                                ..Owners::default()
+                            };
+                            l.owners(&p.0, &owners).await;
+                            store.get(&p.2, "app").iter().any(|e| e.reason == "Killing").then(Instant::now)
+                        }
+                        Way::Nothing => None,
+                        Way::Watches | Way::ClusterMode => {
+                            let mut got = None;
+                            for _ in 0..100 {
+                                if let Some(at) = arrived.lock().unwrap().get(&p.2).copied().filter(|at| *at >= t) {
+                                    got = Some(at);
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            got
+                        }
+                    };
+                    if let Some(at) = got {
+                        explained.fetch_add(1, Ordering::Relaxed);
+                        delays.lock().unwrap().push(at.duration_since(t).as_secs_f64() * 1000.0);
+                    }
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = totals(cluster, client).await;
+        stop.cancel();
+        let _ = background.await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut d = delays.lock().unwrap().clone();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        FleetRow {
+            cpu_secs: after.0 - before.0,
+            bytes: after.1 - before.1,
+            requests: after.2 - before.2,
+            explained: explained.load(Ordering::Relaxed) as usize,
+            crashes: crashes.load(Ordering::Relaxed) as usize,
+            delay_ms: d.get(d.len() / 2).copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// One agent's old watches: every pod Event, every ReplicaSet's and Job's metadata. With
+    /// `arrived`, the time each pod's Killing Event arrives.
+    fn spawn_watches(
+        client: Client,
+        stop: tokio_util::sync::CancellationToken,
+        arrived: Option<Arc<std::sync::Mutex<HashMap<String, Instant>>>>,
+        synced: tokio::sync::mpsc::UnboundedSender<()>,
+    ) {
+        let events: Api<KubeEventObj> = Api::all(client.clone());
+        let cfg = watcher::Config::default().fields("involvedObject.kind=Pod").streaming_lists();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let stream = watcher::watcher(events, cfg).take_until(s.cancelled_owned());
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Ok(watcher::Event::InitDone) = ev {
+                    let _ = synced.send(());
+                    continue;
+                }
+                if let (Ok(watcher::Event::Apply(e)), Some(arrived)) = (ev, &arrived)
+                    && e.reason.as_deref() == Some("Killing")
+                    && let Some(uid) = e.involved_object.uid
+                {
+                    arrived.lock().unwrap().insert(uid, Instant::now());
+                }
+            }
+        });
+        for kind in ["rs", "job"] {
+            let s = stop.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let cfg = watcher::Config::default().streaming_lists();
+                if kind == "rs" {
+                    let api: Api<PartialObjectMeta<ReplicaSet>> = Api::all(client);
+                    watcher::watcher(api, cfg).take_until(s.cancelled_owned()).for_each(|_| async {}).await;
+                } else {
+                    let api: Api<PartialObjectMeta<Job>> = Api::all(client);
+                    watcher::watcher(api, cfg).take_until(s.cancelled_owned()).for_each(|_| async {}).await;
+                }
+            });
+        }
+    }
+
+    /// Events about pods all over the cluster at a fixed rate, and a rollout wave of ReplicaSets.
+    async fn background(client: Client, pods: Vec<PodRef>, ns: String, stop: tokio_util::sync::CancellationToken) {
+        let nsapi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let _ = nsapi
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await;
+        let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let rollout = {
+            let (client, rs_api, stop) = (client.clone(), rs_api.clone(), stop.clone());
+            tokio::spawn(async move {
+                let _ = client;
+                for pass in 0..3 {
+                    for i in 0..FLEET_ROLLOUT {
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        let rs = serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                            "metadata": {"name": format!("web-{i}"), "annotations": {"deployment.kubernetes.io/revision": pass.to_string()}},
+                            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": format!("web-{i}")}},
+                                "template": {"metadata": {"labels": {"app": format!("web-{i}")}},
+                                    "spec": {"containers": [{"name": "web", "image": format!("registry.example.com/web:{pass}")}]}}}});
+                        let _ = rs_api
+                            .patch(
+                                &format!("web-{i}"),
+                                &kube::api::PatchParams::apply("bench").force(),
+                                &kube::api::Patch::Apply(&rs),
+                            )
+                            .await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            })
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / FLEET_EVENTS_PER_SEC));
+        let mut i = 0usize;
+        while !stop.is_cancelled() && !pods.is_empty() {
+            tick.tick().await;
+            let p = &pods[(i * 7919) % pods.len()];
+            i += 1;
+            let ev = kubelet_event(
+                (&p.0, &p.1, &p.2, &p.3),
+                "Pulled",
+                "Container image \"registry.example.com/app:1.0\" already present on machine".into(),
+            );
+            let client = client.clone();
+            tokio::spawn(async move {
+                let _ = create_event(&client, &ev).await;
+            });
+        }
+        let _ = rollout.await;
+    }
 }

@@ -159,16 +159,21 @@ fn an_eviction_event(ns: &str, mode: &[&str]) {
     assert_eq!(cause(&rec), "evicted");
 }
 
-#[test]
-#[ignore = "needs the loopback cluster: tests/run.sh"]
-fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_once() {
-    let k = Cluster::shared();
-    let ns = "c-norbac";
+/// A namespace whose pods alone the `podreader` user may read, with one running pod `web-1`.
+fn pods_only(k: &Cluster, ns: &str) {
     k.create_namespace(ns);
     k.kubectl(&["-n", ns, "create", "role", "pods-only", "--verb=get,list,watch", "--resource=pods"]);
     k.kubectl(&["-n", ns, "create", "rolebinding", "pods-only", "--role=pods-only", "--user=podreader"]);
     k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
     k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+}
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_once() {
+    let k = Cluster::shared();
+    let ns = "c-norbac";
+    pods_only(k, ns);
     let mut agent = Agent::start(Path::new(k.var("PODREADER_KUBECONFIG")), &["-n", ns, "--no-checkpoint"]);
     agent.wait_ready();
     k.set_status(ns, "web-1", json!([status("web", 1, Some(("OOMKilled", 137, &now_rfc3339())))]));
@@ -188,11 +193,7 @@ fn without_rbac_for_events_causes_come_from_the_status_and_the_agent_says_so_onc
 fn in_node_mode_without_rbac_for_events_a_137_is_a_signal_and_the_agent_says_so_once() {
     let k = Cluster::shared();
     let ns = "c-norbac-node";
-    k.create_namespace(ns);
-    k.kubectl(&["-n", ns, "create", "role", "pods-only", "--verb=get,list,watch", "--resource=pods"]);
-    k.kubectl(&["-n", ns, "create", "rolebinding", "pods-only", "--role=pods-only", "--user=podreader"]);
-    k.create_pod(ns, "web-1", "node-a", json!({}), &["web"]);
-    k.set_status(ns, "web-1", json!([status("web", 0, None)]));
+    pods_only(k, ns);
     let args = ["-n", ns, "--no-checkpoint", "--node-name", "node-a", "--list-jitter", "0s"];
     let mut agent = Agent::start(Path::new(k.var("PODREADER_KUBECONFIG")), &args);
     agent.wait_ready();

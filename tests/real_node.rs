@@ -1018,3 +1018,36 @@ fn image_pull_failures_say_what_the_registry_answered_and_which_registry() {
         keep_fixture(&path, s.name, &replayed);
     }
 }
+
+#[test]
+#[ignore = "needs the loopback cluster: tests/run.sh"]
+fn a_volume_the_kubelet_cannot_mount_is_one_pod_start_failure_found_by_a_node_mode_lookup() {
+    // Node mode: the agent of the real node looks up the pod's Events when its record comes.
+    let flags = ["--node-name", NODE, "--list-jitter", "0s", "--pending-threshold", "5s"];
+    let mut s = Scenario::start_with("volume", &flags);
+    let mut c = program("app", &["hang"]);
+    c["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/cfg"}]);
+    let volumes = json!([{"name": "cfg", "configMap": {"name": "app-config"}}]);
+    apply(cluster(), &pod(&s.ns, "app", json!({"containers": [c], "volumes": volumes})));
+    s.agent.wait_records(1, Duration::from_secs(60));
+    // The ConfigMap created: the kubelet mounts it at its next try, and the pod starts.
+    cluster().kubectl(&["-n", &s.ns, "create", "configmap", "app-config", "--from-literal=a=1"]);
+    wait("the container running", Duration::from_secs(180), || {
+        cluster().get_pod(&s.ns, "app")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let live = s.agent.settle(QUIET).to_vec();
+    let want = [
+        rec("pod.start_failure", "", "volume", "configuration", -1, -1, "", -1),
+        rec("pod.start_failure_ended", "", "volume", "configuration", -1, -1, "", -1),
+    ];
+    assert_eq!(recs(&live), want, "live records of volume: {live:#?}");
+    assert_eq!(attr(&live[0]["attributes"], "restart_watcher.start_failure.reason"), "FailedMount");
+    assert_eq!(attr(&live[1]["attributes"], "restart_watcher.start_failure.outcome"), "started");
+    let (_, metrics) = restart_watcher_test_support::cluster::http_get(&s.agent.admin_addr(), "/metrics");
+    let looked_up =
+        |l: &str| l.starts_with("restart_watcher_api_requests_total{") && l.contains("kind=\"events_list\"");
+    assert!(metrics.lines().any(looked_up), "the Events were looked up: {metrics}");
+    // The recorded stream holds the kubelet's Events: replayed under the same threshold, the same.
+    let path = s.recorder.stop();
+    assert_eq!(recs(&Recorder::replay_with(&path, &["--pending-threshold", "5s"])), want, "replayed records of volume");
+}
