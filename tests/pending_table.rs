@@ -203,3 +203,16 @@ fn the_pods_kept_stay_within_their_byte_budget_and_past_it_are_counted_not_repor
     }
     assert_eq!(usage.bytes.load(Ordering::Relaxed), 0, "the pods gone give their bytes back");
 }
+
+#[test]
+fn a_pod_of_a_revision_that_never_starts_is_that_revisions_first_failure() {
+    let u = "aaaaaaaa-0000-0000-0000-000000000003";
+    let of_revision = |p: PodB| {
+        p.meta(json!({"labels": {"pod-template-hash": "7d9f8"}, "ownerReferences": [{"apiVersion": "apps/v1",
+            "kind": "ReplicaSet", "name": "big-7d9f8", "uid": "rs-uid", "controller": true}]}))
+    };
+    let mut d = detector(Arc::new(BudgetUsage::default()));
+    let got = run(&mut d, vec![Apply(5, of_revision(unschedulable(u))), Tick(60)]);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].first_of_revision, "the revision's first failure");
+}

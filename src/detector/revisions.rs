@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::accounting::BudgetUsage;
-use crate::record::{Record, RecordKind};
+use crate::record::Record;
 
 /// The default budget of the revisions remembered, in bytes (about 43,000 revisions).
 pub const REVISIONS_BUDGET_BYTES: usize = 1024 * 1024;
@@ -33,15 +33,11 @@ impl Revisions {
         self.usage.budget_or(REVISIONS_BUDGET_BYTES)
     }
 
-    /// Marks `ev` as its revision's first failure when it is one: a failure (a restart, a start
-    /// failure, a terminal failure, a pod restart) of a pod whose template hash is known, whose
-    /// revision has not failed before.
+    /// Marks `ev` as its revision's first failure when it is one: a failure
+    /// ([`crate::record::RecordKind::is_failure`]) of a pod whose template hash is known, whose revision has not
+    /// failed before.
     pub fn mark(&mut self, ev: &mut Record) {
-        let failing = matches!(
-            ev.kind,
-            RecordKind::Restart | RecordKind::Failure | RecordKind::StartFailure | RecordKind::PodRestart
-        );
-        let Some(hash) = ev.pod.owners.revision_hash.as_deref().filter(|_| failing) else { return };
+        let Some(hash) = ev.pod.owners.revision_hash.as_deref().filter(|_| ev.kind.is_failure()) else { return };
         let workload = crate::rules::owners::workload(&ev.pod.owners).map_or("", |w| w.name.as_str());
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (ev.pod.namespace.as_str(), workload, hash).hash(&mut h);

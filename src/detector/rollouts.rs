@@ -159,16 +159,8 @@ impl Rollouts {
     /// A failure the detector reports: noted against its workload's revision; the regression
     /// record when it makes the watched rollout a regression.
     pub fn failure(&mut self, ev: &Record) -> Option<Record> {
-        let failing = matches!(
-            ev.kind,
-            RecordKind::Restart
-                | RecordKind::Failure
-                | RecordKind::StartFailure
-                | RecordKind::PodRestart
-                | RecordKind::PodStartFailure
-        );
         let owners = &ev.pod.owners;
-        let hash = owners.revision_hash.as_deref().filter(|_| failing)?;
+        let hash = owners.revision_hash.as_deref().filter(|_| ev.kind.is_failure())?;
         let (kind, workload) = workload_of(owners)?;
         let window = self.window();
         let w = self.map.get_mut(&hash_of(&[&ev.pod.namespace, kind, workload]))?;

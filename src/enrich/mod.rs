@@ -1,13 +1,13 @@
 //! The enrichment stage between detection and export, and what it reads: the kubelet's Events
 //! about pods (`kube_events.rs`: their store and watches), the workload owners (`owners.rs`: the
-//! ReplicaSet/Job metadata watches), storm control (`storm.rs`, pure), the waiting room
-//! (`waiting_room.rs`, pure) and previous logs (`prevlogs.rs`). The rules it applies (causes,
-//! owner naming) are `rules/`.
+//! ReplicaSet/Job metadata watches), node mode's lookups of both for its failing pods
+//! (`lookups.rs`), storm control (`storm.rs`, pure), the waiting room (`waiting_room.rs`, pure)
+//! and previous logs (`prevlogs.rs`). The rules it applies (causes, owner naming) are `rules/`.
 //!
 //! ```text
 //! watch tasks -> [detected channel] -> enricher -> [export channel] -> export task
-//!                                         ^ KubeEventStore <- Events watch
-//!                                         ^ OwnerIndex <- ReplicaSet/Job metadata watch
+//!                                         ^ KubeEventStore <- Events watch (node mode: lookups)
+//!                                         ^ OwnerIndex <- ReplicaSet/Job metadata watch (node mode: lookups)
 //! ```
 //!
 //! An Event often arrives after the status update that shows the restart. When the status leaves

@@ -235,6 +235,20 @@ impl RecordKind {
         }
     }
 
+    /// A failure of a workload's pod, as its revision counts it (`first_failure`, rollout
+    /// regressions): a restart, a start failure, a terminal failure, a pod restart, a pod that
+    /// never started.
+    pub(crate) fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RecordKind::Restart
+                | RecordKind::Failure
+                | RecordKind::StartFailure
+                | RecordKind::PodRestart
+                | RecordKind::PodStartFailure
+        )
+    }
+
     /// The end of a start failure (a container's or a pod's): not an error.
     pub(crate) fn is_end(self) -> bool {
         matches!(self, RecordKind::StartFailureEnded | RecordKind::PodStartFailureEnded)
