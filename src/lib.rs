@@ -25,7 +25,7 @@
 //! | 1 | [`keys`] | every attribute key and wire name |
 //! | 1 | [`kube_errors`] | API errors turned into messages that say what to fix |
 //! | 1 | [`churn`], [`memory`], [`cluster`] | maps that keep their size under churn; heap handed back; `k8s.cluster.uid` |
-//! | 2 | [`record`] (`record/{mod,identity,meaning,more}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
+//! | 2 | [`record`] (`record/{mod,identity,kind,meaning,more}.rs`) | the record (restarts, start failures, failures, evictions), its deterministic ids, what signals and exit codes mean |
 //! | 2 | [`checkpoint`] | the catch-up checkpoint (Lease or file) |
 //! | 3 | [`rules`] (`rules/{mod,failures,causes,memory,cgroups,pending,pulls,rollouts,owners,text}.rs`) | every rule, pure: failure kinds, effective restart policies and start-failure episodes, causes, pods that never start, rollout regressions, the memory an OOM kill is read against, memory-cgroup OOM counters, image-pull failures, owner naming, text capping and redaction |
 //! | 3 | [`leader`], [`workload_metrics`] | `--leader-elect` (pure election rules, the Lease loop, the gate); the per-workload series cap |
