@@ -230,10 +230,12 @@ impl Detector {
         }
         let generation = self.generation;
         let kinds = self.kinds;
-        if self.pending.contains(&PodKey::of_uid(uid)) {
+        let key = PodKey::of_uid(uid);
+        // A pod waiting to start: its start (or its end) is in the full object.
+        if self.pending.contains(&key) {
             return false;
         }
-        let Some(pod) = self.pods.get_mut(PodKey::of_uid(uid)) else {
+        let Some(pod) = self.pods.get_mut(key) else {
             return false;
         };
         if pod.any_flag(IN_EPISODE) {

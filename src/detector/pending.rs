@@ -88,12 +88,14 @@ impl PendingPods {
         let waiting = if o.deleted { None } else { pending::not_started(o.pod) };
         match waiting {
             Some(w) => {
-                if !self.map.contains_key(&o.key) {
-                    self.admit(o, &w, redactions)?;
+                match self.map.get_mut(&o.key) {
+                    // Kept: its reason and message now (admitted, it has them already).
+                    Some(kept) => {
+                        let message = w.message.as_deref().map(|m| super::found::redact(m, redactions));
+                        set_reason(&mut kept.record, &w.reason, message);
+                    }
+                    None => self.admit(o, &w, redactions)?,
                 }
-                let kept = self.map.get_mut(&o.key)?;
-                let message = w.message.as_deref().map(|m| super::found::redact(m, redactions));
-                set_reason(&mut kept.record, &w.reason, message);
                 self.due(o.key, o.observed_at)
             }
             None => {
